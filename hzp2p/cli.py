@@ -1,0 +1,68 @@
+"""The `hzp2p` command: one argparse tree; each concern registers its own subcommands.
+
+Exit status: 0 success, 1 the operation failed (one-line reason on stderr),
+2 wrong usage. Subcommand modules expose `register(subparsers)`; each parser
+sets `func(args) -> int`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+# Modules that contribute subcommands, in help order. A module that is not
+# there yet is skipped, so the command works while the tree grows.
+SUBCOMMAND_MODULES = (
+    "hzp2p.node.cli",  # init, run, demo
+    "hzp2p.admin.cli",  # admin ...
+    "hzp2p.sim.cli",  # fuzz, sim
+)
+
+
+class UsageError(Exception):
+    """Wrong usage discovered after parsing (exit status 2)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="hzp2p", description="A permissioned ledger for public health.")
+    parser.add_argument("--version", action="version", version="hzp2p 0.1.0")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name in SUBCOMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:
+                continue
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func = getattr(args, "func", None)
+    if func is None:
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        code: int = func(args)
+    except UsageError as exc:
+        print(f"hzp2p: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

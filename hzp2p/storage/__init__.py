@@ -1,0 +1,1 @@
+"""hzp2p.storage."""
