@@ -1,0 +1,161 @@
+"""State overlays: a block's pending writes over storage, and one transaction's over the block's.
+
+The engine stacks ``Overlay(Overlay(CachedReader(reader)))``: a transaction's
+writes land in its own overlay and are merged into the block's only if its
+handler succeeds, so a rejected transaction changes nothing. `scan` merges an
+overlay's sorted pending writes with its parent's scan in key order (deletes
+hide parent entries). CachedReader remembers every base value read, which the
+engine needs anyway to subtract old values from the state digest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Protocol
+
+from hzp2p.contracts.api import TxRejected
+
+MAX_KEY_BYTES = 512
+MAX_VALUE_BYTES = 256 * 1024
+RESERVED_PREFIX = b"\x00"  # engine-only keys (the digest vector)
+
+
+class Readable(Protocol):
+    def get(self, key: bytes) -> bytes | None: ...
+
+    def scan(self, prefix: bytes, limit: int | None = None) -> Iterator[tuple[bytes, bytes]]: ...
+
+
+class CachedReader:
+    """A StateReader whose point reads are remembered (values as of the block's start)."""
+
+    __slots__ = ("_cache", "_reader")
+
+    def __init__(self, reader: Readable) -> None:
+        self._reader = reader
+        self._cache: dict[bytes, bytes | None] = {}
+
+    def get(self, key: bytes) -> bytes | None:
+        try:
+            return self._cache[key]
+        except KeyError:
+            v = self._reader.get(key)
+            self._cache[key] = v
+            return v
+
+    def scan(self, prefix: bytes, limit: int | None = None) -> Iterator[tuple[bytes, bytes]]:
+        return self._reader.scan(prefix, limit)
+
+
+class Overlay:
+    """Pending writes (value, or None = delete) over a parent view; implements StateView."""
+
+    __slots__ = ("_sorted", "parent", "writes")
+
+    def __init__(self, parent: Readable) -> None:
+        self.parent = parent
+        self.writes: dict[bytes, bytes | None] = {}
+        self._sorted: list[bytes] | None = None
+
+    def get(self, key: bytes) -> bytes | None:
+        w = self.writes
+        if key in w:
+            return w[key]
+        return self.parent.get(key)
+
+    def put(self, key: bytes, value: bytes) -> None:
+        _check_key(key)
+        if type(value) is not bytes:
+            raise TypeError("state values must be bytes")
+        if len(value) > MAX_VALUE_BYTES:
+            raise TxRejected(f"state value larger than {MAX_VALUE_BYTES} bytes")
+        if key not in self.writes:
+            self._sorted = None
+        self.writes[key] = value
+
+    def delete(self, key: bytes) -> None:
+        _check_key(key)
+        if key not in self.writes:
+            self._sorted = None
+        self.writes[key] = None
+
+    def put_raw(self, key: bytes, value: bytes | None) -> None:
+        """Engine-only write (reserved keys allowed, no limits)."""
+        if key not in self.writes:
+            self._sorted = None
+        self.writes[key] = value
+
+    def merge_into(self, target: Overlay) -> None:
+        for k, v in self.writes.items():
+            target.put_raw(k, v)
+
+    def scan(self, prefix: bytes, limit: int | None = None) -> Iterator[tuple[bytes, bytes]]:
+        if not self.writes:
+            yield from self.parent.scan(prefix, limit)
+            return
+        if self._sorted is None:
+            self._sorted = sorted(self.writes)
+        mine = [k for k in self._sorted if k.startswith(prefix)]
+        if not mine:
+            yield from self.parent.scan(prefix, limit)
+            return
+        n = 0
+        if limit is not None and limit <= 0:
+            return
+        base = self.parent.scan(prefix)
+        nxt = next(base, None)
+        i = 0
+        while nxt is not None or i < len(mine):
+            if i < len(mine) and (nxt is None or mine[i] <= nxt[0]):
+                k = mine[i]
+                i += 1
+                if nxt is not None and nxt[0] == k:
+                    nxt = next(base, None)
+                v = self.writes[k]
+                if v is None:
+                    continue
+                item = (k, v)
+            else:
+                assert nxt is not None
+                item = nxt
+                nxt = next(base, None)
+            yield item
+            n += 1
+            if limit is not None and n >= limit:
+                return
+
+
+def _check_key(key: bytes) -> None:
+    if type(key) is not bytes or not key:
+        raise TypeError("state keys must be non-empty bytes")
+    if key.startswith(RESERVED_PREFIX):
+        raise TxRejected("state key in the engine's reserved range")
+    if len(key) > MAX_KEY_BYTES:
+        raise TxRejected(f"state key longer than {MAX_KEY_BYTES} bytes")
+
+
+class DictState:
+    """An in-memory StateReader over a dict (tests, benchmarks, the verifier's replay)."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: dict[bytes, bytes] | None = None) -> None:
+        self.data: dict[bytes, bytes] = dict(data or {})
+
+    def get(self, key: bytes) -> bytes | None:
+        return self.data.get(key)
+
+    def scan(self, prefix: bytes, limit: int | None = None) -> Iterator[tuple[bytes, bytes]]:
+        n = 0
+        for k in sorted(k for k in self.data if k.startswith(prefix)):
+            if limit is not None and n >= limit:
+                return
+            yield k, self.data[k]
+            n += 1
+
+    def apply(self, writes: dict[bytes, bytes | None]) -> None:
+        for k, v in writes.items():
+            if v is None:
+                self.data.pop(k, None)
+            else:
+                self.data[k] = v
