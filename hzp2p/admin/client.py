@@ -1,0 +1,227 @@
+"""Admin-socket clients: an async one for tests and harnesses, a sync wrapper for the CLI.
+
+It owns connecting to a daemon's admin socket, matching responses to requests
+by id (so many calls may be in flight on one connection), and turning every
+failure into a typed error with a one-line message:
+
+- AdminUnavailable: no daemon at the socket (missing file, connection refused);
+- AdminTimeout: no response within the call's timeout;
+- AdminConnectionLost: the daemon closed the connection or sent garbage;
+- AdminError (from hzp2p.admin.protocol): the daemon answered with an error.
+
+    async with open_admin_client(path) as client:
+        status = await client.call("status", timeout_s=5)
+
+    status = call_sync(path, "status", {}, timeout_s=5)     # trio.run inside
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import socket as stdlib_socket
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from hzp2p.admin.protocol import (
+    DEFAULT_MAX_FRAME_BYTES,
+    AdminError,
+    AdminProtocolError,
+    FrameDecoder,
+    Request,
+    Response,
+    pack_message,
+    parse_response,
+    unpack_message,
+)
+
+DEFAULT_TIMEOUT_S = 10.0
+_READ_CHUNK_BYTES = 65536
+
+
+class AdminClientError(Exception):
+    """The call could not be completed; str() is a one-line reason for the operator."""
+
+
+class AdminUnavailable(AdminClientError):
+    def __init__(self, socket_path: str | os.PathLike[str], detail: str) -> None:
+        super().__init__(
+            f"cannot reach the daemon at {os.fspath(socket_path)}: is `hzp2p run` running? "
+            f"({detail})"
+        )
+
+
+class AdminTimeout(AdminClientError):
+    pass
+
+
+class AdminConnectionLost(AdminClientError):
+    pass
+
+
+class _Pending:
+    __slots__ = ("event", "response")
+
+    def __init__(self) -> None:
+        self.event = trio.Event()
+        self.response: Response | None = None
+
+
+class AsyncAdminClient:
+    """One connection; `call` may be used concurrently from many tasks (pipelined by id)."""
+
+    def __init__(self, stream: trio.SocketStream, *, max_frame_bytes: int) -> None:
+        self._stream = stream
+        self._max_frame_bytes = max_frame_bytes
+        self._ids = itertools.count(1)
+        self._pending: dict[int, _Pending] = {}
+        self._send_lock = trio.Lock()
+        self._lost: str | None = None
+
+    async def call(
+        self,
+        method: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+    ) -> Any:
+        """Send one request and return its result; raises AdminError or AdminClientError."""
+        if self._lost is not None:
+            raise AdminConnectionLost(self._lost)
+        request = Request(id=next(self._ids), method=method, params=dict(params or {}))
+        try:
+            frame = pack_message(request.to_wire(), max_frame_bytes=self._max_frame_bytes)
+        except AdminProtocolError as exc:
+            raise AdminClientError(f"cannot send {method}: {exc}") from exc
+        pending = _Pending()
+        self._pending[request.id] = pending
+        try:
+            with trio.move_on_after(timeout_s) as scope:
+                async with self._send_lock:
+                    try:
+                        await self._stream.send_all(frame)
+                    except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                        self._lost = "the daemon closed the admin connection"
+                        raise AdminConnectionLost(self._lost) from exc
+                await pending.event.wait()
+            if scope.cancelled_caught:
+                raise AdminTimeout(f"{method}: no answer from the daemon within {timeout_s:g} s")
+        finally:
+            self._pending.pop(request.id, None)
+        if pending.response is None:
+            raise AdminConnectionLost(self._lost or "the admin connection was lost")
+        return pending.response.unwrap()
+
+    async def _read_loop(self) -> None:
+        decoder = FrameDecoder(self._max_frame_bytes)
+        try:
+            while True:
+                data = await self._stream.receive_some(_READ_CHUNK_BYTES)
+                if not data:
+                    self._fail("the daemon closed the admin connection")
+                    return
+                for body in decoder.feed(data):
+                    response = parse_response(unpack_message(body))
+                    if response.id is None:
+                        # The daemon could not tell which request this answers: fail them all.
+                        err = response.error
+                        self._fail(f"daemon refused the connection's input: {err}")
+                        return
+                    pending = self._pending.get(response.id)
+                    if pending is not None:
+                        pending.response = response
+                        pending.event.set()
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            self._fail("the admin connection broke")
+        except AdminProtocolError as exc:
+            self._fail(f"the daemon sent an invalid response: {exc}")
+
+    def _fail(self, reason: str) -> None:
+        self._lost = reason
+        for pending in self._pending.values():
+            pending.event.set()
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+
+async def _connect_unix(socket_path: Path) -> trio.SocketStream:
+    sock = trio.socket.socket(stdlib_socket.AF_UNIX, stdlib_socket.SOCK_STREAM)
+    try:
+        await sock.connect(os.fspath(socket_path))
+    except OSError as exc:
+        sock.close()
+        raise AdminUnavailable(socket_path, exc.strerror or str(exc)) from exc
+    except BaseException:
+        sock.close()
+        raise
+    return trio.SocketStream(sock)
+
+
+@asynccontextmanager
+async def open_admin_client(
+    socket_path: str | os.PathLike[str],
+    *,
+    max_frame_bytes: int = 64 << 20,
+    connect_timeout_s: float = DEFAULT_TIMEOUT_S,
+) -> AsyncIterator[AsyncAdminClient]:
+    """Connect to the admin socket; the client is usable inside the `async with` block."""
+    path = Path(socket_path)
+    with trio.move_on_after(connect_timeout_s) as scope:
+        stream = await _connect_unix(path)
+    if scope.cancelled_caught:
+        raise AdminUnavailable(path, f"no connection within {connect_timeout_s:g} s")
+    client = AsyncAdminClient(stream, max_frame_bytes=max_frame_bytes)
+    # The body's exception is re-raised outside the nursery so callers see it as is,
+    # not wrapped in an ExceptionGroup.
+    raised: BaseException | None = None
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(client._read_loop)
+            try:
+                yield client
+            except BaseException as exc:
+                raised = exc
+            finally:
+                nursery.cancel_scope.cancel()
+    finally:
+        with trio.CancelScope(shield=True):
+            await client.aclose()
+    if raised is not None:
+        raise raised
+
+
+def call_sync(
+    socket_path: str | os.PathLike[str],
+    method: str,
+    params: Mapping[str, Any] | None = None,
+    *,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+) -> Any:
+    """One call from synchronous code (runs its own Trio loop)."""
+
+    async def one() -> Any:
+        with trio.move_on_after(timeout_s) as scope:
+            async with open_admin_client(socket_path, connect_timeout_s=timeout_s) as client:
+                return await client.call(method, params, timeout_s=timeout_s)
+        assert scope.cancelled_caught
+        raise AdminTimeout(f"{method}: no answer from the daemon within {timeout_s:g} s")
+
+    return trio.run(one)
+
+
+__all__ = [
+    "DEFAULT_MAX_FRAME_BYTES",
+    "AdminClientError",
+    "AdminConnectionLost",
+    "AdminError",
+    "AdminTimeout",
+    "AdminUnavailable",
+    "AsyncAdminClient",
+    "call_sync",
+    "open_admin_client",
+]

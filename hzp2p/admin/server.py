@@ -1,0 +1,362 @@
+"""The daemon's admin server: a Trio Unix-socket server dispatching to registered handlers.
+
+It owns the socket file (created mode 0600, a stale one replaced, a live one
+refused), per-connection request handling (pipelined ids, bounded concurrency,
+clear errors for bad input) and the mapping from handler outcomes to responses.
+What each method does is not its concern: the daemon registers one async
+handler per method (see METHOD_PARAMS in hzp2p.admin.protocol):
+
+    server = AdminServer(config.admin.socket, max_request_bytes=config.admin.max_request_bytes)
+    server.register("status", handle_status)      # async (params) -> result
+    await nursery.start(server.serve)              # returns once the socket listens
+
+A handler receives params already checked against its schema, returns a
+msgpack-encodable result, or raises AdminError(code, message, hint=, leader_id=).
+Any other exception becomes an "internal" error response and is logged; the
+server keeps running. When a client disconnects (EOF or a broken pipe), its
+in-flight handlers are cancelled; results for a vanished client are dropped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import socket as stdlib_socket
+import stat
+import tempfile
+from collections import Counter
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import structlog
+import trio
+
+from hzp2p.admin.protocol import (
+    DEFAULT_MAX_FRAME_BYTES,
+    METHOD_PARAMS,
+    AdminError,
+    AdminProtocolError,
+    FrameDecoder,
+    Param,
+    RequestError,
+    Response,
+    check_params,
+    error_response,
+    ok_response,
+    pack_message,
+    parse_request,
+    unpack_message,
+)
+
+Handler = Callable[[Mapping[str, Any]], Awaitable[Any]]
+
+MAX_UNIX_PATH_BYTES = 107
+"""sun_path is 108 bytes on Linux, including the terminating NUL."""
+_READ_CHUNK_BYTES = 65536
+
+log = structlog.get_logger("hzp2p.admin")
+
+
+class AdminSocketError(Exception):
+    """The admin socket cannot be created: in use by a live daemon, bad path, not a socket."""
+
+
+@dataclass
+class AdminServerStatistics:
+    connections_open: int = 0
+    connections_total: int = 0
+    connections_refused: int = 0
+    requests_total: int = 0
+    requests_in_flight: int = 0
+    bad_frames: int = 0
+    errors_by_code: dict[str, int] = field(default_factory=dict)
+
+
+class AdminServer:
+    """Serves admin requests on a Unix socket; see the module docstring for the API."""
+
+    def __init__(
+        self,
+        socket_path: str | os.PathLike[str],
+        *,
+        max_request_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+        max_response_bytes: int = 64 << 20,
+        max_concurrent_per_connection: int = 16,
+        max_connections: int = 64,
+        handler_timeout_s: float | None = None,
+    ) -> None:
+        if max_request_bytes <= 0 or max_response_bytes <= 0:
+            raise ValueError("frame bounds must be positive")
+        if max_concurrent_per_connection <= 0 or max_connections <= 0:
+            raise ValueError("concurrency bounds must be positive")
+        self.socket_path = Path(socket_path)
+        self.max_request_bytes = max_request_bytes
+        self.max_response_bytes = max_response_bytes
+        self.max_concurrent_per_connection = max_concurrent_per_connection
+        self.max_connections = max_connections
+        self.handler_timeout_s = handler_timeout_s
+        self._handlers: dict[str, tuple[Handler, tuple[Param, ...]]] = {}
+        self._stats = AdminServerStatistics()
+        self._errors: Counter[str] = Counter()
+        self._bound_inode: int | None = None
+
+    # -- registry ----------------------------------------------------------
+
+    def register(
+        self, method: str, handler: Handler, params: tuple[Param, ...] | None = None
+    ) -> None:
+        """Serve `method` with `handler`; params default to METHOD_PARAMS[method]."""
+        if method in self._handlers:
+            raise ValueError(f"admin method {method!r} is already registered")
+        if params is None:
+            if method not in METHOD_PARAMS:
+                raise ValueError(f"admin method {method!r} has no schema; pass params=")
+            params = METHOD_PARAMS[method]
+        self._handlers[method] = (handler, params)
+
+    @property
+    def methods(self) -> frozenset[str]:
+        return frozenset(self._handlers)
+
+    def statistics(self) -> AdminServerStatistics:
+        s = self._stats
+        return AdminServerStatistics(
+            connections_open=s.connections_open,
+            connections_total=s.connections_total,
+            connections_refused=s.connections_refused,
+            requests_total=s.requests_total,
+            requests_in_flight=s.requests_in_flight,
+            bad_frames=s.bad_frames,
+            errors_by_code=dict(self._errors),
+        )
+
+    # -- socket ------------------------------------------------------------
+
+    async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Create the socket, report started, serve until cancelled; remove the socket on exit."""
+        sock = await self._bind()
+        listener = trio.SocketListener(sock)
+        try:
+            task_status.started()
+            log.info("admin_listening", socket=str(self.socket_path))
+            async with trio.open_nursery() as nursery:
+                while True:
+                    stream = await listener.accept()
+                    nursery.start_soon(self._connection, stream)
+        finally:
+            with trio.CancelScope(shield=True):
+                await listener.aclose()
+            self._unlink_if_ours()
+
+    async def _bind(self) -> trio.socket.SocketType:
+        path = self.socket_path
+        if len(os.fsencode(path)) > MAX_UNIX_PATH_BYTES:
+            raise AdminSocketError(
+                f"admin socket path {path} is longer than {MAX_UNIX_PATH_BYTES} bytes"
+            )
+        await self._remove_stale(path)
+        sock = self._bind_private(path)
+        self._bound_inode = os.stat(path).st_ino
+        return trio.socket.from_stdlib_socket(sock)
+
+    @staticmethod
+    def _bind_private(path: Path) -> stdlib_socket.socket:
+        """Bind inside a fresh 0700 directory, chmod 0600, listen, then rename into place.
+
+        The socket is never reachable by others, and no process-wide umask change
+        races other threads.
+        """
+        if not path.parent.is_dir():
+            raise AdminSocketError(f"admin socket directory {path.parent} does not exist")
+        tmp_dir = Path(tempfile.mkdtemp(prefix=".adm", dir=path.parent))
+        tmp_path = tmp_dir / "s"
+        sock = stdlib_socket.socket(stdlib_socket.AF_UNIX, stdlib_socket.SOCK_STREAM)
+        try:
+            if len(os.fsencode(tmp_path)) > MAX_UNIX_PATH_BYTES:
+                raise AdminSocketError(f"admin socket directory path {path.parent} is too long")
+            sock.bind(os.fspath(tmp_path))
+            os.chmod(tmp_path, 0o600)
+            sock.listen(64)
+            os.rename(tmp_path, path)
+        except BaseException:
+            sock.close()
+            tmp_path.unlink(missing_ok=True)
+            raise
+        finally:
+            with contextlib.suppress(OSError):
+                tmp_dir.rmdir()
+        return sock
+
+    async def _remove_stale(self, path: Path) -> None:
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            return
+        if not stat.S_ISSOCK(st.st_mode):
+            raise AdminSocketError(f"{path} exists and is not a socket; refusing to replace it")
+        probe = trio.socket.socket(stdlib_socket.AF_UNIX, stdlib_socket.SOCK_STREAM)
+        try:
+            with trio.move_on_after(2):
+                await probe.connect(os.fspath(path))
+            # Connected, or the connect hangs (a live daemon with a full backlog): in use.
+            raise AdminSocketError(
+                f"another daemon is serving the admin socket {path}; refusing to start"
+            )
+        except OSError as exc:
+            if exc.errno not in (errno.ECONNREFUSED, errno.ENOENT):
+                raise AdminSocketError(f"cannot probe the admin socket {path}: {exc}") from exc
+        finally:
+            probe.close()
+        log.info("admin_stale_socket_removed", socket=str(path))
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+
+    def _unlink_if_ours(self) -> None:
+        try:
+            if os.stat(self.socket_path).st_ino == self._bound_inode:
+                self.socket_path.unlink()
+        except OSError:
+            pass
+
+    # -- connections -------------------------------------------------------
+
+    async def _connection(self, stream: trio.SocketStream) -> None:
+        stats = self._stats
+        stats.connections_total += 1
+        if stats.connections_open >= self.max_connections:
+            stats.connections_refused += 1
+            err = AdminError("unavailable", "too many admin connections", hint="retry later")
+            self._count_error(err.code)
+            with trio.move_on_after(1):
+                await _send_quietly(stream, pack_message(error_response(None, err).to_wire()))
+            await trio.aclose_forcefully(stream)
+            return
+        stats.connections_open += 1
+        try:
+            await _Connection(self, stream).run()
+        except Exception:
+            log.exception("admin_connection_failed")
+        finally:
+            stats.connections_open -= 1
+            await trio.aclose_forcefully(stream)
+
+    def _count_error(self, code: str) -> None:
+        self._errors[code] += 1
+
+    async def dispatch(self, method: str, params: Mapping[str, Any]) -> Any:
+        """Check params and run the handler; raise AdminError for any failure."""
+        entry = self._handlers.get(method)
+        if entry is None:
+            raise AdminError(
+                "unknown_method",
+                f"unknown admin method {method!r}",
+                hint=f"known methods: {', '.join(sorted(self._handlers))}",
+            )
+        handler, schema = entry
+        check_params(method, schema, params)
+        if self.handler_timeout_s is None:
+            return await handler(params)
+        with trio.move_on_after(self.handler_timeout_s):
+            return await handler(params)
+        raise AdminError("timeout", f"{method} did not finish within {self.handler_timeout_s:g} s")
+
+
+class _Connection:
+    """One client: reads frames, runs requests concurrently (bounded), writes responses."""
+
+    def __init__(self, server: AdminServer, stream: trio.SocketStream) -> None:
+        self.server = server
+        self.stream = stream
+        self.send_lock = trio.Lock()
+        self.slots = trio.Semaphore(server.max_concurrent_per_connection)
+        self.decoder = FrameDecoder(server.max_request_bytes)
+        self.cancel_scope = trio.CancelScope()
+
+    async def run(self) -> None:
+        async with trio.open_nursery() as nursery:
+            self.cancel_scope = nursery.cancel_scope
+            try:
+                await self._read_loop(nursery)
+            finally:
+                # EOF, a broken connection or a fatal frame: in-flight handlers are dropped.
+                nursery.cancel_scope.cancel()
+
+    async def _read_loop(self, nursery: trio.Nursery) -> None:
+        server = self.server
+        while True:
+            try:
+                data = await self.stream.receive_some(_READ_CHUNK_BYTES)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                return
+            if not data:
+                return
+            try:
+                bodies = self.decoder.feed(data)
+            except AdminProtocolError as exc:
+                server._stats.bad_frames += 1
+                # Framing is lost: say why, then close.
+                await self._respond(error_response(None, AdminError("bad_request", str(exc))))
+                return
+            for body in bodies:
+                server._stats.requests_total += 1
+                try:
+                    request = parse_request(unpack_message(body))
+                except RequestError as exc:
+                    await self._respond(
+                        error_response(exc.request_id, AdminError(exc.code, str(exc)))
+                    )
+                    continue
+                except AdminProtocolError as exc:
+                    server._stats.bad_frames += 1
+                    await self._respond(error_response(None, AdminError("bad_request", str(exc))))
+                    continue
+                await self.slots.acquire()  # back-pressure: stop reading while saturated
+                nursery.start_soon(self._run_request, request.id, request.method, request.params)
+
+    async def _run_request(self, request_id: int, method: str, params: Mapping[str, Any]) -> None:
+        server = self.server
+        server._stats.requests_in_flight += 1
+        try:
+            try:
+                result = await server.dispatch(method, params)
+                response = ok_response(request_id, result)
+            except AdminError as exc:
+                response = error_response(request_id, exc)
+            except Exception as exc:
+                log.exception("admin_handler_failed", method=method, request_id=request_id)
+                response = error_response(
+                    request_id,
+                    AdminError("internal", f"{method} failed: {type(exc).__name__}: {exc}"),
+                )
+            await self._respond(response)
+        finally:
+            server._stats.requests_in_flight -= 1
+            self.slots.release()
+
+    async def _respond(self, response: Response) -> None:
+        server = self.server
+        try:
+            frame = pack_message(response.to_wire(), max_frame_bytes=server.max_response_bytes)
+        except AdminProtocolError as exc:
+            log.exception("admin_unencodable_result", request_id=response.id, error=str(exc))
+            response = error_response(
+                response.id, AdminError("internal", f"result cannot be sent: {exc}")
+            )
+            frame = pack_message(response.to_wire())
+        if response.error is not None:
+            server._count_error(response.error.code)
+        async with self.send_lock:
+            if not await _send_quietly(self.stream, frame):
+                # The client is gone: drop this result and end the connection.
+                self.cancel_scope.cancel()
+
+
+async def _send_quietly(stream: trio.SocketStream, frame: bytes) -> bool:
+    try:
+        await stream.send_all(frame)
+    except (trio.BrokenResourceError, trio.ClosedResourceError):
+        return False
+    return True
