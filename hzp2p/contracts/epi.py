@@ -1,0 +1,182 @@
+"""Epidemic data contracts: `epi.report` (aggregate counts) and `data.publish` (data sets).
+
+State layout:
+  epi/r/<report_id>            an accepted report (each report_id is accepted once, ever)
+  data/d/<dataset_id>          the latest version of a published data set
+  data/v/<dataset_id>/<v:06>   every published version, in order
+
+Reports carry aggregates only (region, metric, period, integer value); payloads
+with any other field are refused so personal data cannot ride along.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from hzp2p.contracts.api import ROLES, TxContext, TxRejected, decode_value, encode_value
+from hzp2p.contracts.registry import contract, payload_generator
+from hzp2p.contracts.state import Readable
+
+_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+_LABEL = re.compile(r"^[A-Za-z0-9._:\- ]{1,64}$")
+SCOPES = ("public", "members", "authorities")
+MAX_VALUE = 2**53
+
+
+def k_report(report_id: str) -> bytes:
+    return b"epi/r/" + report_id.encode()
+
+
+def k_dataset(dataset_id: str) -> bytes:
+    return b"data/d/" + dataset_id.encode()
+
+
+def k_dataset_version(dataset_id: str, version: int) -> bytes:
+    return b"data/v/" + dataset_id.encode() + b"/%06d" % version
+
+
+def _fields(tx_type: str, p: Mapping[str, Any], required: set[str]) -> None:
+    missing = sorted(required - set(p))
+    if missing:
+        raise TxRejected(f"{tx_type}: missing field {missing[0]!r}")
+    extra = sorted(set(p) - required)
+    if extra:
+        raise TxRejected(f"{tx_type}: unknown field {extra[0]!r}")
+
+
+def _text(tx_type: str, p: Mapping[str, Any], name: str, pattern: re.Pattern[str]) -> str:
+    v = p[name]
+    if type(v) is not str or not pattern.match(v):
+        raise TxRejected(f"{tx_type}: {name} must match {pattern.pattern}")
+    return v
+
+
+@contract("epi.report")
+def report(ctx: TxContext) -> None:
+    me = ctx.require_member()
+    p = ctx.payload
+    _fields("epi.report", p, {"report_id", "region", "metric", "value", "period"})
+    rid = _text("epi.report", p, "report_id", _ID)
+    region = _text("epi.report", p, "region", _LABEL)
+    metric = _text("epi.report", p, "metric", _LABEL)
+    period = _text("epi.report", p, "period", _LABEL)
+    value = p["value"]
+    if type(value) is not int or not 0 <= value <= MAX_VALUE:
+        raise TxRejected(f"epi.report: value must be an integer in 0..{MAX_VALUE}")
+    key = k_report(rid)
+    old = ctx.state.get(key)
+    if old is not None:
+        h = decode_value(old)["height"]
+        raise TxRejected(f"epi.report: report_id {rid!r} already accepted at height {h}")
+    ctx.state.put(
+        key,
+        encode_value(
+            {
+                "height": ctx.height,
+                "metric": metric,
+                "period": period,
+                "region": region,
+                "report_id": rid,
+                "reporter": me.inst_id,
+                "timestamp_ms": ctx.timestamp_ms,
+                "tx_hash": ctx.tx_hash,
+                "value": value,
+            }
+        ),
+    )
+
+
+def _content_hash(p: Mapping[str, Any]) -> bytes:
+    v = p["content_hash"]
+    if type(v) is str:
+        try:
+            v = bytes.fromhex(v)
+        except ValueError:
+            raise TxRejected("data.publish: content_hash is not hex") from None
+    if type(v) is not bytes or len(v) != 32:
+        raise TxRejected("data.publish: content_hash must be 32 bytes (or 64 hex chars)")
+    return v
+
+
+def _access(p: Mapping[str, Any]) -> str | list[str]:
+    a = p["access"]
+    if type(a) is str and a in SCOPES:
+        return a
+    if (
+        type(a) is list
+        and a
+        and all(type(r) is str and r in ROLES for r in a)
+        and len(set(a)) == len(a)
+    ):
+        return sorted(a)
+    raise TxRejected(f"data.publish: access must be one of {', '.join(SCOPES)} or a list of roles")
+
+
+@contract("data.publish")
+def publish(ctx: TxContext) -> None:
+    me = ctx.require_member("authority")
+    p = ctx.payload
+    _fields("data.publish", p, {"dataset_id", "metadata", "content_hash", "access"})
+    did = _text("data.publish", p, "dataset_id", _ID)
+    meta = p["metadata"]
+    if type(meta) is not dict:
+        raise TxRejected("data.publish: metadata must be a map")
+    chash = _content_hash(p)
+    access = _access(p)
+    key = k_dataset(did)
+    old = ctx.state.get(key)
+    version = 1
+    if old is not None:
+        prev = decode_value(old)
+        if prev["content_hash"] == chash and prev["access"] == access and prev["metadata"] == meta:
+            raise TxRejected(f"data.publish: {did!r} version {prev['version']} is identical")
+        version = prev["version"] + 1
+    rec = encode_value(
+        {
+            "access": access,
+            "content_hash": chash,
+            "dataset_id": did,
+            "height": ctx.height,
+            "metadata": meta,
+            "publisher": me.inst_id,
+            "timestamp_ms": ctx.timestamp_ms,
+            "tx_hash": ctx.tx_hash,
+            "version": version,
+        }
+    )
+    ctx.state.put(key, rec)
+    ctx.state.put(k_dataset_version(did, version), rec)
+
+
+def get_report(state: Readable, report_id: str) -> dict[str, Any] | None:
+    raw = state.get(k_report(report_id))
+    return None if raw is None else dict(decode_value(raw))
+
+
+def get_dataset(state: Readable, dataset_id: str, version: int | None = None) -> dict[str, Any] | None:
+    key = k_dataset(dataset_id) if version is None else k_dataset_version(dataset_id, version)
+    raw = state.get(key)
+    return None if raw is None else dict(decode_value(raw))
+
+
+@payload_generator("epi.report")
+def _gen_report(i: int) -> dict[str, Any]:
+    return {
+        "metric": "confirmed_cases",
+        "period": f"2026-W{i % 52 + 1:02d}",
+        "region": f"district-{i % 16}",
+        "report_id": f"bench-{i}",
+        "value": i % 1000,
+    }
+
+
+@payload_generator("data.publish", "authority")
+def _gen_publish(i: int) -> dict[str, Any]:
+    return {
+        "access": "members",
+        "content_hash": i.to_bytes(32, "big"),
+        "dataset_id": f"bench-ds-{i}",
+        "metadata": {"format": "csv", "rows": i},
+    }

@@ -1,0 +1,413 @@
+"""Membership governance: the institution registry and the authorities' votes that change it.
+
+State layout (owned here; other modules use the functions, never the keys):
+  mem/i/<inst_id:010>       an institution (Institution fields, canonical map)
+  mem/k/<signing key>       signing key -> inst_id (kept after removal: ids never reused)
+  mem/n/<node key>          node key -> inst_id
+  mem/next_id               the next institution id to hand out
+  mem/p/<proposal_id:010>   a proposal: action, params, electorate, votes, status
+  mem/o/<target>            the open proposal for a target ("i<id>" or "k<signing key hex>")
+  mem/next_prop             the next proposal id
+  mem/log/<seq:010>         committed changes a Raft ConfChange must follow, in order
+
+Rules (version 1 of rule "membership"): only active authorities propose and
+vote; the electorate is the active authorities when the proposal is made; a
+strict majority of it decides (the proposer's own yes counts); a proposal not
+decided within PROPOSAL_TTL_MS of its creation expires; one open proposal per
+target; the consortium always keeps at least one active authority and one
+voter. Admitted institutions join as learners with a fresh, never reused id.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from hzp2p.contracts.api import (
+    ROLES,
+    Institution,
+    StateView,
+    TxContext,
+    TxRejected,
+    decode_value,
+    encode_value,
+)
+from hzp2p.contracts.registry import contract
+from hzp2p.contracts.state import Readable
+
+PROPOSAL_TTL_MS = 7 * 24 * 3600 * 1000
+ACTIONS = ("admit", "remove", "set_roles", "promote", "demote")
+_ADDRESS = re.compile(r"^[A-Za-z0-9.\-\[\]:]{1,253}:[0-9]{1,5}$")
+
+
+@dataclass(frozen=True, slots=True)
+class MembershipChange:
+    """A committed change the daemon must turn into a Raft ConfChange (in `seq` order)."""
+
+    seq: int
+    kind: str  # add_learner | remove | promote | demote
+    inst_id: int
+    address: str
+    node_key: bytes
+    height: int
+    proposal_id: int
+
+
+# ---------------------------------------------------------------- layout and access
+
+
+def k_inst(inst_id: int) -> bytes:
+    return b"mem/i/%010d" % inst_id
+
+
+def k_sigkey(key: bytes) -> bytes:
+    return b"mem/k/" + key
+
+
+def k_nodekey(key: bytes) -> bytes:
+    return b"mem/n/" + key
+
+
+def k_proposal(pid: int) -> bytes:
+    return b"mem/p/%010d" % pid
+
+
+K_NEXT_ID = b"mem/next_id"
+K_NEXT_PROP = b"mem/next_prop"
+K_LOG = b"mem/log/"
+K_NEXT_LOG = b"mem/next_log"
+
+
+def inst_record(inst: Institution) -> dict[str, Any]:
+    return {
+        "active": inst.active,
+        "address": inst.address,
+        "inst_id": inst.inst_id,
+        "name": inst.name,
+        "node_key": inst.node_key,
+        "roles": sorted(inst.roles),
+        "signing_key": inst.signing_key,
+        "voter": inst.voter,
+    }
+
+
+def inst_from_record(r: Mapping[str, Any]) -> Institution:
+    return Institution(
+        inst_id=r["inst_id"],
+        name=r["name"],
+        roles=frozenset(r["roles"]),
+        signing_key=r["signing_key"],
+        node_key=r["node_key"],
+        address=r["address"],
+        voter=r["voter"],
+        active=r["active"],
+    )
+
+
+def institution_writes(inst: Institution) -> dict[bytes, bytes]:
+    """The state entries recording `inst` (used by genesis and by admission)."""
+    return {
+        k_inst(inst.inst_id): encode_value(inst_record(inst)),
+        k_sigkey(inst.signing_key): encode_value(inst.inst_id),
+        k_nodekey(inst.node_key): encode_value(inst.inst_id),
+    }
+
+
+def get_institution(state: Readable, inst_id: int) -> Institution | None:
+    raw = state.get(k_inst(inst_id))
+    return None if raw is None else inst_from_record(decode_value(raw))
+
+
+def institution_by_key(state: Readable, signing_key: bytes) -> Institution | None:
+    raw = state.get(k_sigkey(signing_key))
+    return None if raw is None else get_institution(state, decode_value(raw))
+
+
+def institutions(state: Readable) -> list[Institution]:
+    return [inst_from_record(decode_value(v)) for _, v in state.scan(b"mem/i/")]
+
+
+def _put_inst(state: StateView, inst: Institution) -> None:
+    state.put(k_inst(inst.inst_id), encode_value(inst_record(inst)))
+
+
+def _counter(state: StateView, key: bytes, default: int = 1) -> int:
+    raw = state.get(key)
+    n: int = default if raw is None else decode_value(raw)
+    state.put(key, encode_value(n + 1))
+    return n
+
+
+def next_change_seq(state: Readable) -> int:
+    raw = state.get(K_NEXT_LOG)
+    return 0 if raw is None else int(decode_value(raw))
+
+
+def changes_between(state: Readable, start: int, end: int) -> list[MembershipChange]:
+    """Committed membership changes with start <= seq < end, in order."""
+    out = []
+    for seq in range(start, end):
+        raw = state.get(K_LOG + b"%010d" % seq)
+        assert raw is not None, f"membership log entry {seq} missing"
+        out.append(MembershipChange(**decode_value(raw)))
+    return out
+
+
+def membership_log(state: Readable) -> list[MembershipChange]:
+    return [MembershipChange(**decode_value(v)) for _, v in state.scan(K_LOG)]
+
+
+# ---------------------------------------------------------------- payload checks
+
+
+def _key_field(p: Mapping[str, Any], name: str) -> bytes:
+    v = p.get(name)
+    if type(v) is str:
+        try:
+            v = bytes.fromhex(v)
+        except ValueError:
+            raise TxRejected(f"member.propose: {name} is not hex") from None
+    if type(v) is not bytes or len(v) != 32:
+        raise TxRejected(f"member.propose: {name} must be a 32-byte key (bytes or 64 hex chars)")
+    return v
+
+
+def _roles_field(p: Mapping[str, Any]) -> list[str]:
+    roles = p.get("roles")
+    if type(roles) is not list or not roles:
+        raise TxRejected("member.propose: roles must be a non-empty list")
+    if any(type(r) is not str or r not in ROLES for r in roles) or len(set(roles)) != len(roles):
+        raise TxRejected(f"member.propose: roles must be distinct, from {sorted(ROLES)}")
+    return sorted(roles)
+
+
+def _inst_id_field(state: StateView, p: Mapping[str, Any]) -> Institution:
+    iid = p.get("inst_id")
+    if type(iid) is not int or iid < 1:
+        raise TxRejected("member.propose: inst_id must be a positive integer")
+    inst = get_institution(state, iid)
+    if inst is None or not inst.active:
+        raise TxRejected(f"member.propose: institution {iid} is not an active member")
+    return inst
+
+
+def _check_keys(p: Mapping[str, Any], allowed: set[str]) -> None:
+    extra = sorted(set(p) - allowed)
+    if extra:
+        raise TxRejected(f"member.propose: unknown payload field {extra[0]!r}")
+
+
+def _active(state: Readable) -> list[Institution]:
+    return [i for i in institutions(state) if i.active]
+
+
+def _validate(state: StateView, action: str, params: Mapping[str, Any]) -> str:
+    """Check the change against the current state; returns the target tag. Raises TxRejected."""
+    if action == "admit":
+        name = params["name"]
+        if type(name) is not str or not 0 < len(name) <= 128:
+            raise TxRejected("member.propose: name must be 1..128 characters")
+        addr = params["address"]
+        if type(addr) is not str or not _ADDRESS.match(addr):
+            raise TxRejected("member.propose: address must be host:port")
+        if state.get(k_sigkey(params["signing_key"])) is not None:
+            raise TxRejected("member.propose: signing_key already belongs to an institution")
+        if state.get(k_nodekey(params["node_key"])) is not None:
+            raise TxRejected("member.propose: node_key already belongs to an institution")
+        return "k" + bytes(params["signing_key"]).hex()
+    target = get_institution(state, params["inst_id"])
+    if target is None or not target.active:
+        raise TxRejected(f"member.propose: institution {params['inst_id']} is not an active member")
+    active = _active(state)
+    authorities = [i for i in active if "authority" in i.roles]
+    voters = [i for i in active if i.voter]
+    if action == "remove":
+        if authorities == [target]:
+            raise TxRejected("member.propose: cannot remove the last authority")
+        if voters == [target]:
+            raise TxRejected("member.propose: cannot remove the last voter")
+    elif action == "set_roles":
+        if authorities == [target] and "authority" not in params["roles"]:
+            raise TxRejected("member.propose: cannot take the authority role from the last authority")
+    elif action == "promote":
+        if target.voter:
+            raise TxRejected(f"member.propose: institution {target.inst_id} is already a voter")
+    elif action == "demote":
+        if not target.voter:
+            raise TxRejected(f"member.propose: institution {target.inst_id} is not a voter")
+        if voters == [target]:
+            raise TxRejected("member.propose: cannot demote the last voter")
+    return f"i{target.inst_id}"
+
+
+def _params(state: StateView, p: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    action = p.get("action")
+    if action not in ACTIONS:
+        raise TxRejected(f"member.propose: action must be one of {', '.join(ACTIONS)}")
+    if action == "admit":
+        _check_keys(p, {"action", "name", "roles", "signing_key", "node_key", "address"})
+        return action, {
+            "address": p.get("address"),
+            "name": p.get("name"),
+            "node_key": _key_field(p, "node_key"),
+            "roles": _roles_field(p),
+            "signing_key": _key_field(p, "signing_key"),
+        }
+    if action == "set_roles":
+        _check_keys(p, {"action", "inst_id", "roles"})
+        return action, {"inst_id": _inst_id_field(state, p).inst_id, "roles": _roles_field(p)}
+    _check_keys(p, {"action", "inst_id"})
+    return action, {"inst_id": _inst_id_field(state, p).inst_id}
+
+
+# ---------------------------------------------------------------- handlers
+
+
+def _open_key(target: str) -> bytes:
+    return b"mem/o/" + target.encode()
+
+
+def _load_proposal(state: Readable, pid: int) -> dict[str, Any] | None:
+    raw = state.get(k_proposal(pid))
+    return None if raw is None else dict(decode_value(raw))
+
+
+def _close(state: StateView, prop: dict[str, Any], status: str, height: int, note: str) -> None:
+    prop["status"] = status
+    prop["decided_height"] = height
+    prop["note"] = note
+    state.put(k_proposal(prop["id"]), encode_value(dict(sorted(prop.items()))))
+    state.delete(_open_key(prop["target"]))
+
+
+@contract("member.propose")
+def propose(ctx: TxContext) -> None:
+    me = ctx.require_member("authority")
+    st = ctx.state
+    action, params = _params(st, ctx.payload)
+    target = _validate(st, action, params)
+    open_raw = st.get(_open_key(target))
+    if open_raw is not None:
+        other = _load_proposal(st, decode_value(open_raw))
+        assert other is not None and other["status"] == "open"
+        if ctx.timestamp_ms <= other["expires_ms"]:
+            raise TxRejected(f"member.propose: proposal {other['id']} on this target is still open")
+        _close(st, other, "expired", ctx.height, "not decided in time")
+    electorate = sorted(i.inst_id for i in _active(st) if "authority" in i.roles)
+    if ctx.rules.get("membership", 1) != 1:
+        raise TxRejected("member.propose: unsupported membership rule version")
+    ttl = PROPOSAL_TTL_MS
+    pid = _counter(st, K_NEXT_PROP)
+    prop = {
+        "action": action,
+        "created_ms": ctx.timestamp_ms,
+        "decided_height": 0,
+        "electorate": electorate,
+        "expires_ms": ctx.timestamp_ms + ttl,
+        "id": pid,
+        "no": [],
+        "note": "",
+        "params": params,
+        "proposed_height": ctx.height,
+        "proposer": me.inst_id,
+        "status": "open",
+        "target": target,
+        "threshold": len(electorate) // 2 + 1,
+        "tx_hash": ctx.tx_hash,
+        "yes": [me.inst_id],
+    }
+    st.put(_open_key(target), encode_value(pid))
+    _decide(ctx, prop)
+
+
+@contract("member.vote")
+def vote(ctx: TxContext) -> None:
+    me = ctx.require_member("authority")
+    st = ctx.state
+    p = ctx.payload
+    if set(p) != {"proposal_id", "approve"}:
+        raise TxRejected("member.vote: payload must have exactly proposal_id and approve")
+    pid, approve = p["proposal_id"], p["approve"]
+    if type(pid) is not int or type(approve) is not bool:
+        raise TxRejected("member.vote: proposal_id must be an integer and approve a boolean")
+    prop = _load_proposal(st, pid)
+    if prop is None:
+        raise TxRejected(f"member.vote: no proposal {pid}")
+    if prop["status"] != "open":
+        raise TxRejected(f"member.vote: proposal {pid} is already {prop['status']}")
+    if ctx.timestamp_ms > prop["expires_ms"]:
+        raise TxRejected(f"member.vote: proposal {pid} has expired")
+    if me.inst_id not in prop["electorate"]:
+        raise TxRejected(f"member.vote: {me.name!r} is not in proposal {pid}'s electorate")
+    if me.inst_id in prop["yes"] or me.inst_id in prop["no"]:
+        raise TxRejected(f"member.vote: {me.name!r} already voted on proposal {pid}")
+    side = "yes" if approve else "no"
+    prop[side] = sorted([*prop[side], me.inst_id])
+    _decide(ctx, prop)
+
+
+def _decide(ctx: TxContext, prop: dict[str, Any]) -> None:
+    st = ctx.state
+    yes, no = len(prop["yes"]), len(prop["no"])
+    n, need = len(prop["electorate"]), prop["threshold"]
+    if yes >= need:
+        try:
+            _validate(st, prop["action"], prop["params"])
+        except TxRejected as e:  # the world changed since the proposal; record why it failed
+            _close(st, prop, "failed", ctx.height, e.reason.removeprefix("member.propose: "))
+            return
+        _apply(ctx, prop)
+        _close(st, prop, "approved", ctx.height, "")
+    elif no > n - need:
+        _close(st, prop, "rejected", ctx.height, "a majority can no longer approve")
+    else:
+        st.put(k_proposal(prop["id"]), encode_value(dict(sorted(prop.items()))))
+
+
+def _log(ctx: TxContext, kind: str, inst: Institution, pid: int) -> None:
+    seq = _counter(ctx.state, K_NEXT_LOG, 0)
+    rec = {
+        "address": inst.address,
+        "height": ctx.height,
+        "inst_id": inst.inst_id,
+        "kind": kind,
+        "node_key": inst.node_key,
+        "proposal_id": pid,
+        "seq": seq,
+    }
+    ctx.state.put(K_LOG + b"%010d" % seq, encode_value(rec))
+
+
+def _apply(ctx: TxContext, prop: dict[str, Any]) -> None:
+    st, a, p, pid = ctx.state, prop["action"], prop["params"], prop["id"]
+    if a == "admit":
+        iid = _counter(st, K_NEXT_ID)
+        inst = Institution(
+            iid, p["name"], frozenset(p["roles"]), p["signing_key"], p["node_key"], p["address"], False
+        )
+        for k, v in institution_writes(inst).items():
+            st.put(k, v)
+        prop["params"] = {**p, "inst_id": iid}
+        _log(ctx, "add_learner", inst, pid)
+        return
+    old = get_institution(st, p["inst_id"])
+    assert old is not None
+    if a == "remove":
+        new = Institution(
+            old.inst_id, old.name, old.roles, old.signing_key, old.node_key, old.address, False, False
+        )
+        _log(ctx, "remove", old, pid)
+    elif a == "set_roles":
+        new = Institution(
+            old.inst_id, old.name, frozenset(p["roles"]), old.signing_key, old.node_key,
+            old.address, old.voter,
+        )
+    else:
+        new = Institution(
+            old.inst_id, old.name, old.roles, old.signing_key, old.node_key, old.address,
+            a == "promote",
+        )
+        _log(ctx, a, old, pid)
+    _put_inst(st, new)
