@@ -1,0 +1,395 @@
+"""Client library: build and sign every domain transaction, encrypt and read records.
+
+A `Client` holds one signing key: an institution's (with its `inst_id`) or a
+citizen's (`inst_id=None`). Its methods return signed `Transaction`s ready to
+submit; the `*_payload` functions build the bare payload dicts (handy for
+`hzp2p admin submit TYPE --payload`). Reading goes through a StateReader (a
+node's committed state; the daemon exposes it over its admin socket): a
+holder opens its sealed record key, checks it against the record's key
+commitment, and decrypts. The query helpers at the bottom answer the
+questions users ask: a subject's own records, a lot's custody and temperature
+history, a subject's access log.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import nacl.signing
+
+from hzp2p.contracts import domain_queries as dq
+from hzp2p.contracts import members
+from hzp2p.contracts.coldchain import readings_message
+from hzp2p.contracts.privacy import erase_request_message
+from hzp2p.crypto.records import (
+    SUBJECT_HOLDER,
+    RecordCryptoError,
+    decrypt_record,
+    encrypt_record,
+    institution_holder,
+    open_sealed_key,
+    pseudonym,
+    seal_key,
+)
+from hzp2p.ledger.tx import MAX_WINDOW_MS, Transaction
+
+DEFAULT_VALIDITY_MS = 3_600_000
+CLOCK_SKEW_MS = 60_000
+
+# ---------------------------------------------------------------- payload builders
+
+
+def lab_result_payload(
+    subject: str, test_id: str, result: str, sample_ms: int, record: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    p: dict[str, Any] = {
+        "subject": subject,
+        "test_id": test_id,
+        "result": result,
+        "sample_ms": sample_ms,
+    }
+    if record is not None:
+        p["record"] = dict(record)
+    return p
+
+
+def healthcode_set_payload(
+    subject: str, colour: str, reason: str, override: bool = False
+) -> dict[str, Any]:
+    return {"subject": subject, "colour": colour, "reason": reason, "override": override}
+
+
+def lot_register_payload(
+    lot_id: str,
+    product: str,
+    quantity: int,
+    expiry_ms: int,
+    temp_min_centi_c: int,
+    temp_max_centi_c: int,
+) -> dict[str, Any]:
+    return {
+        "lot_id": lot_id,
+        "product": product,
+        "quantity": quantity,
+        "expiry_ms": expiry_ms,
+        "temp_min_centi_c": temp_min_centi_c,
+        "temp_max_centi_c": temp_max_centi_c,
+    }
+
+
+def lot_transfer_payload(lot_id: str, to: int) -> dict[str, Any]:
+    return {"lot_id": lot_id, "to": to}
+
+
+def lot_recall_payload(lot_id: str, reason: str) -> dict[str, Any]:
+    return {"lot_id": lot_id, "reason": reason}
+
+
+def sensor_register_payload(sensor_id: str, verify_key: bytes) -> dict[str, Any]:
+    return {"sensor_id": sensor_id, "verify_key": verify_key}
+
+
+def coldchain_readings_payload(
+    sensor_key: nacl.signing.SigningKey,
+    sensor_id: str,
+    lot_id: str,
+    readings: Sequence[tuple[int, int]],
+) -> dict[str, Any]:
+    """A batch of (t_ms, temp_centi_c) readings signed by the sensor's own key."""
+    rows = [(sensor_id, t, temp) for t, temp in readings]
+    sig = bytes(sensor_key.sign(readings_message(lot_id, rows)).signature)
+    return {
+        "lot_id": lot_id,
+        "sensor_id": sensor_id,
+        "signature": sig,
+        "readings": [{"sensor_id": s, "t_ms": t, "temp_centi_c": c} for s, t, c in rows],
+    }
+
+
+def consent_grant_payload(
+    grant_id: str, grantee: int, record_types: Sequence[str], purpose: str, expiry_ms: int
+) -> dict[str, Any]:
+    return {
+        "grant_id": grant_id,
+        "grantee": grantee,
+        "record_types": sorted(record_types),
+        "purpose": purpose,
+        "expiry_ms": expiry_ms,
+    }
+
+
+def erase_request(subject_key: nacl.signing.SigningKey, record_id: str) -> dict[str, Any]:
+    """A subject's signed request that a record's writer erase it (for record.erase)."""
+    sig = bytes(subject_key.sign(erase_request_message(record_id)).signature)
+    return {"subject_key": bytes(subject_key.verify_key), "signature": sig}
+
+
+# ---------------------------------------------------------------- the client
+
+
+class Client:
+    """Signs transactions with one key; opens the records that key holds."""
+
+    def __init__(
+        self,
+        key: nacl.signing.SigningKey,
+        chain_id: str,
+        inst_id: int | None = None,
+        *,
+        nonce_start: int | None = None,
+        validity_ms: int = DEFAULT_VALIDITY_MS,
+    ) -> None:
+        assert 0 < validity_ms + CLOCK_SKEW_MS <= MAX_WINDOW_MS
+        self.key = key
+        self.chain_id = chain_id
+        self.inst_id = inst_id
+        self.validity_ms = validity_ms
+        self._nonce = time.time_ns() if nonce_start is None else nonce_start
+
+    @property
+    def verify_key(self) -> bytes:
+        return bytes(self.key.verify_key)
+
+    @property
+    def pseudonym(self) -> str:
+        """This key's subject pseudonym (meaningful for a citizen's key)."""
+        return pseudonym(self.verify_key)
+
+    @property
+    def holder(self) -> str:
+        """This key's name in a record's sealed-key map."""
+        return SUBJECT_HOLDER if self.inst_id is None else institution_holder(self.inst_id)
+
+    def tx(self, tx_type: str, payload: Mapping[str, Any], now_ms: int) -> Transaction:
+        """Sign `payload` as a `tx_type` transaction valid from about `now_ms`."""
+        self._nonce = (self._nonce + 1) % 2**64
+        return Transaction.create(
+            self.key,
+            self.chain_id,
+            tx_type,
+            dict(payload),
+            nonce=self._nonce,
+            valid_from_ms=max(0, now_ms - CLOCK_SKEW_MS),
+            valid_until_ms=now_ms + self.validity_ms,
+        )
+
+    # ------------------------------------------------ records (institutions)
+
+    def _require_inst(self) -> int:
+        if self.inst_id is None:
+            raise ValueError("only an institution's client writes records")
+        return self.inst_id
+
+    def seal_record(
+        self,
+        record_id: str,
+        subject_verify_key: bytes,
+        record_type: str,
+        fields: Mapping[str, Any],
+    ) -> dict[str, Any]:
+        """An encrypted record envelope sealed to the subject and to this institution."""
+        inst_id = self._require_inst()
+        env = encrypt_record(
+            record_id,
+            pseudonym(subject_verify_key),
+            record_type,
+            dict(fields),
+            {SUBJECT_HOLDER: subject_verify_key, institution_holder(inst_id): self.verify_key},
+        )
+        return {"record_id": record_id, **env.to_payload()}
+
+    def vaccination_record(
+        self,
+        now_ms: int,
+        *,
+        record_id: str,
+        subject_verify_key: bytes,
+        lot_id: str,
+        dose: int,
+        administered_ms: int,
+        fields: Mapping[str, Any],
+    ) -> Transaction:
+        return self.tx(
+            "vaccination.record",
+            {
+                "subject": pseudonym(subject_verify_key),
+                "lot_id": lot_id,
+                "dose": dose,
+                "administered_ms": administered_ms,
+                "record": self.seal_record(record_id, subject_verify_key, "vaccination", fields),
+            },
+            now_ms,
+        )
+
+    def lab_result(
+        self,
+        now_ms: int,
+        *,
+        subject: str,
+        test_id: str,
+        result: str,
+        sample_ms: int,
+        record_id: str | None = None,
+        subject_verify_key: bytes | None = None,
+        fields: Mapping[str, Any] | None = None,
+    ) -> Transaction:
+        """A lab result; with record_id/subject_verify_key/fields it also carries an
+        encrypted record of type lab_result."""
+        record = None
+        if record_id is not None:
+            assert subject_verify_key is not None and fields is not None
+            assert pseudonym(subject_verify_key) == subject
+            record = self.seal_record(record_id, subject_verify_key, "lab_result", fields)
+        return self.tx(
+            "lab.result", lab_result_payload(subject, test_id, result, sample_ms, record), now_ms
+        )
+
+    def record_write(
+        self,
+        now_ms: int,
+        *,
+        record_id: str,
+        subject_verify_key: bytes,
+        record_type: str,
+        fields: Mapping[str, Any],
+    ) -> Transaction:
+        return self.tx(
+            "record.write",
+            {
+                "subject": pseudonym(subject_verify_key),
+                "record_type": record_type,
+                "record": self.seal_record(record_id, subject_verify_key, record_type, fields),
+            },
+            now_ms,
+        )
+
+    def record_key(self, state: dq.StateReader, record_id: str) -> bytes:
+        """This key's copy of a record key, checked against the key commitment."""
+        rec = dq.record(state, record_id)
+        if rec is None:
+            raise RecordCryptoError(f"unknown record {record_id!r}")
+        if rec["erased"] is not None:
+            raise RecordCryptoError(f"record {record_id!r} was erased")
+        entry = rec["holders"].get(self.holder)
+        if entry is None:
+            raise RecordCryptoError(f"{self.holder} holds no key of record {record_id!r}")
+        return open_sealed_key(entry["sealed_key"], self.key, rec["key_commitment"])
+
+    def read_record(self, state: dq.StateReader, record_id: str) -> dict[str, Any]:
+        """Decrypt a record this key holds (raises RecordCryptoError otherwise)."""
+        key = self.record_key(state, record_id)
+        rec = dq.record(state, record_id)
+        assert rec is not None
+        return decrypt_record(key, rec["ciphertext"], rec["record_id"], rec["subject"], rec["type"])
+
+    def _sealed_for(self, state: dq.StateReader, record_id: str, grantee: int) -> bytes:
+        inst = members.get_institution(state, grantee)
+        if inst is None:
+            raise ValueError(f"unknown institution {grantee}")
+        return seal_key(self.record_key(state, record_id), inst.signing_key)
+
+    def share(
+        self,
+        state: dq.StateReader,
+        now_ms: int,
+        *,
+        record_id: str,
+        grantee: int,
+        grant_id: str,
+        purpose: str,
+    ) -> Transaction:
+        """access.share under a subject's grant: reseal this holder's key to the grantee."""
+        return self.tx(
+            "access.share",
+            {
+                "record_id": record_id,
+                "grantee": grantee,
+                "basis": "grant",
+                "grant_id": grant_id,
+                "purpose": purpose,
+                "sealed_key": self._sealed_for(state, record_id, grantee),
+            },
+            now_ms,
+        )
+
+    def fulfil_emergency(
+        self, state: dq.StateReader, now_ms: int, *, record_id: str, authority: int
+    ) -> Transaction:
+        """access.share honouring an authority's open emergency authorisation."""
+        return self.tx(
+            "access.share",
+            {
+                "record_id": record_id,
+                "grantee": authority,
+                "basis": "emergency",
+                "sealed_key": self._sealed_for(state, record_id, authority),
+            },
+            now_ms,
+        )
+
+    def emergency(self, now_ms: int, *, record_id: str, reason: str) -> Transaction:
+        return self.tx("access.emergency", {"record_id": record_id, "reason": reason}, now_ms)
+
+    def erase(
+        self, now_ms: int, *, record_id: str, subject_request: Mapping[str, Any] | None = None
+    ) -> Transaction:
+        """record.erase: by the subject itself, or by the writer with `erase_request(...)`."""
+        p: dict[str, Any] = {"record_id": record_id}
+        if subject_request is not None:
+            p["subject_request"] = dict(subject_request)
+        return self.tx("record.erase", p, now_ms)
+
+    # ------------------------------------------------ consent (citizens)
+
+    def grant(
+        self,
+        now_ms: int,
+        *,
+        grant_id: str,
+        grantee: int,
+        record_types: Sequence[str],
+        purpose: str,
+        expiry_ms: int,
+    ) -> Transaction:
+        return self.tx(
+            "consent.grant",
+            consent_grant_payload(grant_id, grantee, record_types, purpose, expiry_ms),
+            now_ms,
+        )
+
+    def revoke(self, now_ms: int, *, grant_id: str) -> Transaction:
+        return self.tx("consent.revoke", {"grant_id": grant_id}, now_ms)
+
+    def my_records(self, state: dq.StateReader) -> list[dict[str, Any]]:
+        """A citizen's own records (metadata; decrypt each with read_record)."""
+        return dq.subject_records(state, self.pseudonym)
+
+    def my_access_log(self, state: dq.StateReader) -> list[dict[str, Any]]:
+        return dq.access_log(state, self.pseudonym)
+
+
+# ---------------------------------------------------------------- queries
+
+
+def subject_records(state: dq.StateReader, subject: str) -> list[dict[str, Any]]:
+    return dq.subject_records(state, subject)
+
+
+def access_log(state: dq.StateReader, subject: str) -> list[dict[str, Any]]:
+    return dq.access_log(state, subject)
+
+
+def lot_custody(state: dq.StateReader, lot_id: str) -> list[dict[str, Any]]:
+    return dq.lot_custody(state, lot_id)
+
+
+def temperature_history(state: dq.StateReader, lot_id: str) -> list[dict[str, Any]]:
+    return dq.temperature_history(state, lot_id)
+
+
+def health_code(state: dq.StateReader, subject: str) -> str:
+    """A subject's current colour (green when nothing was ever recorded)."""
+    code = dq.health_code(state, subject)
+    return "green" if code is None else str(code["colour"])

@@ -1,0 +1,314 @@
+"""State key layout of the domain contracts, their payload readers, and pure queries.
+
+One module owns the byte layout of every domain key (health codes, lots, sensors,
+readings, vaccinations, records, grants, access log) so the contracts that write
+them and the queries that read them cannot drift apart. Queries take any
+StateReader (a committed state or a transaction's StateView) and never write.
+
+Layout (ids are [A-Za-z0-9._:-]{1,64}, so "/" always ends an id; numbers are
+zero-padded so a prefix scan returns them in numeric order):
+  hc/c/<subject>                      current health code
+  hc/h/<subject>/<seq:010>            health-code history (every change, in order)
+  hc/t/<lab_id:010>/<test_id>         a lab's test id, accepted once
+  lot/m/<lot>                         a lot: product, quantities, range, custody, status
+  lot/e/<lot>/<seq:06>                lot events: register, transfer, recall, quarantine
+  sensor/<sensor_id>                  a sensor's verify key and owning carrier
+  cc/r/<lot>/<t_ms:015>/<seq:010>     temperature readings of a lot, by time
+  cc/b/<batch hash hex>               a signed readings batch, accepted once
+  vax/d/<subject>/<product>/<dose:03> a subject's doses of one product
+  rec/r/<record_id>                   an encrypted record and its sealed keys
+  rec/s/<subject>/<seq:010>           a subject's records, in order written
+  grant/<subject>/<grant_id>          consent grants (revoked ones stay, marked)
+  emerg/<record_id>/<inst_id:010>     an authority's emergency authorisation
+  access/<subject>/<seq:010>          the subject's access log
+  seq/<prefix>                        the next sequence number under <prefix>
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from typing import Any, NoReturn, Protocol
+
+from hzp2p.contracts.api import (
+    Institution,
+    StateView,
+    TxContext,
+    TxRejected,
+    decode_value,
+    encode_value,
+)
+
+DAY_MS = 86_400_000
+MAX_TEXT = 256
+ID_RE = re.compile(r"[A-Za-z0-9._:\-]{1,64}")
+_SUBJECT_RE = re.compile(r"[0-9a-f]{32}")
+
+
+class StateReader(Protocol):
+    """Read side of contract state (structurally the same as hzp2p.storage.interfaces)."""
+
+    def get(self, key: bytes) -> bytes | None: ...
+
+    def scan(self, prefix: bytes, limit: int | None = None) -> Iterator[tuple[bytes, bytes]]: ...
+
+
+# ---------------------------------------------------------------- keys
+
+
+def k_code(subject: str) -> bytes:
+    return f"hc/c/{subject}".encode()
+
+
+def k_code_hist(subject: str) -> bytes:
+    return f"hc/h/{subject}/".encode()
+
+
+def k_lab_test(lab_id: int, test_id: str) -> bytes:
+    return f"hc/t/{lab_id:010d}/{test_id}".encode()
+
+
+def k_lot(lot_id: str) -> bytes:
+    return f"lot/m/{lot_id}".encode()
+
+
+def k_lot_events(lot_id: str) -> bytes:
+    return f"lot/e/{lot_id}/".encode()
+
+
+def k_sensor(sensor_id: str) -> bytes:
+    return f"sensor/{sensor_id}".encode()
+
+
+def k_readings(lot_id: str) -> bytes:
+    return f"cc/r/{lot_id}/".encode()
+
+
+def k_reading(lot_id: str, t_ms: int, seq: int) -> bytes:
+    return f"cc/r/{lot_id}/{t_ms:015d}/{seq:010d}".encode()
+
+
+def k_batch(batch_hash: bytes) -> bytes:
+    return b"cc/b/" + batch_hash.hex().encode()
+
+
+def k_dose(subject: str, product: str, dose: int) -> bytes:
+    return f"vax/d/{subject}/{product}/{dose:03d}".encode()
+
+
+def k_doses(subject: str) -> bytes:
+    return f"vax/d/{subject}/".encode()
+
+
+def k_record(record_id: str) -> bytes:
+    return f"rec/r/{record_id}".encode()
+
+
+def k_subject_records(subject: str) -> bytes:
+    return f"rec/s/{subject}/".encode()
+
+
+def k_grant(subject: str, grant_id: str) -> bytes:
+    return f"grant/{subject}/{grant_id}".encode()
+
+
+def k_grants(subject: str) -> bytes:
+    return f"grant/{subject}/".encode()
+
+
+def k_emergency(record_id: str, inst_id: int) -> bytes:
+    return f"emerg/{record_id}/{inst_id:010d}".encode()
+
+
+def k_access_log(subject: str) -> bytes:
+    return f"access/{subject}/".encode()
+
+
+# ---------------------------------------------------------------- state helpers
+
+
+def load(state: StateReader, key: bytes) -> Any:
+    raw = state.get(key)
+    return None if raw is None else decode_value(raw)
+
+
+def store(state: StateView, key: bytes, value: Any) -> None:
+    state.put(key, encode_value(value))
+
+
+def append_seq(state: StateView, prefix: bytes, value: Any) -> int:
+    """Write `value` at prefix + the next zero-padded sequence number; returns that number."""
+    assert prefix.endswith(b"/"), prefix
+    ckey = b"seq/" + prefix
+    raw = state.get(ckey)
+    seq = 0 if raw is None else int(decode_value(raw))
+    assert seq >= 0
+    state.put(prefix + f"{seq:010d}".encode(), encode_value(value))
+    state.put(ckey, encode_value(seq + 1))
+    return seq
+
+
+def next_seq(state: StateView, name: bytes) -> int:
+    """A monotonically increasing counter named `name` (returns the value before increment)."""
+    ckey = b"seq/" + name
+    raw = state.get(ckey)
+    seq = 0 if raw is None else int(decode_value(raw))
+    state.put(ckey, encode_value(seq + 1))
+    return seq
+
+
+def values(state: StateReader, prefix: bytes, limit: int | None = None) -> list[Any]:
+    return [decode_value(v) for _, v in state.scan(prefix, limit)]
+
+
+def institution(state: StateReader, inst_id: int) -> Institution | None:
+    """The member `inst_id` as recorded by the membership contract, or None."""
+    from hzp2p.contracts import members  # the membership contract owns its layout
+
+    inst: Institution | None = members.get_institution(state, inst_id)
+    return inst
+
+
+# ---------------------------------------------------------------- payload readers
+
+
+def fail(ctx: TxContext, msg: str) -> NoReturn:
+    raise TxRejected(f"{ctx.tx_type}: {msg}")
+
+
+def p_int(ctx: TxContext, name: str, lo: int, hi: int) -> int:
+    v = ctx.payload.get(name)
+    if not isinstance(v, int) or isinstance(v, bool):
+        fail(ctx, f"{name} must be an integer")
+    if not lo <= v <= hi:
+        fail(ctx, f"{name} {v} out of range [{lo}, {hi}]")
+    return v
+
+
+def p_text(ctx: TxContext, name: str, max_len: int = MAX_TEXT) -> str:
+    """A non-empty string of at most `max_len` characters."""
+    v = ctx.payload.get(name)
+    if not isinstance(v, str) or not v.strip():
+        fail(ctx, f"{name} must be a non-empty string")
+    if len(v) > max_len:
+        fail(ctx, f"{name} longer than {max_len} characters")
+    return v
+
+
+def p_id(ctx: TxContext, name: str) -> str:
+    v = ctx.payload.get(name)
+    if not isinstance(v, str) or not ID_RE.fullmatch(v):
+        fail(ctx, f"{name} must match [A-Za-z0-9._:-]{{1,64}}")
+    return v
+
+
+def p_subject(ctx: TxContext, name: str = "subject") -> str:
+    v = ctx.payload.get(name)
+    if not isinstance(v, str) or not _SUBJECT_RE.fullmatch(v):
+        fail(ctx, f"{name} must be a subject pseudonym (32 lowercase hex digits)")
+    return v
+
+
+def p_bytes(ctx: TxContext, name: str, min_len: int, max_len: int) -> bytes:
+    v = ctx.payload.get(name)
+    if not isinstance(v, bytes):
+        fail(ctx, f"{name} must be bytes")
+    if not min_len <= len(v) <= max_len:
+        fail(ctx, f"{name} must be {min_len}..{max_len} bytes, got {len(v)}")
+    return v
+
+
+def p_choice(ctx: TxContext, name: str, choices: tuple[str, ...]) -> str:
+    v = ctx.payload.get(name)
+    if v not in choices:
+        fail(ctx, f"{name} must be one of {', '.join(choices)}")
+    assert isinstance(v, str)
+    return v
+
+
+def p_map(ctx: TxContext, name: str) -> Mapping[str, Any]:
+    v = ctx.payload.get(name)
+    if not isinstance(v, Mapping):
+        fail(ctx, f"{name} must be a map")
+    return v
+
+
+def rule_version(ctx: TxContext, name: str, table: Mapping[int, Any]) -> tuple[int, Any]:
+    """The rule table for the version of `name` in force (version 1 if genesis names none)."""
+    version = ctx.rules.get(name, 1)
+    if version not in table:
+        fail(ctx, f"unknown {name} rules version {version}")
+    return version, table[version]
+
+
+# ---------------------------------------------------------------- queries
+
+
+def health_code(state: StateReader, subject: str) -> dict[str, Any] | None:
+    """A subject's current health code (colour, reason, source, since_ms, ...), or None."""
+    code: dict[str, Any] | None = load(state, k_code(subject))
+    return code
+
+
+def health_code_history(state: StateReader, subject: str) -> list[dict[str, Any]]:
+    """Every health-code change of a subject, oldest first."""
+    return values(state, k_code_hist(subject))
+
+
+def lot(state: StateReader, lot_id: str) -> dict[str, Any] | None:
+    """A lot's current record (status, custodian, remaining doses, range, quarantine evidence)."""
+    rec: dict[str, Any] | None = load(state, k_lot(lot_id))
+    return rec
+
+
+def lot_events(state: StateReader, lot_id: str) -> list[dict[str, Any]]:
+    """A lot's events (register, transfer, recall, quarantine), oldest first."""
+    return values(state, k_lot_events(lot_id))
+
+
+def lot_custody(state: StateReader, lot_id: str) -> list[dict[str, Any]]:
+    """A lot's custody chain: the registration and every transfer, oldest first."""
+    return [e for e in lot_events(state, lot_id) if e["kind"] in ("register", "transfer")]
+
+
+def temperature_history(
+    state: StateReader, lot_id: str, limit: int | None = None
+) -> list[dict[str, Any]]:
+    """A lot's temperature readings ordered by reading time (ties in arrival order)."""
+    return values(state, k_readings(lot_id), limit)
+
+
+def sensor(state: StateReader, sensor_id: str) -> dict[str, Any] | None:
+    rec: dict[str, Any] | None = load(state, k_sensor(sensor_id))
+    return rec
+
+
+def doses(state: StateReader, subject: str) -> list[dict[str, Any]]:
+    """A subject's recorded doses, by product then dose number."""
+    return values(state, k_doses(subject))
+
+
+def record(state: StateReader, record_id: str) -> dict[str, Any] | None:
+    """An encrypted record: subject, type, writer, ciphertext, holders (sealed keys), erased."""
+    rec: dict[str, Any] | None = load(state, k_record(record_id))
+    return rec
+
+
+def subject_records(state: StateReader, subject: str) -> list[dict[str, Any]]:
+    """A subject's records, in the order they were written."""
+    out = []
+    for _, rid in state.scan(k_subject_records(subject)):
+        rec = record(state, decode_value(rid))
+        assert rec is not None, "subject index points at a missing record"
+        out.append(rec)
+    return out
+
+
+def grants(state: StateReader, subject: str) -> list[dict[str, Any]]:
+    """A subject's consent grants (revoked ones included, with revoked_ms), by grant id."""
+    return values(state, k_grants(subject))
+
+
+def access_log(state: StateReader, subject: str) -> list[dict[str, Any]]:
+    """Who accessed which of a subject's records, when and why, oldest first."""
+    return values(state, k_access_log(subject))

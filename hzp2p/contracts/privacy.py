@@ -1,0 +1,397 @@
+"""Privacy and consent: encrypted records, consent grants, key hand-overs, erasure.
+
+The chain never sees personal fields in the clear. A record (written by
+vaccination.record, lab.result or record.write) carries a ciphertext under a
+per-record key and that key sealed to exactly two holders: the subject
+("subject") and the writer ("inst:<id>"). Anyone else becomes a holder only
+through a checked `access.share`, on one of two bases:
+- "grant": an unexpired, unrevoked consent grant, signed by the subject, whose
+  grantee, record types and purpose cover the hand-over;
+- "emergency": an open `access.emergency` authorisation, which an authority
+  requests with a stated reason and a holder then honours.
+Every share and emergency request is appended to the subject's access log.
+`consent.revoke` blocks further shares under that grant and withdraws the
+keys handed over under it from state. `record.erase` deletes every sealed key
+of the record from state for good (the ciphertext stays, unreadable) and
+refuses all later shares. See docs/contracts.md for what erasure cannot undo
+(copies a holder already took, and the historical transactions in blocks).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import nacl.exceptions
+import nacl.signing
+
+from hzp2p.contracts.api import Institution, TxContext, decode_value, encode_value
+from hzp2p.contracts.domain_queries import (
+    DAY_MS,
+    ID_RE,
+    append_seq,
+    fail,
+    institution,
+    k_access_log,
+    k_emergency,
+    k_grant,
+    k_record,
+    k_subject_records,
+    load,
+    p_bytes,
+    p_choice,
+    p_id,
+    p_int,
+    p_map,
+    p_subject,
+    p_text,
+    rule_version,
+    store,
+)
+from hzp2p.contracts.registry import contract
+from hzp2p.crypto.records import (
+    MAX_CIPHERTEXT_BYTES,
+    MIN_CIPHERTEXT_BYTES,
+    SEALED_KEY_BYTES,
+    SUBJECT_HOLDER,
+    institution_holder,
+    pseudonym,
+)
+
+RECORD_TYPES = ("vaccination", "lab_result", "diagnosis")
+# record.write: which role may write which record type directly
+WRITE_ROLES = {"diagnosis": "hospital", "lab_result": "lab"}
+PRIVACY_RULES: dict[int, dict[str, int]] = {
+    1: {"emergency_window_ms": DAY_MS, "max_grant_days": 3650, "max_grant_types": 8},
+}
+ERASE_DOMAIN = "hzp2p.record.erase.v1"
+
+
+def erase_request_message(record_id: str) -> bytes:
+    """What a subject signs to ask the writer to erase `record_id` on their behalf."""
+    return encode_value([ERASE_DOMAIN, record_id])
+
+
+# ---------------------------------------------------------------- records
+
+
+def store_record(ctx: TxContext, writer: Institution, subject: str, record_type: str) -> str:
+    """Validate ctx.payload["record"] (an encrypted envelope) and store it; returns its id.
+
+    The envelope must seal the key to exactly the subject and the writer; the
+    contract cannot see inside a sealed box, so a holder checks what it opens
+    against `key_commitment` (hzp2p.crypto.records.open_sealed_key).
+    """
+    assert record_type in RECORD_TYPES
+    env = p_map(ctx, "record")
+    record_id = env.get("record_id")
+    if not isinstance(record_id, str) or not ID_RE.fullmatch(record_id):
+        fail(ctx, "record.record_id must match [A-Za-z0-9._:-]{1,64}")
+    ciphertext = env.get("ciphertext")
+    if not isinstance(ciphertext, bytes) or not (
+        MIN_CIPHERTEXT_BYTES <= len(ciphertext) <= MAX_CIPHERTEXT_BYTES
+    ):
+        fail(ctx, f"record.ciphertext must be {MIN_CIPHERTEXT_BYTES}..{MAX_CIPHERTEXT_BYTES} bytes")
+    commitment = env.get("key_commitment")
+    if not isinstance(commitment, bytes) or len(commitment) != 32:
+        fail(ctx, "record.key_commitment must be 32 bytes")
+    sealed = env.get("sealed_keys")
+    writer_holder = institution_holder(writer.inst_id)
+    if not isinstance(sealed, dict) or sorted(sealed) != sorted([SUBJECT_HOLDER, writer_holder]):
+        fail(
+            ctx,
+            f"record.sealed_keys must seal the key to exactly {SUBJECT_HOLDER!r} and "
+            f"{writer_holder!r}",
+        )
+    for holder in sorted(sealed):
+        key = sealed[holder]
+        if not isinstance(key, bytes) or len(key) != SEALED_KEY_BYTES:
+            fail(ctx, f"record.sealed_keys[{holder!r}] must be {SEALED_KEY_BYTES} bytes")
+    if ctx.state.get(k_record(record_id)) is not None:
+        fail(ctx, f"record {record_id!r} already exists")
+    holders = {
+        h: {
+            "sealed_key": sealed[h],
+            "via": "writer" if h == writer_holder else "subject",
+            "by": writer.inst_id,
+            "height": ctx.height,
+        }
+        for h in sorted(sealed)
+    }
+    store(
+        ctx.state,
+        k_record(record_id),
+        {
+            "record_id": record_id,
+            "subject": subject,
+            "type": record_type,
+            "writer": writer.inst_id,
+            "ciphertext": ciphertext,
+            "key_commitment": commitment,
+            "holders": holders,
+            "erased": None,
+            "height": ctx.height,
+            "timestamp_ms": ctx.timestamp_ms,
+            "tx_hash": ctx.tx_hash,
+        },
+    )
+    append_seq(ctx.state, k_subject_records(subject), record_id)
+    return record_id
+
+
+def _record(ctx: TxContext, record_id: str) -> dict[str, Any]:
+    rec: dict[str, Any] | None = load(ctx.state, k_record(record_id))
+    if rec is None:
+        fail(ctx, f"unknown record {record_id!r}")
+    if rec["erased"] is not None:
+        fail(ctx, f"record {record_id!r} was erased")
+    return rec
+
+
+def _log(ctx: TxContext, rec: dict[str, Any], entry: dict[str, Any]) -> None:
+    append_seq(
+        ctx.state,
+        k_access_log(rec["subject"]),
+        {
+            **entry,
+            "record_id": rec["record_id"],
+            "record_type": rec["type"],
+            "height": ctx.height,
+            "timestamp_ms": ctx.timestamp_ms,
+            "tx_hash": ctx.tx_hash,
+        },
+    )
+
+
+def _member(ctx: TxContext, inst_id: int, what: str) -> Institution:
+    inst = institution(ctx.state, inst_id)
+    if inst is None or not inst.active:
+        fail(ctx, f"{what} {inst_id} is not an active member")
+    return inst
+
+
+@contract("record.write")
+def record_write(ctx: TxContext) -> None:
+    """A record with no other contract: payload subject, record_type, record (envelope)."""
+    record_type = p_choice(ctx, "record_type", tuple(sorted(WRITE_ROLES)))
+    writer = ctx.require_member(WRITE_ROLES[record_type])
+    store_record(ctx, writer, p_subject(ctx), record_type)
+
+
+# ---------------------------------------------------------------- consent
+
+
+def _citizen_subject(ctx: TxContext) -> str:
+    if ctx.sender is not None:
+        fail(ctx, "must be signed by the subject's own key, not an institution's")
+    return pseudonym(ctx.signer)
+
+
+@contract("consent.grant", citizen=True)
+def consent_grant(ctx: TxContext) -> None:
+    """Signed by the subject: grant_id, grantee, record_types, purpose, expiry_ms."""
+    subject = _citizen_subject(ctx)
+    _, rules = rule_version(ctx, "privacy", PRIVACY_RULES)
+    grant_id = p_id(ctx, "grant_id")
+    grantee = p_int(ctx, "grantee", 0, 2**63 - 1)
+    types = ctx.payload.get("record_types")
+    if (
+        not isinstance(types, list)
+        or not types
+        or len(types) > rules["max_grant_types"]
+        or any(t not in RECORD_TYPES for t in types)
+    ):
+        fail(ctx, f"record_types must be a non-empty list drawn from {', '.join(RECORD_TYPES)}")
+    purpose = p_text(ctx, "purpose", 128)
+    expiry = p_int(
+        ctx, "expiry_ms", ctx.timestamp_ms + 1, ctx.timestamp_ms + rules["max_grant_days"] * DAY_MS
+    )
+    _member(ctx, grantee, "grantee")
+    key = k_grant(subject, grant_id)
+    if ctx.state.get(key) is not None:
+        fail(ctx, f"grant {grant_id!r} already exists")
+    store(
+        ctx.state,
+        key,
+        {
+            "grant_id": grant_id,
+            "subject": subject,
+            "grantee": grantee,
+            "record_types": sorted(set(types)),
+            "purpose": purpose,
+            "expiry_ms": expiry,
+            "granted_ms": ctx.timestamp_ms,
+            "height": ctx.height,
+            "revoked_ms": None,
+        },
+    )
+
+
+@contract("consent.revoke", citizen=True)
+def consent_revoke(ctx: TxContext) -> None:
+    """Signed by the subject: grant_id. Later shares under it are refused; keys handed
+    over under it are withdrawn from state."""
+    subject = _citizen_subject(ctx)
+    grant_id = p_id(ctx, "grant_id")
+    key = k_grant(subject, grant_id)
+    grant: dict[str, Any] | None = load(ctx.state, key)
+    if grant is None:
+        fail(ctx, f"unknown grant {grant_id!r}")
+    if grant["revoked_ms"] is not None:
+        fail(ctx, f"grant {grant_id!r} already revoked")
+    grant["revoked_ms"] = ctx.timestamp_ms
+    grant["revoked_height"] = ctx.height
+    store(ctx.state, key, grant)
+    via = f"grant:{grant_id}"
+    for _, rid in list(ctx.state.scan(k_subject_records(subject))):
+        rkey = k_record(decode_value(rid))
+        rec: dict[str, Any] | None = load(ctx.state, rkey)
+        assert rec is not None
+        kept = {h: v for h, v in rec["holders"].items() if v["via"] != via}
+        if len(kept) != len(rec["holders"]):
+            rec["holders"] = kept
+            store(ctx.state, rkey, rec)
+
+
+# ---------------------------------------------------------------- access
+
+
+def _covering_grant(ctx: TxContext, rec: dict[str, Any], grantee: int, purpose: str) -> str:
+    grant_id = p_id(ctx, "grant_id")
+    grant: dict[str, Any] | None = load(ctx.state, k_grant(rec["subject"], grant_id))
+    if grant is None:
+        fail(ctx, f"no grant {grant_id!r} from this record's subject")
+    if grant["revoked_ms"] is not None:
+        fail(ctx, f"grant {grant_id!r} was revoked")
+    if grant["expiry_ms"] <= ctx.timestamp_ms:
+        fail(ctx, f"grant {grant_id!r} expired")
+    if grant["grantee"] != grantee:
+        fail(ctx, f"grant {grant_id!r} does not name institution {grantee}")
+    if rec["type"] not in grant["record_types"]:
+        fail(ctx, f"grant {grant_id!r} does not cover record type {rec['type']!r}")
+    if grant["purpose"] != purpose:
+        fail(ctx, f"grant {grant_id!r} does not cover purpose {purpose!r}")
+    return grant_id
+
+
+@contract("access.share")
+def access_share(ctx: TxContext) -> None:
+    """A key holder hands a record key to a grantee.
+
+    Payload: record_id, grantee, sealed_key, basis ("grant" | "emergency"),
+    and for "grant": grant_id and purpose.
+    """
+    sender = ctx.require_member()
+    rec = _record(ctx, p_id(ctx, "record_id"))
+    grantee_id = p_int(ctx, "grantee", 0, 2**63 - 1)
+    sealed_key = p_bytes(ctx, "sealed_key", SEALED_KEY_BYTES, SEALED_KEY_BYTES)
+    basis = p_choice(ctx, "basis", ("grant", "emergency"))
+    if institution_holder(sender.inst_id) not in rec["holders"]:
+        fail(ctx, f"sender {sender.inst_id} does not hold the key of record {rec['record_id']!r}")
+    grantee = _member(ctx, grantee_id, "grantee")
+    holder = institution_holder(grantee_id)
+    if holder in rec["holders"]:
+        fail(ctx, f"institution {grantee_id} already holds this record's key")
+    entry: dict[str, Any] = {"kind": "share", "by": sender.inst_id, "grantee": grantee_id}
+    if basis == "grant":
+        purpose = p_text(ctx, "purpose", 128)
+        grant_id = _covering_grant(ctx, rec, grantee_id, purpose)
+        via = f"grant:{grant_id}"
+        entry.update(purpose=purpose, grant_id=grant_id)
+    else:
+        ekey = k_emergency(rec["record_id"], grantee_id)
+        auth: dict[str, Any] | None = load(ctx.state, ekey)
+        if auth is None or auth["fulfilled"]:
+            fail(ctx, f"no open emergency authorisation for institution {grantee_id}")
+        if auth["expires_ms"] <= ctx.timestamp_ms:
+            fail(ctx, "emergency authorisation expired")
+        if not grantee.has_role("authority"):
+            fail(ctx, f"institution {grantee_id} is no longer an authority")
+        auth["fulfilled"] = True
+        auth["fulfilled_by"] = sender.inst_id
+        store(ctx.state, ekey, auth)
+        via = "emergency"
+        entry.update(purpose="emergency", reason=auth["reason"])
+    holders = dict(rec["holders"])
+    holders[holder] = {
+        "sealed_key": sealed_key,
+        "via": via,
+        "by": sender.inst_id,
+        "height": ctx.height,
+    }
+    rec["holders"] = {h: holders[h] for h in sorted(holders)}
+    store(ctx.state, k_record(rec["record_id"]), rec)
+    _log(ctx, rec, entry)
+
+
+@contract("access.emergency")
+def access_emergency(ctx: TxContext) -> None:
+    """An authority's break-glass request: record_id, reason. A holder then hands the key
+    over with access.share basis "emergency" within the rules' window."""
+    authority = ctx.require_member("authority")
+    rec = _record(ctx, p_id(ctx, "record_id"))
+    reason = p_text(ctx, "reason")
+    _, rules = rule_version(ctx, "privacy", PRIVACY_RULES)
+    if institution_holder(authority.inst_id) in rec["holders"]:
+        fail(ctx, f"institution {authority.inst_id} already holds this record's key")
+    ekey = k_emergency(rec["record_id"], authority.inst_id)
+    prev: dict[str, Any] | None = load(ctx.state, ekey)
+    if prev is not None and not prev["fulfilled"] and prev["expires_ms"] > ctx.timestamp_ms:
+        fail(ctx, "an emergency authorisation for this record is already open")
+    store(
+        ctx.state,
+        ekey,
+        {
+            "record_id": rec["record_id"],
+            "authority": authority.inst_id,
+            "reason": reason,
+            "requested_ms": ctx.timestamp_ms,
+            "expires_ms": ctx.timestamp_ms + rules["emergency_window_ms"],
+            "fulfilled": False,
+        },
+    )
+    _log(
+        ctx,
+        rec,
+        {
+            "kind": "emergency",
+            "by": authority.inst_id,
+            "grantee": authority.inst_id,
+            "purpose": "emergency",
+            "reason": reason,
+        },
+    )
+
+
+@contract("record.erase", citizen=True)
+def record_erase(ctx: TxContext) -> None:
+    """Destroy a record's sealed keys. Signed by the subject, or submitted by the writer
+    with `subject_request` = {subject_key, signature over erase_request_message}."""
+    rec = _record(ctx, p_id(ctx, "record_id"))
+    if ctx.sender is None:
+        if pseudonym(ctx.signer) != rec["subject"]:
+            fail(ctx, "only the record's subject may erase it")
+        by: Any = "subject"
+    else:
+        writer = ctx.require_member()
+        if writer.inst_id != rec["writer"]:
+            fail(ctx, "only the record's subject or its writer (on request) may erase it")
+        req = p_map(ctx, "subject_request")
+        subject_key, sig = req.get("subject_key"), req.get("signature")
+        if (
+            not isinstance(subject_key, bytes)
+            or len(subject_key) != 32
+            or not isinstance(sig, bytes)
+        ):
+            fail(ctx, "subject_request needs subject_key (32 bytes) and signature")
+        if pseudonym(subject_key) != rec["subject"]:
+            fail(ctx, "subject_request key is not the record's subject")
+        try:
+            nacl.signing.VerifyKey(subject_key).verify(erase_request_message(rec["record_id"]), sig)
+        except (nacl.exceptions.CryptoError, ValueError, TypeError):
+            fail(ctx, "subject_request signature is invalid")
+        by = writer.inst_id
+    rec["holders"] = {}
+    rec["erased"] = {"by": by, "height": ctx.height, "timestamp_ms": ctx.timestamp_ms}
+    store(ctx.state, k_record(rec["record_id"]), rec)
+    _log(ctx, rec, {"kind": "erase", "by": by, "grantee": None, "purpose": "erasure"})
+    assert not rec["holders"]

@@ -1,0 +1,68 @@
+"""Vaccination records: a site administers a dose from a lot in its custody.
+
+`vaccination.record` (vaccination sites only): subject pseudonym, lot, dose
+number, administration time, and the personal fields as an encrypted record
+envelope (stored by hzp2p.contracts.privacy, record type "vaccination").
+Refused for an unknown, expired (against the block timestamp), recalled or
+quarantined lot, a lot not in this site's custody, a lot with no doses left,
+a dose already recorded, or a dose out of order: dose n of a product needs
+dose n-1 of the same product, administered no later. Decrements the lot's
+remaining doses and indexes the dose at vax/d/<subject>/<product>/<dose>.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hzp2p.contracts import privacy
+from hzp2p.contracts.api import TxContext
+from hzp2p.contracts.domain_queries import fail, k_dose, load, p_id, p_int, p_subject, store
+from hzp2p.contracts.registry import contract
+from hzp2p.contracts.supply import get_lot, lot_status, put_lot
+
+MAX_DOSE = 20
+
+
+@contract("vaccination.record")
+def vaccination_record(ctx: TxContext) -> None:
+    """Payload: subject, lot_id, dose, administered_ms, record (encrypted envelope)."""
+    site = ctx.require_member("vaccination_site")
+    subject = p_subject(ctx)
+    lot = get_lot(ctx, p_id(ctx, "lot_id"))
+    dose = p_int(ctx, "dose", 1, MAX_DOSE)
+    when = p_int(ctx, "administered_ms", 0, ctx.timestamp_ms)
+    status = lot_status(lot)
+    if status != "active":
+        fail(ctx, f"lot {lot['lot_id']!r} is {status}")
+    if lot["expiry_ms"] <= ctx.timestamp_ms or lot["expiry_ms"] <= when:
+        fail(ctx, f"lot {lot['lot_id']!r} expired")
+    if lot["custodian"] != site.inst_id:
+        fail(ctx, f"lot {lot['lot_id']!r} is not in the custody of site {site.inst_id}")
+    if lot["remaining"] <= 0:
+        fail(ctx, f"lot {lot['lot_id']!r} has no doses remaining")
+    product = lot["product"]
+    if ctx.state.get(k_dose(subject, product, dose)) is not None:
+        fail(ctx, f"dose {dose} of {product} already recorded for this subject")
+    if dose > 1:
+        prev: dict[str, Any] | None = load(ctx.state, k_dose(subject, product, dose - 1))
+        if prev is None:
+            fail(ctx, f"dose {dose} of {product} needs dose {dose - 1} recorded first")
+        if prev["administered_ms"] > when:
+            fail(ctx, f"dose {dose} administered before dose {dose - 1}")
+    record_id = privacy.store_record(ctx, site, subject, "vaccination")
+    store(
+        ctx.state,
+        k_dose(subject, product, dose),
+        {
+            "subject": subject,
+            "product": product,
+            "dose": dose,
+            "lot_id": lot["lot_id"],
+            "site": site.inst_id,
+            "administered_ms": when,
+            "record_id": record_id,
+            "height": ctx.height,
+        },
+    )
+    lot["remaining"] -= 1
+    put_lot(ctx, lot)
