@@ -1,0 +1,480 @@
+"""A node's configuration: one TOML file read with tomllib into a frozen dataclass tree.
+
+It owns the file format, the defaults and every check on it, so the daemon
+never sees an unchecked value. Every problem raises ConfigError naming the
+file, the field (as a dotted path, e.g. `raft.election_ticks`) and what is
+wrong; unknown fields are refused (a typo must not silently fall back to a
+default). Relative paths are resolved against the config file's directory.
+
+    cfg = load_config("cluster/node1/config.toml")
+    cfg.raft.tick_ms, cfg.admin.socket, cfg.advertise_address
+
+Top-level fields: node_id (int > 0, required), genesis (path, required),
+data_dir (path, required), listen ("host:port", required), advertise
+("host:port", default: listen), seeds (list of "host:port", default []),
+signing_key and node_key (paths, required). Sections and their defaults are
+documented on each dataclass below; docs/operations.md has the reference.
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+MAX_UNIX_SOCKET_PATH_BYTES = 107
+LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("json", "console")
+DEFAULT_ADMIN_MAX_REQUEST_BYTES = 1 << 20
+
+
+class ConfigError(Exception):
+    """A config file problem: `file`, `field` (dotted path) and `problem` for the operator."""
+
+    def __init__(self, file: Path | str, field: str, problem: str) -> None:
+        self.file = str(file)
+        self.field = field
+        self.problem = problem
+        where = f"{self.file}: {field}" if field else self.file
+        super().__init__(f"{where}: {problem}")
+
+
+@dataclass(frozen=True, slots=True)
+class HostPort:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+def parse_host_port(text: str) -> HostPort:
+    """'host:port' or '[v6]:port' -> HostPort; ValueError says what is wrong."""
+    if not isinstance(text, str) or not text:
+        raise ValueError("must be a non-empty 'host:port' string")
+    if text.startswith("["):
+        host, sep, port_text = text[1:].partition("]:")
+        if not sep:
+            raise ValueError(f"{text!r} is not '[ipv6]:port'")
+    else:
+        host, sep, port_text = text.rpartition(":")
+        if not sep:
+            raise ValueError(f"{text!r} has no ':port'")
+        if ":" in host:
+            raise ValueError(f"{text!r}: write IPv6 hosts as '[addr]:port'")
+    if not host or any(c.isspace() for c in host):
+        raise ValueError(f"{text!r} has an empty or invalid host")
+    if not port_text.isdigit():
+        raise ValueError(f"{text!r} has a non-numeric port")
+    port = int(port_text)
+    if not 0 < port < 65536:
+        raise ValueError(f"{text!r}: port must be in 1..65535")
+    return HostPort(host, port)
+
+
+@dataclass(frozen=True, slots=True)
+class RaftSection:
+    """[raft]: consensus timing and flow-control bounds."""
+
+    tick_ms: int = 100
+    """Length of one logical tick in milliseconds (default 100)."""
+    election_ticks: int = 10
+    """Minimum election timeout in ticks; each node draws from [n, 2n) (default 10)."""
+    heartbeat_ticks: int = 1
+    """Leader heartbeat interval in ticks; must be < election_ticks (default 1)."""
+    max_entries_per_msg: int = 256
+    """Entries per AppendEntries message (default 256)."""
+    max_bytes_per_msg: int = 1 << 20
+    """Entry bytes per AppendEntries message (default 1 MiB)."""
+    max_inflight_msgs: int = 64
+    """Unacknowledged appends per follower (default 64)."""
+    max_uncommitted_bytes: int = 64 << 20
+    """Leader's bound on proposed but uncommitted bytes; beyond it proposals are refused (64 MiB)."""
+    snapshot_threshold_entries: int = 10_000
+    """Applied entries after which the log is compacted behind a snapshot (default 10000)."""
+    pre_vote: bool = True
+    """Pre-vote before elections (default true)."""
+    check_quorum: bool = True
+    """A leader steps down when it loses contact with a quorum (default true)."""
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerSection:
+    """[ledger]: block building and mempool bounds."""
+
+    block_max_txs: int = 1000
+    """Transactions per block (default 1000)."""
+    block_max_bytes: int = 1 << 20
+    """Encoded transaction bytes per block (default 1 MiB); must fit in net.max_frame_bytes."""
+    block_interval_ms: int = 50
+    """Longest wait before a non-full block is proposed (default 50 ms)."""
+    mempool_max_bytes: int = 64 << 20
+    """Pending transaction bytes held by the mempool (default 64 MiB)."""
+    mempool_max_per_sender: int = 10_000
+    """Pending transactions per sender key (default 10000)."""
+
+
+@dataclass(frozen=True, slots=True)
+class NetSection:
+    """[net]: peer transport bounds and timeouts."""
+
+    max_frame_bytes: int = 4 << 20
+    """Largest frame accepted from a peer (default 4 MiB)."""
+    handshake_timeout_s: float = 5.0
+    """Time allowed for a peer's handshake (default 5 s)."""
+    send_queue_len: int = 1024
+    """Messages queued per peer before sends are dropped (default 1024)."""
+    keepalive_s: float = 5.0
+    """Idle time after which a keepalive frame is sent (default 5 s)."""
+    read_timeout_s: float = 30.0
+    """A peer silent this long is disconnected; must exceed keepalive_s (default 30 s)."""
+
+
+@dataclass(frozen=True, slots=True)
+class AdminSection:
+    """[admin]: the local admin socket."""
+
+    socket: Path
+    """Unix socket path (default: data_dir/admin.sock); at most 107 bytes."""
+    max_request_bytes: int = DEFAULT_ADMIN_MAX_REQUEST_BYTES
+    """Largest admin request frame (default 1 MiB)."""
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsSection:
+    """[metrics]: the optional Prometheus HTTP endpoint."""
+
+    http: HostPort | None = None
+    """'host:port' to serve GET /metrics on (default: none; `admin metrics` always works)."""
+
+
+@dataclass(frozen=True, slots=True)
+class LogSection:
+    """[log]: structured logs on stderr."""
+
+    level: str = "info"
+    """debug | info | warning | error (default info)."""
+    format: str = "json"
+    """json (one object per line) | console (default json)."""
+
+
+@dataclass(frozen=True, slots=True)
+class NodeConfig:
+    """A validated node config; paths are absolute."""
+
+    path: Path
+    node_id: int
+    genesis: Path
+    data_dir: Path
+    listen: HostPort
+    signing_key: Path
+    node_key: Path
+    admin: AdminSection
+    advertise: HostPort | None = None
+    seeds: tuple[HostPort, ...] = ()
+    raft: RaftSection = field(default_factory=RaftSection)
+    ledger: LedgerSection = field(default_factory=LedgerSection)
+    net: NetSection = field(default_factory=NetSection)
+    metrics: MetricsSection = field(default_factory=MetricsSection)
+    log: LogSection = field(default_factory=LogSection)
+
+    @property
+    def advertise_address(self) -> HostPort:
+        """The address peers should dial: `advertise` if set, else `listen`."""
+        return self.advertise or self.listen
+
+
+# ---------------------------------------------------------------------------
+# Reading
+
+T = TypeVar("T")
+
+
+class _Reader:
+    """Reads one TOML table, tracking which keys were used so the rest can be refused."""
+
+    def __init__(self, file: Path, table: Mapping[str, Any], prefix: str) -> None:
+        self.file = file
+        self.table = table
+        self.prefix = prefix
+        self.used: set[str] = set()
+
+    def name(self, key: str) -> str:
+        return f"{self.prefix}{key}"
+
+    def error(self, key: str, problem: str) -> ConfigError:
+        return ConfigError(self.file, self.name(key), problem)
+
+    def _get(self, key: str, required: bool) -> Any:
+        self.used.add(key)
+        if key not in self.table:
+            if required:
+                raise self.error(key, "is required")
+            return None
+        return self.table[key]
+
+    def integer(self, key: str, default: int | None, *, minimum: int = 1) -> int:
+        value = self._get(key, default is None)
+        if value is None:
+            assert default is not None
+            return default
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise self.error(key, f"must be an integer, got {_show(value)}")
+        if value < minimum:
+            raise self.error(key, f"must be >= {minimum}, got {value}")
+        return value
+
+    def number(self, key: str, default: float, *, positive: bool = True) -> float:
+        value = self._get(key, False)
+        if value is None:
+            return default
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            raise self.error(key, f"must be a number, got {_show(value)}")
+        if not math.isfinite(value) or (positive and value <= 0):
+            raise self.error(key, f"must be a positive finite number, got {value}")
+        return float(value)
+
+    def boolean(self, key: str, default: bool) -> bool:
+        value = self._get(key, False)
+        if value is None:
+            return default
+        if not isinstance(value, bool):
+            raise self.error(key, f"must be true or false, got {_show(value)}")
+        return value
+
+    def string(self, key: str, default: str | None, *, choices: tuple[str, ...] = ()) -> str:
+        value = self._get(key, default is None)
+        if value is None:
+            assert default is not None
+            return default
+        if not isinstance(value, str) or not value:
+            raise self.error(key, f"must be a non-empty string, got {_show(value)}")
+        if choices and value not in choices:
+            raise self.error(key, f"must be one of {', '.join(choices)}; got {value!r}")
+        return value
+
+    def path(self, key: str, default: Path | None = None) -> Path:
+        value = self._get(key, default is None)
+        if value is None:
+            assert default is not None
+            return default
+        if not isinstance(value, str) or not value:
+            raise self.error(key, f"must be a non-empty path string, got {_show(value)}")
+        if "\x00" in value:
+            raise self.error(key, "must not contain NUL characters")
+        return (self.file.parent / Path(value).expanduser()).resolve()
+
+    def host_port(self, key: str, required: bool) -> HostPort | None:
+        value = self._get(key, required)
+        if value is None:
+            return None
+        return self._host_port_value(key, value)
+
+    def _host_port_value(self, key: str, value: Any) -> HostPort:
+        if not isinstance(value, str):
+            raise self.error(key, f"must be a 'host:port' string, got {_show(value)}")
+        try:
+            return parse_host_port(value)
+        except ValueError as exc:
+            raise self.error(key, str(exc)) from None
+
+    def host_port_list(self, key: str) -> tuple[HostPort, ...]:
+        value = self._get(key, False)
+        if value is None:
+            return ()
+        if not isinstance(value, list):
+            raise self.error(key, f"must be a list of 'host:port' strings, got {_show(value)}")
+        return tuple(self._host_port_value(f"{key}[{i}]", v) for i, v in enumerate(value))
+
+    def section(self, key: str, build: Callable[[_Reader], T]) -> T:
+        value = self._get(key, False)
+        if value is None:
+            value = {}
+        if not isinstance(value, dict):
+            raise self.error(key, f"must be a table ([{self.name(key)}]), got {_show(value)}")
+        reader = _Reader(self.file, value, f"{self.name(key)}.")
+        result = build(reader)
+        reader.finish()
+        return result
+
+    def finish(self) -> None:
+        unknown = sorted(k for k in self.table if k not in self.used)
+        if unknown:
+            raise self.error(unknown[0], "unknown field (check the spelling; see docs/operations.md)")
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    if len(text) > 40:
+        text = text[:37] + "..."
+    return f"{type(value).__name__} {text}"
+
+
+def _raft(r: _Reader) -> RaftSection:
+    d = RaftSection()
+    sec = RaftSection(
+        tick_ms=r.integer("tick_ms", d.tick_ms),
+        election_ticks=r.integer("election_ticks", d.election_ticks, minimum=2),
+        heartbeat_ticks=r.integer("heartbeat_ticks", d.heartbeat_ticks),
+        max_entries_per_msg=r.integer("max_entries_per_msg", d.max_entries_per_msg),
+        max_bytes_per_msg=r.integer("max_bytes_per_msg", d.max_bytes_per_msg, minimum=1024),
+        max_inflight_msgs=r.integer("max_inflight_msgs", d.max_inflight_msgs),
+        max_uncommitted_bytes=r.integer(
+            "max_uncommitted_bytes", d.max_uncommitted_bytes, minimum=1024
+        ),
+        snapshot_threshold_entries=r.integer(
+            "snapshot_threshold_entries", d.snapshot_threshold_entries
+        ),
+        pre_vote=r.boolean("pre_vote", d.pre_vote),
+        check_quorum=r.boolean("check_quorum", d.check_quorum),
+    )
+    if sec.heartbeat_ticks >= sec.election_ticks:
+        raise r.error(
+            "heartbeat_ticks",
+            f"must be smaller than raft.election_ticks ({sec.election_ticks}), "
+            f"got {sec.heartbeat_ticks}",
+        )
+    if sec.tick_ms > 60_000:
+        raise r.error("tick_ms", f"must be at most 60000, got {sec.tick_ms}")
+    return sec
+
+
+def _ledger(r: _Reader) -> LedgerSection:
+    d = LedgerSection()
+    return LedgerSection(
+        block_max_txs=r.integer("block_max_txs", d.block_max_txs),
+        block_max_bytes=r.integer("block_max_bytes", d.block_max_bytes, minimum=1024),
+        block_interval_ms=r.integer("block_interval_ms", d.block_interval_ms),
+        mempool_max_bytes=r.integer("mempool_max_bytes", d.mempool_max_bytes, minimum=1024),
+        mempool_max_per_sender=r.integer("mempool_max_per_sender", d.mempool_max_per_sender),
+    )
+
+
+def _net(r: _Reader) -> NetSection:
+    d = NetSection()
+    sec = NetSection(
+        max_frame_bytes=r.integer("max_frame_bytes", d.max_frame_bytes, minimum=4096),
+        handshake_timeout_s=r.number("handshake_timeout_s", d.handshake_timeout_s),
+        send_queue_len=r.integer("send_queue_len", d.send_queue_len),
+        keepalive_s=r.number("keepalive_s", d.keepalive_s),
+        read_timeout_s=r.number("read_timeout_s", d.read_timeout_s),
+    )
+    if sec.read_timeout_s <= sec.keepalive_s:
+        raise r.error(
+            "read_timeout_s",
+            f"must exceed net.keepalive_s ({sec.keepalive_s:g}), got {sec.read_timeout_s:g}",
+        )
+    return sec
+
+
+def _log(r: _Reader) -> LogSection:
+    d = LogSection()
+    return LogSection(
+        level=r.string("level", d.level, choices=LOG_LEVELS),
+        format=r.string("format", d.format, choices=LOG_FORMATS),
+    )
+
+
+def _metrics(r: _Reader) -> MetricsSection:
+    return MetricsSection(http=r.host_port("http", required=False))
+
+
+def parse_config(data: Mapping[str, Any], *, path: Path | str) -> NodeConfig:
+    """Validate an already-parsed TOML document; `path` names the file in errors and anchors paths."""
+    file = Path(path).absolute()
+    top = _Reader(file, data, "")
+    node_id = top.integer("node_id", None)
+    genesis = top.path("genesis")
+    data_dir = top.path("data_dir")
+    listen = top.host_port("listen", required=True)
+    assert listen is not None
+    advertise = top.host_port("advertise", required=False)
+    seeds = top.host_port_list("seeds")
+    signing_key = top.path("signing_key")
+    node_key = top.path("node_key")
+    raft = top.section("raft", _raft)
+    ledger = top.section("ledger", _ledger)
+    net = top.section("net", _net)
+
+    def admin_section(r: _Reader) -> AdminSection:
+        sock = r.path("socket", data_dir / "admin.sock")
+        if len(str(sock).encode()) > MAX_UNIX_SOCKET_PATH_BYTES:
+            raise r.error(
+                "socket",
+                f"resolves to {sock}, longer than the {MAX_UNIX_SOCKET_PATH_BYTES}-byte "
+                "Unix socket limit; set a shorter admin.socket",
+            )
+        return AdminSection(
+            socket=sock,
+            max_request_bytes=r.integer(
+                "max_request_bytes", DEFAULT_ADMIN_MAX_REQUEST_BYTES, minimum=1024
+            ),
+        )
+
+    admin = top.section("admin", admin_section)
+    metrics = top.section("metrics", _metrics)
+    log = top.section("log", _log)
+    top.finish()
+
+    if ledger.block_max_bytes >= net.max_frame_bytes:
+        raise ConfigError(
+            file,
+            "ledger.block_max_bytes",
+            f"must be smaller than net.max_frame_bytes ({net.max_frame_bytes}) so a block "
+            f"fits in one frame, got {ledger.block_max_bytes}",
+        )
+    if raft.max_bytes_per_msg >= net.max_frame_bytes:
+        raise ConfigError(
+            file,
+            "raft.max_bytes_per_msg",
+            f"must be smaller than net.max_frame_bytes ({net.max_frame_bytes}), "
+            f"got {raft.max_bytes_per_msg}",
+        )
+    for i, seed in enumerate(seeds):
+        if seed == listen or (advertise is not None and seed == advertise):
+            raise ConfigError(file, f"seeds[{i}]", f"{seed} is this node's own address")
+    for key, key_path in (("signing_key", signing_key), ("node_key", node_key)):
+        if key_path == genesis:
+            raise ConfigError(file, key, "must not be the genesis file")
+    if signing_key == node_key:
+        raise ConfigError(
+            file, "node_key", "must be a different file from signing_key (two distinct keys)"
+        )
+    return NodeConfig(
+        path=file,
+        node_id=node_id,
+        genesis=genesis,
+        data_dir=data_dir,
+        listen=listen,
+        advertise=advertise,
+        seeds=seeds,
+        signing_key=signing_key,
+        node_key=node_key,
+        raft=raft,
+        ledger=ledger,
+        net=net,
+        admin=admin,
+        metrics=metrics,
+        log=log,
+    )
+
+
+def load_config(path: str | Path) -> NodeConfig:
+    """Read and validate a node config file; ConfigError on any problem."""
+    file = Path(path)
+    try:
+        raw = file.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(file, "", "config file not found") from None
+    except OSError as exc:
+        raise ConfigError(file, "", f"cannot read config file: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(file, "", "config file is not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(file, "", f"invalid TOML: {exc}") from None
+    return parse_config(data, path=file)
