@@ -29,7 +29,9 @@ def contract(tx_type: str, *, citizen: bool = False) -> Callable[[Handler], Hand
     """Decorator registering `fn` as the handler of `tx_type` (each type registered once)."""
 
     def register(fn: Handler) -> Handler:
-        assert tx_type not in HANDLERS, f"duplicate contract for {tx_type!r}"
+        old = HANDLERS.get(tx_type)
+        # A module re-imported after a failed first import registers the same function again.
+        assert old is None or _same(old, fn), f"duplicate contract for {tx_type!r}"
         assert tx_type and len(tx_type) <= 64, f"bad tx type {tx_type!r}"
         HANDLERS[tx_type] = fn
         if citizen:
@@ -55,9 +57,14 @@ def payload_generator(
     """
 
     def register(fn: PayloadGenerator) -> PayloadGenerator:
-        assert tx_type not in PAYLOAD_GENERATORS, f"duplicate payload generator for {tx_type!r}"
+        old = PAYLOAD_GENERATORS.get(tx_type)
+        assert old is None or _same(old, fn), f"duplicate payload generator for {tx_type!r}"
         PAYLOAD_GENERATORS[tx_type] = fn
         PAYLOAD_ROLES[tx_type] = tuple(roles)
         return fn
 
     return register
+
+
+def _same(a: Callable[..., Any], b: Callable[..., Any]) -> bool:
+    return (a.__module__, a.__qualname__) == (b.__module__, b.__qualname__)

@@ -1,0 +1,320 @@
+"""The contract engine: executes a block against state, deterministically, and returns its writes.
+
+`execute_block(reader, block, genesis)` checks the block against the chain head
+recorded in state (height, parent hash, timestamp not earlier than the parent's,
+the state digest in the header, the proposer's node signature), then for each
+transaction: not already included (its hash is recorded under ``x/tx/``), type
+registered, envelope valid (chain id, validity window vs the block timestamp,
+Ed25519 signature), sender resolved from its signing key (an active member,
+unless the type is citizen-signed); then the handler runs on a per-transaction
+overlay that is merged only on success. Handler-level verdicts are recorded in
+state with the hash, so a transaction is never applied twice and every node's
+state digest commits to every verdict. The new digest is computed
+incrementally from the old and new values of the written keys only.
+
+A block failing a header check raises `BlockRejected`; every node rejects it the
+same way (state is identical), so the daemon skips that Raft entry.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from hzp2p.contracts import members
+from hzp2p.contracts.api import Institution, TxContext, TxRejected, decode_value, encode_value
+from hzp2p.contracts.digest import (
+    DIGEST_KEY,
+    EMPTY_VECTOR,
+    DigestAccumulator,
+    digest_of_vector,
+    vector_of_items,
+)
+from hzp2p.contracts.registry import HANDLERS, citizen_signed
+from hzp2p.contracts.state import CachedReader, Overlay, Readable
+from hzp2p.ledger.block import Block, BlockError
+from hzp2p.ledger.genesis import Genesis
+from hzp2p.ledger.tx import Transaction, TxError, check_envelope
+
+K_HEAD = b"x/head"
+K_RULES = b"x/rules"
+K_TX = b"x/tx/"
+
+# Contract modules loaded by load_contracts(): ours first, then the domain modules.
+CONTRACT_MODULES = (
+    "hzp2p.contracts.members",
+    "hzp2p.contracts.epi",
+    "hzp2p.contracts.healthcode",
+    "hzp2p.contracts.supply",
+    "hzp2p.contracts.coldchain",
+    "hzp2p.contracts.vaccination",
+    "hzp2p.contracts.privacy",
+)
+
+
+def load_contracts() -> list[str]:
+    """Import every contract module (registering its handlers); returns the loaded names.
+
+    A module that cannot load because a listed contract module does not exist (yet)
+    is skipped; any other import error propagates.
+    """
+    global _loaded
+    loaded = []
+    for name in CONTRACT_MODULES:
+        try:
+            importlib.import_module(name)
+        except ModuleNotFoundError as e:
+            if e.name not in CONTRACT_MODULES:
+                raise
+            continue
+        loaded.append(name)
+    _loaded = True
+    return loaded
+
+
+_loaded = False
+
+
+class BlockRejected(Exception):
+    """A block does not extend this state's chain head validly (deterministic for all nodes)."""
+
+    def __init__(self, height: int, reason: str) -> None:
+        self.height = height
+        self.reason = reason
+        super().__init__(f"block {height}: {reason}")
+
+
+@dataclass(frozen=True, slots=True)
+class TxVerdict:
+    tx_hash: bytes
+    tx_type: str
+    applied: bool
+    reason: str  # "" when applied
+
+    @property
+    def status(self) -> str:
+        return "applied" if self.applied else "rejected"
+
+
+@dataclass(frozen=True, slots=True)
+class BlockResult:
+    height: int
+    block_hash: bytes
+    verdicts: tuple[TxVerdict, ...]
+    writes: dict[bytes, bytes | None]  # commit these atomically with the block and verdicts
+    state_digest_after: bytes
+    membership_changes: tuple[members.MembershipChange, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Head:
+    height: int
+    hash: bytes
+    timestamp_ms: int
+
+
+def read_head(reader: Readable) -> Head:
+    raw = reader.get(K_HEAD)
+    assert raw is not None, "state has no chain head: seed it with genesis_state_writes"
+    h, bh, ts = decode_value(raw)
+    return Head(h, bh, ts)
+
+
+def state_digest(reader: Readable) -> bytes:
+    """The digest of the state as recorded (O(1): reads the stored vector)."""
+    return digest_of_vector(reader.get(DIGEST_KEY) or EMPTY_VECTOR)
+
+
+def recompute_digest(reader: Readable) -> bytes:
+    """The digest recomputed from a full scan of state (snapshot verification)."""
+    return digest_of_vector(vector_of_items(reader.scan(b"")))
+
+
+def rules_of(reader: Readable) -> dict[str, int]:
+    raw = reader.get(K_RULES)
+    return {} if raw is None else dict(decode_value(raw))
+
+
+def genesis_state_writes(genesis: Genesis) -> dict[bytes, bytes]:
+    """The initial contract state: institutions, counters, rules, head and the digest vector."""
+    out: dict[bytes, bytes] = {}
+    for f in genesis.institutions:
+        inst = Institution(
+            f.inst_id, f.name, frozenset(f.roles), f.signing_key, f.node_key, f.address, f.voter
+        )
+        out.update(members.institution_writes(inst))
+    out[members.K_NEXT_ID] = encode_value(max(i.inst_id for i in genesis.institutions) + 1)
+    out[K_RULES] = encode_value({k: genesis.rules[k] for k in sorted(genesis.rules)})
+    out[K_HEAD] = encode_value([0, genesis.hash, genesis.timestamp_ms])
+    out[DIGEST_KEY] = vector_of_items(sorted(out.items()))
+    return out
+
+
+def tx_record(reader: Readable, tx_hash: bytes) -> dict[str, Any] | None:
+    """Where an included transaction landed: height, index, applied, reason (or None)."""
+    raw = reader.get(K_TX + tx_hash)
+    if raw is None:
+        return None
+    h, i, ok, reason = decode_value(raw)
+    return {"height": h, "index": i, "applied": ok, "reason": reason}
+
+
+def precheck_tx(reader: Readable, tx: Transaction, chain_id: str, now_ms: int) -> None:
+    """Admission checks for a mempool (the block's execution decides for good).
+
+    Raises TxError (envelope) or TxRejected (not registered, unknown signer, duplicate).
+    """
+    if not _loaded:
+        load_contracts()
+    if tx.tx_type not in HANDLERS:
+        raise TxRejected(f"unknown transaction type {tx.tx_type!r}")
+    check_envelope(tx, chain_id, now_ms)
+    if reader.get(K_TX + tx.hash) is not None:
+        raise TxRejected("duplicate: transaction already included")
+    if not citizen_signed(tx.tx_type):
+        inst = members.institution_by_key(reader, tx.signer)
+        if inst is None or not inst.active:
+            raise TxRejected("signer is not an active member")
+
+
+def check_header(reader: Readable, block: Block) -> Head:
+    """The block-level checks of execute_block; returns the parent head. Raises BlockRejected."""
+    hdr = block.header
+    head = read_head(reader)
+    if hdr.height != head.height + 1:
+        raise BlockRejected(hdr.height, f"height {hdr.height} does not follow head {head.height}")
+    if hdr.prev_hash != head.hash:
+        raise BlockRejected(hdr.height, "prev_hash is not the hash of the head block")
+    if hdr.timestamp_ms < head.timestamp_ms:
+        raise BlockRejected(hdr.height, "timestamp earlier than the parent block's")
+    if hdr.state_digest != state_digest(reader):
+        raise BlockRejected(hdr.height, "state_digest does not match the state after the parent")
+    proposer = members.get_institution(reader, hdr.proposer)
+    if proposer is None or not proposer.active:
+        raise BlockRejected(hdr.height, f"proposer {hdr.proposer} is not an active member")
+    try:
+        hdr.verify_signature(block.signature, proposer.node_key)
+        block.check_merkle()
+    except BlockError as e:
+        raise BlockRejected(hdr.height, str(e)) from None
+    return head
+
+
+class _Senders:
+    """Per-block cache of signing key -> Institution (dropped after membership transactions)."""
+
+    __slots__ = ("cache", "view")
+
+    def __init__(self, view: Readable) -> None:
+        self.view = view
+        self.cache: dict[bytes, Institution | None] = {}
+
+    def get(self, key: bytes) -> Institution | None:
+        try:
+            return self.cache[key]
+        except KeyError:
+            inst = members.institution_by_key(self.view, key)
+            self.cache[key] = inst
+            return inst
+
+
+def execute_block(reader: Readable, block: Block, genesis: Genesis) -> BlockResult:
+    """Execute `block` on top of `reader`'s state; pure apart from reading `reader`."""
+    if not _loaded:
+        load_contracts()
+    head = check_header(reader, block)
+    hdr = block.header
+    height, ts, chain_id = hdr.height, hdr.timestamp_ms, genesis.chain_id
+    base = CachedReader(reader)
+    view = Overlay(base)
+    rules: Mapping[str, int] = rules_of(reader)
+    senders = _Senders(view)
+    log_start = members.next_change_seq(view)
+    verdicts: list[TxVerdict] = []
+    seen: set[bytes] = set()
+    assert head.height == height - 1
+    for index, tx in enumerate(block.txs):
+        verdict, record = _execute_tx(view, senders, tx, index, height, ts, chain_id, rules, seen)
+        verdicts.append(verdict)
+        if record:
+            view.put_raw(
+                K_TX + tx.hash, encode_value([height, index, verdict.applied, verdict.reason])
+            )
+    log_end = members.next_change_seq(view)
+    changes = tuple(members.changes_between(view, log_start, log_end))
+    view.put_raw(K_HEAD, encode_value([height, block.hash, ts]))
+    writes, digest = _finish(base, view.writes)
+    return BlockResult(height, block.hash, tuple(verdicts), writes, digest, changes)
+
+
+def _execute_tx(
+    view: Overlay,
+    senders: _Senders,
+    tx: Transaction,
+    index: int,
+    height: int,
+    ts: int,
+    chain_id: str,
+    rules: Mapping[str, int],
+    seen: set[bytes],
+) -> tuple[TxVerdict, bool]:
+    """One transaction's verdict, and whether to record its hash as included."""
+    h, typ = tx.hash, tx.tx_type
+    if h in seen:
+        return TxVerdict(h, typ, False, "duplicate: already earlier in this block"), False
+    prior = view.get(K_TX + h)
+    if prior is not None:
+        return TxVerdict(h, typ, False, f"duplicate: included at height {decode_value(prior)[0]}"), False
+    handler = HANDLERS.get(typ)
+    if handler is None:
+        return TxVerdict(h, typ, False, f"unknown transaction type {typ!r}"), False
+    try:
+        check_envelope(tx, chain_id, ts)
+    except TxError as e:
+        return TxVerdict(h, typ, False, str(e)), False
+    seen.add(h)
+    sender = senders.get(tx.signer)
+    if not citizen_signed(typ):
+        if sender is None:
+            return TxVerdict(h, typ, False, "signer is not a member"), True
+        if not sender.active:
+            return TxVerdict(h, typ, False, f"sender {sender.name!r} is no longer active"), True
+    txv = Overlay(view)
+    ctx = TxContext(typ, h, tx.payload, tx.signer, sender, height, ts, rules, txv)
+    try:
+        handler(ctx)
+    except TxRejected as e:
+        return TxVerdict(h, typ, False, e.reason), True
+    except Exception as e:  # a contract bug: reject deterministically, never crash the node
+        return TxVerdict(h, typ, False, f"contract error: {type(e).__name__}"), True
+    txv.merge_into(view)
+    if typ.startswith("member."):
+        senders.cache.clear()
+    return TxVerdict(h, typ, True, ""), True
+
+
+def _finish(
+    base: CachedReader, pending: dict[bytes, bytes | None]
+) -> tuple[dict[bytes, bytes | None], bytes]:
+    """Drop no-op writes, update the digest vector incrementally; returns (writes, digest)."""
+    acc = DigestAccumulator(base.get(DIGEST_KEY) or EMPTY_VECTOR)
+    writes: dict[bytes, bytes | None] = {}
+    for k, new in pending.items():
+        assert k != DIGEST_KEY, "contracts never write the digest vector"
+        old = base.get(k)
+        if old == new:
+            continue
+        if old is not None:
+            acc.remove(k, old)
+        if new is not None:
+            acc.add(k, new)
+        writes[k] = new
+    vector = acc.vector()
+    writes[DIGEST_KEY] = vector
+    return writes, digest_of_vector(vector)
+
+
+def iter_state(reader: Readable, prefix: bytes = b"") -> Iterator[tuple[bytes, bytes]]:
+    return reader.scan(prefix)
