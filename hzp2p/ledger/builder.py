@@ -1,0 +1,71 @@
+"""Block building on the leader: when to cut a block, and cutting it (pure; time is passed in).
+
+A block is cut when the mempool holds `max_txs` transactions or `max_bytes`
+bytes, or when the oldest waiting moment is `max_wait_ms` old (the caller says
+when the first transaction arrived since the last cut). Transactions whose
+validity window does not cover the block timestamp are left out: expired ones
+dropped, not-yet-valid ones put back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import nacl.signing
+
+from hzp2p.ledger.block import Block
+from hzp2p.ledger.mempool import Mempool
+from hzp2p.ledger.tx import Transaction
+
+BLOCK_OVERHEAD = 256
+
+
+@dataclass(frozen=True, slots=True)
+class BlockBuilder:
+    max_txs: int = 500
+    max_bytes: int = 1024 * 1024
+    max_wait_ms: int = 20
+
+    def should_cut(self, mempool: Mempool, now_ms: int, waiting_since_ms: int | None) -> bool:
+        if len(mempool) == 0:
+            return False
+        if len(mempool) >= self.max_txs or mempool.total_bytes >= self.max_bytes:
+            return True
+        return waiting_since_ms is not None and now_ms - waiting_since_ms >= self.max_wait_ms
+
+    def build(
+        self,
+        mempool: Mempool,
+        node_key: nacl.signing.SigningKey,
+        proposer: int,
+        *,
+        height: int,
+        prev_hash: bytes,
+        prev_timestamp_ms: int,
+        state_digest: bytes,
+        now_ms: int,
+    ) -> Block | None:
+        """Cut a block on top of (height - 1, prev_hash); None if nothing is includable."""
+        ts = max(now_ms, prev_timestamp_ms)
+        batch = mempool.pop_batch(self.max_txs, self.max_bytes - BLOCK_OVERHEAD)
+        txs: list[Transaction] = []
+        later: list[Transaction] = []
+        for tx in batch:
+            if tx.valid_until_ms < ts:
+                continue  # expired: dropped
+            if tx.valid_from_ms > ts:
+                later.append(tx)
+            else:
+                txs.append(tx)
+        mempool.requeue(later)
+        if not txs:
+            return None
+        return Block.create(
+            node_key,
+            height=height,
+            prev_hash=prev_hash,
+            state_digest=state_digest,
+            proposer=proposer,
+            timestamp_ms=ts,
+            txs=txs,
+        )
