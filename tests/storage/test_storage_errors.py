@@ -1,0 +1,207 @@
+"""Typed errors at open: locked, another chain, corrupt, schema versions and migrations."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from storage_helpers import CHAIN, GENESIS
+
+from hzp2p.raft.types import Entry, HardState
+from hzp2p.storage import (
+    CorruptDatabase,
+    DatabaseLocked,
+    OpenOptions,
+    SchemaTooNew,
+    SqliteStorage,
+    StorageError,
+    WrongChain,
+)
+from hzp2p.storage.schema import SCHEMA_VERSION, migrate
+
+FAST = OpenOptions(busy_timeout_s=0.05)
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _make_db(path: Path, n: int = 0) -> None:
+    s = SqliteStorage(str(path), CHAIN, GENESIS)
+    if n:
+        s.save_ready([Entry(1, i, data=os.urandom(200)) for i in range(1, n + 1)], HardState(1, 1, n))
+    s.close()
+
+
+def test_second_open_in_this_process_is_locked(tmp_path: Path) -> None:
+    path = str(tmp_path / "a.db")
+    s = SqliteStorage(path, CHAIN, GENESIS)
+    try:
+        with pytest.raises(DatabaseLocked, match="locked by another process") as info:
+            SqliteStorage(path, CHAIN, GENESIS, FAST)
+        assert "\n" not in str(info.value)
+    finally:
+        s.close()
+    SqliteStorage(path, CHAIN, GENESIS).close()  # released on close
+
+
+def test_database_held_by_another_process_is_locked(tmp_path: Path) -> None:
+    path = str(tmp_path / "a.db")
+    holder = textwrap.dedent(
+        f"""
+        import sys
+        from hzp2p.storage import SqliteStorage
+        s = SqliteStorage({path!r}, {CHAIN!r}, {GENESIS!r})
+        print("ready", flush=True)
+        sys.stdin.read()
+        s.close()
+        """
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", holder],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        t0 = time.monotonic()
+        with pytest.raises(DatabaseLocked):
+            SqliteStorage(path, CHAIN, GENESIS, FAST)
+        assert time.monotonic() - t0 < 1.0  # refused at once, not after a long busy wait
+    finally:
+        assert proc.stdin is not None
+        proc.stdin.close()
+        assert proc.wait(timeout=20) == 0
+    SqliteStorage(path, CHAIN, GENESIS).close()
+
+
+def test_foreign_connection_holding_the_write_lock(tmp_path: Path) -> None:
+    """Another program (e.g. the sqlite3 shell) holds a write lock without our lock file."""
+    path = tmp_path / "a.db"
+    _make_db(path)
+    other = sqlite3.connect(str(path), isolation_level=None)
+    other.execute("BEGIN EXCLUSIVE")
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(DatabaseLocked):
+            SqliteStorage(str(path), CHAIN, GENESIS, FAST)
+        assert time.monotonic() - t0 < 1.0
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    SqliteStorage(str(path), CHAIN, GENESIS).close()
+
+
+def test_database_of_another_chain_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "a.db"
+    _make_db(path, 3)
+    with pytest.raises(WrongChain, match="chain id") as info:
+        SqliteStorage(str(path), b"chain-B", GENESIS)
+    assert info.value.stored == CHAIN
+    with pytest.raises(WrongChain, match="genesis hash"):
+        SqliteStorage(str(path), CHAIN, b"\x02" * 32)
+    s = SqliteStorage(str(path), CHAIN, GENESIS)  # the refusals changed nothing
+    assert s.last_index() == 3
+    s.close()
+
+
+def test_missing_database_without_identity(tmp_path: Path) -> None:
+    with pytest.raises(StorageError, match="does not exist"):
+        SqliteStorage(str(tmp_path / "none.db"), None, None)
+
+
+@pytest.mark.parametrize("size", [10, 100, 8192])
+def test_garbage_file_is_corrupt(tmp_path: Path, size: int) -> None:
+    path = tmp_path / "a.db"
+    path.write_bytes(os.urandom(size))
+    with pytest.raises(CorruptDatabase, match="not an SQLite database"):
+        SqliteStorage(str(path), CHAIN, GENESIS)
+
+
+def test_truncated_database_is_corrupt(tmp_path: Path) -> None:
+    path = tmp_path / "a.db"
+    _make_db(path, 2000)
+    assert not os.path.exists(str(path) + "-wal") or os.path.getsize(str(path) + "-wal") == 0
+    with open(path, "r+b") as f:
+        f.truncate(os.path.getsize(path) // 2)
+    with pytest.raises(CorruptDatabase, match="truncated"):
+        SqliteStorage(str(path), CHAIN, GENESIS)
+
+
+def test_damaged_pages_are_reported(tmp_path: Path) -> None:
+    path = tmp_path / "a.db"
+    _make_db(path, 2000)
+    size = os.path.getsize(path)
+    with open(path, "r+b") as f:
+        f.seek(size // 2)
+        f.write(os.urandom(3 * 4096))
+    try:
+        s = SqliteStorage(str(path), CHAIN, GENESIS)
+    except CorruptDatabase:
+        return
+    try:
+        try:
+            problems = s.integrity_check()
+        except CorruptDatabase:
+            return
+        assert problems, "integrity_check must notice damaged pages"
+    finally:
+        s.close()
+
+
+def test_older_schema_is_migrated_forward(tmp_path: Path) -> None:
+    """A v1 database written by an older release opens, migrates, and keeps its data."""
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(str(path), isolation_level=None)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("BEGIN")
+    migrate(conn, str(path), upto=1)
+    conn.executemany(
+        "INSERT INTO meta (key, value) VALUES (?, ?)",
+        [("chain_id", CHAIN), ("genesis_hash", GENESIS)],
+    )
+    conn.executemany(
+        "INSERT INTO log (idx, term, kind, data) VALUES (?, ?, 0, ?)",
+        [(i, 1, b"old") for i in range(1, 4)],
+    )
+    conn.execute("UPDATE node_state SET term = 1, vote = 2, commit_index = 3")
+    conn.execute("COMMIT")
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+    conn.close()
+
+    s = SqliteStorage(str(path), CHAIN, GENESIS)
+    assert s.hard_state() == HardState(1, 2, 3)
+    assert [e.data for e in s.entries(1, 4)] == [b"old"] * 3
+    s.close()
+    conn = sqlite3.connect(str(path))
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    assert "blocks_by_raft_index" in names
+    conn.close()
+
+
+def test_newer_schema_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "a.db"
+    _make_db(path)
+    conn = sqlite3.connect(str(path))
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 3}")
+    conn.close()
+    with pytest.raises(SchemaTooNew, match=f"schema version {SCHEMA_VERSION + 3}"):
+        SqliteStorage(str(path), CHAIN, GENESIS)
+
+
+def test_foreign_keys_are_enforced(tmp_path: Path) -> None:
+    s = SqliteStorage(str(tmp_path / "a.db"), CHAIN, GENESIS)
+    try:
+        fk = s._conn.execute("PRAGMA foreign_keys").fetchone()[0]
+        sync = s._conn.execute("PRAGMA synchronous").fetchone()[0]
+        mode = s._conn.execute("PRAGMA journal_mode").fetchone()[0]
+        assert (fk, sync, mode) == (1, 2, "wal")  # synchronous=FULL is 2
+    finally:
+        s.close()
