@@ -272,6 +272,8 @@ class Client:
             raise RecordCryptoError(f"unknown record {record_id!r}")
         if rec["erased"] is not None:
             raise RecordCryptoError(f"record {record_id!r} was erased")
+        if self.inst_id is None and rec["subject"] != self.pseudonym:
+            raise RecordCryptoError(f"this key holds no key of record {record_id!r}")
         entry = rec["holders"].get(self.holder)
         if entry is None:
             raise RecordCryptoError(f"{self.holder} holds no key of record {record_id!r}")

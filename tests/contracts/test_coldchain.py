@@ -1,0 +1,132 @@
+"""Cold-chain contract: sensors, signed readings, automatic quarantine."""
+
+from __future__ import annotations
+
+import pytest
+from domain_helpers import DAY, World, key
+
+from hzp2p.client import (
+    coldchain_readings_payload,
+    lot_register_payload,
+    lot_transfer_payload,
+    sensor_register_payload,
+    temperature_history,
+)
+from hzp2p.contracts import domain_queries as dq
+
+
+class Chain:
+    def __init__(self) -> None:
+        w = self.w = World()
+        self.maker = w.member("maker", 1, "manufacturer")
+        self.carrier = w.member("carrier", 2, "carrier")
+        self.other = w.member("carrier-b", 3, "carrier")
+        self.sensor = key("sensor-1")
+        p = lot_register_payload("L1", "covax", 100, w.now + 90 * DAY, 200, 800)
+        w.apply(self.maker.tx("lot.register", p, w.now))
+        w.apply(self.maker.tx("lot.transfer", lot_transfer_payload("L1", 2), w.now))
+        reg = sensor_register_payload("S1", bytes(self.sensor.verify_key))
+        w.apply(self.carrier.tx("sensor.register", reg, w.now))
+
+    def batch(self, readings: list[tuple[int, int]], sensor_id: str = "S1") -> dict[str, object]:
+        return coldchain_readings_payload(self.sensor, sensor_id, "L1", readings)
+
+
+@pytest.fixture
+def c() -> Chain:
+    return Chain()
+
+
+def test_sensor_register_rules(c: Chain) -> None:
+    vk = bytes(key("s2").verify_key)
+    c.w.refused(
+        c.maker.tx("sensor.register", sensor_register_payload("S2", vk), c.w.now),
+        "lacks role carrier",
+    )
+    c.w.refused(
+        c.other.tx("sensor.register", sensor_register_payload("S1", vk), c.w.now),
+        "already registered",
+    )
+    c.w.refused(
+        c.carrier.tx("sensor.register", sensor_register_payload("S2", b"x"), c.w.now), "verify_key"
+    )
+    c.w.refused(c.other.tx("sensor.revoke", {"sensor_id": "S1"}, c.w.now), "not registered to")
+
+
+def test_in_range_readings_kept_in_time_order(c: Chain) -> None:
+    now = c.w.now
+    c.w.apply(c.carrier.tx("coldchain.readings", c.batch([(now - 10, 500), (now - 30, 450)]), now))
+    c.w.apply(c.carrier.tx("coldchain.readings", c.batch([(now - 20, 600)]), now))
+    hist = temperature_history(c.w.state, "L1")
+    assert [(r["t_ms"], r["temp_centi_c"]) for r in hist] == [
+        (now - 30, 450),
+        (now - 20, 600),
+        (now - 10, 500),
+    ]
+    lot = dq.lot(c.w.state, "L1")
+    assert lot is not None and lot["status"] == "active" and lot["quarantine"] is None
+
+
+def test_out_of_range_quarantines_with_evidence(c: Chain) -> None:
+    now = c.w.now
+    batch = c.batch([(now - 50, 500), (now - 10, 950), (now - 20, 150), (now - 5, 100)])
+    c.w.apply(c.carrier.tx("coldchain.readings", batch, now))
+    lot = dq.lot(c.w.state, "L1")
+    assert lot is not None and lot["status"] == "quarantined"
+    ev = lot["quarantine"]
+    assert (ev["sensor_id"], ev["t_ms"], ev["temp_centi_c"]) == ("S1", now - 20, 150)
+    assert ev["allowed_centi_c"] == [200, 800]
+    assert dq.lot_events(c.w.state, "L1")[-1]["kind"] == "quarantine"
+    assert len(temperature_history(c.w.state, "L1")) == 4
+    # Later breaches keep the first evidence; readings are still recorded.
+    c.w.apply(c.carrier.tx("coldchain.readings", c.batch([(now - 1, 2000)]), now))
+    lot = dq.lot(c.w.state, "L1")
+    assert lot is not None and lot["quarantine"]["t_ms"] == now - 20
+    assert len(temperature_history(c.w.state, "L1")) == 5
+
+
+def test_boundaries_are_inside_the_range(c: Chain) -> None:
+    now = c.w.now
+    c.w.apply(c.carrier.tx("coldchain.readings", c.batch([(now, 200), (now, 800)]), now))
+    lot = dq.lot(c.w.state, "L1")
+    assert lot is not None and lot["status"] == "active"
+
+
+def test_readings_refusals(c: Chain) -> None:
+    w, now = c.w, c.w.now
+    good = c.batch([(now - 1, 500)])
+    forged = dict(good, signature=bytes(64))
+    w.refused(c.carrier.tx("coldchain.readings", forged, now), "signature does not verify")
+    tampered = c.batch([(now - 1, 500)])
+    tampered["readings"] = [{"sensor_id": "S1", "t_ms": now - 1, "temp_centi_c": 900}]
+    w.refused(c.carrier.tx("coldchain.readings", tampered, now), "signature does not verify")
+    w.refused(c.other.tx("coldchain.readings", good, now), "not registered to carrier 3")
+    w.refused(c.maker.tx("coldchain.readings", good, now), "lacks role carrier")
+    w.refused(
+        c.carrier.tx("coldchain.readings", c.batch([(now - 1, 5)], "S9"), now), "unknown sensor"
+    )
+    future = c.batch([(now + 1, 500)])
+    w.refused(c.carrier.tx("coldchain.readings", future, now), "not after the block")
+    mixed = dict(good, readings=[{"sensor_id": "S2", "t_ms": now - 1, "temp_centi_c": 500}])
+    w.refused(c.carrier.tx("coldchain.readings", mixed, now), "not from sensor")
+    w.refused(c.carrier.tx("coldchain.readings", dict(good, readings=[]), now), "1..1000")
+    w.apply(c.carrier.tx("coldchain.readings", good, now))
+    w.refused(c.carrier.tx("coldchain.readings", good, now), "already recorded")
+
+
+def test_carrier_must_have_had_custody(c: Chain) -> None:
+    sk = key("sensor-b")
+    w, now = c.w, c.w.now
+    w.apply(c.other.tx("sensor.register", sensor_register_payload("SB", bytes(sk.verify_key)), now))
+    batch = coldchain_readings_payload(sk, "SB", "L1", [(now - 1, 500)])
+    w.refused(c.other.tx("coldchain.readings", batch, now), "never had custody")
+    # A past custodian may still upload (e.g. on delivery).
+    w.apply(c.carrier.tx("lot.transfer", lot_transfer_payload("L1", 3), now))
+    w.apply(c.carrier.tx("coldchain.readings", c.batch([(now - 2, 500)]), now))
+    w.apply(c.other.tx("coldchain.readings", batch, now))
+
+
+def test_revoked_sensor_refused(c: Chain) -> None:
+    now = c.w.now
+    c.w.apply(c.carrier.tx("sensor.revoke", {"sensor_id": "S1"}, now))
+    c.w.refused(c.carrier.tx("coldchain.readings", c.batch([(now, 500)]), now), "was revoked")
