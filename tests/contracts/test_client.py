@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from domain_helpers import CHAIN, DAY, World, key
 
 from hzp2p.client import (
@@ -10,16 +11,21 @@ from hzp2p.client import (
     coldchain_readings_payload,
     health_code,
     lot_custody,
+    lot_recall_payload,
     lot_register_payload,
     lot_transfer_payload,
     sensor_register_payload,
     subject_records,
     temperature_history,
 )
+from hzp2p.contracts import domain_queries as dq
 from hzp2p.contracts.coldchain import readings_message
-from hzp2p.crypto.records import pseudonym
+from hzp2p.contracts.engine import state_digest
+from hzp2p.crypto.records import RecordCryptoError, pseudonym
 from hzp2p.ledger.codec import canonical
+from hzp2p.ledger.testkit import LocalChain
 from hzp2p.ledger.tx import check_envelope, decode_tx
+from hzp2p.ledger.verify import verify_chain
 
 
 def test_transactions_are_signed_canonical_and_distinct() -> None:
@@ -94,3 +100,134 @@ def test_queries_over_state() -> None:
     assert alice.read_record(w.state, "V1") == {"name": "Alice"}
     assert access_log(w.state, alice.pseudonym) == []
     assert health_code(w.state, alice.pseudonym) == "green"
+
+
+# ---------------------------------------------------------------- end to end through the engine
+
+
+def _story() -> tuple[LocalChain, dict[str, Client], Client]:
+    chain = LocalChain(3, 6, seed=5)
+    cid = chain.genesis.chain_id
+    roles = {"cdc": 1, "lab": 3, "hospital": 4, "site": 5, "maker": 6, "carrier": 7}
+    c = {n: Client(chain.key(i), cid, i, nonce_start=i * 1000) for n, i in roles.items()}
+    alice = Client(key("alice"), cid, nonce_start=0)
+    sensor = key("e2e-sensor")
+    now = chain.now_ms
+    exp = now + 30 * DAY
+    r1 = chain.run(
+        [
+            c["maker"].tx(
+                "lot.register", lot_register_payload("L1", "covax", 2, exp, 200, 800), now
+            ),
+            c["maker"].tx(
+                "lot.register", lot_register_payload("L2", "covax", 2, exp, 200, 800), now
+            ),
+            c["maker"].tx("lot.transfer", lot_transfer_payload("L1", 7), now),
+            c["carrier"].tx(
+                "sensor.register", sensor_register_payload("S1", bytes(sensor.verify_key)), now
+            ),
+            c["carrier"].tx(
+                "coldchain.readings",
+                coldchain_readings_payload(sensor, "S1", "L1", [(now - 10, 500)]),
+                now,
+            ),
+            c["carrier"].tx("lot.transfer", lot_transfer_payload("L1", 5), now),
+            c["maker"].tx("lot.recall", lot_recall_payload("L2", "bad vials"), now),
+        ]
+    )
+    assert [v.reason for v in r1.verdicts] == [""] * 7
+    now = chain.now_ms
+    vax = {
+        "record_id": "V1",
+        "subject_verify_key": alice.verify_key,
+        "dose": 1,
+        "administered_ms": now,
+        "fields": {"name": "Alice"},
+    }
+    r2 = chain.run(
+        [
+            c["site"].vaccination_record(now, lot_id="L2", **vax),  # type: ignore[arg-type]
+            c["site"].vaccination_record(now, lot_id="L1", **vax),  # type: ignore[arg-type]
+            alice.grant(
+                now,
+                grant_id="G1",
+                grantee=4,
+                record_types=["vaccination"],
+                purpose="treatment",
+                expiry_ms=now + DAY,
+            ),
+            c["cdc"].emergency(now, record_id="V1", reason="adverse-event investigation"),
+            c["lab"].tx(
+                "lab.result",
+                {
+                    "subject": alice.pseudonym,
+                    "test_id": "T1",
+                    "result": "positive",
+                    "sample_ms": now,
+                },
+                now,
+            ),
+        ]
+    )
+    assert [(v.applied, v.reason) for v in r2.verdicts] == [
+        (False, "vaccination.record: lot 'L2' is recalled"),
+        (True, ""),
+        (True, ""),
+        (True, ""),
+        (True, ""),
+    ]
+    now = chain.now_ms
+    r3 = chain.run(
+        [
+            c["site"].share(
+                chain.state, now, record_id="V1", grantee=4, grant_id="G1", purpose="treatment"
+            ),
+            c["site"].fulfil_emergency(chain.state, now, record_id="V1", authority=1),
+        ]
+    )
+    assert [v.reason for v in r3.verdicts] == ["", ""]
+    return chain, c, alice
+
+
+def test_end_to_end_story_through_the_engine() -> None:
+    chain, c, alice = _story()
+    st = chain.state
+    assert alice.read_record(st, "V1") == {"name": "Alice"}
+    assert c["hospital"].read_record(st, "V1") == {"name": "Alice"}
+    assert c["cdc"].read_record(st, "V1") == {"name": "Alice"}
+    with pytest.raises(RecordCryptoError):
+        c["lab"].read_record(st, "V1")
+    assert [(e["kind"], e["grantee"]) for e in alice.my_access_log(st)] == [
+        ("emergency", 1),
+        ("share", 4),
+        ("share", 1),
+    ]
+    assert health_code(st, alice.pseudonym) == "red"
+    lot = dq.lot(st, "L1")
+    assert lot is not None and lot["remaining"] == 1
+    now = chain.now_ms
+    r = chain.run(
+        [
+            alice.revoke(now, grant_id="G1"),
+            alice.erase(now, record_id="V1"),
+            c["site"].tx(
+                "access.share",
+                {
+                    "record_id": "V1",
+                    "grantee": 4,
+                    "basis": "grant",
+                    "grant_id": "G1",
+                    "purpose": "treatment",
+                    "sealed_key": bytes(80),
+                },
+                now,
+            ),
+        ]
+    )
+    assert [v.reason for v in r.verdicts] == ["", "", "access.share: record 'V1' was erased"]
+    for who in (alice, c["hospital"], c["cdc"], c["site"]):
+        with pytest.raises(RecordCryptoError, match="erased"):
+            who.read_record(st, "V1")
+    # Replaying the same blocks from genesis re-checks everything and reaches the same digest.
+    report = verify_chain(chain.genesis, chain.blocks, expected_final_digest=state_digest(st))
+    assert report.ok, report.reason
