@@ -1,0 +1,111 @@
+"""The sans-IO admin protocol: framing bounds, request validation, param schemas."""
+
+from __future__ import annotations
+
+import struct
+
+import msgpack
+import pytest
+
+from hzp2p.admin.protocol import (
+    METHOD_PARAMS,
+    AdminError,
+    AdminProtocolError,
+    FrameDecoder,
+    RequestError,
+    check_params,
+    pack_message,
+    parse_request,
+    parse_response,
+    unpack_message,
+)
+
+
+def test_frames_round_trip_across_split_reads() -> None:
+    frames = pack_message({"id": 1, "method": "status", "params": {}}) + pack_message([1, 2])
+    decoder = FrameDecoder(1024)
+    bodies = []
+    for i in range(len(frames)):
+        bodies += decoder.feed(frames[i : i + 1])
+    assert [unpack_message(b) for b in bodies] == [{"id": 1, "method": "status", "params": {}}, [1, 2]]
+    assert decoder.buffered_bytes == 0
+
+
+def test_oversized_frame_refused_before_buffering() -> None:
+    decoder = FrameDecoder(100)
+    with pytest.raises(AdminProtocolError, match="exceeds the 100-byte limit"):
+        decoder.feed(struct.pack(">I", 101))
+    with pytest.raises(AdminProtocolError, match="exceeds"):
+        pack_message("x" * 200, max_frame_bytes=100)
+
+
+def test_garbage_body_is_a_protocol_error() -> None:
+    with pytest.raises(AdminProtocolError, match="not valid msgpack"):
+        unpack_message(b"\xc1\xc1\xc1")
+    with pytest.raises(AdminProtocolError):
+        unpack_message(msgpack.packb(1) + b"trailing")
+
+
+@pytest.mark.parametrize(
+    ("obj", "match", "rid"),
+    [
+        ([1], "must be a map", None),
+        ({"method": "status"}, "missing field 'id'", None),
+        ({"id": "1", "method": "status"}, "'id' must be an integer", None),
+        ({"id": True, "method": "status"}, "'id' must be an integer", None),
+        ({"id": -1, "method": "status"}, "'id' must be an integer", None),
+        ({"id": 5}, "missing field 'method'", 5),
+        ({"id": 5, "method": 3}, "'method' must be a non-empty string", 5),
+        ({"id": 5, "method": "x" * 65}, "'method' must be", 5),
+        ({"id": 5, "method": "status", "params": [1]}, "'params' must be a map", 5),
+        ({"id": 5, "method": "status", "params": {1: 2}}, "param names must be strings", 5),
+        ({"id": 5, "method": "status", "extra": 1}, "unknown fields: extra", 5),
+    ],
+)
+def test_malformed_requests_name_the_problem(obj: object, match: str, rid: int | None) -> None:
+    with pytest.raises(RequestError, match=match) as info:
+        parse_request(obj)
+    assert info.value.request_id == rid
+
+
+def test_valid_request_defaults_params() -> None:
+    req = parse_request({"id": 9, "method": "status"})
+    assert (req.id, req.method, dict(req.params)) == (9, "status", {})
+
+
+def test_param_schemas() -> None:
+    check_params("block", METHOD_PARAMS["block"], {"height": 0, "linearizable": True})
+    cases = [
+        ("block", {}, "missing param 'height'"),
+        ("block", {"height": "3"}, "'height' must be an integer"),
+        ("block", {"height": True}, "'height' must be an integer"),
+        ("block", {"height": -1}, "must be >= 0"),
+        ("block", {"height": 1, "bogus": 2}, "unknown params: bogus"),
+        ("tx", {"tx_hash": "xyz"}, "must be a hex string"),
+        ("submit", {"type": "t", "payload": []}, "'payload' must be a map"),
+        ("submit", {"type": "t", "payload": {}, "wait_s": float("nan")}, "must be finite"),
+        ("add_learner", {"name": "n", "roles": "lab", "signing_key": "00", "node_key": "00", "address": "a:1"}, "list of non-empty strings"),
+    ]
+    for method, params, match in cases:
+        with pytest.raises(AdminError, match=match) as info:
+            check_params(method, METHOD_PARAMS[method], params)
+        assert info.value.code == "bad_request"
+
+
+def test_responses_parse_and_unknown_codes_degrade() -> None:
+    ok = parse_response({"id": 1, "ok": True, "result": {"a": 1}})
+    assert ok.unwrap() == {"a": 1}
+    err = parse_response({"id": 2, "ok": False, "error": {"code": "not_leader", "message": "m", "leader_id": 3}})
+    with pytest.raises(AdminError) as info:
+        err.unwrap()
+    assert (info.value.code, info.value.leader_id) == ("not_leader", 3)
+    odd = parse_response({"id": 2, "ok": False, "error": {"code": "brand_new", "message": "m"}})
+    assert odd.error is not None and odd.error.code == "internal" and "brand_new" in odd.error.message
+    with pytest.raises(AdminProtocolError):
+        parse_response({"id": 1, "ok": "yes"})
+
+
+def test_admin_error_codes_are_checked() -> None:
+    with pytest.raises(ValueError, match="unknown admin error code"):
+        AdminError("nope", "x")
+    assert AdminError("timeout", "slow", hint="h").to_wire() == {"code": "timeout", "message": "slow", "hint": "h"}
