@@ -20,7 +20,7 @@ import nacl.exceptions
 import nacl.signing
 
 from hzp2p.ledger.codec import CodecError, pack, unpack
-from hzp2p.ledger.merkle import MerkleProof, leaf_hash, merkle_proof, merkle_root
+from hzp2p.ledger.merkle import MerkleProof, leaf_hash, merkle_proof, merkle_root, verify_proof
 from hzp2p.ledger.tx import INT64_MAX, Transaction, TxError, blake, decode_tx
 
 BLOCK_VERSION = 1
@@ -143,6 +143,15 @@ class Block:
 
 def tx_leaves(txs: list[Transaction] | tuple[Transaction, ...]) -> list[bytes]:
     return [leaf_hash(tx.hash, tx.signature) for tx in txs]
+
+
+def verify_inclusion(
+    header: BlockHeader, tx_hash: bytes, signature: bytes, proof: MerkleProof
+) -> bool:
+    """True iff the transaction (hash, signature) is at `proof.index` of the block with `header`."""
+    return proof.count == header.tx_count and verify_proof(
+        header.merkle_root, leaf_hash(tx_hash, signature), proof
+    )
 
 
 def decode_header(data: bytes) -> BlockHeader:

@@ -1,0 +1,133 @@
+"""Mempool bounds, dedupe, FIFO per sender and fairness across senders; the block builder."""
+
+from __future__ import annotations
+
+import pytest
+
+from hzp2p.ledger.builder import BlockBuilder
+from hzp2p.ledger.mempool import DuplicateTx, Mempool, MempoolFull, MempoolLimits
+from hzp2p.ledger.testkit import LocalChain
+
+
+@pytest.fixture(scope="module")
+def chain() -> LocalChain:
+    return LocalChain(seed=5)
+
+
+def test_dedupe_and_total_bounds(chain: LocalChain) -> None:
+    tx = chain.tx(3, "epi.report", {"a": 1})
+    size = len(tx.encode())
+    mp = Mempool(MempoolLimits(max_bytes=size * 3, max_txs=10, max_per_sender=10))
+    mp.add(tx)
+    with pytest.raises(DuplicateTx):
+        mp.add(tx)
+    mp.add(chain.tx(3, "epi.report", {"a": 2}))
+    mp.add(chain.tx(3, "epi.report", {"a": 3}))
+    with pytest.raises(MempoolFull, match="byte"):
+        mp.add(chain.tx(3, "epi.report", {"a": 4}))
+    assert len(mp) == 3 and mp.total_bytes == 3 * size
+    mp2 = Mempool(MempoolLimits(max_txs=2))
+    mp2.add(chain.tx(3, "epi.report", {"a": 1}))
+    mp2.add(chain.tx(4, "epi.report", {"a": 1}))
+    with pytest.raises(MempoolFull, match="transaction limit"):
+        mp2.add(chain.tx(5, "epi.report", {"a": 1}))
+
+
+def test_per_sender_bound(chain: LocalChain) -> None:
+    mp = Mempool(MempoolLimits(max_per_sender=2))
+    mp.add(chain.tx(3, "epi.report", {"a": 1}))
+    mp.add(chain.tx(3, "epi.report", {"a": 2}))
+    with pytest.raises(MempoolFull, match="per-sender"):
+        mp.add(chain.tx(3, "epi.report", {"a": 3}))
+    mp.add(chain.tx(4, "epi.report", {"a": 3}))  # another sender still fits
+
+
+def test_fifo_within_sender_and_fair_across(chain: LocalChain) -> None:
+    mp = Mempool()
+    flood = [chain.tx(3, "epi.report", {"i": i}) for i in range(50)]
+    for tx in flood:
+        mp.add(tx)
+    quiet = [chain.tx(s, "epi.report", {"i": 0}) for s in (4, 5)]
+    for tx in quiet:
+        mp.add(tx)
+    batch = mp.pop_batch(6, 10**9)
+    # the two quiet senders are served in the first cut despite the flood ahead of them
+    assert {t.hash for t in quiet} <= {t.hash for t in batch}
+    flood_taken = [t for t in batch if t.signer == flood[0].signer]
+    assert flood_taken == flood[: len(flood_taken)]  # FIFO
+    rest = mp.pop_batch(100, 10**9)
+    assert rest == flood[len(flood_taken) :]
+    assert len(mp) == 0 and mp.total_bytes == 0
+
+
+def test_rotation_between_cuts(chain: LocalChain) -> None:
+    mp = Mempool()
+    for s in (3, 4, 5):
+        for i in range(4):
+            mp.add(chain.tx(s, "epi.report", {"i": i}))
+    first = mp.pop_batch(2, 10**9)
+    second = mp.pop_batch(1, 10**9)
+    # the sender not served in the first cut goes first in the next
+    assert second[0].signer not in {t.signer for t in first}
+
+
+def test_byte_budget_and_remove_and_requeue(chain: LocalChain) -> None:
+    mp = Mempool()
+    txs = [chain.tx(3, "epi.report", {"i": i}) for i in range(5)]
+    for tx in txs:
+        mp.add(tx)
+    size = len(txs[0].encode())
+    got = mp.pop_batch(100, size * 2 + 1)
+    assert got == txs[:2]
+    mp.requeue(got)
+    assert mp.pop_batch(1, 10**9) == txs[:1]
+    assert mp.remove([txs[1].hash, txs[1].hash, b"x" * 32]) == 1
+    assert mp.pop_batch(10, 10**9) == txs[2:]
+
+
+def test_prune_expired(chain: LocalChain) -> None:
+    mp = Mempool()
+    mp.add(chain.tx(3, "epi.report", {"i": 1}, valid_from_ms=0, valid_until_ms=100))
+    mp.add(chain.tx(3, "epi.report", {"i": 2}, valid_from_ms=0, valid_until_ms=10_000))
+    assert mp.prune_expired(5_000) == 1 and len(mp) == 1
+
+
+def test_builder_cuts_by_count_bytes_time(chain: LocalChain) -> None:
+    b = BlockBuilder(max_txs=3, max_bytes=10**6, max_wait_ms=50)
+    mp = Mempool()
+    assert not b.should_cut(mp, 0, None)
+    mp.add(chain.tx(3, "epi.report", {"i": 1}))
+    assert not b.should_cut(mp, 10, 0)
+    assert b.should_cut(mp, 50, 0)
+    for i in range(2, 4):
+        mp.add(chain.tx(3, "epi.report", {"i": i}))
+    assert b.should_cut(mp, 0, 0)
+    small = BlockBuilder(max_txs=100, max_bytes=100, max_wait_ms=50)
+    assert small.should_cut(mp, 0, 0)
+
+
+def test_builder_builds_valid_block_and_filters_window(chain: LocalChain) -> None:
+    c = LocalChain(seed=6)
+    mp = Mempool()
+    ok = [c.tx(3, "epi.report", {"report_id": f"r{i}", "region": "n", "metric": "m", "value": 1, "period": "p"}) for i in range(4)]
+    expired = c.tx(3, "epi.report", {"x": 1}, valid_from_ms=0, valid_until_ms=10)
+    future = c.tx(3, "epi.report", {"x": 2}, valid_from_ms=10**9, valid_until_ms=10**9 + 1)
+    for tx in [*ok, expired, future]:
+        mp.add(tx)
+    from hzp2p.contracts.engine import read_head, state_digest
+
+    head = read_head(c.state)
+    blk = BlockBuilder().build(
+        mp,
+        c.secrets[1].node_key(),
+        1,
+        height=head.height + 1,
+        prev_hash=head.hash,
+        prev_timestamp_ms=head.timestamp_ms,
+        state_digest=state_digest(c.state),
+        now_ms=c.now_ms,
+    )
+    assert blk is not None and list(blk.txs) == ok
+    assert len(mp) == 1 and future.hash in mp
+    res = c.apply(blk)
+    assert all(v.applied for v in res.verdicts)
