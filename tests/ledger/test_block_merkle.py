@@ -68,7 +68,7 @@ def test_block_roundtrip_and_proof_from_header() -> None:
 def test_block_merkle_mismatch_detected() -> None:
     c = LocalChain(seed=3)
     b = c.make_block([c.tx(3, "epi.report", {"i": i}) for i in range(3)])
-    forged = Block(b.header, b.signature, b.txs[:2] + (b.txs[0],))
+    forged = Block(b.header, b.signature, (*b.txs[:2], b.txs[0]))
     with pytest.raises(BlockError):
         decode_block(forged.encode())
 
