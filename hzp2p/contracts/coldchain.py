@@ -29,12 +29,14 @@ from hzp2p.contracts.domain_queries import (
     load,
     p_bytes,
     p_id,
+    rule_version,
     store,
 )
-from hzp2p.contracts.registry import contract
+from hzp2p.contracts.registry import contract, payload_generator
 from hzp2p.contracts.supply import TEMP_LIMIT_CENTI_C, get_lot, put_lot
 
-MAX_READINGS = 1000
+# Versioned by ctx.rules["coldchain"] (version 1 if genesis names none).
+COLDCHAIN_RULES: dict[int, dict[str, int]] = {1: {"max_readings": 1000}}
 READINGS_DOMAIN = "hzp2p.coldchain.readings.v1"
 
 
@@ -80,9 +82,11 @@ def sensor_revoke(ctx: TxContext) -> None:
 
 
 def _readings(ctx: TxContext, sensor_id: str) -> list[tuple[str, int, int]]:
+    _, rules = rule_version(ctx, "coldchain", COLDCHAIN_RULES)
+    limit = rules["max_readings"]
     raw = ctx.payload.get("readings")
-    if not isinstance(raw, list) or not 1 <= len(raw) <= MAX_READINGS:
-        fail(ctx, f"readings must be a list of 1..{MAX_READINGS} readings")
+    if not isinstance(raw, list) or not 1 <= len(raw) <= limit:
+        fail(ctx, f"readings must be a list of 1..{limit} readings")
     out = []
     for i, r in enumerate(raw):
         if not isinstance(r, dict):
@@ -164,3 +168,11 @@ def coldchain_readings(ctx: TxContext) -> None:
         }
         lot["quarantine"] = evidence
         put_lot(ctx, lot, {"kind": "quarantine", "evidence": evidence})
+
+
+@payload_generator("sensor.register", "carrier")
+def _gen_sensor(i: int) -> dict[str, Any]:
+    return {
+        "sensor_id": f"bench-{i}",
+        "verify_key": hashlib.blake2b(b"%d" % i, digest_size=32).digest(),
+    }

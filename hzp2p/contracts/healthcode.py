@@ -35,7 +35,7 @@ from hzp2p.contracts.domain_queries import (
     rule_version,
     store,
 )
-from hzp2p.contracts.registry import contract
+from hzp2p.contracts.registry import contract, payload_generator
 
 HEALTHCODE_RULES: dict[int, dict[str, int]] = {
     1: {"green_after_days": 14},
@@ -197,3 +197,18 @@ def healthcode_set(ctx: TxContext) -> None:
             "rules_version": version,
         },
     )
+
+
+@payload_generator("lab.result", "lab")
+def _gen_lab(i: int) -> dict[str, Any]:
+    return {
+        "result": ("negative", "positive")[i % 2],
+        "sample_ms": 0,
+        "subject": f"{i % 4096:032x}",
+        "test_id": f"bench-{i}",
+    }
+
+
+@payload_generator("healthcode.set", "authority")
+def _gen_code(i: int) -> dict[str, Any]:
+    return {"colour": "yellow", "reason": "benchmark", "subject": f"{i % 4096:032x}"}

@@ -27,7 +27,7 @@ from hzp2p.contracts.domain_queries import (
     p_text,
     store,
 )
-from hzp2p.contracts.registry import contract
+from hzp2p.contracts.registry import contract, payload_generator
 
 CUSTODY_ROLES = ("carrier", "vaccination_site", "hospital", "manufacturer")
 TEMP_LIMIT_CENTI_C = 30_000  # |temperature| bound, hundredths of a degree C
@@ -144,3 +144,15 @@ def lot_recall(ctx: TxContext) -> None:
         "timestamp_ms": ctx.timestamp_ms,
     }
     put_lot(ctx, lot, {"kind": "recall", "by": sender.inst_id, "reason": reason})
+
+
+@payload_generator("lot.register", "manufacturer")
+def _gen_lot(i: int) -> dict[str, Any]:
+    return {
+        "expiry_ms": 2**60,
+        "lot_id": f"bench-{i}",
+        "product": "bench-vaccine",
+        "quantity": 1000,
+        "temp_max_centi_c": 800,
+        "temp_min_centi_c": 200,
+    }

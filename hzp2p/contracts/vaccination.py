@@ -16,11 +16,21 @@ from typing import Any
 
 from hzp2p.contracts import privacy
 from hzp2p.contracts.api import TxContext
-from hzp2p.contracts.domain_queries import fail, k_dose, load, p_id, p_int, p_subject, store
+from hzp2p.contracts.domain_queries import (
+    fail,
+    k_dose,
+    load,
+    p_id,
+    p_int,
+    p_subject,
+    rule_version,
+    store,
+)
 from hzp2p.contracts.registry import contract
 from hzp2p.contracts.supply import get_lot, lot_status, put_lot
 
-MAX_DOSE = 20
+# Versioned by ctx.rules["vaccination"] (version 1 if genesis names none).
+VACCINATION_RULES: dict[int, dict[str, int]] = {1: {"max_dose": 20}}
 
 
 @contract("vaccination.record")
@@ -29,7 +39,8 @@ def vaccination_record(ctx: TxContext) -> None:
     site = ctx.require_member("vaccination_site")
     subject = p_subject(ctx)
     lot = get_lot(ctx, p_id(ctx, "lot_id"))
-    dose = p_int(ctx, "dose", 1, MAX_DOSE)
+    _, rules = rule_version(ctx, "vaccination", VACCINATION_RULES)
+    dose = p_int(ctx, "dose", 1, rules["max_dose"])
     when = p_int(ctx, "administered_ms", 0, ctx.timestamp_ms)
     status = lot_status(lot)
     if status != "active":

@@ -231,3 +231,15 @@ def test_end_to_end_story_through_the_engine() -> None:
     # Replaying the same blocks from genesis re-checks everything and reaches the same digest.
     report = verify_chain(chain.genesis, chain.blocks, expected_final_digest=state_digest(st))
     assert report.ok, report.reason
+
+
+def test_benchmark_payload_generators_are_valid() -> None:
+    from hzp2p.contracts.registry import PAYLOAD_GENERATORS, PAYLOAD_ROLES
+
+    chain = LocalChain(3, 6, seed=9)
+    by_role = {"authority": 1, "lab": 3, "manufacturer": 6, "carrier": 7}
+    mine = ("lab.result", "healthcode.set", "lot.register", "sensor.register")
+    for typ in mine:
+        sender = by_role[PAYLOAD_ROLES[typ][0]]
+        txs = [chain.tx(sender, typ, PAYLOAD_GENERATORS[typ](i)) for i in range(6)]
+        assert [v.reason for v in chain.run(txs).verdicts] == [""] * 6
