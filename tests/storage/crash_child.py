@@ -1,0 +1,108 @@
+"""Child process of the SIGKILL crash test (tests/storage/test_storage_crash.py).
+
+Usage: python crash_child.py DB_PATH SEED
+
+Opens the SQLite store through the async facade (the daemon's path: DB thread,
+Trio) and writes forever: Ready batches of ENTRIES entries (sometimes several
+in one group commit) and blocks of TXS transactions applied atomically (with
+`apply_block_with` or `apply_block`). After each write returns it prints
+"B <batch>" or "K <height>" and flushes: a line on stdout is a promise that the
+write is durable. It resumes from whatever the database holds, so the parent
+can kill and restart it again and again on the same file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import sys
+
+import trio
+
+from hzp2p.raft.types import Entry, HardState
+from hzp2p.storage import AsyncStorage, BlockRecord, ExecResult, ReadyBatch, StateReader, TxRecord
+
+CHAIN = b"crash-chain"
+GENESIS = b"\x07" * 32
+ENTRIES = 20  # entries per batch; batch k holds indexes k*ENTRIES+1 .. (k+1)*ENTRIES
+TXS = 50  # transactions per block; block h is carried by raft index h + 1
+
+
+def entry_data(index: int) -> bytes:
+    return (b"%d|" % index).ljust(200, b".")
+
+
+def block_hash(height: int) -> bytes:
+    return hashlib.sha256(b"block %d" % height).digest()
+
+
+def tx_rows(height: int) -> list[TxRecord]:
+    return [
+        TxRecord(
+            hashlib.sha256(b"tx %d %d" % (height, i)).digest(),
+            height,
+            i,
+            "epi.report",
+            "applied" if i % 7 else "rejected",
+            "" if i % 7 else "duplicate report_id",
+        )
+        for i in range(TXS)
+    ]
+
+
+def block_writes(height: int, count: int) -> dict[bytes, bytes | None]:
+    writes: dict[bytes, bytes | None] = {b"blk/%d" % height: b"1", b"count": b"%d" % count}
+    for i in range(TXS):
+        writes[b"s/%d/%d" % (height, i)] = b"v" * 40
+    if height > 0:
+        writes[b"s/%d/0" % (height - 1)] = None  # deletes are part of a block, too
+    return writes
+
+
+async def main(path: str, seed: int) -> None:
+    rng = random.Random(seed)
+    store = await AsyncStorage.open_sqlite(path, CHAIN, GENESIS)
+    batch = (await store.last_index()) // ENTRIES
+    tip = await store.tip()
+    height = 0 if tip is None else tip[0] + 1
+    print(f"start {batch} {height}", flush=True)
+    while True:
+        commit = batch * ENTRIES
+        if height + 1 <= commit and rng.random() < 0.4:
+            block = BlockRecord(
+                height,
+                block_hash(height),
+                block_hash(height - 1) if height else b"",
+                height + 1,
+                rng.randbytes(1000),
+            )
+            if rng.random() < 0.5:
+
+                def execute(r: StateReader, h: int = height) -> ExecResult:
+                    count = int(r.get(b"count") or b"0")
+                    assert count == h, (count, h)
+                    return tx_rows(h), block_writes(h, count + 1)
+
+                await store.apply_block_with(block, execute, height + 1)
+            else:
+                await store.apply_block(block, tx_rows(height), block_writes(height, height + 1), height + 1)
+            print(f"K {height}", flush=True)
+            height += 1
+            continue
+        group = rng.choice((1, 1, 1, 2, 3))
+        batches = []
+        for k in range(batch, batch + group):
+            lo = k * ENTRIES + 1
+            es = [Entry(1, i, data=entry_data(i)) for i in range(lo, lo + ENTRIES)]
+            batches.append(ReadyBatch(es, HardState(1, 1, lo + ENTRIES - 1)))
+        if group == 1:
+            await store.save_ready(batches[0].entries, batches[0].hard_state)
+        else:
+            await store.save_batches(batches)
+        for k in range(batch, batch + group):
+            print(f"B {k}", flush=True)
+        batch += group
+
+
+if __name__ == "__main__":
+    trio.run(main, sys.argv[1], int(sys.argv[2]))
