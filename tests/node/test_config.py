@@ -1,0 +1,176 @@
+"""Node config: defaults, relative paths, and errors that name the file and the field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hzp2p.node.config import (
+    ConfigError,
+    HostPort,
+    LedgerSection,
+    NetSection,
+    RaftSection,
+    load_config,
+    parse_host_port,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+
+MINIMAL = """
+node_id = 3
+genesis = "../genesis.toml"
+data_dir = "data"
+listen = "127.0.0.1:7003"
+seeds = ["127.0.0.1:7001", "[::1]:7002"]
+signing_key = "signing.key"
+node_key = "node.key"
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "node3" / "config.toml"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def test_minimal_config_defaults_and_paths(tmp_path: Path) -> None:
+    path = write(tmp_path, MINIMAL)
+    cfg = load_config(path)
+    base = path.parent.resolve()
+    assert cfg.node_id == 3
+    assert cfg.genesis == tmp_path.resolve() / "genesis.toml"
+    assert cfg.data_dir == base / "data"
+    assert cfg.signing_key == base / "signing.key"
+    assert cfg.admin.socket == base / "data" / "admin.sock"
+    assert cfg.listen == HostPort("127.0.0.1", 7003)
+    assert cfg.advertise_address == cfg.listen
+    assert cfg.seeds == (HostPort("127.0.0.1", 7001), HostPort("::1", 7002))
+    assert str(cfg.seeds[1]) == "[::1]:7002"
+    assert cfg.raft == RaftSection() and cfg.ledger == LedgerSection() and cfg.net == NetSection()
+    assert cfg.metrics.http is None
+    assert (cfg.log.level, cfg.log.format) == ("info", "json")
+    with pytest.raises(AttributeError):
+        cfg.node_id = 4  # type: ignore[misc]
+
+
+def test_sections_override_defaults(tmp_path: Path) -> None:
+    cfg = load_config(
+        write(
+            tmp_path,
+            MINIMAL
+            + """
+advertise = "node3.example:7003"
+[raft]
+tick_ms = 20
+election_ticks = 20
+heartbeat_ticks = 4
+pre_vote = false
+[net]
+handshake_timeout_s = 2.5
+[admin]
+socket = "/tmp/x.sock"
+[metrics]
+http = "0.0.0.0:9100"
+[log]
+level = "debug"
+format = "console"
+""",
+        )
+    )
+    assert (cfg.raft.tick_ms, cfg.raft.election_ticks, cfg.raft.heartbeat_ticks) == (20, 20, 4)
+    assert cfg.raft.pre_vote is False
+    assert cfg.net.handshake_timeout_s == 2.5
+    assert cfg.admin.socket == Path("/tmp/x.sock")
+    assert cfg.metrics.http == HostPort("0.0.0.0", 9100)
+    assert cfg.advertise_address == HostPort("node3.example", 7003)
+
+
+@pytest.mark.parametrize(
+    ("patch", "field", "problem"),
+    [
+        ("node_id = 0", "node_id", "must be >= 1"),
+        ('node_id = "3"', "node_id", "must be an integer"),
+        ("node_id = true", "node_id", "must be an integer"),
+        ('listen = "localhost"', "listen", "has no ':port'"),
+        ('listen = "h:99999"', "listen", "port must be in 1..65535"),
+        ('listen = ":7000"', "listen", "empty or invalid host"),
+        ('listen = "::1:7000"', "listen", "[addr]:port"),
+        ("seeds = '127.0.0.1:1'", "seeds", "must be a list"),
+        ('seeds = ["127.0.0.1:7001", 5]', "seeds[1]", "must be a 'host:port' string"),
+        ('seeds = ["127.0.0.1:7003"]', "seeds[0]", "own address"),
+        ("genesis = 7", "genesis", "must be a non-empty path string"),
+        ('node_key = "signing.key"', "node_key", "different file"),
+        ("colour = 'blue'", "colour", "unknown field"),
+        ("[raft]\nelection_tick = 5", "raft.election_tick", "unknown field"),
+        ("[raft]\nheartbeat_ticks = 10", "raft.heartbeat_ticks", "smaller than raft.election_ticks"),
+        ("[raft]\ntick_ms = -5", "raft.tick_ms", "must be >= 1"),
+        ("[raft]\npre_vote = 1", "raft.pre_vote", "must be true or false"),
+        ("[raft]\nmax_bytes_per_msg = 8388608", "raft.max_bytes_per_msg", "smaller than net.max_frame_bytes"),
+        ("[ledger]\nblock_max_bytes = 8388608", "ledger.block_max_bytes", "smaller than net.max_frame_bytes"),
+        ("[ledger]\nblock_max_txs = 0", "ledger.block_max_txs", "must be >= 1"),
+        ("[net]\nkeepalive_s = 0", "net.keepalive_s", "positive finite"),
+        ("[net]\nread_timeout_s = 1", "net.read_timeout_s", "must exceed net.keepalive_s"),
+        ("[net]\nhandshake_timeout_s = 'soon'", "net.handshake_timeout_s", "must be a number"),
+        ("[admin]\nsocket = '" + "x" * 120 + "'", "admin.socket", "Unix socket limit"),
+        ("[admin]\nmax_request_bytes = 10", "admin.max_request_bytes", "must be >= 1024"),
+        ("[metrics]\nhttp = 'nope'", "metrics.http", "has no ':port'"),
+        ("[log]\nlevel = 'loud'", "log.level", "must be one of debug, info, warning, error"),
+        ("[log]\nformat = 'xml'", "log.format", "must be one of json, console"),
+        ("raft = 5", "raft", "must be a table"),
+    ],
+)
+def test_errors_name_file_and_field(tmp_path: Path, patch: str, field: str, problem: str) -> None:
+    if patch.startswith("["):  # a section: append it
+        text = MINIMAL + patch + "\n"
+    else:  # a top-level field: replace it
+        key = patch.split("=")[0].strip()
+        lines = [ln for ln in MINIMAL.splitlines() if not ln.startswith(f"{key} ")]
+        text = "\n".join([*lines, patch]) + "\n"
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    err = info.value
+    assert err.field == field
+    assert problem in err.problem
+    assert str(err).startswith(f"{path.absolute()}: {field}: ")
+
+
+@pytest.mark.parametrize("missing", ["node_id", "genesis", "data_dir", "listen", "signing_key", "node_key"])
+def test_required_fields(tmp_path: Path, missing: str) -> None:
+    text = "\n".join(ln for ln in MINIMAL.splitlines() if not ln.startswith(f"{missing} "))
+    with pytest.raises(ConfigError, match=f"{missing}: is required"):
+        load_config(write(tmp_path, text))
+
+
+def test_unreadable_and_invalid_files(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "nope.toml")
+    with pytest.raises(ConfigError, match="invalid TOML"):
+        load_config(write(tmp_path, "node_id = = 3"))
+    bad = tmp_path / "bin.toml"
+    bad.write_bytes(b"\xff\xfe")
+    with pytest.raises(ConfigError, match="not UTF-8"):
+        load_config(bad)
+
+
+def test_parse_host_port() -> None:
+    assert parse_host_port("[fe80::1]:80") == HostPort("fe80::1", 80)
+    for bad in ("", "host:", "host:x", "[::1]80", "a b:1"):
+        with pytest.raises(ValueError):
+            parse_host_port(bad)
+
+
+def test_every_shipped_config_parses() -> None:
+    files = sorted((REPO / "configs").glob("**/*.toml"))
+    assert len(files) >= 3 + 5
+    ids = {}
+    for path in files:
+        cfg = load_config(path)
+        ids.setdefault(path.parent.name, set()).add(cfg.node_id)
+    assert ids["local-3node"] == {1, 2, 3}
+    assert {1, 2, 3, 4, 5} <= ids["city-5voters"]
+    city = load_config(REPO / "configs/city-5voters/1-health-commission.toml")
+    assert city.raft.tick_ms == 100 and 10 <= city.raft.election_ticks <= 20
