@@ -29,6 +29,7 @@ from hzp2p.contracts.domain_queries import (
     load,
     p_bytes,
     p_id,
+    p_only,
     rule_version,
     store,
 )
@@ -37,6 +38,7 @@ from hzp2p.contracts.supply import TEMP_LIMIT_CENTI_C, get_lot, put_lot
 
 # Versioned by ctx.rules["coldchain"] (version 1 if genesis names none).
 COLDCHAIN_RULES: dict[int, dict[str, int]] = {1: {"max_readings": 1000}}
+READING_FIELDS = frozenset({"sensor_id", "t_ms", "temp_centi_c"})
 READINGS_DOMAIN = "hzp2p.coldchain.readings.v1"
 
 
@@ -49,6 +51,7 @@ def readings_message(lot_id: str, readings: Sequence[tuple[str, int, int]]) -> b
 def sensor_register(ctx: TxContext) -> None:
     """Payload: sensor_id, verify_key (32-byte Ed25519)."""
     carrier = ctx.require_member("carrier")
+    p_only(ctx, frozenset({"sensor_id", "verify_key"}))
     sensor_id = p_id(ctx, "sensor_id")
     vk = p_bytes(ctx, "verify_key", 32, 32)
     if ctx.state.get(k_sensor(sensor_id)) is not None:
@@ -70,6 +73,7 @@ def sensor_register(ctx: TxContext) -> None:
 def sensor_revoke(ctx: TxContext) -> None:
     """Payload: sensor_id. The owning carrier retires a sensor (e.g. a lost key)."""
     carrier = ctx.require_member("carrier")
+    p_only(ctx, frozenset({"sensor_id"}))
     sensor_id = p_id(ctx, "sensor_id")
     rec: dict[str, Any] | None = load(ctx.state, k_sensor(sensor_id))
     if rec is None or rec["carrier"] != carrier.inst_id:
@@ -91,6 +95,7 @@ def _readings(ctx: TxContext, sensor_id: str) -> list[tuple[str, int, int]]:
     for i, r in enumerate(raw):
         if not isinstance(r, dict):
             fail(ctx, f"reading {i} must be a map")
+        p_only(ctx, READING_FIELDS, r, f"reading {i}")
         t, temp = r.get("t_ms"), r.get("temp_centi_c")
         if r.get("sensor_id") != sensor_id:
             fail(ctx, f"reading {i} is not from sensor {sensor_id!r}")
@@ -110,6 +115,7 @@ def _readings(ctx: TxContext, sensor_id: str) -> list[tuple[str, int, int]]:
 def coldchain_readings(ctx: TxContext) -> None:
     """Payload: lot_id, sensor_id, readings [{sensor_id, t_ms, temp_centi_c}], signature."""
     carrier = ctx.require_member("carrier")
+    p_only(ctx, frozenset({"lot_id", "sensor_id", "readings", "signature"}))
     lot = get_lot(ctx, p_id(ctx, "lot_id"))
     sensor_id = p_id(ctx, "sensor_id")
     sig = p_bytes(ctx, "signature", 64, 64)

@@ -176,6 +176,19 @@ def fail(ctx: TxContext, msg: str) -> NoReturn:
     raise TxRejected(f"{ctx.tx_type}: {msg}")
 
 
+def p_only(
+    ctx: TxContext,
+    allowed: frozenset[str],
+    where: Mapping[str, Any] | None = None,
+    what: str = "payload",
+) -> None:
+    """Refuse fields a contract does not know: nothing rides along unchecked (a stray field
+    could carry personal data in the clear)."""
+    extra = sorted(k for k in (ctx.payload if where is None else where) if k not in allowed)
+    if extra:
+        fail(ctx, f"unknown {what} field(s): {', '.join(map(str, extra))}")
+
+
 def p_int(ctx: TxContext, name: str, lo: int, hi: int) -> int:
     v = ctx.payload.get(name)
     if not isinstance(v, int) or isinstance(v, bool):

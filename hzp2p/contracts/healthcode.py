@@ -30,6 +30,7 @@ from hzp2p.contracts.domain_queries import (
     load,
     p_choice,
     p_id,
+    p_only,
     p_subject,
     p_text,
     rule_version,
@@ -42,6 +43,8 @@ HEALTHCODE_RULES: dict[int, dict[str, int]] = {
 }
 COLOURS = ("green", "yellow", "red")
 RESULTS = ("positive", "negative")
+LAB_FIELDS = frozenset({"subject", "test_id", "result", "sample_ms", "record"})
+SET_FIELDS = frozenset({"subject", "colour", "reason", "override"})
 
 
 def lab_colour(last_pos: int | None, last_neg: int | None, period_ms: int) -> str | None:
@@ -89,6 +92,7 @@ def _write(ctx: TxContext, code: dict[str, Any], event: dict[str, Any]) -> None:
 def lab_result(ctx: TxContext) -> None:
     """A lab's test result; payload: subject, test_id, result, sample_ms [, record]."""
     lab = ctx.require_member("lab")
+    p_only(ctx, LAB_FIELDS)
     subject = p_subject(ctx)
     test_id = p_id(ctx, "test_id")
     result = p_choice(ctx, "result", RESULTS)
@@ -158,6 +162,7 @@ def lab_result(ctx: TxContext) -> None:
 def healthcode_set(ctx: TxContext) -> None:
     """An authority sets a colour; payload: subject, colour, reason [, override]."""
     authority = ctx.require_member("authority")
+    p_only(ctx, SET_FIELDS)
     subject = p_subject(ctx)
     colour = p_choice(ctx, "colour", COLOURS)
     reason = p_text(ctx, "reason")

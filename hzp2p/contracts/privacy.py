@@ -42,6 +42,7 @@ from hzp2p.contracts.domain_queries import (
     p_id,
     p_int,
     p_map,
+    p_only,
     p_subject,
     p_text,
     rule_version,
@@ -63,6 +64,8 @@ WRITE_ROLES = {"diagnosis": "hospital", "lab_result": "lab"}
 PRIVACY_RULES: dict[int, dict[str, int]] = {
     1: {"emergency_window_ms": DAY_MS, "max_grant_days": 3650, "max_grant_types": 8},
 }
+ENVELOPE_FIELDS = frozenset({"record_id", "ciphertext", "key_commitment", "sealed_keys"})
+SHARE_FIELDS = frozenset({"record_id", "grantee", "sealed_key", "basis", "grant_id", "purpose"})
 ERASE_DOMAIN = "hzp2p.record.erase.v1"
 
 
@@ -83,6 +86,7 @@ def store_record(ctx: TxContext, writer: Institution, subject: str, record_type:
     """
     assert record_type in RECORD_TYPES
     env = p_map(ctx, "record")
+    p_only(ctx, ENVELOPE_FIELDS, env, "record")
     record_id = env.get("record_id")
     if not isinstance(record_id, str) or not ID_RE.fullmatch(record_id):
         fail(ctx, "record.record_id must match [A-Za-z0-9._:-]{1,64}")
@@ -174,6 +178,7 @@ def record_write(ctx: TxContext) -> None:
     """A record with no other contract: payload subject, record_type, record (envelope)."""
     record_type = p_choice(ctx, "record_type", tuple(sorted(WRITE_ROLES)))
     writer = ctx.require_member(WRITE_ROLES[record_type])
+    p_only(ctx, frozenset({"subject", "record_type", "record"}))
     store_record(ctx, writer, p_subject(ctx), record_type)
 
 
@@ -190,6 +195,7 @@ def _citizen_subject(ctx: TxContext) -> str:
 def consent_grant(ctx: TxContext) -> None:
     """Signed by the subject: grant_id, grantee, record_types, purpose, expiry_ms."""
     subject = _citizen_subject(ctx)
+    p_only(ctx, frozenset({"grant_id", "grantee", "record_types", "purpose", "expiry_ms"}))
     _, rules = rule_version(ctx, "privacy", PRIVACY_RULES)
     grant_id = p_id(ctx, "grant_id")
     grantee = p_int(ctx, "grantee", 0, 2**63 - 1)
@@ -231,6 +237,7 @@ def consent_revoke(ctx: TxContext) -> None:
     """Signed by the subject: grant_id. Later shares under it are refused; keys handed
     over under it are withdrawn from state."""
     subject = _citizen_subject(ctx)
+    p_only(ctx, frozenset({"grant_id"}))
     grant_id = p_id(ctx, "grant_id")
     key = k_grant(subject, grant_id)
     grant: dict[str, Any] | None = load(ctx.state, key)
@@ -281,6 +288,7 @@ def access_share(ctx: TxContext) -> None:
     and for "grant": grant_id and purpose.
     """
     sender = ctx.require_member()
+    p_only(ctx, SHARE_FIELDS)
     rec = _record(ctx, p_id(ctx, "record_id"))
     grantee_id = p_int(ctx, "grantee", 0, 2**63 - 1)
     sealed_key = p_bytes(ctx, "sealed_key", SEALED_KEY_BYTES, SEALED_KEY_BYTES)
@@ -328,6 +336,7 @@ def access_emergency(ctx: TxContext) -> None:
     """An authority's break-glass request: record_id, reason. A holder then hands the key
     over with access.share basis "emergency" within the rules' window."""
     authority = ctx.require_member("authority")
+    p_only(ctx, frozenset({"record_id", "reason"}))
     rec = _record(ctx, p_id(ctx, "record_id"))
     reason = p_text(ctx, "reason")
     _, rules = rule_version(ctx, "privacy", PRIVACY_RULES)
@@ -366,6 +375,7 @@ def access_emergency(ctx: TxContext) -> None:
 def record_erase(ctx: TxContext) -> None:
     """Destroy a record's sealed keys. Signed by the subject, or submitted by the writer
     with `subject_request` = {subject_key, signature over erase_request_message}."""
+    p_only(ctx, frozenset({"record_id", "subject_request"}))
     rec = _record(ctx, p_id(ctx, "record_id"))
     if ctx.sender is None:
         if pseudonym(ctx.signer) != rec["subject"]:
@@ -376,6 +386,7 @@ def record_erase(ctx: TxContext) -> None:
         if writer.inst_id != rec["writer"]:
             fail(ctx, "only the record's subject or its writer (on request) may erase it")
         req = p_map(ctx, "subject_request")
+        p_only(ctx, frozenset({"subject_key", "signature"}), req, "subject_request")
         subject_key, sig = req.get("subject_key"), req.get("signature")
         if (
             not isinstance(subject_key, bytes)

@@ -4,7 +4,8 @@ A manufacturer registers a lot (product, doses, expiry, allowed temperature
 range in hundredths of a degree C) and holds its custody. Custody moves by
 `lot.transfer` only from the current custodian to an active member holding a
 custody role; a recalled or quarantined lot may only go back to its
-manufacturer. `lot.recall` is the lot's manufacturer's or an authority's.
+manufacturer. `lot.recall` is the lot's manufacturer's or an authority's; `lot.release`
+lets an authority lift a quarantine after investigating it.
 The cold-chain contract quarantines lots (hzp2p.contracts.coldchain) and the
 vaccination contract draws doses from them; both use the helpers here.
 Every change is appended to the lot's event list (lot/e/<lot>/...).
@@ -24,6 +25,7 @@ from hzp2p.contracts.domain_queries import (
     load,
     p_id,
     p_int,
+    p_only,
     p_text,
     store,
 )
@@ -32,6 +34,10 @@ from hzp2p.contracts.registry import contract, payload_generator
 CUSTODY_ROLES = ("carrier", "vaccination_site", "hospital", "manufacturer")
 TEMP_LIMIT_CENTI_C = 30_000  # |temperature| bound, hundredths of a degree C
 MAX_QUANTITY = 1_000_000_000
+REGISTER_FIELDS = frozenset(
+    {"lot_id", "product", "quantity", "expiry_ms", "temp_min_centi_c", "temp_max_centi_c"}
+)
+REASON_FIELDS = frozenset({"lot_id", "reason"})
 
 
 def lot_status(lot: dict[str, Any]) -> str:
@@ -71,6 +77,7 @@ def put_lot(ctx: TxContext, lot: dict[str, Any], event: dict[str, Any] | None = 
 def lot_register(ctx: TxContext) -> None:
     """Payload: lot_id, product, quantity, expiry_ms, temp_min_centi_c, temp_max_centi_c."""
     maker = ctx.require_member("manufacturer")
+    p_only(ctx, REGISTER_FIELDS)
     lot_id = p_id(ctx, "lot_id")
     product = p_id(ctx, "product")
     quantity = p_int(ctx, "quantity", 1, MAX_QUANTITY)
@@ -107,6 +114,7 @@ def lot_register(ctx: TxContext) -> None:
 def lot_transfer(ctx: TxContext) -> None:
     """Payload: lot_id, to (institution id). Sender must be the current custodian."""
     sender = ctx.require_member()
+    p_only(ctx, frozenset({"lot_id", "to"}))
     lot = get_lot(ctx, p_id(ctx, "lot_id"))
     to = p_int(ctx, "to", 0, 2**63 - 1)
     if lot["custodian"] != sender.inst_id:
@@ -131,6 +139,7 @@ def lot_transfer(ctx: TxContext) -> None:
 def lot_recall(ctx: TxContext) -> None:
     """Payload: lot_id, reason. By the lot's manufacturer or an authority."""
     sender = ctx.require_member()
+    p_only(ctx, REASON_FIELDS)
     lot = get_lot(ctx, p_id(ctx, "lot_id"))
     reason = p_text(ctx, "reason")
     if sender.inst_id != lot["manufacturer"] and not sender.has_role("authority"):
@@ -156,3 +165,22 @@ def _gen_lot(i: int) -> dict[str, Any]:
         "temp_max_centi_c": 800,
         "temp_min_centi_c": 200,
     }
+
+
+@contract("lot.release")
+def lot_release(ctx: TxContext) -> None:
+    """Payload: lot_id, reason. An authority lifts a quarantine after investigating it;
+    the quarantine evidence stays in the lot's events."""
+    authority = ctx.require_member("authority")
+    p_only(ctx, REASON_FIELDS)
+    lot = get_lot(ctx, p_id(ctx, "lot_id"))
+    reason = p_text(ctx, "reason")
+    if lot["quarantine"] is None:
+        fail(ctx, f"lot {lot['lot_id']!r} is not quarantined")
+    evidence = lot["quarantine"]
+    lot["quarantine"] = None
+    put_lot(
+        ctx,
+        lot,
+        {"kind": "release", "by": authority.inst_id, "reason": reason, "evidence": evidence},
+    )

@@ -22,6 +22,7 @@ from hzp2p.contracts.domain_queries import (
     load,
     p_id,
     p_int,
+    p_only,
     p_subject,
     rule_version,
     store,
@@ -37,6 +38,7 @@ VACCINATION_RULES: dict[int, dict[str, int]] = {1: {"max_dose": 20}}
 def vaccination_record(ctx: TxContext) -> None:
     """Payload: subject, lot_id, dose, administered_ms, record (encrypted envelope)."""
     site = ctx.require_member("vaccination_site")
+    p_only(ctx, frozenset({"subject", "lot_id", "dose", "administered_ms", "record"}))
     subject = p_subject(ctx)
     lot = get_lot(ctx, p_id(ctx, "lot_id"))
     _, rules = rule_version(ctx, "vaccination", VACCINATION_RULES)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 from domain_helpers import DAY, World, key
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hzp2p.client import (
     coldchain_readings_payload,
@@ -13,6 +15,7 @@ from hzp2p.client import (
     temperature_history,
 )
 from hzp2p.contracts import domain_queries as dq
+from hzp2p.contracts.api import TxRejected
 
 
 class Chain:
@@ -130,3 +133,56 @@ def test_revoked_sensor_refused(c: Chain) -> None:
     now = c.w.now
     c.w.apply(c.carrier.tx("sensor.revoke", {"sensor_id": "S1"}, now))
     c.w.refused(c.carrier.tx("coldchain.readings", c.batch([(now, 500)]), now), "was revoked")
+
+
+def test_authority_may_release_a_quarantine(c: Chain) -> None:
+    auth = c.w.member("cdc", 9, "authority")
+    now = c.w.now
+    release = {"lot_id": "L1", "reason": "sensor fault confirmed"}
+    c.w.refused(auth.tx("lot.release", release, now), "not quarantined")
+    c.w.apply(c.carrier.tx("coldchain.readings", c.batch([(now, 1500)]), now))
+    c.w.refused(c.carrier.tx("lot.release", release, now), "lacks role authority")
+    c.w.apply(auth.tx("lot.release", release, now))
+    lot = dq.lot(c.w.state, "L1")
+    assert lot is not None and lot["status"] == "active"
+    last = dq.lot_events(c.w.state, "L1")[-1]
+    assert last["kind"] == "release" and last["evidence"]["temp_centi_c"] == 1500
+
+
+@settings(max_examples=60)
+@given(
+    st.lists(
+        st.lists(
+            st.tuples(st.integers(0, 10_000), st.integers(-500, 1500)), min_size=1, max_size=8
+        ),
+        min_size=1,
+        max_size=4,
+    )
+)
+def test_quarantine_iff_a_reading_leaves_the_range(batches: list[list[tuple[int, int]]]) -> None:
+    c = Chain()
+    now = c.w.now
+    first_breach = None
+    for batch in batches:
+        readings = [(now - t, temp) for t, temp in batch]
+        p = c.batch(readings)
+        try:
+            c.w.apply(c.carrier.tx("coldchain.readings", p, now))
+        except TxRejected as e:
+            assert "already recorded" in e.reason  # an identical signed batch is a replay
+            continue
+        out = [(t, i, temp) for i, (t, temp) in enumerate(readings) if not 200 <= temp <= 800]
+        if first_breach is None and out:
+            first_breach = min(out)
+    lot = dq.lot(c.w.state, "L1")
+    assert lot is not None
+    if first_breach is None:
+        assert lot["status"] == "active"
+    else:
+        assert lot["status"] == "quarantined"
+        assert (lot["quarantine"]["t_ms"], lot["quarantine"]["temp_centi_c"]) == (
+            first_breach[0],
+            first_breach[2],
+        )
+    hist = temperature_history(c.w.state, "L1")
+    assert [r["t_ms"] for r in hist] == sorted(r["t_ms"] for r in hist)

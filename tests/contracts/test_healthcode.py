@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 from domain_helpers import DAY, World
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hzp2p.client import health_code, healthcode_set_payload, lab_result_payload
 from hzp2p.contracts import domain_queries as dq
@@ -112,3 +114,21 @@ def test_unknown_rules_version_refused() -> None:
     h = Lab({"healthcode": 99})
     p = lab_result_payload(SUBJ, "T1", "positive", h.w.now)
     h.w.refused(h.lab.tx("lab.result", p, h.w.now), "unknown healthcode rules version 99")
+
+
+@settings(max_examples=60)
+@given(st.lists(st.tuples(st.booleans(), st.integers(0, 60)), min_size=1, max_size=12))
+def test_lab_only_colour_follows_the_rule(results: list[tuple[bool, int]]) -> None:
+    """With lab results only, in any arrival order, the code is red exactly when the
+    latest positive has no negative sampled at least the rule's period after it."""
+    h = Lab()
+    period = HEALTHCODE_RULES[1]["green_after_days"] * DAY
+    base = h.w.now
+    h.w.now = base + 61 * DAY
+    for positive, day in results:
+        h.result("positive" if positive else "negative", base + day * DAY)
+    pos = [base + d * DAY for p, d in results if p]
+    neg = [base + d * DAY for p, d in results if not p]
+    cleared = not pos or (bool(neg) and max(neg) >= max(pos) + period)
+    assert h.colour() == ("green" if cleared else "red")
+    assert len(dq.health_code_history(h.w.state, SUBJ)) == len(results)

@@ -308,3 +308,28 @@ def test_subject_lists_own_records(p: Privacy) -> None:
         ),
         "lacks role hospital",
     )
+
+
+def test_unknown_fields_are_refused(p: Privacy) -> None:
+    """Nothing rides along unchecked: a stray field could carry personal data in the clear."""
+    w = p.w
+    tx = p.hospital.record_write(
+        w.now,
+        record_id="R9",
+        subject_verify_key=p.alice.verify_key,
+        record_type="diagnosis",
+        fields={"diagnosis": "x"},
+    )
+    w.refused(
+        p.hospital.tx("record.write", dict(tx.payload, name="Alice Example"), w.now),
+        "unknown payload field.*name",
+    )
+    rec = dict(tx.payload["record"], plaintext="Alice")
+    w.refused(
+        p.hospital.tx("record.write", dict(tx.payload, record=rec), w.now),
+        "unknown record field.*plaintext",
+    )
+    w.refused(
+        p.cdc.tx("access.emergency", {"record_id": "R1", "reason": "x", "note": "y"}, w.now),
+        "unknown payload field",
+    )
