@@ -20,6 +20,7 @@ from hzp2p.contracts.registry import contract, payload_generator
 from hzp2p.contracts.state import Readable
 
 _ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+_REPORT_ID = re.compile(r"^[A-Za-z0-9._:/\-]{1,128}$")
 _LABEL = re.compile(r"^[A-Za-z0-9._:\- ]{1,64}$")
 SCOPES = ("public", "members", "authorities")
 MAX_VALUE = 2**53
@@ -58,7 +59,7 @@ def report(ctx: TxContext) -> None:
     me = ctx.require_member()
     p = ctx.payload
     _fields("epi.report", p, {"report_id", "region", "metric", "value", "period"})
-    rid = _text("epi.report", p, "report_id", _ID)
+    rid = _text("epi.report", p, "report_id", _REPORT_ID)
     region = _text("epi.report", p, "region", _LABEL)
     metric = _text("epi.report", p, "metric", _LABEL)
     period = _text("epi.report", p, "period", _LABEL)
