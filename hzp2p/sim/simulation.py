@@ -1,0 +1,432 @@
+"""One simulated run for one seed: build the cluster, run the safety phase, then liveness.
+
+Owns the wiring of a run (loop, network, nodes, clients, faults, checkers),
+the RNG derivation from the seed, the trace tail, the history fingerprint and
+the liveness phase. `Simulation(options).run()` returns a `RunSummary` or
+raises `SimulationFailure` naming the seed, the property, the last events and
+the command that replays the run. The core and the state machine are injected
+(`core_factory`, `sm_factory`) so tests can plant bugs and a later issue can
+put the ledger on top of the same loop.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import struct
+import time
+import traceback
+from collections import deque
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from hzp2p.raft.config import RaftConfig
+from hzp2p.raft.errors import RaftError
+from hzp2p.raft.membership import ConfChange, ConfChangeKind
+from hzp2p.raft.messages import MESSAGE_TYPES, Message
+from hzp2p.raft.types import ConfState, Entry, NodeId, ReadState, Role
+from hzp2p.sim.checkers import Checkers, SimulationFailure, Violation
+from hzp2p.sim.clients import ClientPool
+from hzp2p.sim.events import EventLoop, derive_rng
+from hzp2p.sim.faults import PROFILES, FaultProfile, FaultScheduler
+from hzp2p.sim.network import Network
+from hzp2p.sim.node import TICK_MS, CoreFactory, SimNode, default_core_factory
+from hzp2p.sim.statemachine import ApplyOutcome, KVStateMachine, StateMachineFactory
+from hzp2p.sim.store import DurableStore
+
+ELECTION_TICKS = 10
+HEARTBEAT_TICKS = 2
+
+LIVENESS_BOUND_TICKS = 400
+"""Ticks the cluster gets, once every fault is healed and every node restarted,
+to converge (one leader that all nodes follow, equal commit and applied indexes,
+every client request acknowledged). Budget, in election timeouts of at most
+2 * ELECTION_TICKS = 20 ticks each: a stale leader's lease and check-quorum
+expire within 1; a pre-vote plus a vote round then needs 1 per attempt, and
+randomised timeouts make a split vote unlikely (< 1/2 per round for 7 voters),
+so 10 rounds cover every split-vote streak with probability > 1 - 2^-10;
+catching up followers (at most a few hundred entries, 64 per append, one
+round trip of <= 6 ms each) and the clients' retries (one timeout of 40 ticks
+plus retry back-off) fit in the remaining ~8 timeouts. So 20 timeouts = 400."""
+
+PROBE_EVERY_TICKS = 1
+MAX_STEPS_PER_RUN = 5_000_000
+
+_MSG_CODE = {t: i for i, t in enumerate(MESSAGE_TYPES)}
+
+
+@dataclass(frozen=True, slots=True)
+class SimOptions:
+    seed: int
+    voters: int = 3
+    learners: int = 0
+    profile: str = "mixed"
+    clients: int = 3
+    safety_ticks: int | None = None
+    """Override of the profile's safety-phase length."""
+    membership: bool = False
+    election_ticks: int = ELECTION_TICKS
+    heartbeat_ticks: int = HEARTBEAT_TICKS
+    trace_tail: int = 40
+
+    def __post_init__(self) -> None:
+        if self.voters < 1:
+            raise ValueError("need at least one voter")
+        if self.learners < 0 or self.clients < 0:
+            raise ValueError("learners and clients must be >= 0")
+        if self.profile not in PROFILES:
+            raise ValueError(f"unknown fault profile {self.profile!r} (known: {sorted(PROFILES)})")
+
+    def replay_command(self, verbose: bool = True) -> str:
+        parts = ["hzp2p fuzz --seeds 1", f"--start {self.seed}", f"--voters {self.voters}"]
+        if self.learners:
+            parts.append(f"--learners {self.learners}")
+        if self.profile != "mixed":
+            parts.append(f"--profile {self.profile}")
+        if self.membership:
+            parts.append("--membership")
+        if self.safety_ticks is not None:
+            parts.append(f"--ticks {self.safety_ticks}")
+        if verbose:
+            parts.append("--verbose")
+        return " ".join(parts)
+
+
+@dataclass(frozen=True, slots=True)
+class RunSummary:
+    seed: int
+    voters: int
+    learners: int
+    steps: int
+    elections: int
+    committed: int
+    acked: int
+    crashes: int
+    messages: int
+    virtual_ms: int
+    liveness_ticks: int
+    faults: int
+    history: str
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+class Simulation:
+    def __init__(
+        self,
+        options: SimOptions,
+        core_factory: CoreFactory | None = None,
+        sm_factory: StateMachineFactory = KVStateMachine,
+    ) -> None:
+        self.options = options
+        self.profile: FaultProfile = PROFILES[options.profile]
+        self.core_factory = core_factory if core_factory is not None else default_core_factory()
+        self.sm_factory = sm_factory
+        rng = random.Random(options.seed)
+        self.loop = EventLoop()
+        self.checkers = Checkers()
+        self._trace: deque[tuple[object, ...]] = deque(maxlen=max(options.trace_tail, 1))
+        self._hist = 0
+        self.network = Network(self.loop, derive_rng(rng), self._deliver, self.profile.base_net)
+        fault_rng = derive_rng(rng)
+        client_rng = derive_rng(rng)
+        self._node_rng = derive_rng(rng)
+        self.nodes: dict[NodeId, SimNode] = {}
+        v, n = options.voters, options.voters + options.learners
+        self.genesis = ConfState(frozenset(range(1, v + 1)), frozenset(range(v + 1, n + 1)))
+        self.conf = self.genesis
+        self._conf_index = 0
+        self.next_node_id = n + 1
+        for node_id in range(1, n + 1):
+            self._add_node(node_id)
+        self.clients = ClientPool(
+            self.loop, client_rng, self.nodes, self.checkers, self.trace, options.clients
+        )
+        self.faults = FaultScheduler(self, fault_rng, self.profile)
+        self.crashes = 0
+        self.liveness_ticks = 0
+        self._converged = False
+        self._phase = "safety"
+
+    # --- cluster -----------------------------------------------------------------------
+
+    def _add_node(self, node_id: NodeId) -> SimNode:
+        o = self.options
+        config = RaftConfig(
+            node_id=node_id,
+            election_ticks=o.election_ticks,
+            heartbeat_ticks=o.heartbeat_ticks,
+            max_entries_per_msg=self.profile.max_entries_per_msg,
+        )
+        store = DurableStore(base_conf=self.genesis)
+        node = SimNode(
+            node_id,
+            config,
+            derive_rng(self._node_rng),
+            self,
+            store,
+            self.core_factory,
+            self.sm_factory,
+        )
+        self.nodes[node_id] = node
+        self.checkers.log.register(node_id, store)
+        return node
+
+    def voter_ids(self) -> list[NodeId]:
+        return sorted(self.conf.voters)
+
+    def member_ids(self) -> list[NodeId]:
+        return sorted(self.conf.members)
+
+    def all_ids(self) -> list[NodeId]:
+        return [i for i, n in self.nodes.items() if not n.removed]
+
+    def current_leader(self) -> NodeId | None:
+        best: tuple[int, NodeId] | None = None
+        for node in self.nodes.values():
+            if node.up and node.role == Role.LEADER and (best is None or node.term > best[0]):
+                best = (node.term, node.node_id)
+        return best[1] if best is not None else None
+
+    # --- NodeHost ------------------------------------------------------------------------
+
+    def send(self, msg: Message) -> None:
+        self.network.send(msg)
+
+    def _deliver(self, msg: Message) -> None:
+        self._hist = hash(
+            (self._hist, self.loop.now_ms, _MSG_CODE[type(msg)], msg.src, msg.dst, msg.term)
+        )
+        self._trace.append((self.loop.now_ms, "recv", msg))
+        node = self.nodes.get(msg.dst)
+        if node is not None:
+            node.receive(msg)
+
+    def trace(self, *item: object) -> None:
+        self._trace.append((self.loop.now_ms, *item))
+
+    def on_applied(self, node: NodeId, entry: Entry, outcome: ApplyOutcome | None) -> None:
+        self.clients.on_applied(node, entry, outcome)
+
+    def on_conf_applied(self, node: NodeId, index: int, conf: ConfState) -> None:
+        if index <= self._conf_index:
+            return
+        self._conf_index = index
+        old, self.conf = self.conf, conf
+        self.trace(
+            "conf",
+            node,
+            f"index={index} voters={sorted(conf.voters)} learners={sorted(conf.learners)}",
+        )
+        for nid in sorted(old.members - conf.members):  # removed: shut it down for good
+            n = self.nodes[nid]
+            if n.up:
+                n.crash()
+            n.removed = True
+
+    def on_read_state(self, node: NodeId, rs: ReadState) -> None:
+        pass
+
+    def on_crash(self, node: NodeId) -> None:
+        self.crashes += 1
+        self.clients.on_crash(node)
+
+    # --- membership (enabled with options.membership) -----------------------------------------
+
+    def membership_step(self, rng: random.Random) -> bool:
+        leader_id = self.current_leader()
+        if leader_id is None:
+            return False
+        conf = self.conf
+        choices: list[tuple[ConfChangeKind, NodeId]] = [
+            (ConfChangeKind.ADD_LEARNER, self.next_node_id)
+        ]
+        if conf.learners and len(conf.voters) < 7:
+            choices.append((ConfChangeKind.PROMOTE, rng.choice(sorted(conf.learners))))
+        if len(conf.voters) > 3:
+            choices.append((ConfChangeKind.REMOVE, rng.choice(sorted(conf.voters))))
+        if conf.learners:
+            choices.append((ConfChangeKind.REMOVE, rng.choice(sorted(conf.learners))))
+        kind, target = rng.choice(choices)
+        try:
+            self.nodes[leader_id].propose_conf_change(ConfChange(kind, target))
+        except (RaftError, ValueError):
+            return False
+        if kind == ConfChangeKind.ADD_LEARNER:
+            node = self._add_node(target)
+            self.next_node_id += 1
+            node.start()
+        self.trace("conf-propose", leader_id, f"{kind.name} {target}")
+        return True
+
+    # --- running -------------------------------------------------------------------------
+
+    def run(self) -> RunSummary:
+        try:
+            return self._run()
+        except Violation as v:
+            raise self._failure(v.prop, v.detail) from v
+        except SimulationFailure:
+            raise
+        except Exception as exc:  # a core or simulator exception is a finding too
+            tb = traceback.format_exception(exc)
+            detail = f"{type(exc).__name__}: {exc} | " + " ".join(
+                line.strip() for line in tb[-4:-1]
+            )
+            raise self._failure("exception during the run", detail) from exc
+
+    def _run(self) -> RunSummary:
+        loop = self.loop
+        for node_id in sorted(self.nodes):
+            self.nodes[node_id].start()
+        self.clients.start()
+        self.faults.start()
+        safety_ticks = self.options.safety_ticks or self.profile.safety_ticks
+        loop.run_until(safety_ticks * TICK_MS, max_steps=MAX_STEPS_PER_RUN)
+        # Liveness phase: faults stop, every node runs, clients finish what they started.
+        self._phase = "liveness"
+        self.trace("liveness", 0, "heal everything")
+        self.faults.heal_all()
+        self.clients.stop_issuing()
+        start_ms = loop.now_ms
+        loop.after(TICK_MS, self._probe)
+        converged = loop.run_until(
+            start_ms + LIVENESS_BOUND_TICKS * TICK_MS,
+            after_step=lambda: self._converged,
+            max_steps=MAX_STEPS_PER_RUN,
+        )
+        self.liveness_ticks = (loop.now_ms - start_ms) // TICK_MS
+        if not converged:
+            raise Violation(
+                "liveness",
+                f"no convergence within {LIVENESS_BOUND_TICKS} ticks after healing: "
+                + self._status_line(),
+            )
+        members = [n for n in self.member_ids() if not self.nodes[n].removed]
+        self.checkers.apply.check_all_acked_applied(members)
+        return self._summary()
+
+    def _probe(self) -> None:
+        if self._is_converged():
+            self._converged = True
+        else:
+            self.loop.after(PROBE_EVERY_TICKS * TICK_MS, self._probe)
+
+    def _is_converged(self) -> bool:
+        if self.clients.outstanding():
+            return False
+        leader: NodeId | None = None
+        term = commit = -1
+        for nid in self.member_ids():
+            node = self.nodes[nid]
+            if not node.up or node.pending is not None:
+                return False
+            st = node.core.status()
+            if st.role == Role.LEADER:
+                if leader is not None:
+                    return False
+                leader = nid
+            if term == -1:
+                term, commit = st.term, st.commit
+            if st.term != term or st.commit != commit or node.applied != commit:
+                return False
+            if st.leader_id == 0 or (leader is not None and st.leader_id != leader):
+                return False
+        if leader is None or commit < self.checkers.log.committed_max:
+            return False
+        return all(self.nodes[n].core.status().leader_id == leader for n in self.member_ids())
+
+    def _status_line(self) -> str:
+        parts = []
+        for nid in sorted(self.nodes):
+            node = self.nodes[nid]
+            if node.removed:
+                continue
+            if not node.up:
+                parts.append(f"n{nid}=down")
+                continue
+            st = node.core.status()
+            parts.append(
+                f"n{nid}={st.role.value}/t{st.term}/lead{st.leader_id}/c{st.commit}/a{node.applied}"
+            )
+        parts.append(f"outstanding_requests={self.clients.outstanding()}")
+        return " ".join(parts)
+
+    # --- results -------------------------------------------------------------------------
+
+    def _summary(self) -> RunSummary:
+        o = self.options
+        log = self.checkers.log
+        h = hashlib.blake2b(digest_size=8)
+        h.update(
+            struct.pack(">qqqq", self._hist, self.loop.steps, self.loop.now_ms, self.clients.acks)
+        )
+        for nid in sorted(self.nodes):
+            st = self.nodes[nid].store
+            h.update(
+                struct.pack(">qqqq", nid, st.hard_state.term, st.hard_state.commit, st.last_index)
+            )
+        h.update(log.committed_digest())
+        return RunSummary(
+            seed=o.seed,
+            voters=o.voters,
+            learners=o.learners,
+            steps=self.loop.steps,
+            elections=self.checkers.election.elections,
+            committed=log.committed_max,
+            acked=self.clients.acks,
+            crashes=self.crashes,
+            messages=self.network.sent,
+            virtual_ms=self.loop.now_ms,
+            liveness_ticks=self.liveness_ticks,
+            faults=sum(self.faults.injected.values()),
+            history=h.hexdigest(),
+        )
+
+    def _failure(self, prop: str, detail: str) -> SimulationFailure:
+        return SimulationFailure(
+            seed=self.options.seed,
+            voters=self.options.voters,
+            prop=prop,
+            detail=detail,
+            replay=self.options.replay_command(),
+            time_ms=self.loop.now_ms,
+            trace_tail=[_fmt_trace(t) for t in self._trace],
+        )
+
+
+def _fmt_trace(item: tuple[object, ...]) -> str:
+    t, kind, *rest = item
+    if kind == "recv" and rest:
+        m: Any = rest[0]
+        fields = {
+            k: getattr(m, k)
+            for k in getattr(m, "__slots__", ())
+            if k not in ("term", "src", "dst", "entries", "data")
+        }
+        extra = ""
+        entries = getattr(m, "entries", None)
+        if entries:
+            extra = f" entries={entries[0].index}..{entries[-1].index}(t{entries[-1].term})"
+        return (
+            f"t={t} {type(m).__name__} {m.src}->{m.dst} term={m.term} "
+            + " ".join(f"{k}={v}" for k, v in fields.items())
+            + extra
+        )
+    return f"t={t} {kind} " + " ".join(str(r) for r in rest)
+
+
+def run_seed(options: SimOptions, core_factory: CoreFactory | None = None) -> RunSummary:
+    """Run one seed (raises SimulationFailure)."""
+    return Simulation(options, core_factory).run()
+
+
+def timed_run(options: SimOptions) -> tuple[RunSummary | None, SimulationFailure | None, float]:
+    """Run one seed, catching its failure; returns (summary, failure, wall seconds)."""
+    t0 = time.perf_counter()
+    try:
+        summary = Simulation(options).run()
+    except SimulationFailure as f:
+        return None, f, time.perf_counter() - t0
+    return summary, None, time.perf_counter() - t0
