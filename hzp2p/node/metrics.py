@@ -188,6 +188,8 @@ class MetricsRegistry:
 MAX_HTTP_REQUEST_BYTES: Final = 8192
 HTTP_READ_TIMEOUT_S: Final = 5.0
 MAX_HTTP_CONNECTIONS: Final = 16
+HTTP_LINGER_S: Final = 1.0
+MAX_HTTP_DRAIN_BYTES: Final = 65536
 
 
 def _http_response(status: str, body: bytes, content_type: str = "text/plain; charset=utf-8") -> bytes:
@@ -219,6 +221,20 @@ def handle_http_request(registry: MetricsRegistry, head: bytes) -> bytes:
     return response
 
 
+async def _lingering_close(stream: trio.abc.Stream) -> None:
+    """Half-close, then discard (bounded) what the client still sends, so closing with
+    unread input does not reset the connection before it has read our response."""
+    if isinstance(stream, trio.abc.HalfCloseableStream):
+        await stream.send_eof()
+    drained = 0
+    with trio.move_on_after(HTTP_LINGER_S):
+        while drained < MAX_HTTP_DRAIN_BYTES:
+            data = await stream.receive_some(4096)
+            if not data:
+                break
+            drained += len(data)
+
+
 async def _serve_http_connection(
     registry: MetricsRegistry, stream: trio.abc.Stream, limiter: trio.CapacityLimiter
 ) -> None:
@@ -244,6 +260,7 @@ async def _serve_http_connection(
             if response is None:
                 response = handle_http_request(registry, bytes(buf))
             await stream.send_all(response)
+            await _lingering_close(stream)
     except (trio.BrokenResourceError, trio.ClosedResourceError):
         pass
     finally:
