@@ -91,6 +91,14 @@ def sensor_register_payload(sensor_id: str, verify_key: bytes) -> dict[str, Any]
     return {"sensor_id": sensor_id, "verify_key": verify_key}
 
 
+def sensor_revoke_payload(sensor_id: str) -> dict[str, Any]:
+    return {"sensor_id": sensor_id}
+
+
+def lot_release_payload(lot_id: str, reason: str) -> dict[str, Any]:
+    return {"lot_id": lot_id, "reason": reason}
+
+
 def coldchain_readings_payload(
     sensor_key: nacl.signing.SigningKey,
     sensor_id: str,
@@ -369,7 +377,12 @@ class Client:
         return dq.subject_records(state, self.pseudonym)
 
     def my_access_log(self, state: dq.StateReader) -> list[dict[str, Any]]:
+        """Who received keys to this citizen's records (or asked in an emergency), when, why."""
         return dq.access_log(state, self.pseudonym)
+
+    def my_grants(self, state: dq.StateReader) -> list[dict[str, Any]]:
+        """This citizen's consent grants, revoked ones included."""
+        return dq.grants(state, self.pseudonym)
 
 
 # ---------------------------------------------------------------- queries
@@ -381,6 +394,11 @@ def subject_records(state: dq.StateReader, subject: str) -> list[dict[str, Any]]
 
 def access_log(state: dq.StateReader, subject: str) -> list[dict[str, Any]]:
     return dq.access_log(state, subject)
+
+
+def lot(state: dq.StateReader, lot_id: str) -> dict[str, Any] | None:
+    """A lot's current record: status, custodian, remaining doses, quarantine evidence."""
+    return dq.lot(state, lot_id)
 
 
 def lot_custody(state: dq.StateReader, lot_id: str) -> list[dict[str, Any]]:

@@ -11,7 +11,7 @@ zero-padded so a prefix scan returns them in numeric order):
   hc/h/<subject>/<seq:010>            health-code history (every change, in order)
   hc/t/<lab_id:010>/<test_id>         a lab's test id, accepted once
   lot/m/<lot>                         a lot: product, quantities, range, custody, status
-  lot/e/<lot>/<seq:06>                lot events: register, transfer, recall, quarantine
+  lot/e/<lot>/<seq:010>               lot events: register, transfer, recall, quarantine, release
   sensor/<sensor_id>                  a sensor's verify key and owning carrier
   cc/r/<lot>/<t_ms:015>/<seq:010>     temperature readings of a lot, by time
   cc/b/<batch hash hex>               a signed readings batch, accepted once
