@@ -294,6 +294,7 @@ class Param:
     required: bool = True
     min_value: float | None = None
     max_len: int | None = None
+    exact_len: int | None = None
 
     def check(self, value: Any) -> str | None:
         """None if `value` fits, else what is wrong with it."""
@@ -329,6 +330,8 @@ class Param:
             return f"must be >= {self.min_value:g}, got {value}"
         if self.max_len is not None and isinstance(value, str | list) and len(value) > self.max_len:
             return f"must have at most {self.max_len} elements/characters"
+        if self.exact_len is not None and isinstance(value, str) and len(value) != self.exact_len:
+            return f"must have exactly {self.exact_len} characters, got {len(value)}"
         return None
 
 
@@ -368,8 +371,8 @@ METHOD_PARAMS: Final[Mapping[str, tuple[Param, ...]]] = {
     "add_learner": (
         Param("name", "str", max_len=200),
         Param("roles", "str_list"),
-        Param("signing_key", "hex", max_len=64),
-        Param("node_key", "hex", max_len=64),
+        Param("signing_key", "hex", exact_len=64),
+        Param("node_key", "hex", exact_len=64),
         Param("address", "str", max_len=300),
         _WAIT,
     ),

@@ -84,6 +84,7 @@ def test_param_schemas() -> None:
         ("tx", {"tx_hash": "xyz"}, "must be a hex string"),
         ("submit", {"type": "t", "payload": []}, "'payload' must be a map"),
         ("submit", {"type": "t", "payload": {}, "wait_s": float("nan")}, "must be finite"),
+        ("add_learner", {"name": "n", "roles": ["lab"], "signing_key": "00", "node_key": "00", "address": "a:1"}, "exactly 64 characters"),
         ("add_learner", {"name": "n", "roles": "lab", "signing_key": "00", "node_key": "00", "address": "a:1"}, "list of non-empty strings"),
     ]
     for method, params, match in cases:
