@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from domain_helpers import CHAIN, DAY, World, key
+from domain_helpers import CHAIN, DAY, T0, World, key
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hzp2p.client import (
     Client,
@@ -19,6 +21,7 @@ from hzp2p.client import (
     temperature_history,
 )
 from hzp2p.contracts import domain_queries as dq
+from hzp2p.contracts.api import TxRejected
 from hzp2p.contracts.coldchain import readings_message
 from hzp2p.contracts.engine import state_digest
 from hzp2p.crypto.records import RecordCryptoError, pseudonym
@@ -243,3 +246,122 @@ def test_benchmark_payload_generators_are_valid() -> None:
         sender = by_role[PAYLOAD_ROLES[typ][0]]
         txs = [chain.tx(sender, typ, PAYLOAD_GENERATORS[typ](i)) for i in range(6)]
         assert [v.reason for v in chain.run(txs).verdicts] == [""] * 6
+
+
+# ---------------------------------------------------------------- hostile payloads
+
+_FIELDS = {
+    "lab.result": ("lab", ["subject", "test_id", "result", "sample_ms", "record"]),
+    "healthcode.set": ("cdc", ["subject", "colour", "reason", "override"]),
+    "lot.register": (
+        "maker",
+        ["lot_id", "product", "quantity", "expiry_ms", "temp_min_centi_c", "temp_max_centi_c"],
+    ),
+    "lot.transfer": ("maker", ["lot_id", "to"]),
+    "lot.recall": ("maker", ["lot_id", "reason"]),
+    "lot.release": ("cdc", ["lot_id", "reason"]),
+    "sensor.register": ("carrier", ["sensor_id", "verify_key"]),
+    "sensor.revoke": ("carrier", ["sensor_id"]),
+    "coldchain.readings": ("carrier", ["lot_id", "sensor_id", "readings", "signature"]),
+    "vaccination.record": ("site", ["subject", "lot_id", "dose", "administered_ms", "record"]),
+    "record.write": ("hospital", ["subject", "record_type", "record"]),
+    "consent.grant": ("alice", ["grant_id", "grantee", "record_types", "purpose", "expiry_ms"]),
+    "consent.revoke": ("alice", ["grant_id"]),
+    "access.share": (
+        "hospital",
+        ["record_id", "grantee", "sealed_key", "basis", "grant_id", "purpose"],
+    ),
+    "access.emergency": ("cdc", ["record_id", "reason"]),
+    "record.erase": ("hospital", ["record_id", "subject_request"]),
+}
+_SUBJ = pseudonym(bytes(key("alice").verify_key))
+_plausible = st.sampled_from(
+    [
+        "L1",
+        "S1",
+        "R1",
+        "G1",
+        "covax",
+        _SUBJ,
+        "positive",
+        "red",
+        "grant",
+        "emergency",
+        "diagnosis",
+        "treatment",
+        0,
+        1,
+        2,
+        3,
+        -1,
+        2**62,
+        T0,
+        bytes(32),
+        bytes(64),
+        bytes(80),
+        ["diagnosis"],
+        [{"sensor_id": "S1", "t_ms": 1, "temp_centi_c": 5}],
+        True,
+        {
+            "record_id": "R2",
+            "ciphertext": bytes(64),
+            "key_commitment": bytes(32),
+            "sealed_keys": {"subject": bytes(80), "inst:1": bytes(80)},
+        },
+        {"subject_key": bytes(32), "signature": bytes(64)},
+    ]
+)
+_junk = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**63 - 1)
+    | st.text(max_size=6)
+    | st.binary(max_size=90),
+    lambda c: (
+        st.lists(c, max_size=3) | st.dictionaries(st.text(min_size=1, max_size=6), c, max_size=3)
+    ),
+    max_leaves=6,
+)
+
+
+@settings(max_examples=300)
+@given(st.sampled_from(sorted(_FIELDS)), st.data())
+def test_hostile_payloads_are_rejected_never_crash(tx_type: str, data: st.DataObject) -> None:
+    """Every outside input is validated: a contract either applies or raises TxRejected."""
+    w = World()
+    who = {
+        "hospital": w.member("hospital", 1, "hospital"),
+        "maker": w.member("maker", 2, "manufacturer"),
+        "carrier": w.member("carrier", 3, "carrier"),
+        "site": w.member("site", 4, "vaccination_site"),
+        "cdc": w.member("cdc", 5, "authority"),
+        "lab": w.member("lab", 6, "lab"),
+        "alice": w.citizen("alice"),
+    }
+    w.apply(
+        who["maker"].tx(
+            "lot.register", lot_register_payload("L1", "covax", 5, T0 + DAY, 200, 800), w.now
+        )
+    )
+    w.apply(
+        who["hospital"].record_write(
+            w.now,
+            record_id="R1",
+            subject_verify_key=who["alice"].verify_key,
+            record_type="diagnosis",
+            fields={"d": 1},
+        )
+    )
+    signer, fields = _FIELDS[tx_type]
+    names = data.draw(
+        st.lists(st.sampled_from([*fields, "extra"]), unique=True, max_size=len(fields) + 1)
+    )
+    payload = {n: data.draw(_plausible | _junk) for n in names}
+    try:
+        tx = who[signer].tx(tx_type, payload, w.now)
+    except ValueError:
+        return  # not even encodable as a transaction (the codec refuses it first)
+    try:
+        w.apply(tx)
+    except TxRejected as e:
+        assert e.reason.startswith(tx_type + ": ")
