@@ -26,10 +26,13 @@ the optional `linearizable: bool` param — read through ReadIndex when true):
                     first_bad_height: int|None, reason: str|None}
                     (integrity: also re-check the stored state against the chain)
   metrics           {} -> {text: Prometheus text exposition}
-  submit            {type: str, payload: map, wait_s: float >= 0} -> {tx_hash,
-                    status: committed|rejected|pending, height: int|None, index: int|None,
-                    reason: str|None}; signs with this node's institution key, forwards to
-                    the leader, waits up to wait_s for the receipt; idempotent
+  submit            {type: str, payload: map, wait_s: float >= 0, idempotency_key?: str}
+                    -> {tx_hash, status: committed|rejected|pending, height: int|None,
+                    index: int|None, reason: str|None}; signs with this node's institution
+                    key, forwards to the leader, waits up to wait_s for the receipt. The same
+                    (type, payload, idempotency_key) submitted again to this node must yield
+                    the same tx_hash (the daemon derives the nonce from the key, or from the
+                    payload when none is given), so a retry is never applied twice.
   transfer_leader   {node_id: int} -> {target: node_id} (transfer started)
   add_learner       {name, roles: [str], signing_key: hex, node_key: hex, address: "host:port",
                     wait_s} -> receipt as for submit, plus node_id: int|None (the id assigned)
@@ -291,6 +294,11 @@ def _args_verify(p: argparse.ArgumentParser) -> None:
 def _args_submit(p: argparse.ArgumentParser) -> None:
     p.add_argument("tx_type", metavar="TYPE", help="transaction type, e.g. epi.report")
     p.add_argument("--payload", required=True, metavar="JSON", help="the payload as a JSON object")
+    p.add_argument(
+        "--idempotency-key",
+        metavar="KEY",
+        help="retries with the same key yield the same transaction (applied once)",
+    )
 
 
 def _params_submit(args: argparse.Namespace) -> dict[str, Any]:
@@ -302,7 +310,12 @@ def _params_submit(args: argparse.Namespace) -> dict[str, Any]:
         raise _Usage("--payload must be a JSON object")
     if not args.tx_type or len(args.tx_type) > 64:
         raise _Usage("TYPE must be a non-empty name of at most 64 characters")
-    return {"type": args.tx_type, "payload": payload, "wait_s": args.wait}
+    params: dict[str, Any] = {"type": args.tx_type, "payload": payload, "wait_s": args.wait}
+    if args.idempotency_key is not None:
+        if not args.idempotency_key or len(args.idempotency_key) > 128:
+            raise _Usage("--idempotency-key must be 1..128 characters")
+        params["idempotency_key"] = args.idempotency_key
+    return params
 
 
 def _args_node(p: argparse.ArgumentParser) -> None:

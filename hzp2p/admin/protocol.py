@@ -366,7 +366,12 @@ METHOD_PARAMS: Final[Mapping[str, tuple[Param, ...]]] = {
     "tx": (Param("tx_hash", "hex", max_len=128), _LIN),
     "verify": (Param("integrity", "bool", required=False),),
     "metrics": (),
-    "submit": (Param("type", "str", max_len=64), Param("payload", "map"), _WAIT),
+    "submit": (
+        Param("type", "str", max_len=64),
+        Param("payload", "map"),
+        _WAIT,
+        Param("idempotency_key", "str", required=False, max_len=128),
+    ),
     "transfer_leader": (Param("node_id", "int", min_value=1),),
     "add_learner": (
         Param("name", "str", max_len=200),

@@ -56,6 +56,8 @@ Handler = Callable[[Mapping[str, Any]], Awaitable[Any]]
 MAX_UNIX_PATH_BYTES = 107
 """sun_path is 108 bytes on Linux, including the terminating NUL."""
 _READ_CHUNK_BYTES = 65536
+_ACCEPT_CAPACITY_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
+_ACCEPT_BACKOFF_S = 0.1
 
 log = structlog.get_logger("hzp2p.admin")
 
@@ -144,7 +146,15 @@ class AdminServer:
             log.info("admin_listening", socket=str(self.socket_path))
             async with trio.open_nursery() as nursery:
                 while True:
-                    stream = await listener.accept()
+                    try:
+                        stream = await listener.accept()
+                    except OSError as exc:
+                        if exc.errno not in _ACCEPT_CAPACITY_ERRNOS:
+                            raise
+                        # Out of file descriptors or memory: back off, keep the socket.
+                        log.warning("admin_accept_failed", error=str(exc))
+                        await trio.sleep(_ACCEPT_BACKOFF_S)
+                        continue
                     nursery.start_soon(self._connection, stream)
         finally:
             with trio.CancelScope(shield=True):

@@ -87,6 +87,8 @@ def test_submit_receipts_and_exit_codes(cfg: str, threaded_server: ThreadedServe
     assert threaded_server.daemon.calls[-1] == (
         "submit", {"type": "epi.report", "payload": json.loads(payload), "wait_s": 2.0}
     )
+    code, _, _ = run(capsys, "admin", "--config", cfg, "submit", "epi.report", "--payload", "{}", "--idempotency-key", "k1")
+    assert code == 0 and threaded_server.daemon.calls[-1][1]["idempotency_key"] == "k1"
     code, out, err = run(capsys, "admin", "--config", cfg, "--json", "submit", "bad.type", "--payload", "{}")
     assert code == 1 and json.loads(out)["status"] == "rejected" and "unknown transaction type" in err
     code, _, err = run(capsys, "admin", "--config", cfg, "submit", "slow.type", "--payload", "{}")
