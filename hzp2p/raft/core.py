@@ -21,12 +21,10 @@ from __future__ import annotations
 import random
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import replace
 
+from hzp2p.raft.client import MAX_PENDING_READS, ClientMixin
 from hzp2p.raft.config import RaftConfig
-from hzp2p.raft.errors import ConfChangeInProgress, NotLeader, ProposalDropped
 from hzp2p.raft.log import RaftLog
-from hzp2p.raft.membership import ConfChange, ConfChangeKind
 from hzp2p.raft.messages import (
     AppendEntries,
     AppendEntriesResponse,
@@ -61,13 +59,11 @@ from hzp2p.raft.validate import is_valid
 MAX_PENDING_MSGS = 8192
 """Outbound messages held while the driver is not taking Readys; beyond this they drop."""
 MAX_COMMITTED_PER_READY = 4096
-MAX_PENDING_READS = 1024
-MAX_READ_CONTEXT_BYTES = 1024
 
 _LEADER_TRAFFIC = (AppendEntries, Heartbeat, InstallSnapshot, TimeoutNow)
 
 
-class RaftCore(ReplicationMixin):
+class RaftCore(ClientMixin, ReplicationMixin):
     def __init__(
         self,
         config: RaftConfig,
@@ -586,163 +582,3 @@ class RaftCore(ReplicationMixin):
 
     def _committed_in_current_term(self) -> bool:
         return self.log.term(self.log.committed) == self._term
-
-    # ------------------------------------------------------------------ client API
-    def _append_entry(self, kind: EntryKind, data: bytes) -> int:
-        if self._role is not Role.LEADER:
-            raise NotLeader(self._lead)
-        if self._lead_transferee:
-            self._count("proposals_dropped")
-            raise ProposalDropped(f"leader transfer to node {self._lead_transferee} in progress")
-        entry = Entry(self._term, self.log.last_index() + 1, kind, data)
-        size = entry.size_bytes()
-        if size > self._cfg.max_bytes_per_msg:
-            self._count("proposals_dropped")
-            raise ProposalDropped(
-                f"entry of {size} bytes exceeds max_bytes_per_msg={self._cfg.max_bytes_per_msg}"
-            )
-        if self._uncommitted_bytes + size > self._cfg.max_uncommitted_bytes:
-            self._count("proposals_dropped")
-            raise ProposalDropped(
-                f"{self._uncommitted_bytes} uncommitted bytes + {size} would exceed "
-                f"max_uncommitted_bytes={self._cfg.max_uncommitted_bytes}; retry once entries commit"
-            )
-        self.log.append([entry])
-        self._uncommitted_bytes += size
-        self._bcast_append()
-        return entry.index
-
-    def propose(self, data: bytes) -> int:
-        """Append `data` as a new entry; returns its index. Committed once it appears in
-        `committed_entries` (at that index, with this term)."""
-        return self._append_entry(EntryKind.NORMAL, bytes(data))
-
-    def propose_conf_change(self, change: ConfChange) -> int:
-        if self._role is not Role.LEADER:
-            raise NotLeader(self._lead)
-        if self._pending_conf_index > self.log.applied:
-            raise ConfChangeInProgress()
-        check_conf_change(self._conf, change)
-        index = self._append_entry(EntryKind.CONF_CHANGE, change.encode())
-        self._pending_conf_index = index
-        return index
-
-    def apply_conf_change(self, change: ConfChange) -> ConfState:
-        """Put a committed CONF_CHANGE in force (idempotent: re-applying changes nothing)."""
-        self._conf = apply_to_conf(self._conf, change)
-        if self._role is Role.LEADER:
-            self._sync_progress()
-            if self._id not in self._conf.voters:
-                self._become_follower(self._term, 0)  # a removed or demoted leader steps down
-            else:
-                if self._lead_transferee and self._lead_transferee not in self._conf.voters:
-                    self._abort_leader_transfer()
-                if self._maybe_commit():
-                    self._bcast_append()
-        elif self._role is not Role.FOLLOWER and not self._promotable():
-            self._become_follower(self._term, 0)
-        return self._conf
-
-    def _sync_progress(self) -> None:
-        members = self._conf.members
-        for nid in list(self._prs):
-            if nid not in members and nid != self._id:
-                del self._prs[nid]
-        for nid in members:
-            pr = self._prs.get(nid)
-            if pr is None:
-                pr = Progress(
-                    self.log.last_index() + 1, self._cfg.max_inflight_msgs, is_learner=False
-                )
-                pr.recent_active = True  # give a new member one check-quorum period
-                self._prs[nid] = pr
-            pr.is_learner = nid in self._conf.learners
-        for nid in members:
-            if nid != self._id:
-                self._send_append(nid)
-
-    def read_index(self, context: bytes) -> None:
-        """Ask for a linearizable read (thesis §6.4); a ReadState with `context` comes in a
-        later Ready. Duplicate contexts are ignored. Raises NotLeader on a non-leader and
-        ProposalDropped when too many reads are pending."""
-        if self._role is not Role.LEADER:
-            raise NotLeader(self._lead)
-        if len(context) > MAX_READ_CONTEXT_BYTES:
-            raise ValueError(f"read context over {MAX_READ_CONTEXT_BYTES} bytes")
-        if self._read_only.contains(context) or context in self._reads_waiting_commit:
-            return
-        if len(self._read_only) + len(self._reads_waiting_commit) >= MAX_PENDING_READS:
-            raise ProposalDropped(f"{MAX_PENDING_READS} reads already pending")
-        if not self._committed_in_current_term():
-            # A new leader does not know the latest commit until its no-op commits.
-            self._reads_waiting_commit.append(context)
-            return
-        self._start_read(context)
-
-    def _start_read(self, context: bytes) -> None:
-        if self._conf.voters == frozenset({self._id}):
-            self._read_states.append(ReadState(self.log.committed, context))
-            return
-        self._read_only.add(self.log.committed, context, self._id)
-        self._bcast_heartbeat(context)
-
-    def transfer_leadership(self, target: NodeId) -> None:
-        """Thesis §3.10: catch `target` up, then tell it to campaign at once (TimeoutNow).
-        Proposals are refused meanwhile; the transfer aborts after an election timeout."""
-        if self._role is not Role.LEADER:
-            raise NotLeader(self._lead)
-        if target == self._id:
-            raise ValueError("this node is already the leader")
-        if target not in self._conf.voters:
-            raise ValueError(f"node {target} is not a voter")
-        if self._lead_transferee == target:
-            return
-        self._abort_leader_transfer()
-        self._lead_transferee = target
-        self._transfer_elapsed_ticks = 0
-        if self._prs[target].match == self.log.last_index():
-            self._send(TimeoutNow(self._term, self._id, target))
-        else:
-            self._send_append(target)
-
-    def _abort_leader_transfer(self) -> None:
-        self._lead_transferee = 0
-        self._transfer_elapsed_ticks = 0
-
-
-def check_conf_change(conf: ConfState, change: ConfChange) -> None:
-    """Raise ValueError unless `change` is a meaningful single-server change of `conf`."""
-    nid, kind = change.node_id, change.kind
-    if nid <= 0:
-        raise ValueError("node ids are positive")
-    if kind is ConfChangeKind.ADD_LEARNER and nid in conf.members:
-        raise ValueError(f"node {nid} is already a member")
-    if kind is ConfChangeKind.PROMOTE and nid not in conf.learners:
-        raise ValueError(f"node {nid} is not a learner")
-    if kind is ConfChangeKind.REMOVE and nid not in conf.members:
-        raise ValueError(f"node {nid} is not a member")
-    if kind is ConfChangeKind.DEMOTE and nid not in conf.voters:
-        raise ValueError(f"node {nid} is not a voter")
-    if kind in (ConfChangeKind.REMOVE, ConfChangeKind.DEMOTE) and conf.voters == {nid}:
-        raise ValueError("cannot remove the last voter")
-
-
-def apply_to_conf(conf: ConfState, change: ConfChange) -> ConfState:
-    """The configuration after `change`; a change already in force returns `conf` unchanged."""
-    nid, kind = change.node_id, change.kind
-    voters, learners = set(conf.voters), set(conf.learners)
-    if kind is ConfChangeKind.ADD_LEARNER:
-        if nid not in voters:
-            learners.add(nid)
-    elif kind is ConfChangeKind.PROMOTE:
-        learners.discard(nid)
-        voters.add(nid)
-    elif kind is ConfChangeKind.REMOVE:
-        if voters == {nid}:
-            return conf  # never remove the last voter
-        voters.discard(nid)
-        learners.discard(nid)
-    elif kind is ConfChangeKind.DEMOTE and nid in voters and voters != {nid}:
-        voters.discard(nid)
-        learners.add(nid)
-    return replace(conf, voters=frozenset(voters), learners=frozenset(learners))

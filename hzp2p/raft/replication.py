@@ -13,6 +13,8 @@ methods declared below, which RaftCore provides.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from hzp2p.raft.config import RaftConfig
 from hzp2p.raft.log import RaftLog
 from hzp2p.raft.messages import (
@@ -39,14 +41,13 @@ class ReplicationMixin:
     _lead_transferee: NodeId
     _snapshot: Snapshot | None
 
-    def _send(self, msg: Message) -> None:
-        raise NotImplementedError
+    if TYPE_CHECKING:  # provided by RaftCore
 
-    def _drop(self, reason: str) -> None:
-        raise NotImplementedError
+        def _send(self, msg: Message) -> None: ...
 
-    def _maybe_commit(self) -> bool:
-        raise NotImplementedError
+        def _drop(self, reason: str) -> None: ...
+
+        def _maybe_commit(self) -> bool: ...
 
     # ---------------------------------------------------------------- leader side
     def _bcast_append(self) -> None:

@@ -291,3 +291,59 @@ def disk_with(term: int, terms: Iterable[int], vote: NodeId = 0, commit: int = 0
 
 
 __all__ = ["Disk", "Network", "Node", "disk_with", "entries_of", "replace"]
+
+
+def new_core(
+    nid: NodeId = 1,
+    voters: Iterable[NodeId] = (1, 2, 3),
+    *,
+    disk: Disk | None = None,
+    learners: Iterable[NodeId] = (),
+    seed: int = 0,
+    **config: object,
+) -> RaftCore:
+    """A lone core for unit tests (its peers are whatever messages the test feeds it)."""
+    d = disk or Disk()
+    return RaftCore(
+        RaftConfig(node_id=nid, **config),  # type: ignore[arg-type]
+        random.Random(seed),
+        hard_state=d.hard_state,
+        conf=ConfState(frozenset(voters), frozenset(learners)),
+        entries=list(d.entries),
+    )
+
+
+@dataclass
+class Drained:
+    messages: list[Message] = field(default_factory=list)
+    persisted_messages: list[Message] = field(default_factory=list)
+    entries: list[Entry] = field(default_factory=list)
+    committed: list[Entry] = field(default_factory=list)
+    hard_states: list[HardState] = field(default_factory=list)
+    read_states: list[ReadState] = field(default_factory=list)
+
+    def all_messages(self) -> list[Message]:
+        return self.messages + self.persisted_messages
+
+    def of(self, kind: type[Message]) -> list[Message]:
+        return [m for m in self.all_messages() if isinstance(m, kind)]
+
+
+def drain(core: RaftCore, *, advance: bool = True) -> Drained:
+    """Take every Ready (advancing each, as a driver with an instant disk would)."""
+    out = Drained()
+    for _ in range(100):
+        if not core.has_ready():
+            break
+        rd = core.ready()
+        out.messages.extend(rd.messages)
+        out.persisted_messages.extend(rd.persisted_messages)
+        out.entries.extend(rd.entries)
+        out.committed.extend(rd.committed_entries)
+        out.read_states.extend(rd.read_states)
+        if rd.hard_state is not None:
+            out.hard_states.append(rd.hard_state)
+        if not advance:
+            break
+        core.advance(rd)
+    return out
