@@ -19,7 +19,7 @@ same way (state is identical), so the daemon skips that Raft entry.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,7 +36,7 @@ from hzp2p.contracts.registry import HANDLERS, citizen_signed
 from hzp2p.contracts.state import CachedReader, Overlay, Readable
 from hzp2p.ledger.block import Block, BlockError
 from hzp2p.ledger.genesis import Genesis
-from hzp2p.ledger.tx import Transaction, TxError, check_envelope
+from hzp2p.ledger.tx import Transaction, TxError, check_envelope, decode_tx
 
 K_HEAD = b"x/head"
 K_RULES = b"x/rules"
@@ -179,6 +179,17 @@ def precheck_tx(reader: Readable, tx: Transaction, chain_id: str, now_ms: int) -
             raise TxRejected("signer is not an active member")
 
 
+def admit_tx(reader: Readable, raw: bytes, chain_id: str, now_ms: int) -> Transaction:
+    """A client's or peer's wire bytes -> a checked Transaction for the mempool.
+
+    Raises TxError (malformed, bad envelope or signature) or TxRejected (type,
+    membership, already included). The block's execution still decides for good.
+    """
+    tx = decode_tx(raw)
+    precheck_tx(reader, tx, chain_id, now_ms)
+    return tx
+
+
 def check_header(reader: Readable, block: Block) -> Head:
     """The block-level checks of execute_block; returns the parent head. Raises BlockRejected."""
     hdr = block.header
@@ -287,6 +298,8 @@ def _execute_tx(
         handler(ctx)
     except TxRejected as e:
         return TxVerdict(h, typ, False, e.reason), True
+    except (MemoryError, RecursionError):
+        raise  # this node's trouble, not a verdict: never let it diverge from the others
     except Exception as e:  # a contract bug: reject deterministically, never crash the node
         return TxVerdict(h, typ, False, f"contract error: {type(e).__name__}"), True
     txv.merge_into(view)
@@ -316,5 +329,14 @@ def _finish(
     return writes, digest_of_vector(vector)
 
 
-def iter_state(reader: Readable, prefix: bytes = b"") -> Iterator[tuple[bytes, bytes]]:
-    return reader.scan(prefix)
+def speculative_state(reader: Readable, *results: BlockResult) -> Overlay:
+    """`reader` with the writes of executed-but-not-yet-committed blocks layered on top.
+
+    Lets a leader execute block N+1 (and so know the digest to put in its header)
+    before block N is committed and applied: execute_block(speculative_state(r, res_n), ...).
+    """
+    view = Overlay(reader)
+    for res in results:
+        for k, v in res.writes.items():
+            view.put_raw(k, v)
+    return view

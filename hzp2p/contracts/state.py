@@ -146,12 +146,9 @@ class DictState:
         return self.data.get(key)
 
     def scan(self, prefix: bytes, limit: int | None = None) -> Iterator[tuple[bytes, bytes]]:
-        n = 0
-        for k in sorted(k for k in self.data if k.startswith(prefix)):
-            if limit is not None and n >= limit:
-                return
+        keys = sorted(k for k in self.data if k.startswith(prefix))
+        for k in keys if limit is None else keys[: max(limit, 0)]:
             yield k, self.data[k]
-            n += 1
 
     def apply(self, writes: dict[bytes, bytes | None]) -> None:
         for k, v in writes.items():

@@ -184,3 +184,23 @@ def test_same_timestamp_as_parent_is_fine() -> None:
     c.run([], timestamp_ms=5000)
     c.run([], timestamp_ms=5000)
     assert read_head(c.state).height == 2
+
+
+def test_admit_tx_and_speculative_execution() -> None:
+    from hzp2p.contracts.engine import admit_tx, speculative_state
+
+    c = LocalChain(seed=2)
+    tx = admit_tx(c.state, c.tx(3, "epi.report", report(1)).encode(), c.genesis.chain_id, c.now_ms)
+    with pytest.raises(TxError):
+        admit_tx(c.state, b"\x00junk", c.genesis.chain_id, c.now_ms)
+    b1 = c.make_block([tx])
+    r1 = execute_block(c.state, b1, c.genesis)  # executed, not yet committed
+    spec = speculative_state(c.state, r1)
+    assert state_digest(spec) == r1.state_digest_after
+    b2 = Block.create(
+        c.secrets[1].node_key(), height=2, prev_hash=b1.hash, state_digest=r1.state_digest_after,
+        proposer=1, timestamp_ms=c.now_ms, txs=[c.tx(4, "epi.report", report(2))],
+    )
+    r2 = execute_block(spec, b2, c.genesis)
+    c.apply(b1)
+    assert execute_block(c.state, b2, c.genesis).state_digest_after == r2.state_digest_after
