@@ -115,3 +115,28 @@ def tx_status(reader: Readable, tx_hash: bytes) -> dict[str, Any] | None:
         "index": r["index"],
         "reason": r["reason"],
     }
+
+
+def block_summary(raw_block: bytes, verdicts: list[tuple[str, str]] | None = None) -> dict[str, Any]:
+    """`admin block HEIGHT` JSON: height, hash, prev_hash, merkle_root, proposer, timestamp, txs.
+
+    `verdicts`: (status, reason) per transaction, as stored with the block (optional).
+    """
+    from hzp2p.ledger.block import decode_block
+
+    b = decode_block(raw_block)
+    h = b.header
+    txs = []
+    for i, tx in enumerate(b.txs):
+        status, reason = verdicts[i] if verdicts is not None else ("committed", "")
+        txs.append({"tx_hash": tx.hash.hex(), "type": tx.tx_type, "status": status, "reason": reason})
+    return {
+        "height": h.height,
+        "hash": h.hash.hex(),
+        "prev_hash": h.prev_hash.hex(),
+        "merkle_root": h.merkle_root.hex(),
+        "state_digest": h.state_digest.hex(),
+        "proposer": h.proposer,
+        "timestamp": h.timestamp_ms,
+        "txs": txs,
+    }

@@ -204,3 +204,17 @@ def test_admit_tx_and_speculative_execution() -> None:
     r2 = execute_block(spec, b2, c.genesis)
     c.apply(b1)
     assert execute_block(c.state, b2, c.genesis).state_digest_after == r2.state_digest_after
+
+
+def test_block_summary_and_tx_status() -> None:
+    from hzp2p.contracts import queries
+
+    c = LocalChain(seed=2)
+    good, dup = c.tx(3, "epi.report", report(1)), c.tx(4, "epi.report", report(1))
+    res = c.run([good, dup])
+    s = queries.block_summary(c.blocks[0], [(v.status, v.reason) for v in res.verdicts])
+    assert s["height"] == 1 and s["proposer"] == 1 and len(s["txs"]) == 2
+    assert s["txs"][1]["status"] == "rejected" and "already accepted" in s["txs"][1]["reason"]
+    st = queries.tx_status(c.state, dup.hash)
+    assert st is not None and st["status"] == "rejected" and st["index"] == 1
+    assert queries.tx_status(c.state, bytes(32)) is None
