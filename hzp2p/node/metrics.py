@@ -182,6 +182,57 @@ class MetricsRegistry:
         return "\n".join(lines) + "\n"
 
 
+RAFT_ROLES: Final = ("leader", "follower", "candidate", "learner")
+
+
+class NodeMetrics:
+    """The daemon's standard metric families, so names stay stable across modules.
+
+    The daemon updates them as events happen (or from a collect hook):
+    gauges hzp2p_raft_term, hzp2p_raft_role{role}, hzp2p_raft_commit_index,
+    hzp2p_raft_applied_index, hzp2p_chain_height, hzp2p_mempool_txs,
+    hzp2p_mempool_bytes, hzp2p_peers_connected; counters
+    hzp2p_txs_committed_total, hzp2p_txs_rejected_total, hzp2p_elections_total,
+    hzp2p_frames_refused_total{reason}, hzp2p_admin_requests_total{method}.
+    """
+
+    def __init__(self, registry: MetricsRegistry | None = None) -> None:
+        reg = self.registry = registry or MetricsRegistry()
+        self.term = reg.gauge("hzp2p_raft_term", "Current Raft term.")
+        self.role = reg.gauge(
+            "hzp2p_raft_role", "1 for this node's current Raft role, 0 otherwise.", ("role",)
+        )
+        self.commit_index = reg.gauge("hzp2p_raft_commit_index", "Highest committed log index.")
+        self.applied_index = reg.gauge("hzp2p_raft_applied_index", "Highest applied log index.")
+        self.height = reg.gauge("hzp2p_chain_height", "Height of the local chain.")
+        self.mempool_txs = reg.gauge("hzp2p_mempool_txs", "Transactions waiting in the mempool.")
+        self.mempool_bytes = reg.gauge("hzp2p_mempool_bytes", "Bytes waiting in the mempool.")
+        self.peers_connected = reg.gauge("hzp2p_peers_connected", "Peers currently connected.")
+        self.txs_committed = reg.counter(
+            "hzp2p_txs_committed_total", "Transactions applied with an accepted verdict."
+        )
+        self.txs_rejected = reg.counter(
+            "hzp2p_txs_rejected_total", "Transactions refused (at admission or by a contract)."
+        )
+        self.elections = reg.counter("hzp2p_elections_total", "Elections this node started.")
+        self.frames_refused = reg.counter(
+            "hzp2p_frames_refused_total", "Peer frames refused, by reason.", ("reason",)
+        )
+        self.admin_requests = reg.counter(
+            "hzp2p_admin_requests_total", "Admin requests served, by method.", ("method",)
+        )
+        self.set_role("follower")
+
+    def set_role(self, role: str) -> None:
+        if role not in RAFT_ROLES:
+            raise MetricsError(f"unknown Raft role {role!r}")
+        for name in RAFT_ROLES:
+            self.role.labels(role=name).set(1 if name == role else 0)
+
+    def render(self) -> str:
+        return self.registry.render()
+
+
 # ---------------------------------------------------------------------------
 # HTTP endpoint
 

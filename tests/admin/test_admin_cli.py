@@ -181,3 +181,12 @@ def test_socket_option_bypasses_config(threaded_server: ThreadedServer, capsys: 
     code, out, _ = run(capsys, "admin", "--socket", str(threaded_server.socket_path), "--json", "peers")
     data: Any = json.loads(out)
     assert code == 0 and [p["node_id"] for p in data["peers"]] == [2, 3]
+
+
+def test_help_lists_every_subcommand(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "admin", "--help")
+    assert code == 0
+    for name in ("status", "peers", "members", "block", "tx", "verify", "metrics", "submit",
+                 "transfer-leader", "add-learner", "promote", "remove", "subject-records",
+                 "lot-history", "access-log"):
+        assert name in out

@@ -333,3 +333,16 @@ def test_register_rejects_duplicates_and_schemaless_methods(short_tmp: Path) -> 
         server.register("custom", FakeDaemon().status)
     assert "submit" in server.methods
     assert msgpack  # the wire format is msgpack
+
+
+async def test_socket_is_0600_even_under_a_permissive_umask(short_tmp: Path) -> None:
+    path = short_tmp / "admin.sock"
+    old = os.umask(0)
+    try:
+        with trio.fail_after(LIMIT_S):
+            async with trio.open_nursery() as nursery:
+                await start(nursery, path)
+                assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+                nursery.cancel_scope.cancel()
+    finally:
+        os.umask(old)

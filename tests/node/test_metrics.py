@@ -11,6 +11,7 @@ from hzp2p.node.metrics import (
     CONTENT_TYPE,
     MetricsError,
     MetricsRegistry,
+    NodeMetrics,
     handle_http_request,
     serve_metrics_http,
 )
@@ -126,3 +127,23 @@ async def test_http_endpoint() -> None:
             resp = await _http(port, b"GET /metrics HTTP/1.1\r\nX: " + b"a" * 20000)
             assert resp.startswith(b"HTTP/1.1 431")
             nursery.cancel_scope.cancel()
+
+
+def test_node_metrics_families() -> None:
+    m = NodeMetrics()
+    m.term.set(7)
+    m.set_role("leader")
+    m.txs_committed.inc(5)
+    m.frames_refused.labels(reason="oversized").inc()
+    text = m.render()
+    assert "hzp2p_raft_term 7\n" in text
+    assert 'hzp2p_raft_role{role="leader"} 1\n' in text
+    assert 'hzp2p_raft_role{role="follower"} 0\n' in text
+    assert "hzp2p_txs_committed_total 5\n" in text
+    assert 'hzp2p_frames_refused_total{reason="oversized"} 1\n' in text
+    for name in ("hzp2p_raft_commit_index", "hzp2p_raft_applied_index", "hzp2p_chain_height",
+                 "hzp2p_mempool_txs", "hzp2p_txs_rejected_total", "hzp2p_elections_total",
+                 "hzp2p_peers_connected"):
+        assert f"# TYPE {name} " in text
+    with pytest.raises(MetricsError):
+        m.set_role("king")
