@@ -17,6 +17,7 @@ failure into a typed error with a one-line message:
 
 from __future__ import annotations
 
+import errno
 import itertools
 import os
 import socket as stdlib_socket
@@ -48,11 +49,15 @@ class AdminClientError(Exception):
 
 
 class AdminUnavailable(AdminClientError):
-    def __init__(self, socket_path: str | os.PathLike[str], detail: str) -> None:
-        super().__init__(
-            f"cannot reach the daemon at {os.fspath(socket_path)}: is `hzp2p run` running? "
-            f"({detail})"
-        )
+    def __init__(
+        self, socket_path: str | os.PathLike[str], detail: str, *, permission: bool = False
+    ) -> None:
+        path = os.fspath(socket_path)
+        if permission:
+            text = f"cannot reach the daemon at {path}: permission denied (run as the daemon's user)"
+        else:
+            text = f"cannot reach the daemon at {path}: is `hzp2p run` running? ({detail})"
+        super().__init__(text)
 
 
 class AdminTimeout(AdminClientError):
@@ -155,7 +160,8 @@ async def _connect_unix(socket_path: Path) -> trio.SocketStream:
         await sock.connect(os.fspath(socket_path))
     except OSError as exc:
         sock.close()
-        raise AdminUnavailable(socket_path, exc.strerror or str(exc)) from exc
+        denied = exc.errno in (errno.EACCES, errno.EPERM)
+        raise AdminUnavailable(socket_path, exc.strerror or str(exc), permission=denied) from exc
     except BaseException:
         sock.close()
         raise
