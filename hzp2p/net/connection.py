@@ -17,7 +17,7 @@ from typing import Any
 import trio
 
 from hzp2p.net.codec import MessageRegistry
-from hzp2p.net.errors import HandshakeRefused, RemoteProtocolError
+from hzp2p.net.errors import HandshakeRefused, NetError, RemoteProtocolError
 from hzp2p.net.framing import HEADER_BYTES, FrameDecoder, encode_frame
 from hzp2p.net.handshake import (
     MAX_HANDSHAKE_FRAME_BYTES,
@@ -175,6 +175,7 @@ class Connection:
         self.cancel_scope = trio.CancelScope()
         self.closed = trio.Event()
         self.last_recv_s = trio.current_time()
+        self.error: NetError | PeerGone | None = None
 
     def close(self) -> None:
         self.cancel_scope.cancel()
@@ -184,12 +185,23 @@ class Connection:
         try:
             with self.cancel_scope:
                 async with trio.open_nursery() as nursery:
-                    nursery.start_soon(self._writer)
-                    await self._reader()
+                    nursery.start_soon(self._guard, self._writer)
+                    await self._guard(self._reader)
+            if self.error is not None:
+                raise self.error
         finally:
             self.closed.set()
             with trio.CancelScope(shield=True):
                 await trio.aclose_forcefully(self.stream)
+
+    async def _guard(self, fn: Callable[[], Awaitable[None]]) -> None:
+        """Run reader or writer; the first error ends both and is re-raised by `run` unwrapped."""
+        try:
+            await fn()
+        except (NetError, PeerGone) as exc:
+            if self.error is None:
+                self.error = exc
+            self.cancel_scope.cancel()
 
     async def _reader(self) -> None:
         stream, dec, stats = self.stream, self.decoder, self.stats

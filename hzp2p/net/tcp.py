@@ -40,8 +40,6 @@ from hzp2p.net.stats import TransportStatistics
 from hzp2p.net.transport import Inbound, MembershipProvider, NodeIdentity
 from hzp2p.raft.types import NodeId
 
-log = structlog.get_logger("hzp2p.net")
-
 
 @dataclass(frozen=True, slots=True)
 class TcpConfig:
@@ -115,7 +113,7 @@ class TcpTransport:
         )
         self._nursery: trio.Nursery | None = None
         self._listen: Address | None = None
-        self._log = log.bind(node_id=identity.node_id)
+        self._log = structlog.get_logger("hzp2p.net", node_id=identity.node_id)
         self._max_msg_bytes = self.config.max_frame_bytes - FRAME_OVERHEAD_BYTES - 8
 
     # --- the Transport interface ---------------------------------------------------------
@@ -279,9 +277,10 @@ class TcpTransport:
                     stream, self._me, self._chain, self._membership, expected
                 )
         except BaseException as exc:
+            handled = self._handshake_failed(exc, addr, expected)
             with trio.CancelScope(shield=True):
                 await trio.aclose_forcefully(stream)
-            if not self._handshake_failed(exc, addr, expected):
+            if not handled:
                 raise
             return False
         if expected is None:
@@ -301,9 +300,10 @@ class TcpTransport:
                     stream, self._me, self._chain, self._membership
                 )
         except BaseException as exc:
+            handled = self._handshake_failed(exc, address, None)
             with trio.CancelScope(shield=True):
                 await trio.aclose_forcefully(stream)
-            if not self._handshake_failed(exc, address, None):
+            if not handled:
                 raise
             return
         await self._serve(stream, result, rest, result.peer_id, address)
@@ -378,7 +378,9 @@ class TcpTransport:
             await trio.aclose_forcefully(stream)
             return
         self._stats.connections_opened += 1
-        plog = self._log.bind(peer=conn.peer_id, address=address)
+        plog = structlog.get_logger(
+            "hzp2p.net", node_id=self._me.node_id, peer=conn.peer_id, address=address
+        )
         plog.info("net.connected", dialer=dialer)
         self._gossip_to(conn.peer_id, self._book.records())
         reason = "closed"
@@ -393,6 +395,9 @@ class TcpTransport:
         except NetError as exc:  # LocalProtocolError while sealing: our bug, contained
             reason = "local_error"
             plog.error("net.local_error", error=str(exc))
+        except Exception:  # a bug must cost one connection, never the node
+            reason = "internal_error"
+            plog.exception("net.internal_error")
         finally:
             self._stats.connections_closed += 1
             if peer.conn is conn:

@@ -73,3 +73,19 @@ async def open_tcp(
 
 def sim_network(ids: Sequence[NodeIdentity], seed: int = 1, **kw: Any) -> SimNetwork:
     return SimNetwork(random.Random(seed), membership=membership_of(ids), **kw)
+
+
+async def raw_connect(server: TcpTransport) -> trio.SocketStream:
+    return await trio.open_tcp_stream(*server.listen_address)
+
+
+async def expect_closed(stream: trio.abc.Stream, timeout_s: float = 5.0) -> None:
+    """Read until the peer closes the connection (EOF or reset)."""
+    with trio.fail_after(timeout_s):
+        while True:
+            try:
+                data = await stream.receive_some(65536)
+            except (trio.BrokenResourceError, OSError):
+                return
+            if not data:
+                return
