@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from hzp2p.raft.config import RaftConfig
+
 MAX_UNIX_SOCKET_PATH_BYTES = 107
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("json", "console")
@@ -185,6 +187,21 @@ class NodeConfig:
     def advertise_address(self) -> HostPort:
         """The address peers should dial: `advertise` if set, else `listen`."""
         return self.advertise or self.listen
+
+    def raft_config(self) -> RaftConfig:
+        """The Raft core's tunables from [raft] (tick_ms and snapshot policy stay with the driver)."""
+        r = self.raft
+        return RaftConfig(
+            node_id=self.node_id,
+            election_ticks=r.election_ticks,
+            heartbeat_ticks=r.heartbeat_ticks,
+            max_entries_per_msg=r.max_entries_per_msg,
+            max_bytes_per_msg=r.max_bytes_per_msg,
+            max_inflight_msgs=r.max_inflight_msgs,
+            max_uncommitted_bytes=r.max_uncommitted_bytes,
+            pre_vote=r.pre_vote,
+            check_quorum=r.check_quorum,
+        )
 
 
 # ---------------------------------------------------------------------------

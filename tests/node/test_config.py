@@ -174,3 +174,10 @@ def test_every_shipped_config_parses() -> None:
     assert {1, 2, 3, 4, 5} <= ids["city-5voters"]
     city = load_config(REPO / "configs/city-5voters/1-health-commission.toml")
     assert city.raft.tick_ms == 100 and 10 <= city.raft.election_ticks <= 20
+
+
+def test_raft_config_mapping(tmp_path: Path) -> None:
+    cfg = load_config(write(tmp_path, MINIMAL + "[raft]\nelection_ticks = 12\nheartbeat_ticks = 3\n"))
+    rc = cfg.raft_config()
+    assert (rc.node_id, rc.election_ticks, rc.heartbeat_ticks) == (3, 12, 3)
+    assert rc.max_uncommitted_bytes == cfg.raft.max_uncommitted_bytes
