@@ -107,11 +107,17 @@ class AsyncAdminClient:
         try:
             with trio.move_on_after(timeout_s) as scope:
                 async with self._send_lock:
+                    sent = False
                     try:
                         await self._stream.send_all(frame)
+                        sent = True
                     except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
                         self._lost = "the daemon closed the admin connection"
                         raise AdminConnectionLost(self._lost) from exc
+                    finally:
+                        if not sent and self._lost is None:
+                            # Cut off mid-frame: the stream's framing is gone for good.
+                            self._lost = "a request was interrupted while being sent"
                 await pending.event.wait()
             if scope.cancelled_caught:
                 raise AdminTimeout(f"{method}: no answer from the daemon within {timeout_s:g} s")
