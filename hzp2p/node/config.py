@@ -31,6 +31,7 @@ MAX_UNIX_SOCKET_PATH_BYTES = 107
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("json", "console")
 DEFAULT_ADMIN_MAX_REQUEST_BYTES = 1 << 20
+MAX_NODE_ID = (1 << 63) - 1
 
 
 class ConfigError(Exception):
@@ -453,6 +454,10 @@ def parse_config(data: Mapping[str, Any], *, path: Path | str) -> NodeConfig:
     for i, seed in enumerate(seeds):
         if seed == listen or (advertise is not None and seed == advertise):
             raise ConfigError(file, f"seeds[{i}]", f"{seed} is this node's own address")
+        if seed in seeds[:i]:
+            raise ConfigError(file, f"seeds[{i}]", f"{seed} is listed twice")
+    if node_id > MAX_NODE_ID:
+        raise ConfigError(file, "node_id", f"must be at most {MAX_NODE_ID}, got {node_id}")
     for key, key_path in (("signing_key", signing_key), ("node_key", node_key)):
         if key_path == genesis:
             raise ConfigError(file, key, "must not be the genesis file")
