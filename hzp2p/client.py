@@ -17,6 +17,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import nacl.public
 import nacl.signing
 
 from hzp2p.contracts import domain_queries as dq
@@ -28,10 +29,12 @@ from hzp2p.crypto.records import (
     RecordCryptoError,
     decrypt_record,
     encrypt_record,
+    encryption_private_key,
+    encryption_public_key,
     institution_holder,
     open_sealed_key,
     pseudonym,
-    seal_key,
+    seal_key_to,
 )
 from hzp2p.ledger.tx import MAX_WINDOW_MS, Transaction
 
@@ -148,13 +151,21 @@ class Client:
         *,
         nonce_start: int | None = None,
         validity_ms: int = DEFAULT_VALIDITY_MS,
+        enc_keys: Mapping[int, nacl.public.PrivateKey] | None = None,
+        enc_key_id: int = 0,
     ) -> None:
+        """`enc_keys`: an institution's registered X25519 private keys by key id (from its
+        key store; never on chain); `enc_key_id`: the current one (0 = derived key)."""
         assert 0 < validity_ms + CLOCK_SKEW_MS <= MAX_WINDOW_MS
         self.key = key
         self.chain_id = chain_id
         self.inst_id = inst_id
         self.validity_ms = validity_ms
         self._nonce = time.time_ns() if nonce_start is None else nonce_start
+        self.enc_keys: dict[int, nacl.public.PrivateKey] = {0: encryption_private_key(key)}
+        self.enc_keys.update(enc_keys or {})
+        assert enc_key_id in self.enc_keys, "the current encryption key must be held"
+        self.enc_key_id = enc_key_id
 
     @property
     def verify_key(self) -> bytes:
@@ -204,7 +215,10 @@ class Client:
             pseudonym(subject_verify_key),
             record_type,
             dict(fields),
-            {SUBJECT_HOLDER: subject_verify_key, institution_holder(inst_id): self.verify_key},
+            {
+                SUBJECT_HOLDER: encryption_public_key(subject_verify_key),
+                institution_holder(inst_id): self.enc_public_key,
+            },
         )
         return {"record_id": record_id, **env.to_payload()}
 
@@ -285,7 +299,23 @@ class Client:
         entry = rec["holders"].get(self.holder)
         if entry is None:
             raise RecordCryptoError(f"{self.holder} holds no key of record {record_id!r}")
-        return open_sealed_key(entry["sealed_key"], self.key, rec["key_commitment"])
+        key_id = int(entry.get("key_id", 0))
+        # The stamped key first; then any other key still held (a record written just
+        # before this client's enckey.set committed is stamped with the previous id).
+        order = [key_id, *sorted(k for k in self.enc_keys if k != key_id)]
+        for kid in order:
+            if kid not in self.enc_keys:
+                continue
+            try:
+                return open_sealed_key(
+                    entry["sealed_key"], self.enc_keys[kid], rec["key_commitment"]
+                )
+            except RecordCryptoError:
+                continue
+        raise RecordCryptoError(
+            f"no encryption key held by this client opens record {record_id!r} "
+            f"(sealed to key {key_id}; destroyed?)"
+        )
 
     def read_record(self, state: dq.StateReader, record_id: str) -> dict[str, Any]:
         """Decrypt a record this key holds (raises RecordCryptoError otherwise)."""
@@ -295,10 +325,52 @@ class Client:
         return decrypt_record(key, rec["ciphertext"], rec["record_id"], rec["subject"], rec["type"])
 
     def _sealed_for(self, state: dq.StateReader, record_id: str, grantee: int) -> bytes:
-        inst = members.get_institution(state, grantee)
-        if inst is None:
-            raise ValueError(f"unknown institution {grantee}")
-        return seal_key(self.record_key(state, record_id), inst.signing_key)
+        return seal_key_to(self.record_key(state, record_id), recipient_key(state, grantee))
+
+    # ------------------------------------------------ encryption keys (institutions)
+
+    @property
+    def enc_public_key(self) -> bytes:
+        """The X25519 public key records are sealed to for this client."""
+        return bytes(self.enc_keys[self.enc_key_id].public_key)
+
+    def rotate_enc_key(self, state: dq.StateReader, now_ms: int) -> Transaction:
+        """A fresh X25519 key and its enckey.set; the new key is current from now on
+        (submit it and wait for the commit before writing new records)."""
+        inst_id = self._require_inst()
+        reg = dq.enc_key(state, inst_id)
+        key_id = 1 if reg is None else int(reg["key_id"]) + 1
+        priv = nacl.public.PrivateKey.generate()
+        self.enc_keys[key_id] = priv
+        self.enc_key_id = key_id
+        return self.tx(
+            "enckey.set", {"key_id": key_id, "public_key": bytes(priv.public_key)}, now_ms
+        )
+
+    def stale_records(self, state: dq.StateReader) -> list[str]:
+        """Live records this institution holds under a key other than its current one."""
+        inst_id = self._require_inst()
+        out = []
+        for rid in dq.held_records(state, inst_id):
+            rec = dq.record(state, rid)
+            assert rec is not None
+            if rec["holders"][self.holder].get("key_id", 0) != self.enc_key_id:
+                out.append(rid)
+        return out
+
+    def rewrap(self, state: dq.StateReader, now_ms: int, *, record_id: str) -> Transaction:
+        """access.rewrap: reseal this holder's copy of a record key to its current key."""
+        sealed = seal_key_to(self.record_key(state, record_id), self.enc_public_key)
+        return self.tx("access.rewrap", {"record_id": record_id, "sealed_key": sealed}, now_ms)
+
+    def forget_enc_key(self, key_id: int) -> None:
+        """Destroy a retired private key (after rewrapping every live record held under it):
+        the sealed keys of records erased meanwhile, still in block history, die with it."""
+        if key_id == 0:
+            raise ValueError("key 0 is derived from the signing key; rotate that via governance")
+        if key_id == self.enc_key_id:
+            raise ValueError("cannot forget the current encryption key")
+        del self.enc_keys[key_id]
 
     def share(
         self,
@@ -386,6 +458,18 @@ class Client:
 
 
 # ---------------------------------------------------------------- queries
+
+
+def recipient_key(state: dq.StateReader, inst_id: int) -> bytes:
+    """The X25519 public key to seal to for institution `inst_id`: its registered key, or
+    the one derived from its signing key."""
+    reg = dq.enc_key(state, inst_id)
+    if reg is not None:
+        return bytes(reg["public_key"])
+    inst = members.get_institution(state, inst_id)
+    if inst is None:
+        raise ValueError(f"unknown institution {inst_id}")
+    return encryption_public_key(inst.signing_key)
 
 
 def subject_records(state: dq.StateReader, subject: str) -> list[dict[str, Any]]:

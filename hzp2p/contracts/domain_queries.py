@@ -18,6 +18,8 @@ zero-padded so a prefix scan returns them in numeric order):
   vax/d/<subject>/<product>/<dose:03> a subject's doses of one product
   rec/r/<record_id>                   an encrypted record and its sealed keys
   rec/s/<subject>/<seq:010>           a subject's records, in order written
+  rec/h/<inst_id:010>/<record_id>     records whose key an institution holds
+  enc/<inst_id:010>                   an institution's registered encryption key
   grant/<subject>/<grant_id>          consent grants (revoked ones stay, marked)
   emerg/<record_id>/<inst_id:010>     an authority's emergency authorisation
   access/<subject>/<seq:010>          the subject's access log
@@ -106,6 +108,15 @@ def k_record(record_id: str) -> bytes:
 
 def k_subject_records(subject: str) -> bytes:
     return f"rec/s/{subject}/".encode()
+
+
+def k_held(inst_id: int, record_id: str = "") -> bytes:
+    """The holder index entry (or, with no record id, its prefix)."""
+    return f"rec/h/{inst_id:010d}/{record_id}".encode()
+
+
+def k_enc_key(inst_id: int) -> bytes:
+    return f"enc/{inst_id:010d}".encode()
 
 
 def k_grant(subject: str, grant_id: str) -> bytes:
@@ -315,6 +326,19 @@ def subject_records(state: StateReader, subject: str) -> list[dict[str, Any]]:
         assert rec is not None, "subject index points at a missing record"
         out.append(rec)
     return out
+
+
+def held_records(state: StateReader, inst_id: int) -> list[str]:
+    """Ids of the live records whose key institution `inst_id` holds, by record id."""
+    prefix = k_held(inst_id)
+    return [k[len(prefix) :].decode() for k, _ in state.scan(prefix)]
+
+
+def enc_key(state: StateReader, inst_id: int) -> dict[str, Any] | None:
+    """An institution's registered encryption key {key_id, public_key, ...}, or None
+    (then its key is the one derived from its signing key, key id 0)."""
+    rec: dict[str, Any] | None = load(state, k_enc_key(inst_id))
+    return rec
 
 
 def grants(state: StateReader, subject: str) -> list[dict[str, Any]]:

@@ -13,8 +13,10 @@ Every share and emergency request is appended to the subject's access log.
 `consent.revoke` blocks further shares under that grant and withdraws the
 keys handed over under it from state. `record.erase` deletes every sealed key
 of the record from state for good (the ciphertext stays, unreadable) and
-refuses all later shares. See docs/contracts.md for what erasure cannot undo
-(copies a holder already took, and the historical transactions in blocks).
+refuses all later shares. Institutions may register their own X25519
+encryption keys (`enckey.set`, rotatable) and move their copies of record keys
+to the current one (`access.rewrap`), so a retired private key can be
+destroyed; see docs/contracts.md for what erasure can and cannot undo.
 """
 
 from __future__ import annotations
@@ -33,7 +35,9 @@ from hzp2p.contracts.domain_queries import (
     institution,
     k_access_log,
     k_emergency,
+    k_enc_key,
     k_grant,
+    k_held,
     k_record,
     k_subject_records,
     load,
@@ -115,12 +119,14 @@ def store_record(ctx: TxContext, writer: Institution, subject: str, record_type:
     holders = {
         h: {
             "sealed_key": sealed[h],
+            "key_id": current_key_id(ctx, writer.inst_id) if h == writer_holder else 0,
             "via": "writer" if h == writer_holder else "subject",
             "by": writer.inst_id,
             "height": ctx.height,
         }
         for h in sorted(sealed)
     }
+    ctx.state.put(k_held(writer.inst_id, record_id), encode_value(ctx.height))
     store(
         ctx.state,
         k_record(record_id),
@@ -140,6 +146,25 @@ def store_record(ctx: TxContext, writer: Institution, subject: str, record_type:
     )
     append_seq(ctx.state, k_subject_records(subject), record_id)
     return record_id
+
+
+def current_key_id(ctx: TxContext, inst_id: int) -> int:
+    """The id of an institution's current encryption key (0: derived from its signing key)."""
+    reg: dict[str, Any] | None = load(ctx.state, k_enc_key(inst_id))
+    return 0 if reg is None else int(reg["key_id"])
+
+
+def _holder_inst(holder: str) -> int | None:
+    return int(holder[5:]) if holder.startswith("inst:") else None
+
+
+def _drop_holders(ctx: TxContext, rec: dict[str, Any], keep: dict[str, Any]) -> None:
+    """Keep only the holders in `keep`, updating the holder index."""
+    for h in sorted(rec["holders"]):
+        inst = _holder_inst(h)
+        if h not in keep and inst is not None:
+            ctx.state.delete(k_held(inst, rec["record_id"]))
+    rec["holders"] = {h: keep[h] for h in sorted(keep)}
 
 
 def _record(ctx: TxContext, record_id: str) -> dict[str, Any]:
@@ -255,7 +280,7 @@ def consent_revoke(ctx: TxContext) -> None:
         assert rec is not None
         kept = {h: v for h, v in rec["holders"].items() if v["via"] != via}
         if len(kept) != len(rec["holders"]):
-            rec["holders"] = kept
+            _drop_holders(ctx, rec, kept)
             store(ctx.state, rkey, rec)
 
 
@@ -322,11 +347,13 @@ def access_share(ctx: TxContext) -> None:
     holders = dict(rec["holders"])
     holders[holder] = {
         "sealed_key": sealed_key,
+        "key_id": current_key_id(ctx, grantee_id),
         "via": via,
         "by": sender.inst_id,
         "height": ctx.height,
     }
     rec["holders"] = {h: holders[h] for h in sorted(holders)}
+    ctx.state.put(k_held(grantee_id, rec["record_id"]), encode_value(ctx.height))
     store(ctx.state, k_record(rec["record_id"]), rec)
     _log(ctx, rec, entry)
 
@@ -401,8 +428,67 @@ def record_erase(ctx: TxContext) -> None:
         except (nacl.exceptions.CryptoError, ValueError, TypeError):
             fail(ctx, "subject_request signature is invalid")
         by = writer.inst_id
-    rec["holders"] = {}
+    _drop_holders(ctx, rec, {})
     rec["erased"] = {"by": by, "height": ctx.height, "timestamp_ms": ctx.timestamp_ms}
     store(ctx.state, k_record(rec["record_id"]), rec)
     _log(ctx, rec, {"kind": "erase", "by": by, "grantee": None, "purpose": "erasure"})
     assert not rec["holders"]
+
+
+# ---------------------------------------------------------------- encryption keys
+
+
+@contract("enckey.set")
+def enckey_set(ctx: TxContext) -> None:
+    """A member registers (or rotates to) its own X25519 encryption key: key_id, public_key.
+
+    key_id must be the current id + 1 (the first registered key is 1; 0 is the key
+    derived from the signing key). Records sealed to an older key stay sealed to it
+    until the holder rewraps them (`access.rewrap`); once it has, it can destroy the
+    old private key, and the sealed keys of erased records in the block history die with it.
+    """
+    inst = ctx.require_member()
+    p_only(ctx, frozenset({"key_id", "public_key"}))
+    current = current_key_id(ctx, inst.inst_id)
+    key_id = p_int(ctx, "key_id", 0, 2**31)
+    if key_id != current + 1:
+        fail(ctx, f"key_id must be {current + 1} (current key id is {current})")
+    public_key = p_bytes(ctx, "public_key", 32, 32)
+    if public_key == bytes(32):
+        fail(ctx, "public_key must not be all zeros")
+    store(
+        ctx.state,
+        k_enc_key(inst.inst_id),
+        {
+            "inst_id": inst.inst_id,
+            "key_id": key_id,
+            "public_key": public_key,
+            "height": ctx.height,
+            "timestamp_ms": ctx.timestamp_ms,
+        },
+    )
+
+
+@contract("access.rewrap")
+def access_rewrap(ctx: TxContext) -> None:
+    """A holder replaces its own sealed key with one sealed to its current encryption key:
+    record_id, sealed_key. Not a new access (nobody new gets the key), so not logged;
+    refused for erased records, whose keys must stay dead."""
+    inst = ctx.require_member()
+    p_only(ctx, frozenset({"record_id", "sealed_key"}))
+    rec = _record(ctx, p_id(ctx, "record_id"))
+    sealed_key = p_bytes(ctx, "sealed_key", SEALED_KEY_BYTES, SEALED_KEY_BYTES)
+    holder = institution_holder(inst.inst_id)
+    entry = rec["holders"].get(holder)
+    if entry is None:
+        fail(ctx, f"sender {inst.inst_id} does not hold the key of record {rec['record_id']!r}")
+    current = current_key_id(ctx, inst.inst_id)
+    if entry.get("key_id", 0) == current:
+        fail(ctx, f"already sealed to the current key {current}")
+    rec["holders"][holder] = {
+        **entry,
+        "sealed_key": sealed_key,
+        "key_id": current,
+        "rewrapped_height": ctx.height,
+    }
+    store(ctx.state, k_record(rec["record_id"]), rec)

@@ -7,9 +7,11 @@ definition of the envelope. Contracts never call the randomised functions.
 Design (see docs/contracts.md):
 - A citizen holds an Ed25519 key pair. Their pseudonym is
   blake2b(public key, 16 bytes, person="hzp2p-subject").hex() (`pseudonym`).
-- Everyone's encryption key is derived from their Ed25519 key with libsodium's
-  ed25519 -> curve25519 conversion, for citizens and institutions alike, so
-  membership state needs no extra key field (a signing-key rotation rotates it).
+- A citizen's encryption key is derived from their Ed25519 key with libsodium's
+  ed25519 -> curve25519 conversion. An institution's is the same derived key
+  (key id 0) until it registers its own X25519 key with `enckey.set` (key ids
+  1, 2, ...); registered keys can be rotated and the old private key destroyed,
+  which is what makes erasure hold against the block history.
 - A record's fields are msgpack-encoded together with the record id, subject
   and type (so a ciphertext cannot be replayed under another record), then
   encrypted with a fresh 32-byte SecretBox key. That key is sealed (SealedBox)
@@ -70,23 +72,36 @@ def key_commitment(record_key: bytes) -> bytes:
     return hashlib.blake2b(record_key, digest_size=32, person=b"hzp2p-reckey").digest()
 
 
-def seal_key(record_key: bytes, holder_verify_key: bytes) -> bytes:
-    """Seal `record_key` to the holder owning Ed25519 verify key `holder_verify_key`."""
-    assert len(record_key) == KEY_BYTES
-    box = nacl.public.SealedBox(nacl.public.PublicKey(encryption_public_key(holder_verify_key)))
+def seal_key_to(record_key: bytes, holder_public_key: bytes) -> bytes:
+    """Seal `record_key` to a holder's X25519 public key."""
+    assert len(record_key) == KEY_BYTES and len(holder_public_key) == 32
+    box = nacl.public.SealedBox(nacl.public.PublicKey(holder_public_key))
     sealed = bytes(box.encrypt(record_key))
     assert len(sealed) == SEALED_KEY_BYTES
     return sealed
 
 
+def seal_key(record_key: bytes, holder_verify_key: bytes) -> bytes:
+    """Seal `record_key` to the key derived from a holder's Ed25519 verify key."""
+    return seal_key_to(record_key, encryption_public_key(holder_verify_key))
+
+
 def open_sealed_key(
-    sealed: bytes, holder_signing_key: nacl.signing.SigningKey, commitment: bytes | None = None
+    sealed: bytes,
+    holder_key: nacl.signing.SigningKey | nacl.public.PrivateKey,
+    commitment: bytes | None = None,
 ) -> bytes:
-    """The record key inside `sealed`, opened with the holder's private key.
+    """The record key inside `sealed`, opened with the holder's private key (an X25519
+    private key, or an Ed25519 signing key whose derived key is used).
 
     If `commitment` is given the key must match it (a wrong or forged share is refused).
     """
-    box = nacl.public.SealedBox(encryption_private_key(holder_signing_key))
+    priv = (
+        encryption_private_key(holder_key)
+        if isinstance(holder_key, nacl.signing.SigningKey)
+        else holder_key
+    )
+    box = nacl.public.SealedBox(priv)
     try:
         key = bytes(box.decrypt(sealed))
     except nacl.exceptions.CryptoError as exc:
@@ -137,14 +152,15 @@ def encrypt_record(
     holders: dict[str, bytes],
     record_key: bytes | None = None,
 ) -> Envelope:
-    """Encrypt `fields` under a fresh record key sealed to each of `holders` (name -> verify key)."""
+    """Encrypt `fields` under a fresh record key sealed to each of `holders`
+    (holder name -> X25519 public key)."""
     key = new_record_key() if record_key is None else record_key
     ciphertext = bytes(
         nacl.secret.SecretBox(key).encrypt(_plaintext(record_id, subject, record_type, fields))
     )
     if len(ciphertext) > MAX_CIPHERTEXT_BYTES:
         raise ValueError(f"record too large: {len(ciphertext)} > {MAX_CIPHERTEXT_BYTES} bytes")
-    sealed = {name: seal_key(key, vk) for name, vk in sorted(holders.items())}
+    sealed = {name: seal_key_to(key, pk) for name, pk in sorted(holders.items())}
     return Envelope(ciphertext, sealed, key_commitment(key))
 
 

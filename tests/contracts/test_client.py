@@ -272,6 +272,8 @@ _FIELDS = {
         ["record_id", "grantee", "sealed_key", "basis", "grant_id", "purpose"],
     ),
     "access.emergency": ("cdc", ["record_id", "reason"]),
+    "enckey.set": ("hospital", ["key_id", "public_key"]),
+    "access.rewrap": ("hospital", ["record_id", "sealed_key"]),
     "record.erase": ("hospital", ["record_id", "subject_request"]),
 }
 _SUBJ = pseudonym(bytes(key("alice").verify_key))

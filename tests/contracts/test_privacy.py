@@ -8,6 +8,7 @@ from domain_helpers import DAY, World
 from hzp2p.client import erase_request
 from hzp2p.contracts import domain_queries as dq
 from hzp2p.crypto.records import RecordCryptoError, decrypt_record, open_sealed_key
+from hzp2p.ledger.tx import Transaction
 
 
 class Privacy:
@@ -333,3 +334,94 @@ def test_unknown_fields_are_refused(p: Privacy) -> None:
         p.cdc.tx("access.emergency", {"record_id": "R1", "reason": "x", "note": "y"}, w.now),
         "unknown payload field",
     )
+
+
+# ---------------------------------------------------------------- encryption keys, rotation
+
+
+def _historic_sealed_key(tx: Transaction, holder: str) -> bytes:
+    """What anyone keeping the block history still has after erasure."""
+    key: bytes = tx.payload["record"]["sealed_keys"][holder]
+    return key
+
+
+def test_registered_encryption_key_is_used_for_writes_and_shares(p: Privacy) -> None:
+    w = p.w
+    w.apply(p.clinic.rotate_enc_key(w.state, w.now))
+    reg = dq.enc_key(w.state, 2)
+    assert reg is not None and reg["key_id"] == 1 and reg["public_key"] == p.clinic.enc_public_key
+    p.grant()
+    p.share()  # sealed to the clinic's registered key, not its signing key
+    rec = dq.record(w.state, "R1")
+    assert rec is not None and rec["holders"]["inst:2"]["key_id"] == 1
+    with pytest.raises(RecordCryptoError):
+        open_sealed_key(rec["holders"]["inst:2"]["sealed_key"], p.clinic.key)
+    assert p.clinic.read_record(w.state, "R1")["diagnosis"] == "influenza A"
+    assert dq.held_records(w.state, 2) == ["R1"]
+
+
+def test_enckey_set_rules(p: Privacy) -> None:
+    w = p.w
+    pk = bytes(range(32))
+    w.refused(
+        p.hospital.tx("enckey.set", {"key_id": 2, "public_key": pk}, w.now), "key_id must be 1"
+    )
+    w.refused(p.hospital.tx("enckey.set", {"key_id": 1, "public_key": bytes(32)}, w.now), "zeros")
+    w.refused(p.alice.tx("enckey.set", {"key_id": 1, "public_key": pk}, w.now), "not a member")
+    w.apply(p.hospital.tx("enckey.set", {"key_id": 1, "public_key": pk}, w.now))
+    w.refused(
+        p.hospital.tx("enckey.set", {"key_id": 1, "public_key": pk}, w.now), "key_id must be 2"
+    )
+
+
+def test_rotation_makes_erasure_hold_against_block_history(p: Privacy) -> None:
+    """An institution on registered keys that rewraps its live records and destroys the
+    retired key can no longer open the sealed keys of erased records kept in old blocks."""
+    w = p.w
+    w.apply(p.hospital.rotate_enc_key(w.state, w.now))  # key 1
+    txs = {
+        rid: p.hospital.record_write(
+            w.now,
+            record_id=rid,
+            subject_verify_key=p.alice.verify_key,
+            record_type="diagnosis",
+            fields={"diagnosis": rid},
+        )
+        for rid in ("K1", "K2")
+    }
+    for tx in txs.values():
+        w.apply(tx)
+    old = _historic_sealed_key(txs["K1"], "inst:1")
+    w.apply(p.alice.erase(w.now, record_id="K1"))
+    assert open_sealed_key(old, p.hospital.enc_keys[1])  # history + old key still open it
+    w.apply(p.hospital.rotate_enc_key(w.state, w.now))  # key 2
+    assert p.hospital.stale_records(w.state) == ["K2", "R1"]
+    w.refused(
+        p.hospital.tx("access.rewrap", {"record_id": "K1", "sealed_key": bytes(80)}, w.now),
+        "was erased",
+    )
+    for rid in p.hospital.stale_records(w.state):  # R1 was sealed to key 0 (derived)
+        w.apply(p.hospital.rewrap(w.state, w.now, record_id=rid))
+    assert p.hospital.stale_records(w.state) == []
+    w.refused(
+        p.hospital.rewrap(w.state, w.now, record_id="K2"), "already sealed to the current key"
+    )
+    p.hospital.forget_enc_key(1)
+    assert p.hospital.read_record(w.state, "K2") == {"diagnosis": "K2"}
+    assert sorted(p.hospital.enc_keys) == [0, 2]
+    for priv in p.hospital.enc_keys.values():
+        with pytest.raises(RecordCryptoError):
+            open_sealed_key(old, priv)
+    assert p.hospital.read_record(w.state, "R1")["diagnosis"] == "influenza A"
+    with pytest.raises(ValueError, match="derived from the signing key"):
+        p.hospital.forget_enc_key(0)
+
+
+def test_rewrap_only_by_holders(p: Privacy) -> None:
+    w = p.w
+    w.apply(p.clinic.rotate_enc_key(w.state, w.now))
+    w.refused(
+        p.clinic.tx("access.rewrap", {"record_id": "R1", "sealed_key": bytes(80)}, w.now),
+        "does not hold the key",
+    )
+    assert [e["kind"] for e in p.alice.my_access_log(w.state)] == []
