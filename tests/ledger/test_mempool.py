@@ -131,3 +131,53 @@ def test_builder_builds_valid_block_and_filters_window(chain: LocalChain) -> Non
     assert len(mp) == 1 and future.hash in mp
     res = c.apply(blk)
     assert all(v.applied for v in res.verdicts)
+
+
+def test_fairness_property() -> None:
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    c = LocalChain(seed=7)
+    pool = {s: [c.tx(s, "epi.report", {"i": i}) for i in range(6)] for s in range(1, 10)}
+
+    @settings(max_examples=60)
+    @given(st.lists(st.integers(0, 6), min_size=9, max_size=9), st.integers(1, 20))
+    def check(counts: list[int], cut: int) -> None:
+        mp = Mempool()
+        for s, n in zip(range(1, 10), counts, strict=True):
+            for tx in pool[s][:n]:
+                mp.add(tx)
+        taken: dict[bytes, list[object]] = {}
+        total = sum(counts)
+        left = {pool[s][0].signer: n for s, n in zip(range(1, 10), counts, strict=True) if n}
+        while len(mp):
+            batch = mp.pop_batch(cut, 10**9)
+            assert batch and len(batch) <= cut
+            per: dict[bytes, int] = {}
+            for tx in batch:
+                per[tx.signer] = per.get(tx.signer, 0) + 1
+                taken.setdefault(tx.signer, []).append(tx)
+            top = max(per.values())
+            # nobody gets a k-th tx in a cut while a sender with work got fewer than k-1
+            for signer, had in left.items():
+                assert per.get(signer, 0) >= min(had, top - 1)
+            for signer, k in per.items():
+                left[signer] -= k
+            left = {s: n for s, n in left.items() if n}
+        assert sum(len(v) for v in taken.values()) == total
+        for s, n in zip(range(1, 10), counts, strict=True):
+            if n:
+                assert taken[pool[s][0].signer] == pool[s][:n]  # FIFO per sender
+
+    check()
+
+
+def test_builder_timestamp_never_before_parent() -> None:
+    c = LocalChain(seed=8)
+    mp = Mempool()
+    mp.add(c.tx(3, "epi.report", {"i": 1}, valid_from_ms=0, valid_until_ms=10**8))
+    blk = BlockBuilder().build(
+        mp, c.secrets[1].node_key(), 1, height=1, prev_hash=bytes(32),
+        prev_timestamp_ms=5_000, state_digest=bytes(32), now_ms=4_000,
+    )
+    assert blk is not None and blk.header.timestamp_ms == 5_000
