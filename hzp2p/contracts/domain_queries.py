@@ -346,6 +346,23 @@ def grants(state: StateReader, subject: str) -> list[dict[str, Any]]:
     return values(state, k_grants(subject))
 
 
+def emergency_requests(state: StateReader, record_id: str) -> list[dict[str, Any]]:
+    """Emergency authorisations for a record (open ones have fulfilled=False and an
+    expires_ms after now), by authority id: what a holder's daemon checks to honour them."""
+    return values(state, f"emerg/{record_id}/".encode())
+
+
+def jsonable(obj: Any) -> Any:
+    """A query result with bytes as hex strings (for the admin socket's JSON)."""
+    if isinstance(obj, bytes):
+        return obj.hex()
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [jsonable(v) for v in obj]
+    return obj
+
+
 def access_log(state: StateReader, subject: str) -> list[dict[str, Any]]:
     """Who accessed which of a subject's records, when and why, oldest first."""
     return values(state, k_access_log(subject))

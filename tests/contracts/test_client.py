@@ -367,3 +367,15 @@ def test_hostile_payloads_are_rejected_never_crash(tx_type: str, data: st.DataOb
         w.apply(tx)
     except TxRejected as e:
         assert e.reason.startswith(tx_type + ": ")
+
+
+def test_query_results_are_json_ready_and_emergencies_listed() -> None:
+    import json
+
+    chain, _, _ = _story()
+    reqs = dq.emergency_requests(chain.state, "V1")
+    assert [(r["authority"], r["fulfilled"]) for r in reqs] == [(1, True)]
+    rec = dq.record(chain.state, "V1")
+    out = json.loads(json.dumps(dq.jsonable(rec)))
+    assert out["key_commitment"] == rec["key_commitment"].hex()  # type: ignore[index]
+    assert set(out["holders"]) == {"subject", "inst:1", "inst:4", "inst:5"}
