@@ -10,7 +10,8 @@ engine needs anyway to subtract old values from the state digest.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import bisect
+from collections.abc import Iterator, Mapping
 from typing import Protocol
 
 from hzp2p.contracts.api import TxRejected
@@ -135,24 +136,40 @@ def _check_key(key: bytes) -> None:
 
 
 class DictState:
-    """An in-memory StateReader over a dict (tests, benchmarks, the verifier's replay)."""
+    """An in-memory StateReader over a dict (tests, benchmarks, the verifier's replay).
 
-    __slots__ = ("data",)
+    Keys are kept sorted lazily: a scan after writes re-sorts once, then bisects.
+    """
+
+    __slots__ = ("_keys", "data")
 
     def __init__(self, data: dict[bytes, bytes] | None = None) -> None:
         self.data: dict[bytes, bytes] = dict(data or {})
+        self._keys: list[bytes] | None = None
 
     def get(self, key: bytes) -> bytes | None:
         return self.data.get(key)
 
     def scan(self, prefix: bytes, limit: int | None = None) -> Iterator[tuple[bytes, bytes]]:
-        keys = sorted(k for k in self.data if k.startswith(prefix))
-        for k in keys if limit is None else keys[: max(limit, 0)]:
-            yield k, self.data[k]
+        if self._keys is None:
+            self._keys = sorted(self.data)
+        keys = self._keys
+        i = bisect.bisect_left(keys, prefix)
+        n = 0
+        while i < len(keys) and keys[i].startswith(prefix):
+            if limit is not None and n >= limit:
+                return
+            yield keys[i], self.data[keys[i]]
+            i += 1
+            n += 1
 
-    def apply(self, writes: dict[bytes, bytes | None]) -> None:
+    def apply(self, writes: Mapping[bytes, bytes | None]) -> None:
+        data = self.data
         for k, v in writes.items():
             if v is None:
-                self.data.pop(k, None)
+                if data.pop(k, None) is not None:
+                    self._keys = None
             else:
-                self.data[k] = v
+                if k not in data:
+                    self._keys = None
+                data[k] = v
