@@ -261,8 +261,10 @@ class Client:
         encrypted record of type lab_result."""
         record = None
         if record_id is not None:
-            assert subject_verify_key is not None and fields is not None
-            assert pseudonym(subject_verify_key) == subject
+            if subject_verify_key is None or fields is None:
+                raise ValueError("an encrypted lab record needs subject_verify_key and fields")
+            if pseudonym(subject_verify_key) != subject:
+                raise ValueError("subject_verify_key is not the key of `subject`")
             record = self.seal_record(record_id, subject_verify_key, "lab_result", fields)
         return self.tx(
             "lab.result", lab_result_payload(subject, test_id, result, sample_ms, record), now_ms
