@@ -128,6 +128,10 @@ class Block:
         sig = bytes(node_key.sign(BLOCK_SIG_DOMAIN + header.hash).signature)
         return cls(header, sig, tuple(txs))
 
+    @staticmethod
+    def decode(data: bytes) -> Block:
+        return decode_block(data)
+
     def encode(self) -> bytes:
         return pack([self.header.encoded, self.signature, [tx.encode() for tx in self.txs]])
 

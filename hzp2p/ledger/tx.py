@@ -126,6 +126,12 @@ class Transaction:
             self.body,
         )
 
+    sign = signed  # alias: tx.sign(key) -> the signed transaction
+
+    @staticmethod
+    def decode(data: bytes) -> Transaction:
+        return decode_tx(data)
+
     def verify(self) -> None:
         """Check the Ed25519 signature; raises TxError('signature', ...)."""
         if len(self.signature) != 64:
