@@ -218,3 +218,14 @@ def test_block_summary_and_tx_status() -> None:
     st = queries.tx_status(c.state, dup.hash)
     assert st is not None and st["status"] == "rejected" and st["index"] == 1
     assert queries.tx_status(c.state, bytes(32)) is None
+
+
+def test_load_contracts_skips_only_missing_modules(monkeypatch: pytest.MonkeyPatch) -> None:
+    from hzp2p.contracts import engine
+
+    monkeypatch.setattr(
+        engine, "CONTRACT_MODULES", (*engine.CONTRACT_MODULES, "hzp2p.contracts.not_written_yet")
+    )
+    loaded = engine.load_contracts()
+    assert "hzp2p.contracts.epi" in loaded and "hzp2p.contracts.not_written_yet" not in loaded
+    assert {"epi.report", "data.publish", "member.propose", "member.vote"} <= set(HANDLERS)
