@@ -20,7 +20,6 @@ already cancelled is never submitted.
 
 from __future__ import annotations
 
-import concurrent.futures
 import contextlib
 import queue
 import threading
@@ -34,7 +33,7 @@ from hzp2p.storage.errors import StoreClosed
 
 T = TypeVar("T")
 
-_Job = tuple[Callable[[], object], "concurrent.futures.Future[object]"]
+_Job = tuple[Callable[[], object], Callable[["outcome.Outcome[object]"], None]]
 
 
 class DbThread:
@@ -47,50 +46,52 @@ class DbThread:
         self._thread.start()
 
     def _main(self) -> None:
+        get = self._queue.get
         while True:
-            job = self._queue.get()
+            job = get()
             if job is None:
                 return
-            fn, fut = job
-            if not fut.set_running_or_notify_cancel():
-                continue
-            try:
-                result = fn()
-            except BaseException as exc:
-                fut.set_exception(exc)
-            else:
-                fut.set_result(result)
+            fn, done = job
+            done(outcome.capture(fn))
 
-    def submit(self, fn: Callable[[], T]) -> concurrent.futures.Future[T]:
+    def submit(self, fn: Callable[[], T], done: Callable[[outcome.Outcome[T]], None]) -> None:
+        """Queue `fn`; `done(outcome)` is called on the DB thread once it ran (it must not block)."""
         if self._stopped:
             raise StoreClosed("the database thread is stopped")
-        fut: concurrent.futures.Future[T] = concurrent.futures.Future()
-        self._queue.put((fn, fut))  # type: ignore[arg-type]
-        return fut
+        self._queue.put((fn, done))  # type: ignore[arg-type]
 
     def call(self, fn: Callable[[], T]) -> T:
         """Run `fn` on the thread and block until it is done (for code without Trio)."""
-        return self.submit(fn).result()
+        assert threading.current_thread() is not self._thread, "call() from the DB thread deadlocks"
+        finished = threading.Event()
+        box: list[outcome.Outcome[T]] = []
+
+        def done(result: outcome.Outcome[T]) -> None:
+            box.append(result)
+            finished.set()
+
+        self.submit(fn, done)
+        finished.wait()
+        return box[0].unwrap()
 
     async def run(self, fn: Callable[[], T]) -> T:
         """Run `fn` on the thread; the awaiting task waits uncancellably until it is done."""
         await trio.lowlevel.checkpoint_if_cancelled()
         task = trio.lowlevel.current_task()
         token = trio.lowlevel.current_trio_token()
-        fut = self.submit(fn)
 
-        def done(f: concurrent.futures.Future[T]) -> None:
+        def done(result: outcome.Outcome[T]) -> None:
             # RunFinishedError: the run is gone, so nobody is waiting any more.
             with contextlib.suppress(trio.RunFinishedError):
-                token.run_sync_soon(trio.lowlevel.reschedule, task, outcome.capture(f.result))
+                token.run_sync_soon(trio.lowlevel.reschedule, task, result)
 
-        fut.add_done_callback(done)
+        self.submit(fn, done)
 
         def abort(_: trio.lowlevel.RaiseCancelT) -> trio.lowlevel.Abort:
             return trio.lowlevel.Abort.FAILED
 
-        result: T = await trio.lowlevel.wait_task_rescheduled(abort)
-        return result
+        value: T = await trio.lowlevel.wait_task_rescheduled(abort)
+        return value
 
     def stop(self) -> None:
         """Let the thread exit after the jobs already queued."""
