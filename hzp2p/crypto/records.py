@@ -15,7 +15,7 @@ Design (see docs/contracts.md):
 - A record's fields are msgpack-encoded together with the record id, subject
   and type (so a ciphertext cannot be replayed under another record), then
   encrypted with a fresh 32-byte SecretBox key. That key is sealed (SealedBox)
-  to each holder. `key_commitment` = keyed blake2b of the record key, so a
+  to each holder. `key_commitment` = personalised blake2b of the record key, so a
   holder can check that a key handed to it is the record's real key.
 """
 
