@@ -17,7 +17,7 @@ from __future__ import annotations
 import random
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from hzp2p.raft.config import RaftConfig
 from hzp2p.raft.core import RaftCore
@@ -91,6 +91,9 @@ class Network:
         self.cut_links: set[tuple[NodeId, NodeId]] = set()
         self.drop: Filter | None = None  # extra per-message drop rule
         self.duplicate = False  # deliver every message twice
+        self.reorder = False  # deliver queued messages in a random order
+        self.mutate: Callable[[Message], Message | None] | None = None  # rewrite or drop
+        self.sent: list[Message] = []  # every message handed to the network, for assertions
         self.leaders_by_term: dict[int, NodeId] = {}
         self.applied_by_index: dict[int, Entry] = {}
         self.delivered = 0
@@ -218,7 +221,15 @@ class Network:
                 self.process_ready(nid)
             if not self.queue:
                 return n
+            if self.reorder and len(self.queue) > 1:
+                self.queue.rotate(-self.rng.randrange(len(self.queue)))
             m = self.queue.popleft()
+            self.sent.append(m)
+            if self.mutate is not None:
+                m2 = self.mutate(m)
+                if m2 is None:
+                    continue
+                m = m2
             if not self._deliverable(m):
                 continue
             core = self.core(m.dst)
@@ -290,7 +301,6 @@ def disk_with(term: int, terms: Iterable[int], vote: NodeId = 0, commit: int = 0
     return Disk(hard_state=HardState(term, vote, commit), entries=entries_of(*terms))
 
 
-__all__ = ["Disk", "Network", "Node", "disk_with", "entries_of", "replace"]
 
 
 def new_core(
