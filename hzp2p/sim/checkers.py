@@ -193,6 +193,26 @@ class LogSafety:
             self.commit(node, ej, "durably committed")
         self._durable_commit[node] = new_commit
 
+    def check_leader_completeness(self, node: NodeId, term: int, store: DurableStore) -> None:
+        """Raft §5.4.1: a new leader's log holds every entry committed before its term.
+
+        Called when `node` is seen leading. Its durable log is then all of its log
+        that predates the election (the vote requests left only after the campaign's
+        persist), so an entry there that differs from a committed one is a violation.
+        """
+        upto = min(store.last_index, self.committed_max)
+        committed = self.committed
+        for i in range(store.first_index, upto + 1):
+            c = committed.get(i)
+            if c is not None:
+                e = store.entries[i - store.first_index]
+                if e != c:
+                    raise Violation(
+                        "leader completeness",
+                        f"node {node} leads term {term} but holds {_fmt(e)} where "
+                        f"{_fmt(c)} was committed",
+                    )
+
     def committed_digest(self) -> bytes:
         """Digest of the contiguous committed prefix (for history fingerprints)."""
         return self._canon_digest[-1]

@@ -15,6 +15,7 @@ from typing import Any
 
 from hzp2p.sim.faults import PROFILES
 from hzp2p.sim.fuzz import FuzzPlan, FuzzReport, SeedResult, Totals, run_plan
+from hzp2p.sim.simulation import load_core
 
 MAX_VOTERS = 51
 
@@ -37,6 +38,12 @@ def register(subparsers: Any) -> None:
     p.add_argument("--ticks", type=int, default=None, help="safety-phase length in ticks")
     p.add_argument(
         "--workers", type=int, default=min(2, os.cpu_count() or 1), help="worker processes"
+    )
+    p.add_argument(
+        "--core",
+        default=None,
+        metavar="MODULE:CLASS",
+        help="drive this RaftCore subclass instead (replays of planted-bug tests)",
     )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--verbose", action="store_true", help="one line per seed; full failure traces")
@@ -75,6 +82,11 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
         return _usage("--ticks must be >= 1")
     if args.workers < 1:
         return _usage("--workers must be >= 1")
+    if args.core is not None:
+        try:
+            load_core(args.core)
+        except (ImportError, AttributeError, ValueError, AssertionError) as exc:
+            return _usage(f"--core {args.core!r}: {exc}")
     plan = FuzzPlan(
         seeds=args.seeds,
         start=args.start,
@@ -83,6 +95,7 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
         profile=args.profile,
         membership=args.membership,
         ticks=args.ticks,
+        core=args.core,
     )
     verbose: bool = args.verbose
     as_json: bool = args.json

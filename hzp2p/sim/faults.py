@@ -87,15 +87,18 @@ PROFILES: dict[str, FaultProfile] = {
             {"isolate_leader": 2, "split": 2, "one_way": 2, "flap": 1, "lossy_net": 1},
         ),
         # Built to expose Figure-8 and stale-vote bugs: one entry per append, so a
-        # leader often dies having replicated only part of its log; leaders crash a lot.
+        # leader often dies having replicated only part of its log; leaders crash
+        # or get cut off every few ticks; slow, lossy links widen every window.
+        # With a core that commits earlier-term entries by counting it fails ~1 seed
+        # in 10 (3 voters); with a core that skips the log check, most seeds fail.
         FaultProfile(
             "hunt",
-            {"crash": 2, "crash_leader": 5, "isolate_leader": 2, "split": 1, "slow_disk": 1},
-            interval_ms=(2 * TICK_MS, 8 * TICK_MS),
-            duration_ms=(5 * TICK_MS, 30 * TICK_MS),
+            {"crash": 2, "crash_leader": 6, "isolate_leader": 3, "split": 1},
+            interval_ms=(1 * TICK_MS, 5 * TICK_MS),
+            duration_ms=(3 * TICK_MS, 20 * TICK_MS),
             max_entries_per_msg=1,
-            base_net=NetProfile(drop_prob=0.02, max_delay_ms=8, spike_prob=0.05),
-            safety_ticks=250,
+            base_net=NetProfile(drop_prob=0.1, max_delay_ms=25, spike_prob=0.05),
+            safety_ticks=600,
         ),
     )
 }

@@ -25,6 +25,7 @@ class FuzzPlan:
     profile: str = "mixed"
     membership: bool = False
     ticks: int | None = None
+    core: str | None = None
 
     def options(self) -> Iterator[SimOptions]:
         for k in range(self.seeds):
@@ -38,6 +39,7 @@ class FuzzPlan:
                 profile=self.profile,
                 membership=self.membership,
                 safety_ticks=self.ticks,
+                core=self.core,
             )
 
 

@@ -311,6 +311,7 @@ class SimNode:
         if role != self.role or st.term != self.term:
             if role == Role.LEADER:
                 self.host.checkers.election.on_leader(self.node_id, st.term)
+                self.host.checkers.log.check_leader_completeness(self.node_id, st.term, self.store)
             if role != self.role:
                 self.host.trace("role", self.node_id, f"{role.value} term={st.term}")
             self.role = role

@@ -12,12 +12,13 @@ put the ledger on top of the same loop.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import random
 import struct
 import time
 import traceback
 from collections import deque
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from hzp2p.raft.config import RaftConfig
@@ -68,6 +69,8 @@ class SimOptions:
     election_ticks: int = ELECTION_TICKS
     heartbeat_ticks: int = HEARTBEAT_TICKS
     trace_tail: int = 40
+    core: str | None = None
+    """"module:Class" of a RaftCore replacement (e.g. a deliberately broken core); None = RaftCore."""
 
     def __post_init__(self) -> None:
         if self.voters < 1:
@@ -87,6 +90,8 @@ class SimOptions:
             parts.append("--membership")
         if self.safety_ticks is not None:
             parts.append(f"--ticks {self.safety_ticks}")
+        if self.core is not None:
+            parts.append(f"--core {self.core}")
         if verbose:
             parts.append("--verbose")
         return " ".join(parts)
@@ -119,9 +124,15 @@ class Simulation:
         core_factory: CoreFactory | None = None,
         sm_factory: StateMachineFactory = KVStateMachine,
     ) -> None:
+        if core_factory is not None and options.core is None:
+            spec = f"{core_factory.__module__}:{getattr(core_factory, '__qualname__', '?')}"
+            if spec != "hzp2p.raft.core:RaftCore":
+                options = replace(options, core=spec)  # so the replay command names it
+        elif core_factory is None:
+            core_factory = load_core(options.core) if options.core else default_core_factory()
         self.options = options
         self.profile: FaultProfile = PROFILES[options.profile]
-        self.core_factory = core_factory if core_factory is not None else default_core_factory()
+        self.core_factory = core_factory
         self.sm_factory = sm_factory
         rng = random.Random(options.seed)
         self.loop = EventLoop()
@@ -415,6 +426,19 @@ def _fmt_trace(item: tuple[object, ...]) -> str:
             + extra
         )
     return f"t={t} {kind} " + " ".join(str(r) for r in rest)
+
+
+def load_core(spec: str) -> CoreFactory:
+    """Resolve "package.module:Class" to a core class (for --core and replays)."""
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise ValueError(f"--core wants module:Class, got {spec!r}")
+    obj: object = importlib.import_module(module_name)
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    assert callable(obj)
+    factory: CoreFactory = obj
+    return factory
 
 
 def run_seed(options: SimOptions, core_factory: CoreFactory | None = None) -> RunSummary:

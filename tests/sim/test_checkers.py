@@ -17,7 +17,9 @@ def _ready(entries: tuple[Entry, ...] = (), hs: HardState | None = None) -> Read
 
 def _cluster(n: int = 3) -> tuple[Checkers, dict[int, DurableStore]]:
     ch = Checkers()
-    stores = {i: DurableStore(base_conf=ConfState(frozenset(range(1, n + 1)))) for i in range(1, n + 1)}
+    stores = {
+        i: DurableStore(base_conf=ConfState(frozenset(range(1, n + 1)))) for i in range(1, n + 1)
+    }
     for i, st in stores.items():
         ch.log.register(i, st)
         ch.apply.on_restart(i, 0)
@@ -63,7 +65,7 @@ def test_changed_committed_entry_via_durable_commit() -> None:
 
 
 def test_changed_committed_entry_via_apply() -> None:
-    ch, stores = _cluster()
+    ch, _ = _cluster()
     sm1, sm2 = KVStateMachine(), KVStateMachine()
     ch.apply.on_apply(1, E1, sm1.apply(E1), None)
     ch.apply.on_apply(1, E2, sm1.apply(E2), None)

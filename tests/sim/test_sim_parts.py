@@ -102,7 +102,9 @@ def test_store_truncates_only_the_conflicting_suffix() -> None:
     es = tuple(Entry(term=1, index=i) for i in range(1, 6))
     assert st.persist(_ready(es, HardState(1, 1, 2))) == []
     assert st.last_index == 5 and st.hard_state.commit == 2
-    removed = st.persist(_ready((Entry(term=2, index=4), Entry(term=2, index=5), Entry(term=2, index=6))))
+    removed = st.persist(
+        _ready((Entry(term=2, index=4), Entry(term=2, index=5), Entry(term=2, index=6)))
+    )
     assert [e.index for e in removed] == [4, 5]
     assert [e.term for e in st.entries] == [1, 1, 1, 2, 2, 2]
     assert st.hard_state == HardState(1, 1, 2)
