@@ -1,7 +1,7 @@
 """The leader's mempool: deduplicated, bounded, FIFO per sender, fair across senders.
 
 Transactions are keyed by hash (a second copy is refused as a duplicate). Bounds:
-total bytes, total count, and count per sender (signer key), so one busy or
+total bytes, total count, and count and bytes per sender (signer key), so one busy or
 hostile institution cannot crowd out the others. `pop_batch` cuts a block's
 worth round-robin across senders (one transaction from each sender per round,
 oldest first within a sender), starting each cut after the sender the previous
@@ -35,6 +35,7 @@ class MempoolLimits:
     max_bytes: int = 64 * 1024 * 1024
     max_txs: int = 200_000
     max_per_sender: int = 10_000
+    max_sender_bytes: int = 8 * 1024 * 1024
 
 
 class Mempool:
@@ -43,6 +44,7 @@ class Mempool:
         self._by_hash: dict[bytes, tuple[Transaction, int]] = {}  # hash -> (tx, encoded size)
         self._queues: OrderedDict[bytes, deque[bytes]] = OrderedDict()  # signer -> hashes, FIFO
         self._bytes = 0
+        self._sender_bytes: dict[bytes, int] = {}
 
     def __len__(self) -> int:
         return len(self._by_hash)
@@ -67,6 +69,8 @@ class Mempool:
         q = self._queues.get(tx.signer)
         if q is not None and len(q) >= lim.max_per_sender:
             raise MempoolFull("per-sender limit reached")
+        if self._sender_bytes.get(tx.signer, 0) + n > lim.max_sender_bytes:
+            raise MempoolFull("per-sender byte limit reached")
         if q is None:
             q = self._queues[tx.signer] = deque()
         if front:
@@ -75,6 +79,7 @@ class Mempool:
             q.append(tx.hash)
         self._by_hash[tx.hash] = (tx, n)
         self._bytes += n
+        self._sender_bytes[tx.signer] = self._sender_bytes.get(tx.signer, 0) + n
 
     def get(self, tx_hash: bytes) -> Transaction | None:
         e = self._by_hash.get(tx_hash)
@@ -96,6 +101,7 @@ class Mempool:
                 q.popleft()
                 del self._by_hash[tx.hash]
                 self._bytes -= n
+                self._debit(signer, n)
                 used += n
                 out.append(tx)
                 progressed = True
@@ -124,12 +130,21 @@ class Mempool:
                 continue
             tx, n = e
             self._bytes -= n
+            self._debit(tx.signer, n)
             q = self._queues[tx.signer]
             q.remove(h)
             if not q:
                 del self._queues[tx.signer]
             dropped += 1
         return dropped
+
+    def _debit(self, signer: bytes, n: int) -> None:
+        left = self._sender_bytes[signer] - n
+        assert left >= 0, "per-sender byte accounting went negative"
+        if left:
+            self._sender_bytes[signer] = left
+        else:
+            del self._sender_bytes[signer]
 
     def prune_expired(self, now_ms: int) -> int:
         return self.remove([h for h, (tx, _) in self._by_hash.items() if tx.valid_until_ms < now_ms])

@@ -181,3 +181,17 @@ def test_builder_timestamp_never_before_parent() -> None:
         prev_timestamp_ms=5_000, state_digest=bytes(32), now_ms=4_000,
     )
     assert blk is not None and blk.header.timestamp_ms == 5_000
+
+
+def test_per_sender_byte_bound(chain: LocalChain) -> None:
+    tx = chain.tx(3, "epi.report", {"a": 1})
+    n = len(tx.encode())
+    mp = Mempool(MempoolLimits(max_sender_bytes=2 * n + 1))
+    mp.add(tx)
+    mp.add(chain.tx(3, "epi.report", {"a": 2}))
+    with pytest.raises(MempoolFull, match="per-sender byte"):
+        mp.add(chain.tx(3, "epi.report", {"a": 3}))
+    mp.pop_batch(1, 10**9)
+    mp.add(chain.tx(3, "epi.report", {"a": 3}))  # room again after a cut
+    mp.remove([tx.hash for tx in mp.pop_batch(10, 10**9)])
+    assert len(mp) == 0 and mp.total_bytes == 0
