@@ -89,3 +89,21 @@ async def expect_closed(stream: trio.abc.Stream, timeout_s: float = 5.0) -> None
                 return
             if not data:
                 return
+
+
+@asynccontextmanager
+async def open_transports(
+    kind: str, nursery: trio.Nursery, ids: Sequence[NodeIdentity], membership: StaticMembership | None = None
+) -> AsyncIterator[list[Any]]:
+    """Started, fully connected transports of `kind` ("tcp" or "sim")."""
+    mem = membership or membership_of(ids)
+    if kind == "tcp":
+        async with open_tcp(nursery, ids, mem) as ts:
+            await wait_until(lambda: all(len(t.connected_peers()) == len(ids) - 1 for t in ts))
+            yield ts
+        return
+    net = SimNetwork(random.Random(7), membership=mem)
+    sims = [net.transport(i.node_id) for i in ids]
+    for s in sims:
+        await nursery.start(s.run)
+    yield sims
