@@ -301,8 +301,6 @@ def disk_with(term: int, terms: Iterable[int], vote: NodeId = 0, commit: int = 0
     return Disk(hard_state=HardState(term, vote, commit), entries=entries_of(*terms))
 
 
-
-
 def new_core(
     nid: NodeId = 1,
     voters: Iterable[NodeId] = (1, 2, 3),

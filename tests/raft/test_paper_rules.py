@@ -214,9 +214,14 @@ def test_append_rejected_without_matching_prev() -> None:
     core.step(AppendEntries(3, 2, 1, 5, 3, (Entry(3, 6),), 0))
     out = drain(core)
     r1, r2 = out.of(AppendEntriesResponse)
-    assert not r1.success and r1.reject_index == 2 and (r1.conflict_term, r1.conflict_index) == (
-        2,
-        2,
+    assert (
+        not r1.success
+        and r1.reject_index == 2
+        and (r1.conflict_term, r1.conflict_index)
+        == (
+            2,
+            2,
+        )
     )
     assert not r2.success and r2.conflict_index == 3 and r2.conflict_term == 0
     assert core.status().last_index == 2
