@@ -339,9 +339,9 @@ class SqliteStorage:
             if index > w.last:
                 return
             rules.check_truncate(index, w.start + 1, w.last, w.hs.commit)
+            last_term = self.term(index - 1)  # before the cache moves its last index
             self._conn.execute("DELETE FROM log WHERE idx >= ?", (index,))
-            w.last = index - 1
-            w.last_term = self.term(index - 1) if index - 1 > w.start else w.start_term
+            w.last, w.last_term = index - 1, last_term
 
     def compact(self, index: int) -> None:
         with self._txn() as w:

@@ -87,6 +87,19 @@ def test_conflicting_suffix_is_truncated(harness: Harness) -> None:
     assert s.term(5) == 2
 
 
+def test_truncate_suffix_then_term_of_new_last(harness: Harness) -> None:
+    s = harness.store
+    s.save_ready([*ents(1, 2, term=1), *ents(3, 5, term=2)])
+    s.truncate_suffix(3)
+    assert (s.last_index(), s.term(2)) == (2, 1)
+    s.append(ents(3, 3, term=3))
+    assert s.term(3) == 3
+    s = harness.reopen()
+    assert log_of(s) == [(1, 1), (2, 1), (3, 3)]
+    s.truncate_suffix(9)  # beyond the end: nothing to do
+    assert s.last_index() == 3
+
+
 def test_invalid_appends_are_refused(store: SyncStorage) -> None:
     store.save_ready(ents(1, 3, term=2), HardState(2, 0, 2))
     with pytest.raises(InvalidOperation, match="gap"):

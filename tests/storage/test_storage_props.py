@@ -151,7 +151,9 @@ OPS = st.one_of(
 
 def check_same(m: Model, s: SyncStorage) -> None:
     assert (s.first_index(), s.last_index()) == (m.first, m.last)
-    assert s.term(m.start) == m.start_term
+    assert [s.term(i) for i in range(m.start, m.last + 1)] == [
+        m.term(i) for i in range(m.start, m.last + 1)
+    ]
     assert s.entries(m.first, m.last + 1) == m.entries(m.first, m.last + 1)
     assert s.hard_state().commit == m.commit
 
@@ -189,7 +191,7 @@ def run(ops: list[tuple[object, ...]], s: SyncStorage) -> Model:
     return m
 
 
-@settings(max_examples=150 * SCALE)
+@settings(max_examples=400 * SCALE)
 @given(st.lists(OPS, max_size=40))
 def test_memory_log_matches_model(ops: list[tuple[object, ...]]) -> None:
     s = MemoryStorage(CHAIN, GENESIS)
@@ -197,7 +199,7 @@ def test_memory_log_matches_model(ops: list[tuple[object, ...]]) -> None:
     assert s.integrity_check() == []
 
 
-@settings(max_examples=60 * SCALE)
+@settings(max_examples=200 * SCALE)
 @given(st.lists(OPS, max_size=40))
 def test_sqlite_log_matches_model(ops: list[tuple[object, ...]]) -> None:
     with tempfile.TemporaryDirectory(dir="/var/tmp" if Path("/var/tmp").is_dir() else None) as d:
