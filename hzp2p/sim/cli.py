@@ -107,7 +107,7 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
                 print(
                     f"seed {r.seed:>6} voters {r.voters}: ok  steps={s['steps']} "
                     f"elections={s['elections']} committed={s['committed']} acked={s['acked']} "
-                    f"crashes={s['crashes']} history={s['history']} ({r.wall_s:.2f}s)",
+                    f"crashes={s['crashes']} conf_changes={s['conf_changes']} history={s['history']} ({r.wall_s:.2f}s)",
                     flush=True,
                 )
             else:

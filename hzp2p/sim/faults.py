@@ -37,6 +37,9 @@ ACTIONS = (
     "membership",
 )
 
+MEMBERSHIP_WEIGHT = 3.0
+"""Weight of "membership" when --membership adds it to a profile without one."""
+
 
 @dataclass(frozen=True, slots=True)
 class FaultProfile:
@@ -86,6 +89,13 @@ PROFILES: dict[str, FaultProfile] = {
             "partitions",
             {"isolate_leader": 2, "split": 2, "one_way": 2, "flap": 1, "lossy_net": 1},
         ),
+        # Membership churn under crashes (used with --membership): joins, promotions,
+        # removals of live and dead voters and of the leader itself.
+        FaultProfile(
+            "churn",
+            {"crash": 2, "crash_leader": 2, "isolate_leader": 1, "split": 1, "membership": 6},
+            interval_ms=(3 * TICK_MS, 12 * TICK_MS),
+        ),
         # Built to expose Figure-8 and stale-vote bugs: one entry per append, so a
         # leader often dies having replicated only part of its log; leaders crash
         # or get cut off every few ticks; slow, lossy links widen every window.
@@ -115,7 +125,9 @@ class FaultScheduler:
         self.injected: dict[str, int] = {}
         self._epoch = 0  # bumps on heal_all; voids every pending heal/toggle
         weights = dict(profile.weights)
-        if not sim.options.membership:
+        if sim.options.membership:
+            weights.setdefault("membership", MEMBERSHIP_WEIGHT)
+        else:
             weights.pop("membership", None)
         self._actions = sorted(weights)
         self._weights = [weights[a] for a in self._actions]

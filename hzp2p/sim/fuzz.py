@@ -61,6 +61,7 @@ class Totals:
     committed: int = 0
     acked: int = 0
     crashes: int = 0
+    conf_changes: int = 0
     violations: int = 0
     cpu_s: float = 0.0
 
@@ -71,7 +72,7 @@ class Totals:
             self.violations += 1
             return
         s = r.summary
-        for name in ("steps", "elections", "committed", "acked", "crashes"):
+        for name in ("steps", "elections", "committed", "acked", "crashes", "conf_changes"):
             v = s[name]
             assert isinstance(v, int)
             setattr(self, name, getattr(self, name) + v)
@@ -104,6 +105,7 @@ class FuzzReport:
             "elections": t.elections,
             "steps": t.steps,
             "crashes": t.crashes,
+            "conf_changes": t.conf_changes,
             "wall_s": round(self.wall_s, 3),
             "failures": self.failures,
         }

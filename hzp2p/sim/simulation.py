@@ -51,6 +51,8 @@ round trip of <= 6 ms each) and the clients' retries (one timeout of 40 ticks
 plus retry back-off) fit in the remaining ~8 timeouts. So 20 timeouts = 400."""
 
 PROBE_EVERY_TICKS = 1
+MAX_NODES = 300
+"""Bound on nodes ever created in one run (membership changes add new ones)."""
 MAX_STEPS_PER_RUN = 5_000_000
 
 _MSG_CODE = {t: i for i, t in enumerate(MESSAGE_TYPES)}
@@ -111,6 +113,7 @@ class RunSummary:
     virtual_ms: int
     liveness_ticks: int
     faults: int
+    conf_changes: int
     history: str
 
     def as_dict(self) -> dict[str, object]:
@@ -156,13 +159,14 @@ class Simulation:
         )
         self.faults = FaultScheduler(self, fault_rng, self.profile)
         self.crashes = 0
+        self.conf_changes = 0
         self.liveness_ticks = 0
         self._converged = False
         self._phase = "safety"
 
     # --- cluster -----------------------------------------------------------------------
 
-    def _add_node(self, node_id: NodeId) -> SimNode:
+    def _add_node(self, node_id: NodeId, base_conf: ConfState | None = None) -> SimNode:
         o = self.options
         config = RaftConfig(
             node_id=node_id,
@@ -170,7 +174,7 @@ class Simulation:
             heartbeat_ticks=o.heartbeat_ticks,
             max_entries_per_msg=self.profile.max_entries_per_msg,
         )
-        store = DurableStore(base_conf=self.genesis)
+        store = DurableStore(base_conf=base_conf or self.genesis)
         node = SimNode(
             node_id,
             config,
@@ -224,6 +228,7 @@ class Simulation:
         if index <= self._conf_index:
             return
         self._conf_index = index
+        self.conf_changes += 1
         old, self.conf = self.conf, conf
         self.trace(
             "conf",
@@ -231,10 +236,14 @@ class Simulation:
             f"index={index} voters={sorted(conf.voters)} learners={sorted(conf.learners)}",
         )
         for nid in sorted(old.members - conf.members):  # removed: shut it down for good
-            n = self.nodes[nid]
-            if n.up:
-                n.crash()
-            n.removed = True
+            self.nodes[nid].removed = True
+            self.loop.after(0, self._shut_down, nid)  # not from inside its own apply loop
+
+    def _shut_down(self, node_id: NodeId) -> None:
+        node = self.nodes[node_id]
+        assert node.removed
+        if node.up:
+            node.crash()
 
     def on_read_state(self, node: NodeId, rs: ReadState) -> None:
         pass
@@ -246,29 +255,45 @@ class Simulation:
     # --- membership (enabled with options.membership) -----------------------------------------
 
     def membership_step(self, rng: random.Random) -> bool:
+        """Propose one random single-server change through the leader (True if proposed).
+
+        Adds a learner (a brand-new node; ids are never reused), promotes a learner,
+        removes a voter (any: the leader itself or a crashed one too) or a learner,
+        or demotes a voter, keeping 3..7 voters. The new node starts with an empty
+        log and the leader's configuration plus itself, and replays the log from 1.
+        """
         leader_id = self.current_leader()
         if leader_id is None:
             return False
-        conf = self.conf
-        choices: list[tuple[ConfChangeKind, NodeId]] = [
-            (ConfChangeKind.ADD_LEARNER, self.next_node_id)
-        ]
-        if conf.learners and len(conf.voters) < 7:
-            choices.append((ConfChangeKind.PROMOTE, rng.choice(sorted(conf.learners))))
-        if len(conf.voters) > 3:
-            choices.append((ConfChangeKind.REMOVE, rng.choice(sorted(conf.voters))))
-        if conf.learners:
-            choices.append((ConfChangeKind.REMOVE, rng.choice(sorted(conf.learners))))
+        leader = self.nodes[leader_id]
+        conf: ConfState = leader.core.status().conf
+        voters, learners = sorted(conf.voters), sorted(conf.learners)
+        choices: list[tuple[ConfChangeKind, NodeId]] = []
+        if len(self.nodes) < MAX_NODES:
+            choices.append((ConfChangeKind.ADD_LEARNER, self.next_node_id))
+        if learners and len(voters) < 7:
+            choices.append((ConfChangeKind.PROMOTE, rng.choice(learners)))
+        if len(voters) > 3:
+            choices.append((ConfChangeKind.REMOVE, rng.choice(voters)))
+            down = [v for v in voters if not self.nodes[v].up]
+            if down:
+                choices.append((ConfChangeKind.REMOVE, rng.choice(down)))
+            choices.append((ConfChangeKind.DEMOTE, rng.choice(voters)))
+        if learners:
+            choices.append((ConfChangeKind.REMOVE, rng.choice(learners)))
+        if not choices:
+            return False
         kind, target = rng.choice(choices)
         try:
-            self.nodes[leader_id].propose_conf_change(ConfChange(kind, target))
+            leader.propose_conf_change(ConfChange(kind, target))
         except (RaftError, ValueError):
             return False
-        if kind == ConfChangeKind.ADD_LEARNER:
-            node = self._add_node(target)
-            self.next_node_id += 1
-            node.start()
         self.trace("conf-propose", leader_id, f"{kind.name} {target}")
+        if kind == ConfChangeKind.ADD_LEARNER:
+            assert target == self.next_node_id
+            self.next_node_id += 1
+            base = ConfState(conf.voters, conf.learners | {target})
+            self._add_node(target, base).start()
         return True
 
     # --- running -------------------------------------------------------------------------
@@ -392,6 +417,7 @@ class Simulation:
             virtual_ms=self.loop.now_ms,
             liveness_ticks=self.liveness_ticks,
             faults=sum(self.faults.injected.values()),
+            conf_changes=self.conf_changes,
             history=h.hexdigest(),
         )
 
