@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from hzp2p.contracts.engine import state_digest
 from hzp2p.ledger.block import Block
 from hzp2p.ledger.testkit import LocalChain
+from hzp2p.ledger.tx import Transaction
 from hzp2p.ledger.verify import verify_chain
 
 
@@ -111,3 +112,25 @@ def test_unknown_or_wrongly_keyed_proposer(proposer: int) -> None:
     else:
         # node 7 is a member (a learner) but signs with its node key: accepted
         assert verify_chain(c.genesis, [blk.encode()]).ok
+
+
+def test_block_with_a_forged_copy_of_a_tx_verifies_like_every_node_applied_it() -> None:
+    """A forged signature is a verdict (rejected), not a bad block: every node applied the
+    block, so the verifier must accept it too, whichever order the copies come in."""
+    c = LocalChain(seed=15)
+    real = c.tx(3, "epi.report", report(1))
+    forged = Transaction(
+        real.chain_id, real.tx_type, real.signer, real.nonce, real.valid_from_ms,
+        real.valid_until_ms, real.payload, bytes(64),
+    )
+    assert forged.hash == real.hash
+    r1 = c.run([forged, real, forged])
+    assert [v.applied for v in r1.verdicts] == [False, True, False]
+    assert "signature" in r1.verdicts[0].reason and "earlier in this block" in r1.verdicts[2].reason
+    r2 = c.run([forged])
+    assert not r2.verdicts[0].applied and "duplicate" in r2.verdicts[0].reason
+    stored = {res.height: list(res.verdicts) for res in c.results}
+    r = verify_chain(
+        c.genesis, c.blocks, stored_verdicts=stored.get, expected_final_digest=state_digest(c.state)
+    )
+    assert r.ok and r.blocks_checked == 2, r.reason
