@@ -229,6 +229,7 @@ class ApplySafety:
         self.acked: dict[RequestId, int] = {}
         self.acked_at: dict[int, RequestId] = {}
         self._client_last: dict[int, tuple[int, int]] = {}  # client -> (seq, index) last acked
+        self.max_acked_index = 0
 
     def on_restart(self, node: NodeId, applied_base: int) -> None:
         """A (re)started node's state machine holds exactly what is below `applied_base`."""
@@ -309,6 +310,22 @@ class ApplySafety:
             )
         self._client_last[client] = (rid[1], index)
         self.acked_at[index] = rid
+        self.max_acked_index = max(self.max_acked_index, index)
+
+    def on_read(self, node: NodeId, read_index: int, must_see: int, applied: int) -> None:
+        """A linearizable read served at `read_index` must reflect every write acknowledged
+        before it was issued (index <= `must_see`), and be served only once applied."""
+        if read_index < must_see:
+            raise Violation(
+                "stale read",
+                f"node {node} served a read at index {read_index}, but a write at index "
+                f"{must_see} was acknowledged before the read was issued (etcd#741)",
+            )
+        if applied < read_index:
+            raise Violation(
+                "stale read",
+                f"node {node} served a read at index {read_index} with only {applied} applied",
+            )
 
     def check_all_acked_applied(self, nodes: Sequence[NodeId]) -> None:
         """End of run: every acknowledged request is applied on every listed node."""

@@ -107,7 +107,7 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
                 print(
                     f"seed {r.seed:>6} voters {r.voters}: ok  steps={s['steps']} "
                     f"elections={s['elections']} committed={s['committed']} acked={s['acked']} "
-                    f"crashes={s['crashes']} conf_changes={s['conf_changes']} history={s['history']} ({r.wall_s:.2f}s)",
+                    f"crashes={s['crashes']} reads={s['reads']} conf_changes={s['conf_changes']} history={s['history']} ({r.wall_s:.2f}s)",
                     flush=True,
                 )
             else:
@@ -128,13 +128,16 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
 
 
 def format_table(report: FuzzReport) -> str:
-    head = ("voters", "seeds", "steps", "elections", "committed", "acked", "crashes", "violations")
+    head = (
+        "voters", "seeds", "steps", "elections", "committed", "acked", "reads", "crashes",
+        "violations",
+    )  # fmt: skip
     rows: list[tuple[str, ...]] = [head]
 
     def row(label: str, t: Totals) -> tuple[str, ...]:
         return (
             label, str(t.seeds), str(t.steps), str(t.elections), str(t.committed),
-            str(t.acked), str(t.crashes), str(t.violations),
+            str(t.acked), str(t.reads), str(t.crashes), str(t.violations),
         )  # fmt: skip
 
     for v in sorted(report.by_voters):

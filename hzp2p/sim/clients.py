@@ -58,6 +58,21 @@ class Client:
         self.acked = 0
 
 
+class Reader:
+    """Issues linearizable reads (ReadIndex) one at a time."""
+
+    __slots__ = ("ctx", "must_see", "node", "reader_id", "seq", "target", "token")
+
+    def __init__(self, reader_id: int) -> None:
+        self.reader_id = reader_id
+        self.seq = 0
+        self.ctx = b""
+        self.must_see = 0  # highest acknowledged write index when this read was issued
+        self.target: NodeId = 0
+        self.node: NodeId = 0  # node serving the read, 0 = none
+        self.token = 0
+
+
 class ClientPool:
     """All clients of a run; the simulation forwards apply notifications and crashes here."""
 
@@ -69,6 +84,7 @@ class ClientPool:
         checkers: Checkers,
         trace: Callable[..., None],
         count: int,
+        readers: int = 1,
     ) -> None:
         self.loop = loop
         self.rng = rng
@@ -76,6 +92,10 @@ class ClientPool:
         self.checkers = checkers
         self.trace = trace
         self.clients = [Client(i + 1) for i in range(count)]
+        self.readers = [Reader(i + 1) for i in range(readers)]
+        self._reads: dict[bytes, Reader] = {}
+        self.reads_served = 0
+        self.reads_abandoned = 0
         self.issuing = True
         self.acks = 0
         self.retries = 0
@@ -83,6 +103,8 @@ class ClientPool:
     def start(self) -> None:
         for c in self.clients:
             self.loop.after(self.rng.randrange(2 * TICK_MS), self._next, c)
+        for r in self.readers:
+            self.loop.after(self.rng.randrange(2 * TICK_MS), self._read_next, r)
 
     def stop_issuing(self) -> None:
         """New requests stop (liveness phase); outstanding ones keep retrying to completion."""
@@ -111,7 +133,66 @@ class ClientPool:
         self.retries += 1
         self._schedule_attempt(c, self.rng.randint(RETRY_MIN_MS, RETRY_MAX_MS))
 
-    def _pick_node(self, c: Client) -> SimNode | None:
+    # --- reads ---------------------------------------------------------------------
+
+    def _read_next(self, r: Reader) -> None:
+        if not self.issuing:
+            return
+        r.seq += 1
+        r.ctx = b"read:%d:%d" % (r.reader_id, r.seq)
+        r.token += 1
+        self._read_attempt(r, r.token)
+
+    def _read_retry(self, r: Reader) -> None:
+        self._reads.pop(r.ctx, None)
+        r.node = 0
+        r.token += 1
+        self.loop.after(
+            self.rng.randint(RETRY_MIN_MS, RETRY_MAX_MS), self._read_attempt, r, r.token
+        )
+
+    def _read_attempt(self, r: Reader, token: int) -> None:
+        if token != r.token or not self.issuing:
+            return
+        node = self._pick_node(r)
+        if node is None:
+            self._read_retry(r)
+            return
+        r.must_see = self.checkers.apply.max_acked_index
+        try:
+            node.read_index(r.ctx)
+        except NotLeader as exc:
+            hint = exc.leader_id
+            r.target = hint if hint in self.nodes and hint != node.node_id else 0
+            self._read_retry(r)
+            return
+        except ProposalDropped:
+            self._read_retry(r)
+            return
+        r.node = node.node_id
+        self._reads[r.ctx] = r
+        self.loop.after(CLIENT_TIMEOUT_MS, self._read_timeout, r, r.token)
+
+    def _read_timeout(self, r: Reader, token: int) -> None:
+        if token == r.token and r.node:
+            self.reads_abandoned += 1
+            self._reads.pop(r.ctx, None)
+            r.node = 0
+            r.target = 0
+            self._read_next(r)
+
+    def on_read_state(self, node_id: NodeId, read_index: int, ctx: bytes, applied: int) -> None:
+        r = self._reads.get(ctx)
+        if r is None or r.node != node_id:
+            return  # a read we gave up on, or a stale duplicate
+        del self._reads[ctx]
+        self.checkers.apply.on_read(node_id, read_index, r.must_see, applied)
+        self.reads_served += 1
+        r.node = 0
+        r.token += 1
+        self.loop.after(self.rng.randint(0, THINK_MAX_MS), self._read_next, r)
+
+    def _pick_node(self, c: Client | Reader) -> SimNode | None:
         live = [n for n in self.nodes.values() if n.up]
         if not live:
             return None
@@ -197,3 +278,7 @@ class ClientPool:
                 c.node = 0
                 c.target = 0
                 self._retry_later(c)
+        for r in self.readers:
+            if r.node == node_id:
+                r.target = 0
+                self._read_retry(r)

@@ -62,6 +62,7 @@ class Totals:
     acked: int = 0
     crashes: int = 0
     conf_changes: int = 0
+    reads: int = 0
     violations: int = 0
     cpu_s: float = 0.0
 
@@ -72,7 +73,15 @@ class Totals:
             self.violations += 1
             return
         s = r.summary
-        for name in ("steps", "elections", "committed", "acked", "crashes", "conf_changes"):
+        for name in (
+            "steps",
+            "elections",
+            "committed",
+            "acked",
+            "crashes",
+            "conf_changes",
+            "reads",
+        ):
             v = s[name]
             assert isinstance(v, int)
             setattr(self, name, getattr(self, name) + v)
@@ -106,6 +115,7 @@ class FuzzReport:
             "steps": t.steps,
             "crashes": t.crashes,
             "conf_changes": t.conf_changes,
+            "reads": t.reads,
             "wall_s": round(self.wall_s, 3),
             "failures": self.failures,
         }

@@ -65,6 +65,7 @@ class SimOptions:
     learners: int = 0
     profile: str = "mixed"
     clients: int = 3
+    readers: int = 1
     safety_ticks: int | None = None
     """Override of the profile's safety-phase length."""
     membership: bool = False
@@ -114,6 +115,7 @@ class RunSummary:
     liveness_ticks: int
     faults: int
     conf_changes: int
+    reads: int
     history: str
 
     def as_dict(self) -> dict[str, object]:
@@ -155,7 +157,13 @@ class Simulation:
         for node_id in range(1, n + 1):
             self._add_node(node_id)
         self.clients = ClientPool(
-            self.loop, client_rng, self.nodes, self.checkers, self.trace, options.clients
+            self.loop,
+            client_rng,
+            self.nodes,
+            self.checkers,
+            self.trace,
+            options.clients,
+            options.readers,
         )
         self.faults = FaultScheduler(self, fault_rng, self.profile)
         self.crashes = 0
@@ -246,7 +254,7 @@ class Simulation:
             node.crash()
 
     def on_read_state(self, node: NodeId, rs: ReadState) -> None:
-        pass
+        self.clients.on_read_state(node, rs.index, rs.context, self.nodes[node].applied)
 
     def on_crash(self, node: NodeId) -> None:
         self.crashes += 1
@@ -418,6 +426,7 @@ class Simulation:
             liveness_ticks=self.liveness_ticks,
             faults=sum(self.faults.injected.values()),
             conf_changes=self.conf_changes,
+            reads=self.clients.reads_served,
             history=h.hexdigest(),
         )
 

@@ -159,6 +159,19 @@ def test_ack_for_unapplied_or_reordered_requests() -> None:
         ch.apply.on_ack(1, (1, 1), 1)
 
 
+def test_stale_read() -> None:
+    ch, _ = _cluster()
+    sm = KVStateMachine()
+    ch.apply.on_apply(1, E1, sm.apply(E1), None)
+    ch.apply.on_apply(1, E2, sm.apply(E2), None)
+    ch.apply.on_ack(1, (1, 2), 2)
+    ch.apply.on_read(1, read_index=2, must_see=ch.apply.max_acked_index, applied=2)
+    with pytest.raises(Violation, match="stale read"):
+        ch.apply.on_read(2, read_index=1, must_see=ch.apply.max_acked_index, applied=2)
+    with pytest.raises(Violation, match="stale read"):
+        ch.apply.on_read(2, read_index=2, must_see=2, applied=1)
+
+
 def test_failure_report_names_seed_property_and_replay() -> None:
     f = SimulationFailure(
         seed=1234,
