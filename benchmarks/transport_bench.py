@@ -25,20 +25,22 @@ from typing import Any
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-import structlog  # noqa: E402
-import trio  # noqa: E402
+import structlog
+import trio
 
-from hzp2p.net.handshake import ChainParams  # noqa: E402
-from hzp2p.net.schemas import Blob  # noqa: E402
-from hzp2p.net.tcp import TcpConfig, TcpTransport  # noqa: E402
-from hzp2p.net.transport import NodeIdentity, StaticMembership  # noqa: E402
-from hzp2p.raft.messages import AppendEntries  # noqa: E402
-from hzp2p.raft.types import Entry  # noqa: E402
+from hzp2p.net.handshake import ChainParams
+from hzp2p.net.schemas import Blob
+from hzp2p.net.tcp import TcpConfig, TcpTransport
+from hzp2p.net.transport import NodeIdentity, StaticMembership
+from hzp2p.raft.messages import AppendEntries
+from hzp2p.raft.types import Entry
 
 CHAIN = ChainParams("hzp2p-bench", b"\x42" * 32)
 IDS = [NodeIdentity.from_seed(n, bytes([n]) * 32) for n in (1, 2)]
 MEMBERS = StaticMembership({i.node_id: i.node_key for i in IDS})
-CONFIG = dict(send_queue_max_msgs=65536, send_queue_max_bytes=256 << 20, inbound_queue_max_msgs=65536)
+CONFIG = dict(
+    send_queue_max_msgs=65536, send_queue_max_bytes=256 << 20, inbound_queue_max_msgs=65536
+)
 
 
 def _quiet_logs() -> None:
@@ -141,7 +143,9 @@ async def _bench(seconds_hint: float) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--seconds", type=float, default=1.0, help="rough duration of each measured case")
+    p.add_argument(
+        "--seconds", type=float, default=1.0, help="rough duration of each measured case"
+    )
     args = p.parse_args(argv)
     result = trio.run(_bench, args.seconds)
     if args.json:
@@ -150,9 +154,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{'case':<44}{'result':>16}")
         print(f"{'64 KiB AppendEntries, payload throughput':<44}{result['mb_per_s_64k']:>11} MB/s")
         print(f"{'200 B AppendEntries, message rate':<44}{result['msgs_per_s_200b']:>11} msg/s")
-        print(f"({result['messages_64k']} x 64 KiB in {result['seconds_64k']} s, "
-              f"{result['messages_200b']} x 200 B in {result['seconds_200b']} s, "
-              f"{result['frames_sent']} frames, encrypted, {result['cpus']} CPUs)")
+        print(
+            f"({result['messages_64k']} x 64 KiB in {result['seconds_64k']} s, "
+            f"{result['messages_200b']} x 200 B in {result['seconds_200b']} s, "
+            f"{result['frames_sent']} frames, encrypted, {result['cpus']} CPUs)"
+        )
     return 0
 
 

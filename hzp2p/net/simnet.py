@@ -23,7 +23,7 @@ import trio
 from hzp2p.net.codec import MessageRegistry
 from hzp2p.net.connection import Signal
 from hzp2p.net.errors import LocalProtocolError, RemoteProtocolError
-from hzp2p.net.schemas import default_registry
+from hzp2p.net.schemas import PeerRecords, default_registry
 from hzp2p.net.stats import TransportStatistics
 from hzp2p.net.transport import Inbound, MembershipProvider
 from hzp2p.raft.types import NodeId
@@ -235,6 +235,8 @@ class SimTransport:
             stats.frames_refused += 1
             return
         for msg in msgs:
+            if type(msg) is PeerRecords:
+                continue  # the simulator has no discovery: addresses are implicit
             try:
                 self._in_send.send_nowait((src, msg))
             except trio.WouldBlock:

@@ -175,6 +175,10 @@ class TcpTransport:
     def inbound(self) -> trio.MemoryReceiveChannel[Inbound]:
         return self._in_recv
 
+    def peer_addresses(self) -> dict[NodeId, Address]:
+        """Best known address of every other member (signed records first, then config hints)."""
+        return self._book.addresses()
+
     def connected_peers(self) -> frozenset[NodeId]:
         return frozenset(n for n, p in self._peers.items() if p.conn is not None)
 
@@ -224,6 +228,7 @@ class TcpTransport:
                     self._nursery.start_soon(self._dial_loop, peer, peer.dial_scope)
             for nid in [n for n in self._peers if self._membership.node_key(n) is None]:
                 self._forget(nid)
+            self._book.prune()
             with trio.move_on_after(self.config.keepalive_interval_s):
                 await self._changed.wait()
 
@@ -255,6 +260,9 @@ class TcpTransport:
     async def _seed_loop(self, addr: Address) -> None:
         """Dial a seed (id unknown) until some member's known address is this one."""
         attempt = 0
+        own = self._book.own()
+        if addr == self._listen or (own is not None and addr == (own.host, own.port)):
+            return  # configs may list every node, this one included
         while not self._book.knows_address(addr):
             if await self._dial(addr, None):
                 return

@@ -39,8 +39,12 @@ class Transport(Protocol):
     * Messages from one sender to one receiver arrive in the order sent,
       at most once, never corrupted; a routed message (with src/dst) always has
       `msg.src == sender` and `msg.dst == this node` (anything else is refused).
-    * `receive()` returns the next (sender, message); a bounded inbound queue
-      applies back-pressure to senders (TCP) rather than growing.
+    * `receive()` returns the next (sender, message); `inbound` is the same
+      queue as a trio.MemoryReceiveChannel (use `receive_nowait()` on it to
+      drain a burst without a checkpoint per message). The queue is bounded:
+      TCP applies back-pressure to the sending peer, the simulator drops.
+    * Messages of the transport's own kinds (PeerRecords) are consumed by the
+      transport and never delivered.
     * `connected_peers()` is the set of member ids we can currently exchange
       messages with; `statistics()` is a snapshot of the counters.
     * `membership_changed()` tells the transport the provider's member set
@@ -58,6 +62,9 @@ class Transport(Protocol):
     def send_nowait(self, dst: NodeId, msg: Any) -> bool: ...
 
     async def receive(self) -> Inbound: ...
+
+    @property
+    def inbound(self) -> trio.MemoryReceiveChannel[Inbound]: ...
 
     def connected_peers(self) -> frozenset[NodeId]: ...
 

@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
-
 import trio
 
 from hzp2p.net.handshake import ChainParams
@@ -38,7 +37,9 @@ def tcp_config(**kw: Any) -> TcpConfig:
     return TcpConfig(**{**FAST, **kw})
 
 
-async def wait_until(pred: Callable[[], bool], timeout_s: float = 5.0, poll_s: float = 0.01) -> None:
+async def wait_until(
+    pred: Callable[[], bool], timeout_s: float = 5.0, poll_s: float = 0.01
+) -> None:
     with trio.fail_after(timeout_s):
         while not pred():
             await trio.sleep(poll_s)
@@ -60,15 +61,11 @@ async def open_tcp(
     **cfg: Any,
 ) -> AsyncIterator[list[TcpTransport]]:
     mem = membership or membership_of(ids)
-    ts = [
-        TcpTransport(i, CHAIN, mem, tcp_config(**cfg), rng=random.Random(i.node_id)) for i in ids
-    ]
+    ts = [TcpTransport(i, CHAIN, mem, tcp_config(**cfg), rng=random.Random(i.node_id)) for i in ids]
     for t in ts:
         await nursery.start(t.run)
     introduce(ts)
     yield ts
-
-
 
 
 def sim_network(ids: Sequence[NodeIdentity], seed: int = 1, **kw: Any) -> SimNetwork:
@@ -93,7 +90,10 @@ async def expect_closed(stream: trio.abc.Stream, timeout_s: float = 5.0) -> None
 
 @asynccontextmanager
 async def open_transports(
-    kind: str, nursery: trio.Nursery, ids: Sequence[NodeIdentity], membership: StaticMembership | None = None
+    kind: str,
+    nursery: trio.Nursery,
+    ids: Sequence[NodeIdentity],
+    membership: StaticMembership | None = None,
 ) -> AsyncIterator[list[Any]]:
     """Started, fully connected transports of `kind` ("tcp" or "sim")."""
     mem = membership or membership_of(ids)

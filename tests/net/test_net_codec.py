@@ -11,7 +11,14 @@ import pytest
 from hzp2p.net.codec import MAX_INT, PROTOCOL_VERSION, MessageRegistry, binary, uint
 from hzp2p.net.errors import LocalProtocolError, RemoteProtocolError
 from hzp2p.net.framing import FrameDecoder, encode_frame
-from hzp2p.net.schemas import Blob, ForwardSubmit, PeerRecord, PeerRecords, SubmitReceipt, default_registry
+from hzp2p.net.schemas import (
+    Blob,
+    ForwardSubmit,
+    PeerRecord,
+    PeerRecords,
+    SubmitReceipt,
+    default_registry,
+)
 from hzp2p.raft import messages as m
 from hzp2p.raft.types import ConfState, Entry, EntryKind, SnapshotMeta
 
@@ -20,7 +27,9 @@ CONF = ConfState(frozenset({1, 2, 3}), frozenset({4}))
 SAMPLES: list[Any] = [
     m.RequestVote(5, 1, 2, 10, 4, pre_vote=True, transfer=False),
     m.RequestVoteResponse(5, 2, 1, granted=True, pre_vote=True),
-    m.AppendEntries(5, 1, 2, 9, 4, (Entry(4, 10, EntryKind.NORMAL, b"x" * 200), Entry(5, 11, EntryKind.NOOP)), 9),
+    m.AppendEntries(
+        5, 1, 2, 9, 4, (Entry(4, 10, EntryKind.NORMAL, b"x" * 200), Entry(5, 11, EntryKind.NOOP)), 9
+    ),
     m.AppendEntries(5, 1, 2, 0, 0, (), 0),
     m.AppendEntriesResponse(5, 2, 1, False, 0, 9, 7, 3),
     m.Heartbeat(5, 1, 2, 8, b"ctx"),
@@ -64,7 +73,17 @@ HB = wire(m.Heartbeat(5, 1, 2, 8, b""))
 
 @pytest.mark.parametrize(
     "index,value",
-    [(1, -1), (1, True), (1, 1.5), (1, MAX_INT + 1), (2, 0), (3, -2), (4, "8"), (5, "ctx"), (5, b"x" * 5000)],
+    [
+        (1, -1),
+        (1, True),
+        (1, 1.5),
+        (1, MAX_INT + 1),
+        (2, 0),
+        (3, -2),
+        (4, "8"),
+        (5, "ctx"),
+        (5, b"x" * 5000),
+    ],
 )
 def test_heartbeat_field_validation(index: int, value: Any) -> None:
     bad = list(HB)
@@ -108,7 +127,14 @@ def test_unknown_and_malformed_refused() -> None:
     refuse({"kind": 1}, "malformed")
     refuse(HB[:-1], "malformed")
     refuse([*HB, 0], "malformed")
-    for data in [b"", b"\x02\x90", b"\x01\xc1", b"\x01\x91", b"\x01\x05", b"\x01\x91\xd6\xff" + b"\0" * 4]:
+    for data in [
+        b"",
+        b"\x02\x90",
+        b"\x01\xc1",
+        b"\x01\x91",
+        b"\x01\x05",
+        b"\x01\x91\xd6\xff" + b"\0" * 4,
+    ]:
         with pytest.raises(RemoteProtocolError):
             REG.decode_batch(data)
 

@@ -6,6 +6,7 @@ all), and garbage sent to a real listener never stops it serving other peers.
 
 from __future__ import annotations
 
+import contextlib
 import random
 from typing import Any
 
@@ -14,6 +15,7 @@ import trio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from net_helpers import expect_closed, identities, open_tcp, raw_connect, wait_until
+from test_net_codec import SAMPLES
 
 from hzp2p.net.codec import PROTOCOL_VERSION
 from hzp2p.net.errors import RemoteProtocolError
@@ -22,7 +24,6 @@ from hzp2p.net.handshake import Initiator, Responder
 from hzp2p.net.schemas import default_registry
 from hzp2p.net.session import SessionCipher
 from hzp2p.raft.messages import Heartbeat
-from test_net_codec import SAMPLES
 
 REG = default_registry()
 FAST = settings(max_examples=3000, deadline=None, suppress_health_check=list(HealthCheck))
@@ -37,17 +38,19 @@ scalars = st.one_of(
 )
 values = st.recursive(
     scalars,
-    lambda kids: st.lists(kids, max_size=6) | st.dictionaries(st.text(max_size=4), kids, max_size=3),
+    lambda kids: (
+        st.lists(kids, max_size=6) | st.dictionaries(st.text(max_size=4), kids, max_size=3)
+    ),
     max_leaves=25,
 )
-shallow = st.one_of(scalars, st.lists(st.one_of(scalars, st.lists(scalars, max_size=4)), max_size=4))
+shallow = st.one_of(
+    scalars, st.lists(st.one_of(scalars, st.lists(scalars, max_size=4)), max_size=4)
+)
 
 
 def _decode(data: bytes, **kw: Any) -> None:
-    try:
+    with contextlib.suppress(RemoteProtocolError):
         REG.decode_batch(data, **kw)
-    except RemoteProtocolError:
-        pass
 
 
 @FAST
@@ -127,10 +130,8 @@ def test_fuzz_handshake_frames(data: bytes) -> None:
         lambda: Responder(ids[0], CHAIN, M()).on_hello(data),
         lambda: Initiator(ids[1], CHAIN, M()).on_reply(data),
     ):
-        try:
+        with contextlib.suppress(RemoteProtocolError):
             call()
-        except RemoteProtocolError:
-            pass
 
 
 async def test_garbage_to_listener_does_not_stop_it_serving(nursery: trio.Nursery) -> None:
@@ -143,10 +144,8 @@ async def test_garbage_to_listener_does_not_stop_it_serving(nursery: trio.Nurser
             junk = rng.randbytes(rng.randrange(1, 3000))
             if i % 3 == 0:
                 junk = len(junk).to_bytes(4, "big") + junk  # well-framed garbage
-            try:
+            with contextlib.suppress(trio.BrokenResourceError):
                 await stream.send_all(junk)
-            except trio.BrokenResourceError:
-                pass
             await expect_closed(stream)
         await wait_until(lambda: a.statistics().handshakes_refused == 30)
         b.send_nowait(1, Heartbeat(1, 2, 1, 0))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import msgpack
 import pytest
 import structlog
@@ -46,13 +48,17 @@ async def refused_handshake(server: TcpTransport, ini: Initiator) -> None:
 async def test_wrong_chain_id_refused(nursery: trio.Nursery) -> None:
     async with open_tcp(nursery, IDS[:1], MEMBERS) as (server,):
         with structlog.testing.capture_logs() as logs:
-            await refused_handshake(server, Initiator(IDS[1], ChainParams("other", CHAIN.genesis_hash), MEMBERS))
+            await refused_handshake(
+                server, Initiator(IDS[1], ChainParams("other", CHAIN.genesis_hash), MEMBERS)
+            )
         assert any(e.get("reason") == "wrong_chain" for e in logs)
 
 
 async def test_wrong_genesis_hash_refused(nursery: trio.Nursery) -> None:
     async with open_tcp(nursery, IDS[:1], MEMBERS) as (server,):
-        await refused_handshake(server, Initiator(IDS[1], ChainParams(CHAIN.chain_id, b"\x22" * 32), MEMBERS))
+        await refused_handshake(
+            server, Initiator(IDS[1], ChainParams(CHAIN.chain_id, b"\x22" * 32), MEMBERS)
+        )
 
 
 async def test_unknown_key_refused(nursery: trio.Nursery) -> None:
@@ -119,10 +125,10 @@ async def test_dialer_refuses_impostor_server(nursery: trio.Nursery) -> None:
     impostor = NodeIdentity.from_seed(2, b"\x77" * 32)
 
     async def fake_server(stream: trio.SocketStream) -> None:
-        try:
-            await handshake_responder(stream, impostor, CHAIN, membership_of([*IDS, impostor][:1] + [impostor]))
-        except (RemoteProtocolError, trio.BrokenResourceError):
-            pass
+        with contextlib.suppress(RemoteProtocolError, trio.BrokenResourceError):
+            await handshake_responder(
+                stream, impostor, CHAIN, membership_of([*[*IDS, impostor][:1], impostor])
+            )
 
     listeners = await nursery.start(trio.serve_tcp, fake_server, 0)
     port = listeners[0].socket.getsockname()[1]
@@ -133,7 +139,9 @@ async def test_dialer_refuses_impostor_server(nursery: trio.Nursery) -> None:
         assert 2 not in node1.connected_peers()
 
 
-async def _session(server: TcpTransport, me: NodeIdentity = IDS[1]) -> tuple[trio.SocketStream, object]:
+async def _session(
+    server: TcpTransport, me: NodeIdentity = IDS[1]
+) -> tuple[trio.SocketStream, object]:
     stream = await raw_connect(server)
     result, _ = await handshake_initiator(stream, me, CHAIN, MEMBERS, server.node_id)
     await wait_until(lambda: me.node_id in server.connected_peers())
@@ -189,7 +197,9 @@ async def test_truncated_frame_refused(nursery: trio.Nursery) -> None:
 
 
 async def test_oversized_frame_refused(nursery: trio.Nursery) -> None:
-    async with open_tcp(nursery, IDS[:1], MEMBERS, max_frame_bytes=1 << 20, max_batch_bytes=1 << 19) as (server,):
+    async with open_tcp(
+        nursery, IDS[:1], MEMBERS, max_frame_bytes=1 << 20, max_batch_bytes=1 << 19
+    ) as (server,):
         stream, _ = await _session(server)
         await stream.send_all(((1 << 20) + 1).to_bytes(4, "big") + b"\0" * 64)
         await _expect_refused(server, stream, "oversized_frame")
@@ -236,7 +246,9 @@ async def test_silent_peer_times_out(nursery: trio.Nursery) -> None:
 
 
 async def test_silent_peer_after_handshake_times_out(nursery: trio.Nursery) -> None:
-    async with open_tcp(nursery, IDS[:1], MEMBERS, keepalive_interval_s=0.1, read_timeout_s=0.4) as (server,):
+    async with open_tcp(
+        nursery, IDS[:1], MEMBERS, keepalive_interval_s=0.1, read_timeout_s=0.4
+    ) as (server,):
         stream, _ = await _session(server)
         await expect_closed(stream, timeout_s=3)
         await wait_until(lambda: server.connected_peers() == frozenset())

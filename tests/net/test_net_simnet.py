@@ -15,7 +15,9 @@ from hzp2p.raft.messages import Heartbeat, HeartbeatResponse
 IDS = identities(3)
 
 
-async def start(nursery: trio.Nursery, seed: int = 1, **kw: Any) -> tuple[SimNetwork, list[SimTransport]]:
+async def start(
+    nursery: trio.Nursery, seed: int = 1, **kw: Any
+) -> tuple[SimNetwork, list[SimTransport]]:
     net = SimNetwork(random.Random(seed), membership=membership_of(IDS), **kw)
     ts = [net.transport(i.node_id) for i in IDS]
     for t in ts:
@@ -31,8 +33,12 @@ async def drain(t: SimTransport, within_s: float) -> list[tuple[int, Any]]:
     return out
 
 
-async def test_delay_in_virtual_time(nursery: trio.Nursery, autojump_clock: trio.testing.MockClock) -> None:
-    net, (a, b, _) = await start(nursery, default_faults=LinkFaults(min_delay_s=5.0, max_delay_s=5.0))
+async def test_delay_in_virtual_time(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    _net, (a, b, _) = await start(
+        nursery, default_faults=LinkFaults(min_delay_s=5.0, max_delay_s=5.0)
+    )
     t0 = trio.current_time()
     a.send_nowait(2, Heartbeat(1, 1, 2, 0))
     assert await b.receive() == (1, Heartbeat(1, 1, 2, 0))
@@ -51,7 +57,9 @@ async def test_drop_rate(nursery: trio.Nursery, autojump_clock: trio.testing.Moc
     assert a.statistics().messages_dropped == 1000 - len(got)
 
 
-async def test_partition_and_heal(nursery: trio.Nursery, autojump_clock: trio.testing.MockClock) -> None:
+async def test_partition_and_heal(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
     net, (a, b, c) = await start(nursery)
     net.partition([1], [2, 3])
     assert a.connected_peers() == frozenset() and b.connected_peers() == {3}
@@ -76,17 +84,26 @@ async def test_one_way_link(nursery: trio.Nursery, autojump_clock: trio.testing.
     assert 2 in a.connected_peers()
 
 
-async def test_partition_drops_messages_in_flight(nursery: trio.Nursery, autojump_clock: trio.testing.MockClock) -> None:
-    net, (a, b, _) = await start(nursery, default_faults=LinkFaults(min_delay_s=2.0, max_delay_s=2.0))
+async def test_partition_drops_messages_in_flight(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    net, (a, b, _) = await start(
+        nursery, default_faults=LinkFaults(min_delay_s=2.0, max_delay_s=2.0)
+    )
     a.send_nowait(2, Heartbeat(1, 1, 2, 0))
     await trio.sleep(1.0)
     net.isolate(2)
     assert await drain(b, 5.0) == []
 
 
-async def test_duplicates_and_reordering(nursery: trio.Nursery, autojump_clock: trio.testing.MockClock) -> None:
-    net, (a, b, _) = await start(
-        nursery, seed=5, reorder=True, default_faults=LinkFaults(dup_rate=0.3, min_delay_s=0.0, max_delay_s=1.0)
+async def test_duplicates_and_reordering(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    _net, (a, b, _) = await start(
+        nursery,
+        seed=5,
+        reorder=True,
+        default_faults=LinkFaults(dup_rate=0.3, min_delay_s=0.0, max_delay_s=1.0),
     )
     for i in range(200):
         a.send_nowait(2, Heartbeat(1, 1, 2, i))
@@ -96,12 +113,12 @@ async def test_duplicates_and_reordering(nursery: trio.Nursery, autojump_clock: 
     assert set(commits) == set(range(200))
 
 
-async def test_stopped_node_receives_nothing_and_restarts(nursery: trio.Nursery, autojump_clock: trio.testing.MockClock) -> None:
+async def test_stopped_node_receives_nothing_and_restarts(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
     net = SimNetwork(random.Random(1), membership=membership_of(IDS))
     a = net.transport(1)
     await nursery.start(a.run)
-    with trio.CancelScope() as scope:
-        pass
     b_scope = trio.CancelScope()
 
     async def run_b(t: SimTransport, *, task_status: trio.TaskStatus[None]) -> None:
@@ -119,15 +136,16 @@ async def test_stopped_node_receives_nothing_and_restarts(nursery: trio.Nursery,
     await nursery.start(b2.run)
     a.send_nowait(2, Heartbeat(1, 1, 2, 1))
     assert await drain(b2, 1.0) == [(1, Heartbeat(1, 1, 2, 1))]
-    assert scope is not None
 
 
 async def _ping_pong_run(seed: int) -> list[tuple[float, int, int]]:
     """Real node tasks (each answers heartbeats) under lossy, delayed links; returns the trace."""
     trace: list[tuple[float, int, int]] = []
     async with trio.open_nursery() as nursery:
-        net, ts = await start(
-            nursery, seed=seed, default_faults=LinkFaults(drop_rate=0.2, min_delay_s=0.01, max_delay_s=0.2)
+        _net, ts = await start(
+            nursery,
+            seed=seed,
+            default_faults=LinkFaults(drop_rate=0.2, min_delay_s=0.01, max_delay_s=0.2),
         )
 
         async def node(t: SimTransport) -> None:

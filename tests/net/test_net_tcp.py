@@ -20,7 +20,9 @@ async def test_reconnect_after_peer_restart(nursery: trio.Nursery) -> None:
         b_scope = trio.CancelScope()
         b = TcpTransport(IDS[1], CHAIN, mem, tcp_config(), rng=random.Random(2))
 
-        async def run_b(t: TcpTransport, scope: trio.CancelScope, *, task_status: trio.TaskStatus[None]) -> None:
+        async def run_b(
+            t: TcpTransport, scope: trio.CancelScope, *, task_status: trio.TaskStatus[None]
+        ) -> None:
             with scope:
                 await t.run(task_status=task_status)
 
@@ -48,7 +50,13 @@ async def test_discovery_of_member_known_only_through_third_node(nursery: trio.N
     mem = membership_of(IDS)
     async with open_tcp(nursery, IDS[:1], mem) as (seed,):
         others = [
-            TcpTransport(i, CHAIN, mem, tcp_config(seeds=(seed.listen_address,)), rng=random.Random(i.node_id))
+            TcpTransport(
+                i,
+                CHAIN,
+                mem,
+                tcp_config(seeds=(seed.listen_address,)),
+                rng=random.Random(i.node_id),
+            )
             for i in IDS[1:]
         ]
         for t in others:
@@ -64,7 +72,9 @@ async def test_discovery_of_member_known_only_through_third_node(nursery: trio.N
             assert await c.receive() == (2, Heartbeat(1, 2, 3, 5))
 
 
-async def test_simultaneous_dials_keep_one_connection_dialled_by_lower_id(nursery: trio.Nursery) -> None:
+async def test_simultaneous_dials_keep_one_connection_dialled_by_lower_id(
+    nursery: trio.Nursery,
+) -> None:
     mem = membership_of(IDS[:2])
     async with open_tcp(nursery, IDS[:2], mem) as (a, b):  # open_tcp introduces both at once
         await wait_until(lambda: a.connected_peers() == {2} and b.connected_peers() == {1})
@@ -87,12 +97,24 @@ async def test_send_queue_full_drops_newest_and_counts(nursery: trio.Nursery) ->
 
 
 def test_backoff_grows_with_jitter_and_is_bounded() -> None:
-    a = TcpTransport(IDS[0], CHAIN, membership_of(IDS), tcp_config(backoff_initial_s=0.1, backoff_max_s=2.0), rng=random.Random(1))
+    a = TcpTransport(
+        IDS[0],
+        CHAIN,
+        membership_of(IDS),
+        tcp_config(backoff_initial_s=0.1, backoff_max_s=2.0),
+        rng=random.Random(1),
+    )
     delays = [a._backoff_s(k) for k in range(12)]
     assert all(0.05 <= d <= 2.0 for d in delays)
     assert delays[3] > delays[0]
     assert max(delays) <= 2.0 and delays[-1] >= 1.0
-    b = TcpTransport(IDS[0], CHAIN, membership_of(IDS), tcp_config(backoff_initial_s=0.1, backoff_max_s=2.0), rng=random.Random(1))
+    b = TcpTransport(
+        IDS[0],
+        CHAIN,
+        membership_of(IDS),
+        tcp_config(backoff_initial_s=0.1, backoff_max_s=2.0),
+        rng=random.Random(1),
+    )
     assert [b._backoff_s(k) for k in range(12)] == delays  # jitter comes from the injected rng
 
 
@@ -122,3 +144,35 @@ def test_peer_records_need_the_members_key_and_newer_seq() -> None:
     assert book.prune() == [2]
     assert book.address_of(2) is None
     assert book.learn(make_record(IDS[1], CHAIN, "10.0.0.9", 7001, seq=7)) is Verdict.REJECTED
+
+
+async def test_five_nodes_from_one_seed_form_a_stable_mesh(nursery: trio.Nursery) -> None:
+    ids = identities(5)
+    mem = membership_of(ids)
+    async with open_tcp(nursery, ids[:1], mem) as (seed,):
+        seeds = (seed.listen_address,)
+        ts = [seed]
+        for i in ids[1:]:
+            t = TcpTransport(i, CHAIN, mem, tcp_config(seeds=seeds), rng=random.Random(i.node_id))
+            await nursery.start(t.run)
+            ts.append(t)
+        everyone = {i.node_id for i in ids}
+        await wait_until(lambda: all(t.connected_peers() == everyone - {t.node_id} for t in ts))
+        opened = [t.statistics().connections_opened for t in ts]
+        await trio.sleep(0.5)  # no churn once the mesh has formed
+        assert [t.statistics().connections_opened for t in ts] == opened
+        for t in ts:
+            for dst in everyone - {t.node_id}:
+                assert t.send_nowait(dst, Heartbeat(1, t.node_id, dst, 0))
+        with trio.fail_after(5):
+            for t in ts:
+                srcs = {(await t.receive())[0] for _ in range(4)}
+                assert srcs == everyone - {t.node_id}
+
+
+async def test_own_address_in_seeds_is_not_dialled(nursery: trio.Nursery) -> None:
+    mem = membership_of(IDS[:1])
+    t = TcpTransport(IDS[0], CHAIN, mem, tcp_config(listen_port=0))
+    await nursery.start(t.run)
+    await t._seed_loop(t.listen_address)  # returns at once
+    assert t.statistics().handshakes_refused == 0
