@@ -15,6 +15,7 @@ randomness, no iteration over unordered sets, state values encoded with
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -24,6 +25,17 @@ import msgpack
 ROLES = frozenset(
     {"authority", "lab", "hospital", "vaccination_site", "manufacturer", "carrier", "observer"}
 )
+_ADDRESS = re.compile(r"[A-Za-z0-9.\-\[\]:]{1,253}:([0-9]{1,5})")
+
+
+def valid_address(value: object) -> bool:
+    """A daemon address `host:port` (port 1..65535), as genesis and member.propose accept it.
+
+    The whole string must match (`re.fullmatch`: a `$` anchor would let a trailing
+    newline through).
+    """
+    m = _ADDRESS.fullmatch(value) if type(value) is str else None
+    return m is not None and 1 <= int(m.group(1)) <= 65535
 
 
 class TxRejected(Exception):

@@ -19,9 +19,10 @@ from hzp2p.contracts.api import ROLES, TxContext, TxRejected, decode_value, enco
 from hzp2p.contracts.registry import contract, payload_generator
 from hzp2p.contracts.state import Readable
 
-_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
-_REPORT_ID = re.compile(r"^[A-Za-z0-9._:/\-]{1,128}$")
-_LABEL = re.compile(r"^[A-Za-z0-9._:\- ]{1,64}$")
+# Matched with re.fullmatch: a `$` anchor would let "r1\n" pass as an id other than "r1".
+_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
+_REPORT_ID = re.compile(r"[A-Za-z0-9._:/\-]{1,128}")
+_LABEL = re.compile(r"[A-Za-z0-9._:\- ]{1,64}")
 SCOPES = ("public", "members", "authorities")
 MAX_VALUE = 2**53
 
@@ -49,7 +50,7 @@ def _fields(tx_type: str, p: Mapping[str, Any], required: set[str]) -> None:
 
 def _text(tx_type: str, p: Mapping[str, Any], name: str, pattern: re.Pattern[str]) -> str:
     v = p[name]
-    if type(v) is not str or not pattern.match(v):
+    if type(v) is not str or not pattern.fullmatch(v):
         raise TxRejected(f"{tx_type}: {name} must match {pattern.pattern}")
     return v
 

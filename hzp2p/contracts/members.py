@@ -20,7 +20,6 @@ voter. Admitted institutions join as learners with a fresh, never reused id.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -33,13 +32,13 @@ from hzp2p.contracts.api import (
     TxRejected,
     decode_value,
     encode_value,
+    valid_address,
 )
 from hzp2p.contracts.registry import contract
 from hzp2p.contracts.state import Readable
 
 PROPOSAL_TTL_MS = 7 * 24 * 3600 * 1000
 ACTIONS = ("admit", "remove", "set_roles", "promote", "demote")
-_ADDRESS = re.compile(r"^[A-Za-z0-9.\-\[\]:]{1,253}:[0-9]{1,5}$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,7 +209,7 @@ def _validate(state: StateView, action: str, params: Mapping[str, Any]) -> str:
         if type(name) is not str or not 0 < len(name) <= 128:
             raise TxRejected("member.propose: name must be 1..128 characters")
         addr = params["address"]
-        if type(addr) is not str or not _ADDRESS.match(addr):
+        if not valid_address(addr):
             raise TxRejected("member.propose: address must be host:port")
         if state.get(k_sigkey(params["signing_key"])) is not None:
             raise TxRejected("member.propose: signing_key already belongs to an institution")

@@ -20,15 +20,15 @@ from typing import Any
 
 import nacl.signing
 
-from hzp2p.contracts.api import ROLES
+from hzp2p.contracts.api import ROLES, valid_address
 from hzp2p.ledger.codec import pack
 
 GENESIS_VERSION = 1
 DEFAULT_RULES: Mapping[str, int] = {"membership": 1, "healthcode": 1, "vaccination": 1, "coldchain": 1}
 OTHER_ROLES = ("lab", "hospital", "vaccination_site", "manufacturer", "carrier", "observer")
-_CHAIN_ID = re.compile(r"^[A-Za-z0-9._\-]{1,64}$")
-_RULE = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
-_ADDRESS = re.compile(r"^[A-Za-z0-9.\-\[\]:]{1,253}:[0-9]{1,5}$")
+# Matched with re.fullmatch: a `$` anchor would accept a trailing newline.
+_CHAIN_ID = re.compile(r"[A-Za-z0-9._\-]{1,64}")
+_RULE = re.compile(r"[A-Za-z0-9_\-]{1,64}")
 
 
 class GenesisError(ValueError):
@@ -121,7 +121,7 @@ def _toml_str(s: str) -> str:
 
 
 def _validate(g: Genesis) -> None:
-    if type(g.chain_id) is not str or not _CHAIN_ID.match(g.chain_id):
+    if type(g.chain_id) is not str or not _CHAIN_ID.fullmatch(g.chain_id):
         raise GenesisError("chain_id", "must be 1..64 of [A-Za-z0-9._-]")
     if type(g.timestamp_ms) is not int or not 0 <= g.timestamp_ms < 2**63:
         raise GenesisError("timestamp_ms", "must be a non-negative int64")
@@ -140,7 +140,7 @@ def _validate(g: Genesis) -> None:
             v = getattr(i, k)
             if type(v) is not bytes or len(v) != 32:
                 raise GenesisError(f"{where}.{k}", "must be a 32-byte Ed25519 public key")
-        if type(i.address) is not str or not _ADDRESS.match(i.address):
+        if not valid_address(i.address):
             raise GenesisError(f"{where}.address", "must be host:port")
         if type(i.voter) is not bool:
             raise GenesisError(f"{where}.voter", "must be a boolean")
@@ -154,7 +154,7 @@ def _validate(g: Genesis) -> None:
     if not any(i.voter for i in g.institutions):
         raise GenesisError("institutions", "at least one voter is required")
     for k, v in g.rules.items():
-        if type(k) is not str or not _RULE.match(k):
+        if type(k) is not str or not _RULE.fullmatch(k):
             raise GenesisError(f"rules.{k}", "rule names are 1..64 of [A-Za-z0-9_-]")
         if type(v) is not int or not 1 <= v < 2**31:
             raise GenesisError(f"rules.{k}", "a rule version is a positive integer")

@@ -51,6 +51,12 @@ def test_report_id_accepted_once(c: LocalChain) -> None:
         (report(value=True), "value must be an integer"),
         (report(report_id=""), "report_id must match"),
         (report(region="a/b"), "region must match"),
+        # `$` in a regex also matches before a final newline: "r1\n" must not pass as an id
+        # distinct from "r1" (that would defeat "a report_id is accepted once")
+        (report(report_id="2026-11-24/north/1\n"), "report_id must match"),
+        (report(region="north\n"), "region must match"),
+        (report(metric="confirmed\n"), "metric must match"),
+        (report(period="2026-W48\n"), "period must match"),
         (report(name="Jane Doe"), "unknown field 'name'"),
         ({"report_id": "x", "region": "r", "metric": "m", "value": 1}, "missing field 'period'"),
     ],

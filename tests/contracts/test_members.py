@@ -147,6 +147,8 @@ def test_one_open_proposal_per_target(c: LocalChain) -> None:
         (admit(roles=["king"]), "roles must be distinct"),
         (admit(roles=[]), "non-empty"),
         (admit(address="nowhere"), "host:port"),
+        (admit(address="10.1.2.3:7200\n"), "host:port"),
+        (admit(address="10.1.2.3:99999"), "host:port"),
         (admit(signing_key="zz"), "not hex"),
         (admit(node_key=b"short"), "32-byte key"),
         (admit(extra=1), "unknown payload field 'extra'"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import pytest
 
@@ -74,6 +75,10 @@ def test_special_characters_survive_toml() -> None:
         (lambda t: t.replace('roles = ["authority"]', 'roles = ["king"]', 1), "institutions[0].roles"),
         (lambda t: t.replace("inst_id = 2", "inst_id = 1"), "institutions[1].inst_id"),
         (lambda t: t.replace('address = "127.0.0.1:7100"', 'address = "nowhere"'), "institutions[0].address"),
+        (lambda t: t.replace('address = "127.0.0.1:7100"', 'address = "127.0.0.1:7100\\n"'), "institutions[0].address"),
+        (lambda t: t.replace('address = "127.0.0.1:7100"', 'address = "127.0.0.1:70000"'), "institutions[0].address"),
+        (lambda t: re.sub(r'chain_id = "([^"]*)"', r'chain_id = "\1\\n"', t), "chain_id"),
+        (lambda t: t.replace("healthcode = 1", '"healthcode\\n" = 1'), "rules.healthcode\n"),
         (lambda t: t.replace("voter = true", "voter = 1", 1), "institutions[0].voter"),
         (lambda t: t.replace("healthcode = 1", "healthcode = 0"), "rules.healthcode"),
         (lambda t: "extra = 1\n" + t, "extra"),
