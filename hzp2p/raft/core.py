@@ -21,6 +21,7 @@ from __future__ import annotations
 import random
 from collections import deque
 from collections.abc import Sequence
+from dataclasses import fields
 
 from hzp2p.raft.client import MAX_PENDING_READS, ClientMixin
 from hzp2p.raft.config import RaftConfig
@@ -42,6 +43,7 @@ from hzp2p.raft.quorum import VoteResult, committed_index, has_quorum, vote_resu
 from hzp2p.raft.read_only import ReadOnly
 from hzp2p.raft.ready import Ready
 from hzp2p.raft.replication import ReplicationMixin
+from hzp2p.raft.snapshot_xfer import IncomingSnapshot, SnapshotMixin
 from hzp2p.raft.status import RaftStats, RaftStatus
 from hzp2p.raft.types import (
     ConfState,
@@ -51,6 +53,7 @@ from hzp2p.raft.types import (
     NodeId,
     ReadState,
     Role,
+    Snapshot,
     SnapshotMeta,
     SoftState,
 )
@@ -60,10 +63,11 @@ MAX_PENDING_MSGS = 8192
 """Outbound messages held while the driver is not taking Readys; beyond this they drop."""
 MAX_COMMITTED_PER_READY = 4096
 
+_STAT_FIELDS = frozenset(f.name for f in fields(RaftStats))
 _LEADER_TRAFFIC = (AppendEntries, Heartbeat, InstallSnapshot, TimeoutNow)
 
 
-class RaftCore(ClientMixin, ReplicationMixin):
+class RaftCore(ClientMixin, SnapshotMixin, ReplicationMixin):
     def __init__(
         self,
         config: RaftConfig,
@@ -105,6 +109,8 @@ class RaftCore(ClientMixin, ReplicationMixin):
         self._outstanding_ticks = 0
         self._prev_hard_state = HardState(self._term, self._vote, self.log.committed)
         self._stats: dict[str, int] = {}
+        self._snapshot: Snapshot | None = None  # latest local snapshot with data (see compact)
+        self._incoming_snapshot: IncomingSnapshot | None = None
         self._become_follower(self._term, 0)
         self._prev_soft_state = self._soft_state()
 
@@ -153,7 +159,7 @@ class RaftCore(ClientMixin, ReplicationMixin):
         )
 
     def stats(self) -> RaftStats:
-        return RaftStats(**self._stats)
+        return RaftStats(**{k: v for k, v in self._stats.items() if k in _STAT_FIELDS})
 
     def _count(self, name: str, n: int = 1) -> None:
         self._stats[name] = self._stats.get(name, 0) + n
@@ -252,9 +258,7 @@ class RaftCore(ClientMixin, ReplicationMixin):
         # A truncation after ready() already pulled handed_out back below the stale entries.
         log.persisted = log.handed_out
         if ready.committed_entries:
-            log.applied = ready.committed_entries[-1].index
-        if ready.snapshot is not None:
-            log.applied = max(log.applied, ready.snapshot.meta.index)
+            log.applied = max(log.applied, ready.committed_entries[-1].index)
         assert log.applied <= log.committed <= log.last_index()
         if self._role is Role.LEADER:
             self._prs[self._id].maybe_update(log.persisted)
@@ -544,6 +548,8 @@ class RaftCore(ClientMixin, ReplicationMixin):
             self._drop("dropped_unexpected")
 
     def _handle_heartbeat_response(self, m: HeartbeatResponse, pr: Progress) -> None:
+        if pr.state is ProgressState.SNAPSHOT:
+            self._resend_snapshot_chunk(m.src, pr)
         pr.probe_sent = False
         if pr.state is ProgressState.REPLICATE and pr.inflights.full():
             pr.inflights.free_first_one()

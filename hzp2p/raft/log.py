@@ -55,7 +55,6 @@ class RaftLog:
         self.persisted = self.last_index()
         self.handed_out = self.last_index()
         self.pending_snapshot: Snapshot | None = None  # received, not yet handed out
-        self.snapshot_handed_out: Snapshot | None = None
 
     # ---- indexes and terms -------------------------------------------------
     def first_index(self) -> int:
@@ -203,8 +202,9 @@ class RaftLog:
         self.committed = meta.index
         self.applied = max(self.applied, meta.index)
         self.applying = max(self.applying, meta.index)
-        self.persisted = min(self.persisted, meta.index)
-        self.handed_out = min(self.handed_out, meta.index)
+        # The snapshot goes out in the next Ready; nothing before it is "unstable".
+        self.persisted = meta.index
+        self.handed_out = meta.index
         self.pending_snapshot = snap
 
     def compact(self, meta: SnapshotMeta) -> None:

@@ -22,8 +22,6 @@ from hzp2p.raft.messages import (
     AppendEntriesResponse,
     Heartbeat,
     HeartbeatResponse,
-    InstallSnapshot,
-    InstallSnapshotResponse,
     Message,
     TimeoutNow,
 )
@@ -48,6 +46,8 @@ class ReplicationMixin:
         def _drop(self, reason: str) -> None: ...
 
         def _maybe_commit(self) -> bool: ...
+
+        def _send_snapshot(self, to: NodeId, pr: Progress) -> bool: ...
 
     # ---------------------------------------------------------------- leader side
     def _bcast_append(self) -> None:
@@ -178,16 +178,6 @@ class ReplicationMixin:
     def _handle_heartbeat(self, m: Heartbeat) -> None:
         self.log.commit_to(min(m.commit, self.log.last_index()))
         self._send(HeartbeatResponse(self._term, self._id, m.src, m.context))
-
-    # ---------------------------------------------------------------- snapshots (stubs)
-    def _send_snapshot(self, to: NodeId, pr: Progress) -> bool:
-        return False
-
-    def _handle_snapshot(self, m: InstallSnapshot) -> None:
-        self._drop("dropped_unexpected")
-
-    def _handle_snapshot_response(self, m: InstallSnapshotResponse, pr: Progress) -> None:
-        self._drop("dropped_unexpected")
 
 
 def _replace_match(reply: AppendEntriesResponse, match_index: int) -> AppendEntriesResponse:

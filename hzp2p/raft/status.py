@@ -28,6 +28,7 @@ class RaftStats:
     proposals_dropped: int = 0
     check_quorum_step_downs: int = 0
     transfers_aborted: int = 0
+    snapshot_unavailable: int = 0  # a follower needs a snapshot but compact() gave us none
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,7 @@ per term, and no two nodes ever applied different entries at the same index.
 
 from __future__ import annotations
 
+import json
 import random
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -46,7 +47,8 @@ class Disk:
     hard_state: HardState = field(default_factory=HardState)
     entries: list[Entry] = field(default_factory=list)
     snapshot: Snapshot | None = None
-    applied: list[Entry] = field(default_factory=list)  # the (durable) state machine
+    applied: list[Entry] = field(default_factory=list)  # applied since the snapshot
+    snap_sm: list[bytes] = field(default_factory=list)  # state machine as of the snapshot
 
     def last_index(self) -> int:
         if self.entries:
@@ -97,6 +99,7 @@ class Network:
         self.leaders_by_term: dict[int, NodeId] = {}
         self.applied_by_index: dict[int, Entry] = {}
         self.delivered = 0
+        self.snapshots_installed = 0
         self.nodes: dict[NodeId, Node] = {}
         for nid in sorted(self.conf0.members):
             cfg = RaftConfig(node_id=nid, **config)  # type: ignore[arg-type]
@@ -124,12 +127,14 @@ class Network:
             conf=conf,
             entries=list(disk.entries),
             snapshot=disk.snapshot.meta if disk.snapshot else None,
-            applied=disk.applied[-1].index if disk.applied else 0,
+            applied=disk.applied[-1].index if disk.applied else snap_index_of(disk),
         )
         snap_index = disk.snapshot.meta.index if disk.snapshot else 0
         for e in disk.applied:
             if e.kind is EntryKind.CONF_CHANGE and e.index > snap_index:
                 core.apply_conf_change(ConfChange.decode(e.data))
+        if disk.snapshot is not None:
+            core.compact(disk.snapshot.meta.index, disk.snapshot.data)  # register the data
         node.core = core
         node.stalled = False
 
@@ -179,6 +184,8 @@ class Network:
                 node.disk.snapshot = rd.snapshot
                 node.disk.entries = []
                 node.disk.applied = []
+                node.disk.snap_sm = decode_sm(rd.snapshot.data)
+                self.snapshots_installed += 1
             node.disk.write(rd.entries)
             if rd.hard_state is not None:
                 node.disk.hard_state = rd.hard_state
@@ -213,7 +220,7 @@ class Network:
         node = self.nodes.get(m.dst)
         return node is not None and node.core is not None
 
-    def deliver(self, max_messages: int = MAX_DELIVERIES) -> int:
+    def deliver(self, max_messages: int = MAX_DELIVERIES, *, must_quiesce: bool = True) -> int:
         """Process Readys and deliver queued messages until the cluster is quiet."""
         n = 0
         for _ in range(max_messages):
@@ -238,7 +245,9 @@ class Network:
                 core.step(m)
             n += 1
             self.delivered += 1
-        raise AssertionError("network did not quiesce")
+        if must_quiesce:
+            raise AssertionError("network did not quiesce")
+        return n
 
     def tick(self, n: int = 1, nodes: Iterable[NodeId] | None = None) -> None:
         ids = list(nodes) if nodes is not None else None
@@ -279,7 +288,20 @@ class Network:
         return index
 
     def applied_data(self, nid: NodeId) -> list[bytes]:
-        return [e.data for e in self.nodes[nid].disk.applied if e.kind is EntryKind.NORMAL]
+        disk = self.nodes[nid].disk
+        return disk.snap_sm + [e.data for e in disk.applied if e.kind is EntryKind.NORMAL]
+
+    def compact(self, nid: NodeId) -> int:
+        """Snapshot node `nid`'s state machine at its applied index and compact its log."""
+        disk = self.nodes[nid].disk
+        index = disk.applied[-1].index if disk.applied else snap_index_of(disk)
+        data = encode_sm(self.applied_data(nid))
+        meta = self.core(nid).compact(index, data)
+        disk.snapshot = Snapshot(meta, data)
+        disk.entries = [e for e in disk.entries if e.index > index]
+        disk.snap_sm = self.applied_data(nid)
+        disk.applied = []
+        return index
 
     def check_safety(self) -> None:
         """Every pair of nodes' applied sequences agree by index (one leader/term is checked
@@ -287,6 +309,18 @@ class Network:
         for node in self.nodes.values():
             for e in node.disk.applied:
                 assert self.applied_by_index[e.index] == e
+
+
+def snap_index_of(disk: Disk) -> int:
+    return disk.snapshot.meta.index if disk.snapshot else 0
+
+
+def encode_sm(items: list[bytes]) -> bytes:
+    return json.dumps([x.hex() for x in items]).encode()
+
+
+def decode_sm(data: bytes) -> list[bytes]:
+    return [bytes.fromhex(x) for x in json.loads(data)]
 
 
 def entries_of(*terms: int, start: int = 1) -> list[Entry]:

@@ -95,7 +95,7 @@ def test_whole_cluster_restart_keeps_term_vote_and_log() -> None:
 def fuzz_one(seed: int, voters: int, steps: int = 120) -> None:
     rng = random.Random(seed)
     ids = tuple(range(1, voters + 1))
-    net = Network(ids, seed=seed, election_ticks=6)
+    net = Network(ids, seed=seed, election_ticks=6, max_snapshot_chunk_bytes=64)
     proposed = 0
     for _ in range(steps):
         r = rng.random()
@@ -112,6 +112,10 @@ def fuzz_one(seed: int, voters: int, steps: int = 120) -> None:
                 net.start(rng.choice(down))
             elif len(net.alive()) > voters // 2 + 1:
                 net.crash(rng.choice(ids))
+        elif r < 0.18:
+            victim = rng.choice(net.alive())
+            if net.nodes[victim].disk.applied:
+                net.compact(victim)
         net.duplicate = rng.random() < 0.2
         net.reorder = rng.random() < 0.3
         lead = net.leader()
