@@ -24,7 +24,13 @@ from hzp2p.contracts.api import ROLES, valid_address
 from hzp2p.ledger.codec import pack
 
 GENESIS_VERSION = 1
-DEFAULT_RULES: Mapping[str, int] = {"membership": 1, "healthcode": 1, "vaccination": 1, "coldchain": 1}
+DEFAULT_RULES: Mapping[str, int] = {
+    "membership": 1,
+    "healthcode": 1,
+    "vaccination": 1,
+    "coldchain": 1,
+    "privacy": 1,
+}
 OTHER_ROLES = ("lab", "hospital", "vaccination_site", "manufacturer", "carrier", "observer")
 # Matched with re.fullmatch: a `$` anchor would accept a trailing newline.
 _CHAIN_ID = re.compile(r"[A-Za-z0-9._\-]{1,64}")

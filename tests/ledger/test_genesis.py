@@ -7,7 +7,13 @@ import re
 
 import pytest
 
-from hzp2p.contracts.engine import genesis_state_writes, read_head, recompute_digest, state_digest
+from hzp2p.contracts.engine import (
+    genesis_state_writes,
+    read_head,
+    recompute_digest,
+    rules_of,
+    state_digest,
+)
 from hzp2p.contracts.members import get_institution, institution_by_key, institutions
 from hzp2p.contracts.state import DictState
 from hzp2p.ledger.genesis import (
@@ -112,3 +118,20 @@ def test_genesis_state() -> None:
     head = read_head(st)
     assert (head.height, head.hash) == (0, g.hash)
     assert recompute_digest(st) == state_digest(st)
+
+
+def test_every_versioned_rule_is_named_in_the_default_genesis() -> None:
+    """Rules are versioned in the genesis: a local consortium names each rule set's version."""
+    from hzp2p.contracts import coldchain, healthcode, privacy, vaccination
+
+    tables = {
+        "coldchain": coldchain.COLDCHAIN_RULES,
+        "healthcode": healthcode.HEALTHCODE_RULES,
+        "privacy": privacy.PRIVACY_RULES,
+        "vaccination": vaccination.VACCINATION_RULES,
+    }
+    g, _ = make_local_genesis(1, seed=1)
+    assert set(g.rules) == {"membership", *tables}
+    for name, table in tables.items():
+        assert g.rules[name] in table, name
+    assert rules_of(DictState(genesis_state_writes(g)))["privacy"] == 1
