@@ -1,0 +1,241 @@
+"""The applier: committed Raft entries become blocks, verdicts and state, atomically.
+
+It owns step 4 of the Ready contract (hzp2p.raft.ready) for the daemon: each
+NORMAL entry is decoded as a block and executed by the contract engine on the
+storage thread, and the block, its verdicts, its state writes and the applied
+index are committed in one transaction (storage.apply_block_with). A block the
+engine refuses (stale height after a leader change, bad header) is refused the
+same way on every node, so only the applied index moves past it. NOOP entries
+only advance the applied index; CONF_CHANGE entries go back to the core
+(`core.apply_conf_change`) and the new membership is stored with the index.
+
+It also keeps what the rest of the daemon reads without touching the database:
+the chain head (height, hash, timestamp, state digest), the applied index, and
+waiters for transactions (receipts) and for applied indexes (ReadIndex reads).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import structlog
+import trio
+
+from hzp2p.contracts.engine import BlockRejected, BlockResult, read_head, state_digest
+from hzp2p.contracts.members import MembershipChange
+from hzp2p.contracts.storage_bridge import (
+    block_record,
+    executor,
+    genesis_record,
+    genesis_writes,
+)
+from hzp2p.ledger.block import Block, BlockError, decode_block
+from hzp2p.ledger.genesis import Genesis
+from hzp2p.raft.core import RaftCore
+from hzp2p.raft.membership import ConfChange
+from hzp2p.raft.types import ConfState, Entry, EntryKind
+from hzp2p.storage import AsyncStorage, StorageError, SyncStorage, TxRecord
+
+log = structlog.get_logger("hzp2p.node.applier")
+
+MAX_INDEX_WAITERS = 4096
+
+
+@dataclass(slots=True)
+class ChainHead:
+    height: int
+    block_hash: bytes
+    timestamp_ms: int
+    state_digest: bytes
+
+
+async def bootstrap(storage: AsyncStorage, genesis: Genesis) -> None:
+    """On a fresh database: store the genesis as block 0 with its state and the first conf."""
+    if await storage.tip() is not None:
+        return
+    conf = ConfState(voters=frozenset(genesis.voters), learners=frozenset(genesis.learners))
+    await storage.set_applied(0, conf)
+    await storage.apply_block(genesis_record(genesis), [], genesis_writes(genesis), 0)
+    log.info("genesis_stored", chain_id=genesis.chain_id, genesis_hash=genesis.hash.hex())
+
+
+def _read_head(store: SyncStorage) -> ChainHead:
+    h = read_head(store)
+    return ChainHead(h.height, h.hash, h.timestamp_ms, state_digest(store))
+
+
+class Applier:
+    """Applies committed entries; see the module docstring."""
+
+    def __init__(
+        self,
+        storage: AsyncStorage,
+        genesis: Genesis,
+        *,
+        on_block: Callable[[Block, BlockResult], None] | None = None,
+        on_membership: Callable[[tuple[MembershipChange, ...]], None] | None = None,
+    ) -> None:
+        self.storage = storage
+        self.genesis = genesis
+        self.head = ChainHead(0, genesis.hash, genesis.timestamp_ms, b"")
+        self.applied_index = 0
+        self.blocks_applied = 0
+        self.blocks_refused = 0
+        self.txs_committed = 0
+        self.txs_rejected = 0
+        self.last_apply_ms = 0.0
+        self._on_block = on_block
+        self._on_membership = on_membership
+        self._tx_waiters: dict[bytes, trio.Event] = {}
+        self._index_waiters: list[tuple[int, trio.Event]] = []
+
+    async def load(self) -> None:
+        self.head = await self.storage.call(_read_head)
+        self.applied_index = await self.storage.applied_index()
+
+    # ---------------------------------------------------------------- waiting
+    def tx_event(self, tx_hash: bytes) -> trio.Event:
+        """An event set when a block holding `tx_hash` is applied here (shared per hash)."""
+        ev = self._tx_waiters.get(tx_hash)
+        if ev is None:
+            ev = self._tx_waiters[tx_hash] = trio.Event()
+        return ev
+
+    def drop_tx_event(self, tx_hash: bytes) -> None:
+        ev = self._tx_waiters.get(tx_hash)
+        if ev is not None and ev.is_set():
+            del self._tx_waiters[tx_hash]
+
+    async def wait_applied(self, index: int) -> None:
+        """Return once the applied index is >= `index` (bound the wait with a deadline)."""
+        if self.applied_index >= index:
+            return
+        if len(self._index_waiters) >= MAX_INDEX_WAITERS:
+            raise trio.TooSlowError("too many reads waiting for the applied index")
+        ev = trio.Event()
+        self._index_waiters.append((index, ev))
+        await ev.wait()
+
+    def _advance_applied(self, index: int) -> None:
+        self.applied_index = index
+        if not self._index_waiters:
+            return
+        keep: list[tuple[int, trio.Event]] = []
+        for want, ev in self._index_waiters:
+            if want <= index:
+                ev.set()
+            else:
+                keep.append((want, ev))
+        self._index_waiters = keep
+
+    # ---------------------------------------------------------------- applying
+    async def apply(self, core: RaftCore, entries: Sequence[Entry]) -> None:
+        """Apply `entries` (committed, durable, in order) to storage and state."""
+        pending_noop = 0
+        for e in entries:
+            if e.index <= self.applied_index:
+                continue  # already applied before a restart
+            if e.kind is EntryKind.NORMAL and e.data:
+                if pending_noop:
+                    await self.storage.set_applied(pending_noop)
+                    self._advance_applied(pending_noop)
+                    pending_noop = 0
+                await self._apply_block(e)
+            elif e.kind is EntryKind.CONF_CHANGE:
+                if pending_noop:
+                    await self.storage.set_applied(pending_noop)
+                    self._advance_applied(pending_noop)
+                    pending_noop = 0
+                try:
+                    change = ConfChange.decode(e.data)
+                except ValueError:
+                    log.warning("conf_change_undecodable", index=e.index)
+                    pending_noop = e.index
+                    continue
+                conf = core.apply_conf_change(change)
+                await self.storage.set_applied(e.index, conf)
+                self._advance_applied(e.index)
+                log.info(
+                    "conf_change_applied",
+                    index=e.index,
+                    change=change.kind.name.lower(),
+                    target=change.node_id,
+                    voters=sorted(conf.voters),
+                    learners=sorted(conf.learners),
+                )
+            else:
+                pending_noop = e.index
+        if pending_noop:
+            await self.storage.set_applied(pending_noop)
+            self._advance_applied(pending_noop)
+
+    async def _apply_block(self, e: Entry) -> None:
+        t0 = time.perf_counter()
+        try:
+            block = decode_block(e.data)
+        except BlockError as exc:
+            log.warning("block_undecodable", index=e.index, reason=str(exc))
+            await self.storage.set_applied(e.index)
+            self._advance_applied(e.index)
+            self.blocks_refused += 1
+            return
+        out: list[BlockResult] = []
+        try:
+            await self.storage.apply_block_with(
+                block_record(block, e.index, raw=e.data),
+                executor(block, self.genesis, out),
+                e.index,
+            )
+        except BlockRejected as exc:
+            # Every node holds the same state, so every node refuses it the same way.
+            log.info("block_refused", index=e.index, height=block.height, reason=exc.reason)
+            await self.storage.set_applied(e.index)
+            self._advance_applied(e.index)
+            self.blocks_refused += 1
+            if self._on_block is not None:
+                self._on_block(block, _refused(block))
+            return
+        except StorageError:
+            raise
+        result = out[-1]
+        self.head = ChainHead(
+            block.height, block.hash, block.header.timestamp_ms, result.state_digest_after
+        )
+        self._advance_applied(e.index)
+        self.blocks_applied += 1
+        ok = sum(1 for v in result.verdicts if v.applied)
+        self.txs_committed += ok
+        self.txs_rejected += len(result.verdicts) - ok
+        self.last_apply_ms = (time.perf_counter() - t0) * 1000
+        for v in result.verdicts:
+            ev = self._tx_waiters.pop(v.tx_hash, None)
+            if ev is not None:
+                ev.set()
+        if self._on_block is not None:
+            self._on_block(block, result)
+        if result.membership_changes and self._on_membership is not None:
+            self._on_membership(result.membership_changes)
+        log.debug("block_applied", height=block.height, index=e.index, txs=len(block.txs))
+
+
+def _refused(block: Block) -> BlockResult:
+    """A placeholder result for a refused block (no verdicts: its txs may be retried)."""
+    return BlockResult(block.height, block.hash, (), {}, b"", ())
+
+
+def receipt_of(tx_hash: bytes, rec: TxRecord | None) -> dict[str, object]:
+    """The admin receipt shape for a stored verdict (or pending when none)."""
+    if rec is None:
+        return {"tx_hash": tx_hash.hex(), "status": "pending", "height": None, "index": None,
+                "reason": None}
+    committed = rec.status == "applied"
+    return {
+        "tx_hash": tx_hash.hex(),
+        "status": "committed" if committed else "rejected",
+        "height": rec.height,
+        "index": rec.position,
+        "reason": None if committed else rec.reason,
+        "type": rec.tx_type,
+    }

@@ -1,0 +1,369 @@
+"""`hzp2p run`: the daemon. Wires storage, the Raft driver, transport, ledger and admin socket.
+
+It owns start-up (config, keys, genesis, database; the genesis stored as block
+0 on a fresh database; the Raft core rebuilt from disk on a restart), the one
+Trio nursery every task runs in, and shutdown: SIGINT or SIGTERM stops the
+admin server and the transport, lets the Ready in hand finish (the driver
+shields it), and closes the database.
+
+Tasks in the nursery: TCP transport (with discovery), the driver's tick,
+inbound and ready loops (hzp2p.node.driver), the leader's block producer
+(hzp2p.node.producer), the admission queue (hzp2p.node.submit), the
+membership loop (keeps the transport's member list and the Raft
+configuration in step with committed governance), the admin server
+(hzp2p.node.handlers) and, if configured, the /metrics HTTP endpoint.
+"""
+
+from __future__ import annotations
+
+import random
+import signal
+from collections.abc import Mapping
+from pathlib import Path
+
+import nacl.signing
+import structlog
+import trio
+
+from hzp2p.admin.server import AdminServer
+from hzp2p.contracts import members as members_contract
+from hzp2p.contracts.engine import load_contracts
+from hzp2p.ledger.block import Block
+from hzp2p.ledger.builder import BlockBuilder
+from hzp2p.ledger.genesis import Genesis, GenesisError, load_genesis
+from hzp2p.ledger.mempool import Mempool, MempoolLimits
+from hzp2p.net.discovery import Address
+from hzp2p.net.handshake import ChainParams
+from hzp2p.net.schemas import default_registry
+from hzp2p.net.tcp import TcpConfig, TcpTransport
+from hzp2p.net.transport import NodeIdentity
+from hzp2p.node.applier import Applier, bootstrap
+from hzp2p.node.config import ConfigError, NodeConfig, parse_host_port
+from hzp2p.node.driver import RaftDriver, role_name
+from hzp2p.node.handlers import Handlers
+from hzp2p.node.keys import KeyFileError, load_signing_key
+from hzp2p.node.logging import NodeLogContext, configure_logging
+from hzp2p.node.metrics import NodeMetrics, serve_metrics_http
+from hzp2p.node.producer import BlockProducer
+from hzp2p.node.submit import SubmitService
+from hzp2p.raft.core import RaftCore
+from hzp2p.raft.errors import RaftError
+from hzp2p.raft.membership import ConfChange, ConfChangeKind
+from hzp2p.raft.types import ConfState, NodeId, Role
+from hzp2p.storage import AsyncStorage
+
+log = structlog.get_logger("hzp2p.node")
+
+DB_FILE = "node.db"
+MEMBERSHIP_POLL_S = 0.5
+BLOCK_MSG_HEADROOM_BYTES = 4096
+
+_CONF_KINDS = {
+    "add_learner": ConfChangeKind.ADD_LEARNER,
+    "promote": ConfChangeKind.PROMOTE,
+    "remove": ConfChangeKind.REMOVE,
+    "demote": ConfChangeKind.DEMOTE,
+}
+
+
+class StartupError(Exception):
+    """The node cannot start (keys, genesis, database); str() is a one-line reason."""
+
+
+class ChainMembership:
+    """The transport's MembershipProvider: active institutions' node keys from committed state."""
+
+    def __init__(self, genesis: Genesis) -> None:
+        self._keys: dict[NodeId, bytes] = {i.inst_id: i.node_key for i in genesis.institutions}
+        self._addrs: dict[NodeId, str] = {i.inst_id: i.address for i in genesis.institutions}
+
+    def node_key(self, node_id: NodeId) -> bytes | None:
+        return self._keys.get(node_id)
+
+    def members(self) -> Mapping[NodeId, bytes]:
+        return dict(self._keys)
+
+    def addresses(self) -> dict[NodeId, str]:
+        return dict(self._addrs)
+
+    async def refresh(self, storage: AsyncStorage) -> bool:
+        insts = await storage.call(lambda s: members_contract.institutions(s))
+        keys = {i.inst_id: i.node_key for i in insts if i.active}
+        addrs = {i.inst_id: i.address for i in insts if i.active}
+        changed = keys != self._keys
+        self._keys, self._addrs = keys, addrs
+        return changed
+
+
+def _hints(addresses: Mapping[NodeId, str], me: NodeId) -> tuple[tuple[NodeId, Address], ...]:
+    out = []
+    for nid, text in sorted(addresses.items()):
+        if nid == me:
+            continue
+        try:
+            hp = parse_host_port(text)
+        except ValueError:
+            continue
+        out.append((nid, (hp.host, hp.port)))
+    return tuple(out)
+
+
+def _reflected(conf: ConfState, kind: str, nid: NodeId) -> bool:
+    if kind == "add_learner":
+        return nid in conf.members
+    if kind == "promote":
+        return nid in conf.voters
+    if kind == "demote":
+        return nid in conf.learners or nid not in conf.members
+    return nid not in conf.members  # remove
+
+
+class Node:
+    """One running daemon (built by `open_node`, run by `run`)."""
+
+    def __init__(self, cfg: NodeConfig) -> None:
+        self.cfg = cfg
+        self.node_id = cfg.node_id
+        try:
+            self.signing_key: nacl.signing.SigningKey = load_signing_key(cfg.signing_key)
+            self.node_key: nacl.signing.SigningKey = load_signing_key(cfg.node_key)
+        except KeyFileError as exc:
+            raise ConfigError(cfg.path, "signing_key/node_key", str(exc)) from None
+        try:
+            self.genesis = load_genesis(cfg.genesis)
+        except GenesisError as exc:
+            raise ConfigError(cfg.path, "genesis", f"{cfg.genesis}: {exc}") from None
+        except OSError as exc:
+            raise ConfigError(cfg.path, "genesis", f"{cfg.genesis}: {exc.strerror}") from None
+        inst = next((i for i in self.genesis.institutions if i.inst_id == cfg.node_id), None)
+        if inst is not None and inst.node_key != bytes(self.node_key.verify_key):
+            raise ConfigError(
+                cfg.path, "node_key", f"does not match node {cfg.node_id}'s node_key in the genesis"
+            )
+        self.log_context = NodeLogContext(node_id=cfg.node_id)
+        self.metrics = NodeMetrics()
+        self.membership = ChainMembership(self.genesis)
+        self.mempool = Mempool(
+            MempoolLimits(
+                max_bytes=cfg.ledger.mempool_max_bytes,
+                max_per_sender=cfg.ledger.mempool_max_per_sender,
+            )
+        )
+        self._membership_dirty = True
+        self._counted = {"committed": 0, "rejected": 0, "elections": 0, "refused": 0}
+
+    # The components below exist once `run` has opened the database.
+    storage: AsyncStorage
+    applier: Applier
+    driver: RaftDriver
+    transport: TcpTransport
+    producer: BlockProducer
+    submit: SubmitService
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        cfg = self.cfg
+        load_contracts()
+        cfg.data_dir.mkdir(parents=True, exist_ok=True)
+        g = self.genesis
+        self.storage = await AsyncStorage.open_sqlite(
+            str(cfg.data_dir / DB_FILE), g.chain_id.encode(), g.hash
+        )
+        try:
+            await self._run(task_status)
+        finally:
+            with trio.CancelScope(shield=True):
+                await self.storage.aclose()
+                log.info("stopped", applied_index=self.applier.applied_index
+                         if hasattr(self, "applier") else None)
+
+    async def _run(self, task_status: trio.TaskStatus[None]) -> None:
+        cfg, g = self.cfg, self.genesis
+        await bootstrap(self.storage, g)
+        init = await self.storage.load()
+        self.applier = Applier(
+            self.storage, g, on_block=self._block_applied, on_membership=self._membership_changed
+        )
+        await self.applier.load()
+        core = RaftCore(
+            cfg.raft_config(),
+            random.Random(),
+            hard_state=init.hard_state,
+            conf=init.conf_state,
+            entries=init.entries,
+            snapshot=init.snapshot_meta,
+            applied=init.applied_index,
+        )
+        await self.membership.refresh(self.storage)
+        net = cfg.net
+        self.transport = TcpTransport(
+            NodeIdentity(cfg.node_id, self.node_key),
+            ChainParams(g.chain_id, g.hash),
+            self.membership,
+            TcpConfig(
+                listen_host=cfg.listen.host,
+                listen_port=cfg.listen.port,
+                advertise_host=cfg.advertise_address.host,
+                seeds=tuple((s.host, s.port) for s in cfg.seeds),
+                peer_hints=_hints(self.membership.addresses(), cfg.node_id),
+                max_frame_bytes=net.max_frame_bytes,
+                max_batch_bytes=min(1 << 20, net.max_frame_bytes // 2),
+                handshake_timeout_s=net.handshake_timeout_s,
+                keepalive_interval_s=net.keepalive_s,
+                read_timeout_s=net.read_timeout_s,
+                send_queue_max_msgs=max(net.send_queue_len, 64),
+            ),
+            registry=default_registry(),
+        )
+        self.driver = RaftDriver(
+            core,
+            self.storage,
+            self.transport,
+            self.applier,
+            tick_ms=cfg.raft.tick_ms,
+            log_context=self.log_context,
+            on_app_message=self._app_message,
+            on_role_change=self._role_changed,
+        )
+        self.log_context.update(term=core.term, role=role_name(core.role))
+        block_bytes = min(cfg.ledger.block_max_bytes,
+                          cfg.raft.max_bytes_per_msg - BLOCK_MSG_HEADROOM_BYTES)
+        self.producer = BlockProducer(
+            self.driver,
+            self.applier,
+            self.mempool,
+            BlockBuilder(cfg.ledger.block_max_txs, max(block_bytes, 1024),
+                         cfg.ledger.block_interval_ms),
+            self.node_key,
+            cfg.node_id,
+        )
+        self.submit = SubmitService(
+            node_id=cfg.node_id,
+            signing_key=self.signing_key,
+            chain_id=g.chain_id,
+            storage=self.storage,
+            driver=self.driver,
+            applier=self.applier,
+            transport=self.transport,
+            mempool=self.mempool,
+            producer=self.producer,
+        )
+        self.metrics.registry.add_collect_hook(self._collect_metrics)
+        admin = AdminServer(cfg.admin.socket, max_request_bytes=cfg.admin.max_request_bytes)
+        Handlers(self).register_all(admin)
+        async with trio.open_nursery() as nursery:
+            with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                await nursery.start(self.transport.run)
+                nursery.start_soon(self.driver.ready_loop)
+                nursery.start_soon(self.driver.inbound_loop)
+                nursery.start_soon(self.driver.tick_loop)
+                nursery.start_soon(self.producer.run)
+                nursery.start_soon(self.submit.admission_loop)
+                nursery.start_soon(self._membership_loop)
+                if cfg.metrics.http is not None:
+                    await nursery.start(
+                        serve_metrics_http, self.metrics.registry, cfg.metrics.http.host,
+                        cfg.metrics.http.port,
+                    )
+                await nursery.start(admin.serve)
+                log.info(
+                    "started",
+                    listen=str(cfg.listen),
+                    admin_socket=str(cfg.admin.socket),
+                    applied_index=self.applier.applied_index,
+                    height=self.applier.head.height,
+                    last_index=init.last_index,
+                    voters=sorted(init.conf_state.voters),
+                    learners=sorted(init.conf_state.learners),
+                )
+                task_status.started()
+                async for signum in signals:
+                    log.info("shutdown", signal=signal.Signals(signum).name)
+                    nursery.cancel_scope.cancel()
+                    break
+
+    # ---------------------------------------------------------------- callbacks
+    def _app_message(self, sender: NodeId, msg: object) -> None:
+        self.submit.on_message(sender, msg)
+
+    def _role_changed(self, role: Role, leader: NodeId) -> None:
+        if role is not Role.LEADER:
+            self.producer.leadership_lost()
+        self.submit.kick_all()
+
+    def _block_applied(self, block: Block, result: object) -> None:
+        self.producer.block_applied(block)
+        self.submit.block_applied(block)
+
+    def _membership_changed(self, changes: object) -> None:
+        self._membership_dirty = True
+
+    async def _membership_loop(self) -> None:
+        while True:
+            await trio.sleep(MEMBERSHIP_POLL_S)
+            if self._membership_dirty:
+                self._membership_dirty = False
+                if await self.membership.refresh(self.storage):
+                    self.transport.membership_changed()
+                    log.info("membership_refreshed", members=sorted(self.membership.members()))
+            if self.driver.idle_leader():
+                await self._reconcile_conf()
+
+    async def _reconcile_conf(self) -> None:
+        """Leader: turn the next committed governance change not yet in the Raft config into a
+        ConfChange (one at a time; the core refuses a second while one is pending)."""
+        changes = await self.storage.call(
+            lambda s: members_contract.membership_log(s)
+        )
+        conf = self.driver.core.conf
+        for ch in changes:
+            if _reflected(conf, ch.kind, ch.inst_id) or ch.kind not in _CONF_KINDS:
+                continue
+            try:
+                self.driver.core.propose_conf_change(ConfChange(_CONF_KINDS[ch.kind], ch.inst_id))
+                self.driver.wake()
+                log.info("conf_change_proposed", change=ch.kind, target=ch.inst_id, seq=ch.seq)
+            except (RaftError, ValueError) as exc:
+                log.info("conf_change_deferred", change=ch.kind, target=ch.inst_id, reason=str(exc))
+            return
+
+    def _collect_metrics(self) -> None:
+        m, core = self.metrics, self.driver.core
+        st = core.status()
+        m.term.set(st.term)
+        m.set_role(role_name(st.role))
+        m.commit_index.set(st.commit)
+        m.applied_index.set(self.applier.applied_index)
+        m.height.set(self.applier.head.height)
+        m.mempool_txs.set(len(self.mempool))
+        m.mempool_bytes.set(self.mempool.total_bytes)
+        m.peers_connected.set(len(self.transport.connected_peers()))
+        stats = core.stats()
+        net = self.transport.statistics()
+        now = {
+            "committed": self.applier.txs_committed,
+            "rejected": self.applier.txs_rejected + self.submit.refused_at_admission,
+            "elections": stats.campaigns,
+            "refused": net.frames_refused + net.handshakes_refused,
+        }
+        for key, metric in (("committed", m.txs_committed), ("rejected", m.txs_rejected),
+                            ("elections", m.elections)):
+            delta = now[key] - self._counted[key]
+            if delta > 0:
+                metric.inc(delta)
+        delta = now["refused"] - self._counted["refused"]
+        if delta > 0:
+            m.frames_refused.labels(reason="transport").inc(delta)
+        self._counted = now
+
+
+def run_node(cfg: NodeConfig) -> int:
+    """Run the daemon in the foreground until SIGINT/SIGTERM; returns the exit status."""
+    node = Node(cfg)  # ConfigError propagates (exit 2)
+    configure_logging(level=cfg.log.level, fmt=cfg.log.format, context=node.log_context)
+    log.info("starting", config=str(cfg.path), data_dir=str(cfg.data_dir))
+    trio.run(node.run)
+    return 0
+
+
+def db_path(data_dir: Path) -> Path:
+    return data_dir / DB_FILE

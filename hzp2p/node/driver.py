@@ -1,0 +1,239 @@
+"""The Raft driver: the Trio shell around the pure RaftCore, following hzp2p.raft.ready exactly.
+
+It owns every call into the core and the three loops that feed it:
+
+* the tick loop calls `core.tick()` every `tick_ms`;
+* the inbound loop steps Raft messages from the transport into the core and
+  hands application messages (forwarded submits, receipts) to a callback;
+* the ready loop takes one Ready at a time and handles it in the contract's
+  order: send `messages`; persist snapshot + entries + hard state in ONE
+  storage transaction (one fsync); only then send `persisted_messages`; apply
+  `committed_entries` (hzp2p.node.applier); serve `read_states`; `advance`.
+
+Group commit is natural: while one Ready's write is in flight the core keeps
+accepting steps, ticks and proposals, and all of it goes into the next Ready.
+A Ready in hand is finished even when shutdown cancels the loop (shielded,
+bounded), so a clean stop never leaves a batch half-handled in memory.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+import trio
+
+from hzp2p.net.errors import LocalProtocolError
+from hzp2p.net.transport import Transport
+from hzp2p.node.applier import Applier
+from hzp2p.node.logging import NodeLogContext
+from hzp2p.raft.core import RaftCore
+from hzp2p.raft.errors import NotLeader, ProposalDropped
+from hzp2p.raft.messages import MESSAGE_TYPES, Message
+from hzp2p.raft.ready import Ready
+from hzp2p.raft.types import NodeId, Role
+from hzp2p.storage import AsyncStorage
+
+log = structlog.get_logger("hzp2p.node.driver")
+
+READY_FINISH_TIMEOUT_S = 30.0
+"""How long a shutdown waits for the Ready in hand to be persisted and applied."""
+MAX_PENDING_READS = 1024
+
+AppHandler = Callable[[NodeId, Any], None]
+
+
+def role_name(role: Role) -> str:
+    """The admin/metrics name of a core role (pre-candidates show as candidates)."""
+    if role is Role.PRE_CANDIDATE:
+        return "candidate"
+    return str(role.value)
+
+
+class RaftDriver:
+    """Drives one RaftCore; see the module docstring."""
+
+    def __init__(
+        self,
+        core: RaftCore,
+        storage: AsyncStorage,
+        transport: Transport,
+        applier: Applier,
+        *,
+        tick_ms: int,
+        log_context: NodeLogContext | None = None,
+        on_app_message: AppHandler | None = None,
+        on_role_change: Callable[[Role, NodeId], None] | None = None,
+    ) -> None:
+        self.core = core
+        self.storage = storage
+        self.transport = transport
+        self.applier = applier
+        self.tick_s = tick_ms / 1000.0
+        self._ctx = log_context
+        self._on_app = on_app_message
+        self._on_role = on_role_change
+        self._wake = trio.Event()
+        self._reads: dict[bytes, tuple[trio.Event, list[int]]] = {}
+        self._read_seq = 0
+        self.readies = 0
+        self.persist_ms_last = 0.0
+        self.inbound_refused = 0
+        self.send_failures = 0
+        self.role = core.role
+        self.leader_id = core.leader_id
+        self.term = core.term
+        self.changed = trio.Event()
+        """Set (and replaced) whenever role, leader or term changes."""
+
+    # ---------------------------------------------------------------- inputs
+    def wake(self) -> None:
+        self._wake.set()
+
+    def propose(self, data: bytes) -> int:
+        """Propose `data`; returns its log index. Raises NotLeader or ProposalDropped."""
+        index = self.core.propose(data)
+        self.wake()
+        return index
+
+    async def read_index(self, timeout_s: float) -> int:
+        """A linearizable read barrier (thesis §6.4): returns once this node has applied
+        everything committed when the read was issued. Raises NotLeader, ProposalDropped,
+        or trio.TooSlowError."""
+        if len(self._reads) >= MAX_PENDING_READS:
+            raise ProposalDropped(f"{MAX_PENDING_READS} reads already pending")
+        self._read_seq += 1
+        ctx = b"r%d:%d" % (self.core.node_id, self._read_seq)
+        ev = trio.Event()
+        slot: list[int] = []
+        self.core.read_index(ctx)
+        self._reads[ctx] = (ev, slot)
+        self.wake()
+        try:
+            with trio.fail_after(timeout_s):
+                await ev.wait()
+                await self.applier.wait_applied(slot[0])
+        finally:
+            self._reads.pop(ctx, None)
+        return slot[0]
+
+    def transfer_leadership(self, target: NodeId) -> None:
+        self.core.transfer_leadership(target)
+        self.wake()
+
+    # ---------------------------------------------------------------- loops
+    async def tick_loop(self) -> None:
+        next_t = trio.current_time()
+        while True:
+            next_t += self.tick_s
+            await trio.sleep_until(next_t)
+            now = trio.current_time()
+            if now - next_t > 10 * self.tick_s:
+                next_t = now  # we fell far behind (suspended?): do not burst ticks
+            self.core.tick()
+            self.wake()
+
+    async def inbound_loop(self) -> None:
+        while True:
+            sender, msg = await self.transport.receive()
+            if isinstance(msg, MESSAGE_TYPES):
+                self.core.step(msg)
+                self.wake()
+            elif self._on_app is not None:
+                self._on_app(sender, msg)
+            else:
+                self.inbound_refused += 1
+
+    async def ready_loop(self) -> None:
+        while True:
+            self._wake = trio.Event()
+            while self.core.has_ready():
+                rd = self.core.ready()
+                with trio.CancelScope(shield=True):
+                    with trio.move_on_after(READY_FINISH_TIMEOUT_S) as scope:
+                        await self._handle(rd)
+                    if scope.cancelled_caught:
+                        # Never advance past a Ready we could not persist (ready.py):
+                        # without advance the core stops counting us and steps down.
+                        log.error("ready_stalled", timeout_s=READY_FINISH_TIMEOUT_S)
+                        await trio.sleep_forever()
+            await self._wake.wait()
+
+    # ---------------------------------------------------------------- one Ready
+    async def _handle(self, rd: Ready) -> None:
+        self.readies += 1
+        if rd.soft_state is not None:
+            self._soft_state_changed()
+        # 1. leader traffic may leave before our own copy is durable (thesis §10.2.1)
+        self._send_all(rd.messages)
+        # 2. one transaction, one fsync: snapshot, entries, hard state
+        if rd.must_sync:
+            t0 = time.perf_counter()
+            await self.storage.save_ready(rd.entries, rd.hard_state, rd.snapshot)
+            self.persist_ms_last = (time.perf_counter() - t0) * 1000
+        if rd.hard_state is not None and rd.hard_state.term != self.term:
+            self.term = rd.hard_state.term
+            if self._ctx is not None:
+                self._ctx.update(term=self.term)
+            self._notify_change()
+        # 3. only now: votes, append responses, anything asserting durable state
+        self._send_all(rd.persisted_messages)
+        # 4. apply
+        if rd.committed_entries:
+            await self.applier.apply(self.core, rd.committed_entries)
+        # 5. serve reads
+        for rs in rd.read_states:
+            entry = self._reads.get(rs.context)
+            if entry is not None:
+                entry[1].append(rs.index)
+                entry[0].set()
+        # 6. advance
+        self.core.advance(rd)
+
+    def _send_all(self, msgs: tuple[Message, ...]) -> None:
+        for m in msgs:
+            try:
+                if not self.transport.send_nowait(m.dst, m):
+                    self.send_failures += 1
+            except LocalProtocolError as exc:
+                self.send_failures += 1
+                log.warning("send_refused", dst=m.dst, kind=type(m).__name__, reason=str(exc))
+
+    def _soft_state_changed(self) -> None:
+        role, lead = self.core.role, self.core.leader_id
+        if role is self.role and lead == self.leader_id:
+            return
+        old = self.role
+        self.role, self.leader_id = role, lead
+        if self._ctx is not None:
+            self._ctx.update(role=role_name(role), term=self.core.term)
+        self.term = self.core.term
+        if role is Role.LEADER and old is not Role.LEADER:
+            log.info("became_leader", term=self.core.term)
+        elif old is Role.LEADER and role is not Role.LEADER:
+            log.info("lost_leadership", term=self.core.term, leader_id=lead)
+        elif lead and role is not Role.LEADER:
+            log.info("leader_known", leader_id=lead, term=self.core.term)
+        if self._on_role is not None:
+            self._on_role(role, lead)
+        self._notify_change()
+
+    def _notify_change(self) -> None:
+        self.changed.set()
+        self.changed = trio.Event()
+
+    # ---------------------------------------------------------------- views
+    def is_leader(self) -> bool:
+        return self.core.role is Role.LEADER
+
+    def idle_leader(self) -> bool:
+        """Leader with every entry of its log applied (nothing in flight)."""
+        return self.is_leader() and self.applier.applied_index >= self.core.log.last_index()
+
+
+def not_leader_hint(exc: NotLeader) -> str:
+    if exc.leader_id:
+        return f"node {exc.leader_id} is the leader; ask it, or retry without --linearizable"
+    return "no leader is known yet (election in progress); retry shortly"

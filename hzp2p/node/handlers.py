@@ -1,0 +1,281 @@
+"""The daemon's admin-socket handlers: one async function per admin method.
+
+It owns what each method answers (shapes in hzp2p.admin.cli's docstring and
+BRIEF section 3). Reads answer from local committed state; with
+`linearizable: true` they first pass a ReadIndex barrier through the Raft core
+(NotLeader becomes a `not_leader` error naming the leader, with a hint).
+Writes go through hzp2p.node.submit. Handlers raise AdminError only; the
+admin server turns anything else into an `internal` error and keeps running.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from hzp2p.admin.protocol import AdminError, Param
+from hzp2p.admin.server import AdminServer
+from hzp2p.client import access_log as q_access_log
+from hzp2p.client import subject_records as q_subject_records
+from hzp2p.contracts import domain_queries as dq
+from hzp2p.contracts import queries
+from hzp2p.contracts.engine import recompute_digest
+from hzp2p.ledger.tx import TxError, decode_tx
+from hzp2p.ledger.verify import verify_chain
+from hzp2p.node.driver import not_leader_hint, role_name
+from hzp2p.node.submit import SubmitError
+from hzp2p.raft.errors import NotLeader, ProposalDropped
+from hzp2p.storage import StorageError, SyncStorage
+
+if TYPE_CHECKING:
+    from hzp2p.node.daemon import Node
+
+READ_INDEX_TIMEOUT_S = 5.0
+MAX_WAIT_S = 600.0
+VERIFY_BATCH = 512
+
+
+class Handlers:
+    """Binds the admin methods to one running Node."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+
+    def register_all(self, server: AdminServer) -> None:
+        for method in (
+            "status", "peers", "members", "block", "tx", "verify", "metrics", "submit",
+            "transfer_leader", "add_learner", "promote", "remove", "subject_records",
+            "lot_history", "access_log",
+        ):
+            server.register(method, self._counted(method, getattr(self, method)))
+        server.register(
+            "submit_raw",
+            self._counted("submit_raw", self.submit_raw),
+            (Param("tx", "hex", max_len=2 * 65536), Param("wait_s", "float", False, 0)),
+        )
+
+    def _counted(self, method: str, fn: Any) -> Any:
+        async def run(params: Mapping[str, Any]) -> Any:
+            self.node.metrics.admin_requests.labels(method=method).inc()
+            return await fn(params)
+
+        return run
+
+    async def _barrier(self, params: Mapping[str, Any]) -> None:
+        if not params.get("linearizable"):
+            return
+        try:
+            await self.node.driver.read_index(READ_INDEX_TIMEOUT_S)
+        except NotLeader as exc:
+            raise AdminError(
+                "not_leader", str(exc), hint=not_leader_hint(exc), leader_id=exc.leader_id or None
+            ) from None
+        except ProposalDropped as exc:
+            raise AdminError("unavailable", str(exc), hint="retry shortly") from None
+        except trio.TooSlowError:
+            raise AdminError(
+                "timeout", "linearizable read did not complete", hint="is a quorum reachable?"
+            ) from None
+
+    # ---------------------------------------------------------------- status
+    async def status(self, params: Mapping[str, Any]) -> Any:
+        n = self.node
+        st = n.driver.core.status()
+        return {
+            "node_id": n.node_id,
+            "role": role_name(st.role),
+            "term": st.term,
+            "leader_id": st.leader_id or None,
+            "commit_index": st.commit,
+            "applied_index": n.applier.applied_index,
+            "height": n.applier.head.height,
+            "head_hash": n.applier.head.block_hash.hex(),
+            "peers": sorted(n.transport.connected_peers()),
+            "mempool": len(n.mempool),
+        }
+
+    async def peers(self, params: Mapping[str, Any]) -> Any:
+        n = self.node
+        st = n.driver.core.status()
+        match = {p.node_id: p.match for p in st.progress}
+        connected = n.transport.connected_peers()
+        addresses = n.membership.addresses()
+        out = []
+        for nid in sorted(st.conf.members):
+            if nid == n.node_id:
+                continue
+            out.append(
+                {
+                    "node_id": nid,
+                    "address": addresses.get(nid, ""),
+                    "role": "voter" if nid in st.conf.voters else "learner",
+                    "connected": nid in connected,
+                    "match_index": match.get(nid),
+                }
+            )
+        return {"peers": out}
+
+    async def members(self, params: Mapping[str, Any]) -> Any:
+        await self._barrier(params)
+        rows = await self.node.storage.call(lambda s: queries.institution_list(s))
+        return {"members": rows}
+
+    async def block(self, params: Mapping[str, Any]) -> Any:
+        await self._barrier(params)
+        height = params["height"]
+        n = self.node
+        if height == 0:
+            g = n.genesis
+            return {"height": 0, "hash": g.hash.hex(), "prev_hash": bytes(32).hex(),
+                    "merkle_root": None, "proposer": None, "timestamp": g.timestamp_ms, "txs": []}
+        rec = await n.storage.block_by_height(height)
+        if rec is None:
+            raise AdminError("not_found", f"no block at height {height}",
+                             hint=f"this node's height is {n.applier.head.height}")
+        txs = await n.storage.block_txs(height)
+        verdicts = [("committed" if t.status == "applied" else "rejected", t.reason) for t in txs]
+        return queries.block_summary(rec.raw, verdicts if len(verdicts) == len(txs) else None)
+
+    async def tx(self, params: Mapping[str, Any]) -> Any:
+        await self._barrier(params)
+        try:
+            tx_hash = bytes.fromhex(params["tx_hash"])
+        except ValueError:
+            raise AdminError("bad_request", "tx_hash must be hex") from None
+        if len(tx_hash) != 32:
+            raise AdminError("bad_request", "tx_hash must be 32 bytes (64 hex digits)")
+        rec = await self.node.submit.lookup(tx_hash)
+        if rec is not None:
+            return rec
+        if tx_hash in self.node.mempool or tx_hash in self.node.producer.inflight:
+            return {"tx_hash": tx_hash.hex(), "status": "pending", "height": None, "index": None,
+                    "type": None, "reason": None}
+        raise AdminError("not_found", f"unknown transaction {tx_hash.hex()}")
+
+    async def verify(self, params: Mapping[str, Any]) -> Any:
+        n = self.node
+        height = n.applier.head.height
+        raws: list[bytes] = []
+        for lo in range(1, height + 1, VERIFY_BATCH):
+            recs = await n.storage.blocks(lo, min(height + 1, lo + VERIFY_BATCH))
+            raws.extend(r.raw for r in recs)
+        expected = n.applier.head.state_digest if len(raws) == height else None
+        report = await trio.to_thread.run_sync(
+            lambda: verify_chain(n.genesis, raws, expected_final_digest=expected)
+        )
+        ok, reason, bad = report.ok, report.reason or None, report.bad_height
+        if ok and len(raws) != height:
+            ok, reason, bad = False, f"{height - len(raws)} blocks missing from storage", None
+        if ok and params.get("integrity"):
+            problems = await n.storage.integrity_check()
+            digest = await n.storage.call(lambda s: recompute_digest(s))
+            if digest != n.applier.head.state_digest:
+                problems.append("stored state does not match the chain's state digest")
+            if problems:
+                ok, reason = False, "; ".join(problems)
+        return {"ok": ok, "height": height, "blocks_checked": report.blocks_checked,
+                "first_bad_height": bad, "reason": reason}
+
+    async def metrics(self, params: Mapping[str, Any]) -> Any:
+        return {"text": self.node.metrics.render()}
+
+    # ---------------------------------------------------------------- writes
+    @staticmethod
+    def _wait(params: Mapping[str, Any], default: float = 10.0) -> float:
+        w = float(params.get("wait_s", default))
+        return min(w, MAX_WAIT_S) if math.isfinite(w) else default
+
+    async def submit(self, params: Mapping[str, Any]) -> Any:
+        svc = self.node.submit
+        try:
+            tx = svc.sign(params["type"], params["payload"], params.get("idempotency_key"))
+        except SubmitError as exc:
+            raise AdminError("bad_request", f"submit: {exc}") from None
+        return await svc.submit(tx, self._wait(params))
+
+    async def submit_raw(self, params: Mapping[str, Any]) -> Any:
+        """A transaction signed elsewhere (a citizen's app, another institution's tool)."""
+        try:
+            tx = decode_tx(bytes.fromhex(params["tx"]))
+            tx.verify()
+        except (TxError, ValueError) as exc:
+            raise AdminError("bad_request", f"submit_raw: {exc}") from None
+        return await self.node.submit.submit(tx, self._wait(params))
+
+    async def transfer_leader(self, params: Mapping[str, Any]) -> Any:
+        target = params["node_id"]
+        try:
+            self.node.driver.transfer_leadership(target)
+        except NotLeader as exc:
+            raise AdminError("not_leader", str(exc), hint="run transfer-leader on the leader",
+                             leader_id=exc.leader_id or None) from None
+        except ValueError as exc:
+            raise AdminError("rejected", str(exc)) from None
+        return {"target": target}
+
+    async def _governance(self, payload: dict[str, Any], params: Mapping[str, Any]) -> Any:
+        svc = self.node.submit
+        try:
+            tx = svc.sign("member.propose", payload, None)
+        except SubmitError as exc:
+            raise AdminError("bad_request", str(exc)) from None
+        return await svc.submit(tx, self._wait(params))
+
+    async def add_learner(self, params: Mapping[str, Any]) -> Any:
+        payload = {
+            "action": "admit",
+            "name": params["name"],
+            "roles": list(params["roles"]),
+            "signing_key": params["signing_key"],
+            "node_key": params["node_key"],
+            "address": params["address"],
+        }
+        receipt = dict(await self._governance(payload, params))
+        key = bytes.fromhex(params["signing_key"])
+
+        def lookup(s: SyncStorage) -> int | None:
+            from hzp2p.contracts.members import institution_by_key
+
+            inst = institution_by_key(s, key)
+            return None if inst is None else inst.inst_id
+
+        receipt["node_id"] = await self.node.storage.call(lookup)
+        return receipt
+
+    async def promote(self, params: Mapping[str, Any]) -> Any:
+        return await self._governance({"action": "promote", "inst_id": params["node_id"]}, params)
+
+    async def remove(self, params: Mapping[str, Any]) -> Any:
+        return await self._governance({"action": "remove", "inst_id": params["node_id"]}, params)
+
+    # ---------------------------------------------------------------- domain queries
+    async def subject_records(self, params: Mapping[str, Any]) -> Any:
+        await self._barrier(params)
+        subject = params["subject"]
+        rows = await self._query(lambda s: q_subject_records(s, subject))
+        return {"subject": subject, "records": dq.jsonable(rows)}
+
+    async def lot_history(self, params: Mapping[str, Any]) -> Any:
+        await self._barrier(params)
+        lot = params["lot"]
+        rows = await self._query(lambda s: {"lot": dq.lot(s, lot), "events": dq.lot_events(s, lot)})
+        if rows["lot"] is None and not rows["events"]:
+            raise AdminError("not_found", f"no lot {lot!r}")
+        return {"lot": lot, "record": dq.jsonable(rows["lot"]), "events": dq.jsonable(rows["events"])}
+
+    async def access_log(self, params: Mapping[str, Any]) -> Any:
+        await self._barrier(params)
+        subject = params["subject"]
+        rows = await self._query(lambda s: q_access_log(s, subject))
+        return {"subject": subject, "entries": dq.jsonable(rows)}
+
+    async def _query(self, fn: Any) -> Any:
+        try:
+            return await self.node.storage.call(fn)
+        except StorageError:
+            raise
+        except (ValueError, KeyError, TypeError) as exc:
+            raise AdminError("bad_request", f"query refused: {exc}") from None
