@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import nacl.signing
@@ -115,7 +116,7 @@ def test_envelope_rejections(make: Any, reason: str) -> None:
         precheck_tx(c.state, tx, c.genesis.chain_id, c.now_ms)
 
 
-def _fields(tx: Transaction) -> tuple[Any, ...]:
+def _fields(tx: Transaction) -> tuple[str, str, bytes, int, int, int, Mapping[str, Any]]:
     return (tx.chain_id, tx.tx_type, tx.signer, tx.nonce, tx.valid_from_ms, tx.valid_until_ms, tx.payload)
 
 
