@@ -339,6 +339,9 @@ class RaftCore(ClientMixin, SnapshotMixin, ReplicationMixin):
         self._reads_waiting_commit.clear()
 
     def _become_follower(self, term: int, lead: NodeId) -> None:
+        if self._role is Role.LEADER:
+            # We were the live leader we "heard from"; that is over now.
+            self._leader_contact_ticks = self._cfg.election_ticks
         self._reset(term)
         self._lead = lead
         self._role = Role.FOLLOWER
@@ -453,7 +456,11 @@ class RaftCore(ClientMixin, SnapshotMixin, ReplicationMixin):
             self._step_follower(msg)
 
     def _in_lease(self) -> bool:
-        return self._cfg.check_quorum and self._leader_contact_ticks < self._cfg.election_ticks
+        return (
+            self._cfg.check_quorum
+            and self._lead != 0
+            and self._leader_contact_ticks < self._cfg.election_ticks
+        )
 
     def _step_lower_term(self, msg: Message) -> None:
         cfg = self._cfg
@@ -548,13 +555,15 @@ class RaftCore(ClientMixin, SnapshotMixin, ReplicationMixin):
             self._drop("dropped_unexpected")
 
     def _handle_heartbeat_response(self, m: HeartbeatResponse, pr: Progress) -> None:
+        # Heartbeat responses are the retry clock for lost appends, probes and chunks.
         if pr.state is ProgressState.SNAPSHOT:
             self._resend_snapshot_chunk(m.src, pr)
-        pr.probe_sent = False
-        if pr.state is ProgressState.REPLICATE and pr.inflights.full():
-            pr.inflights.free_first_one()
-        if pr.match < self.log.last_index():
-            self._send_append(m.src)
+        else:
+            pr.probe_sent = False
+            if pr.state is ProgressState.REPLICATE and pr.inflights.full():
+                pr.inflights.free_first_one()
+            if pr.match < self.log.last_index():
+                self._send_append(m.src)
         if not m.context:
             return
         acks = self._read_only.recv_ack(m.src, m.context)
