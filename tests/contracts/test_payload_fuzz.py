@@ -1,0 +1,305 @@
+"""Every registered transaction type's payloads, mutated at random, through the real engine.
+
+A setup chain gives each type a valid payload from the right sender (a lot in a
+site's custody, a sensor, a record, a grant, an open proposal, ...). Hypothesis
+then replaces, drops or adds fields with arbitrary canonical values and runs a
+block of such transactions through `execute_block`: nothing may escape the
+engine, a refusal must carry the contract's own reason (never "contract error",
+the engine's catch-all for a handler bug), and the incremental state digest
+must equal a full recomputation.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import nacl.signing
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hzp2p.client import (
+    Client,
+    coldchain_readings_payload,
+    lot_register_payload,
+    lot_transfer_payload,
+    sensor_register_payload,
+)
+from hzp2p.contracts.engine import (
+    execute_block,
+    load_contracts,
+    read_head,
+    recompute_digest,
+    state_digest,
+)
+from hzp2p.contracts.registry import HANDLERS, PAYLOAD_GENERATORS
+from hzp2p.contracts.state import DictState
+from hzp2p.ledger.block import Block
+from hzp2p.ledger.testkit import DAY_MS, LocalChain
+from hzp2p.ledger.tx import Transaction
+
+# make_local_genesis roles: 1, 2 authority; 3 lab; 4 hospital; 5 vaccination_site;
+# 6 manufacturer; 7 carrier; 8 observer; 9 lab.
+AUTH, LAB, HOSPITAL, SITE, MAKER, CARRIER = 1, 3, 4, 5, 6, 7
+CITIZEN = nacl.signing.SigningKey(b"\x07" * 32)
+SENSOR = nacl.signing.SigningKey(b"\x08" * 32)
+
+
+def _setup() -> tuple[LocalChain, dict[str, tuple[int | nacl.signing.SigningKey, dict[str, Any]]]]:
+    load_contracts()
+    c = LocalChain(n_voters=3, n_learners=6, seed=77)
+    now = c.now_ms
+    cl = {i: Client(c.key(i), c.genesis.chain_id, i, nonce_start=i * 10**6) for i in range(1, 10)}
+    alice = Client(CITIZEN, c.genesis.chain_id, None, nonce_start=0)
+    reg = lot_register_payload("L1", "covax", 100, now + 400 * DAY_MS, 200, 800)
+    steps: list[tuple[int, str, dict[str, Any]]] = [
+        (MAKER, "lot.register", reg),
+        (MAKER, "lot.register", {**reg, "lot_id": "L2"}),
+        (MAKER, "lot.transfer", lot_transfer_payload("L1", CARRIER)),
+        (CARRIER, "sensor.register", sensor_register_payload("S1", bytes(SENSOR.verify_key))),
+        (CARRIER, "sensor.register", sensor_register_payload("S2", bytes(SENSOR.verify_key))),
+        (CARRIER, "lot.transfer", lot_transfer_payload("L1", SITE)),
+        (MAKER, "lot.register", {**reg, "lot_id": "L4"}),
+        (MAKER, "lot.transfer", lot_transfer_payload("L4", CARRIER)),
+        (
+            CARRIER,
+            "coldchain.readings",
+            coldchain_readings_payload(SENSOR, "S1", "L4", [(now, 900)]),
+        ),
+        (
+            AUTH,
+            "member.propose",
+            {"action": "set_roles", "inst_id": 8, "roles": ["lab", "observer"]},
+        ),
+    ]
+    for who, typ, p in steps:
+        assert c.run_one(who, typ, p) == (True, ""), (typ, c.results[-1].verdicts)
+    w = cl[HOSPITAL].record_write(
+        now,
+        record_id="R1",
+        subject_verify_key=alice.verify_key,
+        record_type="diagnosis",
+        fields={"dx": "flu"},
+    )
+    g = alice.grant(
+        now,
+        grant_id="G1",
+        grantee=2,
+        record_types=["diagnosis"],
+        purpose="care",
+        expiry_ms=now + 30 * DAY_MS,
+    )
+    g2 = alice.grant(
+        now,
+        grant_id="G2",
+        grantee=9,
+        record_types=["diagnosis"],
+        purpose="care",
+        expiry_ms=now + 30 * DAY_MS,
+    )
+    e = cl[AUTH].emergency(now, record_id="R1", reason="unconscious patient")
+    rotate = cl[HOSPITAL].tx("enckey.set", {"key_id": 1, "public_key": b"\x04" * 32}, now)
+    res = c.run([w, g, g2, e])
+    res2 = c.run([rotate])  # R1 stays sealed to the hospital's key 0: a rewrap applies
+    assert all(v.applied for v in (*res.verdicts, *res2.verdicts)), res.verdicts
+    vax = (
+        cl[SITE]
+        .vaccination_record(
+            now,
+            record_id="V1",
+            subject_verify_key=alice.verify_key,
+            lot_id="L1",
+            dose=1,
+            administered_ms=now,
+            fields={"arm": "left"},
+        )
+        .payload
+    )
+    lab = (
+        cl[LAB]
+        .lab_result(
+            now,
+            subject=alice.pseudonym,
+            test_id="T1",
+            result="positive",
+            sample_ms=now,
+            record_id="LR1",
+            subject_verify_key=alice.verify_key,
+            fields={"ct": 21},
+        )
+        .payload
+    )
+    share = (
+        cl[HOSPITAL]
+        .share(c.state, now, record_id="R1", grantee=2, grant_id="G1", purpose="care")
+        .payload
+    )
+    fulfil = cl[HOSPITAL].fulfil_emergency(c.state, now, record_id="R1", authority=AUTH).payload
+    new_rec = (
+        cl[HOSPITAL]
+        .record_write(
+            now,
+            record_id="R2",
+            subject_verify_key=alice.verify_key,
+            record_type="diagnosis",
+            fields={"dx": "cold"},
+        )
+        .payload
+    )
+    gens = {t: PAYLOAD_GENERATORS[t] for t in ("epi.report", "data.publish")}
+    base: dict[str, tuple[int | nacl.signing.SigningKey, dict[str, Any]]] = {
+        "epi.report": (LAB, dict(gens["epi.report"](1))),
+        "data.publish": (AUTH, dict(gens["data.publish"](1))),
+        "member.propose": (AUTH, {"action": "promote", "inst_id": 4}),
+        "member.vote": (2, {"proposal_id": 1, "approve": True}),
+        "lot.register": (MAKER, {**reg, "lot_id": "L3"}),
+        "lot.transfer": (MAKER, lot_transfer_payload("L2", CARRIER)),
+        "lot.recall": (MAKER, {"lot_id": "L2", "reason": "contamination"}),
+        "lot.release": (AUTH, {"lot_id": "L4", "reason": "investigated"}),
+        "sensor.register": (CARRIER, sensor_register_payload("S3", bytes(32))),
+        "sensor.revoke": (CARRIER, {"sensor_id": "S2"}),
+        "coldchain.readings": (
+            CARRIER,
+            coldchain_readings_payload(SENSOR, "S1", "L1", [(now - 5, 500), (now - 4, 900)]),
+        ),
+        "vaccination.record": (SITE, dict(vax)),
+        "lab.result": (LAB, dict(lab)),
+        "healthcode.set": (
+            AUTH,
+            {"subject": alice.pseudonym, "colour": "yellow", "reason": "contact"},
+        ),
+        "record.write": (HOSPITAL, dict(new_rec)),
+        "consent.grant": (
+            CITIZEN,
+            {
+                "grant_id": "G3",
+                "grantee": 4,
+                "record_types": ["vaccination"],
+                "purpose": "care",
+                "expiry_ms": now + DAY_MS,
+            },
+        ),
+        "consent.revoke": (CITIZEN, {"grant_id": "G2"}),
+        "access.share": (HOSPITAL, dict(share)),
+        "access.emergency": (2, {"record_id": "R1", "reason": "outbreak tracing"}),
+        "enckey.set": (HOSPITAL, {"key_id": 2, "public_key": b"\x05" * 32}),
+        "access.rewrap": (HOSPITAL, {"record_id": "R1", "sealed_key": bytes(80)}),
+        "record.erase": (CITIZEN, {"record_id": "R1"}),
+    }
+    base["access.share/emergency"] = (HOSPITAL, dict(fulfil))
+    return c, base
+
+
+CHAIN, BASE = _setup()
+TYPES = sorted(BASE)
+
+leaf = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**63), 2**63 - 1),
+    st.sampled_from([0, 1, -1, 2**53, 2**62, 10**18]),
+    st.text(max_size=12),
+    st.sampled_from(["", " ", "L1", "S1", "R1", "G1", "x\n", "a/b", "diagnosis", "grant"]),
+    st.binary(max_size=90),
+)
+value = st.recursive(
+    leaf,
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(st.text(min_size=1, max_size=8), inner, max_size=4)
+    ),
+    max_leaves=10,
+)
+mutation = st.tuples(
+    st.sampled_from(TYPES),
+    st.sampled_from(["keep", "set", "drop", "add", "replace", "deep"]),
+    st.integers(0, 20),
+    value,
+)
+
+
+def _payload(typ: str, how: str, which: int, v: Any) -> dict[str, Any]:
+    p = dict(BASE[typ][1])
+    names = sorted(p)
+    if how == "set":
+        p[names[which % len(names)]] = v
+    elif how == "drop":
+        del p[names[which % len(names)]]
+    elif how == "add":
+        p[f"extra{which}"] = v
+    elif how == "replace":
+        p = v if isinstance(v, dict) else {"x": v}
+    elif how == "deep":  # inside a nested map or list (record envelope, readings, request)
+        nested = [n for n in names if isinstance(p[n], dict | list) and p[n]]
+        if nested:
+            name = nested[which % len(nested)]
+            inner = p[name]
+            if isinstance(inner, list):
+                inner = list(inner)
+                j = which % len(inner)
+                if isinstance(inner[j], dict) and inner[j]:
+                    item = dict(inner[j])
+                    item[sorted(item)[which % len(item)]] = v
+                    inner[j] = item
+                else:
+                    inner[j] = v
+            else:
+                inner = dict(inner)
+                inner[sorted(inner)[which % len(inner)]] = v
+            p[name] = inner
+    return p
+
+
+def test_every_registered_type_has_a_fuzz_base() -> None:
+    real = {t for t in HANDLERS if not t.startswith("test.")}
+    assert real == {t.split("/")[0] for t in BASE}
+
+
+@settings(max_examples=300)
+@given(st.lists(mutation, min_size=1, max_size=6))
+def test_fuzzed_payloads_are_rejected_with_reasons_never_crash(muts: list[Any]) -> None:
+    c = CHAIN
+    state = DictState(dict(c.state.data))
+    txs: list[Transaction] = []
+    for n, (typ, how, which, v) in enumerate(muts):
+        signer, _ = BASE[typ]
+        txs.append(c.tx(signer, typ.split("/")[0], _payload(typ, how, which, v), nonce=10**9 + n))
+    head = read_head(state)
+    block = Block.create(
+        c.secrets[1].node_key(),
+        height=head.height + 1,
+        prev_hash=head.hash,
+        state_digest=state_digest(state),
+        proposer=1,
+        timestamp_ms=c.now_ms,
+        txs=txs,
+    )
+    res = execute_block(state, block, c.genesis)
+    for tx, verdict in zip(txs, res.verdicts, strict=True):
+        if not verdict.applied:
+            assert verdict.reason and "contract error" not in verdict.reason, (
+                tx.tx_type,
+                dict(tx.payload),
+                verdict.reason,
+            )
+    state.apply(res.writes)
+    assert state_digest(state) == recompute_digest(state) == res.state_digest_after
+
+
+def test_unmutated_bases_apply() -> None:
+    """The fuzz starts from payloads that are valid, so mutations reach the deep checks."""
+    for typ in TYPES:
+        signer, p = BASE[typ]
+        state = DictState(dict(CHAIN.state.data))
+        tx = CHAIN.tx(signer, typ.split("/")[0], p)
+        head = read_head(state)
+        block = Block.create(
+            CHAIN.secrets[1].node_key(),
+            height=head.height + 1,
+            prev_hash=head.hash,
+            state_digest=state_digest(state),
+            proposer=1,
+            timestamp_ms=CHAIN.now_ms,
+            txs=[tx],
+        )
+        v = execute_block(state, block, CHAIN.genesis).verdicts[0]
+        assert v.applied, (typ, v.reason)
