@@ -150,6 +150,14 @@ class Network:
         self.crash(nid)
         self.start(nid)
 
+    def crash_mid_write(self, nid: NodeId) -> None:
+        """Take the node's next Ready, let its `messages` leave (the contract allows that),
+        then crash before the write is durable: nothing else of that Ready happens."""
+        core = self.core(nid)
+        if core.has_ready():
+            self.queue.extend(core.ready().messages)
+        self.crash(nid)
+
     def stall_disk(self, nid: NodeId) -> None:
         self.nodes[nid].stalled = True
 

@@ -148,3 +148,33 @@ def test_seeded_fuzz_smoke(voters: int) -> None:
     require convergence. Safety is asserted by the harness on every Ready."""
     for seed in range(12):
         fuzz_one(seed, voters)
+
+
+def test_one_node_crash_before_write_loses_only_unacknowledged() -> None:
+    """etcd#14370: a one-node cluster that crashes before its write is durable has neither
+    applied nor acknowledged the entry; after restart it is simply not there."""
+    net = Network((1,))
+    net.elect(1)
+    net.propose(1, b"durable")
+    net.core(1).propose(b"lost")
+    net.crash_mid_write(1)
+    net.start(1)
+    net.run_until(lambda: net.leader() == 1)
+    net.tick(2)
+    assert net.applied_data(1) == [b"durable"]
+
+
+def test_follower_crash_before_write_never_acknowledged() -> None:
+    """Thesis §3.8: a follower's append response leaves only after the entries are
+    durable, so a follower that crashes mid-write is never counted for them."""
+    net = Network((1, 2, 3))
+    net.elect(1)
+    net.cut(1, 3)
+    net.core(1).propose(b"x")
+    # deliver the append to 2, then crash 2 before its write completes
+    while not any(isinstance(m, AppendEntries) and m.dst == 2 for m in net.sent):
+        net.deliver(max_messages=1, must_quiesce=False)
+    net.crash_mid_write(2)
+    net.deliver()
+    assert net.core(1).status().commit < net.core(1).status().last_index
+    assert net.nodes[2].disk.last_index() < net.core(1).status().last_index
