@@ -7,12 +7,15 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from hzp2p.contracts.api import TxContext, TxRejected
 from hzp2p.contracts.engine import (
     execute_block,
     genesis_state_writes,
     recompute_digest,
     state_digest,
+    tx_record,
 )
+from hzp2p.contracts.registry import HANDLERS, contract
 from hzp2p.contracts.state import DictState
 from hzp2p.ledger.block import decode_block
 from hzp2p.ledger.testkit import LocalChain
@@ -84,3 +87,59 @@ def test_same_blocks_same_digests(blocks: list[list[tuple[Any, ...]]]) -> None:
             r = execute_block(snapshot, decode_block(raw), c.genesis)
             snapshot.apply(r.writes)
         assert snapshot.data == a.data and state_digest(snapshot) == state_digest(a)
+
+
+if "test.ops" not in HANDLERS:
+
+    @contract("test.ops")
+    def _ops(ctx: TxContext) -> None:
+        """Writes/deletes payload["ops"] in order, then refuses if payload["fail"]."""
+        for name, v in ctx.payload["ops"]:
+            if v is None:
+                ctx.state.delete(b"test/o/" + name.encode())
+            else:
+                ctx.state.put(b"test/o/" + name.encode(), v)
+        if ctx.payload["fail"]:
+            raise TxRejected("test: refused after writing")
+
+
+tx_ops = st.fixed_dictionaries(
+    {
+        "ops": st.lists(
+            st.tuples(st.sampled_from("abcd"), st.none() | st.sampled_from([b"", b"1", b"2"])),
+            max_size=6,
+        ),
+        "fail": st.booleans(),
+    }
+)
+
+
+@settings(max_examples=150)
+@given(st.lists(st.lists(tx_ops, max_size=5), min_size=1, max_size=5))
+def test_incremental_digest_with_overwrites_deletes_and_rejections(
+    blocks: list[list[dict[str, Any]]],
+) -> None:
+    """Puts, overwrites and deletes of the same keys within a tx, across the txs of a block
+    and across blocks; rejected txs' writes are dropped but their verdicts recorded; the
+    incremental digest always equals a full recomputation."""
+    c = LocalChain(seed=22)
+    model: dict[bytes, bytes] = {}
+    for payloads in blocks:
+        txs = [c.tx(3, "test.ops", p) for p in payloads]
+        res = c.run(txs)
+        for tx, p, v in zip(txs, payloads, res.verdicts, strict=True):
+            assert v.applied == (not p["fail"]), v.reason
+            assert tx_record(c.state, tx.hash) == {
+                "height": res.height, "index": txs.index(tx), "applied": v.applied,
+                "reason": v.reason,
+            }
+            if not p["fail"]:
+                for name, val in p["ops"]:
+                    k = b"test/o/" + name.encode()
+                    if val is None:
+                        model.pop(k, None)
+                    else:
+                        model[k] = val
+        assert dict(c.state.scan(b"test/o/")) == model
+        assert res.state_digest_after == state_digest(c.state) == recompute_digest(c.state)
+        assert all(v is not None or k not in c.state.data for k, v in res.writes.items())
