@@ -5,8 +5,10 @@ Usage: python crash_child.py DB_PATH SEED
 Opens the SQLite store through the async facade (the daemon's path: DB thread,
 Trio) and writes forever: Ready batches of ENTRIES entries (sometimes several
 in one group commit) and blocks of TXS transactions applied atomically (with
-`apply_block_with` or `apply_block`). After each write returns it prints
-"B <batch>" or "K <height>" and flushes: a line on stdout is a promise that the
+`apply_block_with` or `apply_block`); now and then a new term rewrites the
+uncommitted last batch (suffix truncation) or a snapshot is saved and the log
+compacted below it. After each write returns it prints "B <batch>",
+"K <height>" or "C <compacted index>" and flushes: a line on stdout is a promise that the
 write is durable. It resumes from whatever the database holds, so the parent
 can kill and restart it again and again on the same file.
 """
@@ -19,13 +21,14 @@ import sys
 
 import trio
 
-from hzp2p.raft.types import Entry, HardState
+from hzp2p.raft.types import ConfState, Entry, HardState, Snapshot, SnapshotMeta
 from hzp2p.storage import AsyncStorage, BlockRecord, ExecResult, ReadyBatch, StateReader, TxRecord
 
 CHAIN = b"crash-chain"
 GENESIS = b"\x07" * 32
 ENTRIES = 20  # entries per batch; batch k holds indexes k*ENTRIES+1 .. (k+1)*ENTRIES
 TXS = 50  # transactions per block; block h is carried by raft index h + 1
+CONF = ConfState(frozenset({1, 2, 3}))
 
 
 def entry_data(index: int) -> bytes:
@@ -62,13 +65,21 @@ def block_writes(height: int, count: int) -> dict[bytes, bytes | None]:
 async def main(path: str, seed: int) -> None:
     rng = random.Random(seed)
     store = await AsyncStorage.open_sqlite(path, CHAIN, GENESIS)
-    batch = (await store.last_index()) // ENTRIES
-    tip = await store.tip()
-    height = 0 if tip is None else tip[0] + 1
+    init = await store.load()
+    assert init.last_index % ENTRIES == 0, init.last_index
+    batch = init.last_index // ENTRIES  # batches 0 .. batch-1 are in the log
+    term = max(1, init.hard_state.term)
+    commit = init.hard_state.commit
+    height = 0 if init.tip is None else init.tip[0] + 1
     print(f"start {batch} {height}", flush=True)
+
+    def batch_entries(k: int, t: int) -> list[Entry]:
+        lo = k * ENTRIES + 1
+        return [Entry(t, i, data=entry_data(i)) for i in range(lo, lo + ENTRIES)]
+
     while True:
-        commit = batch * ENTRIES
-        if height + 1 <= commit and rng.random() < 0.4:
+        r = rng.random()
+        if r < 0.35 and height + 1 <= commit:
             block = BlockRecord(
                 height,
                 block_hash(height),
@@ -88,20 +99,31 @@ async def main(path: str, seed: int) -> None:
                 await store.apply_block(block, tx_rows(height), block_writes(height, height + 1), height + 1)
             print(f"K {height}", flush=True)
             height += 1
-            continue
-        group = rng.choice((1, 1, 1, 2, 3))
-        batches = []
-        for k in range(batch, batch + group):
-            lo = k * ENTRIES + 1
-            es = [Entry(1, i, data=entry_data(i)) for i in range(lo, lo + ENTRIES)]
-            batches.append(ReadyBatch(es, HardState(1, 1, lo + ENTRIES - 1)))
-        if group == 1:
-            await store.save_ready(batches[0].entries, batches[0].hard_state)
+        elif r < 0.42 and batch > 0 and commit < batch * ENTRIES:
+            # A new term rewrites the uncommitted last batch: suffix truncation + hard state.
+            term += 1
+            await store.save_ready(batch_entries(batch - 1, term), HardState(term, 0, commit))
+            print(f"B {batch - 1}", flush=True)
+        elif r < 0.45 and height > 40:
+            # Snapshot at the applied index, then compact the log below it.
+            applied = height  # block h is carried by raft index h + 1
+            snap_term = await store.term(applied)
+            await store.save_snapshot(Snapshot(SnapshotMeta(applied, snap_term, CONF), b"s"))
+            await store.compact(applied - 20)
+            print(f"C {applied - 20}", flush=True)
         else:
-            await store.save_batches(batches)
-        for k in range(batch, batch + group):
-            print(f"B {k}", flush=True)
-        batch += group
+            group = rng.choice((1, 1, 1, 2, 3))
+            batches = []
+            for k in range(batch, batch + group):
+                commit = k * ENTRIES  # the commit index trails the log by one batch
+                batches.append(ReadyBatch(batch_entries(k, term), HardState(term, 0, commit)))
+            if group == 1:
+                await store.save_ready(batches[0].entries, batches[0].hard_state)
+            else:
+                await store.save_batches(batches)
+            for k in range(batch, batch + group):
+                print(f"B {k}", flush=True)
+            batch += group
 
 
 if __name__ == "__main__":
