@@ -9,13 +9,18 @@ block is stale or invalid the executor raises BlockRejected, storage rolls
 back, and the daemon only advances its applied index past that entry (every
 node does the same, since they all hold the same state).
 
+`admin verify` re-checks the stored chain and the verdicts stored with it:
+``verify_chain(genesis, raws, stored_verdicts=lambda h: verdicts_of(storage.block_txs(h)))``.
+
 The genesis is stored as block 0 (`genesis_record`, writes from
 `genesis_state_writes`), so block 1's prev_hash links to the storage tip.
 """
 
 from __future__ import annotations
 
-from hzp2p.contracts.engine import BlockResult, execute_block, genesis_state_writes
+from collections.abc import Sequence
+
+from hzp2p.contracts.engine import BlockResult, TxVerdict, execute_block, genesis_state_writes
 from hzp2p.ledger.block import Block
 from hzp2p.ledger.genesis import Genesis
 from hzp2p.storage.interfaces import (
@@ -59,6 +64,15 @@ def tx_records(result: BlockResult) -> list[TxRecord]:
             reason=v.reason,
         )
         for i, v in enumerate(result.verdicts)
+    ]
+
+
+def verdicts_of(records: Sequence[TxRecord]) -> list[TxVerdict]:
+    """A block's stored TxRecord rows (``storage.block_txs(height)``) as the verdicts
+    `verify_chain(..., stored_verdicts=...)` compares with its re-execution."""
+    return [
+        TxVerdict(r.tx_hash, r.tx_type, r.status == TX_APPLIED, r.reason)
+        for r in sorted(records, key=lambda r: r.position)
     ]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
@@ -12,6 +13,7 @@ from hzp2p.contracts.storage_bridge import (
     executor,
     genesis_record,
     genesis_writes,
+    verdicts_of,
 )
 from hzp2p.ledger.block import decode_block
 from hzp2p.ledger.testkit import LocalChain
@@ -49,3 +51,10 @@ def test_blocks_through_memory_storage() -> None:
         store.apply_block_with(block_record(blk, 3), executor(blk, c.genesis, []), 3)
     stored = [store.block_by_height(h).raw for h in (1, 2, 3)]  # type: ignore[union-attr]
     assert verify_chain(c.genesis, stored, expected_final_digest=state_digest(store)).ok
+    # the verdicts stored with the blocks are checked against re-execution too
+    stored_rows = {h: store.block_txs(h) for h in (1, 2, 3)}
+    assert verify_chain(c.genesis, stored, stored_verdicts=lambda h: verdicts_of(stored_rows[h])).ok
+    flipped = dataclasses.replace(stored_rows[2][1], status="applied")
+    stored_rows[2] = [stored_rows[2][0], flipped]
+    r = verify_chain(c.genesis, stored, stored_verdicts=lambda h: verdicts_of(stored_rows[h]))
+    assert not r.ok and r.bad_height == 2 and "verdicts" in r.reason
