@@ -331,6 +331,9 @@ def access_share(ctx: TxContext) -> None:
         via = f"grant:{grant_id}"
         entry.update(purpose=purpose, grant_id=grant_id)
     else:
+        stray = sorted(k for k in ("grant_id", "purpose") if k in ctx.payload)
+        if stray:  # would ride along unchecked (and unlogged): refuse, like any unknown field
+            fail(ctx, f"{', '.join(stray)} not used with basis 'emergency'")
         ekey = k_emergency(rec["record_id"], grantee_id)
         auth: dict[str, Any] | None = load(ctx.state, ekey)
         if auth is None or auth["fulfilled"]:

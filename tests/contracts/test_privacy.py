@@ -334,6 +334,15 @@ def test_unknown_fields_are_refused(p: Privacy) -> None:
         p.cdc.tx("access.emergency", {"record_id": "R1", "reason": "x", "note": "y"}, w.now),
         "unknown payload field",
     )
+    # An emergency hand-over has no grant and no purpose of its own: those fields would
+    # ride along unchecked (and unlogged), so they are refused too.
+    w.apply(p.cdc.emergency(w.now, record_id="R1", reason="tracing"))
+    share = p.hospital.fulfil_emergency(w.state, w.now, record_id="R1", authority=4).payload
+    for extra in ({"purpose": "Alice Example, HIV+"}, {"grant_id": "G1"}):
+        w.refused(
+            p.hospital.tx("access.share", dict(share, **extra), w.now),
+            "not used with basis 'emergency'",
+        )
 
 
 # ---------------------------------------------------------------- encryption keys, rotation
