@@ -8,6 +8,7 @@ verifier can re-check them. Deterministic for a given seed.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 from typing import Any
 
@@ -43,6 +44,14 @@ class LocalChain:
         self.results: list[BlockResult] = []
         self.now_ms = self.genesis.timestamp_ms + 1000
         self._nonce = 0
+
+    def fork(self) -> LocalChain:
+        """An independent copy (state, kept blocks, clock) to try blocks on."""
+        other = copy.copy(self)
+        other.state = DictState(dict(self.state.data))
+        other.blocks = list(self.blocks)
+        other.results = list(self.results)
+        return other
 
     def key(self, inst_id: int) -> nacl.signing.SigningKey:
         return self.secrets[inst_id].signing_key()

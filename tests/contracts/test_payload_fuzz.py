@@ -25,15 +25,11 @@ from hzp2p.client import (
     sensor_register_payload,
 )
 from hzp2p.contracts.engine import (
-    execute_block,
     load_contracts,
-    read_head,
     recompute_digest,
     state_digest,
 )
 from hzp2p.contracts.registry import HANDLERS, PAYLOAD_GENERATORS
-from hzp2p.contracts.state import DictState
-from hzp2p.ledger.block import Block
 from hzp2p.ledger.testkit import DAY_MS, LocalChain
 from hzp2p.ledger.tx import Transaction
 
@@ -257,23 +253,12 @@ def test_every_registered_type_has_a_fuzz_base() -> None:
 @settings(max_examples=300)
 @given(st.lists(mutation, min_size=1, max_size=6))
 def test_fuzzed_payloads_are_rejected_with_reasons_never_crash(muts: list[Any]) -> None:
-    c = CHAIN
-    state = DictState(dict(c.state.data))
+    c = CHAIN.fork()
     txs: list[Transaction] = []
     for n, (typ, how, which, v) in enumerate(muts):
         signer, _ = BASE[typ]
         txs.append(c.tx(signer, typ.split("/")[0], _payload(typ, how, which, v), nonce=10**9 + n))
-    head = read_head(state)
-    block = Block.create(
-        c.secrets[1].node_key(),
-        height=head.height + 1,
-        prev_hash=head.hash,
-        state_digest=state_digest(state),
-        proposer=1,
-        timestamp_ms=c.now_ms,
-        txs=txs,
-    )
-    res = execute_block(state, block, c.genesis)
+    res = c.run(txs)
     for tx, verdict in zip(txs, res.verdicts, strict=True):
         if not verdict.applied:
             assert verdict.reason and "contract error" not in verdict.reason, (
@@ -281,25 +266,13 @@ def test_fuzzed_payloads_are_rejected_with_reasons_never_crash(muts: list[Any]) 
                 dict(tx.payload),
                 verdict.reason,
             )
-    state.apply(res.writes)
-    assert state_digest(state) == recompute_digest(state) == res.state_digest_after
+    assert state_digest(c.state) == recompute_digest(c.state) == res.state_digest_after
 
 
 def test_unmutated_bases_apply() -> None:
     """The fuzz starts from payloads that are valid, so mutations reach the deep checks."""
     for typ in TYPES:
         signer, p = BASE[typ]
-        state = DictState(dict(CHAIN.state.data))
-        tx = CHAIN.tx(signer, typ.split("/")[0], p)
-        head = read_head(state)
-        block = Block.create(
-            CHAIN.secrets[1].node_key(),
-            height=head.height + 1,
-            prev_hash=head.hash,
-            state_digest=state_digest(state),
-            proposer=1,
-            timestamp_ms=CHAIN.now_ms,
-            txs=[tx],
-        )
-        v = execute_block(state, block, CHAIN.genesis).verdicts[0]
+        c = CHAIN.fork()
+        v = c.run([c.tx(signer, typ.split("/")[0], p)]).verdicts[0]
         assert v.applied, (typ, v.reason)
