@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 READ_INDEX_TIMEOUT_S = 5.0
 MAX_WAIT_S = 600.0
 VERIFY_BATCH = 512
+MAX_SCAN = 10_000
 
 
 class Handlers:
@@ -55,6 +56,11 @@ class Handlers:
             "submit_raw",
             self._counted("submit_raw", self.submit_raw),
             (Param("tx", "hex", max_len=2 * 65536), Param("wait_s", "float", False, 0)),
+        )
+        server.register(
+            "state_scan",
+            self._counted("state_scan", self.state_scan),
+            (Param("prefix", "str", max_len=1024), Param("limit", "int", False, 1)),
         )
 
     def _counted(self, method: str, fn: Any) -> Any:
@@ -181,6 +187,17 @@ class Handlers:
 
     async def metrics(self, params: Mapping[str, Any]) -> Any:
         return {"text": self.node.metrics.render()}
+
+    async def state_scan(self, params: Mapping[str, Any]) -> Any:
+        """Raw committed state under a prefix (hex in, hex out): what a client library needs
+        to open records it holds keys for (the values are on every member's disk anyway)."""
+        try:
+            prefix = bytes.fromhex(params["prefix"]) if params["prefix"] != "-" else b""
+        except ValueError:
+            raise AdminError("bad_request", "prefix must be hex (or '-' for everything)") from None
+        limit = min(int(params.get("limit", MAX_SCAN)), MAX_SCAN)
+        rows = await self.node.storage.scan(prefix, limit)
+        return {"items": [[k.hex(), v.hex()] for k, v in rows]}
 
     # ---------------------------------------------------------------- writes
     @staticmethod
