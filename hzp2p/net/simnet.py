@@ -181,9 +181,9 @@ class SimTransport:
             copies = 2
         stats.messages_sent += 1
         stats.bytes_sent += len(data)
-        if copies == 0:
+        if copies == 0 or not net.can_reach(self._id, dst):
             stats.messages_dropped += 1
-            return True  # lost "on the wire": the sender cannot tell
+            return True  # lost "on the wire" (or peer down / cut off): the sender cannot tell
         link = self._links.get(dst)
         if link is None:
             link = self._links[dst] = deque()

@@ -251,6 +251,12 @@ class TcpTransport:
                     with trio.move_on_after(self.config.keepalive_interval_s):
                         await self._changed.wait()
                     continue
+                if peer.node_id < self._me.node_id and attempt == 0:
+                    # The lower id's dial is the one both ends keep: give it a head start
+                    # so simultaneous dials (and the churn of resolving them) are rare.
+                    await trio.sleep(self._backoff_s(2))
+                    if peer.conn is not None:
+                        continue
                 if not await self._dial(addr, peer.node_id):
                     await trio.sleep(self._backoff_s(attempt))
                     attempt += 1

@@ -76,7 +76,8 @@ async def test_simultaneous_dials_keep_one_connection_dialled_by_lower_id(
     nursery: trio.Nursery,
 ) -> None:
     mem = membership_of(IDS[:2])
-    async with open_tcp(nursery, IDS[:2], mem) as (a, b):  # open_tcp introduces both at once
+    # backoff 0: no head start for the lower id, so both really dial at once
+    async with open_tcp(nursery, IDS[:2], mem, backoff_initial_s=0.0) as (a, b):
         await wait_until(lambda: a.connected_peers() == {2} and b.connected_peers() == {1})
         await trio.sleep(0.3)
         ca, cb = a._peers[2].conn, b._peers[1].conn
@@ -158,6 +159,8 @@ async def test_five_nodes_from_one_seed_form_a_stable_mesh(nursery: trio.Nursery
             ts.append(t)
         everyone = {i.node_id for i in ids}
         await wait_until(lambda: all(t.connected_peers() == everyone - {t.node_id} for t in ts))
+        await trio.sleep(0.5)  # let dials already in flight resolve
+        assert all(t.connected_peers() == everyone - {t.node_id} for t in ts)
         opened = [t.statistics().connections_opened for t in ts]
         await trio.sleep(0.5)  # no churn once the mesh has formed
         assert [t.statistics().connections_opened for t in ts] == opened
