@@ -77,6 +77,7 @@ class Applier:
         on_block: Callable[[Block, BlockResult], None] | None = None,
         on_membership: Callable[[tuple[MembershipChange, ...]], None] | None = None,
     ) -> None:
+        """`on_membership` is also called (with no changes) after a CONF_CHANGE is applied."""
         self.storage = storage
         self.genesis = genesis
         self.head = ChainHead(0, genesis.hash, genesis.timestamp_ms, b"")
@@ -157,6 +158,8 @@ class Applier:
                 conf = core.apply_conf_change(change)
                 await self.storage.set_applied(e.index, conf)
                 self._advance_applied(e.index)
+                if self._on_membership is not None:
+                    self._on_membership(())
                 log.info(
                     "conf_change_applied",
                     index=e.index,

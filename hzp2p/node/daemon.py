@@ -150,6 +150,7 @@ class Node:
             )
         )
         self._membership_dirty = True
+        self._membership_kick = trio.Event()
         self._counted = {"committed": 0, "rejected": 0, "elections": 0, "refused": 0}
 
     # The components below exist once `run` has opened the database.
@@ -296,10 +297,13 @@ class Node:
 
     def _membership_changed(self, changes: object) -> None:
         self._membership_dirty = True
+        self._membership_kick.set()
 
     async def _membership_loop(self) -> None:
         while True:
-            await trio.sleep(MEMBERSHIP_POLL_S)
+            with trio.move_on_after(MEMBERSHIP_POLL_S):
+                await self._membership_kick.wait()
+            self._membership_kick = trio.Event()
             if self._membership_dirty:
                 self._membership_dirty = False
                 if await self.membership.refresh(self.storage):

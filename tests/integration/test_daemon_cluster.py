@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from nacl.signing import SigningKey
 
+from hzp2p.admin.protocol import AdminError
+from hzp2p.client import Client
+from hzp2p.ledger.genesis import load_genesis
 from hzp2p.node.localcluster import LocalCluster
 
 pytestmark = pytest.mark.slow
@@ -57,6 +62,22 @@ def test_three_daemons_elect_accept_submits_anywhere_and_agree(cluster3: LocalCl
         tx = c.call(k, "tx", {"tx_hash": receipts[1]["tx_hash"]})
         assert tx["status"] == "committed" and tx["type"] == "epi.report"
     assert all(n == 1 for n in committed_once(c, 2, height).values())
+    # Linearizable reads: the leader serves them through ReadIndex; a follower names the leader.
+    follower = next(k for k in c.ids if k != leader)
+    assert c.call(leader, "tx", {"tx_hash": receipts[0]["tx_hash"], "linearizable": True})[
+        "status"] == "committed"
+    with pytest.raises(AdminError) as exc:
+        c.call(follower, "members", {"linearizable": True})
+    assert exc.value.code == "not_leader" and exc.value.leader_id == leader
+    # One signed transaction handed to two nodes is applied once; both report that commit.
+    citizen = Client(SigningKey.generate(), load_genesis(c.root / "genesis.toml").chain_id)
+    tx = citizen.tx("consent.revoke", {"grant_id": "none"}, int(time.time() * 1000))
+    raw = {"tx": tx.encode().hex(), "wait_s": 10}
+    first = c.call(1, "submit_raw", raw, timeout_s=15)
+    second = c.call(2, "submit_raw", raw, timeout_s=15)
+    assert first["tx_hash"] == second["tx_hash"] == tx.hash.hex()
+    assert first["status"] == second["status"] and first["status"] in ("committed", "rejected")
+    assert (first["height"], first["index"]) == (second["height"], second["index"])
     text = c.call(leader, "metrics")["text"]
     assert "hzp2p_txs_committed_total" in text and 'hzp2p_raft_role{role="leader"} 1' in text
 
