@@ -255,7 +255,10 @@ class TcpTransport:
                     # The lower id's dial is the one both ends keep: give it a head start
                     # so simultaneous dials (and the churn of resolving them) are rare.
                     await trio.sleep(self._backoff_s(2))
-                    if peer.conn is not None:
+                    if (
+                        self._peers.get(peer.node_id) is not peer
+                        or peer.node_id in self.connected_peers()
+                    ):
                         continue
                 if not await self._dial(addr, peer.node_id):
                     await trio.sleep(self._backoff_s(attempt))
