@@ -4,7 +4,9 @@ A block is cut when the mempool holds `max_txs` transactions or `max_bytes`
 bytes, or when the oldest waiting moment is `max_wait_ms` old (the caller says
 when the first transaction arrived since the last cut). Transactions whose
 validity window does not cover the block timestamp are left out: expired ones
-dropped, not-yet-valid ones put back.
+dropped, not-yet-valid ones put back. A cut block always fits the limits every
+node enforces when decoding (MAX_BLOCK_BYTES, MAX_BLOCK_TXS): the byte budget
+leaves room for the header, the signature and each transaction's framing.
 """
 
 from __future__ import annotations
@@ -13,11 +15,12 @@ from dataclasses import dataclass
 
 import nacl.signing
 
-from hzp2p.ledger.block import Block
+from hzp2p.ledger.block import MAX_BLOCK_BYTES, MAX_BLOCK_TXS, Block
 from hzp2p.ledger.mempool import Mempool
 from hzp2p.ledger.tx import Transaction
 
-BLOCK_OVERHEAD = 256
+BLOCK_OVERHEAD = 256  # wire array, header bytes, signature
+TX_FRAMING = 5  # a transaction's msgpack bin header inside the block's list (bin32 at most)
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +28,14 @@ class BlockBuilder:
     max_txs: int = 500
     max_bytes: int = 1024 * 1024
     max_wait_ms: int = 20
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.max_txs <= MAX_BLOCK_TXS:
+            raise ValueError(f"max_txs must be 1..{MAX_BLOCK_TXS}")
+        if not 1 <= self.max_bytes <= MAX_BLOCK_BYTES:
+            raise ValueError(f"max_bytes must be 1..{MAX_BLOCK_BYTES}")
+        if self.max_wait_ms < 0:
+            raise ValueError("max_wait_ms must not be negative")
 
     def should_cut(self, mempool: Mempool, now_ms: int, waiting_since_ms: int | None) -> bool:
         if len(mempool) == 0:
@@ -47,7 +58,9 @@ class BlockBuilder:
     ) -> Block | None:
         """Cut a block on top of (height - 1, prev_hash); None if nothing is includable."""
         ts = max(now_ms, prev_timestamp_ms)
-        batch = mempool.pop_batch(self.max_txs, self.max_bytes - BLOCK_OVERHEAD)
+        batch = mempool.pop_batch(
+            self.max_txs, self.max_bytes - BLOCK_OVERHEAD, per_tx_bytes=TX_FRAMING
+        )
         txs: list[Transaction] = []
         later: list[Transaction] = []
         for tx in batch:

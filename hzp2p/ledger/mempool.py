@@ -85,8 +85,14 @@ class Mempool:
         e = self._by_hash.get(tx_hash)
         return None if e is None else e[0]
 
-    def pop_batch(self, max_count: int, max_bytes: int) -> list[Transaction]:
-        """Remove and return up to `max_count` txs / `max_bytes` bytes, fairly across senders."""
+    def pop_batch(
+        self, max_count: int, max_bytes: int, *, per_tx_bytes: int = 0
+    ) -> list[Transaction]:
+        """Remove and return up to `max_count` txs / `max_bytes` bytes, fairly across senders.
+
+        `per_tx_bytes` is charged on top of each transaction's encoded size (its framing
+        inside a block), so the cut fits the block it becomes.
+        """
         out: list[Transaction] = []
         used = 0
         while len(out) < max_count and self._queues:
@@ -96,13 +102,13 @@ class Mempool:
                     break
                 q = self._queues[signer]
                 tx, n = self._by_hash[q[0]]
-                if used + n > max_bytes:
+                if used + n + per_tx_bytes > max_bytes:
                     continue
                 q.popleft()
                 del self._by_hash[tx.hash]
                 self._bytes -= n
                 self._debit(signer, n)
-                used += n
+                used += n + per_tx_bytes
                 out.append(tx)
                 progressed = True
                 # Served: this sender goes to the back, so the next cut starts after it.

@@ -195,3 +195,36 @@ def test_per_sender_byte_bound(chain: LocalChain) -> None:
     mp.add(chain.tx(3, "epi.report", {"a": 3}))  # room again after a cut
     mp.remove([tx.hash for tx in mp.pop_batch(10, 10**9)])
     assert len(mp) == 0 and mp.total_bytes == 0
+
+
+def test_builder_blocks_always_decode_at_the_size_bounds() -> None:
+    """A block the builder cuts is never over the block size or count limits every node
+    enforces when decoding (otherwise every node would skip it and its txs be lost)."""
+    from hzp2p.contracts.engine import read_head, state_digest
+    from hzp2p.ledger.block import MAX_BLOCK_BYTES, MAX_BLOCK_TXS, decode_block
+    from hzp2p.ledger.tx import MAX_TX_BYTES
+
+    with pytest.raises(ValueError, match="max_txs"):
+        BlockBuilder(max_txs=MAX_BLOCK_TXS + 1)
+    with pytest.raises(ValueError, match="max_bytes"):
+        BlockBuilder(max_bytes=MAX_BLOCK_BYTES + 1)
+    c = LocalChain(seed=7)
+    head = read_head(c.state)
+    b = BlockBuilder(max_txs=MAX_BLOCK_TXS, max_bytes=MAX_BLOCK_BYTES)
+    # near-maximal txs, then ~500-byte ones (count and bytes bounds bite together, and
+    # the per-tx framing inside a block adds up to more than a fixed allowance)
+    for pad in (["x" * 15_000] * 4, ["x" * 300]):
+        mp = Mempool()
+        i = 0
+        while mp.total_bytes < MAX_BLOCK_BYTES + MAX_TX_BYTES:
+            mp.add(c.tx(3 + i % 6, "epi.report", {"pad": pad, "i": i}))
+            i += 1
+        blk = b.build(
+            mp, c.secrets[1].node_key(), 1, height=head.height + 1, prev_hash=head.hash,
+            prev_timestamp_ms=head.timestamp_ms, state_digest=state_digest(c.state),
+            now_ms=c.now_ms,
+        )
+        assert blk is not None and len(blk.txs) > 100
+        raw = blk.encode()
+        assert len(raw) <= MAX_BLOCK_BYTES, (len(blk.txs), len(raw) - MAX_BLOCK_BYTES)
+        assert decode_block(raw).hash == blk.hash
