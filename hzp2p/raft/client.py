@@ -145,7 +145,8 @@ class ClientMixin:
             raise ValueError(f"read context over {MAX_READ_CONTEXT_BYTES} bytes")
         if self._read_only.contains(context) or context in self._reads_waiting_commit:
             return
-        if len(self._read_only) + len(self._reads_waiting_commit) >= MAX_PENDING_READS:
+        pending = len(self._read_only) + len(self._reads_waiting_commit) + len(self._read_states)
+        if pending >= MAX_PENDING_READS:
             raise ProposalDropped(f"{MAX_PENDING_READS} reads already pending")
         if not self._committed_in_current_term():
             # A new leader does not know the latest commit until its no-op commits.

@@ -321,3 +321,20 @@ def test_no_commit_of_earlier_term_by_counting() -> None:
     assert core.status().commit == 0
     core.step(AppendEntriesResponse(core.term, 2, 1, success=True, match_index=3))
     assert core.status().commit == 3
+
+
+def test_leader_counts_itself_only_for_durable_entries() -> None:
+    """Thesis §10.2.1: the leader may send entries before its own write completes, but its
+    own acknowledgement counts only once the write is durable (advance)."""
+    core = new_core(voters=(1, 2, 3), **PLAIN)
+    while core.role is not Role.CANDIDATE:
+        core.tick()
+    core.step(RequestVoteResponse(core.term, 2, 1, granted=True))
+    drain(core)
+    index = core.propose(b"x")
+    rd = core.ready()  # the leader's own write is now in flight
+    assert any(isinstance(m, AppendEntries) and m.entries for m in rd.messages)
+    core.step(AppendEntriesResponse(core.term, 2, 1, success=True, match_index=index))
+    assert core.status().commit < index  # only follower 2 durably holds it: 1 of 3
+    core.advance(rd)
+    assert core.status().commit == index  # now the leader's copy is durable too
