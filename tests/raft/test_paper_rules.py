@@ -330,6 +330,8 @@ def test_leader_counts_itself_only_for_durable_entries() -> None:
     while core.role is not Role.CANDIDATE:
         core.tick()
     core.step(RequestVoteResponse(core.term, 2, 1, granted=True))
+    noop = core.status().last_index
+    core.step(AppendEntriesResponse(core.term, 2, 1, success=True, match_index=noop))
     drain(core)
     index = core.propose(b"x")
     rd = core.ready()  # the leader's own write is now in flight
