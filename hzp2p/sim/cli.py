@@ -18,6 +18,8 @@ from hzp2p.sim.fuzz import FuzzPlan, FuzzReport, SeedResult, Totals, run_plan
 from hzp2p.sim.simulation import load_core
 
 MAX_VOTERS = 51
+REPLAY_TRACE_TAIL = 400
+"""Events shown when replaying one seed with --verbose."""
 
 
 def register(subparsers: Any) -> None:
@@ -96,6 +98,7 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
         membership=args.membership,
         ticks=args.ticks,
         core=args.core,
+        trace_tail=REPLAY_TRACE_TAIL if args.verbose and args.seeds == 1 else 40,
     )
     verbose: bool = args.verbose
     as_json: bool = args.json

@@ -53,7 +53,8 @@ class FaultProfile:
     base_net: NetProfile = CALM_NET
     safety_ticks: int = 300
     """Length of the safety phase, in ticks."""
-    max_entries_per_msg: int = 64
+    max_entries_per_msg: tuple[int, ...] = (1, 4, 64)
+    """Drawn per run: small batches make partial replication (Figure 8) likely."""
     allow_majority_down: bool = False
     extra: dict[str, float] = field(default_factory=dict)
 
@@ -106,8 +107,8 @@ PROFILES: dict[str, FaultProfile] = {
             {"crash": 2, "crash_leader": 6, "isolate_leader": 3, "split": 1},
             interval_ms=(1 * TICK_MS, 5 * TICK_MS),
             duration_ms=(3 * TICK_MS, 20 * TICK_MS),
-            max_entries_per_msg=1,
-            base_net=NetProfile(drop_prob=0.1, max_delay_ms=25, spike_prob=0.05),
+            max_entries_per_msg=(1,),
+            base_net=NetProfile(drop_prob=0.1, max_delay_ms=25, spike_prob=0.05, reorder_prob=1.0),
             safety_ticks=600,
         ),
     )

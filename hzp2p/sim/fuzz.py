@@ -26,6 +26,8 @@ class FuzzPlan:
     membership: bool = False
     ticks: int | None = None
     core: str | None = None
+    trace_tail: int = 40
+    """Events kept for a failure report (does not change the run)."""
 
     def options(self) -> Iterator[SimOptions]:
         for k in range(self.seeds):
@@ -40,6 +42,7 @@ class FuzzPlan:
                 membership=self.membership,
                 safety_ticks=self.ticks,
                 core=self.core,
+                trace_tail=self.trace_tail,
             )
 
 

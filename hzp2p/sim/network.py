@@ -1,5 +1,8 @@
 """The model network: per-message delay, drop, duplication and reordering, plus partitions.
 
+Each directed link is FIFO like a TCP stream, except that a message may take
+an independent random delay (`reorder_prob`) and so overtake or be overtaken.
+
 Owns every message between send and delivery. Links are directed, so a
 symmetric partition blocks both directions and a one-way fault blocks one.
 Blocks are grouped by the fault that made them (`block(fault_id, links)`), so
@@ -35,9 +38,13 @@ class NetProfile:
     spike_prob: float = 0.0
     """Chance that a message takes up to `spike_delay_ms` instead (reordering)."""
     spike_delay_ms: int = 60
+    reorder_prob: float = 0.05
+    """Chance that a message ignores its link's FIFO order (TCP keeps order per link;
+    reconnects, multi-path and the duplicate copies of a retry do not)."""
 
     def __post_init__(self) -> None:
         assert 0.0 <= self.drop_prob < 1.0 and 0.0 <= self.dup_prob < 1.0
+        assert 0.0 <= self.reorder_prob <= 1.0
         assert 0 <= self.min_delay_ms <= self.max_delay_ms <= self.spike_delay_ms
 
 
@@ -65,6 +72,7 @@ class Network:
         self._blocks: dict[int, frozenset[Link]] = {}
         self._blocked: dict[Link, int] = {}  # link -> number of faults blocking it
         self._inflight: dict[Link, int] = {}
+        self._fifo_ms: dict[Link, int] = {}  # latest in-order arrival time per link
         self.sent = 0
         self.dropped = 0
         self.duplicated = 0
@@ -125,7 +133,11 @@ class Network:
                 self.dropped += 1
                 continue
             self._inflight[link] = n + 1
-            self._loop.after(self._delay_ms(), self._arrive, msg)
+            arrive_ms = self._loop.now_ms + self._delay_ms()
+            if not (p.reorder_prob and rng.random() < p.reorder_prob):
+                arrive_ms = max(arrive_ms, self._fifo_ms.get(link, 0))
+                self._fifo_ms[link] = arrive_ms
+            self._loop.at(arrive_ms, self._arrive, msg)
 
     def _arrive(self, msg: Message) -> None:
         link = (msg.src, msg.dst)

@@ -148,6 +148,7 @@ class Simulation:
         fault_rng = derive_rng(rng)
         client_rng = derive_rng(rng)
         self._node_rng = derive_rng(rng)
+        self.max_entries_per_msg = rng.choice(self.profile.max_entries_per_msg)
         self.nodes: dict[NodeId, SimNode] = {}
         v, n = options.voters, options.voters + options.learners
         self.genesis = ConfState(frozenset(range(1, v + 1)), frozenset(range(v + 1, n + 1)))
@@ -180,7 +181,7 @@ class Simulation:
             node_id=node_id,
             election_ticks=o.election_ticks,
             heartbeat_ticks=o.heartbeat_ticks,
-            max_entries_per_msg=self.profile.max_entries_per_msg,
+            max_entries_per_msg=self.max_entries_per_msg,
         )
         store = DurableStore(base_conf=base_conf or self.genesis)
         node = SimNode(

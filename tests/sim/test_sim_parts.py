@@ -57,13 +57,24 @@ def _hb(src: int, dst: int, commit: int = 0) -> Heartbeat:
 
 
 def test_network_delivers_within_delay_bounds_and_reorders() -> None:
-    loop, net, got = _net(NetProfile(min_delay_ms=1, max_delay_ms=50))
+    loop, net, got = _net(NetProfile(min_delay_ms=1, max_delay_ms=50, reorder_prob=1.0))
     for i in range(200):
         net.send(_hb(1, 2, i))
     loop.run_until(50)
     assert len(got) == 200
     commits = [m.commit for m in got if isinstance(m, Heartbeat)]
     assert commits != sorted(commits), "random delays must reorder"
+
+
+def test_links_are_fifo_unless_reordering() -> None:
+    loop, net, got = _net(NetProfile(min_delay_ms=1, max_delay_ms=50, reorder_prob=0.0))
+    for i in range(200):
+        net.send(_hb(1, 2, i))
+        net.send(_hb(3, 2, i))
+    loop.run_until(10_000)
+    for src in (1, 3):
+        commits = [m.commit for m in got if isinstance(m, Heartbeat) and m.src == src]
+        assert commits == list(range(200))
 
 
 def test_network_drops_and_duplicates() -> None:
