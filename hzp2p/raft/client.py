@@ -122,7 +122,8 @@ class ClientMixin:
         for nid in list(self._prs):
             if nid not in members and nid != self._id:
                 del self._prs[nid]
-        for nid in members:
+        added: list[NodeId] = []
+        for nid in sorted(members):
             pr = self._prs.get(nid)
             if pr is None:
                 pr = Progress(
@@ -130,10 +131,10 @@ class ClientMixin:
                 )
                 pr.recent_active = True  # give a new member one check-quorum period
                 self._prs[nid] = pr
+                added.append(nid)
             pr.is_learner = nid in self._conf.learners
-        for nid in members:
-            if nid != self._id:
-                self._send_append(nid)
+        for nid in added:
+            self._send_append(nid)
 
     def read_index(self, context: bytes) -> None:
         """Ask for a linearizable read (thesis §6.4); a ReadState with `context` comes in a

@@ -340,3 +340,13 @@ def test_leader_counts_itself_only_for_durable_entries() -> None:
     assert core.status().commit < index  # only follower 2 durably holds it: 1 of 3
     core.advance(rd)
     assert core.status().commit == index  # now the leader's copy is durable too
+
+
+def test_vote_survives_restart() -> None:
+    """Figure 2, persistent state: "votedFor: candidateId that received vote in current
+    term" is durable (PySyncObj #84): a restarted node does not vote twice in a term."""
+    core = new_core(disk=Disk(HardState(5, 3, 0)), **PLAIN)
+    assert core.status().vote == 3
+    core.step(RequestVote(5, 2, 1, 0, 0))
+    (resp,) = drain(core).of(RequestVoteResponse)
+    assert not resp.granted
