@@ -254,3 +254,48 @@ def test_no_two_leaders_in_a_term_under_flapping_link(pre_vote: bool) -> None:
     assert lead is not None
     assert net.applied_data(1) == net.applied_data(2) == net.applied_data(3)
     net.check_safety()
+
+
+class VotesBlindly(RaftCore):
+    """A broken core that grants votes without the §5.4.1 up-to-date check."""
+
+    def _is_log_up_to_date(self, last_log_term: int, last_log_index: int) -> bool:
+        return True
+
+
+def stale_candidate_scenario(core_cls: type[RaftCore]) -> Network:
+    net = Network((1, 2, 3), core_cls=core_cls, seed=1)
+    net.elect(1)
+    net.cut(1, 3)
+    net.propose(1, b"committed")
+    net.tick(1, nodes=[1])
+    assert net.applied_data(1) == [b"committed"]
+    net.crash(1)
+    net.heal()
+    net.tick(25, nodes=[2])  # let 2's lease expire without letting it campaign first
+    net.elect(3)
+    net.tick(3)
+    return net
+
+
+def test_election_restriction_protects_committed_entries() -> None:
+    """§5.4.1: "the voter denies its vote if its own log is more up-to-date than that of
+    the candidate" -- so 3, which missed a committed entry, cannot win."""
+    net = Network((1, 2, 3), seed=1)
+    net.elect(1)
+    net.cut(1, 3)
+    net.propose(1, b"committed")
+    net.crash(1)
+    net.heal()
+    net.tick(60, nodes=[3])
+    assert net.core(3).role is not Role.LEADER
+
+
+def test_broken_vote_check_loses_a_committed_entry() -> None:
+    """With the up-to-date check planted out, 3 wins and overwrites the committed entry;
+    the harness sees two different entries applied at one index."""
+    with pytest.raises(AssertionError, match="but another node applied"):
+        net = stale_candidate_scenario(VotesBlindly)
+        net.propose(3, b"overwrite")
+        net.start(1)
+        net.tick(10)
