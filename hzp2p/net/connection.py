@@ -78,6 +78,11 @@ class SendQueue:
 
     def pop_batch(self, max_batch_bytes: int) -> list[bytes]:
         items = self.items
+        if self.queued_bytes <= max_batch_bytes:  # common case: take everything
+            out = list(items)
+            items.clear()
+            self.queued_bytes = 0
+            return out
         out = [items.popleft()]
         size = len(out[0])
         while items and size + len(items[0]) <= max_batch_bytes:

@@ -23,9 +23,10 @@ import trio
 from hzp2p.net.codec import MessageRegistry
 from hzp2p.net.connection import Signal
 from hzp2p.net.errors import LocalProtocolError, RemoteProtocolError
+from hzp2p.net.inbound import Inbound, InboundQueue
 from hzp2p.net.schemas import PeerRecords, default_registry
 from hzp2p.net.stats import TransportStatistics
-from hzp2p.net.transport import Inbound, MembershipProvider
+from hzp2p.net.transport import MembershipProvider
 from hzp2p.raft.types import NodeId
 
 Link = tuple[NodeId, NodeId]
@@ -139,9 +140,7 @@ class SimTransport:
         self._links: dict[NodeId, deque[tuple[float, bytes]]] = {}
         self._signals: dict[NodeId, Signal] = {}
         self._nursery: trio.Nursery | None = None
-        self._in_send, self._in_recv = trio.open_memory_channel[Inbound](
-            network.inbound_queue_max_msgs
-        )
+        self._inbound = InboundQueue(network.inbound_queue_max_msgs)
 
     @property
     def node_id(self) -> NodeId:
@@ -237,20 +236,18 @@ class SimTransport:
         for msg in msgs:
             if type(msg) is PeerRecords:
                 continue  # the simulator has no discovery: addresses are implicit
-            try:
-                self._in_send.send_nowait((src, msg))
-            except trio.WouldBlock:
+            if not self._inbound.put_nowait((src, msg)):
                 stats.messages_dropped += 1
                 continue
             stats.messages_received += 1
             stats.bytes_received += len(data)
 
     async def receive(self) -> Inbound:
-        return await self._in_recv.receive()
+        return await self._inbound.receive()
 
     @property
-    def inbound(self) -> trio.MemoryReceiveChannel[Inbound]:
-        return self._in_recv
+    def inbound(self) -> InboundQueue:
+        return self._inbound
 
     def connected_peers(self) -> frozenset[NodeId]:
         if not self.running:

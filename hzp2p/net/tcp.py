@@ -35,9 +35,10 @@ from hzp2p.net.connection import (
 from hzp2p.net.discovery import Address, AddressBook, Verdict, make_record
 from hzp2p.net.errors import LocalProtocolError, NetError, RemoteProtocolError
 from hzp2p.net.handshake import ChainParams
+from hzp2p.net.inbound import Inbound, InboundQueue
 from hzp2p.net.schemas import MAX_PEER_RECORDS, PeerRecords, default_registry
 from hzp2p.net.stats import TransportStatistics
-from hzp2p.net.transport import Inbound, MembershipProvider, NodeIdentity
+from hzp2p.net.transport import MembershipProvider, NodeIdentity
 from hzp2p.raft.types import NodeId
 
 
@@ -108,9 +109,7 @@ class TcpTransport:
         for nid, addr in self.config.peer_hints:
             self._book.add_hint(nid, addr)
         self._changed = Signal()
-        self._in_send, self._in_recv = trio.open_memory_channel[Inbound](
-            self.config.inbound_queue_max_msgs
-        )
+        self._inbound = InboundQueue(self.config.inbound_queue_max_msgs)
         self._nursery: trio.Nursery | None = None
         self._listen: Address | None = None
         self._log = structlog.get_logger("hzp2p.net", node_id=identity.node_id)
@@ -169,11 +168,11 @@ class TcpTransport:
         return False
 
     async def receive(self) -> Inbound:
-        return await self._in_recv.receive()
+        return await self._inbound.receive()
 
     @property
-    def inbound(self) -> trio.MemoryReceiveChannel[Inbound]:
-        return self._in_recv
+    def inbound(self) -> InboundQueue:
+        return self._inbound
 
     def peer_addresses(self) -> dict[NodeId, Address]:
         """Best known address of every other member (signed records first, then config hints)."""
@@ -423,15 +422,13 @@ class TcpTransport:
         plog.info("net.disconnected", reason=reason)
 
     async def _deliver(self, src: NodeId, msgs: list[Any]) -> None:
-        send = self._in_send
         for msg in msgs:
             if type(msg) is PeerRecords:
                 self._on_records(src, msg)
-                continue
-            try:
-                send.send_nowait((src, msg))
-            except trio.WouldBlock:
-                await send.send((src, msg))
+                msgs = [m for m in msgs if type(m) is not PeerRecords]
+                break
+        if msgs:
+            await self._inbound.put_batch(src, msgs)
 
     # --- discovery -----------------------------------------------------------------------
 

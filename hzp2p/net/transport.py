@@ -14,11 +14,19 @@ from typing import Any, Protocol, runtime_checkable
 import nacl.signing
 import trio
 
+from hzp2p.net.inbound import Inbound, InboundQueue
 from hzp2p.net.stats import TransportStatistics
 from hzp2p.raft.types import NodeId
 
-Inbound = tuple[NodeId, Any]
-"""(authenticated sender, decoded message) as delivered by `Transport.receive`."""
+__all__ = [
+    "Inbound",
+    "InboundQueue",
+    "MembershipProvider",
+    "NodeIdentity",
+    "StaticMembership",
+    "Transport",
+    "verify_signature",
+]
 
 
 @runtime_checkable
@@ -39,10 +47,11 @@ class Transport(Protocol):
     * Messages from one sender to one receiver arrive in the order sent,
       at most once, never corrupted; a routed message (with src/dst) always has
       `msg.src == sender` and `msg.dst == this node` (anything else is refused).
-    * `receive()` returns the next (sender, message); `inbound` is the same
-      queue as a trio.MemoryReceiveChannel (use `receive_nowait()` on it to
-      drain a burst without a checkpoint per message). The queue is bounded:
-      TCP applies back-pressure to the sending peer, the simulator drops.
+    * `receive()` returns the next (sender, message) — Inbound, the sender
+      being the authenticated peer; `inbound` is the same bounded queue
+      (InboundQueue: `receive_nowait()` / `receive_batch_nowait(n)` drain a
+      burst without a checkpoint per message). When it is full, TCP applies
+      back-pressure to the sending peer and the simulator drops.
     * Messages of the transport's own kinds (PeerRecords) are consumed by the
       transport and never delivered.
     * `connected_peers()` is the set of member ids we can currently exchange
@@ -64,7 +73,7 @@ class Transport(Protocol):
     async def receive(self) -> Inbound: ...
 
     @property
-    def inbound(self) -> trio.MemoryReceiveChannel[Inbound]: ...
+    def inbound(self) -> InboundQueue: ...
 
     def connected_peers(self) -> frozenset[NodeId]: ...
 
