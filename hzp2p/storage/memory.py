@@ -19,7 +19,6 @@ from hzp2p.raft.types import ConfState, Entry, HardState, Snapshot
 from hzp2p.storage import rules
 from hzp2p.storage.errors import InvalidOperation, LogCompacted, LogUnavailable, StoreClosed
 from hzp2p.storage.interfaces import (
-    TX_APPLIED,
     BlockExecutor,
     BlockRecord,
     ExecResult,
@@ -378,11 +377,7 @@ class MemoryStorage:
         return self._tip
 
     def tx(self, tx_hash: bytes) -> TxRecord | None:
-        rows = self._tx_index.get(tx_hash)
-        if not rows:
-            return None
-        applied = [t for t in rows if t.status == TX_APPLIED]
-        return applied[0] if applied else max(rows, key=lambda t: (t.height, t.position))
+        return rules.pick_verdict(self._tx_index.get(tx_hash, []))
 
     def block_txs(self, height: int) -> list[TxRecord]:
         return list(self._txs.get(height, []))

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from hzp2p.raft.types import Entry, HardState
 from hzp2p.storage.errors import InvalidOperation
-from hzp2p.storage.interfaces import BlockRecord, TxRecord
+from hzp2p.storage.interfaces import TX_APPLIED, BlockRecord, TxRecord
 
 
 def check_entries(entries: Sequence[Entry], first: int, last: int, prev_term: int | None) -> None:
@@ -87,3 +87,11 @@ def trim_compacted(entries: Sequence[Entry], first: int) -> Sequence[Entry]:
     if entries and entries[0].index < first:
         return entries[first - entries[0].index :]
     return entries
+
+
+def pick_verdict(rows: Sequence[TxRecord]) -> TxRecord | None:
+    """The verdict `tx(hash)` reports: the first applied row, else the latest rejection."""
+    applied = [t for t in rows if t.status == TX_APPLIED]
+    if applied:
+        return min(applied, key=lambda t: (t.height, t.position))
+    return max(rows, key=lambda t: (t.height, t.position), default=None)

@@ -26,7 +26,6 @@ from hzp2p.storage.errors import (
     StoreClosed,
 )
 from hzp2p.storage.interfaces import (
-    TX_APPLIED,
     BlockExecutor,
     BlockRecord,
     ExecResult,
@@ -537,14 +536,8 @@ class SqliteStorage:
 
     def tx(self, tx_hash: bytes) -> TxRecord | None:
         with self._guard():
-            row = self._conn.execute(
-                f"{self._TX_COLS} WHERE tx_hash = ? "
-                "ORDER BY status = ? DESC, height DESC, position DESC LIMIT 1",
-                (tx_hash, TX_APPLIED),
-            ).fetchone()
-        if row is None:
-            return None
-        return TxRecord(bytes(row[0]), row[1], row[2], row[3], row[4], row[5])
+            rows = self._conn.execute(f"{self._TX_COLS} WHERE tx_hash = ?", (tx_hash,)).fetchall()
+        return rules.pick_verdict([TxRecord(bytes(r[0]), *r[1:]) for r in rows])
 
     def block_txs(self, height: int) -> list[TxRecord]:
         with self._guard():
