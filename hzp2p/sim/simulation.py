@@ -391,6 +391,9 @@ class Simulation:
             if not node.up:
                 parts.append(f"n{nid}=down")
                 continue
+            if nid not in self.conf.members:
+                parts.append(f"n{nid}=not-a-member")
+                continue
             st = node.core.status()
             parts.append(
                 f"n{nid}={st.role.value}/t{st.term}/lead{st.leader_id}/c{st.commit}/a{node.applied}"
