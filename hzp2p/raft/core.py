@@ -203,15 +203,16 @@ class RaftCore(ClientMixin, SnapshotMixin, ReplicationMixin):
         if self._outstanding is not None:
             return False
         log = self.log
+        # Cheapest checks first: the driver polls this after every input.
         return bool(
-            self._soft_state() != self._prev_soft_state
-            or self._hard_state() != self._prev_hard_state
+            self._msgs
+            or self._msgs_after_persist
+            or self._read_states
             or log.handed_out < log.last_index()
             or log.pending_snapshot is not None
-            or self._msgs
-            or self._msgs_after_persist
             or log.has_next_committed()
-            or self._read_states
+            or self._hard_state() != self._prev_hard_state
+            or self._soft_state() != self._prev_soft_state
         )
 
     def ready(self) -> Ready:

@@ -181,3 +181,21 @@ def test_invalid_messages_are_dropped_and_counted() -> None:
     assert st.dropped_wrong_dst == 1 and st.dropped_unknown_sender == 1
     assert st.dropped_invalid == 2
     assert st.messages_dropped == 5
+
+
+def test_heartbeat_commit_is_capped_by_follower_match() -> None:
+    """Commit reaches followers by appends and heartbeats; a heartbeat never announces a
+    commit index beyond what that follower is known to hold (min(match, commit))."""
+    from hzp2p.raft.messages import Heartbeat
+
+    net = Network((1, 2, 3))
+    net.elect(1)
+    net.isolate(3)
+    net.propose(1, b"a")
+    net.sent.clear()
+    net.tick(1, nodes=[1])
+    beats = {m.dst: m.commit for m in net.sent if isinstance(m, Heartbeat)}
+    commit = net.core(1).status().commit
+    match3 = progress_of(net, 1, 3)[0]
+    assert beats == {2: commit, 3: min(match3, commit)}
+    assert match3 < commit
