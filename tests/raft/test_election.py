@@ -299,3 +299,25 @@ def test_broken_vote_check_loses_a_committed_entry() -> None:
         net.propose(3, b"overwrite")
         net.start(1)
         net.tick(10)
+
+
+def test_etcd_8243_isolated_low_term_node_and_leader_crash() -> None:
+    """etcd#8243: C (3) was cut off and kept a low term while A (1) and B (2) moved to a
+    higher one; B, the leader, crashes just as C comes back. A and C must still elect."""
+    net = Network((1, 2, 3), seed=8)
+    net.elect(1)
+    net.isolate(3)
+    for target in (2, 1, 2):  # leader transfers raise A's and B's terms
+        lead = net.leader()
+        assert lead is not None
+        net.core(lead).transfer_leadership(target)
+        net.deliver()
+    assert net.leader() == 2 and net.core(3).term < net.core(1).term
+    net.crash(2)
+    net.heal()
+    net.run_until(lambda: net.leader() in (1, 3), max_ticks=200)
+    lead = net.leader()
+    assert lead is not None
+    net.propose(lead, b"ok")
+    net.tick(3)
+    assert net.applied_data(1)[-1:] == net.applied_data(3)[-1:] == [b"ok"]
