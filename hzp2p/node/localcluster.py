@@ -21,9 +21,12 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from nacl.signing import SigningKey
+
 from hzp2p.admin.client import AdminClientError, call_sync
 from hzp2p.admin.protocol import AdminError
 from hzp2p.node.config import load_config
+from hzp2p.node.keys import load_signing_key, write_key_file
 from hzp2p.node.scaffold import NodeFiles, write_consortium
 
 POLL_S = 0.1
@@ -151,6 +154,38 @@ class LocalCluster:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def prepare_node(self, node_id: int, roles: tuple[str, ...] = ("hospital",)) -> NodeFiles:
+        """Files for a node that is not in the genesis (an institution to be admitted by vote):
+        fresh keys, a config seeded with every existing node. Start it with `start(node_id)`."""
+        if node_id in self.files:
+            raise ClusterError(f"node {node_id} already exists")
+        port = free_base_port(1)
+        d = self.root / f"node{node_id}"
+        (d / "data").mkdir(parents=True)
+        write_key_file(d / "signing.key", SigningKey.generate())
+        write_key_file(d / "node.key", SigningKey.generate())
+        seeds = ", ".join(f'"{f.address}"' for f in self.files.values())
+        (d / "config.toml").write_text(
+            f"node_id = {node_id}\n"
+            'genesis = "../genesis.toml"\ndata_dir = "data"\n'
+            f'listen = "127.0.0.1:{port}"\nseeds = [{seeds}]\n'
+            'signing_key = "signing.key"\nnode_key = "node.key"\n'
+            "[raft]\ntick_ms = 50\nheartbeat_ticks = 2\n",
+            encoding="utf-8",
+        )
+        files = NodeFiles(node_id, d, d / "config.toml", f"127.0.0.1:{port}", roles, False)
+        self.files[node_id] = files
+        self.sockets[node_id] = str(load_config(files.config).admin.socket)
+        return files
+
+    def verify_keys_hex(self, node_id: int) -> tuple[str, str]:
+        """(signing key, node key) of a node, as the hex verify keys governance wants."""
+        d = self.files[node_id].directory
+        return (
+            bytes(load_signing_key(d / "signing.key").verify_key).hex(),
+            bytes(load_signing_key(d / "node.key").verify_key).hex(),
+        )
 
     # ---------------------------------------------------------------- asking
     def call(self, k: int, method: str, params: dict[str, Any] | None = None,
