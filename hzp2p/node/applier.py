@@ -11,7 +11,8 @@ only advance the applied index; CONF_CHANGE entries go back to the core
 
 It also keeps what the rest of the daemon reads without touching the database:
 the chain head (height, hash, timestamp, state digest), the applied index, and
-waiters for transactions (receipts) and for applied indexes (ReadIndex reads).
+waiters for applied indexes (ReadIndex reads); callbacks tell the producer and the
+submit path which transactions a block carried.
 """
 
 from __future__ import annotations
@@ -89,7 +90,6 @@ class Applier:
         self.last_apply_ms = 0.0
         self._on_block = on_block
         self._on_membership = on_membership
-        self._tx_waiters: dict[bytes, trio.Event] = {}
         self._index_waiters: list[tuple[int, trio.Event]] = []
 
     async def load(self) -> None:
@@ -97,18 +97,6 @@ class Applier:
         self.applied_index = await self.storage.applied_index()
 
     # ---------------------------------------------------------------- waiting
-    def tx_event(self, tx_hash: bytes) -> trio.Event:
-        """An event set when a block holding `tx_hash` is applied here (shared per hash)."""
-        ev = self._tx_waiters.get(tx_hash)
-        if ev is None:
-            ev = self._tx_waiters[tx_hash] = trio.Event()
-        return ev
-
-    def drop_tx_event(self, tx_hash: bytes) -> None:
-        ev = self._tx_waiters.get(tx_hash)
-        if ev is not None and ev.is_set():
-            del self._tx_waiters[tx_hash]
-
     async def wait_applied(self, index: int) -> None:
         """Return once the applied index is >= `index` (bound the wait with a deadline)."""
         if self.applied_index >= index:
@@ -212,10 +200,6 @@ class Applier:
         self.txs_committed += ok
         self.txs_rejected += len(result.verdicts) - ok
         self.last_apply_ms = (time.perf_counter() - t0) * 1000
-        for v in result.verdicts:
-            ev = self._tx_waiters.pop(v.tx_hash, None)
-            if ev is not None:
-                ev.set()
         if self._on_block is not None:
             self._on_block(block, result)
         if result.membership_changes and self._on_membership is not None:

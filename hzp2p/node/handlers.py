@@ -156,7 +156,8 @@ class Handlers:
         rec = await self.node.submit.lookup(tx_hash)
         if rec is not None:
             return rec
-        if tx_hash in self.node.mempool or tx_hash in self.node.producer.inflight:
+        n = self.node
+        if tx_hash in n.mempool or tx_hash in n.producer.inflight or n.submit.is_waiting(tx_hash):
             return {"tx_hash": tx_hash.hex(), "status": "pending", "height": None, "index": None,
                     "type": None, "reason": None}
         raise AdminError("not_found", f"unknown transaction {tx_hash.hex()}")

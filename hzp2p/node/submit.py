@@ -213,8 +213,8 @@ class SubmitService:
             added = False
             for a, res in zip(batch, results, strict=True):
                 if isinstance(res, str):
-                    self.refused_at_admission += 1
                     dup = res.startswith("duplicate")
+                    self.refused_at_admission += not dup
                     status = "pending" if dup else "rejected"
                     self._reply(a.origin, a.request_id, b"", status, res)
                     continue
@@ -250,6 +250,10 @@ class SubmitService:
             self._requests.pop(next(iter(self._requests)))
         self.transport.send_nowait(leader, ForwardSubmit(rid, raw, 0))
         self.forwarded += 1
+
+    def is_waiting(self, tx_hash: bytes) -> bool:
+        """A submit on this node is still waiting for `tx_hash`."""
+        return tx_hash in self._kicks
 
     async def lookup(self, tx_hash: bytes) -> dict[str, object] | None:
         rec = await self.storage.tx(tx_hash)

@@ -13,7 +13,7 @@ import msgpack
 import pytest
 
 from hzp2p.admin.protocol import AdminError
-from hzp2p.node.localcluster import LocalCluster
+from hzp2p.node.localcluster import LocalCluster, free_base_port
 
 pytestmark = pytest.mark.slow
 
@@ -47,6 +47,9 @@ def frame(obj: Any) -> bytes:
 
 def test_single_node_bad_input_clean_stop_and_restart(tmp_path: Path) -> None:
     with LocalCluster(tmp_path / "c", 1) as c:
+        http_port = free_base_port(1)
+        with c.config(1).open("a") as f:
+            f.write(f'\n[metrics]\nhttp = "127.0.0.1:{http_port}"\n')
         c.start(1)
         c.wait_leader(20)
         sock = c.sockets[1]
@@ -76,6 +79,13 @@ def test_single_node_bad_input_clean_stop_and_restart(tmp_path: Path) -> None:
         lin = c.call(1, "members", {"linearizable": True})
         assert [m["inst_id"] for m in lin["members"]] == [1]
         assert c.status(1) is not None  # still serving after all of that
+        with socket.create_connection(("127.0.0.1", http_port), timeout=5) as h:
+            h.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            page = b""
+            while chunk := h.recv(65536):
+                page += chunk
+        assert page.startswith(b"HTTP/1.1 200") and b"hzp2p_chain_height 1" in page
+        assert b'hzp2p_admin_requests_total{method="submit"}' in page
 
         assert c.stop(1) == 0  # SIGTERM: clean shutdown, exit status 0
         assert not Path(sock).exists()
