@@ -15,6 +15,7 @@ from hzp2p.contracts.engine import (
     state_digest,
     tx_record,
 )
+from hzp2p.contracts.members import institutions
 from hzp2p.contracts.registry import HANDLERS, contract
 from hzp2p.contracts.state import DictState
 from hzp2p.ledger.block import decode_block
@@ -58,7 +59,9 @@ def build(blocks: list[list[tuple[Any, ...]]]) -> LocalChain:
                 tx = c.tx(a, "epi.report", p, valid_from_ms=0, valid_until_ms=1)
             txs.append(tx)
             sent.append(tx)
-        c.run(txs)
+        # the ops may have removed institution 1: propose as an institution still active
+        proposer = next(i.inst_id for i in institutions(c.state) if i.active)
+        c.run(txs, proposer=proposer)
     return c
 
 
