@@ -29,8 +29,8 @@ zero-padded so a prefix scan returns them in numeric order):
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
-from typing import Any, NoReturn, Protocol
+from collections.abc import Mapping
+from typing import Any, NoReturn
 
 from hzp2p.contracts.api import (
     Institution,
@@ -40,6 +40,7 @@ from hzp2p.contracts.api import (
     decode_value,
     encode_value,
 )
+from hzp2p.contracts.state import Readable
 
 DAY_MS = 86_400_000
 MAX_TEXT = 256
@@ -47,12 +48,8 @@ ID_RE = re.compile(r"[A-Za-z0-9._:\-]{1,64}")
 _SUBJECT_RE = re.compile(r"[0-9a-f]{32}")
 
 
-class StateReader(Protocol):
-    """Read side of contract state (structurally the same as hzp2p.storage.interfaces)."""
-
-    def get(self, key: bytes) -> bytes | None: ...
-
-    def scan(self, prefix: bytes, limit: int | None = None) -> Iterator[tuple[bytes, bytes]]: ...
+# Read side of contract state (structurally the same as hzp2p.storage.interfaces.StateReader).
+StateReader = Readable
 
 
 # ---------------------------------------------------------------- keys
@@ -159,6 +156,16 @@ def append_seq(state: StateView, prefix: bytes, value: Any) -> int:
     return seq
 
 
+def append_event(ctx: TxContext, prefix: bytes, event: Mapping[str, Any]) -> int:
+    """append_seq of `event` stamped with where it happened: height, timestamp_ms, tx_hash
+    (lot events, health-code history, access log)."""
+    return append_seq(
+        ctx.state,
+        prefix,
+        {**event, "height": ctx.height, "timestamp_ms": ctx.timestamp_ms, "tx_hash": ctx.tx_hash},
+    )
+
+
 def next_seq(state: StateView, name: bytes) -> int:
     """A monotonically increasing counter named `name` (returns the value before increment)."""
     ckey = b"seq/" + name
@@ -200,6 +207,16 @@ def p_only(
         fail(ctx, f"unknown {what} field(s): {', '.join(map(str, extra))}")
 
 
+def p_fields(
+    ctx: TxContext, required: frozenset[str], optional: frozenset[str] = frozenset()
+) -> None:
+    """Refuse unknown fields (as p_only) and missing required ones."""
+    p_only(ctx, required | optional)
+    missing = sorted(k for k in required if k not in ctx.payload)
+    if missing:
+        fail(ctx, f"missing field(s): {', '.join(missing)}")
+
+
 def p_int(ctx: TxContext, name: str, lo: int, hi: int) -> int:
     v = ctx.payload.get(name)
     if not isinstance(v, int) or isinstance(v, bool):
@@ -219,11 +236,16 @@ def p_text(ctx: TxContext, name: str, max_len: int = MAX_TEXT) -> str:
     return v
 
 
-def p_id(ctx: TxContext, name: str) -> str:
+def p_match(ctx: TxContext, name: str, pattern: re.Pattern[str], shown: str = "") -> str:
+    """A string matching `pattern` as a whole (re.fullmatch: `$` would let "x\\n" through)."""
     v = ctx.payload.get(name)
-    if not isinstance(v, str) or not ID_RE.fullmatch(v):
-        fail(ctx, f"{name} must match [A-Za-z0-9._:-]{{1,64}}")
+    if not isinstance(v, str) or not pattern.fullmatch(v):
+        fail(ctx, f"{name} must match {shown or pattern.pattern}")
     return v
+
+
+def p_id(ctx: TxContext, name: str) -> str:
+    return p_match(ctx, name, ID_RE, "[A-Za-z0-9._:-]{1,64}")
 
 
 def p_subject(ctx: TxContext, name: str = "subject") -> str:
@@ -239,6 +261,19 @@ def p_bytes(ctx: TxContext, name: str, min_len: int, max_len: int) -> bytes:
         fail(ctx, f"{name} must be bytes")
     if not min_len <= len(v) <= max_len:
         fail(ctx, f"{name} must be {min_len}..{max_len} bytes, got {len(v)}")
+    return v
+
+
+def p_bytes32(ctx: TxContext, name: str) -> bytes:
+    """32 bytes (a key or a hash), also accepted as 64 hex characters (a JSON payload)."""
+    v = ctx.payload.get(name)
+    if isinstance(v, str):
+        try:
+            v = bytes.fromhex(v)
+        except ValueError:
+            fail(ctx, f"{name} is not hex")
+    if not isinstance(v, bytes) or len(v) != 32:
+        fail(ctx, f"{name} must be 32 bytes (or 64 hex characters)")
     return v
 
 

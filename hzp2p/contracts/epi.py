@@ -12,10 +12,17 @@ with any other field are refused so personal data cannot ride along.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from typing import Any
 
-from hzp2p.contracts.api import ROLES, TxContext, TxRejected, decode_value, encode_value
+from hzp2p.contracts.api import ROLES, TxContext, decode_value, encode_value
+from hzp2p.contracts.domain_queries import (
+    fail,
+    p_bytes32,
+    p_fields,
+    p_int,
+    p_map,
+    p_match,
+)
 from hzp2p.contracts.registry import contract, payload_generator
 from hzp2p.contracts.state import Readable
 
@@ -25,6 +32,8 @@ _REPORT_ID = re.compile(r"[A-Za-z0-9._:/\-]{1,128}")
 _LABEL = re.compile(r"[A-Za-z0-9._:\- ]{1,64}")
 SCOPES = ("public", "members", "authorities")
 MAX_VALUE = 2**53
+REPORT_FIELDS = frozenset({"report_id", "region", "metric", "value", "period"})
+PUBLISH_FIELDS = frozenset({"dataset_id", "metadata", "content_hash", "access"})
 
 
 def k_report(report_id: str) -> bytes:
@@ -39,39 +48,20 @@ def k_dataset_version(dataset_id: str, version: int) -> bytes:
     return b"data/v/" + dataset_id.encode() + b"/%06d" % version
 
 
-def _fields(tx_type: str, p: Mapping[str, Any], required: set[str]) -> None:
-    missing = sorted(required - set(p))
-    if missing:
-        raise TxRejected(f"{tx_type}: missing field {missing[0]!r}")
-    extra = sorted(set(p) - required)
-    if extra:
-        raise TxRejected(f"{tx_type}: unknown field {extra[0]!r}")
-
-
-def _text(tx_type: str, p: Mapping[str, Any], name: str, pattern: re.Pattern[str]) -> str:
-    v = p[name]
-    if type(v) is not str or not pattern.fullmatch(v):
-        raise TxRejected(f"{tx_type}: {name} must match {pattern.pattern}")
-    return v
-
-
 @contract("epi.report")
 def report(ctx: TxContext) -> None:
     me = ctx.require_member()
-    p = ctx.payload
-    _fields("epi.report", p, {"report_id", "region", "metric", "value", "period"})
-    rid = _text("epi.report", p, "report_id", _REPORT_ID)
-    region = _text("epi.report", p, "region", _LABEL)
-    metric = _text("epi.report", p, "metric", _LABEL)
-    period = _text("epi.report", p, "period", _LABEL)
-    value = p["value"]
-    if type(value) is not int or not 0 <= value <= MAX_VALUE:
-        raise TxRejected(f"epi.report: value must be an integer in 0..{MAX_VALUE}")
+    p_fields(ctx, REPORT_FIELDS)
+    rid = p_match(ctx, "report_id", _REPORT_ID)
+    region = p_match(ctx, "region", _LABEL)
+    metric = p_match(ctx, "metric", _LABEL)
+    period = p_match(ctx, "period", _LABEL)
+    value = p_int(ctx, "value", 0, MAX_VALUE)
     key = k_report(rid)
     old = ctx.state.get(key)
     if old is not None:
         h = decode_value(old)["height"]
-        raise TxRejected(f"epi.report: report_id {rid!r} already accepted at height {h}")
+        fail(ctx, f"report_id {rid!r} already accepted at height {h}")
     ctx.state.put(
         key,
         encode_value(
@@ -90,20 +80,8 @@ def report(ctx: TxContext) -> None:
     )
 
 
-def _content_hash(p: Mapping[str, Any]) -> bytes:
-    v = p["content_hash"]
-    if type(v) is str:
-        try:
-            v = bytes.fromhex(v)
-        except ValueError:
-            raise TxRejected("data.publish: content_hash is not hex") from None
-    if type(v) is not bytes or len(v) != 32:
-        raise TxRejected("data.publish: content_hash must be 32 bytes (or 64 hex chars)")
-    return v
-
-
-def _access(p: Mapping[str, Any]) -> str | list[str]:
-    a = p["access"]
+def _access(ctx: TxContext) -> str | list[str]:
+    a = ctx.payload["access"]
     if type(a) is str and a in SCOPES:
         return a
     if (
@@ -113,27 +91,24 @@ def _access(p: Mapping[str, Any]) -> str | list[str]:
         and len(set(a)) == len(a)
     ):
         return sorted(a)
-    raise TxRejected(f"data.publish: access must be one of {', '.join(SCOPES)} or a list of roles")
+    fail(ctx, f"access must be one of {', '.join(SCOPES)} or a list of roles")
 
 
 @contract("data.publish")
 def publish(ctx: TxContext) -> None:
     me = ctx.require_member("authority")
-    p = ctx.payload
-    _fields("data.publish", p, {"dataset_id", "metadata", "content_hash", "access"})
-    did = _text("data.publish", p, "dataset_id", _ID)
-    meta = p["metadata"]
-    if type(meta) is not dict:
-        raise TxRejected("data.publish: metadata must be a map")
-    chash = _content_hash(p)
-    access = _access(p)
+    p_fields(ctx, PUBLISH_FIELDS)
+    did = p_match(ctx, "dataset_id", _ID)
+    meta = p_map(ctx, "metadata")
+    chash = p_bytes32(ctx, "content_hash")
+    access = _access(ctx)
     key = k_dataset(did)
     old = ctx.state.get(key)
     version = 1
     if old is not None:
         prev = decode_value(old)
         if prev["content_hash"] == chash and prev["access"] == access and prev["metadata"] == meta:
-            raise TxRejected(f"data.publish: {did!r} version {prev['version']} is identical")
+            fail(ctx, f"{did!r} version {prev['version']} is identical")
         version = prev["version"] + 1
     rec = encode_value(
         {

@@ -22,7 +22,7 @@ from hzp2p.contracts import privacy
 from hzp2p.contracts.api import TxContext
 from hzp2p.contracts.domain_queries import (
     DAY_MS,
-    append_seq,
+    append_event,
     fail,
     k_code,
     k_code_hist,
@@ -75,17 +75,7 @@ def _write(ctx: TxContext, code: dict[str, Any], event: dict[str, Any]) -> None:
     assert code["colour"] in COLOURS
     subject = code["subject"]
     store(ctx.state, k_code(subject), code)
-    append_seq(
-        ctx.state,
-        k_code_hist(subject),
-        {
-            **event,
-            "colour": code["colour"],
-            "height": ctx.height,
-            "timestamp_ms": ctx.timestamp_ms,
-            "tx_hash": ctx.tx_hash,
-        },
-    )
+    append_event(ctx, k_code_hist(subject), {**event, "colour": code["colour"]})
 
 
 @contract("lab.result")

@@ -34,11 +34,13 @@ from hzp2p.contracts.api import (
     encode_value,
     valid_address,
 )
+from hzp2p.contracts.domain_queries import p_bytes32, p_only
 from hzp2p.contracts.registry import contract
 from hzp2p.contracts.state import Readable
 
 PROPOSAL_TTL_MS = 7 * 24 * 3600 * 1000
 ACTIONS = ("admit", "remove", "set_roles", "promote", "demote")
+ADMIT_FIELDS = frozenset({"action", "name", "roles", "signing_key", "node_key", "address"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,18 +163,6 @@ def membership_log(state: Readable) -> list[MembershipChange]:
 # ---------------------------------------------------------------- payload checks
 
 
-def _key_field(p: Mapping[str, Any], name: str) -> bytes:
-    v = p.get(name)
-    if type(v) is str:
-        try:
-            v = bytes.fromhex(v)
-        except ValueError:
-            raise TxRejected(f"member.propose: {name} is not hex") from None
-    if type(v) is not bytes or len(v) != 32:
-        raise TxRejected(f"member.propose: {name} must be a 32-byte key (bytes or 64 hex chars)")
-    return v
-
-
 def _roles_field(p: Mapping[str, Any]) -> list[str]:
     roles = p.get("roles")
     if type(roles) is not list or not roles:
@@ -190,12 +180,6 @@ def _inst_id_field(state: StateView, p: Mapping[str, Any]) -> Institution:
     if inst is None or not inst.active:
         raise TxRejected(f"member.propose: institution {iid} is not an active member")
     return inst
-
-
-def _check_keys(p: Mapping[str, Any], allowed: set[str]) -> None:
-    extra = sorted(set(p) - allowed)
-    if extra:
-        raise TxRejected(f"member.propose: unknown payload field {extra[0]!r}")
 
 
 def _active(state: Readable) -> list[Institution]:
@@ -241,24 +225,25 @@ def _validate(state: StateView, action: str, params: Mapping[str, Any]) -> str:
     return f"i{target.inst_id}"
 
 
-def _params(state: StateView, p: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+def _params(ctx: TxContext) -> tuple[str, dict[str, Any]]:
+    st, p = ctx.state, ctx.payload
     action = p.get("action")
     if action not in ACTIONS:
         raise TxRejected(f"member.propose: action must be one of {', '.join(ACTIONS)}")
     if action == "admit":
-        _check_keys(p, {"action", "name", "roles", "signing_key", "node_key", "address"})
+        p_only(ctx, ADMIT_FIELDS)
         return action, {
             "address": p.get("address"),
             "name": p.get("name"),
-            "node_key": _key_field(p, "node_key"),
+            "node_key": p_bytes32(ctx, "node_key"),
             "roles": _roles_field(p),
-            "signing_key": _key_field(p, "signing_key"),
+            "signing_key": p_bytes32(ctx, "signing_key"),
         }
     if action == "set_roles":
-        _check_keys(p, {"action", "inst_id", "roles"})
-        return action, {"inst_id": _inst_id_field(state, p).inst_id, "roles": _roles_field(p)}
-    _check_keys(p, {"action", "inst_id"})
-    return action, {"inst_id": _inst_id_field(state, p).inst_id}
+        p_only(ctx, frozenset({"action", "inst_id", "roles"}))
+        return action, {"inst_id": _inst_id_field(st, p).inst_id, "roles": _roles_field(p)}
+    p_only(ctx, frozenset({"action", "inst_id"}))
+    return action, {"inst_id": _inst_id_field(st, p).inst_id}
 
 
 # ---------------------------------------------------------------- handlers
@@ -285,7 +270,7 @@ def _close(state: StateView, prop: dict[str, Any], status: str, height: int, not
 def propose(ctx: TxContext) -> None:
     me = ctx.require_member("authority")
     st = ctx.state
-    action, params = _params(st, ctx.payload)
+    action, params = _params(ctx)
     target = _validate(st, action, params)
     open_raw = st.get(_open_key(target))
     if open_raw is not None:

@@ -30,6 +30,7 @@ from hzp2p.contracts.api import Institution, TxContext, decode_value, encode_val
 from hzp2p.contracts.domain_queries import (
     DAY_MS,
     ID_RE,
+    append_event,
     append_seq,
     fail,
     institution,
@@ -177,17 +178,10 @@ def _record(ctx: TxContext, record_id: str) -> dict[str, Any]:
 
 
 def _log(ctx: TxContext, rec: dict[str, Any], entry: dict[str, Any]) -> None:
-    append_seq(
-        ctx.state,
+    append_event(
+        ctx,
         k_access_log(rec["subject"]),
-        {
-            **entry,
-            "record_id": rec["record_id"],
-            "record_type": rec["type"],
-            "height": ctx.height,
-            "timestamp_ms": ctx.timestamp_ms,
-            "tx_hash": ctx.tx_hash,
-        },
+        {**entry, "record_id": rec["record_id"], "record_type": rec["type"]},
     )
 
 

@@ -12,22 +12,13 @@ from typing import Any
 
 from hzp2p.contracts import epi, members
 from hzp2p.contracts.api import Institution, decode_value
+from hzp2p.contracts.domain_queries import jsonable
 from hzp2p.contracts.engine import read_head, rules_of, state_digest, tx_record
 from hzp2p.contracts.state import Readable
 
 
-def _jsonable(v: Any) -> Any:
-    if isinstance(v, bytes):
-        return v.hex()
-    if isinstance(v, dict):
-        return {k: _jsonable(x) for k, x in v.items()}
-    if isinstance(v, list | tuple):
-        return [_jsonable(x) for x in v]
-    return v
-
-
 def institution_json(inst: Institution) -> dict[str, Any]:
-    return _jsonable(members.inst_record(inst))  # type: ignore[no-any-return]
+    return jsonable(members.inst_record(inst))  # type: ignore[no-any-return]
 
 
 def head(reader: Readable) -> dict[str, Any]:
@@ -62,7 +53,7 @@ def proposal_status(reader: Readable, proposal_id: int) -> dict[str, Any] | None
     if p["status"] == "open" and read_head(reader).timestamp_ms > p["expires_ms"]:
         p["status"] = "expired"
     p["votes_needed"] = max(0, p["threshold"] - len(p["yes"]))
-    return _jsonable(p)  # type: ignore[no-any-return]
+    return jsonable(p)  # type: ignore[no-any-return]
 
 
 def proposals(reader: Readable) -> list[dict[str, Any]]:
@@ -91,12 +82,12 @@ def membership_log(reader: Readable) -> list[dict[str, Any]]:
 
 def epi_report(reader: Readable, report_id: str) -> dict[str, Any] | None:
     r = epi.get_report(reader, report_id)
-    return None if r is None else _jsonable(r)
+    return None if r is None else jsonable(r)
 
 
 def dataset(reader: Readable, dataset_id: str, version: int | None = None) -> dict[str, Any] | None:
     r = epi.get_dataset(reader, dataset_id, version)
-    return None if r is None else _jsonable(r)
+    return None if r is None else jsonable(r)
 
 
 def tx_status(reader: Readable, tx_hash: bytes) -> dict[str, Any] | None:

@@ -17,7 +17,7 @@ from typing import Any
 
 from hzp2p.contracts.api import TxContext
 from hzp2p.contracts.domain_queries import (
-    append_seq,
+    append_event,
     fail,
     institution,
     k_lot,
@@ -61,16 +61,7 @@ def put_lot(ctx: TxContext, lot: dict[str, Any], event: dict[str, Any] | None = 
     lot["status"] = lot_status(lot)
     store(ctx.state, k_lot(lot["lot_id"]), lot)
     if event is not None:
-        append_seq(
-            ctx.state,
-            k_lot_events(lot["lot_id"]),
-            {
-                **event,
-                "height": ctx.height,
-                "timestamp_ms": ctx.timestamp_ms,
-                "tx_hash": ctx.tx_hash,
-            },
-        )
+        append_event(ctx, k_lot_events(lot["lot_id"]), event)
 
 
 @contract("lot.register")
