@@ -80,6 +80,13 @@ def test_three_daemons_elect_accept_submits_anywhere_and_agree(cluster3: LocalCl
     assert (first["height"], first["index"]) == (second["height"], second["index"])
     text = c.call(leader, "metrics")["text"]
     assert "hzp2p_txs_committed_total" in text and 'hzp2p_raft_role{role="leader"} 1' in text
+    # Leader transfer: the target takes over; a follower refuses with the leader's id.
+    with pytest.raises(AdminError) as exc:
+        c.call(follower, "transfer_leader", {"node_id": follower})
+    assert exc.value.code == "not_leader"
+    assert c.call(leader, "transfer_leader", {"node_id": follower}) == {"target": follower}
+    c.wait_for("the transfer", lambda: c.leader() == follower, 10)
+    assert c.submit(leader, "epi.report", report(9))["status"] == "committed"
 
 
 def test_leader_sigkill_restart_catches_up_without_loss(cluster3: LocalCluster) -> None:
