@@ -64,6 +64,12 @@ MAX_PENDING_MSGS = 8192
 MAX_COMMITTED_PER_READY = 4096
 
 _STAT_FIELDS = frozenset(f.name for f in fields(RaftStats))
+_RESPONSES = (
+    RequestVoteResponse,
+    AppendEntriesResponse,
+    HeartbeatResponse,
+    InstallSnapshotResponse,
+)
 _LEADER_TRAFFIC = (AppendEntries, Heartbeat, InstallSnapshot, TimeoutNow)
 
 
@@ -427,7 +433,15 @@ class RaftCore(ClientMixin, SnapshotMixin, ReplicationMixin):
         if msg.dst != self._id:
             self._drop("dropped_wrong_dst")
             return
-        if msg.src == self._id or msg.src not in self._conf.members:
+        if msg.src == self._id or msg.src == 0:
+            self._drop("dropped_invalid")
+            return
+        if isinstance(msg, _RESPONSES) and msg.src not in self._conf.members:
+            # Only answers to what we sent are filtered by membership. Leader traffic and
+            # vote requests are accepted from any sender: a node that missed a membership
+            # change must still accept a leader that change admitted, or it can never
+            # catch up (docs/sim-findings.md #1; etcd-raft does not filter either). A
+            # candidate counts only the voters of its own configuration.
             self._drop("dropped_unknown_sender")
             return
         if msg.term > self._term:
@@ -509,7 +523,7 @@ class RaftCore(ClientMixin, SnapshotMixin, ReplicationMixin):
             else:
                 self._handle_snapshot(m)
         elif isinstance(m, TimeoutNow):
-            if self._promotable():
+            if self._promotable() and m.src == self._lead:
                 self._campaign(pre_vote=False, transfer=True)
             else:
                 self._drop("dropped_unexpected")

@@ -247,3 +247,29 @@ def test_removed_voter_shrinks_quorum() -> None:
     net.start(2)
     net.tick(3)
     assert net.applied_data(2) == [b"needs-2"]
+
+
+def test_node_that_missed_a_conf_change_accepts_the_leader_it_admitted() -> None:
+    """docs/sim-findings.md #1: node 3 misses the changes that admit and promote node 5,
+    then 5 becomes leader. 3 must accept 5's appends (not drop them as from an unknown
+    sender), or it never learns the configuration that names 5."""
+    net = Network((1, 2, 3), seed=5)
+    net.elect(1)
+    net.isolate(3)
+    net.core(1).propose_conf_change(ConfChange(ConfChangeKind.ADD_LEARNER, 5))
+    net.tick(2)
+    net.add_node(5, ConfState(frozenset({1, 2, 3}), frozenset({5})))
+    net.isolate(3)  # again, now that 5 exists
+    net.tick(3)
+    net.core(1).propose_conf_change(ConfChange(ConfChangeKind.PROMOTE, 5))
+    net.tick(3)
+    net.core(1).transfer_leadership(5)
+    net.deliver()
+    assert net.leader() == 5
+    assert 5 not in net.core(3).conf.members
+    net.heal()
+    net.propose(5, b"from-5")
+    net.tick(5)
+    assert net.applied_data(3)[-1] == b"from-5"
+    assert net.core(3).conf.voters == {1, 2, 3, 5}
+    assert net.core(3).stats().dropped_unknown_sender == 0

@@ -173,7 +173,7 @@ def test_invalid_messages_are_dropped_and_counted() -> None:
     """Never raise on peer input: misdirected, unknown-sender and malformed messages drop."""
     core = new_core()
     core.step(AppendEntries(1, 2, 9, 0, 0, (), 0))  # not for us
-    core.step(AppendEntries(1, 7, 1, 0, 0, (), 0))  # unknown sender
+    core.step(AppendEntriesResponse(1, 7, 1, True, 1))  # an answer from a non-member
     core.step(AppendEntries(1, 2, 1, 0, 0, (Entry(1, 5),), 0))  # gap in batch
     core.step(AppendEntries(1, 2, 1, -1, 0, (), 0))  # negative index
     core.step(AppendEntriesResponse(1, 2, 1, True, 10**9))  # not leader: unexpected
