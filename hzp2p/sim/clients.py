@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 from hzp2p.raft.errors import NotLeader, ProposalDropped
 from hzp2p.raft.types import Entry, NodeId
-from hzp2p.sim.checkers import Checkers
+from hzp2p.sim.checkers import Checkers, Violation
 from hzp2p.sim.events import EventLoop
 from hzp2p.sim.node import TICK_MS, SimNode
 from hzp2p.sim.statemachine import ApplyOutcome, encode_request
@@ -42,6 +42,7 @@ class Client:
         "node",
         "seq",
         "target",
+        "term",
         "token",
     )
 
@@ -54,6 +55,7 @@ class Client:
         self.target: NodeId = 0  # the node we believe leads, 0 = unknown
         self.node: NodeId = 0  # node holding the watched attempt, 0 = none
         self.index = 0
+        self.term = 0  # the term the node told us our entry has
         self.token = 0  # bumps whenever a new attempt is scheduled; voids stale timers
         self.acked = 0
 
@@ -215,7 +217,7 @@ class ClientPool:
         key = self.rng.randrange(KEYS)
         c.data = encode_request(c.client_id, c.seq, c.attempt, key, self.rng.randbytes(8))
         try:
-            index, _term = node.propose(c.data)
+            index, term = node.propose(c.data)
         except NotLeader as exc:
             hint = exc.leader_id
             c.target = hint if hint in self.nodes and hint != node.node_id else 0
@@ -230,6 +232,7 @@ class ClientPool:
             return
         c.node = node.node_id
         c.index = index
+        c.term = term
         node.watchers.setdefault(index, []).append(c)
         self.loop.after(CLIENT_TIMEOUT_MS, self._timeout, c, c.token)
 
@@ -259,6 +262,12 @@ class ClientPool:
             if entry.data == c.data and outcome is not None:
                 rid = outcome.request_id
                 assert rid == (c.client_id, c.seq)
+                if entry.term != c.term:
+                    raise Violation(
+                        "acknowledgement mismatch",
+                        f"client {c.client_id} was told term {c.term} for index {entry.index}, "
+                        f"but node {node_id} applied our entry there with term {entry.term}",
+                    )
                 self.checkers.apply.on_ack(c.client_id, rid, outcome.index)
                 self.trace(
                     "ack", node_id, f"client={c.client_id} seq={c.seq} index={outcome.index}"

@@ -492,4 +492,13 @@ def timed_run(options: SimOptions) -> tuple[RunSummary | None, SimulationFailure
         summary = Simulation(options).run()
     except SimulationFailure as f:
         return None, f, time.perf_counter() - t0
+    except Exception as exc:  # the setup itself failed: still a reportable, replayable seed
+        failure = SimulationFailure(
+            seed=options.seed,
+            voters=options.voters,
+            prop="exception during setup",
+            detail=f"{type(exc).__name__}: {exc}",
+            replay=options.replay_command(),
+        )
+        return None, failure, time.perf_counter() - t0
     return summary, None, time.perf_counter() - t0
