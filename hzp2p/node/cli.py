@@ -99,14 +99,39 @@ def cmd_run(args: argparse.Namespace) -> int:
     from hzp2p.node.daemon import run_node
     from hzp2p.storage import StorageError
 
+    expected = (ConfigError, StorageError, AdminSocketError, OSError)
     try:
         return run_node(cfg)
-    except ConfigError as exc:
-        print(f"hzp2p run: {exc}", file=sys.stderr)
-        return 2
-    except (StorageError, AdminSocketError, OSError) as exc:
-        print(f"hzp2p run: {exc}", file=sys.stderr)
-        return 1
+    except expected as exc:
+        return _run_failed(exc, str(cfg.listen))
+    except BaseExceptionGroup as group:
+        # Trio wraps a task's failure in an exception group; name the first real cause.
+        match, rest = group.split(expected)
+        if match is None or rest is not None:
+            raise
+        return _run_failed(_leaves(match)[0], str(cfg.listen))
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    out: list[BaseException] = []
+    for exc in group.exceptions:
+        out.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
+    return out
+
+
+def _run_failed(exc: BaseException, listen: str) -> int:
+    import errno
+
+    from hzp2p.node.config import ConfigError
+
+    if isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE:
+        detail = f"cannot listen on {listen}: address already in use (another daemon?)"
+    elif isinstance(exc, OSError) and exc.strerror:
+        detail = exc.strerror + (f": {exc.filename}" if exc.filename else "")
+    else:
+        detail = str(exc)
+    print(f"hzp2p run: {detail}", file=sys.stderr)
+    return 2 if isinstance(exc, ConfigError) else 1
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

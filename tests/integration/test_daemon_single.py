@@ -6,6 +6,8 @@ from __future__ import annotations
 import socket
 import stat
 import struct
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +55,12 @@ def test_single_node_bad_input_clean_stop_and_restart(tmp_path: Path) -> None:
         c.start(1)
         c.wait_leader(20)
         sock = c.sockets[1]
+        second = subprocess.run(
+            [sys.executable, "-m", "hzp2p.cli", "run", "--config", str(c.config(1))],
+            capture_output=True, text=True, timeout=30, check=False)
+        assert second.returncode == 1
+        assert second.stderr.strip().splitlines()[-1].startswith("hzp2p run: database")
+        assert "locked" in second.stderr
         assert stat.S_IMODE(Path(sock).stat().st_mode) == 0o600
         r = c.submit(1, "epi.report", {"report_id": "one", "region": "r", "metric": "m",
                                        "value": 1, "period": "p"})
