@@ -17,6 +17,7 @@ from hzp2p.raft.log import RaftLog
 from hzp2p.raft.membership import ConfChange
 from hzp2p.raft.messages import Message, TimeoutNow
 from hzp2p.raft.progress import Progress
+from hzp2p.raft.quorum import has_quorum
 from hzp2p.raft.read_only import ReadOnly
 from hzp2p.raft.types import ConfState, Entry, EntryKind, NodeId, ReadState, Role
 
@@ -161,6 +162,15 @@ class ClientMixin:
             return
         self._read_only.add(self.log.committed, context, self._id)
         self._bcast_heartbeat(context)
+
+    def _recv_read_ack(self, src: NodeId, context: bytes) -> None:
+        """A heartbeat response echoed a read's context: once a quorum of voters has, the
+        read and every earlier one are confirmed."""
+        acks = self._read_only.recv_ack(src, context)
+        if acks is None or not has_quorum(self._conf.voters, acks):
+            return
+        for req in self._read_only.advance(context):
+            self._read_states.append(ReadState(req.index, req.context))
 
     def transfer_leadership(self, target: NodeId) -> None:
         """Thesis §3.10: catch `target` up, then tell it to campaign at once (TimeoutNow).

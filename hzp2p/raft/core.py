@@ -38,7 +38,7 @@ from hzp2p.raft.messages import (
     RequestVoteResponse,
     TimeoutNow,
 )
-from hzp2p.raft.progress import PeerStatus, Progress, ProgressState
+from hzp2p.raft.progress import PeerStatus, Progress
 from hzp2p.raft.quorum import VoteResult, committed_index, has_quorum, vote_result
 from hzp2p.raft.read_only import ReadOnly
 from hzp2p.raft.ready import Ready
@@ -568,24 +568,6 @@ class RaftCore(ClientMixin, SnapshotMixin, ReplicationMixin):
             self._handle_snapshot_response(m, pr)
         else:
             self._drop("dropped_unexpected")
-
-    def _handle_heartbeat_response(self, m: HeartbeatResponse, pr: Progress) -> None:
-        # Heartbeat responses are the retry clock for lost appends, probes and chunks.
-        if pr.state is ProgressState.SNAPSHOT:
-            self._resend_snapshot_chunk(m.src, pr)
-        else:
-            pr.probe_sent = False
-            if pr.state is ProgressState.REPLICATE and pr.inflights.full():
-                pr.inflights.free_first_one()
-            if pr.match < self.log.last_index():
-                self._send_append(m.src)
-        if not m.context:
-            return
-        acks = self._read_only.recv_ack(m.src, m.context)
-        if acks is None or not has_quorum(self._conf.voters, acks):
-            return
-        for req in self._read_only.advance(m.context):
-            self._read_states.append(ReadState(req.index, req.context))
 
     # ------------------------------------------------------------------ commit
     def _maybe_commit(self) -> bool:

@@ -49,6 +49,10 @@ class ReplicationMixin:
 
         def _send_snapshot(self, to: NodeId, pr: Progress) -> bool: ...
 
+        def _resend_snapshot_chunk(self, to: NodeId, pr: Progress) -> None: ...
+
+        def _recv_read_ack(self, src: NodeId, context: bytes) -> None: ...
+
     # ---------------------------------------------------------------- leader side
     def _bcast_append(self) -> None:
         for nid in sorted(self._prs):
@@ -137,6 +141,19 @@ class ReplicationMixin:
                 break
         if m.src == self._lead_transferee and pr.match == self.log.last_index():
             self._send(TimeoutNow(self._term, self._id, m.src))
+
+    def _handle_heartbeat_response(self, m: HeartbeatResponse, pr: Progress) -> None:
+        # Heartbeat responses are the retry clock for lost appends, probes and chunks.
+        if pr.state is ProgressState.SNAPSHOT:
+            self._resend_snapshot_chunk(m.src, pr)
+        else:
+            pr.probe_sent = False
+            if pr.state is ProgressState.REPLICATE and pr.inflights.full():
+                pr.inflights.free_first_one()
+            if pr.match < self.log.last_index():
+                self._send_append(m.src)
+        if m.context:
+            self._recv_read_ack(m.src, m.context)
 
     # ---------------------------------------------------------------- follower side
     def _handle_append(self, m: AppendEntries) -> None:
