@@ -125,11 +125,6 @@ def _check_snapshot(msg: m.InstallSnapshot) -> None:
         raise Invalid("snapshot term above message term")
 
 
-def _check_snapshot_resp(msg: m.InstallSnapshotResponse) -> None:
-    if msg.match_index and msg.match_index < msg.snapshot_index:
-        raise Invalid("match_index below snapshot_index")
-
-
 def _check_peer_record(args: list[Any]) -> None:
     if not args[2]:
         raise Invalid("empty host")
@@ -171,7 +166,7 @@ def raft_schemas() -> list[tuple[int, type[Any], list[FieldType], Any]]:
             [T, S, D, SNAPSHOT_META, U, binary(MAX_SNAPSHOT_CHUNK_BYTES), BOOL],
             _check_snapshot,
         ),
-        (9, m.InstallSnapshotResponse, [T, S, D, U, U, U, BOOL], _check_snapshot_resp),
+        (9, m.InstallSnapshotResponse, [T, S, D, U, U, U, BOOL], None),
     ]
 
 
