@@ -15,6 +15,7 @@ from storage_helpers import CHAIN, GENESIS
 
 from hzp2p.raft.types import ConfState, Entry, HardState, Snapshot, SnapshotMeta
 from hzp2p.storage import (
+    BlockRecord,
     InvalidOperation,
     LogUnavailable,
     MemoryStorage,
@@ -222,3 +223,40 @@ def test_sqlite_log_matches_model(ops: list[tuple[object, ...]]) -> None:
 
 def test_model_refusals_are_storage_errors() -> None:
     assert issubclass(InvalidOperation, StorageError) and issubclass(LogUnavailable, StorageError)
+
+
+KEYS = st.binary(max_size=3).map(lambda b: bytes((0x00, 0x7F, 0xFF)[x % 3] for x in b))
+WRITES = st.dictionaries(KEYS, st.one_of(st.none(), st.binary(max_size=4)), max_size=8)
+
+
+def _state_run(s: SyncStorage, blocks: list[dict[bytes, bytes | None]], prefixes: list[bytes]) -> None:
+    s.save_ready([Entry(1, i) for i in range(1, len(blocks) + 2)], HardState(1, 1, len(blocks) + 1))
+    model: dict[bytes, bytes] = {}
+    prev = b""
+    for h, writes in enumerate(blocks):
+        s.apply_block(BlockRecord(h, b"h%d" % h, prev, h + 1, b""), [], writes, h + 1)
+        prev = b"h%d" % h
+        for k, v in writes.items():
+            if v is None:
+                model.pop(k, None)
+            else:
+                model[k] = v
+        for p in prefixes:
+            want = sorted((k, v) for k, v in model.items() if k.startswith(p))
+            assert list(s.scan(p)) == want
+            assert list(s.scan(p, limit=2)) == want[:2]
+            assert s.get(p) == model.get(p)
+
+
+@settings(max_examples=100 * SCALE)
+@given(st.lists(WRITES, max_size=6), st.lists(KEYS, min_size=1, max_size=4))
+def test_state_scan_matches_a_dict(
+    blocks: list[dict[bytes, bytes | None]], prefixes: list[bytes]
+) -> None:
+    _state_run(MemoryStorage(CHAIN, GENESIS), blocks, prefixes)
+    with tempfile.TemporaryDirectory(dir="/var/tmp" if Path("/var/tmp").is_dir() else None) as d:
+        s = SqliteStorage(str(Path(d) / "s.db"), CHAIN, GENESIS, OpenOptions(durable=False))
+        try:
+            _state_run(s, blocks, prefixes)
+        finally:
+            s.close()
