@@ -1,23 +1,36 @@
-"""Test helpers for the domain contracts: a dict-backed state and a tiny in-process "engine".
+"""Test helpers for the domain contracts: members, citizens and a state, run by the real engine.
 
-`World.apply` runs one signed transaction's handler directly, the way the real
-engine does after its envelope checks: the sender is resolved from the signer,
-a rejected transaction's writes are discarded.
+`World.apply` puts one signed transaction in a block of its own and executes it
+with `hzp2p.contracts.engine.execute_block` (envelope, signature, sender,
+handler overlay, state digest), proposed by a hidden founding authority. A
+refused transaction raises TxRejected with the engine's verdict and its block
+is dropped, so the state is exactly as before. Members are seeded straight into
+state, as a genesis would found them (the digest is re-sealed after each).
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 
 import nacl.signing
 import pytest
 
 from hzp2p.client import Client
 from hzp2p.contracts import coldchain, healthcode, privacy, supply, vaccination
-from hzp2p.contracts.api import Institution, TxContext, TxRejected
-from hzp2p.contracts.members import institution_by_key, institution_writes
-from hzp2p.contracts.registry import HANDLERS, citizen_signed
+from hzp2p.contracts.api import Institution, TxRejected
+from hzp2p.contracts.digest import DIGEST_KEY, vector_of_items
+from hzp2p.contracts.engine import (
+    execute_block,
+    genesis_state_writes,
+    read_head,
+    recompute_digest,
+    state_digest,
+)
+from hzp2p.contracts.members import institution_writes
+from hzp2p.contracts.state import DictState
+from hzp2p.ledger.block import Block
+from hzp2p.ledger.genesis import FoundingInstitution, Genesis
 from hzp2p.ledger.tx import Transaction
 
 _REGISTERED = (coldchain, healthcode, privacy, supply, vaccination)  # import registers handlers
@@ -25,41 +38,31 @@ _REGISTERED = (coldchain, healthcode, privacy, supply, vaccination)  # import re
 T0 = 1_800_000_000_000
 DAY = 86_400_000
 CHAIN = "hzp2p-test"
+ROOT_ID = 1_000_000  # the hidden founding authority that proposes World's blocks
 
 
 def key(name: str) -> nacl.signing.SigningKey:
     return nacl.signing.SigningKey(hashlib.blake2b(name.encode(), digest_size=32).digest())
 
 
-class DictState:
-    """A StateView over a plain dict; scans sort keys (what storage does)."""
-
-    def __init__(self) -> None:
-        self.data: dict[bytes, bytes] = {}
-
-    def get(self, key: bytes) -> bytes | None:
-        return self.data.get(key)
-
-    def put(self, key: bytes, value: bytes) -> None:
-        assert isinstance(key, bytes) and isinstance(value, bytes)
-        self.data[key] = value
-
-    def delete(self, key: bytes) -> None:
-        self.data.pop(key, None)
-
-    def scan(self, prefix: bytes, limit: int | None = None) -> Iterator[tuple[bytes, bytes]]:
-        items = sorted((k, v) for k, v in self.data.items() if k.startswith(prefix))
-        return iter(items if limit is None else items[:limit])
-
-
 class World:
     """Members, citizens and a state; applies transactions one per block."""
 
     def __init__(self, rules: Mapping[str, int] | None = None) -> None:
-        self.state = DictState()
-        self.height = 0
         self.now = T0
         self.rules = dict(rules or {"healthcode": 1, "privacy": 1})
+        self._node_key = key("world/root/node")
+        root = FoundingInstitution(
+            ROOT_ID,
+            "world-root",
+            ("authority",),
+            bytes(key("world/root").verify_key),
+            bytes(self._node_key.verify_key),
+            "127.0.0.1:9999",
+            True,
+        )
+        self.genesis = Genesis(CHAIN, 0, (root,), self.rules)
+        self.state = DictState(genesis_state_writes(self.genesis))
 
     def member(self, name: str, inst_id: int, *roles: str, active: bool = True) -> Client:
         k = key(name)
@@ -73,36 +76,31 @@ class World:
             False,
             active,
         )
-        for kk, v in institution_writes(inst).items():
-            self.state.put(kk, v)
+        self.state.apply(institution_writes(inst))
+        self.state.apply({DIGEST_KEY: vector_of_items(sorted(self.state.data.items()))})
         return Client(k, CHAIN, inst_id, nonce_start=0)
 
     def citizen(self, name: str) -> Client:
         return Client(key(name), CHAIN, None, nonce_start=0)
 
     def apply(self, tx: Transaction) -> None:
-        tx.verify()
-        self.height += 1
-        sender = institution_by_key(self.state, tx.signer)
-        if sender is None and not citizen_signed(tx.tx_type):
-            raise TxRejected(f"{tx.tx_type}: signer is not a member")
-        ctx = TxContext(
-            tx.tx_type,
-            tx.hash,
-            tx.payload,
-            tx.signer,
-            sender,
-            self.height,
-            self.now,
-            self.rules,
-            self.state,
+        """Execute `tx` in a block of its own; raises TxRejected(reason) if refused."""
+        head = read_head(self.state)
+        block = Block.create(
+            self._node_key,
+            height=head.height + 1,
+            prev_hash=head.hash,
+            state_digest=state_digest(self.state),
+            proposer=ROOT_ID,
+            timestamp_ms=self.now,
+            txs=[tx],
         )
-        before = dict(self.state.data)
-        try:
-            HANDLERS[tx.tx_type](ctx)
-        except TxRejected:
-            self.state.data = before
-            raise
+        res = execute_block(self.state, block, self.genesis)
+        verdict = res.verdicts[0]
+        if not verdict.applied:
+            raise TxRejected(verdict.reason)
+        self.state.apply(res.writes)
+        assert state_digest(self.state) == recompute_digest(self.state)
 
     def refused(self, tx: Transaction, match: str) -> str:
         """Apply `tx`, expecting a rejection whose reason matches `match`; state unchanged."""
