@@ -9,12 +9,13 @@ import pytest
 import trio
 from storage_helpers import CHAIN, GENESIS
 
-from hzp2p.raft.types import Entry, HardState
+from hzp2p.raft.types import ConfState, Entry, HardState, Snapshot, SnapshotMeta
 from hzp2p.storage import (
     AsyncStorage,
     BlockRecord,
     ExecResult,
     OpenOptions,
+    ReadyBatch,
     StateReader,
     StoreClosed,
     SyncStorage,
@@ -133,3 +134,32 @@ async def test_open_errors_are_typed_through_the_facade(tmp_path: Path) -> None:
         await AsyncStorage.open_sqlite(path, b"chain-B", GENESIS, OpenOptions(busy_timeout_s=0.1))
     async with open_sqlite(path, None, None) as s:  # any chain: tools like `admin verify`
         assert s.chain_id == CHAIN
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+async def test_every_facade_method_reaches_the_store(kind: str, tmp_path: Path) -> None:
+    conf = ConfState(frozenset({1, 2}))
+    async with await _open(kind, tmp_path) as s:
+        await s.save_batches(
+            [ReadyBatch([Entry(1, 1), Entry(1, 2)]), ReadyBatch([Entry(1, 3)], HardState(1, 1, 2))]
+        )
+        await s.append([Entry(2, 4), Entry(2, 5)])
+        await s.truncate_suffix(5)
+        assert await s.last_index() == 4
+        await s.set_applied(1, conf)
+        assert await s.conf_state() == conf and await s.hard_state() == HardState(1, 1, 2)
+        await s.apply_block(_block(0), [TxRecord(b"a", 0, 0, "x", "rejected", "r")], {}, 2)
+        assert await s.block_by_height(0) == _block(0)
+        assert await s.blocks(0, 5) == [_block(0)]
+        assert await s.block_txs(0) == [TxRecord(b"a", 0, 0, "x", "rejected", "r")]
+        snap = Snapshot(SnapshotMeta(2, 1, conf), b"snap")
+        await s.save_snapshot(snap)
+        assert await s.snapshot() == snap
+        await s.compact(2)
+        assert await s.first_index() == 3
+        await s.install_state([(b"x", b"1")], 2, conf, (0, b"H0"))
+        assert await s.scan(b"") == [(b"x", b"1")]
+        await s.save_ready(
+            [Entry(3, 9)], HardState(3, 0, 9), Snapshot(SnapshotMeta(8, 3, conf), b"s8")
+        )
+        assert (await s.load()).first_index == 9
