@@ -79,6 +79,56 @@ def _window(now_ms: int) -> tuple[int, int]:
     return start, start + MAX_WINDOW_MS - DAY_MS
 
 
+class IdempotentSigner:
+    """Signs submit requests so that the same request is the same transaction.
+
+    The nonce is derived from (type, canonical payload, idempotency key); the
+    validity window from the UTC day. A request repeated while its transaction
+    is still valid for more than a day returns the cached transaction (so a
+    retry across midnight keeps its hash); otherwise the same day gives the
+    same window and hence the same hash, even after a restart.
+    """
+
+    def __init__(self, key: nacl.signing.SigningKey, chain_id: str,
+                 clock_ms: Callable[[], int] | None = None) -> None:
+        self.key = key
+        self.chain_id = chain_id
+        self._clock_ms = clock_ms or (lambda: int(time.time() * 1000))
+        self._signed: OrderedDict[bytes, Transaction] = OrderedDict()
+
+    def sign(self, tx_type: str, payload: Mapping[str, Any], idem_key: str | None) -> Transaction:
+        try:
+            canon = encode_canonical(dict(payload), "payload")
+        except CodecError as exc:
+            raise SubmitError(str(exc)) from None
+        digest = hashlib.blake2b(
+            b"hzp2p/submit/v1\x00" + tx_type.encode() + b"\x00" + canon + b"\x00"
+            + (idem_key or "").encode(),
+            digest_size=32,
+        ).digest()
+        t = self._clock_ms()
+        tx = self._signed.get(digest)
+        if tx is not None and tx.valid_from_ms <= t and tx.valid_until_ms - t > DAY_MS:
+            return tx  # a retry is the same transaction, even across midnight
+        start, until = _window(t)
+        try:
+            tx = Transaction.create(
+                self.key,
+                self.chain_id,
+                tx_type,
+                dict(payload),
+                nonce=int.from_bytes(digest[:8], "big"),
+                valid_from_ms=start,
+                valid_until_ms=until,
+            )
+        except TxError as exc:
+            raise SubmitError(str(exc)) from None
+        self._signed[digest] = tx
+        while len(self._signed) > SIGNED_CACHE:
+            self._signed.popitem(last=False)
+        return tx
+
+
 class SubmitService:
     """See the module docstring."""
 
@@ -104,7 +154,7 @@ class SubmitService:
         self.transport = transport
         self.mempool = mempool
         self.producer = producer
-        self._signed: OrderedDict[bytes, Transaction] = OrderedDict()
+        self.signer = IdempotentSigner(signing_key, chain_id)
         self._kicks: dict[bytes, trio.Event] = {}
         self._rejections: dict[bytes, str] = {}
         self._requests: dict[int, bytes] = {}
@@ -117,37 +167,8 @@ class SubmitService:
 
     # ---------------------------------------------------------------- signing
     def sign(self, tx_type: str, payload: Mapping[str, Any], idem_key: str | None) -> Transaction:
-        try:
-            canon = encode_canonical(dict(payload), "payload")
-        except CodecError as exc:
-            raise SubmitError(str(exc)) from None
-        digest = hashlib.blake2b(
-            b"hzp2p/submit/v1\x00" + tx_type.encode() + b"\x00" + canon + b"\x00"
-            + (idem_key or "").encode(),
-            digest_size=32,
-        ).digest()
-        t = int(time.time() * 1000)
-        start, until = _window(t)
-        cache_key = digest + start.to_bytes(8, "big")
-        tx = self._signed.get(cache_key)
-        if tx is not None:
-            return tx
-        try:
-            tx = Transaction.create(
-                self.key,
-                self.chain_id,
-                tx_type,
-                dict(payload),
-                nonce=int.from_bytes(digest[:8], "big"),
-                valid_from_ms=start,
-                valid_until_ms=until,
-            )
-        except TxError as exc:
-            raise SubmitError(str(exc)) from None
-        self._signed[cache_key] = tx
-        while len(self._signed) > SIGNED_CACHE:
-            self._signed.popitem(last=False)
-        return tx
+        """The node's idempotent signature of a submit request (see IdempotentSigner)."""
+        return self.signer.sign(tx_type, payload, idem_key)
 
     # ---------------------------------------------------------------- events
     def _kick(self, tx_hash: bytes) -> None:
