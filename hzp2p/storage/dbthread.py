@@ -27,11 +27,13 @@ from collections.abc import Callable
 from typing import TypeVar
 
 import outcome
+import structlog
 import trio
 
 from hzp2p.storage.errors import StoreClosed
 
 T = TypeVar("T")
+log = structlog.get_logger("hzp2p.storage")
 
 _Job = tuple[Callable[[], object], Callable[["outcome.Outcome[object]"], None]]
 
@@ -52,7 +54,10 @@ class DbThread:
             if job is None:
                 return
             fn, done = job
-            done(outcome.capture(fn))
+            try:
+                done(outcome.capture(fn))
+            except BaseException:  # a broken callback must not kill the thread (and hang all)
+                log.exception("db_thread_callback_failed")
 
     def submit(self, fn: Callable[[], T], done: Callable[[outcome.Outcome[T]], None]) -> None:
         """Queue `fn`; `done(outcome)` is called on the DB thread once it ran (it must not block)."""

@@ -35,6 +35,7 @@ from hzp2p.storage.interfaces import (
     Writes,
 )
 from hzp2p.storage.schema import OpenOptions, decode_conf, encode_conf, open_database, translate
+from hzp2p.storage.sqlite_reader import SqlStateReader, scan_state
 
 _KINDS = tuple(EntryKind)
 assert all(k.value == i for i, k in enumerate(_KINDS))
@@ -73,46 +74,6 @@ class _Cache:
             self.snap_index,
             self.tip,
         )
-
-
-def prefix_end(prefix: bytes) -> bytes | None:
-    """The smallest key greater than every key starting with `prefix` (None: no bound)."""
-    p = prefix.rstrip(b"\xff")
-    return p[:-1] + bytes([p[-1] + 1]) if p else None
-
-
-class _Reader:
-    """StateReader over the store's connection, valid only during one apply_block_with."""
-
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self._conn = conn
-        self.valid = True
-
-    def get(self, key: bytes) -> bytes | None:
-        assert self.valid, "StateReader used after its block was applied"
-        row = self._conn.execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
-        return None if row is None else bytes(row[0])
-
-    def scan(self, prefix: bytes, limit: int | None = None) -> Iterator[tuple[bytes, bytes]]:
-        assert self.valid, "StateReader used after its block was applied"
-        return scan_state(self._conn, prefix, limit)
-
-
-def scan_state(
-    conn: sqlite3.Connection, prefix: bytes, limit: int | None
-) -> Iterator[tuple[bytes, bytes]]:
-    end = prefix_end(prefix)
-    lim = -1 if limit is None else limit
-    if end is None:
-        rows = conn.execute(
-            "SELECT key, value FROM state WHERE key >= ? ORDER BY key LIMIT ?", (prefix, lim)
-        ).fetchall()
-    else:
-        rows = conn.execute(
-            "SELECT key, value FROM state WHERE key >= ? AND key < ? ORDER BY key LIMIT ?",
-            (prefix, end, lim),
-        ).fetchall()
-    return iter([(bytes(k), bytes(v)) for k, v in rows])
 
 
 class SqliteStorage:
@@ -210,6 +171,12 @@ class SqliteStorage:
     @property
     def genesis_hash(self) -> bytes:
         return self._genesis_hash
+
+    def __enter__(self) -> SqliteStorage:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def close(self) -> None:
         if not self._closed:
@@ -495,7 +462,7 @@ class SqliteStorage:
         self, block: BlockRecord, execute: BlockExecutor, applied_index: int
     ) -> ExecResult:
         with self._txn() as w:
-            reader = _Reader(self._conn)
+            reader = SqlStateReader(self._conn)
             try:
                 result = execute(reader)
             finally:
