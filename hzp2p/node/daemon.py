@@ -34,7 +34,7 @@ from hzp2p.ledger.genesis import Genesis, GenesisError, load_genesis
 from hzp2p.ledger.mempool import Mempool, MempoolLimits
 from hzp2p.net.discovery import Address
 from hzp2p.net.handshake import ChainParams
-from hzp2p.net.schemas import default_registry
+from hzp2p.net.schemas import Blob, default_registry
 from hzp2p.net.tcp import TcpConfig, TcpTransport
 from hzp2p.net.transport import NodeIdentity
 from hzp2p.node.applier import Applier, bootstrap
@@ -45,6 +45,8 @@ from hzp2p.node.keys import KeyFileError, load_signing_key
 from hzp2p.node.logging import NodeLogContext, configure_logging
 from hzp2p.node.metrics import NodeMetrics, serve_metrics_http
 from hzp2p.node.producer import BlockProducer
+from hzp2p.node.reads import TOPICS as READ_TOPICS
+from hzp2p.node.reads import ReadService
 from hzp2p.node.submit import SubmitService
 from hzp2p.raft.core import RaftCore
 from hzp2p.raft.errors import RaftError
@@ -160,6 +162,7 @@ class Node:
     transport: TcpTransport
     producer: BlockProducer
     submit: SubmitService
+    reads: ReadService
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         cfg = self.cfg
@@ -248,6 +251,7 @@ class Node:
             mempool=self.mempool,
             producer=self.producer,
         )
+        self.reads = ReadService(cfg.node_id, self.driver, self.applier, self.transport)
         self.metrics.registry.add_collect_hook(self._collect_metrics)
         admin = AdminServer(cfg.admin.socket, max_request_bytes=cfg.admin.max_request_bytes)
         Handlers(self).register_all(admin)
@@ -259,6 +263,7 @@ class Node:
                 nursery.start_soon(self.driver.tick_loop)
                 nursery.start_soon(self.producer.run)
                 nursery.start_soon(self.submit.admission_loop)
+                nursery.start_soon(self.reads.serve_loop)
                 nursery.start_soon(self._membership_loop)
                 if cfg.metrics.http is not None:
                     await nursery.start(
@@ -284,7 +289,10 @@ class Node:
 
     # ---------------------------------------------------------------- callbacks
     def _app_message(self, sender: NodeId, msg: object) -> None:
-        self.submit.on_message(sender, msg)
+        if isinstance(msg, Blob) and msg.topic in READ_TOPICS:
+            self.reads.on_message(sender, msg)
+        else:
+            self.submit.on_message(sender, msg)
 
     def _role_changed(self, role: Role, leader: NodeId) -> None:
         if role is not Role.LEADER:

@@ -99,22 +99,31 @@ class RaftDriver:
         return index
 
     async def read_index(self, timeout_s: float) -> int:
-        """A linearizable read barrier (thesis §6.4): returns once this node has applied
-        everything committed when the read was issued. Raises NotLeader, ProposalDropped,
-        or trio.TooSlowError."""
+        """A linearizable read barrier on the leader (thesis §6.4): returns once this node has
+        applied everything committed when the read was issued. Raises NotLeader,
+        ProposalDropped, or trio.TooSlowError."""
+        with trio.fail_after(timeout_s):
+            index = await self.read_state(None)
+            await self.applier.wait_applied(index)
+        return index
+
+    async def read_state(self, ctx: bytes | None) -> int:
+        """Start a ReadIndex round (leader only) and return its read index once the leader has
+        confirmed it with a quorum; the caller bounds the wait. `ctx` None: a fresh one."""
         if len(self._reads) >= MAX_PENDING_READS:
             raise ProposalDropped(f"{MAX_PENDING_READS} reads already pending")
-        self._read_seq += 1
-        ctx = b"r%d:%d" % (self.core.node_id, self._read_seq)
+        if ctx is None:
+            self._read_seq += 1
+            ctx = b"r%d:%d" % (self.core.node_id, self._read_seq)
+        if ctx in self._reads:
+            raise ProposalDropped("a read with this context is already pending")
         ev = trio.Event()
         slot: list[int] = []
         self.core.read_index(ctx)
         self._reads[ctx] = (ev, slot)
         self.wake()
         try:
-            with trio.fail_after(timeout_s):
-                await ev.wait()
-                await self.applier.wait_applied(slot[0])
+            await ev.wait()
         finally:
             self._reads.pop(ctx, None)
         return slot[0]

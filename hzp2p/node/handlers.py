@@ -74,7 +74,7 @@ class Handlers:
         if not params.get("linearizable"):
             return
         try:
-            await self.node.driver.read_index(READ_INDEX_TIMEOUT_S)
+            await self.node.reads.barrier(READ_INDEX_TIMEOUT_S)
         except NotLeader as exc:
             raise AdminError(
                 "not_leader", str(exc), hint=not_leader_hint(exc), leader_id=exc.leader_id or None
