@@ -120,6 +120,11 @@ class OpenOptions:
     durable: bool = True
     create: bool = True
     wal_autocheckpoint_pages: int = 4000
+    exclusive: bool = True
+    """locking_mode=EXCLUSIVE: this process owns the file (it holds the lock file anyway), so
+    SQLite skips its per-transaction fcntl locks and keeps the WAL index in heap memory
+    instead of a shared -shm file: about 4 us less CPU per commit (30 % of it) here.
+    Other processes cannot even read the database while it is open."""
 
 
 def _lock_data_dir(path: str) -> IO[bytes]:
@@ -168,6 +173,8 @@ def open_database(
             raise StorageError(f"database {path} does not exist (chain id and genesis needed to create it)")
         conn = sqlite3.connect(path, timeout=options.busy_timeout_s, isolation_level=None)
         conn.execute("PRAGMA foreign_keys = ON")
+        if options.exclusive:
+            conn.execute("PRAGMA locking_mode = EXCLUSIVE")
         mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         if str(mode).lower() != "wal":
             raise StorageError(f"database {path}: cannot enable WAL (journal_mode={mode})")
