@@ -19,7 +19,7 @@ import nacl.bindings
 import nacl.exceptions
 import nacl.signing
 
-from hzp2p.ledger.codec import CodecError, pack, unpack
+from hzp2p.ledger.codec import CodecError, FieldError, pack, unpack
 from hzp2p.ledger.merkle import MerkleProof, leaf_hash, merkle_proof, merkle_root, verify_proof
 from hzp2p.ledger.tx import INT64_MAX, Transaction, TxError, blake, decode_tx
 
@@ -29,13 +29,10 @@ MAX_BLOCK_BYTES = 8 * 1024 * 1024
 MAX_BLOCK_TXS = 20_000
 
 
-class BlockError(ValueError):
+class BlockError(FieldError):
     """A block is malformed or fails a check; `field` names what (e.g. 'txs[3].signature')."""
 
-    def __init__(self, field_name: str, problem: str) -> None:
-        self.field = field_name
-        self.problem = problem
-        super().__init__(f"block.{field_name}: {problem}")
+    PREFIX = "block."
 
 
 @dataclass(frozen=True, slots=True, eq=False)

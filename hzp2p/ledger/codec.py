@@ -23,13 +23,27 @@ MAX_STR_BYTES = 16 * 1024
 MAX_KEY_CHARS = 64
 
 
-class CodecError(ValueError):
+class FieldError(ValueError):
+    """An input error naming the field at fault: ``f"{PREFIX}{field}: {problem}"``.
+
+    The one shape of the ledger's validation errors (codec, transaction, block,
+    genesis), so callers can report `field` and `problem` alike.
+    """
+
+    PREFIX = ""
+
+    def __init__(self, field_name: str, problem: str) -> None:
+        self.field = field_name
+        self.problem = problem
+        super().__init__(f"{self.PREFIX}{field_name}: {problem}")
+
+
+class CodecError(FieldError):
     """A value is not canonically encodable; `path` names where (e.g. payload.readings[3])."""
 
-    def __init__(self, path: str, problem: str) -> None:
-        self.path = path
-        self.problem = problem
-        super().__init__(f"{path}: {problem}")
+    @property
+    def path(self) -> str:
+        return self.field
 
 
 def canonical(obj: Any, path: str = "value", depth: int = 0) -> Any:

@@ -21,7 +21,7 @@ from typing import Any
 import nacl.signing
 
 from hzp2p.contracts.api import ROLES, valid_address
-from hzp2p.ledger.codec import pack
+from hzp2p.ledger.codec import FieldError, pack
 
 GENESIS_VERSION = 1
 DEFAULT_RULES: Mapping[str, int] = {
@@ -37,11 +37,10 @@ _CHAIN_ID = re.compile(r"[A-Za-z0-9._\-]{1,64}")
 _RULE = re.compile(r"[A-Za-z0-9_\-]{1,64}")
 
 
-class GenesisError(ValueError):
-    def __init__(self, field_name: str, problem: str) -> None:
-        self.field = field_name
-        self.problem = problem
-        super().__init__(f"genesis {field_name}: {problem}")
+class GenesisError(FieldError):
+    """The genesis is invalid; `field` names what (e.g. institutions[1].inst_id)."""
+
+    PREFIX = "genesis "
 
 
 @dataclass(frozen=True, slots=True)

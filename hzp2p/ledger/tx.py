@@ -17,6 +17,7 @@ timestamp, registered type) are `check_envelope` and the engine's business.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -26,7 +27,7 @@ import nacl.bindings
 import nacl.exceptions
 import nacl.signing
 
-from hzp2p.ledger.codec import CodecError, canonical, pack, unpack
+from hzp2p.ledger.codec import CodecError, FieldError, canonical, pack, unpack
 
 TX_VERSION = 1
 SIG_DOMAIN = b"hzp2p/tx/v1"
@@ -42,13 +43,10 @@ def blake(data: bytes) -> bytes:
     return hashlib.blake2b(data, digest_size=32).digest()
 
 
-class TxError(ValueError):
+class TxError(FieldError):
     """A transaction is malformed or fails an envelope check; `field` names what."""
 
-    def __init__(self, field_name: str, problem: str) -> None:
-        self.field = field_name
-        self.problem = problem
-        super().__init__(f"tx.{field_name}: {problem}")
+    PREFIX = "tx."
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -114,17 +112,7 @@ class Transaction:
     def signed(self, key: nacl.signing.SigningKey) -> Transaction:
         assert bytes(key.verify_key) == self.signer, "signing key does not match tx.signer"
         sig = key.sign(SIG_DOMAIN + self.hash).signature
-        return Transaction(
-            self.chain_id,
-            self.tx_type,
-            self.signer,
-            self.nonce,
-            self.valid_from_ms,
-            self.valid_until_ms,
-            self.payload,
-            bytes(sig),
-            self.body,
-        )
+        return dataclasses.replace(self, signature=bytes(sig))
 
     sign = signed  # alias: tx.sign(key) -> the signed transaction
 
