@@ -18,7 +18,7 @@ import trio
 
 from hzp2p.net.codec import MessageRegistry
 from hzp2p.net.errors import HandshakeRefused, NetError, RemoteProtocolError
-from hzp2p.net.framing import HEADER_BYTES, FrameDecoder, encode_frame
+from hzp2p.net.framing import HEADER_BYTES, FrameDecoder, encode_frame, frame_header
 from hzp2p.net.handshake import (
     MAX_HANDSHAKE_FRAME_BYTES,
     ChainParams,
@@ -243,13 +243,17 @@ class Connection:
                 with trio.move_on_after(self.keepalive_interval_s):
                     await queue.signal.wait()
             parts = queue.pop_batch(budget) if queue.items else []
-            frame = encode_frame(cipher.seal(join(parts)), self.max_frame_bytes)
+            body = cipher.seal(join(parts))
             try:
-                await stream.send_all(frame)
+                if len(body) < 65536:
+                    await stream.send_all(encode_frame(body, self.max_frame_bytes))
+                else:  # large frame: two writes beat copying the body behind its header
+                    await stream.send_all(frame_header(body, self.max_frame_bytes))
+                    await stream.send_all(body)
             except (trio.BrokenResourceError, OSError) as exc:
                 raise PeerGone(f"send failed: {exc}") from None
             stats.frames_sent += 1
-            stats.bytes_sent += len(frame)
+            stats.bytes_sent += len(body) + HEADER_BYTES
             stats.messages_sent += len(parts)
 
 

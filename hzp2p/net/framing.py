@@ -22,6 +22,14 @@ def encode_frame(payload: bytes, max_frame_bytes: int) -> bytes:
     return n.to_bytes(HEADER_BYTES, "big") + payload
 
 
+def frame_header(payload: bytes, max_frame_bytes: int) -> bytes:
+    """Just the length prefix of `payload` (to send header and body as two writes)."""
+    n = len(payload)
+    if n > max_frame_bytes:
+        raise LocalProtocolError(f"frame of {n} bytes exceeds max_frame_bytes={max_frame_bytes}")
+    return n.to_bytes(HEADER_BYTES, "big")
+
+
 class FrameDecoder:
     """Accumulates received bytes and yields complete frame bodies in order.
 
@@ -70,7 +78,8 @@ class FrameDecoder:
         if avail < HEADER_BYTES + n:
             return None
         start = pos + HEADER_BYTES
-        body = bytes(buf[start : start + n])
+        with memoryview(buf) as view:  # one copy, and the export ends before any resize
+            body = bytes(view[start : start + n])
         self._pos = start + n
         if self._pos > 1 << 20 and self._pos * 2 > len(buf):
             del buf[: self._pos]
