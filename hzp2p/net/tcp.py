@@ -325,13 +325,16 @@ class TcpTransport:
         await self._serve(stream, result, rest, result.peer_id, address)
 
     def _handshake_failed(self, exc: BaseException, address: object, peer: NodeId | None) -> bool:
-        """Count and log a failed handshake; False if `exc` must propagate (Cancelled, bugs)."""
+        """Count and log a failed handshake; False if `exc` must propagate (Cancelled, ^C)."""
         if isinstance(exc, trio.TooSlowError):
             reason = "handshake_timeout"
         elif isinstance(exc, RemoteProtocolError):
             reason = exc.reason
         elif isinstance(exc, trio.BrokenResourceError | trio.ClosedResourceError | OSError):
             reason = "connection_lost"
+        elif isinstance(exc, Exception):  # a bug must cost one connection, never the node
+            reason = "internal_error"
+            self._log.error("net.handshake_internal_error", address=address, exc_info=exc)
         else:
             return False
         self._stats.handshakes_refused += 1

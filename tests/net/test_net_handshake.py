@@ -253,3 +253,30 @@ async def test_silent_peer_after_handshake_times_out(nursery: trio.Nursery) -> N
         await expect_closed(stream, timeout_s=3)
         await wait_until(lambda: server.connected_peers() == frozenset())
         assert server.statistics().read_timeouts == 1
+
+
+async def test_frame_replayed_from_an_earlier_session_refused(nursery: trio.Nursery) -> None:
+    async with open_tcp(nursery, IDS[:1], MEMBERS) as (server,):
+        stream1, cipher1 = await _session(server)
+        frame = frame_for(cipher1, [Heartbeat(1, 2, 1, 7)])
+        await stream1.send_all(frame)
+        with trio.fail_after(5):
+            assert await server.receive() == (2, Heartbeat(1, 2, 1, 7))
+        await stream1.aclose()
+        await wait_until(lambda: server.connected_peers() == frozenset())
+        stream2, _ = await _session(server)
+        await stream2.send_all(frame)  # same counter (0) but another session's keys
+        await _expect_refused(server, stream2, "bad_frame")
+
+
+async def test_member_whose_key_changes_is_disconnected(nursery: trio.Nursery) -> None:
+    mem = membership_of(IDS)
+    async with open_tcp(nursery, IDS[:2], mem) as (a, _):
+        await wait_until(lambda: a.connected_peers() == {2})
+        rotated = NodeIdentity.from_seed(2, b"\x55" * 32)
+        mem.set_members({1: IDS[0].node_key, 2: rotated.node_key, 3: IDS[2].node_key})
+        a.membership_changed()
+        await wait_until(lambda: 2 not in a.connected_peers())
+        # node 2 still runs with its old key: every new session is refused
+        await wait_until(lambda: a.statistics().handshakes_refused >= 2)
+        assert 2 not in a.connected_peers()

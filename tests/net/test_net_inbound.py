@@ -40,7 +40,9 @@ async def test_put_batch_waits_while_full(autojump_clock: trio.testing.MockClock
     assert q.receive_batch_nowait(10) == [(1, "b"), (1, "c")]
 
 
-async def test_receive_wakes_and_cancel_loses_nothing(autojump_clock: trio.testing.MockClock) -> None:
+async def test_receive_wakes_and_cancel_loses_nothing(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
     q = InboundQueue(4)
     with trio.move_on_after(1):
         await q.receive()
