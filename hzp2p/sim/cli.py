@@ -36,7 +36,12 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--profile", default="mixed", help=f"fault profile: {', '.join(sorted(PROFILES))}"
     )
-    p.add_argument("--membership", action="store_true", help="also inject membership changes")
+    p.add_argument(
+        "--membership",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="inject the profile's membership changes (default: on)",
+    )
     p.add_argument("--ticks", type=int, default=None, help="safety-phase length in ticks")
     p.add_argument(
         "--workers", type=int, default=min(2, os.cpu_count() or 1), help="worker processes"

@@ -37,9 +37,6 @@ ACTIONS = (
     "membership",
 )
 
-MEMBERSHIP_WEIGHT = 3.0
-"""Weight of "membership" when --membership adds it to a profile without one."""
-
 
 @dataclass(frozen=True, slots=True)
 class FaultProfile:
@@ -77,20 +74,28 @@ PROFILES: dict[str, FaultProfile] = {
                 "lossy_net": 1.5,
                 "slow_disk": 1,
                 "transfer": 1,
+                "membership": 1.5,
             },
             base_net=NetProfile(drop_prob=0.01, dup_prob=0.01, max_delay_ms=6, spike_prob=0.01),
         ),
         FaultProfile("calm", {}, safety_ticks=200),
         FaultProfile(
             "crashes",
-            {"crash": 3, "crash_leader": 3, "slow_disk": 1},
+            {"crash": 3, "crash_leader": 3, "slow_disk": 1, "membership": 1},
             interval_ms=(3 * TICK_MS, 12 * TICK_MS),
         ),
         FaultProfile(
             "partitions",
-            {"isolate_leader": 2, "split": 2, "one_way": 2, "flap": 1, "lossy_net": 1},
+            {
+                "isolate_leader": 2,
+                "split": 2,
+                "one_way": 2,
+                "flap": 1,
+                "lossy_net": 1,
+                "membership": 1,
+            },
         ),
-        # Membership churn under crashes (used with --membership): joins, promotions,
+        # Membership churn under crashes: joins, promotions,
         # removals of live and dead voters and of the leader itself.
         FaultProfile(
             "churn",
@@ -126,9 +131,7 @@ class FaultScheduler:
         self.injected: dict[str, int] = {}
         self._epoch = 0  # bumps on heal_all; voids every pending heal/toggle
         weights = dict(profile.weights)
-        if sim.options.membership:
-            weights.setdefault("membership", MEMBERSHIP_WEIGHT)
-        else:
+        if not sim.options.membership:  # --no-membership: the profile's changes are off
             weights.pop("membership", None)
         self._actions = sorted(weights)
         self._weights = [weights[a] for a in self._actions]

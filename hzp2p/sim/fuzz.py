@@ -23,7 +23,7 @@ class FuzzPlan:
     voters: tuple[int, ...] = (3, 5, 7)
     learners: int = 0
     profile: str = "mixed"
-    membership: bool = False
+    membership: bool = True
     ticks: int | None = None
     core: str | None = None
     trace_tail: int = 40

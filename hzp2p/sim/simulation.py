@@ -68,7 +68,8 @@ class SimOptions:
     readers: int = 1
     safety_ticks: int | None = None
     """Override of the profile's safety-phase length."""
-    membership: bool = False
+    membership: bool = True
+    """Allow the profile's membership changes (off: --no-membership)."""
     election_ticks: int = ELECTION_TICKS
     heartbeat_ticks: int = HEARTBEAT_TICKS
     trace_tail: int = 40
@@ -89,8 +90,8 @@ class SimOptions:
             parts.append(f"--learners {self.learners}")
         if self.profile != "mixed":
             parts.append(f"--profile {self.profile}")
-        if self.membership:
-            parts.append("--membership")
+        if not self.membership:
+            parts.append("--no-membership")
         if self.safety_ticks is not None:
             parts.append(f"--ticks {self.safety_ticks}")
         if self.core is not None:

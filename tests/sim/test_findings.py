@@ -1,26 +1,28 @@
-"""Core bugs the simulator found, pinned as seeds (see docs/sim-findings.md).
+"""Regression tests for core bugs the simulator found (see docs/sim-findings.md).
 
-Each is xfail(strict=False): it passes once the core is fixed, and the marker
-can then go. A pinned seed reproduces the bug only with the simulator version
-that found it (any change to the simulator's use of randomness moves it);
-`hzp2p fuzz --seeds 200 --membership --profile churn` is the robust check.
+A pinned seed reproduces a bug only with the simulator version that found it
+(any change to how the simulator draws randomness moves it), so each finding
+also gets a small seed sweep of the profile that found it.
 """
 
 from __future__ import annotations
 
 import pytest
 
+from hzp2p.sim.fuzz import FuzzPlan, run_plan
 from hzp2p.sim.simulation import SimOptions, Simulation
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="core drops every message from a sender outside its applied conf, so a node "
-    "whose applied conf predates the current leader's admission never catches up "
-    "(docs/sim-findings.md, finding 1)",
-)
 @pytest.mark.parametrize(("seed", "voters"), [(97, 5), (186, 3)])
-def test_lagging_node_follows_a_leader_admitted_after_its_applied_conf(
+def test_finding_1_lagging_node_follows_a_leader_admitted_after_its_conf(
     seed: int, voters: int
 ) -> None:
-    Simulation(SimOptions(seed=seed, voters=voters, profile="churn", membership=True)).run()
+    """Fixed in ca03e02: a node whose applied conf predates the leader's admission used to
+    drop all of the leader's traffic and never converge (liveness)."""
+    Simulation(SimOptions(seed=seed, voters=voters, profile="churn")).run()
+
+
+def test_finding_1_membership_churn_sweep() -> None:
+    report = run_plan(FuzzPlan(seeds=24, start=1000, profile="churn"), workers=1)
+    assert report.total.violations == 0, "\n\n".join(str(f["report"]) for f in report.failures)
+    assert report.total.conf_changes > 24

@@ -58,7 +58,8 @@ def test_five_voters_and_forty_six_learners() -> None:
 def _first_failure(core: CoreFactory) -> SimulationFailure:
     for seed in range(BROKEN_CORE_SEED_BOUND):
         try:
-            Simulation(SimOptions(seed=seed, voters=3, profile="hunt"), core_factory=core).run()
+            opts = SimOptions(seed=seed, voters=3, profile="hunt")
+            Simulation(opts, core_factory=core).run()
         except SimulationFailure as f:
             return f
     pytest.fail(f"{core.__name__}: no violation found in {BROKEN_CORE_SEED_BOUND} seeds")
