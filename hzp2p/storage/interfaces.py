@@ -87,7 +87,11 @@ class ReadyBatch:
 
 @dataclass(frozen=True, slots=True)
 class InitialState:
-    """Everything the Raft core and the ledger need to restart."""
+    """Everything the Raft core and the ledger need to restart.
+
+    If `applied_index < snapshot_meta.index`, the node crashed between storing a
+    leader's snapshot and installing its state: reinstall it from `snapshot()`.
+    """
 
     hard_state: HardState
     conf_state: ConfState
