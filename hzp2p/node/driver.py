@@ -45,6 +45,13 @@ MAX_PENDING_READS = 1024
 AppHandler = Callable[[NodeId, Any], None]
 
 
+class UnsupportedSnapshot(Exception):
+    """The core handed out a snapshot to install; this daemon cannot install state yet."""
+
+    def __init__(self, index: int) -> None:
+        super().__init__(f"asked to install a snapshot at index {index}: not supported yet")
+
+
 def role_name(role: Role) -> str:
     """The admin/metrics name of a core role (pre-candidates show as candidates)."""
     if role is Role.PRE_CANDIDATE:
@@ -177,6 +184,10 @@ class RaftDriver:
             self._soft_state_changed()
         # 1. leader traffic may leave before our own copy is durable (thesis §10.2.1)
         self._send_all(rd.messages)
+        if rd.snapshot is not None:
+            # The core's snapshot transfer is a stub; installing one needs the state format
+            # (docs/daemon-needs.md). Stop rather than let state and log disagree.
+            raise UnsupportedSnapshot(rd.snapshot.meta.index)
         # 2. one transaction, one fsync: snapshot, entries, hard state
         if rd.must_sync:
             t0 = time.perf_counter()

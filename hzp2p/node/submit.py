@@ -50,7 +50,7 @@ from hzp2p.node.applier import Applier, receipt_of
 from hzp2p.node.driver import RaftDriver
 from hzp2p.node.producer import BlockProducer
 from hzp2p.raft.types import NodeId
-from hzp2p.storage import AsyncStorage, SyncStorage
+from hzp2p.storage import AsyncStorage, SyncStorage, TxRecord
 
 log = structlog.get_logger("hzp2p.node.submit")
 
@@ -283,13 +283,14 @@ class SubmitService:
     async def submit(self, tx: Transaction, wait_s: float) -> dict[str, object]:
         """Get `tx` committed (or refused), waiting at most `wait_s`; returns the receipt."""
         h = tx.hash
-        found = await self.lookup(h)
-        if found is not None:
-            return found
         t = int(time.time() * 1000)
         chain = self.chain_id
 
-        def pre(store: SyncStorage) -> str | None:
+        def pre(store: SyncStorage) -> TxRecord | str | None:
+            """One trip to the database: the stored verdict, or why it cannot pass."""
+            rec = store.tx(h)
+            if rec is not None:
+                return rec
             try:
                 precheck_tx(store, tx, chain, t)
             except (TxError, TxRejected) as exc:
@@ -297,6 +298,8 @@ class SubmitService:
             return None
 
         problem = await self.storage.call(pre)
+        if isinstance(problem, TxRecord):
+            return receipt_of(h, problem)
         if problem is not None and not problem.startswith("duplicate"):
             return _rejected(h, problem)
         raw = tx.encode()
