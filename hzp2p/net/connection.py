@@ -241,7 +241,8 @@ class Connection:
         while True:
             if not queue.items:
                 with trio.move_on_after(self.keepalive_interval_s):
-                    await queue.signal.wait()
+                    while not queue.items:  # a stale wake-up is not a reason to send
+                        await queue.signal.wait()
             parts = queue.pop_batch(budget) if queue.items else []
             body = cipher.seal(join(parts))
             try:
