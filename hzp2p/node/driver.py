@@ -170,11 +170,12 @@ class RaftDriver:
                 with trio.CancelScope(shield=True):
                     with trio.move_on_after(READY_FINISH_TIMEOUT_S) as scope:
                         await self._handle(rd)
-                    if scope.cancelled_caught:
-                        # Never advance past a Ready we could not persist (ready.py):
-                        # without advance the core stops counting us and steps down.
-                        log.error("ready_stalled", timeout_s=READY_FINISH_TIMEOUT_S)
-                        await trio.sleep_forever()
+                if scope.cancelled_caught:
+                    # Never advance past a Ready we could not persist (ready.py): without
+                    # advance the core stops counting us and a leader steps down. Wait here
+                    # (cancellable, so a shutdown still works) for an operator.
+                    log.error("ready_stalled", timeout_s=READY_FINISH_TIMEOUT_S)
+                    await trio.sleep_forever()
             await self._wake.wait()
 
     # ---------------------------------------------------------------- one Ready
