@@ -173,8 +173,12 @@ class Story:
         self.send(carrier.tx("coldchain.readings", coldchain_readings_payload(
             sensor, "SENSOR-1", "LOT-B", [(t - 2000, 450), (t - 1000, 1250)]), t),
             "SENSOR-1 reports 12.5 C for LOT-B (an excursion)")
-        lot_b = dq.lot(self.state(), "LOT-B") or {}
-        self.say(f"       LOT-B is now {lot_b.get('status', '?')!r}")
+        hist = c.call(self.live()[0], "lot_history", {"lot": "LOT-B"})
+        kinds = ", ".join(str(e.get("kind")) for e in hist["events"])
+        self.say(f"       LOT-B is now {(hist['record'] or {}).get('status', '?')!r} "
+                 f"(history: {kinds})")
+        if (hist["record"] or {}).get("status") != "quarantined":
+            raise DemoFailed("LOT-B was not quarantined")
         self.send(carrier.tx("lot.transfer", lot_transfer_payload("LOT-A", site.inst_id or 0),
                              now), "ColdLine delivers LOT-A to Riverside Clinic")
         self.send(carrier.tx("lot.transfer", lot_transfer_payload("LOT-B", site.inst_id or 0),
@@ -230,7 +234,12 @@ class Story:
                   "Riverside shares the record key under grant G-1")
         fields = hospital.read_record(self.state(), "VAX-1")
         self.say(f"       City Hospital decrypts VAX-1: {fields}")
-        log = alice.my_access_log(self.state())
+        log = c.call(self.live()[0], "access_log", {"subject": alice.pseudonym,
+                                                    "linearizable": True})["entries"]
+        if log != dq.jsonable(alice.my_access_log(self.state())):
+            raise DemoFailed("the access log over the admin socket differs from the client's")
+        recs = c.call(self.live()[-1], "subject_records", {"subject": alice.pseudonym})
+        self.say(f"       Alice has {len(recs['records'])} record(s) on chain, all encrypted")
         self.say("       Alice lists who read her records:")
         for e in log:
             self.say(f"         member {e.get('grantee')} via {e.get('kind')} for "
