@@ -63,6 +63,8 @@ class TcpConfig:
     send_queue_max_msgs: int = 16384
     send_queue_max_bytes: int = 64 << 20
     inbound_queue_max_msgs: int = 16384
+    max_pending_handshakes: int = 64
+    """Inbound connections still in the handshake; more are closed at once (counted)."""
     record_seq: int | None = None
     """Sequence number of our peer record; default: wall-clock microseconds (grows across restarts)."""
 
@@ -113,6 +115,7 @@ class TcpTransport:
         self._nursery: trio.Nursery | None = None
         self._listen: Address | None = None
         self._log = structlog.get_logger("hzp2p.net", node_id=identity.node_id)
+        self._pending_handshakes = 0
         self._max_msg_bytes = self.config.max_frame_bytes - FRAME_OVERHEAD_BYTES - 8
 
     # --- the Transport interface ---------------------------------------------------------
@@ -310,6 +313,12 @@ class TcpTransport:
             address = f"{host}:{port}"
         except OSError:
             address = "?"
+        if self._pending_handshakes >= self.config.max_pending_handshakes:
+            self._stats.handshakes_refused += 1
+            self._log.warning("net.handshake_refused", address=address, reason="too_many_pending")
+            await trio.aclose_forcefully(stream)
+            return
+        self._pending_handshakes += 1
         try:
             with trio.fail_after(self.config.handshake_timeout_s):
                 result, rest = await handshake_responder(
@@ -322,6 +331,8 @@ class TcpTransport:
             if not handled:
                 raise
             return
+        finally:
+            self._pending_handshakes -= 1
         await self._serve(stream, result, rest, result.peer_id, address)
 
     def _handshake_failed(self, exc: BaseException, address: object, peer: NodeId | None) -> bool:

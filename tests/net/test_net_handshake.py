@@ -280,3 +280,15 @@ async def test_member_whose_key_changes_is_disconnected(nursery: trio.Nursery) -
         # node 2 still runs with its old key: every new session is refused
         await wait_until(lambda: a.statistics().handshakes_refused >= 2)
         assert 2 not in a.connected_peers()
+
+
+async def test_pending_handshakes_are_bounded(nursery: trio.Nursery) -> None:
+    async with open_tcp(
+        nursery, IDS[:1], MEMBERS, max_pending_handshakes=3, handshake_timeout_s=2.0
+    ) as (server,):
+        silent = [await raw_connect(server) for _ in range(3)]
+        extra = await raw_connect(server)
+        await expect_closed(extra, timeout_s=1.5)  # closed long before the handshake timeout
+        await wait_until(lambda: server.statistics().handshakes_refused == 1)
+        for s in silent:
+            await s.aclose()
