@@ -70,7 +70,7 @@ def cmd_init(args: argparse.Namespace) -> int:
     if args.json:
         out: dict[str, Any] = {
             "dir": str(args.dir),
-            "genesis": str(args.dir / "genesis.toml") if hasattr(args.dir, "joinpath") else None,
+            "genesis": str(args.dir / "genesis.toml"),
             "nodes": [
                 {"node_id": n.node_id, "config": str(n.config), "address": n.address,
                  "roles": list(n.roles), "voter": n.voter}
