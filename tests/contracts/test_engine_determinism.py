@@ -70,6 +70,9 @@ def build(blocks: list[list[tuple[Any, ...]]]) -> LocalChain:
 def test_same_blocks_same_digests(blocks: list[list[tuple[Any, ...]]]) -> None:
     c = build(blocks)
     assert state_digest(c.state) == recompute_digest(c.state)
+    # replayed transactions (same block or later ones) are applied at most once
+    applied = [v.tx_hash for r in c.results for v in r.verdicts if v.applied]
+    assert len(applied) == len(set(applied))
     a = DictState(genesis_state_writes(c.genesis))
     b = DictState(genesis_state_writes(c.genesis))
     mid = len(c.blocks) // 2
