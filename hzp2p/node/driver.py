@@ -158,7 +158,11 @@ class RaftDriver:
                 self.core.step(msg)
                 self.wake()
             elif self._on_app is not None:
-                self._on_app(sender, msg)
+                try:
+                    self._on_app(sender, msg)
+                except LocalProtocolError as exc:  # a reply we cannot send: drop and count
+                    self.send_failures += 1
+                    log.warning("app_reply_refused", peer=sender, reason=str(exc))
             else:
                 self.inbound_refused += 1
 
