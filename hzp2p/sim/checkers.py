@@ -145,6 +145,7 @@ class LogSafety:
         chain = self._node_chain[node]
         if ready.snapshot is not None:
             si = ready.snapshot.meta.index
+            self.check_snapshot_point(node, si, ready.snapshot.meta.term)
             if ready.snapshot.meta.index < len(self._canon_digest):
                 self._node_base[node] = self._canon_digest[si]
                 chain = []
@@ -192,6 +193,23 @@ class LogSafety:
             assert ej is not None
             self.commit(node, ej, "durably committed")
         self._durable_commit[node] = new_commit
+
+    def on_compact(self, node: NodeId, dropped: int) -> None:
+        """The node's store dropped its first `dropped` entries into a snapshot."""
+        chain = self._node_chain[node]
+        if chain is not None and dropped > 0:
+            self._node_base[node] = chain[dropped - 1]
+            del chain[:dropped]
+
+    def check_snapshot_point(self, node: NodeId, index: int, term: int) -> None:
+        """A snapshot taken or installed at (index, term) must sit on the committed log."""
+        c = self.committed.get(index)
+        if c is not None and c.term != term:
+            raise Violation(
+                "snapshot disagrees with the committed log",
+                f"node {node} holds a snapshot at index {index} term {term}, but "
+                f"{_fmt(c)} was committed there",
+            )
 
     def check_leader_completeness(self, node: NodeId, term: int, store: DurableStore) -> None:
         """Raft §5.4.1: a new leader's log holds every entry committed before its term.

@@ -115,7 +115,8 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
                 print(
                     f"seed {r.seed:>6} voters {r.voters}: ok  steps={s['steps']} "
                     f"elections={s['elections']} committed={s['committed']} acked={s['acked']} "
-                    f"crashes={s['crashes']} reads={s['reads']} conf_changes={s['conf_changes']} history={s['history']} ({r.wall_s:.2f}s)",
+                    f"crashes={s['crashes']} reads={s['reads']} snapshots={s['snapshots']} "
+                    f"conf_changes={s['conf_changes']} history={s['history']} ({r.wall_s:.2f}s)",
                     flush=True,
                 )
             else:

@@ -53,6 +53,10 @@ class FaultProfile:
     max_entries_per_msg: tuple[int, ...] = (1, 4, 64)
     """Drawn per run: small batches make partial replication (Figure 8) likely."""
     allow_majority_down: bool = False
+    compact_every: tuple[int, int] | None = (20, 80)
+    """Each node snapshots and compacts its log every N applied entries, N drawn per node."""
+    snapshot_chunk_bytes: tuple[int, ...] = (512, 4096, 1 << 18)
+    """InstallSnapshot chunk size, drawn per run (small sizes exercise resumed transfers)."""
     extra: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

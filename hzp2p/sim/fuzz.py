@@ -66,6 +66,7 @@ class Totals:
     crashes: int = 0
     conf_changes: int = 0
     reads: int = 0
+    snapshots: int = 0
     violations: int = 0
     cpu_s: float = 0.0
 
@@ -84,6 +85,7 @@ class Totals:
             "crashes",
             "conf_changes",
             "reads",
+            "snapshots",
         ):
             v = s[name]
             assert isinstance(v, int)
@@ -119,6 +121,7 @@ class FuzzReport:
             "crashes": t.crashes,
             "conf_changes": t.conf_changes,
             "reads": t.reads,
+            "snapshots": t.snapshots,
             "wall_s": round(self.wall_s, 3),
             "failures": self.failures,
         }

@@ -11,6 +11,7 @@ from the snapshot (or index 1), since the state machine lives in memory.
 
 from __future__ import annotations
 
+import contextlib
 import random
 from collections.abc import Sequence
 from typing import Any, Protocol
@@ -27,6 +28,7 @@ from hzp2p.raft.types import (
     NodeId,
     ReadState,
     Role,
+    Snapshot,
     SnapshotMeta,
 )
 from hzp2p.sim.checkers import Checkers
@@ -107,6 +109,7 @@ class NodeHost(Protocol):
     def on_conf_applied(self, node: NodeId, index: int, conf: ConfState) -> None: ...
     def on_read_state(self, node: NodeId, rs: ReadState) -> None: ...
     def on_crash(self, node: NodeId) -> None: ...
+    def check_snapshot(self, node: NodeId, snap: Snapshot) -> None: ...
 
 
 class SimNode:
@@ -121,6 +124,7 @@ class SimNode:
         store: DurableStore,
         core_factory: CoreFactory,
         sm_factory: StateMachineFactory,
+        compact_every: int = 0,
     ) -> None:
         assert config.node_id == node_id
         self.node_id = node_id
@@ -143,6 +147,11 @@ class SimNode:
         self.role = Role.FOLLOWER
         self.term = 0
         self.restarts = 0
+        self.compact_every = compact_every  # entries applied between snapshots; 0 = never
+        self.compactions = 0
+        self.snapshots_installed = 0
+        self.conf = store.base_conf  # the membership after the last applied entry
+        self._register_snapshot: Snapshot | None = None
         self.watchers: dict[int, list[Any]] = {}  # log index -> clients waiting for it
         self._pending_reads: list[ReadState] = []
 
@@ -163,7 +172,11 @@ class SimNode:
         sm = self._sm_factory()
         if st.snapshot is not None:
             sm.restore(st.snapshot.data)
+            compact = getattr(self.core, "compact", None)
+            if compact is not None:  # register the data so this node can serve it as leader
+                compact(st.snapshot.meta.index, st.snapshot.data, st.snapshot.meta.conf)
         self.sm = sm
+        self.conf = st.base_conf
         self.applied = st.applied_base
         self.host.checkers.apply.on_restart(self.node_id, st.applied_base)
         self.up = True
@@ -182,6 +195,7 @@ class SimNode:
         self.core = None
         self.sm = None
         self.pending = None
+        self._register_snapshot = None
         self.role = Role.FOLLOWER
         self.watchers.clear()
         self._pending_reads.clear()
@@ -264,6 +278,8 @@ class SimNode:
         if removed:
             self.host.trace("truncate", self.node_id, f"from={removed[0].index} n={len(removed)}")
         self.host.checkers.log.on_persist(self.node_id, self.store, removed, rd)
+        if rd.snapshot is not None:
+            self._install(rd)
         self._finish(rd)
         self._drain()
 
@@ -278,6 +294,49 @@ class SimNode:
         if self._pending_reads:
             self._serve_reads()
         self.core.advance(rd)  # step 6
+        snap = self._register_snapshot
+        if snap is not None:
+            self._register_snapshot = None
+            compact = getattr(self.core, "compact", None)
+            if compact is not None:  # so this node can send it on if it becomes leader
+                # ValueError: a newer snapshot arrived meanwhile; that one gets registered.
+                with contextlib.suppress(ValueError):
+                    compact(snap.meta.index, snap.data, snap.meta.conf)
+        if self.compact_every and self.applied - self.store.applied_base >= self.compact_every:
+            self._compact()
+
+    def _install(self, rd: Ready) -> None:
+        """A snapshot from the leader is durable: it replaces the state machine."""
+        snap = rd.snapshot
+        assert snap is not None and self.sm is not None
+        meta = snap.meta
+        self.sm.restore(snap.data)
+        self.applied = meta.index
+        self.conf = meta.conf
+        self.snapshots_installed += 1
+        self.host.checkers.apply.on_restart(self.node_id, meta.index)
+        self.host.check_snapshot(self.node_id, snap)
+        self.host.trace("install-snapshot", self.node_id, f"index={meta.index} term={meta.term}")
+        self._register_snapshot = snap  # hand the data to the core once this Ready is done
+
+    def _compact(self) -> None:
+        """Snapshot the state machine at the applied index and drop the log up to it."""
+        compact = getattr(self.core, "compact", None)
+        assert self.sm is not None
+        if compact is None:
+            return
+        data = self.sm.snapshot()
+        try:
+            meta = compact(self.applied, data, self.conf)
+        except ValueError:
+            # The core already installed a newer snapshot from the leader that this
+            # driver has not been handed yet (it waits behind our in-flight persist).
+            return
+        assert meta.index == self.applied
+        dropped = self.store.compact(Snapshot(meta, data))
+        self.host.checkers.log.on_compact(self.node_id, dropped)
+        self.compactions += 1
+        self.host.trace("compact", self.node_id, f"index={meta.index} dropped={dropped}")
 
     def _apply(self, entries: Sequence[Entry]) -> None:
         sm = self.sm
@@ -288,6 +347,7 @@ class SimNode:
             outcome: ApplyOutcome | None = None
             if e.kind == EntryKind.CONF_CHANGE:
                 conf = self.core.apply_conf_change(ConfChange.decode(e.data))
+                self.conf = conf
                 host.on_conf_applied(self.node_id, e.index, conf)
             elif e.kind == EntryKind.NORMAL:
                 outcome = sm.apply(e)

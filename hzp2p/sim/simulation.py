@@ -25,7 +25,7 @@ from hzp2p.raft.config import RaftConfig
 from hzp2p.raft.errors import RaftError
 from hzp2p.raft.membership import ConfChange, ConfChangeKind
 from hzp2p.raft.messages import MESSAGE_TYPES, Message
-from hzp2p.raft.types import ConfState, Entry, NodeId, ReadState, Role
+from hzp2p.raft.types import ConfState, Entry, EntryKind, NodeId, ReadState, Role, Snapshot
 from hzp2p.sim.checkers import Checkers, SimulationFailure, Violation
 from hzp2p.sim.clients import ClientPool
 from hzp2p.sim.events import EventLoop, derive_rng
@@ -117,6 +117,7 @@ class RunSummary:
     faults: int
     conf_changes: int
     reads: int
+    snapshots: int
     history: str
 
     def as_dict(self) -> dict[str, object]:
@@ -150,6 +151,7 @@ class Simulation:
         client_rng = derive_rng(rng)
         self._node_rng = derive_rng(rng)
         self.max_entries_per_msg = rng.choice(self.profile.max_entries_per_msg)
+        self.snapshot_chunk_bytes = rng.choice(self.profile.snapshot_chunk_bytes)
         self.nodes: dict[NodeId, SimNode] = {}
         v, n = options.voters, options.voters + options.learners
         self.genesis = ConfState(frozenset(range(1, v + 1)), frozenset(range(v + 1, n + 1)))
@@ -183,16 +185,20 @@ class Simulation:
             election_ticks=o.election_ticks,
             heartbeat_ticks=o.heartbeat_ticks,
             max_entries_per_msg=self.max_entries_per_msg,
+            max_snapshot_chunk_bytes=self.snapshot_chunk_bytes,
         )
         store = DurableStore(base_conf=base_conf or self.genesis)
+        node_rng = derive_rng(self._node_rng)
+        every = self.profile.compact_every
         node = SimNode(
             node_id,
             config,
-            derive_rng(self._node_rng),
+            node_rng,
             self,
             store,
             self.core_factory,
             self.sm_factory,
+            compact_every=node_rng.randint(*every) if every is not None else 0,
         )
         self.nodes[node_id] = node
         self.checkers.log.register(node_id, store)
@@ -257,6 +263,27 @@ class Simulation:
 
     def on_read_state(self, node: NodeId, rs: ReadState) -> None:
         self.clients.on_read_state(node, rs.index, rs.context, self.nodes[node].applied)
+
+    def check_snapshot(self, node: NodeId, snap: Snapshot) -> None:
+        """An installed snapshot must be the state of the committed log at its index."""
+        log = self.checkers.log
+        meta = snap.meta
+        log.check_snapshot_point(node, meta.index, meta.term)
+        ref = self.sm_factory()
+        for i in range(1, meta.index + 1):
+            e = log.committed.get(i)
+            if e is None:
+                return  # a gap in what we saw committed: cannot rebuild the reference state
+            if e.kind == EntryKind.NORMAL:
+                ref.apply(e)
+        restored = self.nodes[node].sm
+        assert restored is not None
+        if ref.digest() != restored.digest():
+            raise Violation(
+                "snapshot state differs",
+                f"node {node} installed a snapshot at index {meta.index} whose state is not "
+                "the committed log's state at that index",
+            )
 
     def on_crash(self, node: NodeId) -> None:
         self.crashes += 1
@@ -432,6 +459,7 @@ class Simulation:
             faults=sum(self.faults.injected.values()),
             conf_changes=self.conf_changes,
             reads=self.clients.reads_served,
+            snapshots=sum(n.snapshots_installed for n in self.nodes.values()),
             history=h.hexdigest(),
         )
 

@@ -50,6 +50,18 @@ class DurableStore:
         e = self.entry(index)
         return e.term if e is not None else None
 
+    def compact(self, snap: Snapshot) -> int:
+        """The node snapshotted its state machine at `snap.meta.index` (an applied, hence
+        durable, index): keep the snapshot, drop the log up to it; returns entries dropped."""
+        meta = snap.meta
+        assert meta.index >= self.applied_base, "compaction never moves backwards"
+        assert self.term(meta.index) == meta.term, "snapshot point must be in the durable log"
+        dropped = meta.index + 1 - self.first_index
+        del self.entries[:dropped]
+        self.snapshot = snap
+        self.base_conf = meta.conf
+        return dropped
+
     def persist(self, ready: Ready) -> list[Entry]:
         """Make step 2 of `ready` durable; return the entries it removed from the log."""
         removed: list[Entry] = []

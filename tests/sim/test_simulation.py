@@ -12,6 +12,7 @@ from hzp2p.sim.checkers import SimulationFailure
 from hzp2p.sim.fuzz import FuzzPlan, run_plan
 from hzp2p.sim.node import CoreFactory
 from hzp2p.sim.simulation import SimOptions, Simulation
+from hzp2p.sim.statemachine import KVStateMachine
 from tests.sim.broken_cores import AnyLogVoteCore, OldTermCommitCore
 
 CI_SEEDS = int(os.environ.get("HZP2P_SIM_SEEDS", "300"))
@@ -73,6 +74,33 @@ def test_checkers_catch_votes_without_the_log_check() -> None:
 def test_checkers_catch_commit_by_counting_earlier_terms() -> None:
     f = _first_failure(OldTermCommitCore)
     assert f.prop in {"leader completeness", "committed entry changed", "committed entry lost"}
+
+
+class LossySnapshotKV(KVStateMachine):
+    """A state machine whose snapshots forget one key: installing one corrupts a follower."""
+
+    def snapshot(self) -> bytes:
+        saved = dict(self.kv)
+        self.kv = dict(list(saved.items())[:-1])
+        try:
+            return super().snapshot()
+        finally:
+            self.kv = saved
+
+
+def test_checkers_catch_a_snapshot_that_is_not_the_committed_state() -> None:
+    for seed in range(50):
+        try:
+            Simulation(SimOptions(seed=seed, voters=5), sm_factory=LossySnapshotKV).run()
+        except SimulationFailure as f:
+            assert f.prop == "snapshot state differs"
+            return
+    pytest.fail("a lossy snapshot went unnoticed for 50 seeds")
+
+
+def test_snapshots_are_taken_and_installed() -> None:
+    s = Simulation(SimOptions(seed=5, voters=5)).run()
+    assert s.snapshots > 0
 
 
 def test_failure_names_the_replay_command_and_it_replays(
