@@ -125,6 +125,8 @@ class RunSummary:
 
 
 class Simulation:
+    """One seeded run: N simulated nodes, clients, faults and checkers on one event loop."""
+
     def __init__(
         self,
         options: SimOptions,
@@ -174,7 +176,6 @@ class Simulation:
         self.conf_changes = 0
         self.liveness_ticks = 0
         self._converged = False
-        self._phase = "safety"
 
     # --- cluster -----------------------------------------------------------------------
 
@@ -358,7 +359,6 @@ class Simulation:
         safety_ticks = self.options.safety_ticks or self.profile.safety_ticks
         loop.run_until(safety_ticks * TICK_MS, max_steps=MAX_STEPS_PER_RUN)
         # Liveness phase: faults stop, every node runs, clients finish what they started.
-        self._phase = "liveness"
         self.trace("liveness", 0, "heal everything")
         self.faults.heal_all()
         self.clients.stop_issuing()
