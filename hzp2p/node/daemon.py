@@ -6,17 +6,15 @@ Trio nursery every task runs in, and shutdown: SIGINT or SIGTERM stops the
 admin server and the transport, lets the Ready in hand finish (the driver
 shields it), and closes the database.
 
-Tasks in the nursery: TCP transport (with discovery), the driver's tick,
-inbound and ready loops (hzp2p.node.driver), the leader's block producer
-(hzp2p.node.producer), the admission queue (hzp2p.node.submit), the
-membership loop (keeps the transport's member list and the Raft
+Tasks in the nursery: the NodeStack (hzp2p.node.stack: TCP transport with
+discovery, the driver's tick, inbound and ready loops, the leader's block
+producer, the admission queue, forwarded reads), the membership loop (keeps the transport's member list and the Raft
 configuration in step with committed governance), the admin server
 (hzp2p.node.handlers) and, if configured, the /metrics HTTP endpoint.
 """
 
 from __future__ import annotations
 
-import random
 import signal
 from collections.abc import Mapping
 from pathlib import Path
@@ -28,16 +26,15 @@ import trio
 from hzp2p.admin.server import AdminServer
 from hzp2p.contracts import members as members_contract
 from hzp2p.contracts.engine import load_contracts
-from hzp2p.ledger.block import Block
 from hzp2p.ledger.builder import BlockBuilder
 from hzp2p.ledger.genesis import Genesis, GenesisError, load_genesis
 from hzp2p.ledger.mempool import Mempool, MempoolLimits
 from hzp2p.net.discovery import Address
 from hzp2p.net.handshake import ChainParams
-from hzp2p.net.schemas import Blob, default_registry
+from hzp2p.net.schemas import default_registry
 from hzp2p.net.tcp import TcpConfig, TcpTransport
 from hzp2p.net.transport import NodeIdentity
-from hzp2p.node.applier import Applier, bootstrap
+from hzp2p.node.applier import Applier
 from hzp2p.node.config import ConfigError, NodeConfig, parse_host_port
 from hzp2p.node.driver import RaftDriver, role_name
 from hzp2p.node.handlers import Handlers
@@ -45,13 +42,12 @@ from hzp2p.node.keys import KeyFileError, load_signing_key
 from hzp2p.node.logging import NodeLogContext, configure_logging
 from hzp2p.node.metrics import NodeMetrics, serve_metrics_http
 from hzp2p.node.producer import BlockProducer
-from hzp2p.node.reads import TOPICS as READ_TOPICS
 from hzp2p.node.reads import ReadService
+from hzp2p.node.stack import NodeStack
 from hzp2p.node.submit import SubmitService
-from hzp2p.raft.core import RaftCore
 from hzp2p.raft.errors import RaftError
 from hzp2p.raft.membership import ConfChange, ConfChangeKind
-from hzp2p.raft.types import ConfState, NodeId, Role
+from hzp2p.raft.types import ConfState, NodeId
 from hzp2p.storage import AsyncStorage
 
 log = structlog.get_logger("hzp2p.node")
@@ -163,6 +159,7 @@ class Node:
     producer: BlockProducer
     submit: SubmitService
     reads: ReadService
+    stack: NodeStack
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         cfg = self.cfg
@@ -182,88 +179,30 @@ class Node:
 
     async def _run(self, task_status: trio.TaskStatus[None]) -> None:
         cfg, g = self.cfg, self.genesis
-        await bootstrap(self.storage, g)
-        init = await self.storage.load()
-        self.applier = Applier(
-            self.storage, g, on_block=self._block_applied, on_membership=self._membership_changed
-        )
-        await self.applier.load()
-        core = RaftCore(
-            cfg.raft_config(),
-            random.Random(),
-            hard_state=init.hard_state,
-            conf=init.conf_state,
-            entries=init.entries,
-            snapshot=init.snapshot_meta,
-            applied=init.applied_index,
-        )
-        await self.membership.refresh(self.storage)
-        net = cfg.net
-        self.transport = TcpTransport(
-            NodeIdentity(cfg.node_id, self.node_key),
-            ChainParams(g.chain_id, g.hash),
-            self.membership,
-            TcpConfig(
-                listen_host=cfg.listen.host,
-                listen_port=cfg.listen.port,
-                advertise_host=cfg.advertise_address.host,
-                seeds=tuple((s.host, s.port) for s in cfg.seeds),
-                peer_hints=_hints(self.membership.addresses(), cfg.node_id),
-                max_frame_bytes=net.max_frame_bytes,
-                max_batch_bytes=min(1 << 20, net.max_frame_bytes // 2),
-                handshake_timeout_s=net.handshake_timeout_s,
-                keepalive_interval_s=net.keepalive_s,
-                read_timeout_s=net.read_timeout_s,
-                send_queue_max_msgs=max(net.send_queue_len, 64),
-            ),
-            registry=default_registry(),
-        )
-        self.driver = RaftDriver(
-            core,
-            self.storage,
-            self.transport,
-            self.applier,
-            tick_ms=cfg.raft.tick_ms,
-            log_context=self.log_context,
-            on_app_message=self._app_message,
-            on_role_change=self._role_changed,
-        )
-        self.log_context.update(term=core.term, role=role_name(core.role))
         block_bytes = min(cfg.ledger.block_max_bytes,
                           cfg.raft.max_bytes_per_msg - BLOCK_MSG_HEADROOM_BYTES)
-        self.producer = BlockProducer(
-            self.driver,
-            self.applier,
-            self.mempool,
-            BlockBuilder(cfg.ledger.block_max_txs, max(block_bytes, 1024),
-                         cfg.ledger.block_interval_ms),
-            self.node_key,
-            cfg.node_id,
-        )
-        self.submit = SubmitService(
+        stack = self.stack = NodeStack(
             node_id=cfg.node_id,
+            genesis=g,
             signing_key=self.signing_key,
-            chain_id=g.chain_id,
-            storage=self.storage,
-            driver=self.driver,
-            applier=self.applier,
-            transport=self.transport,
+            node_key=self.node_key,
+            raft_config=cfg.raft_config(),
+            tick_ms=cfg.raft.tick_ms,
+            builder=BlockBuilder(cfg.ledger.block_max_txs, max(block_bytes, 1024),
+                                 cfg.ledger.block_interval_ms),
             mempool=self.mempool,
-            producer=self.producer,
+            log_context=self.log_context,
+            on_membership=self._membership_changed,
         )
-        self.reads = ReadService(cfg.node_id, self.driver, self.applier, self.transport)
+        init = await stack.open(self.storage, self._make_transport)
+        self.applier, self.driver = stack.applier, stack.driver
+        self.producer, self.submit, self.reads = stack.producer, stack.submit, stack.reads
         self.metrics.registry.add_collect_hook(self._collect_metrics)
         admin = AdminServer(cfg.admin.socket, max_request_bytes=cfg.admin.max_request_bytes)
         Handlers(self).register_all(admin)
         async with trio.open_nursery() as nursery:
             with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-                await nursery.start(self.transport.run)
-                nursery.start_soon(self.driver.ready_loop)
-                nursery.start_soon(self.driver.inbound_loop)
-                nursery.start_soon(self.driver.tick_loop)
-                nursery.start_soon(self.producer.run)
-                nursery.start_soon(self.submit.admission_loop)
-                nursery.start_soon(self.reads.serve_loop)
+                await nursery.start(stack.run)
                 nursery.start_soon(self._membership_loop)
                 if cfg.metrics.http is not None:
                     await nursery.start(
@@ -287,22 +226,31 @@ class Node:
                     nursery.cancel_scope.cancel()
                     break
 
+    async def _make_transport(self) -> TcpTransport:
+        cfg, g, net = self.cfg, self.genesis, self.cfg.net
+        await self.membership.refresh(self.storage)
+        self.transport = TcpTransport(
+            NodeIdentity(cfg.node_id, self.node_key),
+            ChainParams(g.chain_id, g.hash),
+            self.membership,
+            TcpConfig(
+                listen_host=cfg.listen.host,
+                listen_port=cfg.listen.port,
+                advertise_host=cfg.advertise_address.host,
+                seeds=tuple((s.host, s.port) for s in cfg.seeds),
+                peer_hints=_hints(self.membership.addresses(), cfg.node_id),
+                max_frame_bytes=net.max_frame_bytes,
+                max_batch_bytes=min(1 << 20, net.max_frame_bytes // 2),
+                handshake_timeout_s=net.handshake_timeout_s,
+                keepalive_interval_s=net.keepalive_s,
+                read_timeout_s=net.read_timeout_s,
+                send_queue_max_msgs=max(net.send_queue_len, 64),
+            ),
+            registry=default_registry(),
+        )
+        return self.transport
+
     # ---------------------------------------------------------------- callbacks
-    def _app_message(self, sender: NodeId, msg: object) -> None:
-        if isinstance(msg, Blob) and msg.topic in READ_TOPICS:
-            self.reads.on_message(sender, msg)
-        else:
-            self.submit.on_message(sender, msg)
-
-    def _role_changed(self, role: Role, leader: NodeId) -> None:
-        if role is not Role.LEADER:
-            self.producer.leadership_lost()
-        self.submit.kick_all()
-
-    def _block_applied(self, block: Block, result: object) -> None:
-        self.producer.block_applied(block)
-        self.submit.block_applied(block)
-
     def _membership_changed(self, changes: object) -> None:
         self._membership_dirty = True
         self._membership_kick.set()

@@ -14,64 +14,36 @@ from hzp2p.contracts.engine import load_contracts
 from hzp2p.ledger.builder import BlockBuilder
 from hzp2p.ledger.genesis import Genesis, NodeSecrets, make_local_genesis
 from hzp2p.ledger.mempool import Mempool
-from hzp2p.net.simnet import LinkFaults, SimNetwork
-from hzp2p.node.applier import Applier, bootstrap
-from hzp2p.node.driver import RaftDriver
-from hzp2p.node.producer import BlockProducer
-from hzp2p.node.submit import SubmitService
+from hzp2p.net.simnet import LinkFaults, SimNetwork, SimTransport
+from hzp2p.node.stack import NodeStack
 from hzp2p.raft.config import RaftConfig
-from hzp2p.raft.core import RaftCore
-from hzp2p.raft.types import Role
 from hzp2p.storage import AsyncStorage, MemoryStorage
 
 
 class SimNode:
-    """One node's daemon components wired as hzp2p.node.daemon.Node does, over SimTransport."""
+    """One node: the daemon's NodeStack over the in-memory store and a SimTransport."""
 
     def __init__(self, k: int, genesis: Genesis, secrets: NodeSecrets, net: SimNetwork,
                  store: MemoryStorage) -> None:
-        self.k, self.genesis, self.secrets, self.net, self.store = k, genesis, secrets, net, store
+        self.k, self.net, self.store = k, net, store
+        self.stack = NodeStack(
+            node_id=k, genesis=genesis, signing_key=secrets.signing_key(),
+            node_key=secrets.node_key(),
+            raft_config=RaftConfig(node_id=k, election_ticks=10, heartbeat_ticks=2),
+            tick_ms=50, builder=BlockBuilder(200, 512 * 1024, 20), mempool=Mempool(),
+            rng=random.Random(k),
+        )
         self.scope: trio.CancelScope | None = None
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        g = self.genesis
-        storage = AsyncStorage.memory(self.store)
-        await bootstrap(storage, g)
-        init = await storage.load()
-        self.applier = Applier(storage, g, on_block=lambda b, r: self._applied(b))
-        await self.applier.load()
-        core = RaftCore(RaftConfig(node_id=self.k, election_ticks=10, heartbeat_ticks=2),
-                        random.Random(self.k), hard_state=init.hard_state, conf=init.conf_state,
-                        entries=init.entries, applied=init.applied_index)
-        transport = self.net.transport(self.k)
-        self.driver = RaftDriver(core, storage, transport, self.applier, tick_ms=50,
-                                 on_app_message=lambda s, m: self.submit.on_message(s, m),
-                                 on_role_change=self._role)
-        mempool = Mempool()
-        self.producer = BlockProducer(self.driver, self.applier, mempool,
-                                      BlockBuilder(200, 512 * 1024, 20),
-                                      self.secrets.node_key(), self.k)
-        self.submit = SubmitService(node_id=self.k, signing_key=self.secrets.signing_key(),
-                                    chain_id=g.chain_id, storage=storage, driver=self.driver,
-                                    applier=self.applier, transport=transport, mempool=mempool,
-                                    producer=self.producer)
+        async def transport() -> SimTransport:
+            return self.net.transport(self.k)
+
+        await self.stack.open(AsyncStorage.memory(self.store), transport)
+        self.driver, self.applier, self.submit = (
+            self.stack.driver, self.stack.applier, self.stack.submit)
         with trio.CancelScope() as self.scope:
-            async with trio.open_nursery() as nursery:
-                await nursery.start(transport.run)
-                for task in (self.driver.ready_loop, self.driver.inbound_loop,
-                             self.driver.tick_loop, self.producer.run,
-                             self.submit.admission_loop):
-                    nursery.start_soon(task)
-                task_status.started()
-
-    def _applied(self, block: Any) -> None:
-        self.producer.block_applied(block)
-        self.submit.block_applied(block)
-
-    def _role(self, role: Role, leader: int) -> None:
-        if role is not Role.LEADER:
-            self.producer.leadership_lost()
-        self.submit.kick_all()
+            await self.stack.run(task_status=task_status)
 
     def crash(self) -> None:
         assert self.scope is not None

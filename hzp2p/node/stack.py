@@ -1,0 +1,161 @@
+"""NodeStack: a node's consensus-and-ledger components, wired once, for the daemon and tests.
+
+It owns how the applier, Raft core and driver, block producer, submit path
+and read service are built from storage and a transport, the callbacks that
+connect them (a block applied -> producer and waiting submitters; leadership
+lost -> mempool cleared, submitters re-send; application messages -> submit
+or reads), and the tasks they run. The daemon (hzp2p.node.daemon) gives it
+SQLite and TCP; the simulated-network tests give it the in-memory store and
+SimTransport, so both exercise exactly the same wiring.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Awaitable, Callable
+
+import nacl.signing
+import trio
+
+from hzp2p.contracts.members import MembershipChange
+from hzp2p.ledger.block import Block
+from hzp2p.ledger.builder import BlockBuilder
+from hzp2p.ledger.genesis import Genesis
+from hzp2p.ledger.mempool import Mempool
+from hzp2p.net.schemas import Blob
+from hzp2p.net.transport import Transport
+from hzp2p.node.applier import Applier, bootstrap
+from hzp2p.node.driver import RaftDriver, role_name
+from hzp2p.node.logging import NodeLogContext
+from hzp2p.node.producer import BlockProducer
+from hzp2p.node.reads import TOPICS as READ_TOPICS
+from hzp2p.node.reads import ReadService
+from hzp2p.node.submit import SubmitService
+from hzp2p.raft.config import RaftConfig
+from hzp2p.raft.core import RaftCore
+from hzp2p.raft.types import NodeId, Role
+from hzp2p.storage import AsyncStorage, InitialState
+
+
+class NodeStack:
+    """See the module docstring. Build, `await open(...)`, then `await nursery.start(run)`."""
+
+    def __init__(
+        self,
+        *,
+        node_id: NodeId,
+        genesis: Genesis,
+        signing_key: nacl.signing.SigningKey,
+        node_key: nacl.signing.SigningKey,
+        raft_config: RaftConfig,
+        tick_ms: int,
+        builder: BlockBuilder,
+        mempool: Mempool,
+        log_context: NodeLogContext | None = None,
+        on_membership: Callable[[tuple[MembershipChange, ...]], None] | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.node_id = node_id
+        self.genesis = genesis
+        self.signing_key = signing_key
+        self.node_key = node_key
+        self.raft_config = raft_config
+        self.tick_ms = tick_ms
+        self.builder = builder
+        self.mempool = mempool
+        self.log_context = log_context
+        self._on_membership = on_membership
+        self.rng = rng or random.Random()
+
+    # Built by `open`:
+    storage: AsyncStorage
+    applier: Applier
+    driver: RaftDriver
+    transport: Transport
+    producer: BlockProducer
+    submit: SubmitService
+    reads: ReadService
+    initial: InitialState
+
+    async def open(
+        self, storage: AsyncStorage, make_transport: Callable[[], Awaitable[Transport]]
+    ) -> InitialState:
+        """Store the genesis on a fresh database, load everything, build the components."""
+        g = self.genesis
+        self.storage = storage
+        await bootstrap(storage, g)
+        init = self.initial = await storage.load()
+        self.applier = Applier(
+            storage, g, on_block=self._block_applied, on_membership=self._membership
+        )
+        await self.applier.load()
+        core = RaftCore(
+            self.raft_config,
+            self.rng,
+            hard_state=init.hard_state,
+            conf=init.conf_state,
+            entries=init.entries,
+            snapshot=init.snapshot_meta,
+            applied=init.applied_index,
+        )
+        self.transport = await make_transport()
+        self.driver = RaftDriver(
+            core,
+            storage,
+            self.transport,
+            self.applier,
+            tick_ms=self.tick_ms,
+            log_context=self.log_context,
+            on_app_message=self._app_message,
+            on_role_change=self._role_changed,
+        )
+        if self.log_context is not None:
+            self.log_context.update(term=core.term, role=role_name(core.role))
+        self.producer = BlockProducer(
+            self.driver, self.applier, self.mempool, self.builder, self.node_key, self.node_id
+        )
+        self.submit = SubmitService(
+            node_id=self.node_id,
+            signing_key=self.signing_key,
+            chain_id=g.chain_id,
+            storage=storage,
+            driver=self.driver,
+            applier=self.applier,
+            transport=self.transport,
+            mempool=self.mempool,
+            producer=self.producer,
+        )
+        self.reads = ReadService(self.node_id, self.driver, self.applier, self.transport)
+        return init
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """The transport first (started), then every loop; runs until cancelled."""
+        async with trio.open_nursery() as nursery:
+            await nursery.start(self.transport.run)
+            nursery.start_soon(self.driver.ready_loop)
+            nursery.start_soon(self.driver.inbound_loop)
+            nursery.start_soon(self.driver.tick_loop)
+            nursery.start_soon(self.producer.run)
+            nursery.start_soon(self.submit.admission_loop)
+            nursery.start_soon(self.reads.serve_loop)
+            task_status.started()
+
+    # ---------------------------------------------------------------- callbacks
+    def _app_message(self, sender: NodeId, msg: object) -> None:
+        if isinstance(msg, Blob) and msg.topic in READ_TOPICS:
+            self.reads.on_message(sender, msg)
+        else:
+            self.submit.on_message(sender, msg)
+
+    def _role_changed(self, role: Role, leader: NodeId) -> None:
+        if role is not Role.LEADER:
+            self.producer.leadership_lost()
+        self.submit.kick_all()
+
+    def _block_applied(self, block: Block, result: object) -> None:
+        self.producer.block_applied(block)
+        self.submit.block_applied(block)
+
+    def _membership(self, changes: tuple[MembershipChange, ...]) -> None:
+        if self._on_membership is not None:
+            self._on_membership(changes)
