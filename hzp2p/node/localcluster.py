@@ -32,6 +32,18 @@ from hzp2p.node.scaffold import NodeFiles, write_consortium
 POLL_S = 0.1
 
 
+_CHILD = """
+import ctypes, runpy, signal
+try:  # Linux: die with the process that started us, so no daemon outlives a killed run
+    ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+except (OSError, AttributeError):
+    pass
+runpy.run_module("hzp2p.cli", run_name="__main__", alter_sys=True)
+"""
+"""`python -c _CHILD run --config CFG` is `hzp2p run --config CFG` that dies with its parent.
+(The parent is the *thread* that started it: call `start` from the main thread.)"""
+
+
 class ClusterError(Exception):
     """A wait ran out or a node misbehaved; str() says what and where the logs are."""
 
@@ -99,7 +111,7 @@ class LocalCluster:
         err = open(self.log_path(k), "ab")  # noqa: SIM115 - handed to the child
         try:
             self.procs[k] = subprocess.Popen(
-                [sys.executable, "-m", "hzp2p.cli", "run", "--config", str(self.config(k))],
+                [sys.executable, "-c", _CHILD, "run", "--config", str(self.config(k))],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=err,
