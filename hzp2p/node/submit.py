@@ -43,7 +43,7 @@ from hzp2p.contracts.engine import admit_tx, precheck_tx
 from hzp2p.ledger.block import Block
 from hzp2p.ledger.codec import CodecError, encode_canonical
 from hzp2p.ledger.mempool import DuplicateTx, Mempool, MempoolFull
-from hzp2p.ledger.tx import MAX_WINDOW_MS, Transaction, TxError
+from hzp2p.ledger.tx import MAX_WINDOW_MS, Transaction, TxError, decode_tx
 from hzp2p.net.schemas import ForwardSubmit, SubmitReceipt
 from hzp2p.net.transport import Transport
 from hzp2p.node.applier import Applier, receipt_of
@@ -232,12 +232,12 @@ class SubmitService:
                 _admit_batch([a.raw for a in batch], self.chain_id, int(time.time() * 1000))
             )
             added = False
-            for a, res in zip(batch, results, strict=True):
+            for a, (tx_hash, res) in zip(batch, results, strict=True):
                 if isinstance(res, str):
                     dup = res.startswith("duplicate")
                     self.refused_at_admission += not dup
                     status = "pending" if dup else "rejected"
-                    self._reply(a.origin, a.request_id, b"", status, res)
+                    self._reply(a.origin, a.request_id, tx_hash, status, res)
                     continue
                 if res.hash in inflight:
                     self._reply(a.origin, a.request_id, res.hash, "pending", "in a proposed block")
@@ -327,14 +327,21 @@ class SubmitService:
 
 def _admit_batch(
     raws: list[bytes], chain_id: str, now_ms: int
-) -> Callable[[SyncStorage], list[Transaction | str]]:
-    def check(store: SyncStorage) -> list[Transaction | str]:
-        out: list[Transaction | str] = []
+) -> Callable[[SyncStorage], list[tuple[bytes, Transaction | str]]]:
+    """Admission checks for a batch, on the storage thread: (tx hash or b"", tx or reason)."""
+
+    def check(store: SyncStorage) -> list[tuple[bytes, Transaction | str]]:
+        out: list[tuple[bytes, Transaction | str]] = []
         for raw in raws:
             try:
-                out.append(admit_tx(store, raw, chain_id, now_ms))
+                tx = admit_tx(store, raw, chain_id, now_ms)
+                out.append((tx.hash, tx))
             except (TxError, TxRejected) as exc:
-                out.append(str(exc) or type(exc).__name__)
+                try:
+                    tx_hash = decode_tx(raw).hash
+                except TxError:
+                    tx_hash = b""  # undecodable: nobody can be waiting for it
+                out.append((tx_hash, str(exc) or type(exc).__name__))
         return out
 
     return check

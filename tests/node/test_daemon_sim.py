@@ -3,6 +3,7 @@ time: no processes, seeded faults (message loss, delay, partitions, restarts).""
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from typing import Any
 
@@ -14,6 +15,7 @@ from hzp2p.contracts.engine import load_contracts
 from hzp2p.ledger.builder import BlockBuilder
 from hzp2p.ledger.genesis import Genesis, NodeSecrets, make_local_genesis
 from hzp2p.ledger.mempool import Mempool
+from hzp2p.net.schemas import ForwardSubmit
 from hzp2p.net.simnet import LinkFaults, SimNetwork, SimTransport
 from hzp2p.node.stack import NodeStack
 from hzp2p.raft.config import RaftConfig
@@ -116,3 +118,32 @@ async def test_submits_survive_loss_partition_and_restart(
             rec = store.tx(bytes.fromhex(h))
             assert rec is not None and rec.status == "applied"
             assert (rec.height, rec.position) == (r["height"], r["index"])
+
+
+async def test_a_rejection_at_the_leader_reaches_the_origin(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A forwarded transaction the leader refuses comes back to the origin as a rejection
+    with the leader's reason (so its submit answers at once instead of waiting out --wait)."""
+    load_contracts()
+    genesis, secrets = make_local_genesis(3, seed=11)
+    net = SimNetwork(random.Random(11))
+    nodes = {k: SimNode(k, genesis, secrets[k], net,
+                        MemoryStorage(genesis.chain_id.encode(), genesis.hash))
+             for k in (1, 2, 3)}
+    async with trio.open_nursery() as nursery:
+        for n in nodes.values():
+            await nursery.start(n.run)
+        leader = await wait_leader(nodes, [1, 2, 3])
+        k = next(k for k in (1, 2, 3) if k != leader)
+        origin = nodes[k].submit
+        good = origin.sign("epi.report", report(1), None)
+        forged = dataclasses.replace(good, signature=bytes(64), body=good.body, hash=good.hash)
+        origin._requests[77] = forged.hash  # as _send_to_leader records a forward
+        nodes[leader].submit.on_message(k, ForwardSubmit(77, forged.encode(), 0))
+        with trio.fail_after(5):
+            while forged.hash not in origin._rejections:
+                await trio.sleep(0.01)
+        assert "signature" in origin._rejections[forged.hash]
+        for n in nodes.values():
+            n.crash()
