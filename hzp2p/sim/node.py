@@ -152,6 +152,7 @@ class SimNode:
         self.snapshots_installed = 0
         self.conf = store.base_conf  # the membership after the last applied entry
         self._register_snapshot: Snapshot | None = None
+        self._cheap_view = False
         self.watchers: dict[int, list[Any]] = {}  # log index -> clients waiting for it
         self._pending_reads: list[ReadState] = []
 
@@ -168,6 +169,10 @@ class SimNode:
             entries=tuple(st.entries),
             snapshot=st.snapshot.meta if st.snapshot is not None else None,
             applied=st.applied_base,
+        )
+        core_type = type(self.core)
+        self._cheap_view = isinstance(getattr(core_type, "role", None), property) and isinstance(
+            getattr(core_type, "term", None), property
         )
         sm = self._sm_factory()
         if st.snapshot is not None:
@@ -210,7 +215,6 @@ class SimNode:
             return
         self.core.tick()
         self._drain()
-        self._observe()
         self.host.loop.after(TICK_MS, self._on_tick, incarnation)
 
     def receive(self, msg: Message) -> None:
@@ -249,14 +253,18 @@ class SimNode:
         return self.rng.randint(self.disk_min_ms, self.disk_max_ms)
 
     def _drain(self) -> None:
+        """Handle every Ready the core has (until one needs a persist), then look at its role."""
+        self._drain_readies()
+        if self.up:
+            self._observe()
+
+    def _drain_readies(self) -> None:
         core = self.core
         host = self.host
         for _ in range(MAX_READY_PER_DRAIN):
             if not self.up or self.pending is not None or not core.has_ready():
                 return
             rd: Ready = core.ready()
-            if rd.soft_state is not None:
-                self._observe()
             for m in rd.messages:  # step 1: independent of this Ready's durability
                 host.send(m)
             if rd.must_sync:
@@ -366,13 +374,19 @@ class SimNode:
         self._pending_reads = keep
 
     def _observe(self) -> None:
-        st = self.core.status()
-        role: Role = st.role
-        if role != self.role or st.term != self.term:
+        """After every step: record a new leader (election safety, leader completeness)."""
+        core = self.core
+        if self._cheap_view:  # RaftCore's read-only properties; status() is the fallback
+            role: Role = core.role
+            term: int = core.term
+        else:
+            st = core.status()
+            role, term = st.role, st.term
+        if role != self.role or term != self.term:
             if role == Role.LEADER:
-                self.host.checkers.election.on_leader(self.node_id, st.term)
-                self.host.checkers.log.check_leader_completeness(self.node_id, st.term, self.store)
+                self.host.checkers.election.on_leader(self.node_id, term)
+                self.host.checkers.log.check_leader_completeness(self.node_id, term, self.store)
             if role != self.role:
-                self.host.trace("role", self.node_id, f"{role.value} term={st.term}")
+                self.host.trace("role", self.node_id, f"{role.value} term={term}")
             self.role = role
-            self.term = st.term
+            self.term = term
