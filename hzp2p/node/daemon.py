@@ -27,7 +27,7 @@ from hzp2p.admin.server import AdminServer
 from hzp2p.contracts import members as members_contract
 from hzp2p.contracts.engine import load_contracts
 from hzp2p.ledger.builder import BlockBuilder
-from hzp2p.ledger.genesis import Genesis, GenesisError, load_genesis
+from hzp2p.ledger.genesis import GenesisError, load_genesis
 from hzp2p.ledger.mempool import Mempool, MempoolLimits
 from hzp2p.net.discovery import Address
 from hzp2p.net.handshake import ChainParams
@@ -40,14 +40,14 @@ from hzp2p.node.driver import RaftDriver, role_name
 from hzp2p.node.handlers import Handlers
 from hzp2p.node.keys import KeyFileError, load_signing_key
 from hzp2p.node.logging import NodeLogContext, configure_logging
+from hzp2p.node.membership import ChainMembership, genesis_conf, next_conf_change
 from hzp2p.node.metrics import NodeMetrics, serve_metrics_http
 from hzp2p.node.producer import BlockProducer
 from hzp2p.node.reads import ReadService
 from hzp2p.node.stack import NodeStack
 from hzp2p.node.submit import SubmitService
 from hzp2p.raft.errors import RaftError
-from hzp2p.raft.membership import ConfChange, ConfChangeKind
-from hzp2p.raft.types import ConfState, NodeId
+from hzp2p.raft.types import NodeId
 from hzp2p.storage import AsyncStorage
 
 log = structlog.get_logger("hzp2p.node")
@@ -56,41 +56,10 @@ DB_FILE = "node.db"
 MEMBERSHIP_POLL_S = 0.5
 BLOCK_MSG_HEADROOM_BYTES = 4096
 
-_CONF_KINDS = {
-    "add_learner": ConfChangeKind.ADD_LEARNER,
-    "promote": ConfChangeKind.PROMOTE,
-    "remove": ConfChangeKind.REMOVE,
-    "demote": ConfChangeKind.DEMOTE,
-}
 
 
 class StartupError(Exception):
     """The node cannot start (keys, genesis, database); str() is a one-line reason."""
-
-
-class ChainMembership:
-    """The transport's MembershipProvider: active institutions' node keys from committed state."""
-
-    def __init__(self, genesis: Genesis) -> None:
-        self._keys: dict[NodeId, bytes] = {i.inst_id: i.node_key for i in genesis.institutions}
-        self._addrs: dict[NodeId, str] = {i.inst_id: i.address for i in genesis.institutions}
-
-    def node_key(self, node_id: NodeId) -> bytes | None:
-        return self._keys.get(node_id)
-
-    def members(self) -> Mapping[NodeId, bytes]:
-        return dict(self._keys)
-
-    def addresses(self) -> dict[NodeId, str]:
-        return dict(self._addrs)
-
-    async def refresh(self, storage: AsyncStorage) -> bool:
-        insts = await storage.call(lambda s: members_contract.institutions(s))
-        keys = {i.inst_id: i.node_key for i in insts if i.active}
-        addrs = {i.inst_id: i.address for i in insts if i.active}
-        changed = keys != self._keys
-        self._keys, self._addrs = keys, addrs
-        return changed
 
 
 def _hints(addresses: Mapping[NodeId, str], me: NodeId) -> tuple[tuple[NodeId, Address], ...]:
@@ -104,16 +73,6 @@ def _hints(addresses: Mapping[NodeId, str], me: NodeId) -> tuple[tuple[NodeId, A
             continue
         out.append((nid, (hp.host, hp.port)))
     return tuple(out)
-
-
-def _reflected(conf: ConfState, kind: str, nid: NodeId) -> bool:
-    if kind == "add_learner":
-        return nid in conf.members
-    if kind == "promote":
-        return nid in conf.voters
-    if kind == "demote":
-        return nid in conf.learners or nid not in conf.members
-    return nid not in conf.members  # remove
 
 
 class Node:
@@ -271,20 +230,20 @@ class Node:
     async def _reconcile_conf(self) -> None:
         """Leader: turn the next committed governance change not yet in the Raft config into a
         ConfChange (one at a time; the core refuses a second while one is pending)."""
-        changes = await self.storage.call(
-            lambda s: members_contract.membership_log(s)
-        )
-        conf = self.driver.core.conf
-        for ch in changes:
-            if _reflected(conf, ch.kind, ch.inst_id) or ch.kind not in _CONF_KINDS:
-                continue
-            try:
-                self.driver.core.propose_conf_change(ConfChange(_CONF_KINDS[ch.kind], ch.inst_id))
-                self.driver.wake()
-                log.info("conf_change_proposed", change=ch.kind, target=ch.inst_id, seq=ch.seq)
-            except (RaftError, ValueError) as exc:
-                log.info("conf_change_deferred", change=ch.kind, target=ch.inst_id, reason=str(exc))
+        changes = await self.storage.call(lambda s: members_contract.membership_log(s))
+        if not changes:
             return
+        conf = self.driver.core.conf
+        change = next_conf_change(genesis_conf(self.genesis), changes, conf)
+        if change is None:
+            return
+        what, target = change.kind.name.lower(), change.node_id
+        try:
+            self.driver.core.propose_conf_change(change)
+            self.driver.wake()
+            log.info("conf_change_proposed", change=what, target=target)
+        except (RaftError, ValueError) as exc:
+            log.info("conf_change_deferred", change=what, target=target, reason=str(exc))
 
     def _collect_metrics(self) -> None:
         m, core = self.metrics, self.driver.core
