@@ -50,6 +50,21 @@ def test_learner_admission_by_vote_and_promotion(tmp_path: Path) -> None:
         c.wait_for("node 5 to become a voter",
                    lambda: (s := c.status(5)) is not None and s["role"] in ("follower", "leader"),
                    20)
+        # Remove the genesis learner: governance, then the Raft configuration follows.
+        assert c.call(1, "remove", {"node_id": 4, "wait_s": 10}, timeout_s=15)["status"] == (
+            "committed")
+        assert c.submit(2, "member.vote", {"proposal_id": 3, "approve": True})["status"] == (
+            "committed")
+
+        def removed() -> bool:
+            lead = c.leader([1, 2, 3, 5])
+            return lead is not None and all(
+                p["node_id"] != 4 for p in c.call(lead, "peers")["peers"])
+
+        c.wait_for("node 4 to leave the configuration", removed, 20)
+        c.stop(4)
+        assert c.submit(5, "epi.report", report(2))["status"] == "committed"
+        c.files.pop(4)
         height = c.wait_converged(20)
         chains = {k: c.chain(k, height) for k in c.ids}
         assert all(ch == chains[1] for ch in chains.values())
