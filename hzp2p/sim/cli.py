@@ -116,7 +116,8 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
                     f"seed {r.seed:>6} voters {r.voters}: ok  steps={s['steps']} "
                     f"elections={s['elections']} committed={s['committed']} acked={s['acked']} "
                     f"crashes={s['crashes']} reads={s['reads']} snapshots={s['snapshots']} "
-                    f"conf_changes={s['conf_changes']} history={s['history']} ({r.wall_s:.2f}s)",
+                    f"conf_changes={s['conf_changes']} p50/p99={s['commit_p50_ms']}/{s['commit_p99_ms']}ms "
+                    f"history={s['history']} ({r.wall_s:.2f}s)",
                     flush=True,
                 )
             else:

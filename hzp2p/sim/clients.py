@@ -20,7 +20,7 @@ from hzp2p.raft.types import Entry, NodeId
 from hzp2p.sim.checkers import Checkers, Violation
 from hzp2p.sim.events import EventLoop
 from hzp2p.sim.node import TICK_MS, SimNode
-from hzp2p.sim.statemachine import ApplyOutcome, encode_request
+from hzp2p.sim.statemachine import ApplyOutcome, KVWorkload, Workload
 
 CLIENT_TIMEOUT_MS = 40 * TICK_MS
 """Give up on an attempt after 4 maximum election timeouts and retry elsewhere."""
@@ -28,7 +28,6 @@ RETRY_MIN_MS, RETRY_MAX_MS = 2, 2 * TICK_MS
 THINK_MAX_MS = TICK_MS
 MAX_ATTEMPTS = 100_000
 """Bound on attempts per request (never reached in a sane run)."""
-KEYS = 16
 
 
 class Client:
@@ -41,6 +40,7 @@ class Client:
         "index",
         "node",
         "seq",
+        "started_ms",
         "target",
         "term",
         "token",
@@ -56,6 +56,7 @@ class Client:
         self.node: NodeId = 0  # node holding the watched attempt, 0 = none
         self.index = 0
         self.term = 0  # the term the node told us our entry has
+        self.started_ms = 0  # when the current request was first issued
         self.token = 0  # bumps whenever a new attempt is scheduled; voids stale timers
         self.acked = 0
 
@@ -87,12 +88,15 @@ class ClientPool:
         trace: Callable[..., None],
         count: int,
         readers: int = 1,
+        workload: Workload | None = None,
     ) -> None:
         self.loop = loop
         self.rng = rng
         self.nodes = nodes
         self.checkers = checkers
         self.trace = trace
+        self.workload: Workload = workload if workload is not None else KVWorkload()
+        self.latencies_ms: list[int] = []  # request issued -> acknowledged, per acked request
         self.clients = [Client(i + 1) for i in range(count)]
         self.readers = [Reader(i + 1) for i in range(readers)]
         self._reads: dict[bytes, Reader] = {}
@@ -122,6 +126,7 @@ class ClientPool:
         if not self.issuing:
             return
         c.busy = True
+        c.started_ms = self.loop.now_ms
         c.seq += 1
         c.attempt = 0
         self._schedule_attempt(c, 0)
@@ -214,8 +219,7 @@ class ClientPool:
         if node is None:
             self._retry_later(c)
             return
-        key = self.rng.randrange(KEYS)
-        c.data = encode_request(c.client_id, c.seq, c.attempt, key, self.rng.randbytes(8))
+        c.data = self.workload.request(c.client_id, c.seq, c.attempt, self.rng)
         try:
             index, term = node.propose(c.data)
         except NotLeader as exc:
@@ -273,6 +277,7 @@ class ClientPool:
                     "ack", node_id, f"client={c.client_id} seq={c.seq} index={outcome.index}"
                 )
                 self.acks += 1
+                self.latencies_ms.append(self.loop.now_ms - c.started_ms)
                 c.acked += 1
                 c.busy = False
                 c.token += 1

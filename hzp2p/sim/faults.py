@@ -153,15 +153,22 @@ class FaultScheduler:
         lo, hi = self.profile.duration_ms
         return self.rng.randint(lo, hi)
 
+    def inject(self, action: str) -> bool:
+        """Inject one named fault now (for scripted scenarios); True if it took effect."""
+        if action not in ACTIONS:
+            raise ValueError(f"unknown fault {action!r} (known: {', '.join(ACTIONS)})")
+        done: bool = getattr(self, "_do_" + action)()
+        if done:
+            self.injected[action] = self.injected.get(action, 0) + 1
+        return done
+
     def _inject(self, epoch: int) -> None:
         if epoch != self._epoch or not self.active:
             return
         self._schedule_next()
         if self.open_faults >= self.profile.max_active:
             return
-        action = self.rng.choices(self._actions, self._weights)[0]
-        if getattr(self, "_do_" + action)():
-            self.injected[action] = self.injected.get(action, 0) + 1
+        self.inject(self.rng.choices(self._actions, self._weights)[0])
 
     def _later(self, fn: object, *args: object) -> None:
         """Schedule a heal; it runs only if no heal_all happened in between."""

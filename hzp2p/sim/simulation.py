@@ -32,7 +32,7 @@ from hzp2p.sim.events import EventLoop, derive_rng
 from hzp2p.sim.faults import PROFILES, FaultProfile, FaultScheduler
 from hzp2p.sim.network import Network
 from hzp2p.sim.node import TICK_MS, CoreFactory, SimNode, default_core_factory
-from hzp2p.sim.statemachine import ApplyOutcome, KVStateMachine, StateMachineFactory
+from hzp2p.sim.statemachine import ApplyOutcome, KVStateMachine, StateMachineFactory, Workload
 from hzp2p.sim.store import DurableStore
 
 ELECTION_TICKS = 10
@@ -118,6 +118,9 @@ class RunSummary:
     conf_changes: int
     reads: int
     snapshots: int
+    commit_p50_ms: int
+    """Client-observed latency, request issued -> acknowledged (virtual ms), incl. retries."""
+    commit_p99_ms: int
     history: str
 
     def as_dict(self) -> dict[str, object]:
@@ -132,6 +135,7 @@ class Simulation:
         options: SimOptions,
         core_factory: CoreFactory | None = None,
         sm_factory: StateMachineFactory = KVStateMachine,
+        workload: Workload | None = None,
     ) -> None:
         if core_factory is not None and options.core is None:
             spec = f"{core_factory.__module__}:{getattr(core_factory, '__qualname__', '?')}"
@@ -170,6 +174,7 @@ class Simulation:
             self.trace,
             options.clients,
             options.readers,
+            workload,
         )
         self.faults = FaultScheduler(self, fault_rng, self.profile)
         self.crashes = 0
@@ -460,6 +465,8 @@ class Simulation:
             conf_changes=self.conf_changes,
             reads=self.clients.reads_served,
             snapshots=sum(n.snapshots_installed for n in self.nodes.values()),
+            commit_p50_ms=_percentile(self.clients.latencies_ms, 50),
+            commit_p99_ms=_percentile(self.clients.latencies_ms, 99),
             history=h.hexdigest(),
         )
 
@@ -473,6 +480,13 @@ class Simulation:
             time_ms=self.loop.now_ms,
             trace_tail=[_fmt_trace(t) for t in self._trace],
         )
+
+
+def _percentile(values: list[int], pct: int) -> int:
+    if not values:
+        return 0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, (len(ordered) * pct) // 100)]
 
 
 def _fmt_trace(item: tuple[object, ...]) -> str:

@@ -1,6 +1,6 @@
 """The simulator's pluggable state machine (the "applier") and its default KV model.
 
-Owns what "applied" means. Raft may commit a retried proposal twice; a real
+Owns what "applied" means (and, with `Workload`, what clients propose). Raft may commit a retried proposal twice; a real
 service dedupes with a client session table, so the default `KVStateMachine`
 keeps, per client, the log index at which each request id was first applied
 and reports later copies as duplicates. A later issue plugs the ledger in here
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -63,6 +64,23 @@ class StateMachine(Protocol):
 
 
 StateMachineFactory = Callable[[], StateMachine]
+
+
+class Workload(Protocol):
+    """What clients propose: unique bytes per attempt that the state machine maps back
+    to the request id (client_id, seq) shared by every retry of one request."""
+
+    def request(self, client_id: int, seq: int, attempt: int, rng: random.Random) -> bytes: ...
+
+
+KV_KEYS = 16
+
+
+class KVWorkload:
+    """The default workload: a random key in a small key space gets a random value."""
+
+    def request(self, client_id: int, seq: int, attempt: int, rng: random.Random) -> bytes:
+        return encode_request(client_id, seq, attempt, rng.randrange(KV_KEYS), rng.randbytes(8))
 
 
 class KVStateMachine:
