@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import os
 import random
 import struct
+import sys
 import time
 import traceback
 from collections import deque
@@ -515,7 +517,15 @@ def load_core(spec: str) -> CoreFactory:
     module_name, _, attr = spec.partition(":")
     if not module_name or not attr:
         raise ValueError(f"--core wants module:Class, got {spec!r}")
-    obj: object = importlib.import_module(module_name)
+    try:
+        obj: object = importlib.import_module(module_name)
+    except ModuleNotFoundError:
+        # A console script does not put the working directory on sys.path; specs such
+        # as tests.sim.broken_cores:Class are relative to the repository root.
+        if os.getcwd() in sys.path:
+            raise
+        sys.path.append(os.getcwd())
+        obj = importlib.import_module(module_name)
     for part in attr.split("."):
         obj = getattr(obj, part)
     assert callable(obj)
