@@ -386,5 +386,13 @@ METHOD_PARAMS: Final[Mapping[str, tuple[Param, ...]]] = {
     "subject_records": (Param("subject", "str", max_len=256), _LIN),
     "lot_history": (Param("lot", "str", max_len=256), _LIN),
     "access_log": (Param("subject", "str", max_len=256), _LIN),
+    # A transaction signed elsewhere (citizen apps, other institutions' tools), as hex of its
+    # encoding; 2 hex digits per byte of hzp2p.ledger.tx.MAX_TX_BYTES (64 KiB).
+    "submit_raw": (Param("tx", "hex", max_len=2 * 64 * 1024), _WAIT),
+    # Raw committed state under a hex key prefix ("-" = everything); the daemon caps rows.
+    "state_scan": (
+        Param("prefix", "str", max_len=1024),
+        Param("limit", "int", required=False, min_value=1),
+    ),
 }
 """Every admin method the daemon implements, with its parameters (see hzp2p.admin.cli)."""

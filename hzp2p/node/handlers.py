@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from hzp2p.admin.protocol import AdminError, Param
+from hzp2p.admin.protocol import AdminError
 from hzp2p.admin.server import AdminServer
 from hzp2p.client import access_log as q_access_log
 from hzp2p.client import subject_records as q_subject_records
@@ -49,19 +49,9 @@ class Handlers:
         for method in (
             "status", "peers", "members", "block", "tx", "verify", "metrics", "submit",
             "transfer_leader", "add_learner", "promote", "remove", "subject_records",
-            "lot_history", "access_log",
+            "lot_history", "access_log", "submit_raw", "state_scan",
         ):
             server.register(method, self._counted(method, getattr(self, method)))
-        server.register(
-            "submit_raw",
-            self._counted("submit_raw", self.submit_raw),
-            (Param("tx", "hex", max_len=2 * 65536), Param("wait_s", "float", False, 0)),
-        )
-        server.register(
-            "state_scan",
-            self._counted("state_scan", self.state_scan),
-            (Param("prefix", "str", max_len=1024), Param("limit", "int", False, 1)),
-        )
 
     def _counted(self, method: str, fn: Any) -> Any:
         async def run(params: Mapping[str, Any]) -> Any:

@@ -86,6 +86,14 @@ def test_param_schemas() -> None:
         ("submit", {"type": "t", "payload": {}, "wait_s": float("nan")}, "must be finite"),
         ("add_learner", {"name": "n", "roles": ["lab"], "signing_key": "00", "node_key": "00", "address": "a:1"}, "exactly 64 characters"),
         ("add_learner", {"name": "n", "roles": "lab", "signing_key": "00", "node_key": "00", "address": "a:1"}, "list of non-empty strings"),
+        ("submit_raw", {}, "missing param 'tx'"),
+        ("submit_raw", {"tx": "zz"}, "must be a hex string"),
+        ("submit_raw", {"tx": "00" * (64 * 1024 + 1)}, "at most 131072"),
+        ("submit_raw", {"tx": "00", "wait_s": -1}, "must be >= 0"),
+        ("state_scan", {}, "missing param 'prefix'"),
+        ("state_scan", {"prefix": "ab", "limit": 0}, "must be >= 1"),
+        ("state_scan", {"prefix": "ab", "limit": "5"}, "'limit' must be an integer"),
+        ("state_scan", {"prefix": "x" * 1025}, "at most 1024"),
     ]
     for method, params, match in cases:
         with pytest.raises(AdminError, match=match) as info:
@@ -110,3 +118,31 @@ def test_admin_error_codes_are_checked() -> None:
     with pytest.raises(ValueError, match="unknown admin error code"):
         AdminError("nope", "x")
     assert AdminError("timeout", "slow", hint="h").to_wire() == {"code": "timeout", "message": "slow", "hint": "h"}
+
+
+def test_submit_raw_and_state_scan_schemas() -> None:
+    from hzp2p.ledger.tx import MAX_TX_BYTES
+
+    (tx_param, _) = METHOD_PARAMS["submit_raw"]
+    assert tx_param.max_len == 2 * MAX_TX_BYTES  # a maximum-size transaction, as hex, fits
+    check_params("submit_raw", METHOD_PARAMS["submit_raw"], {"tx": "00" * MAX_TX_BYTES, "wait_s": 2.5})
+    check_params("state_scan", METHOD_PARAMS["state_scan"], {"prefix": "-"})
+    check_params("state_scan", METHOD_PARAMS["state_scan"], {"prefix": "ab01", "limit": 10})
+
+
+def test_daemon_serves_exactly_the_shared_schemas() -> None:
+    """The daemon registers every method with METHOD_PARAMS (no private schemas of its own)."""
+    from typing import Any, cast
+
+    from hzp2p.admin.server import AdminServer
+    from hzp2p.node.handlers import Handlers
+
+    registered: dict[str, Any] = {}
+
+    class Recorder:
+        def register(self, method: str, handler: Any, params: Any = None) -> None:
+            registered[method] = params
+
+    Handlers(cast(Any, None)).register_all(cast(AdminServer, Recorder()))
+    assert set(registered) == set(METHOD_PARAMS)
+    assert all(params is None for params in registered.values())
