@@ -42,6 +42,12 @@ the optional `linearizable: bool` param — read through ReadIndex when true):
   lot_history       {lot: str, lin} -> {lot, events: [{tx_hash, type, height, ...}]}
   access_log        {subject: str, lin} -> {subject, entries: [{tx_hash, grantee, purpose,
                     height, ...}]}
+  submit_raw        {tx: hex, wait_s} -> receipt as for submit; a transaction signed
+                    elsewhere (a citizen's app, another institution's tool), as the hex of
+                    its encoding (hzp2p.ledger.tx), forwarded to the leader like submit
+  state_scan        {prefix: hex | "-", limit?: int >= 1} -> {items: [[key_hex, value_hex]]}
+                    raw committed state under a key prefix ("-": everything), at most
+                    10,000 rows (fewer with limit)
 
 Exit 1 also when: submit/membership receipts say rejected (or pending after a
 non-zero --wait), verify reports ok=false, or the daemon answers with an error.
@@ -62,6 +68,7 @@ from typing import Any
 from hzp2p.admin.client import DEFAULT_TIMEOUT_S, AdminClientError, call_sync
 from hzp2p.admin.protocol import AdminError
 from hzp2p.contracts.api import ROLES
+from hzp2p.ledger.tx import MAX_TX_BYTES
 from hzp2p.node.config import ConfigError, load_config, parse_host_port
 
 DEFAULT_WAIT_S = 10.0
@@ -404,6 +411,75 @@ def _read_learner_file(path: Path) -> dict[str, Any]:
     return data
 
 
+def _args_submit_raw(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "tx_hex",
+        metavar="TXHEX",
+        help="the signed transaction's encoding as hex, or - to read it from stdin",
+    )
+
+
+def _params_submit_raw(args: argparse.Namespace) -> dict[str, Any]:
+    text = str(args.tx_hex)
+    if text == "-":
+        text = sys.stdin.read()
+    text = "".join(text.split()).lower()
+    if not text:
+        raise _Usage("TXHEX is empty")
+    try:
+        bytes.fromhex(text)
+    except ValueError:
+        raise _Usage("TXHEX must be a hex string (an encoded, signed transaction)") from None
+    if len(text) > 2 * MAX_TX_BYTES:
+        raise _Usage(f"TXHEX encodes more than {MAX_TX_BYTES} bytes, the transaction size limit")
+    return {"tx": text, "wait_s": args.wait}
+
+
+def _positive_int(text: str) -> int:
+    value = _non_negative_int(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("expected a positive integer, got 0")
+    return value
+
+
+def _args_state_scan(p: argparse.ArgumentParser) -> None:
+    p.add_argument("prefix", metavar="PREFIX", help="a hex key prefix, or - for all state")
+    p.add_argument(
+        "--limit",
+        type=_positive_int,
+        metavar="N",
+        help="at most N rows (the daemon answers at most 10,000)",
+    )
+
+
+def _params_state_scan(args: argparse.Namespace) -> dict[str, Any]:
+    prefix = str(args.prefix)
+    if prefix != "-":
+        try:
+            bytes.fromhex(prefix)
+        except ValueError:
+            raise _Usage("PREFIX must be hex (an even number of hex digits) or -") from None
+        if not prefix or len(prefix) > 1024:
+            raise _Usage("PREFIX must be 2..1024 hex digits (or -)")
+        prefix = prefix.lower()
+    params: dict[str, Any] = {"prefix": prefix}
+    if args.limit is not None:
+        params["limit"] = args.limit
+    return params
+
+
+def _render_state_scan(result: Any) -> str:
+    items = result.get("items") if isinstance(result, Mapping) else None
+    if not isinstance(items, list):
+        return _fmt(result)
+    if not items:
+        return "no state under this prefix"
+    return "\n".join(
+        f"{_fmt(i[0])}  {_fmt(i[1])}" if isinstance(i, list | tuple) and len(i) == 2 else _fmt(i)
+        for i in items
+    )
+
+
 def _args_subject(p: argparse.ArgumentParser) -> None:
     p.add_argument("subject", metavar="SUBJECT", help="the subject's pseudonym")
 
@@ -428,6 +504,8 @@ COMMANDS: tuple[_Command, ...] = (
     _Command("subject-records", "subject_records", "a subject's records", _args_subject, lambda a: {"subject": a.subject}, _render_list("records", "no records"), reads=True),
     _Command("lot-history", "lot_history", "a lot's custody and quality history", _args_lot, lambda a: {"lot": a.lot}, _render_list("events", "no events"), reads=True),
     _Command("access-log", "access_log", "who read a subject's records, and why", _args_subject, lambda a: {"subject": a.subject}, _render_list("entries", "no accesses"), reads=True),
+    _Command("submit-raw", "submit_raw", "submit a transaction signed elsewhere (hex)", _args_submit_raw, _params_submit_raw, _render_receipt, _receipt_failure, waits=True),
+    _Command("state-scan", "state_scan", "raw committed state under a hex key prefix", _args_state_scan, _params_state_scan, _render_state_scan),
 )
 
 

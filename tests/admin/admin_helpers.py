@@ -111,11 +111,26 @@ class FakeDaemon:
     async def access_log(self, params: Mapping[str, Any]) -> Any:
         raise RuntimeError("boom")
 
+    async def submit_raw(self, params: Mapping[str, Any]) -> Any:
+        self.calls.append(("submit_raw", dict(params)))
+        if params["tx"].startswith("dead"):
+            raise AdminError("bad_request", "submit_raw: transaction signature does not verify")
+        if params["tx"].startswith("beef"):
+            return {"tx_hash": TX_HASH, "status": "rejected", "height": None, "index": None, "reason": "duplicate report_id"}
+        return {"tx_hash": TX_HASH, "status": "committed", "height": 4, "index": 0, "reason": None}
+
+    async def state_scan(self, params: Mapping[str, Any]) -> Any:
+        self.calls.append(("state_scan", dict(params)))
+        rows = [["0101", "aa"], ["0102", "bb"], ["0201", "cc"]]
+        prefix = "" if params["prefix"] == "-" else params["prefix"]
+        items = [r for r in rows if r[0].startswith(prefix)]
+        return {"items": items[: params.get("limit", 10_000)]}
+
     def register_all(self, server: AdminServer) -> None:
         for method in (
             "status", "peers", "members", "block", "tx", "verify", "metrics", "submit",
             "transfer_leader", "add_learner", "promote", "remove", "subject_records",
-            "lot_history", "access_log",
+            "lot_history", "access_log", "submit_raw", "state_scan",
         ):
             server.register(method, getattr(self, method))
 

@@ -118,6 +118,16 @@ def test_submit_receipts_and_exit_codes(cfg: str, threaded_server: ThreadedServe
         ["add-learner", "--name", "X", "--roles", "lab", "--signing-key", KEY_HEX, "--node-key", KEY_HEX, "--address", "nohost"],
         [],
         ["frobnicate"],
+        ["submit-raw", "xyz"],
+        ["submit-raw", "abc"],
+        ["submit-raw", "00" * (64 * 1024 + 1)],
+        ["submit-raw", "abcd", "--wait", "-1"],
+        ["submit-raw"],
+        ["state-scan", "zz"],
+        ["state-scan", "abc"],
+        ["state-scan", "01", "--limit", "0"],
+        ["state-scan", "01", "--limit", "x"],
+        ["state-scan"],
     ],
 )
 def test_wrong_usage_exits_2(cfg: str, argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
@@ -188,5 +198,45 @@ def test_help_lists_every_subcommand(capsys: pytest.CaptureFixture[str]) -> None
     assert code == 0
     for name in ("status", "peers", "members", "block", "tx", "verify", "metrics", "submit",
                  "transfer-leader", "add-learner", "promote", "remove", "subject-records",
-                 "lot-history", "access-log"):
+                 "lot-history", "access-log", "submit-raw", "state-scan"):
         assert name in out
+
+
+def test_submit_raw(
+    cfg: str,
+    threaded_server: ThreadedServer,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    code, out, err = run(capsys, "admin", "--config", cfg, "--json", "submit-raw", "ABCD01", "--wait", "3")
+    assert (code, err) == (0, "")
+    assert set(json.loads(out)) == {"tx_hash", "status", "height", "index", "reason"}
+    assert threaded_server.daemon.calls[-1] == ("submit_raw", {"tx": "abcd01", "wait_s": 3.0})
+    code, out, _ = run(capsys, "admin", "--config", cfg, "submit-raw", "abcd01")
+    assert code == 0 and out.startswith(f"committed {TX_HASH} at height 4")
+    assert threaded_server.daemon.calls[-1] == ("submit_raw", {"tx": "abcd01", "wait_s": 10.0})
+    # "-" reads the hex from stdin (a maximum-size transaction is too long for one argv entry).
+    import io
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("ab cd\n02\n"))
+    code, _, err = run(capsys, "admin", "--config", cfg, "submit-raw", "-")
+    assert (code, err) == (0, "")
+    assert threaded_server.daemon.calls[-1] == ("submit_raw", {"tx": "abcd02", "wait_s": 10.0})
+    code, out, err = run(capsys, "admin", "--config", cfg, "--json", "submit-raw", "beef")
+    assert code == 1 and json.loads(out)["status"] == "rejected" and "duplicate report_id" in err
+    code, out, err = run(capsys, "admin", "--config", cfg, "--json", "submit-raw", "dead")
+    assert code == 1 and json.loads(out)["error"]["code"] == "bad_request"
+    assert "signature does not verify" in err and err.count("\n") == 1
+
+
+def test_state_scan(cfg: str, threaded_server: ThreadedServer, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "admin", "--config", cfg, "--json", "state-scan", "01")
+    assert (code, err) == (0, "")
+    assert json.loads(out) == {"items": [["0101", "aa"], ["0102", "bb"]]}
+    assert threaded_server.daemon.calls[-1] == ("state_scan", {"prefix": "01"})
+    code, out, _ = run(capsys, "admin", "--config", cfg, "state-scan", "-", "--limit", "2")
+    assert code == 0 and out.splitlines() == ["0101  aa", "0102  bb"]
+    assert threaded_server.daemon.calls[-1] == ("state_scan", {"prefix": "-", "limit": 2})
+    code, out, _ = run(capsys, "admin", "--config", cfg, "state-scan", "FF")
+    assert code == 0 and "no state" in out
+    assert threaded_server.daemon.calls[-1] == ("state_scan", {"prefix": "ff"})
