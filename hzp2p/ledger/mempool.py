@@ -144,6 +144,20 @@ class Mempool:
             dropped += 1
         return dropped
 
+    def clear(self) -> int:
+        """Drop every queued transaction (e.g. on losing leadership); returns how many."""
+        dropped = len(self._by_hash)
+        self._by_hash.clear()
+        self._queues.clear()
+        self._sender_bytes.clear()
+        self._bytes = 0
+        return dropped
+
+    def hashes(self) -> list[bytes]:
+        """The hashes of every queued transaction, in the order they were added (a requeued
+        transaction counts as added when it was put back); a snapshot, safe to mutate."""
+        return list(self._by_hash)
+
     def _debit(self, signer: bytes, n: int) -> None:
         left = self._sender_bytes[signer] - n
         assert left >= 0, "per-sender byte accounting went negative"

@@ -73,8 +73,7 @@ class BlockProducer:
             self.inflight.discard(tx.hash)
 
     def leadership_lost(self) -> None:
-        dropped = len(self.mempool)
-        self.mempool.pop_batch(dropped, self.mempool.total_bytes + 1)
+        dropped = self.mempool.clear()
         self.inflight.clear()
         self._waiting_since_ms = None
         if dropped:

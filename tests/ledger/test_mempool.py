@@ -92,6 +92,27 @@ def test_prune_expired(chain: LocalChain) -> None:
     assert mp.prune_expired(5_000) == 1 and len(mp) == 1
 
 
+def test_hashes_and_clear(chain: LocalChain) -> None:
+    mp = Mempool(MempoolLimits(max_txs=4, max_per_sender=2))
+    txs = [chain.tx(s, "epi.report", {"i": i}) for s in (3, 4) for i in range(2)]
+    for tx in txs:
+        mp.add(tx)
+    assert mp.hashes() == [t.hash for t in txs]
+    snapshot = mp.hashes()
+    snapshot.clear()  # a copy: the mempool is untouched
+    assert len(mp) == 4
+    with pytest.raises(MempoolFull):
+        mp.add(chain.tx(5, "epi.report", {"i": 0}))
+    assert mp.clear() == 4
+    assert len(mp) == 0 and mp.total_bytes == 0 and mp.senders() == 0 and mp.hashes() == []
+    assert txs[0].hash not in mp and mp.pop_batch(10, 10**9) == []
+    assert mp.clear() == 0
+    # every bound is free again, per sender too, and the same transactions are accepted anew
+    for tx in txs:
+        mp.add(tx)
+    assert mp.pop_batch(10, 10**9) == [txs[0], txs[2], txs[1], txs[3]]
+
+
 def test_builder_cuts_by_count_bytes_time(chain: LocalChain) -> None:
     b = BlockBuilder(max_txs=3, max_bytes=10**6, max_wait_ms=50)
     mp = Mempool()
