@@ -3,7 +3,7 @@
 Kind ids are part of the protocol (PROTOCOL_VERSION 1) and never reused:
 1-9 are the Raft messages in hzp2p.raft.messages.MESSAGE_TYPES order, 16-31
 are hzp2p.net's application messages (peer records, opaque blobs, forwarded
-submits and their receipts), and the daemon registers its own from
+submits and their receipts, forwarded read-index requests and their answers), and the daemon registers its own from
 FIRST_APP_KIND (64) with `default_registry().register(...)`.
 """
 
@@ -39,6 +39,7 @@ MAX_PEER_RECORDS: Final = 1024
 MAX_HOST_CHARS: Final = 253
 ED25519_KEY_BYTES: Final = 32
 ED25519_SIG_BYTES: Final = 64
+MAX_READ_CTX_BYTES: Final = 64
 
 
 # --- messages owned by hzp2p.net -------------------------------------------------------------
@@ -90,6 +91,27 @@ class SubmitReceipt:
     height: int = 0
     index: int = 0
     reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ReadIndexRequest:
+    """A follower asks the leader for a read index (like etcd's forwarded MsgReadIndex).
+
+    `ctx` is the follower's own request id (1..MAX_READ_CTX_BYTES bytes), echoed in the
+    ReadIndexResponse.
+    """
+
+    ctx: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ReadIndexResponse:
+    """The leader's answer to ReadIndexRequest: `ok` with the read `index` (the commit index
+    it confirmed leadership at), or not ok (index 0) when it could not confirm in time."""
+
+    ctx: bytes
+    index: int = 0
+    ok: bool = False
 
 
 # --- nested Raft types -----------------------------------------------------------------------
@@ -144,6 +166,11 @@ PEER_RECORD: Final = struct(
 )
 
 
+def _check_read_index_response(msg: ReadIndexResponse) -> None:
+    if not msg.ok and msg.index:
+        raise Invalid("a refused read index carries index 0")
+
+
 def raft_schemas() -> list[tuple[int, type[Any], list[FieldType], Any]]:
     """(kind, class, field types, check) for every Raft message."""
     T, S, D = U, NODE_ID, NODE_ID  # term, src, dst
@@ -180,6 +207,13 @@ def net_schemas() -> list[tuple[int, type[Any], list[FieldType], Any]]:
             SubmitReceipt,
             [U, binary(64), text(16, ("committed", "rejected", "pending")), U, U, text(1024)],
             None,
+        ),
+        (20, ReadIndexRequest, [binary(MAX_READ_CTX_BYTES, 1)], None),
+        (
+            21,
+            ReadIndexResponse,
+            [binary(MAX_READ_CTX_BYTES, 1), U, BOOL],
+            _check_read_index_response,
         ),
     ]
 

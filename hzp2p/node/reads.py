@@ -3,8 +3,8 @@
 It owns the read barrier behind `linearizable: true`. On the leader it is the
 core's ReadIndex (thesis §6.4) followed by a wait for the local applied
 index. A follower asks the leader for a read index over the transport (net
-`Blob` messages on the topics below, like etcd's forwarded MsgReadIndex), then
-waits until it has applied that index itself, so the read it then serves
+ReadIndexRequest, answered by ReadIndexResponse; like etcd's forwarded
+MsgReadIndex), then waits until it has applied that index itself, so the read it then serves
 locally reflects every write committed before the read began. With no leader
 known, or a leader that cannot confirm its leadership, the caller gets
 NotLeader (with the leader id when known) or a timeout.
@@ -17,7 +17,7 @@ import itertools
 import structlog
 import trio
 
-from hzp2p.net.schemas import Blob
+from hzp2p.net.schemas import ReadIndexRequest, ReadIndexResponse
 from hzp2p.net.transport import Transport
 from hzp2p.node.applier import Applier
 from hzp2p.node.driver import RaftDriver
@@ -26,11 +26,8 @@ from hzp2p.raft.types import NodeId
 
 log = structlog.get_logger("hzp2p.node.reads")
 
-TOPIC_ASK = "read_index"
-TOPIC_OK = "read_index_ok"
-TOPIC_NO = "read_index_no"
-TOPICS = frozenset({TOPIC_ASK, TOPIC_OK, TOPIC_NO})
-MAX_CTX_BYTES = 64
+READ_MESSAGES = (ReadIndexRequest, ReadIndexResponse)
+"""The net message kinds this service handles (route them to `on_message`)."""
 MAX_PENDING = 1024
 SERVE_QUEUE_LEN = 1024
 LEADER_READ_TIMEOUT_S = 5.0
@@ -67,7 +64,7 @@ class ReadService:
         self._pending[ctx] = (leader, ev, slot)
         try:
             with trio.fail_after(timeout_s):
-                if not self.transport.send_nowait(leader, Blob(TOPIC_ASK, ctx)):
+                if not self.transport.send_nowait(leader, ReadIndexRequest(ctx)):
                     raise NotLeader(leader, "the leader is unreachable")
                 await ev.wait()
                 if not slot:
@@ -78,25 +75,20 @@ class ReadService:
         finally:
             self._pending.pop(ctx, None)
 
-    def on_message(self, sender: NodeId, msg: Blob) -> None:
-        """Blob messages on TOPICS (from the inbound loop)."""
-        data = msg.data
-        if len(data) > MAX_CTX_BYTES + 8:
-            self.refused += 1
-            return
-        if msg.topic == TOPIC_ASK:
+    def on_message(self, sender: NodeId, msg: ReadIndexRequest | ReadIndexResponse) -> None:
+        """READ_MESSAGES from the inbound loop (the codec has checked their fields)."""
+        if isinstance(msg, ReadIndexRequest):
             try:
-                self._serve_send.send_nowait((sender, data))
+                self._serve_send.send_nowait((sender, msg.ctx))
             except trio.WouldBlock:
-                self.transport.send_nowait(sender, Blob(TOPIC_NO, data))
+                self.transport.send_nowait(sender, ReadIndexResponse(msg.ctx))
             return
-        ctx = data[:-8] if msg.topic == TOPIC_OK else data
-        entry = self._pending.get(ctx)
+        entry = self._pending.get(msg.ctx)
         if entry is None or entry[0] != sender:
             self.refused += 1  # only the leader we asked may answer
             return
-        if msg.topic == TOPIC_OK:
-            entry[2].append(int.from_bytes(data[-8:], "big"))
+        if msg.ok:
+            entry[2].append(msg.index)
         entry[1].set()
 
     async def serve_loop(self) -> None:
@@ -118,8 +110,8 @@ class ReadService:
                 except (NotLeader, ProposalDropped, ValueError):
                     index = None
             if index is None:
-                self.transport.send_nowait(sender, Blob(TOPIC_NO, ctx))
+                self.transport.send_nowait(sender, ReadIndexResponse(ctx))
             else:
-                self.transport.send_nowait(sender, Blob(TOPIC_OK, ctx + index.to_bytes(8, "big")))
+                self.transport.send_nowait(sender, ReadIndexResponse(ctx, index, ok=True))
         finally:
             limiter.release_on_behalf_of(ctx)

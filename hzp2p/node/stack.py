@@ -22,14 +22,12 @@ from hzp2p.ledger.block import Block
 from hzp2p.ledger.builder import BlockBuilder
 from hzp2p.ledger.genesis import Genesis
 from hzp2p.ledger.mempool import Mempool
-from hzp2p.net.schemas import Blob
 from hzp2p.net.transport import Transport
 from hzp2p.node.applier import Applier, bootstrap
 from hzp2p.node.driver import RaftDriver, role_name
 from hzp2p.node.logging import NodeLogContext
 from hzp2p.node.producer import BlockProducer
-from hzp2p.node.reads import TOPICS as READ_TOPICS
-from hzp2p.node.reads import ReadService
+from hzp2p.node.reads import READ_MESSAGES, ReadService
 from hzp2p.node.submit import SubmitService
 from hzp2p.raft.config import RaftConfig
 from hzp2p.raft.core import RaftCore
@@ -142,7 +140,7 @@ class NodeStack:
 
     # ---------------------------------------------------------------- callbacks
     def _app_message(self, sender: NodeId, msg: object) -> None:
-        if isinstance(msg, Blob) and msg.topic in READ_TOPICS:
+        if isinstance(msg, READ_MESSAGES):
             self.reads.on_message(sender, msg)
         else:
             self.submit.on_message(sender, msg)

@@ -16,6 +16,8 @@ from hzp2p.net.schemas import (
     ForwardSubmit,
     PeerRecord,
     PeerRecords,
+    ReadIndexRequest,
+    ReadIndexResponse,
     SubmitReceipt,
     default_registry,
 )
@@ -41,6 +43,9 @@ SAMPLES: list[Any] = [
     Blob("bench", b"\0" * 1000),
     ForwardSubmit(7, b"tx-bytes", 2500),
     SubmitReceipt(7, b"h" * 32, "committed", 12, 3, ""),
+    ReadIndexRequest(b"f2:17"),
+    ReadIndexResponse(b"f2:17", 42, ok=True),
+    ReadIndexResponse(b"f2:17"),
 ]
 
 
@@ -150,6 +155,19 @@ def test_misrouted_message_refused() -> None:
 
 def test_receipt_status_is_checked() -> None:
     refuse(wire(SubmitReceipt(7, b"h", "maybe")), "invalid")
+
+
+def test_read_index_fields_are_checked() -> None:
+    assert wire(ReadIndexRequest(b"c")) == [20, b"c"]
+    assert wire(ReadIndexResponse(b"c", 9, True)) == [21, b"c", 9, True]
+    for ctx in (b"", b"x" * 65, "ctx", 5):
+        refuse([20, ctx], "invalid")
+        refuse([21, ctx, 9, True], "invalid")
+    refuse([21, b"c", -1, True], "invalid")
+    refuse([21, b"c", 9, 1], "invalid")
+    refuse([21, b"c", 9, False], "invalid")  # a refusal carries no index
+    refuse([20, b"c", 1], "malformed")
+    refuse([21, b"c", 9], "malformed")
 
 
 def test_registry_accepts_daemon_kinds_and_refuses_misuse() -> None:
