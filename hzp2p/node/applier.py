@@ -34,6 +34,7 @@ from hzp2p.contracts.storage_bridge import (
 )
 from hzp2p.ledger.block import Block, BlockError, decode_block
 from hzp2p.ledger.genesis import Genesis
+from hzp2p.node.benchrepl import is_opaque
 from hzp2p.raft.core import RaftCore
 from hzp2p.raft.membership import ConfChange
 from hzp2p.raft.types import ConfState, Entry, EntryKind
@@ -126,7 +127,7 @@ class Applier:
         for e in entries:
             if e.index <= self.applied_index:
                 continue  # already applied before a restart
-            if e.kind is EntryKind.NORMAL and e.data:
+            if e.kind is EntryKind.NORMAL and e.data and not is_opaque(e.data):
                 if pending_noop:
                     await self.storage.set_applied(pending_noop)
                     self._advance_applied(pending_noop)
@@ -156,7 +157,7 @@ class Applier:
                     voters=sorted(conf.voters),
                     learners=sorted(conf.learners),
                 )
-            else:
+            else:  # NOOP, or an opaque benchmark entry (hzp2p.node.benchrepl): index only
                 pending_noop = e.index
         if pending_noop:
             await self.storage.set_applied(pending_noop)

@@ -34,6 +34,7 @@ from hzp2p.net.handshake import ChainParams
 from hzp2p.net.schemas import default_registry
 from hzp2p.net.tcp import TcpConfig, TcpTransport
 from hzp2p.net.transport import NodeIdentity
+from hzp2p.node import benchrepl
 from hzp2p.node.applier import Applier
 from hzp2p.node.config import ConfigError, NodeConfig, parse_host_port
 from hzp2p.node.driver import RaftDriver, role_name
@@ -159,6 +160,8 @@ class Node:
         self.metrics.registry.add_collect_hook(self._collect_metrics)
         admin = AdminServer(cfg.admin.socket, max_request_bytes=cfg.admin.max_request_bytes)
         Handlers(self).register_all(admin)
+        if benchrepl.enabled():
+            benchrepl.register(admin, self)
         async with trio.open_nursery() as nursery:
             with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
                 await nursery.start(stack.run)

@@ -1,0 +1,97 @@
+"""Benchmark-only replication mode: opaque entries proposed straight to Raft.
+
+It owns the `raft_propose` admin method and how such entries are recognised.
+benchmarks/vs_pysyncobj.py compares the replication layer (Raft core, driver,
+durable SQLite log with fsync, encrypted transport) with PySyncObj; for that it
+needs entries that skip the ledger: no transaction, no block, no contract.
+
+* The method exists only on a daemon started with HZP2P_BENCH_REPLICATION=1 in
+  its environment (`BENCH_ENV`); an ordinary daemon answers `unknown_method`.
+* An opaque entry is `OPAQUE_MAGIC + data`. 0xC1 is the one byte msgpack
+  never uses, so no encoded block (a msgpack array) starts with it and no block
+  can be mistaken for an opaque entry or the other way round.
+* Every node's applier treats an opaque entry like a NOOP: it only advances
+  the applied index (durably, batched with its neighbours). Nothing reaches the
+  ledger's state, so the chain and its state digest stay verifiable.
+* `raft_propose {data: hex, count?: int}` proposes `count` entries (the same
+  payload each time) on the leader and answers once this node has applied the
+  last of them: `{first_index, last_index}`. Durability is the daemon's normal
+  path: an entry is applied only once committed, i.e. fsynced on a quorum.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from hzp2p.admin.protocol import AdminError, Param
+from hzp2p.raft.errors import NotLeader, ProposalDropped
+
+if TYPE_CHECKING:
+    from hzp2p.admin.server import AdminServer
+    from hzp2p.node.daemon import Node
+
+BENCH_ENV = "HZP2P_BENCH_REPLICATION"
+OPAQUE_MAGIC = b"\xc1"
+MAX_COUNT = 10_000
+MAX_DATA_BYTES = 64 * 1024
+DROPPED_BACKOFF_S = 0.005
+DEFAULT_WAIT_S = 30.0
+
+PARAMS = (
+    Param("data", "hex", max_len=2 * MAX_DATA_BYTES),
+    Param("count", "int", required=False, min_value=1),
+    Param("wait_s", "float", required=False, min_value=0),
+)
+
+
+def enabled(environ: Mapping[str, str] | None = None) -> bool:
+    """The replication benchmark mode is switched on for this process."""
+    env = os.environ if environ is None else environ
+    return env.get(BENCH_ENV, "") not in ("", "0")
+
+
+def is_opaque(data: bytes) -> bool:
+    """An entry proposed by `raft_propose` (never a block: see the module docstring)."""
+    return data[:1] == OPAQUE_MAGIC
+
+
+def register(server: AdminServer, node: Node) -> None:
+    """Add `raft_propose` to the admin server (call only when `enabled()`)."""
+
+    async def raft_propose(params: Mapping[str, Any]) -> Any:
+        count = int(params.get("count", 1))
+        if count > MAX_COUNT:
+            raise AdminError("bad_request", f"raft_propose: count must be <= {MAX_COUNT}")
+        wait_s = float(params.get("wait_s", DEFAULT_WAIT_S))
+        entry = OPAQUE_MAGIC + bytes.fromhex(params["data"])
+        driver = node.driver
+        first = last = 0
+        with trio.move_on_after(wait_s) as scope:
+            done = 0
+            while done < count:
+                try:
+                    core = driver.core
+                    while done < count:
+                        last = core.propose(entry)
+                        first = first or last
+                        done += 1
+                except ProposalDropped:
+                    # the uncommitted-bytes bound: let the pipeline drain, then go on
+                    driver.wake()
+                    await trio.sleep(DROPPED_BACKOFF_S)
+                    continue
+                except NotLeader as exc:
+                    raise AdminError("not_leader", str(exc), leader_id=exc.leader_id or None,
+                                     hint="send raft_propose to the leader") from None
+                finally:
+                    driver.wake()
+            await node.applier.wait_applied(last)
+        if scope.cancelled_caught:
+            raise AdminError("timeout", f"raft_propose: not applied within {wait_s:g} s")
+        return {"first_index": first, "last_index": last}
+
+    server.register("raft_propose", raft_propose, PARAMS)
