@@ -17,10 +17,13 @@ import nacl.signing
 
 from hzp2p.ledger.block import MAX_BLOCK_BYTES, MAX_BLOCK_TXS, Block
 from hzp2p.ledger.mempool import Mempool
-from hzp2p.ledger.tx import Transaction
+from hzp2p.ledger.tx import MAX_TX_BYTES, Transaction
 
 BLOCK_OVERHEAD = 256  # wire array, header bytes, signature
 TX_FRAMING = 5  # a transaction's msgpack bin header inside the block's list (bin32 at most)
+MIN_BLOCK_BYTES = BLOCK_OVERHEAD + TX_FRAMING + MAX_TX_BYTES
+"""The smallest `max_bytes` under which a maximum-size transaction still fits a block alone;
+below it such a transaction would wait at the head of its sender's queue forever."""
 
 
 @dataclass(frozen=True, slots=True)

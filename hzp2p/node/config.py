@@ -25,6 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from hzp2p.ledger.block import MAX_BLOCK_BYTES
+from hzp2p.ledger.builder import MIN_BLOCK_BYTES
+from hzp2p.ledger.tx import MAX_TX_BYTES
 from hzp2p.raft.config import RaftConfig
 
 MAX_UNIX_SOCKET_PATH_BYTES = 107
@@ -32,6 +35,9 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("json", "console")
 DEFAULT_ADMIN_MAX_REQUEST_BYTES = 1 << 20
 MAX_NODE_ID = (1 << 63) - 1
+BLOCK_MSG_HEADROOM_BYTES = 4096
+"""Room the daemon leaves in a Raft entry beside a block (hzp2p.node.daemon's constant of the
+same name, which it caps blocks with: min(block_max_bytes, max_bytes_per_msg - this))."""
 
 
 class ConfigError(Exception):
@@ -111,7 +117,8 @@ class LedgerSection:
     block_max_txs: int = 1000
     """Transactions per block (default 1000)."""
     block_max_bytes: int = 1 << 20
-    """Encoded transaction bytes per block (default 1 MiB); must fit in net.max_frame_bytes."""
+    """Encoded bytes per block (default 1 MiB); at least MIN_BLOCK_BYTES, so a maximum-size
+    transaction fits a block, at most MAX_BLOCK_BYTES, and below net.max_frame_bytes."""
     block_interval_ms: int = 50
     """Longest wait before a non-full block is proposed (default 50 ms)."""
     mempool_max_bytes: int = 64 << 20
@@ -364,11 +371,27 @@ def _ledger(r: _Reader) -> LedgerSection:
     d = LedgerSection()
     return LedgerSection(
         block_max_txs=r.integer("block_max_txs", d.block_max_txs),
-        block_max_bytes=r.integer("block_max_bytes", d.block_max_bytes, minimum=1024),
+        block_max_bytes=_block_max_bytes(r, d.block_max_bytes),
         block_interval_ms=r.integer("block_interval_ms", d.block_interval_ms),
         mempool_max_bytes=r.integer("mempool_max_bytes", d.mempool_max_bytes, minimum=1024),
         mempool_max_per_sender=r.integer("mempool_max_per_sender", d.mempool_max_per_sender),
     )
+
+
+def _block_max_bytes(r: _Reader, default: int) -> int:
+    value = r.integer("block_max_bytes", default)
+    if value < MIN_BLOCK_BYTES:
+        raise r.error(
+            "block_max_bytes",
+            f"must be >= {MIN_BLOCK_BYTES} so a maximum-size transaction ({MAX_TX_BYTES} bytes) "
+            f"fits in a block, got {value}",
+        )
+    if value > MAX_BLOCK_BYTES:
+        raise r.error(
+            "block_max_bytes",
+            f"must be at most {MAX_BLOCK_BYTES} (the largest block every node accepts), got {value}",
+        )
+    return value
 
 
 def _net(r: _Reader) -> NetSection:
@@ -443,6 +466,26 @@ def parse_config(data: Mapping[str, Any], *, path: Path | str) -> NodeConfig:
             "ledger.block_max_bytes",
             f"must be smaller than net.max_frame_bytes ({net.max_frame_bytes}) so a block "
             f"fits in one frame, got {ledger.block_max_bytes}",
+        )
+    # The daemon cuts blocks of at most min(block_max_bytes, max_bytes_per_msg - headroom)
+    # bytes, and the Raft core refuses an entry above max_bytes_per_msg or max_uncommitted_bytes:
+    # a maximum-size transaction must fit that bound, and so must a full block.
+    block_bytes = min(ledger.block_max_bytes, raft.max_bytes_per_msg - BLOCK_MSG_HEADROOM_BYTES)
+    if block_bytes < MIN_BLOCK_BYTES:
+        raise ConfigError(
+            file,
+            "raft.max_bytes_per_msg",
+            f"must be >= {MIN_BLOCK_BYTES + BLOCK_MSG_HEADROOM_BYTES} so a block holding a "
+            f"maximum-size transaction ({MAX_TX_BYTES} bytes) fits in one Raft entry, "
+            f"got {raft.max_bytes_per_msg}",
+        )
+    if raft.max_uncommitted_bytes < block_bytes + BLOCK_MSG_HEADROOM_BYTES:
+        raise ConfigError(
+            file,
+            "raft.max_uncommitted_bytes",
+            f"must be >= {block_bytes + BLOCK_MSG_HEADROOM_BYTES} so a full block "
+            f"({block_bytes} bytes, from ledger.block_max_bytes and raft.max_bytes_per_msg) "
+            f"can be proposed, got {raft.max_uncommitted_bytes}",
         )
     if raft.max_bytes_per_msg >= net.max_frame_bytes:
         raise ConfigError(

@@ -113,6 +113,11 @@ format = "console"
         ("[raft]\nmax_bytes_per_msg = 8388608", "raft.max_bytes_per_msg", "smaller than net.max_frame_bytes"),
         ("[ledger]\nblock_max_bytes = 8388608", "ledger.block_max_bytes", "smaller than net.max_frame_bytes"),
         ("[ledger]\nblock_max_txs = 0", "ledger.block_max_txs", "must be >= 1"),
+        ("[ledger]\nblock_max_bytes = 1024", "ledger.block_max_bytes", "maximum-size transaction (65536 bytes) fits"),
+        ("[ledger]\nblock_max_bytes = 65536", "ledger.block_max_bytes", "must be >= 65797"),
+        ("[ledger]\nblock_max_bytes = 8388609\n[net]\nmax_frame_bytes = 16777216", "ledger.block_max_bytes", "at most 8388608"),
+        ("[raft]\nmax_bytes_per_msg = 65536", "raft.max_bytes_per_msg", "must be >= 69893"),
+        ("[raft]\nmax_uncommitted_bytes = 65536", "raft.max_uncommitted_bytes", "so a full block"),
         ("[net]\nkeepalive_s = 0", "net.keepalive_s", "positive finite"),
         ("[net]\nread_timeout_s = 1", "net.read_timeout_s", "must exceed net.keepalive_s"),
         ("[net]\nhandshake_timeout_s = 'soon'", "net.handshake_timeout_s", "must be a number"),
@@ -183,3 +188,60 @@ def test_raft_config_mapping(tmp_path: Path) -> None:
     rc = cfg.raft_config()
     assert (rc.node_id, rc.election_ticks, rc.heartbeat_ticks) == (3, 12, 3)
     assert rc.max_uncommitted_bytes == cfg.raft.max_uncommitted_bytes
+
+
+def test_a_maximum_size_transaction_always_fits_a_block(tmp_path: Path) -> None:
+    """At the smallest accepted sizes, a block holding one maximum-size transaction is cut and
+    fits the Raft entry bounds (else that transaction would block its sender's queue forever)."""
+    import nacl.signing
+
+    from hzp2p.ledger.block import Block
+    from hzp2p.ledger.builder import MIN_BLOCK_BYTES, BlockBuilder
+    from hzp2p.ledger.mempool import Mempool
+    from hzp2p.ledger.testkit import LocalChain
+    from hzp2p.ledger.tx import MAX_TX_BYTES, TxError
+    from hzp2p.node import daemon
+    from hzp2p.node.config import BLOCK_MSG_HEADROOM_BYTES
+
+    assert daemon.BLOCK_MSG_HEADROOM_BYTES == BLOCK_MSG_HEADROOM_BYTES  # the two must agree
+    msg_min = MIN_BLOCK_BYTES + BLOCK_MSG_HEADROOM_BYTES
+    cfg = load_config(
+        write(
+            tmp_path,
+            MINIMAL
+            + f"[raft]\nmax_bytes_per_msg = {msg_min}\nmax_uncommitted_bytes = {msg_min}\n"
+            + f"[ledger]\nblock_max_bytes = {MIN_BLOCK_BYTES}\n",
+        )
+    )
+    block_bytes = min(cfg.ledger.block_max_bytes, cfg.raft.max_bytes_per_msg - BLOCK_MSG_HEADROOM_BYTES)
+    assert block_bytes == MIN_BLOCK_BYTES
+
+    # The largest transaction the ledger accepts (padded up to MAX_TX_BYTES exactly).
+    chain = LocalChain(seed=3)
+
+    def padded(n: int) -> dict[str, str]:  # n bytes of padding, in strings the codec accepts
+        return {f"p{i}": "x" * min(8000, n - i * 8000) for i in range(0, -(-n // 8000))}
+
+    lo, hi = 0, MAX_TX_BYTES
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        try:
+            chain.tx(3, "epi.report", padded(mid))
+            lo = mid
+        except TxError:
+            hi = mid - 1
+    tx = chain.tx(3, "epi.report", padded(lo))
+    assert MAX_TX_BYTES - 8 <= len(tx.encode()) <= MAX_TX_BYTES
+
+    mempool = Mempool()
+    mempool.add(tx)
+    builder = BlockBuilder(1000, block_bytes, 0)
+    block = builder.build(
+        mempool, nacl.signing.SigningKey(bytes(32)), 1, height=1, prev_hash=bytes(32),
+        prev_timestamp_ms=0, state_digest=bytes(32), now_ms=tx.valid_from_ms,
+    )
+    assert block is not None and [t.hash for t in block.txs] == [tx.hash]
+    raw = block.encode()
+    assert len(raw) <= block_bytes
+    assert len(raw) + BLOCK_MSG_HEADROOM_BYTES <= cfg.raft.max_bytes_per_msg
+    assert Block.decode(raw).hash == block.hash
