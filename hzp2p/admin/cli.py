@@ -51,11 +51,24 @@ the optional `linearizable: bool` param — read through ReadIndex when true):
 
 Exit 1 also when: submit/membership receipts say rejected (or pending after a
 non-zero --wait), verify reports ok=false, or the daemon answers with an error.
+
+Bytes in `submit --payload JSON` (BYTES_IN_JSON): JSON has no bytes, but many
+contracts require bytes fields (keys, signatures, ciphertexts: e.g.
+sensor.register's verify_key). Anywhere in the payload, an object with exactly
+one key "$hex" or "$b64" and a string value stands for bytes:
+    {"$hex": "<hex digits>"}          e.g. {"verify_key": {"$hex": "8f3a..."}}
+    {"$b64": "<standard base64>"}     e.g. {"signature": {"$b64": "q83v..."}}
+The CLI decodes them (payload_from_json) before sending, so the daemon signs
+real bytes (the admin socket speaks msgpack, which carries bytes natively). A
+malformed tag, or any other one-key object whose key starts with "$", is a
+usage error (exit 2). Output (--json) shows bytes as plain hex strings.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
+import binascii
 import json
 import math
 import sys
@@ -298,9 +311,68 @@ def _args_verify(p: argparse.ArgumentParser) -> None:
     )
 
 
+BYTES_TAGS = ("$hex", "$b64")
+"""One-key JSON objects that stand for bytes in a --payload (see BYTES_IN_JSON above)."""
+
+
+class PayloadError(ValueError):
+    """A --payload that is not a JSON object, or holds a malformed bytes tag."""
+
+
+def decode_bytes_tags(value: Any, path: str = "payload") -> Any:
+    """`value` (parsed JSON) with every {"$hex": str} / {"$b64": str} replaced by its bytes;
+    PayloadError naming the path of a malformed tag."""
+    if isinstance(value, dict):
+        if len(value) == 1:
+            ((tag, text),) = value.items()
+            if isinstance(tag, str) and tag.startswith("$"):
+                return _decode_tag(tag, text, f"{path}.{tag}")
+        return {k: decode_bytes_tags(v, f"{path}.{k}") for k, v in value.items()}
+    if isinstance(value, list):
+        return [decode_bytes_tags(v, f"{path}[{i}]") for i, v in enumerate(value)]
+    return value
+
+
+def _decode_tag(tag: str, text: Any, path: str) -> bytes:
+    if tag not in BYTES_TAGS:
+        raise PayloadError(
+            f'has an unknown tag at {path}; write bytes as {{"$hex": ...}} or {{"$b64": ...}}'
+        )
+    if not isinstance(text, str):
+        raise PayloadError(f"has a bad bytes tag at {path}: the value must be a string")
+    try:
+        if tag == "$hex":
+            return bytes.fromhex(text)
+        return base64.b64decode(text, validate=True)
+    except (ValueError, binascii.Error):
+        kind = "hex" if tag == "$hex" else "standard base64 (with padding)"
+        raise PayloadError(f"has a bad bytes tag at {path}: not valid {kind}") from None
+
+
+def payload_from_json(text: str) -> dict[str, Any]:
+    """A --payload: a JSON object, with bytes written as {"$hex": ...} or {"$b64": ...}."""
+    try:
+        payload = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise PayloadError(f"is not valid JSON: {exc}") from None
+    decoded = decode_bytes_tags(payload) if isinstance(payload, dict) else None
+    if not isinstance(decoded, dict):
+        raise PayloadError("must be a JSON object")
+    return decoded
+
+
 def _args_submit(p: argparse.ArgumentParser) -> None:
     p.add_argument("tx_type", metavar="TYPE", help="transaction type, e.g. epi.report")
-    p.add_argument("--payload", required=True, metavar="JSON", help="the payload as a JSON object")
+    p.add_argument(
+        "--payload",
+        required=True,
+        metavar="JSON",
+        help=(
+            'the payload as a JSON object; write bytes fields (keys, signatures, ciphertexts) '
+            'as {"$hex": "..."} or {"$b64": "..."}, e.g. '
+            '{"sensor_id": "S1", "verify_key": {"$hex": "8f3a..."}}'
+        ),
+    )
     p.add_argument(
         "--idempotency-key",
         metavar="KEY",
@@ -310,11 +382,9 @@ def _args_submit(p: argparse.ArgumentParser) -> None:
 
 def _params_submit(args: argparse.Namespace) -> dict[str, Any]:
     try:
-        payload = json.loads(args.payload)
-    except json.JSONDecodeError as exc:
-        raise _Usage(f"--payload is not valid JSON: {exc}") from None
-    if not isinstance(payload, dict):
-        raise _Usage("--payload must be a JSON object")
+        payload = payload_from_json(args.payload)
+    except PayloadError as exc:
+        raise _Usage(f"--payload {exc}") from None
     if not args.tx_type or len(args.tx_type) > 64:
         raise _Usage("TYPE must be a non-empty name of at most 64 characters")
     params: dict[str, Any] = {"type": args.tx_type, "payload": payload, "wait_s": args.wait}

@@ -128,6 +128,11 @@ def test_submit_receipts_and_exit_codes(cfg: str, threaded_server: ThreadedServe
         ["state-scan", "01", "--limit", "0"],
         ["state-scan", "01", "--limit", "x"],
         ["state-scan"],
+        ["submit", "sensor.register", "--payload", '{"verify_key": {"$hex": "abc"}}'],
+        ["submit", "sensor.register", "--payload", '{"verify_key": {"$b64": "!!"}}'],
+        ["submit", "sensor.register", "--payload", '{"verify_key": {"$b64": 5}}'],
+        ["submit", "sensor.register", "--payload", '{"verify_key": {"$base64": "AA=="}}'],
+        ["submit", "sensor.register", "--payload", '{"$hex": "00"}'],
     ],
 )
 def test_wrong_usage_exits_2(cfg: str, argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
@@ -240,3 +245,44 @@ def test_state_scan(cfg: str, threaded_server: ThreadedServer, capsys: pytest.Ca
     code, out, _ = run(capsys, "admin", "--config", cfg, "state-scan", "FF")
     assert code == 0 and "no state" in out
     assert threaded_server.daemon.calls[-1] == ("state_scan", {"prefix": "ff"})
+
+
+def test_submit_payload_bytes_convention(
+    cfg: str, threaded_server: ThreadedServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """{"$hex": ...} and {"$b64": ...} reach the daemon as bytes (msgpack bin), at any depth."""
+    import base64
+
+    vk = bytes(range(32))
+    payload = {
+        "sensor_id": "S9",
+        "verify_key": {"$hex": vk.hex()},
+        "nested": [{"sig": {"$b64": base64.b64encode(b"\x00\xff").decode()}}, {"$hex": ""}],
+        "text": "$hex",
+        "two_keys": {"$hex": "00", "other": 1},
+    }
+    code, out, err = run(
+        capsys, "admin", "--config", cfg, "--json", "submit", "sensor.register",
+        "--payload", json.dumps(payload), "--wait", "1",
+    )
+    assert (code, err) == (0, ""), err
+    assert json.loads(out)["status"] == "committed"
+    method, params = threaded_server.daemon.calls[-1]
+    assert method == "submit"
+    assert params["payload"] == {
+        "sensor_id": "S9",
+        "verify_key": vk,
+        "nested": [{"sig": b"\x00\xff"}, b""],
+        "text": "$hex",
+        "two_keys": {"$hex": "00", "other": 1},  # not a tag: only one-key objects are
+    }
+    code, _, err = run(
+        capsys, "admin", "--config", cfg, "submit", "sensor.register",
+        "--payload", '{"verify_key": {"$hex": "zz"}}',
+    )
+    assert code == 2 and "bad bytes tag at payload.verify_key.$hex: not valid hex" in err
+
+
+def test_submit_help_documents_the_bytes_convention(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "admin", "submit", "--help")
+    assert code == 0 and '{"$hex": "..."}' in out and '{"$b64": "..."}' in out

@@ -7,6 +7,7 @@ from domain_helpers import DAY, World, key
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from hzp2p.admin.cli import payload_from_json
 from hzp2p.client import (
     coldchain_readings_payload,
     lot_register_payload,
@@ -186,3 +187,24 @@ def test_quarantine_iff_a_reading_leaves_the_range(batches: list[list[tuple[int,
         )
     hist = temperature_history(c.w.state, "L1")
     assert [r["t_ms"] for r in hist] == sorted(r["t_ms"] for r in hist)
+
+
+def test_sensor_register_from_an_admin_json_payload(c: Chain) -> None:
+    """`hzp2p admin submit sensor.register --payload JSON`: the key as {"$hex": ...} (or
+    {"$b64": ...}) becomes the bytes the contract requires; a bare hex string does not."""
+    import base64
+    import json
+
+    vk = bytes(key("sensor-json").verify_key)
+    as_hex = payload_from_json(json.dumps({"sensor_id": "SJ", "verify_key": {"$hex": vk.hex()}}))
+    as_b64 = payload_from_json(
+        json.dumps({"sensor_id": "SJ", "verify_key": {"$b64": base64.b64encode(vk).decode()}})
+    )
+    assert as_hex == as_b64 == sensor_register_payload("SJ", vk)
+    c.w.refused(
+        c.carrier.tx("sensor.register", {"sensor_id": "SJ", "verify_key": vk.hex()}, c.w.now),
+        "verify_key must be bytes",
+    )
+    c.w.apply(c.carrier.tx("sensor.register", as_hex, c.w.now))
+    stored = dq.sensor(c.w.state, "SJ")
+    assert stored is not None and stored["verify_key"] == vk and stored["active"]

@@ -52,3 +52,22 @@ def test_retry_across_midnight_keeps_the_hash() -> None:
 def test_unencodable_payload_is_a_submit_error() -> None:
     with pytest.raises(SubmitError):
         signer([T]).sign("epi.report", {"x": {1, 2}}, None)  # type: ignore[dict-item]
+
+
+def test_bytes_from_a_json_payload_are_signed_as_bytes() -> None:
+    """The admin CLI's {"$hex"}/{"$b64"} convention yields one transaction whichever is used."""
+    import base64
+    import json
+
+    from hzp2p.admin.cli import payload_from_json
+
+    vk = bytes(range(100, 132))
+    s = signer([T])
+    a = s.sign("sensor.register", payload_from_json(json.dumps({"sensor_id": "S1", "verify_key": {"$hex": vk.hex()}})), None)
+    b = s.sign(
+        "sensor.register",
+        payload_from_json(json.dumps({"sensor_id": "S1", "verify_key": {"$b64": base64.b64encode(vk).decode()}})),
+        None,
+    )
+    assert a.hash == b.hash and a.payload["verify_key"] == vk
+    assert s.sign("sensor.register", {"sensor_id": "S1", "verify_key": vk.hex()}, None).hash != a.hash
