@@ -55,6 +55,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--verbose", action="store_true", help="one line per seed; full failure traces")
     p.set_defaults(func=cmd_fuzz)
+    from hzp2p.sim.sim_cli import register_sim  # `hzp2p sim`: scenarios, engines, sweep
+
+    register_sim(subparsers)
 
 
 def _usage(msg: str) -> int:

@@ -83,6 +83,9 @@ PROFILES: dict[str, FaultProfile] = {
             base_net=NetProfile(drop_prob=0.01, dup_prob=0.01, max_delay_ms=6, spike_prob=0.01),
         ),
         FaultProfile("calm", {}, safety_ticks=200),
+        # `hzp2p sim SCENARIO.toml`: no random faults (the scenario scripts them with
+        # `inject`-style actions); the ledger's snapshots are whole states, so compact rarely.
+        FaultProfile("scripted", {}, compact_every=(300, 600)),
         FaultProfile(
             "crashes",
             {"crash": 3, "crash_leader": 3, "slow_disk": 1, "membership": 1},
