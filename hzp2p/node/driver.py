@@ -9,6 +9,9 @@ It owns every call into the core and the three loops that feed it:
   order: send `messages`; persist snapshot + entries + hard state in ONE
   storage transaction (one fsync); only then send `persisted_messages`; apply
   `committed_entries` (hzp2p.node.applier); serve `read_states`; `advance`.
+  A leader's snapshot in a Ready is verified first and its state installed
+  right after the write; between Readies the snapshot policy may compact
+  the log (both in hzp2p.node.snapshots).
 
 Group commit is natural: while one Ready's write is in flight the core keeps
 accepting steps, ticks and proposals, and all of it goes into the next Ready.
@@ -20,7 +23,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 import trio
@@ -29,12 +32,16 @@ from hzp2p.net.errors import LocalProtocolError
 from hzp2p.net.transport import Transport
 from hzp2p.node.applier import Applier
 from hzp2p.node.logging import NodeLogContext
+from hzp2p.node.snapshot_format import BadSnapshot, StateSnapshot
 from hzp2p.raft.core import RaftCore
 from hzp2p.raft.errors import NotLeader, ProposalDropped
 from hzp2p.raft.messages import MESSAGE_TYPES, Message
 from hzp2p.raft.ready import Ready
 from hzp2p.raft.types import NodeId, Role
 from hzp2p.storage import AsyncStorage
+
+if TYPE_CHECKING:
+    from hzp2p.node.snapshots import SnapshotManager
 
 log = structlog.get_logger("hzp2p.node.driver")
 
@@ -46,10 +53,10 @@ AppHandler = Callable[[NodeId, Any], None]
 
 
 class UnsupportedSnapshot(Exception):
-    """The core handed out a snapshot to install; this daemon cannot install state yet."""
+    """The core handed out a snapshot to install and no SnapshotManager was given."""
 
     def __init__(self, index: int) -> None:
-        super().__init__(f"asked to install a snapshot at index {index}: not supported yet")
+        super().__init__(f"asked to install a snapshot at index {index}: no snapshot manager")
 
 
 def role_name(role: Role) -> str:
@@ -73,8 +80,10 @@ class RaftDriver:
         log_context: NodeLogContext | None = None,
         on_app_message: AppHandler | None = None,
         on_role_change: Callable[[Role, NodeId], None] | None = None,
+        snapshots: SnapshotManager | None = None,
     ) -> None:
         self.core = core
+        self.snapshots = snapshots
         self.storage = storage
         self.transport = transport
         self.applier = applier
@@ -155,6 +164,8 @@ class RaftDriver:
         while True:
             sender, msg = await self.transport.receive()
             if isinstance(msg, MESSAGE_TYPES):
+                if self.snapshots is not None:
+                    self.snapshots.check_leader_message(self.core, msg)  # NodeDataLost
                 self.core.step(msg)
                 self.wake()
             elif self._on_app is not None:
@@ -171,15 +182,24 @@ class RaftDriver:
             self._wake = trio.Event()
             while self.core.has_ready():
                 rd = self.core.ready()
-                with trio.CancelScope(shield=True):
-                    with trio.move_on_after(READY_FINISH_TIMEOUT_S) as scope:
-                        await self._handle(rd)
+                try:
+                    with trio.CancelScope(shield=True):
+                        with trio.move_on_after(READY_FINISH_TIMEOUT_S) as scope:
+                            await self._handle(rd)
+                except BadSnapshot:
+                    # Nothing of this Ready was persisted or acknowledged: forget it and
+                    # rebuild the core from durable state (hzp2p.node.snapshots).
+                    assert self.snapshots is not None
+                    self.core = await self.snapshots.rebuild_core()
+                    continue
                 if scope.cancelled_caught:
                     # Never advance past a Ready we could not persist (ready.py): without
                     # advance the core stops counting us and a leader steps down. Wait here
                     # (cancellable, so a shutdown still works) for an operator.
                     log.error("ready_stalled", timeout_s=READY_FINISH_TIMEOUT_S)
                     await trio.sleep_forever()
+                if self.snapshots is not None:
+                    await self.snapshots.after_ready(self.core)  # compaction policy
             await self._wake.wait()
 
     # ---------------------------------------------------------------- one Ready
@@ -189,15 +209,20 @@ class RaftDriver:
             self._soft_state_changed()
         # 1. leader traffic may leave before our own copy is durable (thesis §10.2.1)
         self._send_all(rd.messages)
+        state: StateSnapshot | None = None
         if rd.snapshot is not None:
-            # The core's snapshot transfer is a stub; installing one needs the state format
-            # (docs/daemon-needs.md). Stop rather than let state and log disagree.
-            raise UnsupportedSnapshot(rd.snapshot.meta.index)
+            # A leader's snapshot is peer input: verified before anything is stored
+            # (BadSnapshot -> ready_loop drops this Ready).
+            if self.snapshots is None:
+                raise UnsupportedSnapshot(rd.snapshot.meta.index)
+            state = await self.snapshots.verify(rd.snapshot)
         # 2. one transaction, one fsync: snapshot, entries, hard state
         if rd.must_sync:
             t0 = time.perf_counter()
             await self.storage.save_ready(rd.entries, rd.hard_state, rd.snapshot)
             self.persist_ms_last = (time.perf_counter() - t0) * 1000
+        if rd.snapshot is not None and self.snapshots is not None and state is not None:
+            await self.snapshots.install(rd.snapshot, state)  # the state, before any ack
         if rd.hard_state is not None and rd.hard_state.term != self.term:
             self.term = rd.hard_state.term
             if self._ctx is not None:

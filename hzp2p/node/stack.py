@@ -28,9 +28,9 @@ from hzp2p.node.driver import RaftDriver, role_name
 from hzp2p.node.logging import NodeLogContext
 from hzp2p.node.producer import BlockProducer
 from hzp2p.node.reads import READ_MESSAGES, ReadService
+from hzp2p.node.snapshots import DEFAULT_THRESHOLD_ENTRIES, SnapshotManager
 from hzp2p.node.submit import SubmitService
 from hzp2p.raft.config import RaftConfig
-from hzp2p.raft.core import RaftCore
 from hzp2p.raft.types import NodeId, Role
 from hzp2p.storage import AsyncStorage, InitialState
 
@@ -52,6 +52,8 @@ class NodeStack:
         log_context: NodeLogContext | None = None,
         on_membership: Callable[[tuple[MembershipChange, ...]], None] | None = None,
         rng: random.Random | None = None,
+        snapshot_threshold_entries: int = DEFAULT_THRESHOLD_ENTRIES,
+        snapshot_margin_entries: int | None = None,
     ) -> None:
         self.node_id = node_id
         self.genesis = genesis
@@ -64,6 +66,8 @@ class NodeStack:
         self.log_context = log_context
         self._on_membership = on_membership
         self.rng = rng or random.Random()
+        self.snapshot_threshold = snapshot_threshold_entries
+        self.snapshot_margin = snapshot_margin_entries
 
     # Built by `open`:
     storage: AsyncStorage
@@ -73,6 +77,7 @@ class NodeStack:
     producer: BlockProducer
     submit: SubmitService
     reads: ReadService
+    snapshots: SnapshotManager
     initial: InitialState
 
     async def open(
@@ -82,20 +87,18 @@ class NodeStack:
         g = self.genesis
         self.storage = storage
         await bootstrap(storage, g)
-        init = self.initial = await storage.load()
+        init = await storage.load()
         self.applier = Applier(
             storage, g, on_block=self._block_applied, on_membership=self._membership
         )
-        await self.applier.load()
-        core = RaftCore(
-            self.raft_config,
-            self.rng,
-            hard_state=init.hard_state,
-            conf=init.conf_state,
-            entries=init.entries,
-            snapshot=init.snapshot_meta,
-            applied=init.applied_index,
+        self.snapshots = SnapshotManager(
+            storage, g, self.applier, self.raft_config, self.rng,
+            threshold_entries=self.snapshot_threshold, margin_entries=self.snapshot_margin,
+            on_installed=self._snapshot_installed,
         )
+        init = self.initial = await self.snapshots.recover(init)
+        await self.applier.load()
+        core = await self.snapshots.build_core()
         self.transport = await make_transport()
         self.driver = RaftDriver(
             core,
@@ -106,6 +109,7 @@ class NodeStack:
             log_context=self.log_context,
             on_app_message=self._app_message,
             on_role_change=self._role_changed,
+            snapshots=self.snapshots,
         )
         if self.log_context is not None:
             self.log_context.update(term=core.term, role=role_name(core.role))
@@ -153,6 +157,10 @@ class NodeStack:
     def _block_applied(self, block: Block, result: object) -> None:
         self.producer.block_applied(block)
         self.submit.block_applied(block)
+
+    def _snapshot_installed(self) -> None:
+        self.submit.kick_all()  # waiting submitters look again (their blocks were skipped)
+        self._membership(())  # members (and their node keys) may have changed
 
     def _membership(self, changes: tuple[MembershipChange, ...]) -> None:
         if self._on_membership is not None:

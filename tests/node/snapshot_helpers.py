@@ -1,0 +1,92 @@
+"""Helpers for the daemon snapshot tests: NodeStacks on the simulated network in virtual time,
+with a configurable snapshot threshold and nodes that need not be in the genesis."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import nacl.signing
+import trio
+
+from hzp2p.contracts.engine import recompute_digest
+from hzp2p.ledger.builder import BlockBuilder
+from hzp2p.ledger.genesis import Genesis, NodeSecrets
+from hzp2p.ledger.mempool import Mempool
+from hzp2p.net.simnet import SimNetwork, SimTransport
+from hzp2p.node.stack import NodeStack
+from hzp2p.raft.config import RaftConfig
+from hzp2p.storage import AsyncStorage, MemoryStorage
+
+
+class SnapNode:
+    """One node: the daemon's NodeStack over a MemoryStorage and a SimTransport."""
+
+    def __init__(
+        self, k: int, genesis: Genesis, secrets: NodeSecrets | None, net: SimNetwork,
+        store: MemoryStorage, *, threshold: int, chunk_bytes: int = 256 << 10,
+    ) -> None:
+        self.k, self.net, self.store = k, net, store
+        if secrets is not None:
+            signing, node = secrets.signing_key(), secrets.node_key()
+        else:
+            signing = nacl.signing.SigningKey(bytes([k]) * 32)
+            node = nacl.signing.SigningKey(bytes([k + 100]) * 32)
+        self.stack = NodeStack(
+            node_id=k, genesis=genesis, signing_key=signing, node_key=node,
+            raft_config=RaftConfig(node_id=k, election_ticks=10, heartbeat_ticks=2,
+                                   max_snapshot_chunk_bytes=chunk_bytes),
+            tick_ms=50, builder=BlockBuilder(200, 512 * 1024, 20), mempool=Mempool(),
+            rng=random.Random(k), snapshot_threshold_entries=threshold,
+        )
+        self.scope: trio.CancelScope | None = None
+        self.retained_max = 0  # the largest retained log seen after any Ready
+        self.error: BaseException | None = None
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async def transport() -> SimTransport:
+            return self.net.transport(self.k)
+
+        await self.stack.open(AsyncStorage.memory(self.store), transport)
+        self.driver, self.applier = self.stack.driver, self.stack.applier
+        self.snapshots = self.stack.snapshots
+        original = self.snapshots.after_ready
+
+        async def after_ready(core: Any) -> None:
+            await original(core)
+            lg = core.log
+            self.retained_max = max(self.retained_max, lg.last_index() - lg.snapshot_index)
+
+        self.snapshots.after_ready = after_ready  # type: ignore[method-assign]
+        with trio.CancelScope() as self.scope:
+            try:
+                await self.stack.run(task_status=task_status)
+            except Exception as exc:
+                self.error = exc
+
+    def crash(self) -> None:
+        assert self.scope is not None
+        self.scope.cancel()
+
+    def digest(self) -> bytes:
+        return recompute_digest(self.store)
+
+
+async def wait_for(what: str, cond: Any, timeout_s: float = 60) -> None:
+    with trio.fail_after(timeout_s):
+        while not cond():
+            await trio.sleep(0.05)
+    del what
+
+
+async def wait_leader(nodes: dict[int, SnapNode], among: list[int]) -> int:
+    with trio.fail_after(30):
+        while True:
+            leaders = [k for k in among if nodes[k].driver.is_leader()]
+            if len(leaders) == 1:
+                return leaders[0]
+            await trio.sleep(0.05)
+
+
+def report(i: int) -> dict[str, Any]:
+    return {"report_id": f"snap-{i}", "region": "r", "metric": "m", "value": i, "period": "p"}
