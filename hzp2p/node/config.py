@@ -103,7 +103,9 @@ class RaftSection:
     max_uncommitted_bytes: int = 64 << 20
     """Leader's bound on proposed but uncommitted bytes; beyond it proposals are refused (64 MiB)."""
     snapshot_threshold_entries: int = 10_000
-    """Applied entries after which the log is compacted behind a snapshot (default 10000)."""
+    """Bound on the retained Raft log: it is compacted behind a snapshot before it grows
+    past this many entries, keeping the newest quarter (default 10000, at least 16;
+    hzp2p.node.snapshots)."""
     pre_vote: bool = True
     """Pre-vote before elections (default true)."""
     check_quorum: bool = True
@@ -351,7 +353,7 @@ def _raft(r: _Reader) -> RaftSection:
             "max_uncommitted_bytes", d.max_uncommitted_bytes, minimum=1024
         ),
         snapshot_threshold_entries=r.integer(
-            "snapshot_threshold_entries", d.snapshot_threshold_entries
+            "snapshot_threshold_entries", d.snapshot_threshold_entries, minimum=16
         ),
         pre_vote=r.boolean("pre_vote", d.pre_vote),
         check_quorum=r.boolean("check_quorum", d.check_quorum),

@@ -153,6 +153,7 @@ class Node:
             mempool=self.mempool,
             log_context=self.log_context,
             on_membership=self._membership_changed,
+            snapshot_threshold_entries=cfg.raft.snapshot_threshold_entries,
         )
         init = await stack.open(self.storage, self._make_transport)
         self.applier, self.driver = stack.applier, stack.driver
