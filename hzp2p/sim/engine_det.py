@@ -259,7 +259,8 @@ class DeterministicRun:
             undo = lambda: net.unblock(fid)  # noqa: E731
         elif f.kind == "split":
             voters = sim.voter_ids()
-            minority = set(self.fault_rng.sample(voters, min(f.minority, len(voters))))
+            pool = [v for v in voters if v != leader] if f.target == "follower" else voters
+            minority = set(self.fault_rng.sample(pool, min(f.minority, len(pool))))
             if f.target == "leader" and leader is not None and leader not in minority:
                 minority.discard(max(minority))
                 minority.add(leader)

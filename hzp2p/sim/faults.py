@@ -85,7 +85,13 @@ PROFILES: dict[str, FaultProfile] = {
         FaultProfile("calm", {}, safety_ticks=200),
         # `hzp2p sim SCENARIO.toml`: no random faults (the scenario scripts them with
         # `inject`-style actions); the ledger's snapshots are whole states, so compact rarely.
-        FaultProfile("scripted", {}, compact_every=(300, 600)),
+        FaultProfile(
+            "scripted",
+            {},
+            compact_every=(300, 600),
+            max_entries_per_msg=(64,),
+            snapshot_chunk_bytes=(1 << 20,),
+        ),
         FaultProfile(
             "crashes",
             {"crash": 3, "crash_leader": 3, "slow_disk": 1, "membership": 1},
