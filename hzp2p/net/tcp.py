@@ -52,6 +52,9 @@ class TcpConfig:
     seeds: tuple[Address, ...] = ()
     peer_hints: tuple[tuple[NodeId, Address], ...] = ()
     """Known (node id, address) pairs from config, used until a signed record arrives."""
+    peer_overrides: tuple[tuple[NodeId, Address], ...] = ()
+    """(node id, address) pairs dialled instead of any record or hint (node config
+    [net.peer_addresses]; the live simulation's fault-injecting relay)."""
     max_frame_bytes: int = 8 << 20
     max_batch_bytes: int = 1 << 20
     handshake_timeout_s: float = 5.0
@@ -110,6 +113,7 @@ class TcpTransport:
         self._book = AddressBook(identity, chain, membership)
         for nid, addr in self.config.peer_hints:
             self._book.add_hint(nid, addr)
+        self._overrides: dict[NodeId, Address] = dict(self.config.peer_overrides)
         self._changed = Signal()
         self._inbound = InboundQueue(self.config.inbound_queue_max_msgs)
         self._nursery: trio.Nursery | None = None
@@ -248,7 +252,7 @@ class TcpTransport:
                     attempt = 0
                     await trio.sleep(self._backoff_s(0))
                     continue
-                addr = self._book.address_of(peer.node_id)
+                addr = self._overrides.get(peer.node_id) or self._book.address_of(peer.node_id)
                 if addr is None:
                     with trio.move_on_after(self.config.keepalive_interval_s):
                         await self._changed.wait()

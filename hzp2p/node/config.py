@@ -143,6 +143,10 @@ class NetSection:
     """Idle time after which a keepalive frame is sent (default 5 s)."""
     read_timeout_s: float = 30.0
     """A peer silent this long is disconnected; must exceed keepalive_s (default 30 s)."""
+    peer_addresses: tuple[tuple[int, HostPort], ...] = ()
+    """[net.peer_addresses] NODE_ID = "host:port": dial this address for that peer instead
+    of its advertised one (ahead of discovery's signed records); `hzp2p sim --engine live`
+    routes every node pair through its fault-injecting relay this way. Default: none."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -404,6 +408,7 @@ def _net(r: _Reader) -> NetSection:
         send_queue_len=r.integer("send_queue_len", d.send_queue_len),
         keepalive_s=r.number("keepalive_s", d.keepalive_s),
         read_timeout_s=r.number("read_timeout_s", d.read_timeout_s),
+        peer_addresses=_peer_addresses(r),
     )
     if sec.read_timeout_s <= sec.keepalive_s:
         raise r.error(
@@ -411,6 +416,20 @@ def _net(r: _Reader) -> NetSection:
             f"must exceed net.keepalive_s ({sec.keepalive_s:g}), got {sec.read_timeout_s:g}",
         )
     return sec
+
+
+def _peer_addresses(r: _Reader) -> tuple[tuple[int, HostPort], ...]:
+    value = r._get("peer_addresses", False)
+    if value is None:
+        return ()
+    if not isinstance(value, dict):
+        raise r.error("peer_addresses", f"must be a table of NODE_ID = 'host:port', got {_show(value)}")
+    out = []
+    for key, v in value.items():
+        if not key.isdigit() or int(key) < 1:
+            raise r.error(f"peer_addresses.{key}", "keys must be node ids (positive integers)")
+        out.append((int(key), r._host_port_value(f"peer_addresses.{key}", v)))
+    return tuple(sorted(out, key=lambda kv: kv[0]))
 
 
 def _log(r: _Reader) -> LogSection:

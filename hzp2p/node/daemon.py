@@ -202,6 +202,7 @@ class Node:
                 advertise_host=cfg.advertise_address.host,
                 seeds=tuple((s.host, s.port) for s in cfg.seeds),
                 peer_hints=_hints(self.membership.addresses(), cfg.node_id),
+                peer_overrides=tuple((n, (hp.host, hp.port)) for n, hp in net.peer_addresses),
                 max_frame_bytes=net.max_frame_bytes,
                 max_batch_bytes=min(1 << 20, net.max_frame_bytes // 2),
                 handshake_timeout_s=net.handshake_timeout_s,
