@@ -1,0 +1,278 @@
+"""Snapshots in the daemon (hzp2p.node.snapshots) on the simulated network, in virtual time:
+a bad snapshot is refused and never installed; a crash between storing a snapshot and
+installing its state is recovered at the next start; a restarted node serves its stored
+snapshot; a slow snapshot transfer does not hold up the other followers, and a transfer
+cut off mid-way resumes where it stopped; a wiped node stops with a clear error."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import pytest
+import trio
+import trio.testing
+from snapshot_helpers import SnapNode, report, wait_for, wait_leader
+
+from hzp2p.contracts.engine import load_contracts
+from hzp2p.ledger.genesis import Genesis, NodeSecrets, make_local_genesis
+from hzp2p.net.simnet import LinkFaults, SimNetwork
+from hzp2p.node.snapshot_format import decode_snapshot, encode_snapshot, read_state_snapshot
+from hzp2p.node.snapshots import NodeDataLost
+from hzp2p.raft.membership import ConfChange, ConfChangeKind
+from hzp2p.raft.messages import InstallSnapshot
+from hzp2p.raft.types import HardState, Snapshot, SnapshotMeta
+from hzp2p.storage import MemoryStorage
+
+THRESHOLD = 200
+
+
+class Cluster:
+    def __init__(self, seed: int, *, chunk_bytes: int = 256 << 10) -> None:
+        load_contracts()
+        self.genesis: Genesis
+        self.genesis, self.secrets = make_local_genesis(3, seed=seed)
+        self.net = SimNetwork(random.Random(seed))
+        self.chunk = chunk_bytes
+        self.stores = {k: self.store() for k in (1, 2, 3, 4)}
+        self.nodes: dict[int, SnapNode] = {}
+        self.sent: list[tuple[int, Any]] = []  # (src, InstallSnapshot) as the voters send them
+
+    def store(self) -> MemoryStorage:
+        return MemoryStorage(self.genesis.chain_id.encode(), self.genesis.hash)
+
+    async def start(self, nursery: trio.Nursery, k: int) -> SnapNode:
+        secrets: NodeSecrets | None = self.secrets.get(k)
+        n = self.nodes[k] = SnapNode(k, self.genesis, secrets, self.net, self.stores[k],
+                                     threshold=THRESHOLD, chunk_bytes=self.chunk)
+        await nursery.start(n.run)
+        t = n.stack.transport
+        orig = t.send_nowait
+
+        def spy(dst: int, msg: Any) -> bool:
+            if isinstance(msg, InstallSnapshot):
+                self.sent.append((k, msg))
+            return orig(dst, msg)
+
+        t.send_nowait = spy  # type: ignore[method-assign]
+        return n
+
+    async def fill(self, leader: SnapNode, entries: int, blocks: int = 3) -> None:
+        """`entries` empty entries and a few real blocks through the leader."""
+        for b in range(blocks):
+            for _ in range(entries // blocks):
+                last = leader.driver.propose(b"")
+            tx = leader.stack.submit.sign("epi.report", report(b + 1000 * entries), None)
+            assert (await leader.stack.submit.submit(tx, 30))["status"] == "committed"
+            await leader.applier.wait_applied(last)
+
+    async def add_learner(self, nursery: trio.Nursery, leader: SnapNode) -> SnapNode:
+        leader.driver.core.propose_conf_change(ConfChange(ConfChangeKind.ADD_LEARNER, 4))
+        leader.driver.wake()
+        return await self.start(nursery, 4)
+
+
+def caught_up(a: SnapNode, b: SnapNode) -> bool:
+    return (a.applier.applied_index >= b.applier.applied_index
+            and a.applier.head.block_hash == b.applier.head.block_hash)
+
+
+async def test_a_bad_snapshot_is_refused_and_never_installed(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    c = Cluster(21)
+    async with trio.open_nursery() as nursery:
+        for k in (1, 2, 3):
+            await c.start(nursery, k)
+        lead = await wait_leader(c.nodes, [1, 2, 3])
+        leader = c.nodes[lead]
+        await c.fill(leader, 3 * THRESHOLD)
+        core = leader.driver.core
+        good = core._snapshot
+        assert good is not None and core.log.first_index() > 1
+        # The leader serves a snapshot whose state was tampered with (one value changed).
+        s = decode_snapshot(good.data, good.meta.index)
+        k0, v0 = s.pairs[-1]
+        bad_pairs = (*s.pairs[:-1], (k0, v0 + b"x"))
+        bad = type(s)(s.index, s.conf, s.height, s.block_hash, s.state_digest, s.tip_block,
+                      bad_pairs)
+        core._snapshot = Snapshot(good.meta, encode_snapshot(bad))
+        learner = await c.add_learner(nursery, leader)
+        await wait_for("the learner to refuse it", lambda: learner.snapshots.refused >= 2)
+        assert learner.snapshots.installed == 0
+        assert "digest" in learner.snapshots.last_refusal
+        assert c.stores[4].snapshot() is None and c.stores[4].applied_index() == 0
+        assert learner.error is None, "a bad snapshot must not crash the node"
+        # The leader serves the genuine one again: the learner installs it and catches up.
+        core._snapshot = good
+        await wait_for("the learner to catch up", lambda: caught_up(learner, leader))
+        assert learner.snapshots.installed == 1
+        for n in c.nodes.values():
+            n.crash()
+    assert learner.digest() == leader.digest()
+
+
+async def test_crash_between_storing_and_installing_is_recovered(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    c = Cluster(22)
+    async with trio.open_nursery() as nursery:
+        for k in (1, 2, 3):
+            await c.start(nursery, k)
+        lead = await wait_leader(c.nodes, [1, 2, 3])
+        await c.fill(c.nodes[lead], 2 * THRESHOLD)
+        for n in c.nodes.values():
+            n.crash()
+    src = c.stores[lead]
+    state = read_state_snapshot(src)
+    meta = SnapshotMeta(state.index, src.term(state.index), state.conf)
+    # Node 4's store got the snapshot (Ready step 2) but the node died before install_state.
+    dst = c.stores[4]
+    from hzp2p.node.applier import bootstrap
+    from hzp2p.storage import AsyncStorage
+
+    await bootstrap(AsyncStorage.memory(dst), c.genesis)
+    dst.save_ready((), HardState(meta.term, 0, meta.index), Snapshot(meta, encode_snapshot(state)))
+    assert dst.applied_index() == 0
+    async with trio.open_nursery() as nursery:
+        n4 = await c.start(nursery, 4)
+        assert c.stores[4].applied_index() == meta.index
+        assert n4.applier.head.block_hash == state.block_hash
+        assert n4.driver.core._snapshot is not None  # registered: it can serve it
+        n4.crash()
+    assert n4.digest() == state.state_digest
+
+
+async def test_a_restarted_leader_serves_its_stored_snapshot(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    c = Cluster(23)
+    async with trio.open_nursery() as nursery:
+        for k in (1, 2, 3):
+            await c.start(nursery, k)
+        lead = await wait_leader(c.nodes, [1, 2, 3])
+        await c.fill(c.nodes[lead], 3 * THRESHOLD)
+        for n in c.nodes.values():
+            n.crash()
+    async with trio.open_nursery() as nursery:
+        for k in (1, 2, 3):
+            n = await c.start(nursery, k)
+            assert n.driver.core._snapshot is not None and n.driver.core.log.first_index() > 1
+        lead = await wait_leader(c.nodes, [1, 2, 3])
+        leader = c.nodes[lead]
+        learner = await c.add_learner(nursery, leader)
+        await wait_for("the learner to catch up", lambda: caught_up(learner, leader))
+        assert learner.snapshots.installed == 1
+        for n in c.nodes.values():
+            n.crash()
+    assert learner.digest() == leader.digest()
+
+
+async def test_a_slow_transfer_does_not_stall_others_and_resumes_after_a_cut(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    c = Cluster(24, chunk_bytes=256)
+    async with trio.open_nursery() as nursery:
+        for k in (1, 2, 3):
+            await c.start(nursery, k)
+        lead = await wait_leader(c.nodes, [1, 2, 3])
+        leader = c.nodes[lead]
+        await c.fill(leader, 3 * THRESHOLD)
+        snap = leader.driver.core._snapshot
+        assert snap is not None
+        n_chunks = -(-len(snap.data) // 256)
+        assert n_chunks >= 10
+        # A slow link to the newcomer: each chunk takes a 0.6 s round trip.
+        slow = LinkFaults(min_delay_s=0.3, max_delay_s=0.3)
+        c.net.set_faults(slow, lead, 4)
+        c.net.set_faults(slow, 4, lead)
+        learner = await c.add_learner(nursery, leader)
+        await wait_for("a few chunks", lambda: len(c.sent) >= 4)
+        # Meanwhile the voters keep committing at full speed (entries proposed straight to
+        # the core: the block producer paces itself by the wall clock, not virtual time).
+        for _ in range(10):
+            t0 = trio.current_time()
+            index = leader.driver.propose(b"")
+            await leader.applier.wait_applied(index)
+            assert trio.current_time() - t0 < 0.1, "a snapshot transfer held up replication"
+            assert learner.snapshots.installed == 0
+        tx = leader.stack.submit.sign("epi.report", report(9000), None)
+        assert (await leader.stack.submit.submit(tx, 30))["status"] == "committed"
+        # Cut the newcomer off mid-transfer, long enough for heartbeats to go unanswered.
+        got = max(m.offset for _, m in c.sent)
+        assert 0 < got < len(snap.data)
+        c.net.partition([4], [1, 2, 3])
+        await trio.sleep(3)
+        cut_at = len(c.sent)
+        c.net.heal()
+        await wait_for("the learner to catch up", lambda: caught_up(learner, leader))
+        after = [m for _, m in c.sent[cut_at:]]
+        # Stop-and-wait: the leader had the chunk at `got` acknowledged before it sent it,
+        # and the learner kept what it received, so nothing before it is sent again.
+        assert after and min(m.offset for m in after) >= got, "the transfer restarted"
+        assert after[-1].done
+        assert learner.snapshots.installed == 1
+        for n in c.nodes.values():
+            n.crash()
+    assert learner.digest() == leader.digest()
+
+
+async def test_a_wiped_node_stops_with_a_clear_error(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Fabric #3639: a voter whose data directory was deleted restarts under its old id. It
+    must not panic the cluster, nor vote with a forgotten log: it stops with NodeDataLost
+    and the other two keep committing."""
+    c = Cluster(25)
+    async with trio.open_nursery() as nursery:
+        for k in (1, 2, 3):
+            await c.start(nursery, k)
+        lead = await wait_leader(c.nodes, [1, 2, 3])
+        leader = c.nodes[lead]
+        await c.fill(leader, THRESHOLD)
+        victim = next(k for k in (1, 2, 3) if k != lead)
+        await wait_for("the victim to catch up", lambda: caught_up(c.nodes[victim], leader))
+        c.nodes[victim].crash()
+        c.stores[victim] = c.store()  # rm -rf data_dir
+        wiped = await c.start(nursery, victim)
+        await wait_for("the wiped node to stop", lambda: wiped.error is not None, 10)
+        assert isinstance(wiped.error, BaseExceptionGroup)
+        lost = wiped.error.subgroup(NodeDataLost)
+        assert lost is not None
+        assert "remove it by vote and admit it anew" in str(lost.exceptions[0])
+        for i in range(3):
+            tx = leader.stack.submit.sign("epi.report", report(7000 + i), None)
+            assert (await leader.stack.submit.submit(tx, 10))["status"] == "committed"
+        assert leader.driver.is_leader()
+        for n in c.nodes.values():
+            n.crash()
+
+
+@pytest.mark.parametrize("seed", [31, 32])
+async def test_a_wiped_learner_with_a_new_leader_catches_up(
+    autojump_clock: trio.testing.MockClock, seed: int
+) -> None:
+    """The other outcome: after a leader change nobody remembers what the wiped node
+    acknowledged, and it simply catches up (here through a snapshot)."""
+    c = Cluster(seed)
+    async with trio.open_nursery() as nursery:
+        for k in (1, 2, 3):
+            await c.start(nursery, k)
+        lead = await wait_leader(c.nodes, [1, 2, 3])
+        leader = c.nodes[lead]
+        learner = await c.add_learner(nursery, leader)
+        await c.fill(leader, 3 * THRESHOLD)
+        await wait_for("the learner to catch up", lambda: caught_up(learner, leader))
+        learner.crash()
+        c.stores[4] = c.store()
+        # A leader change: the new leader's progress for node 4 starts from scratch.
+        leader.crash()
+        others = [k for k in (1, 2, 3) if k != lead]
+        new = c.nodes[await wait_leader(c.nodes, others)]
+        await c.start(nursery, lead)
+        learner = await c.start(nursery, 4)
+        await wait_for("the wiped learner to catch up", lambda: caught_up(learner, new))
+        assert learner.error is None and learner.snapshots.installed == 1
+        for n in c.nodes.values():
+            n.crash()
+    assert learner.digest() == new.digest()
