@@ -23,7 +23,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -190,8 +190,8 @@ async def etcd_wait_ready(ports: list[int], timeout_s: float = 30) -> None:
             await trio.sleep(0.2)
 
 
-async def etcd_load(ports: list[int], ops: int, seq: int, size: int,
-                    clients: int) -> dict[str, Any]:
+async def etcd_load(ports: list[int], ops: int, seq: int, size: int, clients: int,
+                    between: Callable[[], None] = lambda: None) -> dict[str, Any]:
     """`ops` concurrent 200-byte puts from `clients` keep-alive connections spread over every
     member, then `seq` sequential puts; each put is answered after the quorum's fsync."""
     value = os.urandom(size)
@@ -213,6 +213,7 @@ async def etcd_load(ports: list[int], ops: int, seq: int, size: int,
         for k in range(clients):
             nursery.start_soon(worker, k)
     elapsed = time.perf_counter() - t0
+    between()
     lat: list[float] = []
     stream = await trio.open_tcp_stream("127.0.0.1", ports[0])
     async with stream:

@@ -54,7 +54,7 @@ from hzp2p.admin.client import open_admin_client
 from hzp2p.node.localcluster import LocalCluster
 
 OPS_PER_CALL = 500
-CALL_DEPTH = 8
+CALL_DEPTH = 64
 TX_CONNECTIONS = 24
 TX_CALLERS_PER_CONNECTION = 32
 
@@ -90,17 +90,18 @@ def pysyncobj_node(self_addr: str, partners: list[str]) -> int:
             continue
         if cmd[0] == "status":
             answer({"leader": obj._isLeader(), "ready": obj.isReady(), "count": obj.count})
-        elif cmd[0] == "run":
-            ops, seq, size = int(cmd[1]), int(cmd[2]), int(cmd[3])
-            data = os.urandom(size)
-            elapsed, state = _pipelined(obj, ops, data, FAIL_REASON.SUCCESS)
+        elif cmd[0] == "pipe":
+            elapsed, state = _pipelined(obj, int(cmd[1]), os.urandom(int(cmd[2])),
+                                        FAIL_REASON.SUCCESS)
+            answer({"elapsed_s": elapsed, "ok": state["ok"], "fail": state["fail"]})
+        elif cmd[0] == "seq":
+            data = os.urandom(int(cmd[2]))
             lat: list[float] = []
-            for _ in range(seq):
+            for _ in range(int(cmd[1])):
                 t = time.perf_counter()
                 obj.add(data, sync=True, timeout=30)
                 lat.append(time.perf_counter() - t)
-            answer({"elapsed_s": elapsed, "ok": state["ok"], "fail": state["fail"],
-                    "lat": lat})
+            answer({"lat": lat})
     return 0
 
 
@@ -153,12 +154,9 @@ def run_pysyncobj(nodes: int, ops: int, seq: int, size: int) -> dict[str, Any]:
                 leader = next((p for p, s in zip(procs, sts, strict=True) if s["leader"]), None)
         time.sleep(1.0)  # every connection up
         cpu0 = [bp.cpu_seconds(p.pid) for p in procs]
-        assert leader.stdin is not None and leader.stdout is not None
-        leader.stdin.write(f"run {ops} {seq} {size}\n".encode())
-        leader.stdin.flush()
-        res = json.loads(leader.stdout.readline())
-        cpu_all = sum(bp.cpu_seconds(p.pid) for p in procs) - sum(cpu0)
-        # the sequential phase is idle-bound; CPU over both phases is reported per op
+        res = ask(leader, f"pipe {ops} {size}")
+        per_node = [bp.cpu_seconds(p.pid) - c for p, c in zip(procs, cpu0, strict=True)]
+        res["lat"] = ask(leader, f"seq {seq} {size}")["lat"]
         peaks = [round(bp.peak_rss_mb(p.pid), 1) for p in procs]
         counts = [ask(p, "status")["count"] for p in procs]
     finally:
@@ -170,7 +168,8 @@ def run_pysyncobj(nodes: int, ops: int, seq: int, size: int) -> dict[str, Any]:
         "system": "pysyncobj",
         "ops_per_s": round(res["ok"] / res["elapsed_s"], 1),
         "failed": res["fail"],
-        "cpu_s_per_1000": round(1000 * cpu_all / (ops + seq), 3),
+        "cpu_s_per_1000": round(1000 * sum(per_node) / ops, 3),
+        "cpu_s_per_node": [round(x, 2) for x in per_node],
         "peak_rss_mb": peaks,
         "applied_on_nodes": counts,
         **bp.latency_summary(res["lat"]),
@@ -190,7 +189,7 @@ def _wait_connected(c: LocalCluster, leader: int, nodes: int) -> None:
                lambda: len((c.status(leader) or {}).get("peers", [])) >= nodes - 1, 30)
 
 
-async def _repl_load(sock: str, ops: int, seq: int, size: int) -> dict[str, Any]:
+async def _repl_pipe(sock: str, ops: int, size: int) -> dict[str, Any]:
     data = os.urandom(size - 1).hex()  # the entry is the 1-byte marker + data: SIZE bytes
     chunks = iter([OPS_PER_CALL] * (ops // OPS_PER_CALL) + [ops % OPS_PER_CALL])
     async with open_admin_client(sock) as client:
@@ -206,25 +205,32 @@ async def _repl_load(sock: str, ops: int, seq: int, size: int) -> dict[str, Any]
             for _ in range(CALL_DEPTH):
                 nursery.start_soon(worker)
         elapsed = time.perf_counter() - t0
-        lat: list[float] = []
+    return {"elapsed_s": elapsed}
+
+
+async def _repl_seq(sock: str, seq: int, size: int) -> dict[str, Any]:
+    data = os.urandom(size - 1).hex()
+    lat: list[float] = []
+    async with open_admin_client(sock) as client:
         for _ in range(seq):
             t = time.perf_counter()
             await client.call("raft_propose", {"data": data, "count": 1})
             lat.append(time.perf_counter() - t)
-    return {"elapsed_s": elapsed, "lat": lat}
+    return {"lat": lat}
 
 
-async def _tx_load(socks: list[str], ops: int, seq: int, tag: str) -> dict[str, Any]:
+def _report(tag: str, i: int) -> dict[str, Any]:
+    return {"report_id": f"{tag}-{i}", "region": "north", "metric": "cases", "value": i,
+            "period": "2026-W47"}
+
+
+async def _tx_pipe(socks: list[str], ops: int, tag: str) -> dict[str, Any]:
     todo = iter(range(ops))
     statuses: dict[str, int] = {}
 
-    def payload(i: int) -> dict[str, Any]:
-        return {"report_id": f"{tag}-{i}", "region": "north", "metric": "cases",
-                "value": i, "period": "2026-W47"}
-
     async def caller(client: Any) -> None:
         for i in todo:
-            r = await client.call("submit", {"type": "epi.report", "payload": payload(i),
+            r = await client.call("submit", {"type": "epi.report", "payload": _report(tag, i),
                                              "wait_s": 120}, timeout_s=130)
             statuses[r["status"]] = statuses.get(r["status"], 0) + 1
 
@@ -237,16 +243,20 @@ async def _tx_load(socks: list[str], ops: int, seq: int, tag: str) -> dict[str, 
     async with trio.open_nursery() as nursery:
         for k in range(TX_CONNECTIONS):
             nursery.start_soon(connection, socks[k % len(socks)])
-    elapsed = time.perf_counter() - t0
+    return {"elapsed_s": time.perf_counter() - t0, "statuses": statuses}
+
+
+async def _tx_seq(sock: str, seq: int, tag: str) -> dict[str, Any]:
+    statuses: dict[str, int] = {}
     lat: list[float] = []
-    async with open_admin_client(socks[0]) as client:
+    async with open_admin_client(sock) as client:
         for i in range(seq):
             t = time.perf_counter()
-            r = await client.call("submit", {"type": "epi.report", "payload": payload(ops + i),
+            r = await client.call("submit", {"type": "epi.report", "payload": _report(tag, i),
                                              "wait_s": 30}, timeout_s=40)
             lat.append(time.perf_counter() - t)
             statuses[r["status"]] = statuses.get(r["status"], 0) + 1
-    return {"elapsed_s": elapsed, "lat": lat, "statuses": statuses}
+    return {"lat": lat, "statuses": statuses}
 
 
 def run_hzp2p(root: Path, nodes: int, ops: int, seq: int, size: int, mode: str,
@@ -266,18 +276,31 @@ def run_hzp2p(root: Path, nodes: int, ops: int, seq: int, size: int, mode: str,
                 if spy is not None:
                     spies.append((role, path, spy))
         cpu0 = [bp.cpu_seconds(p) for p in pids]
+        client0 = time.process_time()
+        tag = f"b{os.getpid()}-{time.time_ns()}"
         if mode == "repl":
-            res = trio.run(_repl_load, c.sockets[leader], ops, seq, size)
+            res = trio.run(_repl_pipe, c.sockets[leader], ops, size)
         else:
             socks = [c.sockets[k] for k in (c.ids if tx_spread else [leader])]
-            res = trio.run(_tx_load, socks, ops, seq, f"b{os.getpid()}-{time.time_ns()}")
-        cpu = sum(bp.cpu_seconds(p) for p in pids) - sum(cpu0)
+            res = trio.run(_tx_pipe, socks, ops, tag)
+        client_cpu = time.process_time() - client0
+        per_node = [bp.cpu_seconds(p) - c0 for p, c0 in zip(pids, cpu0, strict=True)]
+        cpu = sum(per_node)
+        if mode == "repl":
+            res.update(trio.run(_repl_seq, c.sockets[leader], seq, size))
+        else:
+            seq_res = trio.run(_tx_seq, c.sockets[leader], seq, tag + "-seq")
+            res["lat"] = seq_res["lat"]
+            for k, v in seq_res["statuses"].items():
+                res["statuses"][k] = res["statuses"].get(k, 0) + v
         peaks = [round(bp.peak_rss_mb(p), 1) for p in pids]
         st = c.status(leader) or {}
         out: dict[str, Any] = {
             "system": f"hzp2p-{mode}",
             "ops_per_s": round(ops / res["elapsed_s"], 1),
-            "cpu_s_per_1000": round(1000 * cpu / (ops + seq), 3),
+            "cpu_s_per_1000": round(1000 * cpu / ops, 3),
+            "cpu_s_per_node": [round(x, 2) for x in per_node],
+            "client_cpu_s_per_1000": round(1000 * client_cpu / ops, 3),
             "peak_rss_mb": peaks,
             "leader_changes": st.get("term") != term,
             **bp.latency_summary(res["lat"]),
@@ -311,10 +334,17 @@ def run_all(nodes: int, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     if not args.skip_etcd and bp.etcd_available():
         with bp.etcd_cluster(tmp / f"etcd-{nodes}", nodes) as (ports, procs):
             trio.run(bp.etcd_wait_ready, ports)
-            cpu0 = sum(bp.cpu_seconds(p.pid) for p in procs)
-            r["etcd"] = trio.run(bp.etcd_load, ports, args.ops, args.seq, args.size, 64)
-            cpu = sum(bp.cpu_seconds(p.pid) for p in procs) - cpu0
-            r["etcd"]["cpu_s_per_1000"] = round(1000 * cpu / (args.ops + args.seq), 3)
+            cpu0 = [bp.cpu_seconds(p.pid) for p in procs]
+            cpu1: list[float] = []
+
+            def pipelined_done() -> None:
+                cpu1.extend(bp.cpu_seconds(p.pid) for p in procs)
+
+            r["etcd"] = trio.run(bp.etcd_load, ports, args.ops, args.seq, args.size, 64,
+                                 pipelined_done)
+            per_node = [b - a for a, b in zip(cpu0, cpu1, strict=True)]
+            r["etcd"]["cpu_s_per_1000"] = round(1000 * sum(per_node) / args.ops, 3)
+            r["etcd"]["cpu_s_per_node"] = [round(x, 2) for x in per_node]
             r["etcd"]["peak_rss_mb"] = [round(bp.peak_rss_mb(p.pid), 1) for p in procs]
     base = r.get("pysyncobj", {}).get("ops_per_s")
     for key in ("hzp2p_replication", "hzp2p_tx", "etcd"):

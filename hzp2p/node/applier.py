@@ -122,27 +122,32 @@ class Applier:
 
     # ---------------------------------------------------------------- applying
     async def apply(self, core: RaftCore, entries: Sequence[Entry]) -> None:
-        """Apply `entries` (committed, durable, in order) to storage and state."""
+        """Apply `entries` (committed, durable, in order) to storage and state.
+
+        A run of NOOPs costs one `set_applied` at its end. A run made only of opaque
+        benchmark entries (hzp2p.node.benchrepl) moves the applied index in memory only:
+        they change no state, so re-applying them after a restart is harmless, and the
+        next block, conf change or NOOP stores an applied index past them.
+        """
         pending_noop = 0
+        opaque_only = True
         for e in entries:
             if e.index <= self.applied_index:
                 continue  # already applied before a restart
             if e.kind is EntryKind.NORMAL and e.data and not is_opaque(e.data):
                 if pending_noop:
-                    await self.storage.set_applied(pending_noop)
-                    self._advance_applied(pending_noop)
-                    pending_noop = 0
+                    await self._noops_applied(pending_noop, opaque_only)
+                    pending_noop, opaque_only = 0, True
                 await self._apply_block(e)
             elif e.kind is EntryKind.CONF_CHANGE:
                 if pending_noop:
-                    await self.storage.set_applied(pending_noop)
-                    self._advance_applied(pending_noop)
-                    pending_noop = 0
+                    await self._noops_applied(pending_noop, opaque_only)
+                    pending_noop, opaque_only = 0, True
                 try:
                     change = ConfChange.decode(e.data)
                 except ValueError:
                     log.warning("conf_change_undecodable", index=e.index)
-                    pending_noop = e.index
+                    pending_noop, opaque_only = e.index, False
                     continue
                 conf = core.apply_conf_change(change)
                 await self.storage.set_applied(e.index, conf)
@@ -159,9 +164,14 @@ class Applier:
                 )
             else:  # NOOP, or an opaque benchmark entry (hzp2p.node.benchrepl): index only
                 pending_noop = e.index
+                opaque_only = opaque_only and e.kind is EntryKind.NORMAL and bool(e.data)
         if pending_noop:
-            await self.storage.set_applied(pending_noop)
-            self._advance_applied(pending_noop)
+            await self._noops_applied(pending_noop, opaque_only)
+
+    async def _noops_applied(self, index: int, opaque_only: bool) -> None:
+        if not opaque_only:
+            await self.storage.set_applied(index)
+        self._advance_applied(index)
 
     async def _apply_block(self, e: Entry) -> None:
         t0 = time.perf_counter()

@@ -47,6 +47,15 @@ async def test_applier_treats_opaque_entries_as_noops() -> None:
     assert applier.applied_index == 49
     assert await storage.applied_index() == 49
     assert applier.head == head and applier.blocks_applied == 0 and applier.blocks_refused == 0
+    # a run of opaque entries only: the applied index moves in memory, not on disk (harmless
+    # to re-apply after a restart); the next NOOP stores past them
+    more = [Entry(1, i, EntryKind.NORMAL, benchrepl.OPAQUE_MAGIC + b"x") for i in range(50, 60)]
+    await storage.save_ready(more, HardState(1, 1, 59))
+    await applier.apply(cast(Any, None), more)
+    assert applier.applied_index == 59 and await storage.applied_index() == 49
+    await storage.save_ready([Entry(1, 60, EntryKind.NOOP)], HardState(1, 1, 60))
+    await applier.apply(cast(Any, None), [Entry(1, 60, EntryKind.NOOP)])
+    assert applier.applied_index == 60 and await storage.applied_index() == 60
 
 
 @pytest.mark.slow
