@@ -17,6 +17,7 @@ timestamp, registered type) are `check_envelope` and the engine's business.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 from collections.abc import Mapping
@@ -41,6 +42,24 @@ INT64_MAX = 2**63 - 1
 
 def blake(data: bytes) -> bytes:
     return hashlib.blake2b(data, digest_size=32).digest()
+
+
+VERIFIED_CACHE_SIZE = 65536
+_VERIFIED: dict[bytes, None] = {}
+"""(hash + signature) pairs whose signature verified in this process, oldest first (bounded)."""
+
+
+def _remember_verified(key: bytes) -> None:
+    _VERIFIED[key] = None
+    if len(_VERIFIED) > VERIFIED_CACHE_SIZE:
+        # another thread may evict at the same time: a miss only costs a re-check
+        with contextlib.suppress(KeyError, StopIteration, RuntimeError):
+            del _VERIFIED[next(iter(_VERIFIED))]
+
+
+def clear_verified_cache() -> None:
+    """Forget every verified signature (benchmarks that time verification call this)."""
+    _VERIFIED.clear()
 
 
 class TxError(FieldError):
@@ -121,13 +140,24 @@ class Transaction:
         return decode_tx(data)
 
     def verify(self) -> None:
-        """Check the Ed25519 signature; raises TxError('signature', ...)."""
+        """Check the Ed25519 signature; raises TxError('signature', ...).
+
+        A (hash, signature) pair this process has already verified is not verified again
+        (`_VERIFIED`): the hash covers the body and hence the signer, so the pair fixes
+        every input of the check. A node then checks each signature once even though
+        admission, its own block execution and verification all ask; every other node
+        still checks it itself, and a copy read back from disk is re-hashed first.
+        """
         if len(self.signature) != 64:
             raise TxError("signature", "missing or not 64 bytes")
+        key = self.hash + self.signature
+        if key in _VERIFIED:
+            return
         try:
             nacl.bindings.crypto_sign_open(self.signature + SIG_DOMAIN + self.hash, self.signer)
         except (nacl.exceptions.BadSignatureError, nacl.exceptions.ValueError):
             raise TxError("signature", "does not verify against signer") from None
+        _remember_verified(key)
 
     def encode(self) -> bytes:
         return pack([self.body, self.signature])
