@@ -36,10 +36,10 @@ from hzp2p.contracts.engine import (
 from hzp2p.contracts.registry import PAYLOAD_GENERATORS, PAYLOAD_ROLES
 from hzp2p.contracts.state import DictState
 from hzp2p.ledger.block import decode_block
-from hzp2p.ledger.tx import clear_verified_cache
 from hzp2p.ledger.builder import BlockBuilder
 from hzp2p.ledger.mempool import Mempool
 from hzp2p.ledger.testkit import LocalChain
+from hzp2p.ledger.tx import clear_verified_cache
 
 BLOCK_TXS = 500
 
