@@ -44,9 +44,16 @@ class RateClientPool(ClientPool):
     """Clients that offer Poisson arrivals at the scenario's rate, one batch in flight each."""
 
     def setup(
-        self, world: LedgerWorld, rate_per_s: float, max_batch: int, rng: random.Random
+        self,
+        world: LedgerWorld,
+        rate_per_s: float,
+        max_batch: int,
+        interval_ms: int,
+        rng: random.Random,
     ) -> None:
         self.world = world
+        self.interval_ms = interval_ms
+        self.last_issue: dict[int, int] = {}
         self.max_batch = max_batch
         self.arrival_rng = rng
         self.mean_gap_ms = (1000.0 * len(self.clients) / rate_per_s) if rate_per_s > 0 else 0.0
@@ -72,12 +79,17 @@ class RateClientPool(ClientPool):
     def _next(self, c: Client) -> None:
         if not self.issuing or self.mean_gap_ms <= 0:
             return
+        due = self.last_issue.get(c.client_id, -self.interval_ms) + self.interval_ms
+        if self.loop.now_ms < due:  # one block per interval per client
+            self.loop.at(due, self._next, c)
+            return
         self._collect(c)
         q = self.waiting[c.client_id]
         if not q:  # nothing offered yet: come back when the next transaction arrives
             at = int(self.next_arrival[c.client_id]) + 1
             self.loop.at(max(at, self.loop.now_ms), self._next, c)
             return
+        self.last_issue[c.client_id] = self.loop.now_ms
         n = min(len(q), self.max_batch)
         arrivals = [q.popleft() for _ in range(n)]
         types = self.arrival_rng.choices(self.world.mix_types, self.world.mix_weights, k=n)
@@ -174,6 +186,7 @@ class DeterministicRun:
             safety_ticks=max(1, self.duration_ms // TICK_MS),
             membership=False,
             election_ticks=scenario.election_ticks,
+            heartbeat_ticks=scenario.heartbeat_ticks,
         )
         wl = _Workload()
         sim = LedgerSimulation(opts, sm_factory=self.world.new_sm, workload=wl)
@@ -182,7 +195,9 @@ class DeterministicRun:
         pool = RateClientPool(
             sim.loop, derive_rng(rng), sim.nodes, sim.checkers, sim.trace, w.clients, 0, wl
         )
-        pool.setup(self.world, w.tx_rate_per_s, w.max_batch_txs, derive_rng(rng))
+        pool.setup(
+            self.world, w.tx_rate_per_s, w.max_batch_txs, w.block_interval_ms, derive_rng(rng)
+        )
         wl.pool = pool
         sim.clients = pool
         n = scenario.network

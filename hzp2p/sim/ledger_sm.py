@@ -25,6 +25,7 @@ import struct
 from collections.abc import Sequence
 
 from hzp2p.contracts.engine import (
+    BlockResult,
     execute_block,
     genesis_state_writes,
     load_contracts,
@@ -53,6 +54,8 @@ GENESIS_SEED = 1
 _TX_CACHE: dict[tuple[int, int, str, int], Transaction] = {}
 """(voters, learners, type, i) -> signed tx; bounded by MAX_TX_CACHE."""
 MAX_TX_CACHE = 400_000
+MAX_RESULTS = 50_000
+"""Bound on memoised block executions (oldest evicted first)."""
 
 
 class ScenarioWorkloadError(ValueError):
@@ -83,7 +86,9 @@ def decode_batch(data: bytes) -> tuple[int, int, int, list[bytes]] | None:
 class LedgerWorld:
     """Genesis, signers, memo tables and the cross-node ledger checks of one run."""
 
-    def __init__(self, voters: int, learners: int, mix: Sequence[tuple[str, float]]) -> None:
+    def __init__(
+        self, voters: int, learners: int, mix: Sequence[tuple[str, float]], memo: bool = True
+    ) -> None:
         load_contracts()
         self.voters, self.learners = voters, learners
         self.genesis, self.secrets = make_local_genesis(voters, learners, seed=GENESIS_SEED)
@@ -112,6 +117,10 @@ class LedgerWorld:
         self.digest_at: dict[int, bytes] = {}  # log index -> ledger state digest after it
         self.tx_block: dict[bytes, int] = {}  # tx hash -> log index of the block applying it
         self.skip: tuple[int, int] | None = None  # (sm instance number, log index): planted bug
+        self.memo = memo
+        self._results: dict[tuple[bytes, bytes], BlockResult] = {}
+        self.executed = 0  # blocks really executed (the others reused an identical execution)
+        self.applied = 0
         self._instances = 0
 
     # --- the workload's transactions ---------------------------------------------------
@@ -161,6 +170,28 @@ class LedgerWorld:
             )
             self._blocks[memo] = b
         return b
+
+    def execute(self, state: DictState, block: Block) -> BlockResult:
+        """execute_block, memoised by (state digest before, block hash) when `memo` is on.
+
+        The state digest commits to the whole state, so an equal key means equal inputs to
+        a pure function: the first node really executes (every signature verified, every
+        contract run), later nodes in this process reuse the result. Off (`memo=False`):
+        every node executes every block.
+        """
+        self.applied += 1
+        if not self.memo:
+            self.executed += 1
+            return execute_block(state, block, self.genesis)
+        key = (state_digest(state), block.hash)
+        res = self._results.get(key)
+        if res is None:
+            res = execute_block(state, block, self.genesis)
+            self.executed += 1
+            if len(self._results) >= MAX_RESULTS:
+                del self._results[next(iter(self._results))]
+            self._results[key] = res
+        return res
 
     # --- state machines ----------------------------------------------------------------
 
@@ -217,7 +248,7 @@ class LedgerStateMachine:
         txs = [world.decode(r) for r in raws]
         key = hashlib.blake2b(entry.data[len(_MAGIC) + _HDR.size :], digest_size=16).digest()
         block = world.block(self.state, entry.index, txs, key)
-        result = execute_block(self.state, block, world.genesis)
+        result = world.execute(self.state, block)
         self.state.apply(result.writes)
         self.blocks += 1
         applied = [v.tx_hash for v in result.verdicts if v.applied]

@@ -64,6 +64,8 @@ class Workload:
     """(transaction type, weight); weights need not sum to 1."""
     max_batch_txs: int = 256
     """At most this many transactions in one proposal (a block)."""
+    block_interval_ms: int = 50
+    """A client proposes at most one block per interval (the daemon's ledger.block_interval_ms)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +123,7 @@ class Scenario:
     faults: tuple[Fault, ...] = ()
     election_ticks: int = 10
     """Election timeout in ticks (one tick = 10 ms in the deterministic engine)."""
+    heartbeat_ticks: int = 2
     source: str = ""
 
     @property
@@ -218,6 +221,9 @@ def parse_scenario(text: str, file: str = "<scenario>") -> Scenario:
     duration_s = top.number("duration_s", 10.0, 0.5, MAX_DURATION_S)
     seed = top.integer("seed", 1, 0, 2**63 - 1)
     election_ticks = top.integer("election_ticks", 10, 3, 1000)
+    heartbeat_ticks = top.integer("heartbeat_ticks", 2, 1, 1000)
+    if heartbeat_ticks >= election_ticks:
+        raise top.error("heartbeat_ticks", f"must be below election_ticks ({election_ticks})")
     cluster = _cluster(top.table("cluster"))
     workload = _workload(top.table("workload"))
     network = _network(top.table("network"))
@@ -235,6 +241,7 @@ def parse_scenario(text: str, file: str = "<scenario>") -> Scenario:
         disk=disk,
         faults=faults,
         election_ticks=election_ticks,
+        heartbeat_ticks=heartbeat_ticks,
         source=file,
     )
 
@@ -253,6 +260,7 @@ def _workload(t: _Table) -> Workload:
     rate = t.number("tx_rate_per_s", 200.0, 0.0, MAX_RATE_PER_S)
     clients = t.integer("clients", 4, 1, 1000)
     max_batch = t.integer("max_batch_txs", 256, 1, 10_000)
+    interval = t.integer("block_interval_ms", 50, 0, 60_000)
     mix_t = t.table("mix")
     mix: list[tuple[str, float]] = []
     if mix_t.data:
@@ -268,7 +276,7 @@ def _workload(t: _Table) -> Workload:
             raise t.error("mix", "needs at least one type with a positive weight")
     mix_t.finish()
     t.finish()
-    return Workload(rate, clients, tuple(mix) or (("epi.report", 1.0),), max_batch)
+    return Workload(rate, clients, tuple(mix) or (("epi.report", 1.0),), max_batch, interval)
 
 
 def _network(t: _Table) -> Network:
