@@ -9,13 +9,15 @@ from typing import Any
 import nacl.signing
 import trio
 
-from hzp2p.contracts.engine import recompute_digest
+from hzp2p.contracts.engine import load_contracts, recompute_digest
 from hzp2p.ledger.builder import BlockBuilder
-from hzp2p.ledger.genesis import Genesis, NodeSecrets
+from hzp2p.ledger.genesis import Genesis, NodeSecrets, make_local_genesis
 from hzp2p.ledger.mempool import Mempool
 from hzp2p.net.simnet import SimNetwork, SimTransport
 from hzp2p.node.stack import NodeStack
 from hzp2p.raft.config import RaftConfig
+from hzp2p.raft.membership import ConfChange, ConfChangeKind
+from hzp2p.raft.messages import InstallSnapshot
 from hzp2p.storage import AsyncStorage, MemoryStorage
 
 
@@ -90,3 +92,56 @@ async def wait_leader(nodes: dict[int, SnapNode], among: list[int]) -> int:
 
 def report(i: int) -> dict[str, Any]:
     return {"report_id": f"snap-{i}", "region": "r", "metric": "m", "value": i, "period": "p"}
+
+
+THRESHOLD = 200
+
+
+class Cluster:
+    def __init__(self, seed: int, *, chunk_bytes: int = 256 << 10) -> None:
+        load_contracts()
+        self.genesis: Genesis
+        self.genesis, self.secrets = make_local_genesis(3, seed=seed)
+        self.net = SimNetwork(random.Random(seed))
+        self.chunk = chunk_bytes
+        self.stores = {k: self.store() for k in (1, 2, 3, 4)}
+        self.nodes: dict[int, SnapNode] = {}
+        self.sent: list[tuple[int, Any]] = []  # (src, InstallSnapshot) as the voters send them
+
+    def store(self) -> MemoryStorage:
+        return MemoryStorage(self.genesis.chain_id.encode(), self.genesis.hash)
+
+    async def start(self, nursery: trio.Nursery, k: int) -> SnapNode:
+        secrets: NodeSecrets | None = self.secrets.get(k)
+        n = self.nodes[k] = SnapNode(k, self.genesis, secrets, self.net, self.stores[k],
+                                     threshold=THRESHOLD, chunk_bytes=self.chunk)
+        await nursery.start(n.run)
+        t = n.stack.transport
+        orig = t.send_nowait
+
+        def spy(dst: int, msg: Any) -> bool:
+            if isinstance(msg, InstallSnapshot):
+                self.sent.append((k, msg))
+            return orig(dst, msg)
+
+        t.send_nowait = spy  # type: ignore[method-assign]
+        return n
+
+    async def fill(self, leader: SnapNode, entries: int, blocks: int = 3) -> None:
+        """`entries` empty entries and a few real blocks through the leader."""
+        for b in range(blocks):
+            for _ in range(entries // blocks):
+                last = leader.driver.propose(b"")
+            tx = leader.stack.submit.sign("epi.report", report(b + 1000 * entries), None)
+            assert (await leader.stack.submit.submit(tx, 30))["status"] == "committed"
+            await leader.applier.wait_applied(last)
+
+    async def add_learner(self, nursery: trio.Nursery, leader: SnapNode) -> SnapNode:
+        leader.driver.core.propose_conf_change(ConfChange(ConfChangeKind.ADD_LEARNER, 4))
+        leader.driver.wake()
+        return await self.start(nursery, 4)
+
+
+def caught_up(a: SnapNode, b: SnapNode) -> bool:
+    return (a.applier.applied_index >= b.applier.applied_index
+            and a.applier.head.block_hash == b.applier.head.block_hash)
