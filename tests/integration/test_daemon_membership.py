@@ -1,11 +1,14 @@
 """Membership with real daemons: a genesis learner replicates without voting; a new institution
 is admitted by the authorities' vote, its daemon joins as a learner and catches up, and a
-promotion makes it a voter."""
+promotion makes it a voter. Issue 7: the same under a background writer with the leader killed
+mid-change and a stopped voter removed (every acknowledged write in the chain exactly once, ids
+never reused), and a voter whose data directory was wiped refuses to rejoin under its old id."""
 
 from __future__ import annotations
 
 import json
 import random
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -244,3 +247,29 @@ def test_admit_promote_remove_a_stopped_voter_under_writes(tmp_path: Path) -> No
             assert conf_changes_applied(c, k, "add_learner", 4) == 1, k
             assert conf_changes_applied(c, k, "promote", 4) == 1, k
             assert conf_changes_applied(c, k, "remove", 3) == 1, k
+
+
+def test_a_wiped_voter_restarting_under_its_old_id_stops_with_a_clear_error(
+    tmp_path: Path,
+) -> None:
+    """Fabric #3639: a voter's data directory is deleted and the daemon restarted with the
+    same id. The cluster must not panic; the node refuses to run (exit 1, one line on
+    stderr naming the cure) instead of voting with a log it no longer has."""
+    with LocalCluster(tmp_path / "c", 3) as c:
+        c.start_all()
+        leader = c.wait_leader(20)
+        for i in range(3):
+            assert c.submit(leader, "epi.report", report(500 + i))["status"] == "committed"
+        victim = next(k for k in (1, 2, 3) if k != leader)
+        c.wait_converged(15)
+        c.kill(victim)
+        shutil.rmtree(c.files[victim].directory / "data")
+        (c.files[victim].directory / "data").mkdir()
+        c.start(victim)
+        c.wait_for("the wiped node to exit", lambda: not c.running(victim), 20)
+        assert c.procs[victim].returncode == 1
+        err = c.log_path(victim).read_text(encoding="utf-8").strip().splitlines()[-1]
+        assert err.startswith("hzp2p run: ") and "data was lost" in err, err
+        assert "admit it anew" in err
+        assert c.leader([k for k in (1, 2, 3) if k != victim]) == leader
+        assert c.submit(leader, "epi.report", report(600))["status"] == "committed"
