@@ -230,7 +230,15 @@ class Handlers:
             tx = svc.sign("member.propose", payload, None)
         except SubmitError as exc:
             raise AdminError("bad_request", str(exc)) from None
-        return await svc.submit(tx, self._wait(params))
+        receipt = dict(await svc.submit(tx, self._wait(params)))
+        if receipt.get("status") == "committed":
+            # The id the other authorities vote on (`submit member.vote`).
+            height, me = receipt.get("height"), self.node.node_id
+            props = await self.node.storage.call(lambda s: queries.proposals(s))
+            ids = [p["id"] for p in props
+                   if p["proposed_height"] == height and p["proposer"] == me]
+            receipt["proposal_id"] = max(ids) if ids else None
+        return receipt
 
     async def add_learner(self, params: Mapping[str, Any]) -> Any:
         payload = {

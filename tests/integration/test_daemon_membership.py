@@ -9,9 +9,12 @@ from __future__ import annotations
 import json
 import random
 import shutil
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from nacl.signing import SigningKey
@@ -119,6 +122,16 @@ class Writer:
                         lambda: self.acks_in(phase) >= n, 30)
 
 
+def admin_cli(c: LocalCluster, k: int, *args: str) -> dict[str, Any]:
+    """`hzp2p admin --config nodeK/config.toml ARGS --json`; exit status 0 expected."""
+    out = subprocess.run(
+        [sys.executable, "-m", "hzp2p.cli", "admin", "--config", str(c.config(k)), *args,
+         "--json"], capture_output=True, text=True, timeout=60, check=False)
+    assert out.returncode == 0, out.stderr
+    result: dict[str, Any] = json.loads(out.stdout)
+    return result
+
+
 def conf_changes_applied(c: LocalCluster, k: int, change: str, target: int) -> int:
     """How many times node k's log says it applied this Raft configuration change."""
     n = 0
@@ -160,6 +173,7 @@ def test_admit_promote_remove_a_stopped_voter_under_writes(tmp_path: Path) -> No
                                           "address": c.files[4].address, "wait_s": 10},
                        timeout_s=15)
             assert r["status"] == "committed" and r["node_id"] is None
+            assert r["proposal_id"] == 1
             assert c.submit(2, "member.vote", {"proposal_id": 1, "approve": True})["status"] == (
                 "committed")
             leader = killed = c.wait_leader(20)
@@ -184,8 +198,8 @@ def test_admit_promote_remove_a_stopped_voter_under_writes(tmp_path: Path) -> No
             w.wait_acks("learner")
             # 3. promotion
             w.phase = "promote"
-            assert c.call(1, "promote", {"node_id": 4, "wait_s": 10},
-                          timeout_s=15)["status"] == "committed"
+            r = c.call(1, "promote", {"node_id": 4, "wait_s": 10}, timeout_s=15)
+            assert r["status"] == "committed" and r["proposal_id"] == 2
             assert c.submit(2, "member.vote", {"proposal_id": 2, "approve": True})["status"] == (
                 "committed")
             c.wait_for("node 4 to become a voter",
@@ -199,10 +213,12 @@ def test_admit_promote_remove_a_stopped_voter_under_writes(tmp_path: Path) -> No
                 c.wait_for("node 1 to lead", lambda: c.leader([1, 2, 3, 4]) == 1, 20)
             w.targets = [1, 2, 4]
             c.kill(3)
-            assert c.call(1, "remove", {"node_id": 3, "wait_s": 10},
-                          timeout_s=15)["status"] == "committed"
-            assert c.submit(2, "member.vote", {"proposal_id": 3, "approve": True})["status"] == (
-                "committed")
+            # (through the `hzp2p admin` commands docs/membership.md gives operators)
+            r = admin_cli(c, 1, "remove", "3", "--wait", "10")
+            assert r["status"] == "committed" and r["proposal_id"] == 3
+            r = admin_cli(c, 2, "submit", "member.vote", "--payload",
+                          '{"proposal_id": 3, "approve": true}', "--wait", "10")
+            assert r["status"] == "committed"
             c.wait_for("node 3 to leave the configuration",
                        lambda: in_conf(c, 3, [1, 2, 4]) is False, 30)
             w.wait_acks("remove")
