@@ -55,8 +55,8 @@ from hzp2p.node.localcluster import LocalCluster
 
 OPS_PER_CALL = 500
 CALL_DEPTH = 64
-TX_CONNECTIONS = 24
-TX_CALLERS_PER_CONNECTION = 32
+TX_CONNECTIONS = 60
+TX_CALLERS_PER_CONNECTION = 16  # the admin server runs 16 at a time per connection
 
 
 # ============================================================================ PySyncObj node

@@ -129,9 +129,17 @@ class Transaction:
         return unsigned.signed(key)
 
     def signed(self, key: nacl.signing.SigningKey) -> Transaction:
+        """This transaction with `key`'s signature. The body and hash are reused as they are
+        (encode once; `dataclasses.replace` would re-encode and re-hash the whole body), and
+        the pair counts as verified here: it was just made with the signer's own key."""
         assert bytes(key.verify_key) == self.signer, "signing key does not match tx.signer"
-        sig = key.sign(SIG_DOMAIN + self.hash).signature
-        return dataclasses.replace(self, signature=bytes(sig))
+        sig = bytes(key.sign(SIG_DOMAIN + self.hash).signature)
+        out = object.__new__(Transaction)
+        for f in _FIELD_NAMES:
+            object.__setattr__(out, f, getattr(self, f))
+        object.__setattr__(out, "signature", sig)
+        _remember_verified(out.hash + sig)
+        return out
 
     sign = signed  # alias: tx.sign(key) -> the signed transaction
 
@@ -171,6 +179,9 @@ class Transaction:
 
     def __hash__(self) -> int:
         return hash(self.hash)
+
+
+_FIELD_NAMES = tuple(f.name for f in dataclasses.fields(Transaction))
 
 
 def _check_fields(tx: Transaction) -> None:

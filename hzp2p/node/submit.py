@@ -30,7 +30,7 @@ import hashlib
 import itertools
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,6 +47,7 @@ from hzp2p.ledger.tx import MAX_WINDOW_MS, Transaction, TxError, decode_tx
 from hzp2p.net.schemas import ForwardSubmit, SubmitReceipt
 from hzp2p.net.transport import Transport
 from hzp2p.node.applier import Applier, receipt_of
+from hzp2p.node.batching import StorageBatcher
 from hzp2p.node.driver import RaftDriver
 from hzp2p.node.producer import BlockProducer
 from hzp2p.raft.types import NodeId
@@ -71,6 +72,8 @@ class _Admission:
     raw: bytes
     origin: NodeId  # 0 = local
     request_id: int
+    checked: Transaction | None = None
+    """A local submit's transaction, already pre-checked on this node: not checked again."""
 
 
 def _window(now_ms: int) -> tuple[int, int]:
@@ -160,6 +163,10 @@ class SubmitService:
         self._requests: dict[int, bytes] = {}
         self._req_ids = itertools.count(1)
         self._admit_send, self._admit_recv = trio.open_memory_channel[_Admission](ADMIT_QUEUE_LEN)
+        self._prechecks = StorageBatcher(storage, _precheck_batch(chain_id))
+        self._lookups: StorageBatcher[bytes, TxRecord | None] = StorageBatcher(
+            storage, _lookup_batch
+        )
         self.forwarded = 0
         self.admitted = 0
         self.refused_at_admission = 0
@@ -228,9 +235,18 @@ class SubmitService:
                     self._reply(a.origin, a.request_id, b"", "pending", "not leader")
                 continue
             inflight = self.producer.inflight
-            results = await self.storage.call(
-                _admit_batch([a.raw for a in batch], self.chain_id, int(time.time() * 1000))
+            unchecked = [a.raw for a in batch if a.checked is None]
+            checked = iter(
+                await self.storage.call(
+                    _admit_batch(unchecked, self.chain_id, int(time.time() * 1000))
+                )
+                if unchecked
+                else []
             )
+            results = [
+                (a.checked.hash, a.checked) if a.checked is not None else next(checked)
+                for a in batch
+            ]
             added = False
             for a, (tx_hash, res) in zip(batch, results, strict=True):
                 if isinstance(res, str):
@@ -258,7 +274,7 @@ class SubmitService:
     def _send_to_leader(self, tx: Transaction, raw: bytes) -> None:
         if self.driver.is_leader():
             try:
-                self._admit_send.send_nowait(_Admission(raw, 0, 0))
+                self._admit_send.send_nowait(_Admission(raw, 0, 0, tx))
             except trio.WouldBlock:
                 self.dropped_busy += 1
             return
@@ -277,27 +293,14 @@ class SubmitService:
         return tx_hash in self._kicks
 
     async def lookup(self, tx_hash: bytes) -> dict[str, object] | None:
-        rec = await self.storage.tx(tx_hash)
+        rec = await self._lookups.run(tx_hash)  # batched with the other waiting submits
         return None if rec is None else receipt_of(tx_hash, rec)
 
     async def submit(self, tx: Transaction, wait_s: float) -> dict[str, object]:
         """Get `tx` committed (or refused), waiting at most `wait_s`; returns the receipt."""
         h = tx.hash
-        t = int(time.time() * 1000)
-        chain = self.chain_id
-
-        def pre(store: SyncStorage) -> TxRecord | str | None:
-            """One trip to the database: the stored verdict, or why it cannot pass."""
-            rec = store.tx(h)
-            if rec is not None:
-                return rec
-            try:
-                precheck_tx(store, tx, chain, t)
-            except (TxError, TxRejected) as exc:
-                return str(exc) or type(exc).__name__
-            return None
-
-        problem = await self.storage.call(pre)
+        # one trip to the database, shared with the other submits waiting at this moment
+        problem = await self._prechecks.run((tx, int(time.time() * 1000)))
         if isinstance(problem, TxRecord):
             return receipt_of(h, problem)
         if problem is not None and not problem.startswith("duplicate"):
@@ -345,6 +348,35 @@ def _admit_batch(
         return out
 
     return check
+
+
+def _precheck_batch(
+    chain_id: str,
+) -> Callable[[SyncStorage, Sequence[tuple[Transaction, int]]], list[TxRecord | str | None]]:
+    """For each (tx, now_ms): its stored verdict, or why it cannot pass, or None."""
+
+    def run(
+        store: SyncStorage, items: Sequence[tuple[Transaction, int]]
+    ) -> list[TxRecord | str | None]:
+        out: list[TxRecord | str | None] = []
+        for tx, now_ms in items:
+            rec = store.tx(tx.hash)
+            if rec is not None:
+                out.append(rec)
+                continue
+            try:
+                precheck_tx(store, tx, chain_id, now_ms)
+            except (TxError, TxRejected) as exc:
+                out.append(str(exc) or type(exc).__name__)
+                continue
+            out.append(None)
+        return out
+
+    return run
+
+
+def _lookup_batch(store: SyncStorage, hashes: Sequence[bytes]) -> list[TxRecord | None]:
+    return [store.tx(h) for h in hashes]
 
 
 def _rejected(tx_hash: bytes, reason: str) -> dict[str, object]:
