@@ -134,6 +134,8 @@ class Transaction:
         the pair counts as verified here: it was just made with the signer's own key."""
         assert bytes(key.verify_key) == self.signer, "signing key does not match tx.signer"
         sig = bytes(key.sign(SIG_DOMAIN + self.hash).signature)
+        if len(self.body) + len(sig) + 8 > MAX_TX_BYTES:  # as __post_init__ checks
+            raise TxError("size", f"encoded transaction exceeds {MAX_TX_BYTES} bytes")
         out = object.__new__(Transaction)
         for f in _FIELD_NAMES:
             object.__setattr__(out, f, getattr(self, f))
