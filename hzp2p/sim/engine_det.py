@@ -121,21 +121,21 @@ class _Workload:
 
 
 class BandwidthNetwork(Network):
-    """The model network plus a per-link serialisation delay (size / bandwidth, queued)."""
+    """The model network plus each node's egress: its messages leave one after another at
+    `bytes_per_ms` (a leader sending every block to N followers pays N times its size)."""
 
     def __init__(self, *args: Any, bytes_per_ms: float, **kw: Any) -> None:
         super().__init__(*args, **kw)
         self.bytes_per_ms = bytes_per_ms
-        self._busy_until: dict[tuple[NodeId, NodeId], float] = {}
+        self._busy_until: dict[NodeId, float] = {}
         self._extra_ms = 0
 
     def send(self, msg: Message) -> None:
         size = 64 + sum(len(e.data) + 24 for e in getattr(msg, "entries", ()) or ())
         size += len(getattr(msg, "data", b"") or b"")
-        link = (msg.src, msg.dst)
         now = self._loop.now_ms
-        done = max(self._busy_until.get(link, 0.0), float(now)) + size / self.bytes_per_ms
-        self._busy_until[link] = done
+        done = max(self._busy_until.get(msg.src, 0.0), float(now)) + size / self.bytes_per_ms
+        self._busy_until[msg.src] = done
         self._extra_ms = int(done - now)
         super().send(msg)
 

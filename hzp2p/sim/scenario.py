@@ -78,7 +78,8 @@ class Network:
     loss: float = 0.0
     duplicate: float = 0.0
     bandwidth_mbit_s: float = 0.0
-    """Per directed link; 0 = unlimited."""
+    """Each node's egress, shared by all its links (messages leave one after another);
+    0 = unlimited."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,11 +21,15 @@ from hzp2p.sim.scenario import Cluster, Network, Scenario, Workload
 
 SWEEP_BASE = Scenario(
     name="sweep",
-    description="offered 400 tx/s, 8 clients, 1-6 ms links with 1% spikes to 40 ms, no faults",
+    description="offered 1000 tx/s, 8 clients, 100 Mbit/s egress per node, 1-6 ms links, no faults",
     duration_s=5.0,
     seed=7,
-    workload=Workload(tx_rate_per_s=400.0, clients=8, mix=(("epi.report", 1.0),)),
-    network=Network(latency_ms_min=1, latency_ms_max=6, spike_prob=0.01, spike_ms=40),
+    election_ticks=20,
+    heartbeat_ticks=4,
+    workload=Workload(tx_rate_per_s=1000.0, clients=8, mix=(("epi.report", 1.0),)),
+    network=Network(
+        latency_ms_min=1, latency_ms_max=6, spike_prob=0.01, spike_ms=40, bandwidth_mbit_s=100.0
+    ),
 )
 
 
