@@ -91,7 +91,14 @@ class Handlers:
             "head_hash": n.applier.head.block_hash.hex(),
             "peers": sorted(n.transport.connected_peers()),
             "mempool": len(n.mempool),
+            "log_first_index": st.first_index,
+            "snapshots": self._snapshot_counts(),
         }
+
+    def _snapshot_counts(self) -> dict[str, Any]:
+        sm = self.node.stack.snapshots
+        return {"taken": sm.taken, "compactions": sm.compactions, "installed": sm.installed,
+                "refused": sm.refused, "last_refusal": sm.last_refusal or None}
 
     async def peers(self, params: Mapping[str, Any]) -> Any:
         n = self.node
