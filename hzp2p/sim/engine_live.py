@@ -39,7 +39,7 @@ from hzp2p.ledger.tx import Transaction
 from hzp2p.node.keys import load_signing_key
 from hzp2p.node.localcluster import ClusterError, LocalCluster
 from hzp2p.sim.record import FaultRecord, RunRecord
-from hzp2p.sim.relay import Link, Relay
+from hzp2p.sim.relay import RETRANSMIT_MS, Link, Relay
 from hzp2p.sim.scenario import Fault, Scenario
 
 LIVE_TICK_MS = 50
@@ -337,7 +337,7 @@ class LiveRun:
             fr.detail = f"node {target} killed (SIGKILL)"
         elif f.kind == "lossy":
             self.relay.loss = f.loss
-            fr.detail = f"loss {f.loss:.0%} (as {200} ms retransmissions)"
+            fr.detail = f"loss {f.loss:.0%} (as {RETRANSMIT_MS} ms retransmissions)"
         elif f.kind == "flap":
             peer = next((v for v in self.voters if v != target), None)
             if peer is None:

@@ -96,7 +96,8 @@ def build_report(rec: RunRecord, scn: Scenario) -> dict[str, Any]:
         "time_to_new_leader_ms": [f["time_to_new_leader_ms"] for f in faults if f["leader_lost"]],
         "time_to_converge_ms": [f["time_to_converge_ms"] for f in faults],
         "max_lag_per_node": lag_max,
-        "safety_violations": len(rec.violations),
+        "safety_violations": sum(1 for v in rec.violations if v["property"] != "liveness"),
+        "liveness_failures": sum(1 for v in rec.violations if v["property"] == "liveness"),
         "violations": rec.violations,
         "checkers": verdicts,
         "throughput_series": {"bucket_ms": b, "tx_per_s": [round(c * 1000 / b, 1) for c in counts]},
@@ -143,7 +144,10 @@ def format_text(report: dict[str, Any]) -> str:
         lines.append(", ".join(parts))
     worst = max(report["max_lag_per_node"].items(), key=lambda kv: kv[1], default=("-", 0))
     lines.append(f"  max lag      {worst[1]} entries (node {worst[0]})")
-    lines.append(f"  safety       {report['safety_violations']} violations")
+    lines.append(
+        f"  safety       {report['safety_violations']} violations, "
+        f"{report['liveness_failures']} liveness failures"
+    )
     for name, verdict in report["checkers"].items():
         lines.append(f"    {name:<36} {verdict}")
     for v in report["violations"]:

@@ -103,7 +103,7 @@ def cmd_sim(args: argparse.Namespace) -> int:
         print(f"  written      {out}/report.json and plots")
     for n in notes:
         print(f"hzp2p sim: {n}", file=sys.stderr)
-    return 1 if report["safety_violations"] else 0
+    return 1 if report["safety_violations"] or report["liveness_failures"] else 0
 
 
 def _cmd_sweep(args: argparse.Namespace, show_progress: bool) -> int:

@@ -53,6 +53,7 @@ def run_sweep(
                 "p99_ms": rep["latency_ms"]["p99"],
                 "elections": rep["elections"],
                 "safety_violations": rep["safety_violations"],
+                "drained": rep["liveness_failures"] == 0,
                 "messages": rep["extra"].get("messages", 0),
                 "wall_seconds": rep["wall_seconds"],
             }
@@ -63,10 +64,12 @@ def run_sweep(
 
 
 def format_table(rows: Sequence[dict[str, Any]]) -> str:
-    head = ("voters", "learners", "tx/s", "p50 ms", "p99 ms", "elections", "messages", "violations")
+    head = ("voters", "learners", "tx/s", "p50 ms", "p99 ms", "elections", "messages", "drained",
+            "violations")  # fmt: skip
     body = [
         (str(r["voters"]), str(r["learners"]), f"{r['throughput_tx_per_s']:.0f}", f"{r['p50_ms']:.0f}",
-         f"{r['p99_ms']:.0f}", str(r["elections"]), str(r["messages"]), str(r["safety_violations"]))
+         f"{r['p99_ms']:.0f}", str(r["elections"]), str(r["messages"]),
+         "yes" if r["drained"] else "no", str(r["safety_violations"]))
         for r in rows
     ]  # fmt: skip
     widths = [max(len(x[i]) for x in [head, *body]) for i in range(len(head))]
