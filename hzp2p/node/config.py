@@ -213,6 +213,8 @@ class NodeConfig:
             max_bytes_per_msg=r.max_bytes_per_msg,
             max_inflight_msgs=r.max_inflight_msgs,
             max_uncommitted_bytes=r.max_uncommitted_bytes,
+            # a snapshot chunk must fit a frame with room to spare (docs/membership.md)
+            max_snapshot_chunk_bytes=min(256 << 10, self.net.max_frame_bytes // 4),
             pre_vote=r.pre_vote,
             check_quorum=r.check_quorum,
         )
