@@ -14,4 +14,7 @@ safety properties after every step. Layout:
 - `faults`: fault profiles and the random fault schedule.
 - `simulation`: one run (safety phase, then liveness phase) for one seed.
 - `fuzz` / `cli`: many seeds, multiprocessing, `hzp2p fuzz`.
+- `scenario`, `ledger_sm`, `engine_det`, `relay`, `engine_live`, `record`, `report`,
+  `sweep`, `sim_cli`: `hzp2p sim SCENARIO.toml` (docs/simulations.md) -- scenario files,
+  the ledger on this loop, real daemons behind a fault-injecting relay, reports, the sweep.
 """

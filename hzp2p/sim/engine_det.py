@@ -378,8 +378,9 @@ class DeterministicRun:
                     fr.new_leader = leader
                     self._loss_open.remove(fr)
         if self._heal_open:
-            members = [sim.nodes[n] for n in sim.member_ids()]
-            lowest = min((n.applied if n.up else -1) for n in members)
+            # Every member that is up (a node still down under another fault cannot count).
+            members = [sim.nodes[n] for n in sim.member_ids() if sim.nodes[n].up]
+            lowest = min((n.applied for n in members), default=-1)
             for item in list(self._heal_open):
                 fr, target = item
                 if lowest >= target:

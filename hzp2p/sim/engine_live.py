@@ -197,8 +197,9 @@ class LiveRun:
                         self.loss_open.remove(fr)
             for item in list(self.heal_open):
                 fr, target = item
-                hs = [self.status[k]["height"] if self.status[k] else -1 for k in self.ids]  # type: ignore[index]
-                if min(hs) >= target:
+                up = [k for k in self.ids if k not in self.crashed and k not in self.paused]
+                hs = [self.status[k]["height"] if self.status[k] else -1 for k in up]  # type: ignore[index]
+                if hs and min(hs) >= target:
                     fr.converged_ms = now - fr.end_ms
                     self.heal_open.remove(item)
             n += 1

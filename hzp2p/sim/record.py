@@ -27,7 +27,8 @@ class FaultRecord:
     new_leader_ms: int | None = None
     """Fault start -> first moment another node leads (None: never, or no leader lost)."""
     converged_ms: int | None = None
-    """Heal -> every member has applied everything committed at the heal (None: never seen)."""
+    """Heal -> every member that is up has applied everything committed at the heal (None:
+    never seen; a node still down under an overlapping fault does not count)."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
