@@ -37,7 +37,7 @@ from hzp2p.raft.core import RaftCore
 from hzp2p.raft.errors import NotLeader, ProposalDropped
 from hzp2p.raft.messages import MESSAGE_TYPES, Message
 from hzp2p.raft.ready import Ready
-from hzp2p.raft.types import NodeId, Role
+from hzp2p.raft.types import NodeId, Role, Snapshot
 from hzp2p.storage import AsyncStorage
 
 if TYPE_CHECKING:
@@ -47,6 +47,8 @@ log = structlog.get_logger("hzp2p.node.driver")
 
 READY_FINISH_TIMEOUT_S = 30.0
 """How long a shutdown waits for the Ready in hand to be persisted and applied."""
+SNAPSHOT_INSTALL_TIMEOUT_S = 600.0
+"""The same bound for a Ready that installs a snapshot (the whole state is rewritten)."""
 MAX_PENDING_READS = 1024
 
 AppHandler = Callable[[NodeId, Any], None]
@@ -182,47 +184,55 @@ class RaftDriver:
             self._wake = trio.Event()
             while self.core.has_ready():
                 rd = self.core.ready()
+                bound = READY_FINISH_TIMEOUT_S
                 try:
+                    state = None
+                    if rd.snapshot is not None:
+                        # Peer input, checked before anything is stored; the check (a full
+                        # digest of the state) may take long, so it runs outside the bound.
+                        state = await self._verify_snapshot(rd.snapshot)
+                        bound = SNAPSHOT_INSTALL_TIMEOUT_S
                     with trio.CancelScope(shield=True):
-                        with trio.move_on_after(READY_FINISH_TIMEOUT_S) as scope:
-                            await self._handle(rd)
+                        with trio.move_on_after(bound) as scope:
+                            await self._handle(rd, state)
                 except BadSnapshot:
                     # Nothing of this Ready was persisted or acknowledged: forget it and
                     # rebuild the core from durable state (hzp2p.node.snapshots).
                     assert self.snapshots is not None
                     self.core = await self.snapshots.rebuild_core()
+                    self._soft_state_changed()
                     continue
                 if scope.cancelled_caught:
                     # Never advance past a Ready we could not persist (ready.py): without
                     # advance the core stops counting us and a leader steps down. Wait here
                     # (cancellable, so a shutdown still works) for an operator.
-                    log.error("ready_stalled", timeout_s=READY_FINISH_TIMEOUT_S)
+                    log.error("ready_stalled", timeout_s=bound)
                     await trio.sleep_forever()
                 if self.snapshots is not None:
                     await self.snapshots.after_ready(self.core)  # compaction policy
             await self._wake.wait()
 
     # ---------------------------------------------------------------- one Ready
-    async def _handle(self, rd: Ready) -> None:
+    async def _verify_snapshot(self, snap: Snapshot) -> StateSnapshot:
+        if self.snapshots is None:
+            raise UnsupportedSnapshot(snap.meta.index)
+        return await self.snapshots.verify(snap)  # BadSnapshot: ready_loop drops the Ready
+
+    async def _handle(self, rd: Ready, state: StateSnapshot | None = None) -> None:
         self.readies += 1
         if rd.soft_state is not None:
             self._soft_state_changed()
         # 1. leader traffic may leave before our own copy is durable (thesis §10.2.1)
         self._send_all(rd.messages)
-        state: StateSnapshot | None = None
-        if rd.snapshot is not None:
-            # A leader's snapshot is peer input: verified before anything is stored
-            # (BadSnapshot -> ready_loop drops this Ready).
-            if self.snapshots is None:
-                raise UnsupportedSnapshot(rd.snapshot.meta.index)
-            state = await self.snapshots.verify(rd.snapshot)
         # 2. one transaction, one fsync: snapshot, entries, hard state
         if rd.must_sync:
             t0 = time.perf_counter()
             await self.storage.save_ready(rd.entries, rd.hard_state, rd.snapshot)
             self.persist_ms_last = (time.perf_counter() - t0) * 1000
-        if rd.snapshot is not None and self.snapshots is not None and state is not None:
-            await self.snapshots.install(rd.snapshot, state)  # the state, before any ack
+        if rd.snapshot is not None:
+            # verified by ready_loop; the state goes in before anything acknowledges it
+            assert self.snapshots is not None and state is not None
+            await self.snapshots.install(rd.snapshot, state)
         if rd.hard_state is not None and rd.hard_state.term != self.term:
             self.term = rd.hard_state.term
             if self._ctx is not None:
