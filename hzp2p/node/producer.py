@@ -1,12 +1,20 @@
 """The leader's block producer: mempool -> block -> `core.propose(block bytes)`.
 
-It owns when a block is cut and proposed. One block is in flight at a time:
-the leader builds on its applied chain head (height, hash, timestamp, state
-digest) only once every entry in its log is applied, so the header's state
-digest is always the digest of the state the block will execute on, and a new
-leader never builds on a head that an older-term entry is about to move.
-While a block is in flight transactions accumulate, so the next block is
-bigger (batching under load, low latency when idle). A ProposalDropped
+It owns when a block is cut and proposed. A leader starts building only once
+every entry in its log is applied (a new leader never builds on a head that an
+older-term entry is about to move), on its applied chain head (height, hash,
+timestamp, state digest). Then it pipelines: right after proposing block N it
+executes N on the database thread on top of the committed state plus the
+other blocks it has in flight (`speculative_state`), which gives the state
+digest block N+1's header must carry, so N+1 can be proposed before N is
+committed (at most MAX_INFLIGHT_BLOCKS, and only while the log's tail is
+exactly its own blocks of this term). The speculative result is handed to the
+applier, which reuses it when N commits on the very state it assumed (same
+head and state digest) instead of executing N twice. If anything moves the
+log under the pipeline (a refused block, a conf change, a lost leadership) it
+is dropped and the producer waits until its log is applied again. While blocks
+are in flight transactions accumulate, so the next block is bigger (batching
+under load, low latency when idle). A ProposalDropped
 (uncommitted-bytes bound, leader transfer) puts the transactions back and
 backs off; losing leadership clears the mempool (submitters retry through the
 new leader, and the engine refuses a transaction included twice).
@@ -15,15 +23,17 @@ new leader, and the engine refuses a transaction included twice).
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import nacl.signing
 import structlog
 import trio
 
+from hzp2p.contracts.engine import BlockRejected, BlockResult, execute_block, speculative_state
 from hzp2p.ledger.block import Block
 from hzp2p.ledger.builder import BlockBuilder
 from hzp2p.ledger.mempool import Mempool
-from hzp2p.node.applier import Applier
+from hzp2p.node.applier import Applier, ChainHead
 from hzp2p.node.driver import RaftDriver
 from hzp2p.raft.errors import NotLeader, ProposalDropped
 
@@ -32,6 +42,15 @@ log = structlog.get_logger("hzp2p.node.producer")
 DROPPED_BACKOFF_S = 0.05
 INFLIGHT_WAIT_S = 0.5
 PRUNE_EVERY_S = 5.0
+MAX_INFLIGHT_BLOCKS = 3
+
+
+@dataclass(slots=True)
+class _InFlight:
+    index: int
+    term: int
+    block: Block
+    result: BlockResult
 
 
 def now_ms() -> int:
@@ -60,6 +79,9 @@ class BlockProducer:
         """Hashes of transactions in proposed blocks not yet applied here."""
         self.blocks_proposed = 0
         self.proposals_dropped = 0
+        self.pipelined = 0
+        """Blocks proposed while another of ours was still in flight."""
+        self._pipeline: list[_InFlight] = []
         self._waiting_since_ms: int | None = None
         self._arrived = trio.Event()
 
@@ -71,10 +93,21 @@ class BlockProducer:
     def block_applied(self, block: Block) -> None:
         for tx in block.txs:
             self.inflight.discard(tx.hash)
+        p = self._pipeline
+        if p and self.applier.head.block_hash != block.hash and p[0].block.hash == block.hash:
+            self._drop_pipeline()  # our block was refused: the ones built on it will be too
+        while p and p[0].index <= self.applier.applied_index:
+            p.pop(0)
+
+    def _drop_pipeline(self) -> None:
+        for f in self._pipeline:
+            self.applier.precomputed.pop(f.block.hash, None)
+        self._pipeline.clear()
 
     def leadership_lost(self) -> None:
         dropped = self.mempool.clear()
         self.inflight.clear()
+        self._drop_pipeline()
         self._waiting_since_ms = None
         if dropped:
             log.info("mempool_cleared", txs=dropped, reason="no longer leader")
@@ -91,9 +124,11 @@ class BlockProducer:
                 with trio.move_on_after(INFLIGHT_WAIT_S):
                     await self.driver.changed.wait()
                 continue
-            if not self.driver.idle_leader():
+            if not self._may_build():
+                p = self._pipeline
+                target = p[0].index if p else self.driver.core.log.last_index()
                 with trio.move_on_after(INFLIGHT_WAIT_S):
-                    await self.applier.wait_applied(self.driver.core.log.last_index())
+                    await self.applier.wait_applied(target)
                 continue
             t = now_ms()
             if trio.current_time() - last_prune > PRUNE_EVERY_S:
@@ -103,13 +138,62 @@ class BlockProducer:
                 since = self._waiting_since_ms if self._waiting_since_ms is not None else t
                 await trio.sleep(max(0.001, (since + self.builder.max_wait_ms - t) / 1000))
                 continue
-            if self._propose_one(t):
-                await trio.lowlevel.checkpoint()
-            else:
+            proposed = self._propose_one(t)
+            if proposed is None:
                 await trio.sleep(DROPPED_BACKOFF_S)
+            elif isinstance(proposed, tuple):
+                await self._execute_ahead(*proposed)
+            else:
+                await trio.lowlevel.checkpoint()
 
-    def _propose_one(self, t: int) -> bool:
-        head = self.applier.head
+    def _may_build(self) -> bool:
+        """Idle (everything applied), or the log's tail is exactly our blocks of this term
+        and there is room for one more in flight."""
+        if self.driver.idle_leader():
+            self._drop_pipeline()
+            return True
+        p, core = self._pipeline, self.driver.core
+        return (
+            bool(p)
+            and len(p) < MAX_INFLIGHT_BLOCKS
+            and p[-1].index == core.log.last_index()
+            and p[-1].term == core.term
+            and p[0].index > self.applier.applied_index
+        )
+
+    def _head(self) -> ChainHead:
+        if not self._pipeline:
+            return self.applier.head
+        last = self._pipeline[-1]
+        hdr = last.block.header
+        return ChainHead(hdr.height, last.block.hash, hdr.timestamp_ms,
+                         last.result.state_digest_after)
+
+    async def _execute_ahead(self, index: int, term: int, block: Block) -> None:
+        """Execute our just-proposed block on the state it will commit on, for the next
+        header's digest (and for the applier to reuse)."""
+        if index <= self.applier.applied_index:
+            return  # committed and applied meanwhile: nothing left to pipeline on
+        before = tuple(f.result for f in self._pipeline)
+        a = self.applier
+        try:
+            result = await a.storage.call(
+                lambda s: execute_block(speculative_state(s, *before), block, a.genesis)
+            )
+        except BlockRejected as exc:  # cannot happen for a block built on that head
+            log.warning("speculative_execution_refused", height=block.height, reason=exc.reason)
+            self._drop_pipeline()
+            return
+        if index <= a.applied_index or self.driver.core.term != term:
+            return
+        if self._pipeline and self._pipeline[-1].block.hash != block.header.prev_hash:
+            return
+        a.precomputed[block.hash] = result
+        self._pipeline.append(_InFlight(index, term, block, result))
+
+    def _propose_one(self, t: int) -> bool | tuple[int, int, Block] | None:
+        """True: nothing to propose; None: refused (backed off); else what was proposed."""
+        head = self._head()
         block = self.builder.build(
             self.mempool,
             self.node_key,
@@ -131,8 +215,9 @@ class BlockProducer:
             if self._waiting_since_ms is None:
                 self._waiting_since_ms = now_ms()
             log.info("proposal_dropped", height=block.height, reason=str(exc))
-            return False
+            return None
         self.blocks_proposed += 1
+        self.pipelined += bool(self._pipeline)
         self.inflight.update(tx.hash for tx in block.txs)
         log.debug("block_proposed", height=block.height, index=index, txs=len(block.txs))
-        return True
+        return index, self.driver.core.term, block
