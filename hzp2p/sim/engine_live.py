@@ -347,9 +347,10 @@ class LiveRun:
             fr.detail = f"link {target}<->{peer} every {f.period_ms} ms"
             flap = trio.CancelScope()
             pair = self._pair_links([target], [peer])  # type: ignore[list-item]
+            target = None  # as in the deterministic engine: a flap is not a leader loss
         else:  # slow_disk
             fr.detail = "slow_disk is not available in the live engine: skipped"
-            target = None
+            return
         if target is not None and target == leader:
             fr.leader_lost = leader
             self.loss_open.append(fr)
