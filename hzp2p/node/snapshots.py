@@ -11,7 +11,12 @@ hzp2p.raft.snapshot_xfer; the bytes are hzp2p.node.snapshot_format):
   most recent entries — a follower lagging by less than that catches up by
   log, not by snapshot — and stays under T while the unapplied tail is short.
   The core is given the snapshot data at compaction (`core.compact`), so a
-  leader serves the snapshot its log is compacted to.
+  leader serves the snapshot its log is compacted to. While a live follower
+  still needs the entries up to the next compaction point (it is receiving
+  the current snapshot, or catching up by log after it), the leader's
+  compaction waits, up to 2T retained entries: compacting would send it a
+  newer snapshot from zero, and on a busy chain do so forever
+  (hashicorp/raft#212).
 * **Install** (a follower's Ready carries `snapshot`): decode and verify it
   first (state digest recomputed from the pairs against the claimed tip's,
   head and tip block consistent; `check_snapshot`). A bad one raises
@@ -35,6 +40,7 @@ hzp2p.raft.snapshot_xfer; the bytes are hzp2p.node.snapshot_format):
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Callable
 
@@ -53,6 +59,7 @@ from hzp2p.node.snapshot_format import (
 from hzp2p.raft.config import RaftConfig
 from hzp2p.raft.core import RaftCore
 from hzp2p.raft.messages import Heartbeat, Message
+from hzp2p.raft.progress import ProgressState
 from hzp2p.raft.types import Snapshot, SnapshotMeta
 from hzp2p.storage import AsyncStorage, InitialState, StorageError
 from hzp2p.storage.errors import CorruptDatabase
@@ -62,6 +69,10 @@ log = structlog.get_logger("hzp2p.node.snapshots")
 DEFAULT_THRESHOLD_ENTRIES = 10_000
 VERIFY_IN_THREAD_BYTES = 1 << 20
 """Snapshots bigger than this are verified on a worker thread (the digest is a full scan)."""
+
+STILL_NEEDED_WINDOW_S = 10.0
+"""A follower heard from this recently that still needs entries holds off compaction."""
+MAX_PEERS_TRACKED = 4096
 
 __all__ = ["BadSnapshot", "NodeDataLost", "SnapshotManager"]
 
@@ -102,6 +113,8 @@ class SnapshotManager:
         self.compactions = 0
         self.installed = 0
         self.refused = 0
+        self.deferred = 0  # compactions put off while a follower receives a snapshot
+        self._heard: dict[int, float] = {}  # peer -> when we last got a Raft message from it
         self.last_refusal = ""
 
     # ---------------------------------------------------------------- start-up
@@ -191,9 +204,26 @@ class SnapshotManager:
         if p is not None and p.meta.index <= lg.snapshot_index:
             self._pending = p = None  # overtaken by an installed snapshot
         if p is not None and lg.applied - p.meta.index >= self.margin:
+            if (self._still_needed(core, p.meta.index)
+                    and lg.last_index() - lg.snapshot_index < 2 * self.threshold):
+                self.deferred += 1  # hashicorp/raft#212: keep the snapshot being sent
+                return
             await self._compact(core, p)
         elif p is None and lg.applied - lg.snapshot_index >= self.threshold - 2 * self.margin:
             await self._take(core)
+
+    def _still_needed(self, core: RaftCore, index: int) -> bool:
+        """Leader: a live follower (heard from within STILL_NEEDED_WINDOW_S) still needs
+        entries up to `index`: it is receiving our current snapshot, or catching up by log
+        after one. Compacting now would send it a newer snapshot from zero, possibly forever
+        on a busy chain."""
+        now = trio.current_time()
+        return any(
+            p.node_id != core.node_id
+            and now - self._heard.get(p.node_id, -math.inf) < STILL_NEEDED_WINDOW_S
+            and (p.state is ProgressState.SNAPSHOT or p.match < index)
+            for p in core.status().progress
+        )
 
     async def _compact(self, core: RaftCore, p: Snapshot) -> None:
         try:
@@ -221,9 +251,12 @@ class SnapshotManager:
                  pairs=len(state.pairs), bytes=len(snap.data))
 
     # ---------------------------------------------------------------- lost data
-    @staticmethod
-    def check_leader_message(core: RaftCore, msg: Message) -> None:
-        """Raise NodeDataLost if `msg` shows this node acknowledged entries it no longer has."""
+    def check_leader_message(self, core: RaftCore, msg: Message) -> None:
+        """Every Raft message before the core steps it: note when we last heard from its
+        sender, and raise NodeDataLost if it shows this node acknowledged entries it no
+        longer has."""
+        if len(self._heard) < MAX_PEERS_TRACKED or msg.src in self._heard:
+            self._heard[msg.src] = trio.current_time()
         if (
             isinstance(msg, Heartbeat)
             and msg.term >= core.term
