@@ -397,14 +397,21 @@ class LiveRun:
             return await cl.call(method, params, timeout_s=timeout_s)
 
     async def _converge(self) -> int | None:
+        # Status samples can be 100 ms old: the heads must agree at or above every height a
+        # receipt named, on two polls in a row (a race here once made acks look lost).
+        floor = max(self.acked.values(), default=0)
         deadline = trio.current_time() + CONVERGE_TIMEOUT_S
+        agreed: tuple[int, str] | None = None
         while trio.current_time() < deadline:
             sts = [self.status[k] for k in self.ids]
             if all(s is not None for s in sts):
                 heads = {(s["height"], s["head_hash"]) for s in sts if s is not None}
-                if len(heads) == 1 and self.leader() is not None:
-                    return int(next(iter(heads))[0])
-            await trio.sleep(0.1)
+                head = next(iter(heads))
+                if len(heads) == 1 and head[0] >= floor and self.leader() is not None:
+                    if agreed == head:
+                        return int(head[0])
+                    agreed = head
+            await trio.sleep(2 * POLL_S)
         return None
 
     def _violation(self, prop: str, detail: str) -> None:
@@ -456,6 +463,12 @@ class LiveRun:
                     views.append(f"n{k}={await self._call(k, 'tx', {'tx_hash': lost[0]})}")
                 except Errors as exc:
                     views.append(f"n{k}: {exc}")
+            try:
+                b = await self._call(self.ids[0], "block", {"height": self.acked[lost[0]]})
+                views.append(f"block {b['height']} on n{self.ids[0]}: {b['txs']}")
+            except Errors as exc:
+                views.append(f"block: {exc}")
+            views.append(f"scan saw it at {seen.get(lost[0])}; scanned {len(seen)} txs")
             self.rec.extra["lost_tx_views"] = views
             self._violation("acknowledged write lost", f"{len(lost)} acknowledged txs missing or "
                             f"moved, e.g. {lost[0]} (receipt height {self.acked[lost[0]]}, "
