@@ -45,6 +45,7 @@ from hzp2p.node.membership import ChainMembership, genesis_conf, next_conf_chang
 from hzp2p.node.metrics import NodeMetrics, serve_metrics_http
 from hzp2p.node.producer import BlockProducer
 from hzp2p.node.reads import ReadService
+from hzp2p.node.snapshots import register_metrics as register_snapshot_metrics
 from hzp2p.node.stack import NodeStack
 from hzp2p.node.submit import SubmitService
 from hzp2p.raft.errors import RaftError
@@ -159,6 +160,7 @@ class Node:
         self.applier, self.driver = stack.applier, stack.driver
         self.producer, self.submit, self.reads = stack.producer, stack.submit, stack.reads
         self.metrics.registry.add_collect_hook(self._collect_metrics)
+        register_snapshot_metrics(self.metrics.registry, stack.snapshots)
         admin = AdminServer(cfg.admin.socket, max_request_bytes=cfg.admin.max_request_bytes)
         Handlers(self).register_all(admin)
         if benchrepl.enabled():

@@ -49,6 +49,7 @@ import trio
 
 from hzp2p.ledger.genesis import Genesis
 from hzp2p.node.applier import Applier
+from hzp2p.node.metrics import MetricsRegistry
 from hzp2p.node.snapshot_format import (
     BadSnapshot,
     StateSnapshot,
@@ -74,7 +75,7 @@ STILL_NEEDED_WINDOW_S = 10.0
 """A follower heard from this recently that still needs entries holds off compaction."""
 MAX_PEERS_TRACKED = 4096
 
-__all__ = ["BadSnapshot", "NodeDataLost", "SnapshotManager"]
+__all__ = ["BadSnapshot", "NodeDataLost", "SnapshotManager", "register_metrics"]
 
 
 class NodeDataLost(StorageError):
@@ -262,9 +263,35 @@ class SnapshotManager:
             and msg.term >= core.term
             and msg.commit > core.log.last_index()
         ):
+            log.error("data_lost", leader_id=msg.src, leader_commit=msg.commit,
+                      last_index=core.log.last_index())
             raise NodeDataLost(
                 f"node {core.node_id}'s data was lost: leader {msg.src} saw it acknowledge "
                 f"entries up to {msg.commit}, it holds {core.log.last_index()}; a node must "
                 "not rejoin under its old id after losing its data directory -- remove it by "
                 "vote and admit it anew (hzp2p admin remove / add-learner)"
             )
+
+
+def register_metrics(registry: MetricsRegistry, manager: SnapshotManager) -> None:
+    """`hzp2p_snapshots_total{event=taken|installed|refused}`, compactions, and the log's
+    compaction point, refreshed from `manager` before every render."""
+    events = registry.counter(
+        "hzp2p_snapshots_total", "Snapshots taken, installed and refused.", ["event"]
+    )
+    compactions = registry.counter("hzp2p_log_compactions_total", "Log compactions.")
+    counted = {"taken": 0, "installed": 0, "refused": 0, "compactions": 0}
+
+    def collect() -> None:
+        now = {"taken": manager.taken, "installed": manager.installed,
+               "refused": manager.refused, "compactions": manager.compactions}
+        for key, value in now.items():
+            delta = value - counted[key]
+            if delta > 0:
+                if key == "compactions":
+                    compactions.inc(delta)
+                else:
+                    events.labels(event=key).inc(delta)
+        counted.update(now)
+
+    registry.add_collect_hook(collect)

@@ -57,6 +57,9 @@ def test_a_learner_admitted_after_compaction_installs_a_snapshot(tmp_path: Path)
         assert c.submit(4, "epi.report", report(10_000))["status"] == "committed"
         height = c.wait_converged(30)
         assert c.status(4)["snapshots"]["refused"] == 0  # type: ignore[index]
+        text = c.call(4, "metrics")["text"]
+        assert 'hzp2p_snapshots_total{event="installed"} 1' in text, text
+        assert "hzp2p_log_compactions_total" in c.call(1, "metrics")["text"]
         everything = {"prefix": "-", "limit": 10_000}
         states = {k: c.call(k, "state_scan", everything)["items"] for k in c.ids}
         assert all(s == states[1] for s in states.values())
