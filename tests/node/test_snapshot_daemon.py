@@ -2,7 +2,8 @@
 a bad snapshot is refused and never installed; a crash between storing a snapshot and
 installing its state is recovered at the next start; a restarted node serves its stored
 snapshot; a slow snapshot transfer does not hold up the other followers, and a transfer
-cut off mid-way resumes where it stopped; a wiped node stops with a clear error."""
+cut off mid-way resumes where it stopped; a follower whose log matches a snapshot keeps its
+suffix; a wiped node stops with a clear error."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from snapshot_helpers import THRESHOLD, Cluster, caught_up, report, wait_for, wa
 from hzp2p.net.simnet import LinkFaults
 from hzp2p.node.snapshot_format import decode_snapshot, encode_snapshot, read_state_snapshot
 from hzp2p.node.snapshots import NodeDataLost
+from hzp2p.raft.messages import InstallSnapshot
 from hzp2p.raft.types import HardState, Snapshot, SnapshotMeta
 
 
@@ -228,3 +230,47 @@ async def test_a_wiped_learner_with_a_new_leader_catches_up(
         for n in c.nodes.values():
             n.crash()
     assert learner.digest() == new.digest()
+
+
+async def test_a_follower_whose_log_matches_keeps_its_suffix(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Raft Figure 13 rule 6 (hashicorp/raft#697) at the daemon level: a snapshot whose last
+    entry the follower already holds (here a stale one, as a delayed or duplicated transfer
+    would deliver it) only moves its commit index; the follower keeps its log suffix and
+    its state, installs nothing, and applies its own entries."""
+    c = Cluster(26)
+    async with trio.open_nursery() as nursery:
+        for k in (1, 2, 3):
+            await c.start(nursery, k)
+        lead = await wait_leader(c.nodes, [1, 2, 3])
+        leader = c.nodes[lead]
+        f = c.nodes[next(k for k in (1, 2, 3) if k != lead)]
+        c.net.block(f.k, lead)  # its acknowledgements are lost: its commit index lags
+        for _ in range(20):
+            last = leader.driver.propose(b"")
+        await leader.applier.wait_applied(last)
+        await wait_for("the follower to hold the entries",
+                       lambda: c.stores[f.k].last_index() >= last)
+        lg = f.driver.core.log
+        assert lg.committed < lg.last_index() == last
+        first, applied = lg.first_index(), f.applier.applied_index
+        point = lg.committed + 1  # beyond its commit index, with a suffix after it
+        assert point < last and lg.term(point) == leader.driver.core.term
+        meta = SnapshotMeta(point, leader.driver.core.term, leader.driver.core.conf)
+        f.driver.core.step(InstallSnapshot(leader.driver.core.term, lead, f.k, meta, 0,
+                                           b"not even a snapshot", True))
+        f.driver.wake()
+        await wait_for("the follower to apply up to the snapshot point",
+                       lambda: f.applier.applied_index >= point)
+        assert f.snapshots.installed == 0 and f.snapshots.refused == 0
+        assert f.driver.core.log.first_index() == first  # nothing dropped
+        assert c.stores[f.k].last_index() == last  # the suffix is kept
+        stored = c.stores[f.k].snapshot()
+        assert stored is None or stored.meta.index != meta.index  # nothing stored from it
+        assert f.applier.applied_index > applied and f.driver.core.log.committed >= point
+        c.net.heal()
+        await wait_for("convergence", lambda: caught_up(f, leader))
+        for n in c.nodes.values():
+            n.crash()
+    assert f.digest() == leader.digest()
