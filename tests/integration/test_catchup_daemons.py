@@ -54,7 +54,9 @@ def test_a_learner_admitted_after_compaction_installs_a_snapshot(tmp_path: Path)
         c.wait_for("node 4 to install a snapshot",
                    lambda: (s := c.status(4)) is not None and s["snapshots"]["installed"] >= 1,
                    30)
-        assert c.submit(4, "epi.report", report(10_000))["status"] == "committed"
+        c.wait_converged(30)  # the snapshot may predate node 4's own admission: catch up
+        r = c.submit(4, "epi.report", report(10_000))
+        assert r["status"] == "committed", r
         height = c.wait_converged(30)
         assert c.status(4)["snapshots"]["refused"] == 0  # type: ignore[index]
         text = c.call(4, "metrics")["text"]
