@@ -104,3 +104,17 @@ def test_quick_live_engine(tmp_path: Path) -> None:
     assert rep["extra"]["relay_connections"] > 0
     left = subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True, text=True)
     assert left.stdout.strip() == "", "the live engine left processes running"
+
+
+def test_without_matplotlib_json_is_written_and_plots_explained(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import fails
+    scn_file = tmp_path / "tiny.toml"
+    scn_file.write_text('name = "tiny"\nduration_s = 1\n')
+    out = tmp_path / "o"
+    assert main(["sim", str(scn_file), "--out", str(out)]) == 0
+    assert (out / "report.json").exists() and not list(out.glob("*.png"))
+    assert "pip install 'hzp2p[sim]'" in capsys.readouterr().err
