@@ -14,7 +14,7 @@ needs entries that skip the ledger: no transaction, no block, no contract.
   the applied index (durably, batched with its neighbours). Nothing reaches the
   ledger's state, so the chain and its state digest stay verifiable.
 * `raft_propose {data: hex, count?: int}` proposes `count` entries (the same
-  payload each time) on the leader and answers once this node has applied the
+  payload each time, all at once with `core.propose_many`) on the leader and answers once this node has applied the
   last of them: `{first_index, last_index}`. Durability is the daemon's normal
   path: an entry is applied only once committed, i.e. fsynced on a quorum.
 """
@@ -68,22 +68,19 @@ def register(server: AdminServer, node: Node) -> None:
             raise AdminError("bad_request", f"raft_propose: count must be <= {MAX_COUNT}")
         wait_s = float(params.get("wait_s", DEFAULT_WAIT_S))
         entry = OPAQUE_MAGIC + bytes.fromhex(params["data"])
+        if count * (len(entry) + 16) > node.cfg.raft.max_uncommitted_bytes // 2:
+            raise AdminError("bad_request", "raft_propose: count x size exceeds half of "
+                             "raft.max_uncommitted_bytes; send smaller batches")
         driver = node.driver
         first = last = 0
         with trio.move_on_after(wait_s) as scope:
-            done = 0
-            while done < count:
-                try:
-                    core = driver.core
-                    while done < count:
-                        last = core.propose(entry)
-                        first = first or last
-                        done += 1
+            while True:
+                try:  # one append per follower for the lot (core.propose_many)
+                    first, last = driver.core.propose_many([entry] * count)
+                    break
                 except ProposalDropped:
-                    # the uncommitted-bytes bound: let the pipeline drain, then go on
-                    driver.wake()
+                    # the uncommitted-bytes bound: let the pipeline drain, then retry
                     await trio.sleep(DROPPED_BACKOFF_S)
-                    continue
                 except NotLeader as exc:
                     raise AdminError("not_leader", str(exc), leader_id=exc.leader_id or None,
                                      hint="send raft_propose to the leader") from None

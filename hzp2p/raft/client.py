@@ -8,6 +8,7 @@ ValueError for a meaningless request, or queues its effect for the next Ready.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from hzp2p.raft.confchange import apply_to_conf, check_conf_change
@@ -91,6 +92,42 @@ class ClientMixin:
         """Append `data` as a new entry; returns its index. Committed once it appears in
         `committed_entries` (at that index, with this term)."""
         return self._append_entry(EntryKind.NORMAL, bytes(data))
+
+    def propose_many(self, datas: Sequence[bytes]) -> tuple[int, int]:
+        """Append each of `datas` as a NORMAL entry, all or none; returns (first, last) index.
+
+        Like `propose` called once per item, but the followers get one append for the
+        lot instead of one per entry. The uncommitted-bytes bound counts the whole batch.
+        """
+        if self._role is not Role.LEADER:
+            raise NotLeader(self._lead)
+        if self._lead_transferee:
+            self._count("proposals_dropped")
+            raise ProposalDropped(f"leader transfer to node {self._lead_transferee} in progress")
+        if not datas:
+            raise ValueError("propose_many needs at least one entry")
+        first = self.log.last_index() + 1
+        entries = [
+            Entry(self._term, first + k, EntryKind.NORMAL, bytes(d)) for k, d in enumerate(datas)
+        ]
+        sizes = [e.size_bytes() for e in entries]
+        if max(sizes) > self._cfg.max_bytes_per_msg:
+            self._count("proposals_dropped")
+            raise ProposalDropped(
+                f"an entry of {max(sizes)} bytes exceeds max_bytes_per_msg="
+                f"{self._cfg.max_bytes_per_msg}"
+            )
+        total = sum(sizes)
+        if self._uncommitted_bytes + total > self._cfg.max_uncommitted_bytes:
+            self._count("proposals_dropped")
+            raise ProposalDropped(
+                f"{self._uncommitted_bytes} uncommitted bytes + {total} would exceed "
+                f"max_uncommitted_bytes={self._cfg.max_uncommitted_bytes}; retry once entries commit"
+            )
+        self.log.append(entries)
+        self._uncommitted_bytes += total
+        self._bcast_append()
+        return first, entries[-1].index
 
     def propose_conf_change(self, change: ConfChange) -> int:
         if self._role is not Role.LEADER:
