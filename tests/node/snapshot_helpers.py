@@ -13,7 +13,7 @@ from hzp2p.contracts.engine import load_contracts, recompute_digest
 from hzp2p.ledger.builder import BlockBuilder
 from hzp2p.ledger.genesis import Genesis, NodeSecrets, make_local_genesis
 from hzp2p.ledger.mempool import Mempool
-from hzp2p.net.simnet import SimNetwork, SimTransport
+from hzp2p.net.simnet import LinkFaults, SimNetwork, SimTransport
 from hzp2p.node.stack import NodeStack
 from hzp2p.raft.config import RaftConfig
 from hzp2p.raft.membership import ConfChange, ConfChangeKind
@@ -98,11 +98,12 @@ THRESHOLD = 200
 
 
 class Cluster:
-    def __init__(self, seed: int, *, chunk_bytes: int = 256 << 10) -> None:
+    def __init__(self, seed: int, *, chunk_bytes: int = 256 << 10,
+                 faults: LinkFaults | None = None, reorder: bool = False) -> None:
         load_contracts()
         self.genesis: Genesis
         self.genesis, self.secrets = make_local_genesis(3, seed=seed)
-        self.net = SimNetwork(random.Random(seed))
+        self.net = SimNetwork(random.Random(seed), default_faults=faults, reorder=reorder)
         self.chunk = chunk_bytes
         self.stores = {k: self.store() for k in (1, 2, 3, 4)}
         self.nodes: dict[int, SnapNode] = {}

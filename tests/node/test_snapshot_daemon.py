@@ -274,3 +274,25 @@ async def test_a_follower_whose_log_matches_keeps_its_suffix(
         for n in c.nodes.values():
             n.crash()
     assert f.digest() == leader.digest()
+
+
+@pytest.mark.parametrize("seed", [51, 52, 53])
+async def test_a_learner_catches_up_over_a_lossy_reordering_network(
+    autojump_clock: trio.testing.MockClock, seed: int
+) -> None:
+    """Chunks and answers lost (10 %), duplicated (5 %) and reordered: the transfer still
+    completes, once, and the learner ends with the same state."""
+    lossy = LinkFaults(drop_rate=0.1, dup_rate=0.05, min_delay_s=0.001, max_delay_s=0.03)
+    c = Cluster(seed, chunk_bytes=300, faults=lossy, reorder=True)
+    async with trio.open_nursery() as nursery:
+        for k in (1, 2, 3):
+            await c.start(nursery, k)
+        lead = await wait_leader(c.nodes, [1, 2, 3])
+        leader = c.nodes[lead]
+        await c.fill(leader, 3 * THRESHOLD)
+        learner = await c.add_learner(nursery, leader)
+        await wait_for("the learner to catch up", lambda: caught_up(learner, leader), 120)
+        assert learner.snapshots.installed == 1 and learner.snapshots.refused == 0
+        for n in c.nodes.values():
+            n.crash()
+    assert learner.digest() == leader.digest()
