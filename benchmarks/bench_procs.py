@@ -32,6 +32,16 @@ import trio
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
+def die_with_parent() -> None:
+    """preexec_fn: Linux PR_SET_PDEATHSIG, so a child never outlives a killed benchmark."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass
+
+
 # ---------------------------------------------------------------------------- /proc
 
 
@@ -132,6 +142,7 @@ def etcd_cluster(root: Path, nodes: int) -> Iterator[tuple[list[int], list[subpr
                  "--initial-cluster", initial, "--initial-cluster-state", "new",
                  "--initial-cluster-token", f"bench-{os.getpid()}", "--log-level", "warn"],
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log,
+                preexec_fn=die_with_parent,
             ))
             log.close()
         yield client, procs
@@ -243,6 +254,7 @@ def start_pyspy(pid: int, out: Path, duration_s: int) -> subprocess.Popen[bytes]
         [exe, "record", "--pid", str(pid), "--format", "raw", "-o", str(out), "--rate", "250",
          "--duration", str(duration_s), "--nonblocking", "--threads"],
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        preexec_fn=die_with_parent,
     )
 
 

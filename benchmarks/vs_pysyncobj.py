@@ -36,6 +36,7 @@ import argparse
 import json
 import os
 import platform
+import signal
 import subprocess
 import sys
 import tempfile
@@ -134,6 +135,7 @@ def run_pysyncobj(nodes: int, ops: int, seq: int, size: int) -> dict[str, Any]:
                 [sys.executable, os.path.abspath(__file__), "--pysyncobj-node", a,
                  ",".join(x for x in addrs if x != a)],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                preexec_fn=bp.die_with_parent,
             ))
 
         def ask(p: subprocess.Popen[bytes], cmd: str) -> dict[str, Any]:
@@ -413,6 +415,8 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--nodes, --ops, --seq must be positive and --size >= 2")
     if args.profile is not None:
         args.profile.mkdir(parents=True, exist_ok=True)
+    # SIGTERM unwinds like Ctrl-C, so every `finally` stops its cluster
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     sizes = [3, 5] if args.both else [args.nodes]
     load0 = bp.load_average()
     runs = []
