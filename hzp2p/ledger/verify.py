@@ -12,18 +12,29 @@ in a block without effect), so the verifier judges it the same way, through
 the verdicts, which it compares with the stored ones when given. Optionally the re-executed verdicts are compared
 with stored ones and the final digest with the node's state. The report names
 the first bad block (height and reason) and stops there.
+
+`verify_chain_from` runs the same checks from a trusted starting point instead
+of the genesis: a `TrustedStart` (height, block hash, state digest and
+timestamp of a chain tip, with the whole contract state after it; in the daemon
+the tip of a verified snapshot). The starting state must agree with the start
+(its recorded chain head and digest vector, and, unless the caller already did
+it, the digest recomputed from every pair); the first block checked is then
+the one at `height + 1`, linked to the start's hash.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from hzp2p.contracts.engine import (
+    K_HEAD,
     BlockRejected,
     TxVerdict,
     execute_block,
     genesis_state_writes,
+    read_head,
+    recompute_digest,
     state_digest,
 )
 from hzp2p.contracts.state import DictState
@@ -38,6 +49,7 @@ class VerifyReport:
     bad_height: int | None  # the first bad block
     reason: str
     final_digest: bytes  # state digest after the last good block
+    start_height: int = 0  # the height verification started from (0: the genesis)
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -46,7 +58,19 @@ class VerifyReport:
             "bad_height": self.bad_height,
             "reason": self.reason,
             "final_digest": self.final_digest.hex(),
+            "start_height": self.start_height,
         }
+
+
+@dataclass(frozen=True, slots=True)
+class TrustedStart:
+    """A chain tip to verify from, and the whole contract state after it."""
+
+    height: int
+    block_hash: bytes
+    state_digest: bytes  # the state digest after the block at `height`
+    timestamp_ms: int  # that block's timestamp
+    state: Mapping[bytes, bytes]  # every state pair after that block (copied, never modified)
 
 
 def verify_chain(
@@ -58,14 +82,63 @@ def verify_chain(
 ) -> VerifyReport:
     """Verify raw blocks of heights 1, 2, ... against `genesis` (re-executing everything)."""
     state = DictState(genesis_state_writes(genesis))
-    prev_ts = genesis.timestamp_ms
+    return _replay(genesis, state, 0, genesis.timestamp_ms, blocks,
+                   stored_verdicts, expected_final_digest)
+
+
+def verify_chain_from(
+    genesis: Genesis,
+    start: TrustedStart,
+    blocks: Iterable[bytes],
+    *,
+    stored_verdicts: Callable[[int], list[TxVerdict] | None] | None = None,
+    expected_final_digest: bytes | None = None,
+    recompute_start_digest: bool = True,
+) -> VerifyReport:
+    """Verify raw blocks of heights start.height + 1, + 2, ... from `start` (re-executing
+    them on a copy of its state). A starting state that disagrees with the start is
+    reported as bad at `start.height`, with no block checked. `recompute_start_digest=False`
+    skips the full recomputation of the starting digest from the pairs (only when the caller
+    has just done it, e.g. `hzp2p.node.snapshot_format.check_snapshot`)."""
+    state = DictState(dict(start.state))
+    h = start.height
+
+    def bad_start(reason: str) -> VerifyReport:
+        return VerifyReport(False, 0, h, f"starting point: {reason}", state_digest(state), h)
+
+    if state.get(K_HEAD) is None:
+        return bad_start("state has no chain head")
+    try:
+        head = read_head(state)
+    except Exception:  # a malformed head record in the given state
+        return bad_start("malformed chain head in state")
+    if (head.height, head.hash, head.timestamp_ms) != (h, start.block_hash, start.timestamp_ms):
+        return bad_start("the state's chain head is not the starting block")
+    if state_digest(state) != start.state_digest:
+        return bad_start("the state's digest vector differs from the starting state digest")
+    if recompute_start_digest and recompute_digest(state) != start.state_digest:
+        return bad_start("state digest recomputed from the pairs differs from the starting one")
+    return _replay(genesis, state, h, start.timestamp_ms, blocks,
+                   stored_verdicts, expected_final_digest)
+
+
+def _replay(
+    genesis: Genesis,
+    state: DictState,
+    start_height: int,
+    prev_ts: int,
+    blocks: Iterable[bytes],
+    stored_verdicts: Callable[[int], list[TxVerdict] | None] | None,
+    expected_final_digest: bytes | None,
+) -> VerifyReport:
+    """Re-check `blocks` (heights start_height + 1, ...) on top of `state` (modified)."""
     n = 0
 
     def bad(height: int, reason: str) -> VerifyReport:
-        return VerifyReport(False, n, height, reason, state_digest(state))
+        return VerifyReport(False, n, height, reason, state_digest(state), start_height)
 
     for n_plus, raw in enumerate(blocks, start=1):
-        height = n_plus
+        height = start_height + n_plus
         try:
             block = decode_block(raw)
         except BlockError as e:
@@ -86,6 +159,8 @@ def verify_chain(
         prev_ts = block.header.timestamp_ms
         n = n_plus
     final = state_digest(state)
+    last = start_height + n
     if expected_final_digest is not None and final != expected_final_digest:
-        return VerifyReport(False, n, n, "state digest after the last block differs", final)
-    return VerifyReport(True, n, None, "", final)
+        return VerifyReport(False, n, last, "state digest after the last block differs", final,
+                            start_height)
+    return VerifyReport(True, n, None, "", final, start_height)
