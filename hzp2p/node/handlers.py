@@ -24,7 +24,7 @@ from hzp2p.contracts import domain_queries as dq
 from hzp2p.contracts import queries
 from hzp2p.contracts.engine import recompute_digest
 from hzp2p.ledger.tx import TxError, decode_tx
-from hzp2p.ledger.verify import verify_chain
+from hzp2p.node.chain_audit import verify_local_chain
 from hzp2p.node.driver import not_leader_hint, role_name
 from hzp2p.node.submit import SubmitError
 from hzp2p.raft.errors import NotLeader, ProposalDropped
@@ -35,7 +35,6 @@ if TYPE_CHECKING:
 
 READ_INDEX_TIMEOUT_S = 5.0
 MAX_WAIT_S = 600.0
-VERIFY_BATCH = 512
 MAX_SCAN = 10_000
 
 
@@ -160,28 +159,19 @@ class Handlers:
         raise AdminError("not_found", f"unknown transaction {tx_hash.hex()}")
 
     async def verify(self, params: Mapping[str, Any]) -> Any:
+        """From the genesis, or from this node's snapshot if it installed one and lacks the
+        blocks below it (hzp2p.node.chain_audit)."""
         n = self.node
-        height = n.applier.head.height
-        raws: list[bytes] = []
-        for lo in range(1, height + 1, VERIFY_BATCH):
-            recs = await n.storage.blocks(lo, min(height + 1, lo + VERIFY_BATCH))
-            raws.extend(r.raw for r in recs)
-        expected = n.applier.head.state_digest if len(raws) == height else None
-        report = await trio.to_thread.run_sync(
-            lambda: verify_chain(n.genesis, raws, expected_final_digest=expected)
-        )
-        ok, reason, bad = report.ok, report.reason or None, report.bad_height
-        if ok and len(raws) != height:
-            ok, reason, bad = False, f"{height - len(raws)} blocks missing from storage", None
-        if ok and params.get("integrity"):
+        result = await verify_local_chain(n.storage, n.genesis, n.applier.head,
+                                          refresh_head=lambda: n.applier.head)
+        if result["ok"] and params.get("integrity"):
             problems = await n.storage.integrity_check()
             digest = await n.storage.call(lambda s: recompute_digest(s))
             if digest != n.applier.head.state_digest:
                 problems.append("stored state does not match the chain's state digest")
             if problems:
-                ok, reason = False, "; ".join(problems)
-        return {"ok": ok, "height": height, "blocks_checked": report.blocks_checked,
-                "first_bad_height": bad, "reason": reason}
+                result["ok"], result["reason"] = False, "; ".join(problems)
+        return result
 
     async def metrics(self, params: Mapping[str, Any]) -> Any:
         return {"text": self.node.metrics.render()}
