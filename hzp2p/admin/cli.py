@@ -23,7 +23,9 @@ the optional `linearizable: bool` param — read through ReadIndex when true):
   tx                {tx_hash: hex, lin} -> {tx_hash, status: committed|rejected|pending, height,
                     index, type, reason}; not_found if unknown
   verify            {integrity: bool} -> {ok: bool, height, blocks_checked,
-                    first_bad_height: int|None, reason: str|None}
+                    first_bad_height: int|None, reason: str|None, from_height: int,
+                    snapshot_height: int|None}  (a node that installed a snapshot
+                    verifies it and blocks snapshot_height+1..height from its tip)
                     (integrity: also re-check the stored state against the chain)
   metrics           {} -> {text: Prometheus text exposition}
   submit            {type: str, payload: map, wait_s: float >= 0, idempotency_key?: str}
@@ -265,14 +267,27 @@ def _receipt_failure(args: argparse.Namespace, result: Any) -> str | None:
 def _render_verify(result: Any) -> str:
     if not isinstance(result, Mapping):
         return _fmt(result)
+    snap = result.get("snapshot_height")
     if result.get("ok"):
+        if snap is not None and snap == result.get("height"):
+            return (
+                f"chain OK: the snapshot at height {_fmt(snap)} verified (state digest "
+                "checked); no blocks after it yet, earlier blocks are not stored on this node"
+            )
+        if snap is not None:
+            return (
+                f"chain OK: verified blocks {_fmt(result.get('from_height'))}.."
+                f"{_fmt(result.get('height'))} from the snapshot at height {_fmt(snap)} "
+                "(state digest checked); earlier blocks are not stored on this node"
+            )
         return (
             f"chain OK: {_fmt(result.get('blocks_checked'))} blocks verified "
             f"up to height {_fmt(result.get('height'))}"
         )
+    where = f" (verifying from the snapshot at height {_fmt(snap)})" if snap is not None else ""
     return (
         f"chain FAULT at height {_fmt(result.get('first_bad_height'))}: "
-        f"{_fmt(result.get('reason'))}"
+        f"{_fmt(result.get('reason'))}{where}"
     )
 
 
@@ -564,7 +579,7 @@ COMMANDS: tuple[_Command, ...] = (
     _Command("members", "members", "consortium members", _no_args, _no_params, _render_list("members", "no members"), reads=True),
     _Command("block", "block", "one block by height", _args_block, lambda a: {"height": a.height}, _render_block, reads=True),
     _Command("tx", "tx", "a transaction's receipt by hash", _args_tx, lambda a: {"tx_hash": a.tx_hash}, _render_mapping, reads=True),
-    _Command("verify", "verify", "re-verify the whole local chain", _args_verify, lambda a: {"integrity": a.integrity}, _render_verify, _verify_failure),
+    _Command("verify", "verify", "re-verify the local chain (from its snapshot if it caught up by one)", _args_verify, lambda a: {"integrity": a.integrity}, _render_verify, _verify_failure),
     _Command("metrics", "metrics", "metrics in Prometheus text format", _no_args, _no_params, _render_metrics),
     _Command("submit", "submit", "sign and submit a transaction", _args_submit, _params_submit, _render_receipt, _receipt_failure, waits=True),
     _Command("transfer-leader", "transfer_leader", "hand leadership to NODE", _args_node, _params_node, _render_mapping),
