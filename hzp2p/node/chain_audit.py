@@ -1,7 +1,8 @@
 """`hzp2p admin verify` on one node: re-check the chain it stores, from the genesis or from its snapshot.
 
 A node that holds every block from height 1 to its head replays them all from
-the genesis (`hzp2p.ledger.verify.verify_chain`). A node that caught up by
+the genesis (`hzp2p.ledger.verify.verify_chain`), comparing the re-executed
+verdicts with those stored with each block (`storage_bridge.verdicts_of`). A node that caught up by
 installing a snapshot (a learner admitted late, a node long down) lacks the
 blocks below the snapshot's tip; it verifies instead
 
@@ -14,8 +15,8 @@ blocks below the snapshot's tip; it verifies instead
    snapshot's tip block;
 2. every block after the tip, from that trusted starting point
    (`verify_chain_from`): hash links from the tip hash, Merkle roots, proposer
-   signatures, timestamps, re-execution and state digests, the final digest
-   against the node's head. Re-execution runs on an in-memory copy of the
+   signatures, timestamps, re-execution and state digests, the verdicts stored
+   with each block, the final digest against the node's head. Re-execution runs on an in-memory copy of the
    snapshot's state on a worker thread; the node's live state is never touched.
 
 Blocks this node may still hold below the snapshot (from before it fell behind)
@@ -31,13 +32,15 @@ from typing import Any
 
 import trio
 
+from hzp2p.contracts.engine import TxVerdict
+from hzp2p.contracts.storage_bridge import verdicts_of
 from hzp2p.ledger.block import decode_block
 from hzp2p.ledger.genesis import Genesis
 from hzp2p.ledger.verify import TrustedStart, VerifyReport, verify_chain, verify_chain_from
 from hzp2p.node.applier import ChainHead
 from hzp2p.node.snapshot_format import BadSnapshot, decode_snapshot, verify_snapshot
 from hzp2p.raft.types import Snapshot
-from hzp2p.storage import AsyncStorage, BlockRecord
+from hzp2p.storage import AsyncStorage, BlockRecord, SyncStorage
 
 VERIFY_BATCH = 512
 
@@ -47,6 +50,19 @@ async def _blocks(storage: AsyncStorage, lo: int, hi: int) -> list[BlockRecord]:
     out: list[BlockRecord] = []
     for a in range(lo, hi + 1, VERIFY_BATCH):
         out.extend(await storage.blocks(a, min(hi + 1, a + VERIFY_BATCH)))
+    return out
+
+
+async def _verdicts(storage: AsyncStorage, lo: int, hi: int) -> dict[int, list[TxVerdict]]:
+    """The verdicts stored with blocks lo..hi, to compare with their re-execution."""
+    out: dict[int, list[TxVerdict]] = {}
+    for a in range(lo, hi + 1, VERIFY_BATCH):
+        b = min(hi + 1, a + VERIFY_BATCH)
+
+        def read(s: SyncStorage, a: int = a, b: int = b) -> dict[int, list[TxVerdict]]:
+            return {h: verdicts_of(s.block_txs(h)) for h in range(a, b)}
+
+        out.update(await storage.call(read))
     return out
 
 
@@ -70,8 +86,10 @@ async def verify_local_chain(
     recs = await _blocks(storage, 1, head.height)
     if len(recs) == head.height:
         raws = [r.raw for r in recs]
+        stored = await _verdicts(storage, 1, head.height)
         report = await trio.to_thread.run_sync(
-            lambda: verify_chain(genesis, raws, expected_final_digest=head.state_digest)
+            lambda: verify_chain(genesis, raws, stored_verdicts=stored.get,
+                                 expected_final_digest=head.state_digest)
         )
         return _from_report(report, head.height, None)
     snap = await storage.snapshot()
@@ -116,6 +134,7 @@ async def _from_snapshot(
                        f"height {sh} missing from storage", sh + 1, sh)
     at_tip = [r.raw for r in recs if r.height == sh]
     raws = [r.raw for r in after]
+    stored = await _verdicts(storage, sh + 1, head.height)
 
     def run() -> dict[str, Any]:
         try:  # the checks a follower runs before installing it (digest recomputed here)
@@ -128,7 +147,8 @@ async def _from_snapshot(
                            "snapshot's tip block", sh + 1, sh)
         ts = decode_block(s.tip_block).header.timestamp_ms if sh else genesis.timestamp_ms
         start = TrustedStart(sh, s.block_hash, s.state_digest, ts, dict(s.pairs))
-        report = verify_chain_from(genesis, start, raws, expected_final_digest=head.state_digest,
+        report = verify_chain_from(genesis, start, raws, stored_verdicts=stored.get,
+                                   expected_final_digest=head.state_digest,
                                    recompute_start_digest=False)
         return _from_report(report, head.height, sh)
 

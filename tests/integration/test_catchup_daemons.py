@@ -74,3 +74,7 @@ def test_a_learner_admitted_after_compaction_installs_a_snapshot(tmp_path: Path)
         # Node 4 holds the blocks after its snapshot, not the ones before it.
         assert c.call(4, "block", {"height": height})["hash"] == c.call(1, "block", {
             "height": height})["hash"]
+        # ...and verifies its snapshot and every block after it (not "blocks missing").
+        v = c.call(4, "verify", {"integrity": True}, timeout_s=60)
+        assert v["ok"] is True and v["snapshot_height"] is not None, v
+        assert v["from_height"] == v["snapshot_height"] + 1 <= v["height"], v

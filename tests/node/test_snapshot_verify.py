@@ -77,6 +77,12 @@ async def test_verify_on_a_snapshot_installed_node(
         assert not r["ok"] and r["first_bad_height"] == bad_h, r
         assert r["blocks_checked"] == bad_h - sh - 1 and r["snapshot_height"] == sh
         store._blocks[bad_h] = good
+        # A verdict stored with a block after the snapshot changed: that block is named.
+        rows = store._txs[sh + 1]
+        store._txs[sh + 1] = [dataclasses.replace(rows[0], reason="forged"), *rows[1:]]
+        r = await admin_verify(learner)
+        assert not r["ok"] and r["first_bad_height"] == sh + 1 and "verdicts" in r["reason"], r
+        store._txs[sh + 1] = rows
         # A stored block after the snapshot gone: reported missing.
         last = store._blocks.pop(height)
         r = await admin_verify(learner)
