@@ -42,6 +42,7 @@ import sys
 import tempfile
 import threading
 import time
+from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
@@ -54,8 +55,8 @@ import trio
 from hzp2p.admin.client import open_admin_client
 from hzp2p.node.localcluster import LocalCluster
 
-OPS_PER_CALL = 500
-CALL_DEPTH = 64
+OPS_PER_CALL = 250
+REPL_CONNECTIONS = 4  # x 16 requests in flight each (the admin server's per-connection bound)
 TX_CONNECTIONS = 60
 TX_CALLERS_PER_CONNECTION = 16  # the admin server runs 16 at a time per connection
 
@@ -194,18 +195,21 @@ def _wait_connected(c: LocalCluster, leader: int, nodes: int) -> None:
 async def _repl_pipe(sock: str, ops: int, size: int) -> dict[str, Any]:
     data = os.urandom(size - 1).hex()  # the entry is the 1-byte marker + data: SIZE bytes
     chunks = iter([OPS_PER_CALL] * (ops // OPS_PER_CALL) + [ops % OPS_PER_CALL])
-    async with open_admin_client(sock) as client:
-        await client.call("raft_propose", {"data": data, "count": 1})
+    async with AsyncExitStack() as stack:
+        clients = [await stack.enter_async_context(open_admin_client(sock))
+                   for _ in range(REPL_CONNECTIONS)]
+        await clients[0].call("raft_propose", {"data": data, "count": 1})
 
-        async def worker() -> None:
+        async def worker(client: Any) -> None:
             for n in chunks:
                 if n:
                     await client.call("raft_propose", {"data": data, "count": n}, timeout_s=120)
 
         t0 = time.perf_counter()
         async with trio.open_nursery() as nursery:
-            for _ in range(CALL_DEPTH):
-                nursery.start_soon(worker)
+            for client in clients:
+                for _ in range(16):
+                    nursery.start_soon(worker, client)
         elapsed = time.perf_counter() - t0
     return {"elapsed_s": elapsed}
 
