@@ -128,6 +128,12 @@ class Cluster:
         t.send_nowait = spy  # type: ignore[method-assign]
         return n
 
+    async def start_voters(self, nursery: trio.Nursery) -> SnapNode:
+        """Start the three founding voters and return the leader they elect."""
+        for k in (1, 2, 3):
+            await self.start(nursery, k)
+        return self.nodes[await wait_leader(self.nodes, [1, 2, 3])]
+
     async def fill(self, leader: SnapNode, entries: int, blocks: int = 3) -> None:
         """`entries` empty entries and a few real blocks through the leader."""
         for b in range(blocks):

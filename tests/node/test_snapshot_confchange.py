@@ -35,9 +35,7 @@ async def test_a_pending_conf_change_survives_a_leader_restart(
 ) -> None:
     c = Cluster(41)
     async with trio.open_nursery() as nursery:
-        for k in (1, 2, 3):
-            await c.start(nursery, k)
-        lead = await wait_leader(c.nodes, [1, 2, 3])
+        lead = (await c.start_voters(nursery)).k
         # Governance: authority 1 proposes admitting an institution, authority 2 approves.
         keys = [bytes(nacl.signing.SigningKey(bytes([i]) * 32).verify_key).hex() for i in (7, 8)]
         admit = {"action": "admit", "name": "Clinic", "roles": ["hospital"],

@@ -24,9 +24,7 @@ async def test_a_bad_snapshot_is_refused_and_never_installed(
 ) -> None:
     c = Cluster(21)
     async with trio.open_nursery() as nursery:
-        for k in (1, 2, 3):
-            await c.start(nursery, k)
-        lead = await wait_leader(c.nodes, [1, 2, 3])
+        lead = (await c.start_voters(nursery)).k
         leader = c.nodes[lead]
         await c.fill(leader, 3 * THRESHOLD)
         core = leader.driver.core
@@ -59,9 +57,7 @@ async def test_crash_between_storing_and_installing_is_recovered(
 ) -> None:
     c = Cluster(22)
     async with trio.open_nursery() as nursery:
-        for k in (1, 2, 3):
-            await c.start(nursery, k)
-        lead = await wait_leader(c.nodes, [1, 2, 3])
+        lead = (await c.start_voters(nursery)).k
         await c.fill(c.nodes[lead], 2 * THRESHOLD)
         for n in c.nodes.values():
             n.crash()
@@ -90,9 +86,7 @@ async def test_a_restarted_leader_serves_its_stored_snapshot(
 ) -> None:
     c = Cluster(23)
     async with trio.open_nursery() as nursery:
-        for k in (1, 2, 3):
-            await c.start(nursery, k)
-        lead = await wait_leader(c.nodes, [1, 2, 3])
+        lead = (await c.start_voters(nursery)).k
         await c.fill(c.nodes[lead], 3 * THRESHOLD)
         for n in c.nodes.values():
             n.crash()
@@ -115,9 +109,7 @@ async def test_a_slow_transfer_does_not_stall_others_and_resumes_after_a_cut(
 ) -> None:
     c = Cluster(24, chunk_bytes=256)
     async with trio.open_nursery() as nursery:
-        for k in (1, 2, 3):
-            await c.start(nursery, k)
-        lead = await wait_leader(c.nodes, [1, 2, 3])
+        lead = (await c.start_voters(nursery)).k
         leader = c.nodes[lead]
         await c.fill(leader, 3 * THRESHOLD)
         snap = leader.driver.core._snapshot
@@ -179,9 +171,7 @@ async def test_a_wiped_node_stops_with_a_clear_error(
     and the other two keep committing."""
     c = Cluster(25)
     async with trio.open_nursery() as nursery:
-        for k in (1, 2, 3):
-            await c.start(nursery, k)
-        lead = await wait_leader(c.nodes, [1, 2, 3])
+        lead = (await c.start_voters(nursery)).k
         leader = c.nodes[lead]
         await c.fill(leader, THRESHOLD)
         victim = next(k for k in (1, 2, 3) if k != lead)
@@ -210,9 +200,7 @@ async def test_a_wiped_learner_with_a_new_leader_catches_up(
     acknowledged, and it simply catches up (here through a snapshot)."""
     c = Cluster(seed)
     async with trio.open_nursery() as nursery:
-        for k in (1, 2, 3):
-            await c.start(nursery, k)
-        lead = await wait_leader(c.nodes, [1, 2, 3])
+        lead = (await c.start_voters(nursery)).k
         leader = c.nodes[lead]
         learner = await c.add_learner(nursery, leader)
         await c.fill(leader, 3 * THRESHOLD)
@@ -241,9 +229,7 @@ async def test_a_follower_whose_log_matches_keeps_its_suffix(
     its state, installs nothing, and applies its own entries."""
     c = Cluster(26)
     async with trio.open_nursery() as nursery:
-        for k in (1, 2, 3):
-            await c.start(nursery, k)
-        lead = await wait_leader(c.nodes, [1, 2, 3])
+        lead = (await c.start_voters(nursery)).k
         leader = c.nodes[lead]
         f = c.nodes[next(k for k in (1, 2, 3) if k != lead)]
         c.net.block(f.k, lead)  # its acknowledgements are lost: its commit index lags
@@ -285,9 +271,7 @@ async def test_a_learner_catches_up_over_a_lossy_reordering_network(
     lossy = LinkFaults(drop_rate=0.1, dup_rate=0.05, min_delay_s=0.001, max_delay_s=0.03)
     c = Cluster(seed, chunk_bytes=300, faults=lossy, reorder=True)
     async with trio.open_nursery() as nursery:
-        for k in (1, 2, 3):
-            await c.start(nursery, k)
-        lead = await wait_leader(c.nodes, [1, 2, 3])
+        lead = (await c.start_voters(nursery)).k
         leader = c.nodes[lead]
         await c.fill(leader, 3 * THRESHOLD)
         learner = await c.add_learner(nursery, leader)
