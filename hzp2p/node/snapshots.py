@@ -62,7 +62,7 @@ from hzp2p.raft.core import RaftCore
 from hzp2p.raft.messages import Heartbeat, Message
 from hzp2p.raft.progress import ProgressState
 from hzp2p.raft.types import Snapshot, SnapshotMeta
-from hzp2p.storage import AsyncStorage, InitialState, StorageError
+from hzp2p.storage import AsyncStorage, InitialState, StorageError, SyncStorage
 from hzp2p.storage.errors import CorruptDatabase
 
 log = structlog.get_logger("hzp2p.node.snapshots")
@@ -240,10 +240,13 @@ class SnapshotManager:
                  last_index=core.log.last_index())
 
     async def _take(self, core: RaftCore) -> None:
-        state = await self.storage.call(read_state_snapshot)
+        applied = min(core.log.applied, self.applier.applied_index)
+        state = await self.storage.call(lambda store: _state_at(store, applied))
         term = core.log.term(state.index)
         if term is None or state.index > core.log.applied:
             return  # the log moved under us (a snapshot installed); try after the next Ready
+        if state.index <= core.log.snapshot_index:
+            return  # nothing new to snapshot: storing it would only cost an fsync
         snap = Snapshot(SnapshotMeta(state.index, term, state.conf), encode_snapshot(state))
         await self.storage.save_snapshot(snap)
         self._pending = snap
@@ -271,6 +274,21 @@ class SnapshotManager:
                 "not rejoin under its old id after losing its data directory -- remove it by "
                 "vote and admit it anew (hzp2p admin remove / add-learner)"
             )
+
+
+def _state_at(store: SyncStorage, applied: int) -> StateSnapshot:
+    """`read_state_snapshot` at `applied`, the index the applier has reached in memory.
+
+    The applier may move the applied index past entries that change no state without
+    storing it (a run of opaque benchmark entries, hzp2p.node.applier); the durable
+    applied index then lags. A snapshot is taken at the durable one, so store `applied`
+    first (bounded by the durable commit): otherwise the snapshot stays at the old index,
+    the log is never compacted past it and a snapshot is taken again after every Ready.
+    """
+    upto = min(applied, store.hard_state().commit)
+    if upto > store.applied_index():
+        store.set_applied(upto)
+    return read_state_snapshot(store)
 
 
 def register_metrics(registry: MetricsRegistry, manager: SnapshotManager) -> None:
