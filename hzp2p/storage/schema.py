@@ -15,6 +15,7 @@ import fcntl
 import os
 import sqlite3
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import IO
 
@@ -29,6 +30,7 @@ from hzp2p.storage.errors import (
     StorageError,
     WrongChain,
 )
+from hzp2p.storage.logruns import migrate_v3
 
 _V1 = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
@@ -82,8 +84,10 @@ _V2 = """
 CREATE INDEX blocks_by_raft_index ON blocks (raft_index);
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1, _V2)
-"""MIGRATIONS[k] takes a database from user_version k to k + 1. Append only; never edit."""
+MIGRATIONS: tuple[str | Callable[[sqlite3.Connection], None], ...] = (_V1, _V2, migrate_v3)
+"""MIGRATIONS[k] takes a database from user_version k to k + 1: SQL statements, or a function
+of the connection when rows must be re-encoded (v3: the log as runs, hzp2p.storage.logruns).
+Append only; never edit."""
 
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -207,7 +211,12 @@ def migrate(conn: sqlite3.Connection, path: str, upto: int = SCHEMA_VERSION) -> 
     if version > SCHEMA_VERSION:
         raise SchemaTooNew(path, version, SCHEMA_VERSION)
     for v in range(version, upto):
-        for stmt in MIGRATIONS[v].split(";"):
+        step = MIGRATIONS[v]
+        if callable(step):
+            step(conn)
+            conn.execute(f"PRAGMA user_version = {v + 1}")
+            continue
+        for stmt in step.split(";"):
             if stmt.strip():
                 conn.execute(stmt)
         conn.execute(f"PRAGMA user_version = {v + 1}")

@@ -34,13 +34,12 @@ from hzp2p.storage.interfaces import (
     TxRecord,
     Writes,
 )
+from hzp2p.storage.logruns import SqlLog
 from hzp2p.storage.schema import OpenOptions, decode_conf, encode_conf, open_database, translate
 from hzp2p.storage.sqlite_reader import SqlStateReader, scan_state
 
-_KINDS = tuple(EntryKind)
-assert all(k.value == i for i, k in enumerate(_KINDS))
+assert all(k.value == i for i, k in enumerate(EntryKind))
 
-_SQL_INSERT_LOG = "INSERT INTO log (idx, term, kind, data) VALUES (?, ?, ?, ?)"
 _SQL_UPSERT_STATE = (
     "INSERT INTO state (key, value) VALUES (?, ?) "
     "ON CONFLICT (key) DO UPDATE SET value = excluded.value"
@@ -91,6 +90,7 @@ class SqliteStorage:
         self._conn, self._lock, self._chain_id, self._genesis_hash = open_database(
             path, chain_id, genesis_hash, options or OpenOptions()
         )
+        self._log = SqlLog(self._conn)
         self._poisoned: str | None = None
         self._closed = False
         self._w: _Cache | None = None
@@ -107,8 +107,7 @@ class SqliteStorage:
                 "SELECT term, vote, commit_index, applied_index, conf, log_start, log_start_term,"
                 " tip_height, tip_hash FROM node_state WHERE id = 1"
             ).fetchone()
-            row = q("SELECT idx, term FROM log ORDER BY idx DESC LIMIT 1").fetchone()
-            last, last_term = (start, start_term) if row is None else (row[0], row[1])
+            last, last_term = self._log.last() or (start, start_term)
             snap = q("SELECT idx FROM snapshot WHERE id = 1").fetchone()
             return _Cache(
                 hs=HardState(term, vote, commit),
@@ -193,9 +192,7 @@ class SqliteStorage:
                 problems = []
             problems += [f"foreign key violation in {r[0]}" for r in q("PRAGMA foreign_key_check")]
             c = self._read_cache()
-            n, lo, hi = q("SELECT count(*), min(idx), max(idx) FROM log").fetchone()
-            if n and (lo != c.start + 1 or hi - lo + 1 != n):
-                problems.append(f"log not contiguous after {c.start}: {n} entries {lo}..{hi}")
+            problems += self._log.check(c.start, c.last)
             if c.hs.commit > max(c.last, c.snap_index):
                 problems.append(f"commit {c.hs.commit} ahead of the log ({c.last})")
             if c.applied > max(c.hs.commit, c.snap_index):
@@ -249,9 +246,9 @@ class SqliteStorage:
         if index > c.last:
             raise LogUnavailable(index, c.start + 1, c.last)
         with self._guard():
-            row = self._conn.execute("SELECT term FROM log WHERE idx = ?", (index,)).fetchone()
-        assert row is not None, f"log entry {index} missing inside {c.start + 1}..{c.last}"
-        return int(row[0])
+            term = self._log.term(index)
+        assert term is not None, f"log entry {index} missing inside {c.start + 1}..{c.last}"
+        return term
 
     def entries(self, lo: int, hi: int, max_bytes: int | None = None) -> list[Entry]:
         c = self._c
@@ -261,23 +258,8 @@ class SqliteStorage:
             raise LogUnavailable(hi - 1, c.start + 1, c.last)
         if lo == hi:
             return []
-        kinds = _KINDS
-        out: list[Entry] = []
         with self._guard():
-            cur = self._conn.execute(
-                "SELECT idx, term, kind, data FROM log WHERE idx >= ? AND idx < ? ORDER BY idx",
-                (lo, hi),
-            )
-            if max_bytes is None:
-                out = [Entry(t, i, kinds[k], d) for i, t, k, d in cur]
-            else:
-                size = 0
-                for i, t, k, d in cur:
-                    size += len(d) + 16  # Entry.size_bytes
-                    if out and size > max_bytes:
-                        break
-                    out.append(Entry(t, i, kinds[k], d))
-                cur.close()
+            out = self._log.entries(lo, hi, max_bytes)
         assert len(out) == hi - lo or max_bytes is not None, (lo, hi, len(out))
         return out
 
@@ -287,13 +269,11 @@ class SqliteStorage:
             return
         e0 = entries[0].index
         prev_term = self.term(e0 - 1) if e0 - 1 <= w.last else None
-        rules.check_entries(entries, w.start + 1, w.last, prev_term)
+        terms = rules.check_entries(entries, w.start + 1, w.last, prev_term)
         if e0 <= w.last:
             rules.check_truncate(e0, w.start + 1, w.last, w.hs.commit)
-            self._conn.execute("DELETE FROM log WHERE idx >= ?", (e0,))
-        self._conn.executemany(
-            _SQL_INSERT_LOG, [(e.index, e.term, e.kind, e.data) for e in entries]
-        )
+            self._log.truncate_from(e0)
+        self._log.insert(entries, terms)  # one row for the whole run (hzp2p.storage.logruns)
         w.last, w.last_term = entries[-1].index, entries[-1].term
 
     def append(self, entries: Sequence[Entry]) -> None:
@@ -306,7 +286,7 @@ class SqliteStorage:
                 return
             rules.check_truncate(index, w.start + 1, w.last, w.hs.commit)
             last_term = self.term(index - 1)  # before the cache moves its last index
-            self._conn.execute("DELETE FROM log WHERE idx >= ?", (index,))
+            self._log.truncate_from(index)
             w.last, w.last_term = index - 1, last_term
 
     def compact(self, index: int) -> None:
@@ -318,7 +298,7 @@ class SqliteStorage:
             if w.snap_index < index:
                 raise InvalidOperation(f"compacting to {index} needs a snapshot at or beyond it")
             self._set_start(w, index, self.term(index))
-            self._conn.execute("DELETE FROM log WHERE idx <= ?", (index,))
+            self._log.delete_through(index)
 
     def _set_start(self, w: _Cache, index: int, term: int) -> None:
         w.start, w.start_term = index, term
@@ -362,9 +342,9 @@ class SqliteStorage:
             raise InvalidOperation(f"snapshot at {m.index} is older than the stored one")
         keep = w.start + 1 <= m.index <= w.last and self.term(m.index) == m.term
         if keep:
-            self._conn.execute("DELETE FROM log WHERE idx <= ?", (m.index,))
+            self._log.delete_through(m.index)
         else:
-            self._conn.execute("DELETE FROM log")
+            self._log.delete_all()
             w.last, w.last_term = m.index, m.term
         self._set_start(w, m.index, m.term)
         self._store_snapshot(w, snapshot)

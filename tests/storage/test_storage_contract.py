@@ -362,3 +362,38 @@ def test_set_applied_and_conf_state(harness: Harness) -> None:
     s = harness.reopen()
     assert s.applied_index() == 3 and s.conf_state() == conf(1, 2)
     assert s.load().conf_state == conf(1, 2)
+
+
+def test_mixed_batches_truncated_and_compacted_inside_a_batch(harness: Harness) -> None:
+    """A Ready's entries are stored together by SQLite (one row per batch): terms and kinds
+    mixed inside a batch, a conflicting suffix and the compaction point both falling
+    in the middle of one, and what survives a reopen."""
+    s = harness.store
+    kinds = [EntryKind.NOOP, EntryKind.NORMAL, EntryKind.CONF_CHANGE, EntryKind.NORMAL]
+    first = [Entry(1 + i // 3, i, kinds[i % 4], b"d%d" % i * (i % 5)) for i in range(1, 11)]
+    s.save_ready(first, HardState(4, 1, 3))  # terms 1,1,2,2,2,3,3,3,4,4
+    s.save_ready(ents(11, 14, term=4), HardState(4, 1, 4))
+    assert s.entries(1, 15) == [*first, *ents(11, 14, term=4)]
+    assert [s.term(i) for i in (2, 3, 5, 6, 9, 10, 12)] == [1, 2, 2, 3, 4, 4, 4]
+    assert s.entries(4, 7, max_bytes=1) == [first[3]]
+    # A leader of term 5 overwrites from 8 (inside the first batch): 8..14 go.
+    s.save_ready([Entry(5, 8, EntryKind.NORMAL, b"new8"), Entry(5, 9)], HardState(5, 0, 4))
+    assert log_of(s) == [(i, 1 + i // 3) for i in range(1, 8)] + [(8, 5), (9, 5)]
+    s.truncate_suffix(6)  # inside what is left of the first batch
+    assert (s.last_index(), s.term(5)) == (5, 2)
+    s.save_ready(ents(6, 12, term=5), HardState(5, 0, 9))
+    s.set_applied(9)
+    s.save_snapshot(Snapshot(SnapshotMeta(7, 5, conf(1)), b"s7"))
+    s.compact(4)  # inside the first batch
+    assert (s.first_index(), s.term(4), s.term(5)) == (5, 2, 2)
+    with pytest.raises(LogCompacted):
+        s.entries(4, 6)
+    assert s.entries(5, 7) == [first[4], ents(6, 6, term=5)[0]]
+    s = harness.reopen()
+    assert (s.first_index(), s.last_index(), s.term(4)) == (5, 12, 2)
+    assert [e.index for e in s.load().entries] == list(range(5, 13))
+    assert s.entries(5, 6) == [first[4]] and s.entries(8, 13) == ents(8, 12, term=5)
+    s.compact(7)  # inside the second batch
+    s = harness.reopen()
+    assert log_of(s) == [(i, 5) for i in range(8, 13)] and s.term(7) == 5
+    assert s.integrity_check() == []

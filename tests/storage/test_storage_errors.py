@@ -205,3 +205,42 @@ def test_foreign_keys_are_enforced(tmp_path: Path) -> None:
         assert (fk, sync, mode) == (1, 2, "wal")  # synchronous=FULL is 2
     finally:
         s.close()
+
+
+def test_v2_log_rows_are_migrated_to_runs(tmp_path: Path) -> None:
+    """v2 kept one `log` row per entry; v3 keeps runs (hzp2p.storage.logruns). An older
+    database opens with every entry, term and kind, its compaction point, and a clean check."""
+    path = tmp_path / "v2.db"
+    conn = sqlite3.connect(str(path), isolation_level=None)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("BEGIN")
+    migrate(conn, str(path), upto=2)
+    conn.executemany(
+        "INSERT INTO meta (key, value) VALUES (?, ?)",
+        [("chain_id", CHAIN), ("genesis_hash", GENESIS)],
+    )
+    rows = [(i, 1 + i // 1100, i % 3, b"e%d" % i) for i in range(6, 2501)]
+    conn.executemany("INSERT INTO log (idx, term, kind, data) VALUES (?, ?, ?, ?)", rows)
+    conn.execute(
+        "UPDATE node_state SET term = 3, vote = 2, commit_index = 2000, log_start = 5,"
+        " log_start_term = 1"
+    )
+    conn.execute("COMMIT")
+    conn.close()
+
+    s = SqliteStorage(str(path), CHAIN, GENESIS)
+    assert (s.first_index(), s.last_index(), s.term(5), s.term(2500)) == (6, 2500, 1, 3)
+    got = s.entries(6, 2501)
+    assert [(e.index, e.term, int(e.kind), e.data) for e in got] == rows
+    assert s.integrity_check() == []
+    s.save_ready([Entry(3, 2501, data=b"new")], HardState(3, 2, 2001))
+    s.close()
+    conn = sqlite3.connect(str(path))
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert "log" not in tables and "log_runs" in tables
+    assert conn.execute("SELECT count(*) FROM log_runs").fetchone()[0] < 10
+    conn.close()
+    s = SqliteStorage(str(path), CHAIN, GENESIS)
+    assert s.last_index() == 2501 and s.entries(2500, 2502)[1].data == b"new"
+    s.close()
