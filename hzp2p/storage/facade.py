@@ -21,6 +21,7 @@ from hzp2p.raft.types import ConfState, Entry, HardState, Snapshot
 from hzp2p.storage.dbthread import DbThread
 from hzp2p.storage.interfaces import (
     BlockExecutor,
+    BlockJob,
     BlockRecord,
     ExecResult,
     InitialState,
@@ -204,6 +205,14 @@ class AsyncStorage:
         with the block in one transaction; see BlockStore.apply_block_with."""
         core = self._core
         return await self._ex.run(lambda: core.apply_block_with(block, execute, applied_index))
+
+    async def apply_blocks_with(
+        self, jobs: Sequence[BlockJob], applied_index: int | None = None
+    ) -> list[ExecResult]:
+        """Several blocks executed and stored in one transaction; see
+        BlockStore.apply_blocks_with."""
+        core = self._core
+        return await self._ex.run(lambda: core.apply_blocks_with(jobs, applied_index))
 
     async def block_by_height(self, height: int) -> BlockRecord | None:
         core = self._core

@@ -108,6 +108,8 @@ class InitialState:
 
 ExecResult = tuple[Sequence[TxRecord], Writes]
 BlockExecutor = Callable[[StateReader], ExecResult]
+BlockJob = tuple[BlockRecord, BlockExecutor, int]
+"""(block, execute, applied_index): one block of `apply_blocks_with`."""
 """The contract engine's pure function: reads state, returns (verdicts, writes)."""
 
 T = TypeVar("T")
@@ -198,6 +200,17 @@ class BlockStore(Protocol):
     ) -> ExecResult:
         """Run `execute` against the current state, then `apply_block` its result in the
         same transaction; returns what `execute` returned. If it raises, nothing changes."""
+        ...
+
+    def apply_blocks_with(
+        self, jobs: Sequence[BlockJob], applied_index: int | None = None
+    ) -> list[ExecResult]:
+        """Several committed blocks in ONE transaction (one fsync): for each
+        (block, execute, applied_index) in order, `execute` runs against the state as the
+        blocks before it in `jobs` left it, and its result is stored as by `apply_block`.
+        Then `applied_index`, if given, is stored too (entries after the last block that
+        change no state: NOOPs, opaque entries). Returns the results in order. All or
+        nothing: if an `execute` raises or a block or index is refused, nothing changes."""
         ...
 
     def block_by_height(self, height: int) -> BlockRecord | None: ...

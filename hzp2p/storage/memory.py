@@ -20,6 +20,7 @@ from hzp2p.storage import rules
 from hzp2p.storage.errors import InvalidOperation, LogCompacted, LogUnavailable, StoreClosed
 from hzp2p.storage.interfaces import (
     BlockExecutor,
+    BlockJob,
     BlockRecord,
     ExecResult,
     InitialState,
@@ -362,6 +363,20 @@ class MemoryStorage:
             txs, writes = result
             self._apply_block(block, txs, writes, applied_index)
             return result
+
+    def apply_blocks_with(
+        self, jobs: Sequence[BlockJob], applied_index: int | None = None
+    ) -> list[ExecResult]:
+        out: list[ExecResult] = []
+        with self._txn():
+            for block, execute, index in jobs:
+                result = execute(self)  # sees the blocks before it (applied in this txn)
+                self._apply_block(block, result[0], result[1], index)
+                out.append(result)
+            if applied_index is not None:
+                rules.check_applied(applied_index, self._applied, self._commit_bound())
+                self._set("_applied", applied_index)
+        return out
 
     def block_by_height(self, height: int) -> BlockRecord | None:
         return self._blocks.get(height)

@@ -27,6 +27,7 @@ from hzp2p.storage.errors import (
 )
 from hzp2p.storage.interfaces import (
     BlockExecutor,
+    BlockJob,
     BlockRecord,
     ExecResult,
     InitialState,
@@ -450,6 +451,28 @@ class SqliteStorage:
             txs, writes = result
             self._apply_block(w, block, txs, writes, applied_index)
             return result
+
+    def apply_blocks_with(
+        self, jobs: Sequence[BlockJob], applied_index: int | None = None
+    ) -> list[ExecResult]:
+        out: list[ExecResult] = []
+        with self._txn() as w:
+            reader = SqlStateReader(self._conn)  # same connection: sees the earlier blocks
+            try:
+                for block, execute, index in jobs:
+                    result = execute(reader)
+                    self._apply_block(w, block, result[0], result[1], index)
+                    out.append(result)
+            finally:
+                reader.valid = False
+            if applied_index is not None:
+                rules.check_applied(applied_index, w.applied, max(w.hs.commit, w.snap_index))
+                if applied_index != w.applied:
+                    self._conn.execute(
+                        "UPDATE node_state SET applied_index = ? WHERE id = 1", (applied_index,)
+                    )
+                    w.applied = applied_index
+        return out
 
     @staticmethod
     def _block(row: tuple[int, bytes, bytes, int, bytes] | None) -> BlockRecord | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -163,3 +164,17 @@ async def test_every_facade_method_reaches_the_store(kind: str, tmp_path: Path) 
             [Entry(3, 9)], HardState(3, 0, 9), Snapshot(SnapshotMeta(8, 3, conf), b"s8")
         )
         assert (await s.load()).first_index == 9
+        calls: list[int] = []
+
+        def step(h: int) -> Callable[[StateReader], ExecResult]:
+            def execute(r: StateReader) -> ExecResult:
+                calls.append(h)
+                return [], {b"x": b"%d" % h}
+
+            return execute
+
+        out = await s.apply_blocks_with(
+            [(_block(1, b"H0"), step(1), 9), (_block(2, b"H1"), step(2), 9)], 9
+        )
+        assert calls == [1, 2] and [dict(w) for _, w in out] == [{b"x": b"1"}, {b"x": b"2"}]
+        assert await s.tip() == (2, b"H2") and await s.get(b"x") == b"2"

@@ -397,3 +397,49 @@ def test_mixed_batches_truncated_and_compacted_inside_a_batch(harness: Harness) 
     s = harness.reopen()
     assert log_of(s) == [(i, 5) for i in range(8, 13)] and s.term(7) == 5
     assert s.integrity_check() == []
+
+
+def test_apply_blocks_with_several_blocks_in_one_transaction(harness: Harness) -> None:
+    s = harness.store
+    s.save_ready(ents(1, 8), HardState(1, 1, 7))
+    s.apply_block(block(0), [], {b"n": b"1"}, 1)
+    seen: list[int] = []
+
+    def executor(h: int) -> Callable[[StateReader], ExecResult]:
+        def execute(r: StateReader) -> ExecResult:
+            n = int(r.get(b"n") or b"0")
+            seen.append(n)
+            return txs(h, 2), {b"n": b"%d" % (n + 1), b"h/%d" % h: b"x"}
+
+        return execute
+
+    out = s.apply_blocks_with(
+        [(block(1, b"H0", 2), executor(1), 2), (block(2, b"H1", 4), executor(2), 4)], 5
+    )
+    assert seen == [1, 2], "each block sees the state the one before it left"
+    assert [dict(w) for _, w in out] == [{b"n": b"2", b"h/1": b"x"}, {b"n": b"3", b"h/2": b"x"}]
+    assert s.tip() == (2, b"H2") and s.applied_index() == 5 and s.get(b"n") == b"3"
+
+    def boom(r: StateReader) -> ExecResult:
+        assert r.get(b"h/3") == b"x", "sees the first block of this call"
+        raise RuntimeError("engine bug")
+
+    refused: list[tuple[list[tuple[BlockRecord, Callable[[StateReader], ExecResult], int]],
+                        int | None, type[Exception]]] = [
+        ([(block(3, b"H2", 6), executor(3), 6), (block(4, b"H3", 7), boom, 7)], None,
+         RuntimeError),
+        ([(block(3, b"H2", 6), executor(3), 6), (block(4, b"H9", 7), executor(4), 7)], None,
+         InvalidOperation),  # does not follow block 3
+        ([(block(3, b"H2", 6), executor(3), 6)], 8, InvalidOperation),  # ahead of commit
+        ([(block(3, b"H2", 6), executor(3), 6)], 5, InvalidOperation),  # goes back
+    ]
+    for jobs, applied, err in refused:
+        with pytest.raises(err):
+            s.apply_blocks_with(jobs, applied)
+        assert s.tip() == (2, b"H2") and s.applied_index() == 5 and s.get(b"n") == b"3"
+        assert s.block_by_height(3) is None and s.get(b"h/3") is None
+    s = harness.reopen()
+    assert s.tip() == (2, b"H2") and s.applied_index() == 5 and s.get(b"n") == b"3"
+    assert s.block_txs(2) == txs(2, 2) and s.block_by_height(1) == block(1, b"H0", 2)
+    assert s.apply_blocks_with([], 6) == [] and s.applied_index() == 6
+    assert s.integrity_check() == []
