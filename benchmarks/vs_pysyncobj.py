@@ -20,9 +20,13 @@ of utime+stime from /proc during the pipelined phase), peak RSS per node
   exists (hzp2p.node.benchrepl); each op is one opaque Raft entry; the client
   (this process) pipelines requests of OPS_PER_CALL entries on the leader's
   admin socket; a request is answered once its entries are applied there.
-* hzp2p transactions: signed `epi.report` submits (the daemon signs, admits,
-  builds blocks, replicates, executes on every node) from many concurrent
-  callers, each waiting for its committed receipt.
+* hzp2p transactions: signed `epi.report` transactions (the daemon signs,
+  admits, builds blocks, replicates, executes on every node), each counted
+  once its committed receipt is back. `--tx-mode many` (default): `submit_many`
+  requests of TX_BATCH items, TX_MANY_IN_FLIGHT of them in flight over
+  TX_MANY_CONNECTIONS connections; `--tx-mode single`: one `submit` per
+  transaction from 960 concurrent callers (60 connections x 16). The
+  sequential phase is single `submit`s either way.
 * etcd (if `etcd` is on PATH): 200-byte puts through the v3 JSON gateway from
   concurrent keep-alive clients spread over the members.
 
@@ -59,6 +63,9 @@ OPS_PER_CALL = 250
 REPL_CONNECTIONS = 4  # x 16 requests in flight each (the admin server's per-connection bound)
 TX_CONNECTIONS = 60
 TX_CALLERS_PER_CONNECTION = 16  # the admin server runs 16 at a time per connection
+TX_BATCH = 250
+TX_MANY_CONNECTIONS = 4
+TX_MANY_IN_FLIGHT = 16  # requests in flight in all (4 per connection)
 
 
 # ============================================================================ PySyncObj node
@@ -252,6 +259,31 @@ async def _tx_pipe(socks: list[str], ops: int, tag: str) -> dict[str, Any]:
     return {"elapsed_s": time.perf_counter() - t0, "statuses": statuses}
 
 
+async def _tx_pipe_many(socks: list[str], ops: int, tag: str, batch: int) -> dict[str, Any]:
+    starts = iter(range(0, ops, batch))
+    statuses: dict[str, int] = {}
+
+    async def caller(client: Any) -> None:
+        for start in starts:
+            its = [{"type": "epi.report", "payload": _report(tag, i)}
+                   for i in range(start, min(ops, start + batch))]
+            r = await client.call("submit_many", {"items": its, "wait_s": 120}, timeout_s=130)
+            for rec in r["receipts"]:
+                statuses[rec["status"]] = statuses.get(rec["status"], 0) + 1
+
+    async def connection(sock: str, callers: int) -> None:
+        async with open_admin_client(sock) as client, trio.open_nursery() as nursery:
+            for _ in range(callers):
+                nursery.start_soon(caller, client)
+
+    t0 = time.perf_counter()
+    async with trio.open_nursery() as nursery:
+        for k in range(TX_MANY_CONNECTIONS):
+            nursery.start_soon(connection, socks[k % len(socks)],
+                               TX_MANY_IN_FLIGHT // TX_MANY_CONNECTIONS)
+    return {"elapsed_s": time.perf_counter() - t0, "statuses": statuses}
+
+
 async def _tx_seq(sock: str, seq: int, tag: str) -> dict[str, Any]:
     statuses: dict[str, int] = {}
     lat: list[float] = []
@@ -266,7 +298,8 @@ async def _tx_seq(sock: str, seq: int, tag: str) -> dict[str, Any]:
 
 
 def run_hzp2p(root: Path, nodes: int, ops: int, seq: int, size: int, mode: str,
-              profile: Path | None, tx_spread: bool) -> dict[str, Any]:
+              profile: Path | None, tx_spread: bool, tx_mode: str = "many",
+              tx_batch: int = TX_BATCH) -> dict[str, Any]:
     with _cluster(root / f"hz-{mode}-{nodes}", nodes) as c:
         c.start_all()
         leader = c.wait_leader(30)
@@ -288,7 +321,10 @@ def run_hzp2p(root: Path, nodes: int, ops: int, seq: int, size: int, mode: str,
             res = trio.run(_repl_pipe, c.sockets[leader], ops, size)
         else:
             socks = [c.sockets[k] for k in (c.ids if tx_spread else [leader])]
-            res = trio.run(_tx_pipe, socks, ops, tag)
+            if tx_mode == "many":
+                res = trio.run(_tx_pipe_many, socks, ops, tag, tx_batch)
+            else:
+                res = trio.run(_tx_pipe, socks, ops, tag)
         client_cpu = time.process_time() - client0
         per_node = [bp.cpu_seconds(p) - c0 for p, c0 in zip(pids, cpu0, strict=True)]
         cpu = sum(per_node)
@@ -313,6 +349,10 @@ def run_hzp2p(root: Path, nodes: int, ops: int, seq: int, size: int, mode: str,
             **bp.latency_summary(res["lat"]),
         }
         if mode == "tx":
+            out["tx_mode"] = tx_mode
+            if tx_mode == "many":
+                out["tx_batch"] = tx_batch
+                out["tx_requests_in_flight"] = TX_MANY_IN_FLIGHT
             out["statuses"] = res["statuses"]
             out["height"] = c.wait_converged(60)
             out["pipelined_txs_per_block"] = round(ops / max(1, blocks), 1)
@@ -333,11 +373,13 @@ def run_all(nodes: int, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     r: dict[str, Any] = {"nodes": nodes}
     if not args.skip_pysyncobj:
         r["pysyncobj"] = run_pysyncobj(nodes, args.ops, args.seq, args.size)
-    r["hzp2p_replication"] = run_hzp2p(tmp, nodes, args.ops, args.seq, args.size, "repl",
-                                       args.profile, args.tx_spread)
+    if not args.skip_repl:
+        r["hzp2p_replication"] = run_hzp2p(tmp, nodes, args.ops, args.seq, args.size, "repl",
+                                           args.profile, args.tx_spread)
     if not args.skip_tx:
         r["hzp2p_tx"] = run_hzp2p(tmp, nodes, args.tx_ops or args.ops, args.seq, args.size,
-                                  "tx", args.profile, args.tx_spread)
+                                  "tx", args.profile, args.tx_spread, args.tx_mode,
+                                  args.tx_batch)
     if not args.skip_etcd and bp.etcd_available():
         with bp.etcd_cluster(tmp / f"etcd-{nodes}", nodes) as (ports, procs):
             trio.run(bp.etcd_wait_ready, ports)
@@ -375,16 +417,17 @@ def machine() -> dict[str, Any]:
 
 def table(r: dict[str, Any]) -> str:
     rows = [("PySyncObj (no fsync)", "pysyncobj"), ("hzp2p replication", "hzp2p_replication"),
-            ("hzp2p signed epi.report", "hzp2p_tx"), ("etcd (fsync)", "etcd")]
+            (f"hzp2p signed epi.report ({r.get('hzp2p_tx', {}).get('tx_mode', '-')})",
+             "hzp2p_tx"), ("etcd (fsync)", "etcd")]
     out = [f"{r['nodes']} nodes",
-           f"{'system':<26}{'ops/s':>10}{'ratio':>8}{'p50 ms':>9}{'p99 ms':>9}"
+           f"{'system':<34}{'ops/s':>10}{'ratio':>8}{'p50 ms':>9}{'p99 ms':>9}"
            f"{'CPU s/1k':>10}  peak RSS MiB per node"]
     for label, key in rows:
         if key not in r:
             continue
         x = r[key]
         ratio = x.get("ratio_vs_pysyncobj", 1.0 if key == "pysyncobj" else "")
-        out.append(f"{label:<26}{x['ops_per_s']:>10,.0f}{ratio!s:>8}{x['seq_p50_ms']:>9}"
+        out.append(f"{label:<34}{x['ops_per_s']:>10,.0f}{ratio!s:>8}{x['seq_p50_ms']:>9}"
                    f"{x['seq_p99_ms']:>9}{x.get('cpu_s_per_1000', '-')!s:>10}  "
                    f"{x.get('peak_rss_mb', '-')}")
     for key in ("hzp2p_replication", "hzp2p_tx"):
@@ -411,12 +454,20 @@ def main(argv: list[str] | None = None) -> int:
                    help="submit transactions through every node (default: the leader)")
     p.add_argument("--skip-pysyncobj", action="store_true")
     p.add_argument("--skip-tx", action="store_true")
+    p.add_argument("--skip-repl", action="store_true", help="skip the replication-layer run")
+    p.add_argument("--tx-mode", choices=("single", "many"), default="many",
+                   help="pipelined transactions as `submit_many` requests (default) or one "
+                        "`submit` per transaction")
+    p.add_argument("--tx-batch", type=int, default=TX_BATCH,
+                   help=f"items per submit_many request (default {TX_BATCH})")
     p.add_argument("--skip-etcd", action="store_true")
     p.add_argument("--profile", type=Path, help="py-spy the leader and a follower into DIR")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
     if args.nodes < 1 or args.ops < 1 or args.size < 2 or args.seq < 1:
         p.error("--nodes, --ops, --seq must be positive and --size >= 2")
+    if not 1 <= args.tx_batch <= 1000:
+        p.error("--tx-batch must be 1..1000 (the daemon's submit_many bound)")
     if args.profile is not None:
         args.profile.mkdir(parents=True, exist_ok=True)
     # SIGTERM unwinds like Ctrl-C, so every `finally` stops its cluster
@@ -433,10 +484,11 @@ def main(argv: list[str] | None = None) -> int:
     summary: dict[str, Any] = {
         "nodes": first["nodes"],
         "pysyncobj_ops_per_s": first.get("pysyncobj", {}).get("ops_per_s"),
-        "hzp2p_replication_ops_per_s": first["hzp2p_replication"]["ops_per_s"],
+        "hzp2p_replication_ops_per_s": first.get("hzp2p_replication", {}).get("ops_per_s"),
         "hzp2p_tx_per_s": first.get("hzp2p_tx", {}).get("ops_per_s"),
+        "hzp2p_tx_mode": first.get("hzp2p_tx", {}).get("tx_mode"),
         "etcd_ops_per_s": first.get("etcd", {}).get("ops_per_s"),
-        "ratio": first["hzp2p_replication"].get("ratio_vs_pysyncobj"),
+        "ratio": first.get("hzp2p_replication", {}).get("ratio_vs_pysyncobj"),
         "load_average_before": load0,
         "load_average_after": bp.load_average(),
         "machine": machine(),

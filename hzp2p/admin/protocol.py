@@ -290,11 +290,14 @@ class Param:
 
     name: str
     kind: str
-    """One of: int, float (int accepted), bool, str, hex (hex string), map, str_list."""
+    """One of: int, float (int accepted), bool, str, hex (hex string), map, str_list,
+    map_list (a list of maps, each checked against `items`)."""
     required: bool = True
     min_value: float | None = None
     max_len: int | None = None
     exact_len: int | None = None
+    items: tuple[Param, ...] = ()
+    """map_list only: the schema every element must fit (unknown keys are refused)."""
 
     def check(self, value: Any) -> str | None:
         """None if `value` fits, else what is wrong with it."""
@@ -324,6 +327,15 @@ class Param:
         elif kind == "str_list":
             if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
                 return f"must be a list of non-empty strings, got {_describe(value)}"
+        elif kind == "map_list":
+            if not isinstance(value, list) or not value:
+                return f"must be a non-empty list of maps, got {_describe(value)}"
+            if self.max_len is not None and len(value) > self.max_len:
+                return f"must have at most {self.max_len} elements, got {len(value)}"
+            for i, item in enumerate(value):
+                problem = _check_item(self.items, item)
+                if problem is not None:
+                    return f"item {i}: {problem}"
         else:  # pragma: no cover - schema bug
             return f"has an unknown schema kind {kind!r}"
         if self.min_value is not None and kind in ("int", "float") and value < self.min_value:
@@ -333,6 +345,24 @@ class Param:
         if self.exact_len is not None and isinstance(value, str) and len(value) != self.exact_len:
             return f"must have exactly {self.exact_len} characters, got {len(value)}"
         return None
+
+
+def _check_item(schema: tuple[Param, ...], item: Any) -> str | None:
+    """None if `item` is a map fitting `schema` (a map_list element), else what is wrong."""
+    if not isinstance(item, dict):
+        return f"must be a map, got {_describe(item)}"
+    for key in item:
+        if not isinstance(key, str) or all(p.name != key for p in schema):
+            return f"unknown field {_describe(key)}; takes: {', '.join(p.name for p in schema)}"
+    for p in schema:
+        if p.name not in item:
+            if p.required:
+                return f"missing field {p.name!r}"
+            continue
+        problem = p.check(item[p.name])
+        if problem is not None:
+            return f"field {p.name!r} {problem}"
+    return None
 
 
 def check_params(method: str, schema: tuple[Param, ...], params: Mapping[str, Any]) -> None:
@@ -357,6 +387,12 @@ def check_params(method: str, schema: tuple[Param, ...], params: Mapping[str, An
 
 _LIN = Param("linearizable", "bool", required=False)
 _WAIT = Param("wait_s", "float", required=False, min_value=0)
+_TX_TYPE = Param("type", "str", max_len=64)
+_PAYLOAD = Param("payload", "map")
+_IDEM_KEY = Param("idempotency_key", "str", required=False, max_len=128)
+
+MAX_SUBMIT_MANY: Final = 1000
+"""Items in one `submit_many` request (the frame bound, max_request_bytes, also applies)."""
 
 METHOD_PARAMS: Final[Mapping[str, tuple[Param, ...]]] = {
     "status": (),
@@ -366,11 +402,12 @@ METHOD_PARAMS: Final[Mapping[str, tuple[Param, ...]]] = {
     "tx": (Param("tx_hash", "hex", max_len=128), _LIN),
     "verify": (Param("integrity", "bool", required=False),),
     "metrics": (),
-    "submit": (
-        Param("type", "str", max_len=64),
-        Param("payload", "map"),
+    "submit": (_TX_TYPE, _PAYLOAD, _WAIT, _IDEM_KEY),
+    # Many submits in one request: each item is signed, pre-checked and answered as `submit`
+    # would, one receipt per item in order; a malformed item refuses the whole request.
+    "submit_many": (
+        Param("items", "map_list", max_len=MAX_SUBMIT_MANY, items=(_TX_TYPE, _PAYLOAD, _IDEM_KEY)),
         _WAIT,
-        Param("idempotency_key", "str", required=False, max_len=128),
     ),
     "transfer_leader": (Param("node_id", "int", min_value=1),),
     "add_learner": (

@@ -7,7 +7,8 @@ hand-off each and queues them behind each other and behind block writes; the
 profile of a loaded leader showed those trips as a large share of its
 database thread. The batcher lets the first caller carry everything queued at
 that moment in one `storage.call` (a bounded batch); the others wait for their
-result. No timer: a batch is whatever accumulated while the previous one ran.
+result. A caller with many items (`run_many`, a batch submit) queues them all
+at once and rides the same trips. No timer: a batch is whatever accumulated while the previous one ran.
 
 Cancellation: a caller cancelled while it carries a batch puts the unfinished
 items back for the next carrier (the storage call itself completes on the
@@ -58,21 +59,27 @@ class StorageBatcher(Generic[K, R]):
         self.items = 0
 
     async def run(self, item: K) -> R:
-        slot: _Slot[K, R] = _Slot(item)
-        self._pending.append(slot)
+        return (await self.run_many([item]))[0]
+
+    async def run_many(self, items: Sequence[K]) -> list[R]:
+        """`fn(store, items)`, in as few trips as the bound allows, shared with other callers."""
+        slots: list[_Slot[K, R]] = [_Slot(item) for item in items]
+        self._pending.extend(slots)
         try:
-            while not slot.done:
-                if self._busy:
-                    await self._idle.wait()
-                    continue
-                await self._carry()
+            for slot in slots:
+                while not slot.done:
+                    if self._busy:
+                        await self._idle.wait()
+                        continue
+                    await self._carry()
         except BaseException:
-            if slot in self._pending:
-                self._pending.remove(slot)
+            mine = {id(s) for s in slots}
+            self._pending = [s for s in self._pending if id(s) not in mine]
             raise
-        if slot.error is not None:
-            raise slot.error
-        return slot.result  # type: ignore[return-value]
+        for slot in slots:
+            if slot.error is not None:
+                raise slot.error
+        return [slot.result for slot in slots]  # type: ignore[misc]
 
     async def _carry(self) -> None:
         self._busy = True

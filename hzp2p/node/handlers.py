@@ -23,7 +23,7 @@ from hzp2p.client import subject_records as q_subject_records
 from hzp2p.contracts import domain_queries as dq
 from hzp2p.contracts import queries
 from hzp2p.contracts.engine import recompute_digest
-from hzp2p.ledger.tx import TxError, decode_tx
+from hzp2p.ledger.tx import Transaction, TxError, decode_tx
 from hzp2p.node.chain_audit import verify_local_chain
 from hzp2p.node.driver import not_leader_hint, role_name
 from hzp2p.node.submit import SubmitError
@@ -48,7 +48,7 @@ class Handlers:
         for method in (
             "status", "peers", "members", "block", "tx", "verify", "metrics", "submit",
             "transfer_leader", "add_learner", "promote", "remove", "subject_records",
-            "lot_history", "access_log", "submit_raw", "state_scan",
+            "lot_history", "access_log", "submit_raw", "state_scan", "submit_many",
         ):
             server.register(method, self._counted(method, getattr(self, method)))
 
@@ -200,6 +200,22 @@ class Handlers:
         except SubmitError as exc:
             raise AdminError("bad_request", f"submit: {exc}") from None
         return await svc.submit(tx, self._wait(params))
+
+    async def submit_many(self, params: Mapping[str, Any]) -> Any:
+        """Many submits in one request (items already checked against METHOD_PARAMS): each
+        signed as `submit` signs it; an item that cannot be signed is rejected on its own."""
+        svc = self.node.submit
+        txs: list[Transaction | str] = []
+        for item in params["items"]:
+            try:
+                txs.append(svc.sign(item["type"], item["payload"], item.get("idempotency_key")))
+            except SubmitError as exc:
+                txs.append(f"submit: {exc}")
+        receipts = await svc.submit_many(txs, self._wait(params))
+        counts = {"committed": 0, "rejected": 0, "pending": 0}
+        for r in receipts:
+            counts[str(r["status"])] += 1
+        return {"receipts": receipts, **counts}
 
     async def submit_raw(self, params: Mapping[str, Any]) -> Any:
         """A transaction signed elsewhere (a citizen's app, another institution's tool)."""

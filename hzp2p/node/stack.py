@@ -156,7 +156,7 @@ class NodeStack:
 
     def _block_applied(self, block: Block, result: object) -> None:
         self.producer.block_applied(block)
-        self.submit.block_applied(block)
+        self.submit.block_applied(block, result)
 
     def _snapshot_installed(self) -> None:
         self.submit.kick_all()  # waiting submitters look again (their blocks were skipped)

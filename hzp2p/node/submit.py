@@ -18,6 +18,14 @@ committed block, and what the client is told:
   and the engine rejects a second inclusion as a duplicate.
 * Receipts: tx_hash, status (committed | rejected | pending), height, index,
   reason; a resubmitted, already-committed transaction reports the original.
+  A waiter learns its verdict from the applied block's result (no database
+  trip); only after a leader change, a snapshot install or a periodic retry
+  does it look its receipt up in storage.
+* Batches (`submit_many`, the admin method of the same name): many signed
+  transactions pre-checked in one database trip, admitted together (on the
+  leader straight into the mempool, with one producer wake-up), and waited
+  for by one task on one event however many blocks they land in; each item
+  gets the receipt `submit` would have given it.
 
 The admission queue on the leader is bounded; transactions are admitted in
 batches with one storage call (signature and membership checks run on the
@@ -39,7 +47,8 @@ import structlog
 import trio
 
 from hzp2p.contracts.api import TxRejected
-from hzp2p.contracts.engine import admit_tx, precheck_tx
+from hzp2p.contracts.engine import BlockResult, admit_tx, precheck_tx
+from hzp2p.contracts.state import CachedReader
 from hzp2p.ledger.block import Block
 from hzp2p.ledger.codec import CodecError, encode_canonical
 from hzp2p.ledger.mempool import DuplicateTx, Mempool, MempoolFull
@@ -159,6 +168,10 @@ class SubmitService:
         self.producer = producer
         self.signer = IdempotentSigner(signing_key, chain_id)
         self._kicks: dict[bytes, trio.Event] = {}
+        self._landed: OrderedDict[bytes, TxRecord] = OrderedDict()
+        """Verdicts of waited-for transactions, taken from applied blocks' results."""
+        self._epoch = 0
+        """Bumped by kick_all (leader change, snapshot): batch waiters re-send."""
         self._rejections: dict[bytes, str] = {}
         self._requests: dict[int, bytes] = {}
         self._req_ids = itertools.count(1)
@@ -185,13 +198,34 @@ class SubmitService:
 
     def kick_all(self) -> None:
         """Leader changed: every waiting submit re-sends at once."""
+        self._epoch += 1
         kicks, self._kicks = self._kicks, {}
         for ev in kicks.values():
             ev.set()
 
-    def block_applied(self, block: Block) -> None:
-        for tx in block.txs:
-            self._kick(tx.hash)
+    def block_applied(self, block: Block, result: object = None) -> None:
+        """Wake the submits waiting for `block`'s transactions, handing them their verdicts
+        (the block and its verdicts are stored by now) so they need no database trip."""
+        kicks = self._kicks
+        if not kicks:
+            return
+        verdicts = result.verdicts if isinstance(result, BlockResult) else ()
+        if len(verdicts) != len(block.txs):  # a refused block: its txs may be retried
+            for tx in block.txs:
+                self._kick(tx.hash)
+            return
+        landed = self._landed
+        for pos, v in enumerate(verdicts):
+            ev = kicks.pop(v.tx_hash, None)
+            if ev is None:
+                continue
+            # A second inclusion's "duplicate" verdict is not the receipt: look it up instead.
+            if v.applied or not v.reason.startswith("duplicate"):
+                landed[v.tx_hash] = TxRecord(v.tx_hash, block.height, pos, v.tx_type,
+                                             v.status, v.reason)
+            ev.set()
+        while len(landed) > MAX_KICK_WAITERS:
+            landed.popitem(last=False)
 
     def on_message(self, sender: NodeId, msg: Any) -> None:
         """Application messages from the transport (called from the inbound loop)."""
@@ -293,7 +327,9 @@ class SubmitService:
         return tx_hash in self._kicks
 
     async def lookup(self, tx_hash: bytes) -> dict[str, object] | None:
-        rec = await self._lookups.run(tx_hash)  # batched with the other waiting submits
+        rec = self._landed.pop(tx_hash, None)
+        if rec is None:
+            rec = await self._lookups.run(tx_hash)  # batched with the other waiting submits
         return None if rec is None else receipt_of(tx_hash, rec)
 
     async def submit(self, tx: Transaction, wait_s: float) -> dict[str, object]:
@@ -324,8 +360,105 @@ class SubmitService:
             if reason is not None:
                 return _rejected(h, reason)
             if trio.current_time() >= deadline:
-                return {"tx_hash": h.hex(), "status": "pending", "height": None,
-                        "index": None, "reason": None}
+                return _pending(h)
+
+    # ---------------------------------------------------------------- batches
+    def _admit_local(self, txs: Sequence[Transaction]) -> None:
+        """On the leader: pre-checked transactions straight into the mempool (what the
+        admission loop does for a local submit), with one producer wake-up."""
+        inflight, mempool, added = self.producer.inflight, self.mempool, False
+        for tx in txs:
+            if tx.hash in inflight:
+                continue
+            try:
+                mempool.add(tx)
+            except DuplicateTx:
+                continue
+            except MempoolFull:
+                self.dropped_busy += 1  # the waiter re-sends after RETRY_S
+                continue
+            added = True
+            self.admitted += 1
+        if added:
+            self.producer.tx_added()
+
+    def _send_many(self, txs: Sequence[Transaction]) -> None:
+        if self.driver.is_leader():
+            self._admit_local(txs)
+        else:
+            for tx in txs:
+                self._send_to_leader(tx, tx.encode())
+
+    async def submit_many(
+        self, items: Sequence[Transaction | str], wait_s: float
+    ) -> list[dict[str, object]]:
+        """`submit` for each item, together: one pre-check trip, one admission, one waiting
+        task. A str item is the reason it could not be signed (rejected, no hash)."""
+        receipts: list[dict[str, object] | None] = [None] * len(items)
+        signed = [(i, tx) for i, tx in enumerate(items) if isinstance(tx, Transaction)]
+        for i, tx in enumerate(items):
+            if isinstance(tx, str):
+                receipts[i] = _rejected(b"", tx)
+        now_ms = int(time.time() * 1000)
+        problems = await self._prechecks.run_many([(tx, now_ms) for _, tx in signed])
+        waiting: dict[bytes, list[int]] = {}  # hash -> positions (an item may repeat)
+        txs: dict[bytes, Transaction] = {}
+        for (i, tx), problem in zip(signed, problems, strict=True):
+            h = tx.hash
+            if isinstance(problem, TxRecord):
+                receipts[i] = receipt_of(h, problem)
+            elif problem is not None and not problem.startswith("duplicate"):
+                receipts[i] = _rejected(h, problem)
+            else:
+                waiting.setdefault(h, []).append(i)
+                txs[h] = tx
+                self._rejections.pop(h, None)
+
+        def finish(h: bytes, receipt: dict[str, object]) -> None:
+            for i in waiting.pop(h):
+                receipts[i] = receipt
+
+        deadline = trio.current_time() + wait_s
+        kicks, landed = self._kicks, self._landed
+        ev: trio.Event | None = None
+        resend = True
+        while waiting:
+            old, ev = ev, trio.Event()
+            for h in waiting:
+                cur = kicks.get(h)
+                if (cur is None and len(kicks) < MAX_KICK_WAITERS) or (cur is not None and cur is old):
+                    kicks[h] = ev
+            if resend:
+                self._send_many([txs[h] for h in waiting])
+            epoch = self._epoch
+            remaining = deadline - trio.current_time()
+            woken = False
+            if remaining > 0:
+                with trio.move_on_after(min(RETRY_S, remaining)):
+                    await ev.wait()
+                    woken = True
+            unknown: list[bytes] = []
+            for h in list(waiting):
+                rec = landed.pop(h, None)
+                if rec is not None:
+                    finish(h, receipt_of(h, rec))
+                    continue
+                reason = self._rejections.pop(h, None)
+                if reason is not None:
+                    finish(h, _rejected(h, reason))
+                elif not woken or kicks.get(h) is not ev:
+                    unknown.append(h)  # kicked without a verdict, or a periodic look
+            if unknown:
+                for h, found in zip(unknown, await self._lookups.run_many(unknown), strict=True):
+                    if found is not None:
+                        finish(h, receipt_of(h, found))
+            resend = not woken or self._epoch != epoch
+            if trio.current_time() >= deadline:
+                break
+        for h in list(waiting):
+            finish(h, _pending(h))
+        assert all(r is not None for r in receipts)
+        return receipts  # type: ignore[return-value]
 
 
 def _admit_batch(
@@ -353,19 +486,22 @@ def _admit_batch(
 def _precheck_batch(
     chain_id: str,
 ) -> Callable[[SyncStorage, Sequence[tuple[Transaction, int]]], list[TxRecord | str | None]]:
-    """For each (tx, now_ms): its stored verdict, or why it cannot pass, or None."""
+    """For each (tx, now_ms): its stored verdict, or why it cannot pass, or None. State reads
+    are remembered for the trip (one consistent moment on the database thread), so a batch
+    from one signer reads its membership once."""
 
     def run(
         store: SyncStorage, items: Sequence[tuple[Transaction, int]]
     ) -> list[TxRecord | str | None]:
         out: list[TxRecord | str | None] = []
+        reader = CachedReader(store)
         for tx, now_ms in items:
             rec = store.tx(tx.hash)
             if rec is not None:
                 out.append(rec)
                 continue
             try:
-                precheck_tx(store, tx, chain_id, now_ms)
+                precheck_tx(reader, tx, chain_id, now_ms)
             except (TxError, TxRejected) as exc:
                 out.append(str(exc) or type(exc).__name__)
                 continue
@@ -380,5 +516,10 @@ def _lookup_batch(store: SyncStorage, hashes: Sequence[bytes]) -> list[TxRecord 
 
 
 def _rejected(tx_hash: bytes, reason: str) -> dict[str, object]:
-    return {"tx_hash": tx_hash.hex(), "status": "rejected", "height": None, "index": None,
-            "reason": reason}
+    return {"tx_hash": tx_hash.hex() if tx_hash else None, "status": "rejected",
+            "height": None, "index": None, "reason": reason}
+
+
+def _pending(tx_hash: bytes) -> dict[str, object]:
+    return {"tx_hash": tx_hash.hex(), "status": "pending", "height": None, "index": None,
+            "reason": None}

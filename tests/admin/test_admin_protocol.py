@@ -146,3 +146,29 @@ def test_daemon_serves_exactly_the_shared_schemas() -> None:
     Handlers(cast(Any, None)).register_all(cast(AdminServer, Recorder()))
     assert set(registered) == set(METHOD_PARAMS)
     assert all(params is None for params in registered.values())
+
+
+def test_submit_many_items_are_checked_one_by_one() -> None:
+    from hzp2p.admin.protocol import MAX_SUBMIT_MANY
+
+    schema = METHOD_PARAMS["submit_many"]
+    good = {"type": "epi.report", "payload": {"a": 1}}
+    check_params("submit_many", schema, {"items": [good] * MAX_SUBMIT_MANY, "wait_s": 1})
+    check_params("submit_many", schema, {"items": [{**good, "idempotency_key": "k"}]})
+    bad: list[tuple[object, str]] = [
+        ([good] * (MAX_SUBMIT_MANY + 1), f"at most {MAX_SUBMIT_MANY} elements"),
+        ([], "non-empty list of maps"),
+        (good, "non-empty list of maps"),
+        ([good, "x"], "item 1: must be a map"),
+        ([good, {"type": "t"}], "item 1: missing field 'payload'"),
+        ([{"type": "", "payload": {}}], "item 0: field 'type' must be a non-empty string"),
+        ([{"type": "t", "payload": {1: 2}}], "item 0: field 'payload' must be a map"),
+        ([{"type": "t" * 65, "payload": {}}], "item 0: field 'type' must have at most 64"),
+        ([{**good, "idempotency_key": 3}], "item 0: field 'idempotency_key'"),
+        ([{**good, "signer": "me"}], "item 0: unknown field"),
+        ([{**good, 5: 1}], "item 0: unknown field"),
+    ]
+    for items, text in bad:
+        with pytest.raises(AdminError) as exc:
+            check_params("submit_many", schema, {"items": items})
+        assert exc.value.code == "bad_request" and text in exc.value.message, exc.value.message

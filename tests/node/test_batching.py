@@ -65,3 +65,31 @@ async def test_cancelled_callers_leave_nothing_behind() -> None:
             nursery.start_soon(one, i)
     assert sorted(got) == [0, 2, 4, 6, 8]
     assert b._pending == [] and not b._busy
+
+
+async def test_run_many_rides_shared_trips_in_order() -> None:
+    b = StorageBatcher(AsyncStorage.memory(), double, max_batch=64)
+    out: dict[str, list[int]] = {}
+
+    async def many(name: str, items: list[int]) -> None:
+        out[name] = await b.run_many(items)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(many, "a", list(range(100)))
+        nursery.start_soon(many, "b", list(range(1000, 1050)))
+        nursery.start_soon(many, "none", [])
+    assert out == {"a": [2 * i for i in range(100)], "b": [2 * i for i in range(1000, 1050)],
+                   "none": []}
+    assert b.items == 150 and b.trips == 3  # 150 items, at most 64 per trip
+
+
+async def test_run_many_error_and_cancellation_leave_nothing_behind() -> None:
+    b = StorageBatcher(AsyncStorage.memory(), double, max_batch=4)
+    with pytest.raises(ValueError):
+        await b.run_many([1, 2, -3, 4])
+    with trio.CancelScope() as scope:
+        scope.cancel()
+        await b.run_many(list(range(10)))
+    assert scope.cancelled_caught
+    assert await b.run_many([5, 6]) == [10, 12]
+    assert b._pending == []

@@ -1,0 +1,72 @@
+"""What every `hzp2p admin` subcommand module shares: the command record, usage errors,
+and the plain-text rendering of results.
+
+It exists so the subcommands can live in modules by concern (hzp2p.admin.cli for
+the parser, runner and read/membership commands; hzp2p.admin.cli_submit for the
+submit commands) without importing each other.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+DEFAULT_WAIT_S = 10.0
+WAIT_MARGIN_S = 5.0
+"""Extra client time beyond --wait, so the daemon's own answer arrives first."""
+PROG = "hzp2p admin"
+
+
+class Usage(Exception):
+    """Wrong usage found after parsing (exit 2)."""
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    method: str
+    help: str
+    add_args: Callable[[argparse.ArgumentParser], None]
+    params: Callable[[argparse.Namespace], dict[str, Any]]
+    render: Callable[[Any], str]
+    failure: Callable[[argparse.Namespace, Any], str | None] = lambda _a, _r: None
+    """A one-line reason when the result means the operation failed (exit 1)."""
+    reads: bool = False
+    waits: bool = False
+    call: Callable[[Path, dict[str, Any], float], Any] | None = None
+    """Instead of one `call_sync(socket, method, params)`: (socket, params, timeout) -> result
+    (a command that needs several requests, e.g. submit-many)."""
+
+
+def fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list | tuple):
+        return ", ".join(fmt(v) for v in value) or "-"
+    if isinstance(value, bytes):
+        return value.hex()
+    return str(value)
+
+
+def render_mapping(result: Any, skip: tuple[str, ...] = ()) -> str:
+    if not isinstance(result, Mapping):
+        return fmt(result)
+    lines = []
+    for key, value in result.items():
+        if key in skip:
+            continue
+        if isinstance(value, list) and value and all(isinstance(v, Mapping) for v in value):
+            lines.append(f"{key}:")
+            lines.extend(f"  {row(v)}" for v in value)
+        else:
+            lines.append(f"{key}: {fmt(value)}")
+    return "\n".join(lines)
+
+
+def row(item: Mapping[str, Any]) -> str:
+    return "  ".join(f"{k}={fmt(v)}" for k, v in item.items())
