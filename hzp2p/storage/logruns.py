@@ -102,14 +102,6 @@ def decode(row: Row, lo: int, hi: int) -> list[Entry]:
     ]
 
 
-def row_term(row: Row, index: int) -> int:
-    first, last, term, terms = row[0], row[1], row[2], row[3]
-    assert first <= index <= last, (index, first, last)
-    if terms is None:
-        return term
-    return _unpack("q", bytes(terms))[index - first]
-
-
 class SqlLog:
     """The `log_runs` operations, inside the caller's transaction."""
 
@@ -126,8 +118,16 @@ class SqlLog:
         return row if row is not None and row[1] >= index else None
 
     def term(self, index: int) -> int | None:
-        row = self._run_at(index)
-        return None if row is None else row_term(row, index)
+        # Not the data: a run's data spans overflow pages that SQLite would read in full.
+        row = self._conn.execute(
+            "SELECT first, last, term, terms FROM log_runs WHERE first <= ?"
+            " ORDER BY first DESC LIMIT 1",
+            (index,),
+        ).fetchone()
+        if row is None or row[1] < index:
+            return None
+        first, _, term, terms = row
+        return int(term) if terms is None else _unpack("q", bytes(terms))[index - first]
 
     def last(self) -> tuple[int, int] | None:
         """(index, term) of the last stored entry."""
