@@ -170,8 +170,6 @@ class SubmitService:
         self._kicks: dict[bytes, trio.Event] = {}
         self._landed: OrderedDict[bytes, TxRecord] = OrderedDict()
         """Verdicts of waited-for transactions, taken from applied blocks' results."""
-        self._epoch = 0
-        """Bumped by kick_all (leader change, snapshot): batch waiters re-send."""
         self._rejections: dict[bytes, str] = {}
         self._requests: dict[int, bytes] = {}
         self._req_ids = itertools.count(1)
@@ -198,7 +196,6 @@ class SubmitService:
 
     def kick_all(self) -> None:
         """Leader changed: every waiting submit re-sends at once."""
-        self._epoch += 1
         kicks, self._kicks = self._kicks, {}
         for ev in kicks.values():
             ev.set()
@@ -421,7 +418,7 @@ class SubmitService:
         deadline = trio.current_time() + wait_s
         kicks, landed = self._kicks, self._landed
         ev: trio.Event | None = None
-        resend = True
+        resend = list(waiting)
         while waiting:
             old, ev = ev, trio.Event()
             for h in waiting:
@@ -429,8 +426,7 @@ class SubmitService:
                 if (cur is None and len(kicks) < MAX_KICK_WAITERS) or (cur is not None and cur is old):
                     kicks[h] = ev
             if resend:
-                self._send_many([txs[h] for h in waiting])
-            epoch = self._epoch
+                self._send_many([txs[h] for h in resend])
             remaining = deadline - trio.current_time()
             woken = False
             if remaining > 0:
@@ -438,6 +434,9 @@ class SubmitService:
                     await ev.wait()
                     woken = True
             unknown: list[bytes] = []
+            # On the leader, a transaction in the mempool or in a proposed block is on its
+            # way: the periodic look (and re-send) is for the others only.
+            queued = (self.mempool, self.producer.inflight) if self.driver.is_leader() else ()
             for h in list(waiting):
                 rec = landed.pop(h, None)
                 if rec is not None:
@@ -446,13 +445,15 @@ class SubmitService:
                 reason = self._rejections.pop(h, None)
                 if reason is not None:
                     finish(h, _rejected(h, reason))
-                elif not woken or kicks.get(h) is not ev:
-                    unknown.append(h)  # kicked without a verdict, or a periodic look
+                elif kicks.get(h) is not ev:
+                    unknown.append(h)  # kicked without a verdict (leader change, snapshot)
+                elif not woken and not any(h in q for q in queued):
+                    unknown.append(h)  # a periodic look
             if unknown:
                 for h, found in zip(unknown, await self._lookups.run_many(unknown), strict=True):
                     if found is not None:
                         finish(h, receipt_of(h, found))
-            resend = not woken or self._epoch != epoch
+            resend = [h for h in unknown if h in waiting]
             if trio.current_time() >= deadline:
                 break
         for h in list(waiting):
