@@ -324,7 +324,7 @@ class SubmitService:
         return tx_hash in self._kicks
 
     async def lookup(self, tx_hash: bytes) -> dict[str, object] | None:
-        rec = self._landed.pop(tx_hash, None)
+        rec = self._landed.get(tx_hash)
         if rec is None:
             rec = await self._lookups.run(tx_hash)  # batched with the other waiting submits
         return None if rec is None else receipt_of(tx_hash, rec)
@@ -350,6 +350,9 @@ class SubmitService:
             if remaining > 0 and kick is not None:
                 with trio.move_on_after(min(RETRY_S, remaining)):
                     await kick.wait()
+            rec = self._landed.pop(h, None)
+            if rec is not None:
+                return receipt_of(h, rec)
             found = await self.lookup(h)
             if found is not None:
                 return found
