@@ -5,8 +5,8 @@ Usage: python crash_child.py DB_PATH SEED
 Opens the SQLite store through the async facade (the daemon's path: DB thread,
 Trio) and writes forever: Ready batches of ENTRIES entries (sometimes several
 in one group commit) and blocks of TXS transactions applied atomically (with
-`apply_block_with` or `apply_block`); now and then a new term rewrites the
-uncommitted last batch (suffix truncation) or a snapshot is saved and the log
+`apply_block_with`, `apply_block`, or two at a time with `apply_blocks_with`);
+now and then a new term rewrites the uncommitted last batch (suffix truncation) or a snapshot is saved and the log
 compacted below it. After each write returns it prints "B <batch>",
 "K <height>" or "C <compacted index>" and flushes: a line on stdout is a promise that the
 write is durable. It resumes from whatever the database holds, so the parent
@@ -87,14 +87,26 @@ async def main(path: str, seed: int) -> None:
                 height + 1,
                 rng.randbytes(1000),
             )
-            if rng.random() < 0.5:
 
-                def execute(r: StateReader, h: int = height) -> ExecResult:
-                    count = int(r.get(b"count") or b"0")
-                    assert count == h, (count, h)
-                    return tx_rows(h), block_writes(h, count + 1)
+            def execute(r: StateReader, h: int = height) -> ExecResult:
+                count = int(r.get(b"count") or b"0")
+                assert count == h, (count, h)
+                return tx_rows(h), block_writes(h, count + 1)
 
+            mode = rng.random()
+            if mode < 0.35:
                 await store.apply_block_with(block, execute, height + 1)
+            elif mode < 0.7 and height + 2 <= commit:
+                # Two blocks in one transaction: the second executes over the first's writes.
+                h2 = height + 1
+                second = BlockRecord(h2, block_hash(h2), block_hash(height), h2 + 1,
+                                     rng.randbytes(1000))
+                await store.apply_blocks_with(
+                    [(block, execute, height + 1),
+                     (second, lambda r, h=h2: execute(r, h), h2 + 1)]
+                )
+                print(f"K {height}", flush=True)
+                height += 1
             else:
                 await store.apply_block(block, tx_rows(height), block_writes(height, height + 1), height + 1)
             print(f"K {height}", flush=True)
