@@ -13,8 +13,12 @@ thread, WAL, synchronous=FULL):
 Every figure is the median of several short windows; for batch 1 each window
 is paired with an fsync window just before it and the ratio of the pair is
 reported, because on a disk shared with other writers the fsync rate drifts by
-an order of magnitude within seconds. The sync core's batch-1 rate (no thread
-hand-off) is shown too.
+an order of magnitude within seconds. Batch 1 is measured twice: one caller
+awaiting each save_ready before the next (1 / latency: fsync + SQLite + the
+Trio <-> DB-thread hand-off), and CONCURRENT_CALLERS callers each awaiting
+their own save_ready (throughput: the next call is queued while one commits;
+still one transaction and one fsync per call, in call order). The sync core's
+batch-1 rate (a loop on the DB thread, no hand-off) is shown too.
 Run it on a real disk (default: a fresh directory under /var/tmp); a tmpfs
 would make fsync free and the figures meaningless, so it warns about one.
 """
@@ -30,7 +34,8 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import trio
@@ -41,6 +46,7 @@ from hzp2p.raft.types import Entry, HardState
 from hzp2p.storage import AsyncStorage, BlockRecord, SyncStorage, TxRecord
 
 BATCHES = (1, 10, 100, 1000)
+CONCURRENT_CALLERS = 2
 TXS_PER_BLOCK = 500
 
 
@@ -88,14 +94,23 @@ def sync_rate(
         os.unlink(path)
 
 
-async def append_rate(
-    directory: str, batch: int, seconds: float, rounds: int = 5
-) -> tuple[float, float, float]:
-    """Median over `rounds` windows of (facade entries/s, sync-core entries/s, facade/fsync).
+@dataclass
+class Rates:
+    """Medians over the windows of one batch size (the batch-1 extras stay 0 otherwise)."""
 
-    For batch 1 each window is paired with an fsync probe window right before it, because
-    on a shared disk the fsync rate drifts by an order of magnitude within seconds; the
-    ratio of each pair is what the batch-1 target is about.
+    sequential: float  # entries/s, one caller awaiting each save_ready in turn
+    sequential_over_fsync: float = 0.0
+    concurrent: float = 0.0  # entries/s, CONCURRENT_CALLERS callers, each call its own commit
+    concurrent_over_fsync: float = 0.0
+    core: float = 0.0  # entries/s, the sync core looping on the DB thread (no hand-off)
+
+
+async def append_rate(directory: str, batch: int, seconds: float, rounds: int = 5) -> Rates:
+    """Durable appends at one batch size through the facade; see `Rates`.
+
+    For batch 1 each window (sequential, concurrent) is paired with an fsync probe window
+    right before it, because on a shared disk the fsync rate drifts by an order of
+    magnitude within seconds; the ratio of each pair is what the batch-1 target is about.
     """
     path = os.path.join(directory, f"append-{batch}.db")
     store = await AsyncStorage.open_sqlite(path, b"bench", b"\x00" * 32)
@@ -112,7 +127,7 @@ async def append_rate(
             next_index += batch
         return out
 
-    async def timed(budget: float, core: bool) -> float:
+    async def timed(budget: float, core: bool, callers: int = 1) -> float:
         n, busy = 0, 0.0
         while busy < budget:
             work = make(max(1, 2000 // batch))
@@ -124,24 +139,42 @@ async def append_rate(
                         sync.save_ready(es, hs)
 
                 await store.call(loop)
-            else:
+            elif callers == 1:
                 for es, hs in work:
                     await store.save_ready(es, hs)
+            else:
+                # `callers` tasks each take the next batch and await its own save_ready: each
+                # call is still its own transaction with its own fsync, run in call order;
+                # while one caller's commit is on the DB thread, the next one is queued.
+                it = iter(work)
+
+                async def caller(it: Iterator[tuple[list[Entry], HardState]] = it) -> None:
+                    for es, hs in it:  # no checkpoint between next() and the submission
+                        await store.save_ready(es, hs)
+
+                async with trio.open_nursery() as nursery:
+                    for _ in range(callers):
+                        nursery.start_soon(caller)
             busy += time.perf_counter() - t0
             n += len(work) * batch
         return n / busy
 
     try:
         await timed(seconds / 4, core=False)  # warm up: let the WAL reach its steady size
-        facade, core, ratio = [], [], []
+        facade, core, conc, ratio, conc_ratio = [], [], [], [], []
         for _ in range(rounds):
             fsync = sync_rate(directory, seconds / rounds, os.fsync, 1) if batch == 1 else 0.0
             facade.append(await timed(seconds / rounds, core=False))
             ratio.append(facade[-1] / fsync if fsync else 0.0)
             if batch == 1:
+                fsync = sync_rate(directory, seconds / rounds, os.fsync, 1)
+                conc.append(await timed(seconds / rounds, core=False, callers=CONCURRENT_CALLERS))
+                conc_ratio.append(conc[-1] / fsync)
                 core.append(await timed(seconds / rounds / 2, core=True))
         med = statistics.median
-        return med(facade), med(core) if core else med(facade), med(ratio)
+        if batch != 1:
+            return Rates(med(facade))
+        return Rates(med(facade), med(ratio), med(conc), med(conc_ratio), med(core))
     finally:
         await store.aclose()
 
@@ -189,13 +222,19 @@ async def run(directory: str, seconds: float) -> dict[str, object]:
     fdatasync = sync_rate(directory, seconds, os.fdatasync)
     rates = {str(b): await append_rate(directory, b, seconds) for b in BATCHES}
     fsync_after = sync_rate(directory, seconds, os.fsync)
+    b1 = rates["1"]
     return {
         "fsync_per_s": statistics.median([fsync_before, fsync_after]),
         "fsync_per_s_runs": [fsync_before, fsync_after],
         "fdatasync_per_s": fdatasync,
-        "entries_per_s": {b: facade for b, (facade, _, _) in rates.items()},
-        "core_batch1_entries_per_s": rates["1"][1],
-        "batch1_over_fsync": rates["1"][2],
+        "entries_per_s": {b: r.sequential for b, r in rates.items()},
+        "batch1_sequential_per_s": b1.sequential,
+        "batch1_sequential_over_fsync": b1.sequential_over_fsync,
+        "batch1_concurrent_per_s": b1.concurrent,
+        "batch1_concurrent_over_fsync": b1.concurrent_over_fsync,
+        "batch1_concurrent_callers": CONCURRENT_CALLERS,
+        "core_batch1_entries_per_s": b1.core,
+        "batch1_over_fsync": b1.sequential_over_fsync,  # the pre-2026-11-24 key: sequential
         "blocks_per_s": await block_rate(directory, seconds),
     }
 
@@ -233,13 +272,18 @@ def main() -> None:
         rate = entries[str(b)]
         extra = f"   ({rate / b:,.0f} commits/s)"
         print(f"{'durable 200-byte entries, batch ' + str(b):<44}{rate:>14,.0f}{extra}")
+    conc = float(result["batch1_concurrent_per_s"])  # type: ignore[arg-type]
+    label = f"  batch 1, {CONCURRENT_CALLERS} concurrent callers"
+    print(f"{label:<44}{conc:>14,.0f}   (each call its own commit)")
     core1 = float(result["core_batch1_entries_per_s"])  # type: ignore[arg-type]
     print(f"{'  batch 1, sync core on the DB thread':<44}{core1:>14,.0f}")
     print(f"{'blocks of 500 txs + 500 state writes':<44}{result['blocks_per_s']:>14,.1f}")
-    pair = float(result["batch1_over_fsync"])  # type: ignore[arg-type]
-    print(f"batch-1 commits / raw fsync, paired windows (median) = {pair:.2f}   (target >= 0.5)")
-    print(f"batch-1 commits / raw fdatasync = {entries['1'] / fdatasync:.2f}")
-
+    seq_r = float(result["batch1_sequential_over_fsync"])  # type: ignore[arg-type]
+    conc_r = float(result["batch1_concurrent_over_fsync"])  # type: ignore[arg-type]
+    print("batch-1 commits / raw fsync, paired windows (median; target >= 0.5):")
+    print(f"  {str(CONCURRENT_CALLERS) + ' concurrent callers (throughput)':<38}= {conc_r:.2f}")
+    print(f"  {'1 sequential caller (1 / latency)':<38}= {seq_r:.2f}")
+    print(f"batch-1 sequential commits / raw fdatasync = {entries['1'] / fdatasync:.2f}")
 
 if __name__ == "__main__":
     main()
