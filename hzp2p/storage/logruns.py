@@ -180,10 +180,16 @@ class SqlLog:
         for row in self._conn.execute(f"SELECT {_COLS} FROM log_runs ORDER BY first"):
             first, end, _term, terms, kinds, lens, data = row
             n = end - first + 1
-            ls = _unpack("I", bytes(lens))
-            if len(kinds) != n or len(ls) != n or sum(ls) != len(data):
+            blobs = (kinds, lens, data) if terms is None else (terms, kinds, lens, data)
+            well_formed = (
+                all(isinstance(b, bytes) for b in blobs)
+                and len(lens) == 4 * n
+                and len(kinds) == n
+                and sum(_unpack("I", lens)) == len(data)
+            )
+            if not well_formed:
                 problems.append(f"log run {first}..{end} is malformed")
-            if terms is not None and len(terms) != 8 * n:
+            elif terms is not None and len(terms) != 8 * n:
                 problems.append(f"log run {first}..{end} has bad terms")
             if prev is not None and first != prev + 1:
                 problems.append(f"log not contiguous: run {first}..{end} after {prev}")

@@ -244,3 +244,32 @@ def test_v2_log_rows_are_migrated_to_runs(tmp_path: Path) -> None:
     s = SqliteStorage(str(path), CHAIN, GENESIS)
     assert s.last_index() == 2501 and s.entries(2500, 2502)[1].data == b"new"
     s.close()
+
+
+@pytest.mark.parametrize(
+    ("damage", "finding"),
+    [
+        ("UPDATE log_runs SET lens = X'0100000002000000' WHERE first = 1", "malformed"),
+        ("UPDATE log_runs SET data = 'text' WHERE first = 1", "malformed"),
+        ("UPDATE log_runs SET terms = X'01' WHERE first = 6", "bad terms"),
+        ("DELETE FROM log_runs WHERE first = 6", "not contiguous"),
+        ("DELETE FROM log_runs WHERE first = 11", "ahead of the log"),
+        ("DELETE FROM log_runs WHERE first = 1", "do not cover"),
+    ],
+)
+def test_integrity_check_finds_damaged_log_runs(tmp_path: Path, damage: str, finding: str) -> None:
+    path = tmp_path / "a.db"
+    s = SqliteStorage(str(path), CHAIN, GENESIS)
+    for lo in (1, 6, 11):
+        s.save_ready([Entry(lo // 5 + 1, i, data=b"x" * i) for i in range(lo, lo + 5)],
+                     HardState(3, 1, lo + 4))
+    assert s.integrity_check() == []
+    s.close()
+    conn = sqlite3.connect(str(path), isolation_level=None)
+    conn.execute(damage)
+    conn.close()
+    s = SqliteStorage(str(path), CHAIN, GENESIS)
+    try:
+        assert any(finding in p for p in s.integrity_check()), s.integrity_check()
+    finally:
+        s.close()
