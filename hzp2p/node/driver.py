@@ -1,22 +1,38 @@
-"""The Raft driver: the Trio shell around the pure RaftCore, following hzp2p.raft.ready exactly.
+"""The Raft driver: the Trio shell around the pure RaftCore, following hzp2p.raft.ready.
 
-It owns every call into the core and the three loops that feed it:
+It owns every call into the core and the loops that feed it:
 
 * the tick loop calls `core.tick()` every `tick_ms`;
 * the inbound loop steps Raft messages from the transport into the core and
   hands application messages (forwarded submits, receipts) to a callback;
-* the ready loop takes one Ready at a time and handles it in the contract's
-  order: send `messages`; persist snapshot + entries + hard state in ONE
-  storage transaction (one fsync); only then send `persisted_messages`; apply
-  `committed_entries` (hzp2p.node.applier); serve `read_states`; `advance`.
-  A leader's snapshot in a Ready is verified first and its state installed
-  right after the write; between Readies the snapshot policy may compact
-  the log (both in hzp2p.node.snapshots).
+* the ready loop takes one Ready at a time: send `messages`; persist snapshot
+  + entries + hard state in ONE storage transaction (one fsync); only then
+  send `persisted_messages`; hand `committed_entries` to the apply task;
+  serve `read_states`; `advance`. A leader's snapshot in a Ready is verified
+  first and its state installed right after the write; between Readies the
+  snapshot policy may compact the log (both in hzp2p.node.snapshots);
+* the apply task (etcd-style asynchronous apply) applies committed entries
+  (hzp2p.node.applier) in order, from a bounded channel: while block N
+  executes, the ready loop already persists and acknowledges block N+1, so
+  the leader's pipeline does not wait for the slowest follower's execution.
+  When the channel is full the ready loop waits (backpressure). The entries it
+  hands over are durable (they were persisted by this Ready or an earlier one).
+  What depends on the applied index reads the applier's, which moves only
+  after a block's atomic commit: ReadIndex reads wait for it, snapshots are
+  taken of the stored state at it, `idle_leader` compares with it. A Ready
+  that commits a CONF_CHANGE waits for it to be applied (to the core, in
+  order) before `advance`, so the core's one-change-at-a-time rule still sees
+  it; a Ready that installs a snapshot, and a core rebuilt after a refused
+  one, wait until the apply task is idle;
+* the pre-verifier (hzp2p.node.preverify) checks a follower's incoming blocks'
+  signatures on a worker thread as soon as a Ready hands them out to persist.
 
 Group commit is natural: while one Ready's write is in flight the core keeps
 accepting steps, ticks and proposals, and all of it goes into the next Ready.
-A Ready in hand is finished even when shutdown cancels the loop (shielded,
-bounded), so a clean stop never leaves a batch half-handled in memory.
+A Ready's persist and sends are finished even when shutdown cancels the loop
+(shielded, bounded); entries handed to the apply task but not applied yet are
+simply applied again after a restart, from the stored applied index (each
+block is committed atomically with it), exactly as after a crash.
 """
 
 from __future__ import annotations
@@ -32,12 +48,13 @@ from hzp2p.net.errors import LocalProtocolError
 from hzp2p.net.transport import Transport
 from hzp2p.node.applier import Applier
 from hzp2p.node.logging import NodeLogContext
+from hzp2p.node.preverify import Preverifier
 from hzp2p.node.snapshot_format import BadSnapshot, StateSnapshot
 from hzp2p.raft.core import RaftCore
 from hzp2p.raft.errors import NotLeader, ProposalDropped
 from hzp2p.raft.messages import MESSAGE_TYPES, Message
 from hzp2p.raft.ready import Ready
-from hzp2p.raft.types import NodeId, Role, Snapshot
+from hzp2p.raft.types import Entry, EntryKind, NodeId, Role, Snapshot
 from hzp2p.storage import AsyncStorage
 
 if TYPE_CHECKING:
@@ -50,6 +67,8 @@ READY_FINISH_TIMEOUT_S = 30.0
 SNAPSHOT_INSTALL_TIMEOUT_S = 600.0
 """The same bound for a Ready that installs a snapshot (the whole state is rewritten)."""
 MAX_PENDING_READS = 1024
+APPLY_QUEUE_READIES = 4
+"""Readies' worth of committed entries the apply task may lag behind the ready loop."""
 
 AppHandler = Callable[[NodeId, Any], None]
 
@@ -83,6 +102,7 @@ class RaftDriver:
         on_app_message: AppHandler | None = None,
         on_role_change: Callable[[Role, NodeId], None] | None = None,
         snapshots: SnapshotManager | None = None,
+        preverify: bool = True,
     ) -> None:
         self.core = core
         self.snapshots = snapshots
@@ -105,6 +125,17 @@ class RaftDriver:
         self.term = core.term
         self.changed = trio.Event()
         """Set (and replaced) whenever role, leader or term changes."""
+        self.preverifier = Preverifier() if preverify else None
+        self._apply_send, self._apply_recv = trio.open_memory_channel[tuple[Entry, ...]](
+            APPLY_QUEUE_READIES)
+        self._apply_queued = 0
+        """Last index handed to the apply task (0: none yet)."""
+        self._apply_idle = trio.Event()
+        self._apply_idle.set()
+        self.apply_full_waits = 0
+        """Times the ready loop waited because the apply channel was full."""
+        self.apply_drain_waits = 0
+        """Times the ready loop waited for the apply task (conf change, snapshot)."""
 
     # ---------------------------------------------------------------- inputs
     def wake(self) -> None:
@@ -180,6 +211,14 @@ class RaftDriver:
                 self.inbound_refused += 1
 
     async def ready_loop(self) -> None:
+        """The ready loop, with the apply task and the pre-verifier beside it."""
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._apply_loop)
+            if self.preverifier is not None:
+                nursery.start_soon(self.preverifier.run)
+            await self._ready_loop()
+
+    async def _ready_loop(self) -> None:
         while True:
             self._wake = trio.Event()
             while self.core.has_ready():
@@ -188,17 +227,19 @@ class RaftDriver:
                 try:
                     state = None
                     if rd.snapshot is not None:
+                        await self.drain_apply()  # nothing older may apply after the install
                         # Peer input, checked before anything is stored; the check (a full
                         # digest of the state) may take long, so it runs outside the bound.
                         state = await self._verify_snapshot(rd.snapshot)
                         bound = SNAPSHOT_INSTALL_TIMEOUT_S
                     with trio.CancelScope(shield=True):
                         with trio.move_on_after(bound) as scope:
-                            await self._handle(rd, state)
+                            await self._persist(rd, state)
                 except BadSnapshot:
                     # Nothing of this Ready was persisted or acknowledged: forget it and
                     # rebuild the core from durable state (hzp2p.node.snapshots).
                     assert self.snapshots is not None
+                    await self.drain_apply()
                     self.core = await self.snapshots.rebuild_core()
                     self._soft_state_changed()
                     continue
@@ -208,6 +249,7 @@ class RaftDriver:
                     # (cancellable, so a shutdown still works) for an operator.
                     log.error("ready_stalled", timeout_s=bound)
                     await trio.sleep_forever()
+                await self._finish(rd)
                 if self.snapshots is not None:
                     await self.snapshots.after_ready(self.core)  # compaction policy
             await self._wake.wait()
@@ -218,10 +260,13 @@ class RaftDriver:
             raise UnsupportedSnapshot(snap.meta.index)
         return await self.snapshots.verify(snap)  # BadSnapshot: ready_loop drops the Ready
 
-    async def _handle(self, rd: Ready, state: StateSnapshot | None = None) -> None:
+    async def _persist(self, rd: Ready, state: StateSnapshot | None = None) -> None:
+        """Steps 1-3 of the contract: send, persist (one fsync), send what needed it."""
         self.readies += 1
         if rd.soft_state is not None:
             self._soft_state_changed()
+        if self.preverifier is not None and rd.entries and self.core.role is not Role.LEADER:
+            self.preverifier.submit(rd.entries)  # a leader checked its own blocks' txs
         # 1. leader traffic may leave before our own copy is durable (thesis §10.2.1)
         self._send_all(rd.messages)
         # 2. one transaction, one fsync: snapshot, entries, hard state
@@ -233,6 +278,8 @@ class RaftDriver:
             # verified by ready_loop; the state goes in before anything acknowledges it
             assert self.snapshots is not None and state is not None
             await self.snapshots.install(rd.snapshot, state)
+            if self.preverifier is not None:
+                self.preverifier.forget_through(rd.snapshot.meta.index)
         if rd.hard_state is not None and rd.hard_state.term != self.term:
             self.term = rd.hard_state.term
             if self._ctx is not None:
@@ -240,17 +287,53 @@ class RaftDriver:
             self._notify_change()
         # 3. only now: votes, append responses, anything asserting durable state
         self._send_all(rd.persisted_messages)
-        # 4. apply
-        if rd.committed_entries:
-            await self.applier.apply(self.core, rd.committed_entries)
-        # 5. serve reads
+
+    async def _finish(self, rd: Ready) -> None:
+        """Steps 4-6: hand the committed entries (durable now) to the apply task; serve
+        reads (their callers wait for the applier's index); advance."""
+        committed = rd.committed_entries
+        if committed:
+            await self._enqueue_apply(committed)
+            if any(e.kind is EntryKind.CONF_CHANGE for e in committed):
+                await self.drain_apply()  # the core must hold the new conf before advance
         for rs in rd.read_states:
             entry = self._reads.get(rs.context)
             if entry is not None:
                 entry[1].append(rs.index)
                 entry[0].set()
-        # 6. advance
         self.core.advance(rd)
+
+    # ---------------------------------------------------------------- applying
+    async def _enqueue_apply(self, entries: tuple[Entry, ...]) -> None:
+        self._apply_idle = trio.Event()
+        self._apply_queued = entries[-1].index
+        try:
+            self._apply_send.send_nowait(entries)
+        except trio.WouldBlock:
+            self.apply_full_waits += 1
+            await self._apply_send.send(entries)
+
+    async def drain_apply(self) -> None:
+        """Return once every entry handed to the apply task has been applied."""
+        if not self._apply_idle.is_set():
+            self.apply_drain_waits += 1
+            await self._apply_idle.wait()
+
+    async def _apply_loop(self) -> None:
+        async for first in self._apply_recv:
+            entries = list(first)
+            while True:  # whatever else is queued goes in the same apply call
+                try:
+                    entries.extend(self._apply_recv.receive_nowait())
+                except trio.WouldBlock:
+                    break
+            pre = self.preverifier
+            # self.core at apply time: a core rebuilt meanwhile gets the conf change
+            await self.applier.apply(self.core, entries, None if pre is None else pre.take)
+            if pre is not None:
+                pre.forget_through(entries[-1].index)
+            if max(self.applier.applied_index, entries[-1].index) >= self._apply_queued:
+                self._apply_idle.set()
 
     def _send_all(self, msgs: tuple[Message, ...]) -> None:
         for m in msgs:
