@@ -22,6 +22,8 @@ from typing import Any, Protocol
 
 import msgpack
 
+from hzp2p.ledger.codec import pack
+
 ROLES = frozenset(
     {"authority", "lab", "hospital", "vaccination_site", "manufacturer", "carrier", "observer"}
 )
@@ -106,7 +108,7 @@ Handler = Callable[[TxContext], None]
 
 def encode_value(obj: Any) -> bytes:
     """Canonical msgpack for state values (no floats; map keys sorted by the caller's dict order)."""
-    return msgpack.packb(obj, use_bin_type=True)  # type: ignore[no-any-return]
+    return pack(obj)  # msgpack.packb(obj, use_bin_type=True), with a Packer per thread
 
 
 def decode_value(data: bytes) -> Any:

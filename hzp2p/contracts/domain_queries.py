@@ -202,19 +202,22 @@ def p_only(
 ) -> None:
     """Refuse fields a contract does not know: nothing rides along unchecked (a stray field
     could carry personal data in the clear)."""
-    extra = sorted(k for k in (ctx.payload if where is None else where) if k not in allowed)
-    if extra:
-        fail(ctx, f"unknown {what} field(s): {', '.join(map(str, extra))}")
+    fields = ctx.payload if where is None else where
+    if allowed.issuperset(fields):
+        return
+    extra = sorted(k for k in fields if k not in allowed)
+    fail(ctx, f"unknown {what} field(s): {', '.join(map(str, extra))}")
 
 
 def p_fields(
     ctx: TxContext, required: frozenset[str], optional: frozenset[str] = frozenset()
 ) -> None:
     """Refuse unknown fields (as p_only) and missing required ones."""
-    p_only(ctx, required | optional)
+    p_only(ctx, required | optional if optional else required)
+    if ctx.payload.keys() >= required:
+        return
     missing = sorted(k for k in required if k not in ctx.payload)
-    if missing:
-        fail(ctx, f"missing field(s): {', '.join(missing)}")
+    fail(ctx, f"missing field(s): {', '.join(missing)}")
 
 
 def p_int(ctx: TxContext, name: str, lo: int, hi: int) -> int:

@@ -32,7 +32,7 @@ from hzp2p.contracts.digest import (
     digest_of_vector,
     vector_of_items,
 )
-from hzp2p.contracts.registry import HANDLERS, citizen_signed
+from hzp2p.contracts.registry import CITIZEN_SIGNED, HANDLERS, citizen_signed
 from hzp2p.contracts.state import CachedReader, Overlay, Readable
 from hzp2p.ledger.block import Block, BlockError
 from hzp2p.ledger.genesis import Genesis
@@ -275,7 +275,7 @@ def _execute_tx(
     h, typ = tx.hash, tx.tx_type
     if h in seen:
         return TxVerdict(h, typ, False, "duplicate: already earlier in this block"), False
-    prior = view.get(K_TX + h)
+    prior = view.get(K_TX + h)  # (the daemon's reader: one point read in storage)
     if prior is not None:
         return TxVerdict(h, typ, False, f"duplicate: included at height {decode_value(prior)[0]}"), False
     handler = HANDLERS.get(typ)
@@ -287,13 +287,13 @@ def _execute_tx(
         return TxVerdict(h, typ, False, str(e)), False
     seen.add(h)
     sender = senders.get(tx.signer)
-    if not citizen_signed(typ):
+    if typ not in CITIZEN_SIGNED:
         if sender is None:
             return TxVerdict(h, typ, False, "signer is not a member"), True
         if not sender.active:
             return TxVerdict(h, typ, False, f"sender {sender.name!r} is no longer active"), True
     txv = Overlay(view)
-    ctx = TxContext(typ, h, tx.payload, tx.signer, sender, height, ts, rules, txv)
+    ctx = _context(typ, h, tx.payload, tx.signer, sender, height, ts, rules, txv)
     try:
         handler(ctx)
     except TxRejected as e:
@@ -305,7 +305,49 @@ def _execute_tx(
     txv.merge_into(view)
     if typ.startswith("member."):
         senders.cache.clear()
-    return TxVerdict(h, typ, True, ""), True
+    return _applied(h, typ), True
+
+
+# Frozen dataclasses built through their slots' setters: the same objects as the generated
+# __init__ makes (neither class has a __post_init__), at a third of the cost per transaction.
+_CTX_SETTERS = tuple(getattr(TxContext, f).__set__ for f in TxContext.__dataclass_fields__)
+_VERDICT_SETTERS = tuple(getattr(TxVerdict, f).__set__ for f in TxVerdict.__dataclass_fields__)
+assert len(_CTX_SETTERS) == 9 and len(_VERDICT_SETTERS) == 4
+
+
+def _context(
+    typ: str,
+    h: bytes,
+    payload: Mapping[str, Any],
+    signer: bytes,
+    sender: Institution | None,
+    height: int,
+    ts: int,
+    rules: Mapping[str, int],
+    state: Overlay,
+) -> TxContext:
+    ctx = object.__new__(TxContext)
+    s_type, s_hash, s_payload, s_signer, s_sender, s_height, s_ts, s_rules, s_state = _CTX_SETTERS
+    s_type(ctx, typ)
+    s_hash(ctx, h)
+    s_payload(ctx, payload)
+    s_signer(ctx, signer)
+    s_sender(ctx, sender)
+    s_height(ctx, height)
+    s_ts(ctx, ts)
+    s_rules(ctx, rules)
+    s_state(ctx, state)
+    return ctx
+
+
+def _applied(h: bytes, typ: str) -> TxVerdict:
+    v = object.__new__(TxVerdict)
+    s_hash, s_type, s_applied, s_reason = _VERDICT_SETTERS
+    s_hash(v, h)
+    s_type(v, typ)
+    s_applied(v, True)
+    s_reason(v, "")
+    return v
 
 
 def _finish(
@@ -314,16 +356,21 @@ def _finish(
     """Drop no-op writes, update the digest vector incrementally; returns (writes, digest)."""
     acc = DigestAccumulator(base.get(DIGEST_KEY) or EMPTY_VECTOR)
     writes: dict[bytes, bytes | None] = {}
+    added: list[tuple[bytes, bytes]] = []
+    removed: list[tuple[bytes, bytes]] = []
+    get = base.get
     for k, new in pending.items():
-        assert k != DIGEST_KEY, "contracts never write the digest vector"
-        old = base.get(k)
+        old = get(k)
         if old == new:
             continue
         if old is not None:
-            acc.remove(k, old)
+            removed.append((k, old))
         if new is not None:
-            acc.add(k, new)
+            added.append((k, new))
         writes[k] = new
+    assert DIGEST_KEY not in writes, "contracts never write the digest vector"
+    acc.remove_many(removed)
+    acc.add_many(added)
     vector = acc.vector()
     writes[DIGEST_KEY] = vector
     return writes, digest_of_vector(vector)
@@ -337,6 +384,5 @@ def speculative_state(reader: Readable, *results: BlockResult) -> Overlay:
     """
     view = Overlay(reader)
     for res in results:
-        for k, v in res.writes.items():
-            view.put_raw(k, v)
+        view.writes.update(res.writes)  # (a fresh overlay: no sorted key list to invalidate)
     return view

@@ -33,6 +33,7 @@ _LABEL = re.compile(r"[A-Za-z0-9._:\- ]{1,64}")
 SCOPES = ("public", "members", "authorities")
 MAX_VALUE = 2**53
 REPORT_FIELDS = frozenset({"report_id", "region", "metric", "value", "period"})
+_REPORT_TEXT = (("report_id", _REPORT_ID), ("region", _LABEL), ("metric", _LABEL), ("period", _LABEL))
 PUBLISH_FIELDS = frozenset({"dataset_id", "metadata", "content_hash", "access"})
 
 
@@ -52,10 +53,17 @@ def k_dataset_version(dataset_id: str, version: int) -> bytes:
 def report(ctx: TxContext) -> None:
     me = ctx.require_member()
     p_fields(ctx, REPORT_FIELDS)
-    rid = p_match(ctx, "report_id", _REPORT_ID)
-    region = p_match(ctx, "region", _LABEL)
-    metric = p_match(ctx, "metric", _LABEL)
-    period = p_match(ctx, "period", _LABEL)
+    payload = ctx.payload
+    for name, pattern in _REPORT_TEXT:  # p_match for each, inline (the hot contract)
+        v = payload.get(name)
+        if type(v) is not str or not pattern.fullmatch(v):
+            fail(ctx, f"{name} must match {pattern.pattern}")
+    rid, region, metric, period = (
+        payload["report_id"],
+        payload["region"],
+        payload["metric"],
+        payload["period"],
+    )
     value = p_int(ctx, "value", 0, MAX_VALUE)
     key = k_report(rid)
     old = ctx.state.get(key)

@@ -87,8 +87,10 @@ class Overlay:
         self.writes[key] = value
 
     def merge_into(self, target: Overlay) -> None:
-        for k, v in self.writes.items():
-            target.put_raw(k, v)
+        mine, theirs = self.writes, target.writes
+        if target._sorted is not None and not theirs.keys() >= mine.keys():
+            target._sorted = None  # a new key: the sorted key list is stale
+        theirs.update(mine)
 
     def scan(self, prefix: bytes, limit: int | None = None) -> Iterator[tuple[bytes, bytes]]:
         if not self.writes:

@@ -91,6 +91,10 @@ class Block:
     header: BlockHeader
     signature: bytes
     txs: tuple[Transaction, ...]
+    # Caches (a block is immutable): the Merkle root of `txs` once computed (decode_block,
+    # create and execute_block all need it) and the wire bytes once encoded or received.
+    computed_root: bytes = field(default=b"", init=False, repr=False)
+    wire: bytes = field(default=b"", init=False, repr=False)
 
     @property
     def height(self) -> int:
@@ -123,19 +127,29 @@ class Block:
             len(txs),
         )
         sig = bytes(node_key.sign(BLOCK_SIG_DOMAIN + header.hash).signature)
-        return cls(header, sig, tuple(txs))
+        block = cls(header, sig, tuple(txs))
+        object.__setattr__(block, "computed_root", header.merkle_root)
+        return block
 
     @staticmethod
     def decode(data: bytes) -> Block:
         return decode_block(data)
 
     def encode(self) -> bytes:
-        return pack([self.header.encoded, self.signature, [tx.encode() for tx in self.txs]])
+        w = self.wire
+        if not w:
+            w = pack([self.header.encoded, self.signature, [tx.encode() for tx in self.txs]])
+            object.__setattr__(self, "wire", w)
+        return w
 
     def check_merkle(self) -> None:
         if len(self.txs) != self.header.tx_count:
             raise BlockError("header.tx_count", "does not match the transactions")
-        if merkle_root(tx_leaves(self.txs)) != self.header.merkle_root:
+        root = self.computed_root
+        if not root:
+            root = merkle_root(tx_leaves(self.txs))
+            object.__setattr__(self, "computed_root", root)
+        if root != self.header.merkle_root:
             raise BlockError("header.merkle_root", "does not match the transactions")
 
     def proof(self, index: int) -> MerkleProof:
@@ -194,7 +208,10 @@ def decode_block(data: bytes) -> Block:
         except TxError as e:
             raise BlockError(f"txs[{i}].{e.field}", e.problem) from None
     block = Block(header, sig, tuple(txs))
-    if block.encode() != data:
+    # Each tx's encode() is its `raw` (decode_tx insists on it), so this is block.encode()
+    # without re-packing every transaction.
+    if pack([header.encoded, sig, raw_txs]) != data:
         raise BlockError("wire", "not the canonical encoding")
+    object.__setattr__(block, "wire", data)
     block.check_merkle()
     return block

@@ -28,7 +28,7 @@ import nacl.bindings
 import nacl.exceptions
 import nacl.signing
 
-from hzp2p.ledger.codec import CodecError, FieldError, canonical, pack, unpack
+from hzp2p.ledger.codec import CodecError, FieldError, canonical, is_canonical, pack, unpack
 
 TX_VERSION = 1
 SIG_DOMAIN = b"hzp2p/tx/v1"
@@ -83,6 +83,9 @@ class Transaction:
     # Derived once in __post_init__ (never re-encoded afterwards):
     body: bytes = field(default=b"", repr=False)
     hash: bytes = field(default=b"", repr=False)
+    # The wire bytes ([body, signature]): the bytes received (decode_tx), else packed on the
+    # first encode() and kept.
+    wire: bytes = field(default=b"", init=False, repr=False)
 
     def __post_init__(self) -> None:
         _check_fields(self)
@@ -140,6 +143,7 @@ class Transaction:
         for f in _FIELD_NAMES:
             object.__setattr__(out, f, getattr(self, f))
         object.__setattr__(out, "signature", sig)
+        object.__setattr__(out, "wire", b"")
         _remember_verified(out.hash + sig)
         return out
 
@@ -170,7 +174,11 @@ class Transaction:
         _remember_verified(key)
 
     def encode(self) -> bytes:
-        return pack([self.body, self.signature])
+        w = self.wire
+        if not w:
+            w = pack([self.body, self.signature])
+            object.__setattr__(self, "wire", w)
+        return w
 
     def __eq__(self, other: object) -> bool:
         return (
@@ -234,11 +242,78 @@ def decode_tx(data: bytes) -> Transaction:
         raise TxError("body", "must be an array of 8 fields")
     if fields[0] != TX_VERSION or type(fields[0]) is not int:
         raise TxError("version", f"unsupported version {fields[0]!r}")
+    # The checks of Transaction.__post_init__, in its order, without its copies: the decoded
+    # payload is ours (no defensive copy), and when it is already canonical (sorted keys,
+    # allowed types; `is_canonical`) re-packing the decoded fields must give `body` back.
     _v, chain_id, tx_type, signer, nonce, vfrom, vuntil, payload = fields
-    tx = Transaction(chain_id, tx_type, signer, nonce, vfrom, vuntil, payload, sig, body)
-    if pack([tx.body, tx.signature]) != data:
+    tx = _new_tx(chain_id, tx_type, signer, nonce, vfrom, vuntil, payload, sig, body, data)
+    _check_fields(tx)
+    if not is_canonical(payload):
+        try:
+            fields[7] = canonical(payload, "payload")  # raises, or sorts: then `body` differs
+        except CodecError as e:
+            raise TxError(e.path, e.problem) from None
+    if pack(fields) != body:
+        raise TxError("body", "not the canonical encoding")
+    if len(body) + len(sig) + 8 > MAX_TX_BYTES:
+        raise TxError("size", f"encoded transaction exceeds {MAX_TX_BYTES} bytes")
+    # [body, signature] decoded from `data` with nothing left over: the only other encodings
+    # of those two bins use longer (non-minimal) headers, so the minimal length proves it.
+    if len(data) != _wire_len(len(body)):
         raise TxError("wire", "not the canonical encoding")
+    _SET_HASH(tx, blake(body))
     return tx
+
+
+# The slots' own setters: building a decoded Transaction without the frozen __setattr__ and
+# without __post_init__ (decode_tx runs the same checks itself).
+(
+    _SET_CHAIN_ID,
+    _SET_TX_TYPE,
+    _SET_SIGNER,
+    _SET_NONCE,
+    _SET_FROM,
+    _SET_UNTIL,
+    _SET_PAYLOAD,
+    _SET_SIGNATURE,
+    _SET_BODY,
+    _SET_HASH,
+    _SET_WIRE,
+) = (getattr(Transaction, f).__set__ for f in _FIELD_NAMES)
+
+
+def _new_tx(
+    chain_id: Any,
+    tx_type: Any,
+    signer: Any,
+    nonce: Any,
+    vfrom: Any,
+    vuntil: Any,
+    payload: Any,
+    sig: bytes,
+    body: bytes,
+    wire: bytes,
+) -> Transaction:
+    tx = object.__new__(Transaction)
+    _SET_CHAIN_ID(tx, chain_id)
+    _SET_TX_TYPE(tx, tx_type)
+    _SET_SIGNER(tx, signer)
+    _SET_NONCE(tx, nonce)
+    _SET_FROM(tx, vfrom)
+    _SET_UNTIL(tx, vuntil)
+    _SET_PAYLOAD(tx, payload)
+    _SET_SIGNATURE(tx, sig)
+    _SET_BODY(tx, body)
+    _SET_HASH(tx, b"")
+    _SET_WIRE(tx, wire)
+    return tx
+
+
+def _wire_len(body_len: int) -> int:
+    """Length of the canonical encoding of [body, 64-byte signature]: fixarray(2), bin8/16/32
+    header + body, bin8 header + signature."""
+    hdr = 2 if body_len < 0x100 else 3 if body_len < 0x10000 else 5
+    return 1 + hdr + body_len + 2 + 64
 
 
 def check_envelope(tx: Transaction, chain_id: str, timestamp_ms: int) -> None:

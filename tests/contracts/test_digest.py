@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import hashlib
 
-from hypothesis import given
+import pytest
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from hzp2p.contracts import digest
 from hzp2p.contracts.digest import (
     DIGEST_KEY,
     EMPTY_VECTOR,
@@ -116,3 +118,56 @@ def test_overlay_scan_matches_model(
         assert tx.get(k) == model.get(k)
     tx.merge_into(blk)
     assert list(blk.scan(prefix, limit)) == expect
+
+
+# --- the batched update (issue 9): add_many / remove_many, with and without numpy ---------
+
+pairs_st = st.lists(
+    st.tuples(st.binary(min_size=1, max_size=6), st.binary(max_size=6)), max_size=12
+)
+
+
+@pytest.mark.parametrize("numpy_sums", [True, False], ids=["numpy", "pure-python"])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(steps=st.lists(st.tuples(st.sampled_from(["add", "remove", "add_many", "remove_many"]), pairs_st), max_size=8))
+def test_batched_updates_equal_the_lane_by_lane_reference(
+    numpy_sums: bool, monkeypatch: pytest.MonkeyPatch, steps: list[tuple[str, list[tuple[bytes, bytes]]]]
+) -> None:
+    if numpy_sums and digest._numpy() is None:
+        pytest.skip("numpy is not installed")
+    monkeypatch.setattr(digest, "_NP", digest._numpy() if numpy_sums else None)
+    start = naive_vector([(b"seed", b"1"), (b"seed", b"2")])
+    acc = DigestAccumulator(start)
+    lanes = [int.from_bytes(start[2 * i : 2 * i + 2], "little") for i in range(1024)]
+    for op, pairs in steps:
+        if op == "add":
+            for k, v in pairs:
+                acc.add(k, v)
+        elif op == "remove":
+            for k, v in pairs:
+                acc.remove(k, v)
+        else:
+            getattr(acc, op)(pairs)
+        sign = 1 if op.startswith("add") else -1
+        delta = naive_vector(pairs)
+        for i in range(1024):
+            lanes[i] = (lanes[i] + sign * int.from_bytes(delta[2 * i : 2 * i + 2], "little")) % 65536
+    assert acc.vector() == b"".join(x.to_bytes(2, "little") for x in lanes)
+
+
+def test_pure_python_batch_normalises_past_the_pending_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(digest, "_NP", None)
+    acc = DigestAccumulator()
+    acc.add_many([(b"k", b"v")] * 61_000)
+    acc.remove_many([(b"k", b"v")] * 5)
+    assert acc.vector() == naive_vector([(b"k", b"v")], 60_995)
+
+
+def test_numpy_batches_count_once_towards_the_pending_limit() -> None:
+    if digest._numpy() is None:
+        pytest.skip("numpy is not installed")
+    acc = DigestAccumulator()
+    for _ in range(3):
+        acc.add_many([(b"k", b"v")] * 30_000)  # each batch enters as one summed element
+    acc.remove_many([(b"k", b"v")] * 10)
+    assert acc.vector() == naive_vector([(b"k", b"v")], 89_990)
