@@ -1,7 +1,9 @@
 """`hzp2p admin`: the operator's command for a running daemon, spoken over its admin socket.
 
 It owns argument parsing, the mapping of each subcommand to one admin method,
-and output (human-readable by default, JSON with --json). Exit status: 0 ok,
+and output (human-readable by default, JSON with --json). The submit commands
+(submit, submit-raw, submit-many, and the JSON payload conventions) live in
+hzp2p.admin.cli_submit; what all commands share in hzp2p.admin.cli_common. Exit status: 0 ok,
 1 the operation failed (one-line reason on stderr), 2 wrong usage (including
 a bad config file).
 
