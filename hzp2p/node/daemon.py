@@ -136,7 +136,7 @@ class Node:
             with trio.CancelScope(shield=True):
                 await self.storage.aclose()
                 log.info("stopped", applied_index=self.applier.applied_index
-                         if hasattr(self, "applier") else None)
+                         if hasattr(self, "applier") else None, **self._apply_stats())
 
     async def _run(self, task_status: trio.TaskStatus[None]) -> None:
         cfg, g = self.cfg, self.genesis
@@ -190,6 +190,18 @@ class Node:
                     log.info("shutdown", signal=signal.Signals(signum).name)
                     nursery.cancel_scope.cancel()
                     break
+
+    def _apply_stats(self) -> dict[str, int]:
+        """How the asynchronous apply went (hzp2p.node.driver, preverify), for the stop log."""
+        if not hasattr(self, "driver"):
+            return {}
+        d, pre = self.driver, self.driver.preverifier
+        out = {"apply_full_waits": d.apply_full_waits, "apply_drain_waits": d.apply_drain_waits,
+               "batched_applies": self.applier.batched_applies}
+        if pre is not None:
+            out.update(preverify_submitted=pre.submitted, preverify_in_time=pre.checked_in_time,
+                       preverify_cut_short=pre.cut_short, preverify_skipped=pre.skipped)
+        return out
 
     async def _make_transport(self) -> TcpTransport:
         cfg, g, net = self.cfg, self.genesis, self.cfg.net

@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 
 import trio
 
@@ -34,25 +35,38 @@ from hzp2p.raft.types import Entry, EntryKind
 
 QUEUE_LEN = 64
 """Block entries waiting for the worker; beyond this they are left to the applier."""
-MAX_DONE = 256
-"""Checked blocks kept for the applier (oldest dropped first: they were truncated)."""
+MAX_JOBS = 256
+"""Jobs kept for the applier (oldest dropped first: they were truncated)."""
 
 
-def check_block(data: bytes, abandoned: threading.Event) -> Block | None:
-    """Decode `data` and verify each transaction's signature (caching the good ones), until
-    `abandoned` is set (the applier reached the block first and checks the rest itself).
-    Runs on a worker thread; None when the bytes are not a block."""
+@dataclass(slots=True, eq=False)
+class CheckJob:
+    """One block entry's early check; the worker fills `block` and then `checked`."""
+
+    data: bytes
+    abandoned: threading.Event = field(default_factory=threading.Event)
+    block: Block | None = None
+    """The block decoded from `data` (set by the worker before it verifies anything)."""
+    checked: bool = False
+    """Every transaction's signature was checked (the good ones are cached)."""
+
+
+def check_block(job: CheckJob) -> None:
+    """Decode the job's bytes and verify each transaction's signature (caching the good
+    ones), until `abandoned` is set: the applier reached the block first and checks the
+    rest itself. Runs on a worker thread."""
     try:
-        block = decode_block(data)
+        block = decode_block(job.data)
     except BlockError:
-        return None
+        return
+    job.block = block
     for tx in block.txs:
-        if abandoned.is_set():
-            return None
+        if job.abandoned.is_set():
+            return
         # a bad one is not cached: execution finds it bad and rejects it as always
         with contextlib.suppress(TxError):
             tx.verify()
-    return block
+    job.checked = True
 
 
 class Preverifier:
@@ -60,57 +74,57 @@ class Preverifier:
     `run` in the driver's nursery."""
 
     def __init__(self) -> None:
-        self._send, self._recv = trio.open_memory_channel[Entry](QUEUE_LEN)
-        self._pending: dict[int, tuple[bytes, threading.Event]] = {}
-        self._done: dict[int, tuple[bytes, Block | None]] = {}
+        self._send, self._recv = trio.open_memory_channel[CheckJob](QUEUE_LEN)
+        self._jobs: dict[int, CheckJob] = {}
         self._limiter = trio.CapacityLimiter(1)
         self.submitted = 0
         self.skipped = 0
-        self.abandoned = 0
+        self.checked_in_time = 0
+        """Blocks whose every signature was checked before the applier needed them."""
+        self.cut_short = 0
+        """Blocks the applier reached while still queued or being checked."""
 
     def submit(self, entries: Iterable[Entry]) -> None:
         """Queue the block entries among `entries` (new log entries of one Ready)."""
         for e in entries:
             if e.kind is not EntryKind.NORMAL or not e.data or is_opaque(e.data):
                 continue
+            job = CheckJob(e.data)
             try:
-                self._send.send_nowait(e)
+                self._send.send_nowait(job)
             except trio.WouldBlock:
                 self.skipped += 1
                 continue
-            self._done.pop(e.index, None)  # a truncated predecessor at this index
-            self._pending[e.index] = (e.data, threading.Event())
+            old = self._jobs.pop(e.index, None)  # a truncated predecessor at this index
+            if old is not None:
+                old.abandoned.set()
+            self._jobs[e.index] = job
+            while len(self._jobs) > MAX_JOBS:
+                self._jobs.pop(next(iter(self._jobs))).abandoned.set()
             self.submitted += 1
 
     def take(self, entry: Entry) -> Block | None:
-        """The block decoded from `entry`'s bytes if this module has checked it, else None.
-        A check still queued or running is abandoned (the applier does the rest: whatever
-        was checked by then is cached), so the apply path never waits for this one."""
-        pending = self._pending.get(entry.index)
-        if pending is not None and pending[0] == entry.data:
-            pending[1].set()
-            self.abandoned += 1
-        done = self._done.pop(entry.index, None)
-        if done is None or done[0] != entry.data:
+        """The block decoded from `entry`'s bytes if the worker got that far, else None.
+        A check still queued or running is abandoned (whatever was verified by then is
+        cached; the applier verifies the rest), so the apply path never waits for it."""
+        job = self._jobs.pop(entry.index, None)
+        if job is None:
             return None
-        return done[1]
+        job.abandoned.set()
+        if job.data != entry.data:
+            return None
+        if job.checked:
+            self.checked_in_time += 1
+        else:
+            self.cut_short += 1
+        return job.block
 
     def forget_through(self, index: int) -> None:
-        """Drop results for entries up to `index` (applied, or covered by a snapshot)."""
-        for i in [i for i in self._done if i <= index]:
-            del self._done[i]
+        """Drop jobs for entries up to `index` (applied, or covered by a snapshot)."""
+        for i in [i for i in self._jobs if i <= index]:
+            self._jobs.pop(i).abandoned.set()
 
     async def run(self) -> None:
-        async for e in self._recv:
-            pending = self._pending.get(e.index)
-            if pending is None or pending[0] != e.data:
-                continue  # replaced by a later entry at this index
-            if not pending[1].is_set():
-                block = await trio.to_thread.run_sync(
-                    check_block, e.data, pending[1], limiter=self._limiter)
-                if block is not None and not pending[1].is_set():
-                    self._done[e.index] = (e.data, block)
-                    while len(self._done) > MAX_DONE:
-                        del self._done[next(iter(self._done))]
-            if self._pending.get(e.index) is pending:
-                del self._pending[e.index]
+        async for job in self._recv:
+            if not job.abandoned.is_set():
+                await trio.to_thread.run_sync(check_block, job, limiter=self._limiter)

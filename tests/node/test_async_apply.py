@@ -10,7 +10,6 @@ exactly as without the early check."""
 from __future__ import annotations
 
 import dataclasses
-import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -21,7 +20,7 @@ from snapshot_helpers import Cluster, SnapNode, caught_up, report, wait_for
 
 from hzp2p.ledger import tx as txmod
 from hzp2p.node.applier import Predecoded
-from hzp2p.node.preverify import check_block
+from hzp2p.node.preverify import CheckJob, check_block
 from hzp2p.raft.errors import RaftError
 from hzp2p.raft.membership import ConfChange, ConfChangeKind
 from hzp2p.raft.types import Entry
@@ -227,13 +226,17 @@ async def test_a_bad_signature_is_rejected_with_the_early_check_on(
         stored = await leader.stack.storage.block_by_height(rec.height)
         assert stored is not None
         txmod.clear_verified_cache()
-        block = check_block(stored.raw, threading.Event())
-        assert block is not None and forged.hash in {t.hash for t in block.txs}
-        for t in block.txs:
+        job = CheckJob(stored.raw)
+        check_block(job)
+        assert job.checked and job.block is not None
+        assert forged.hash in {t.hash for t in job.block.txs}
+        for t in job.block.txs:
             assert (t.hash + t.signature in txmod._VERIFIED) == (t.hash != forged.hash)
-        abandoned = threading.Event()
-        abandoned.set()
-        assert check_block(stored.raw, abandoned) is None
+        txmod.clear_verified_cache()
+        job = CheckJob(stored.raw)
+        job.abandoned.set()
+        check_block(job)
+        assert not job.checked and not txmod._VERIFIED
         for n in c.nodes.values():
             n.crash()
 
