@@ -185,6 +185,12 @@ def open_database(
         conn.execute(f"PRAGMA synchronous = {'FULL' if options.durable else 'OFF'}")
         conn.execute(f"PRAGMA wal_autocheckpoint = {int(options.wal_autocheckpoint_pages)}")
         conn.execute("PRAGMA cache_size = -65536")  # 64 MiB
+        # Debian's SQLite is built with SECURE_DELETE: every freed page is zeroed and written
+        # again, so compacting the log rewrote each compacted run's overflow pages (a 400 KB
+        # run: 478 us of CPU at commit, 8 us with FAST). Nothing deleted here is secret from
+        # the reader of the file: compacted entries and overwritten state are derivable from
+        # the retained blocks and snapshot. FAST zeroes only what costs no extra I/O.
+        conn.execute("PRAGMA secure_delete = FAST")
         conn.execute("BEGIN IMMEDIATE")
         try:
             found_chain, found_genesis = _migrate_and_check(conn, path, chain_id, genesis_hash)

@@ -203,6 +203,7 @@ def test_foreign_keys_are_enforced(tmp_path: Path) -> None:
         sync = s._conn.execute("PRAGMA synchronous").fetchone()[0]
         mode = s._conn.execute("PRAGMA journal_mode").fetchone()[0]
         assert (fk, sync, mode) == (1, 2, "wal")  # synchronous=FULL is 2
+        assert s._conn.execute("PRAGMA secure_delete").fetchone()[0] == 2  # FAST
     finally:
         s.close()
 
