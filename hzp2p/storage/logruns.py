@@ -147,7 +147,10 @@ class SqlLog:
 
     def delete_through(self, index: int) -> None:
         """Drop the runs that end at or before `index` (compaction); a straddling run stays."""
-        self._conn.execute("DELETE FROM log_runs WHERE last <= ?", (index,))
+        # `first <= index` too (implied) so SQLite walks the primary key, not the table.
+        self._conn.execute(
+            "DELETE FROM log_runs WHERE first <= ? AND last <= ?", (index, index)
+        )
 
     def delete_all(self) -> None:
         self._conn.execute("DELETE FROM log_runs")
