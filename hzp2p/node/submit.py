@@ -70,6 +70,9 @@ ADMIT_QUEUE_LEN = 8192
 ADMIT_BATCH = 512
 SIGNED_CACHE = 4096
 MAX_KICK_WAITERS = 65536
+STORAGE_TRIP_ITEMS = 256
+"""Pre-checks or look-ups per database trip: a few ms of work, so the Raft log's fsynced
+writes (same FIFO thread) never queue long behind a burst of batch submits."""
 
 
 class SubmitError(Exception):
@@ -174,9 +177,9 @@ class SubmitService:
         self._requests: dict[int, bytes] = {}
         self._req_ids = itertools.count(1)
         self._admit_send, self._admit_recv = trio.open_memory_channel[_Admission](ADMIT_QUEUE_LEN)
-        self._prechecks = StorageBatcher(storage, _precheck_batch(chain_id))
+        self._prechecks = StorageBatcher(storage, _precheck_batch(chain_id), STORAGE_TRIP_ITEMS)
         self._lookups: StorageBatcher[bytes, TxRecord | None] = StorageBatcher(
-            storage, _lookup_batch
+            storage, _lookup_batch, STORAGE_TRIP_ITEMS
         )
         self.forwarded = 0
         self.admitted = 0
