@@ -24,8 +24,9 @@ It owns every call into the core and the loops that feed it:
   order) before `advance`, so the core's one-change-at-a-time rule still sees
   it; a Ready that installs a snapshot, and a core rebuilt after a refused
   one, wait until the apply task is idle;
-* the pre-verifier (hzp2p.node.preverify) checks a follower's incoming blocks'
-  signatures on a worker thread as soon as a Ready hands them out to persist.
+* the pre-verifier (hzp2p.node.preverify; off unless `preverify` or PREVERIFY)
+  checks a follower's incoming blocks' signatures on a worker thread as soon
+  as a Ready hands them out to persist.
 
 Group commit is natural: while one Ready's write is in flight the core keeps
 accepting steps, ticks and proposals, and all of it goes into the next Ready.
@@ -69,6 +70,10 @@ SNAPSHOT_INSTALL_TIMEOUT_S = 600.0
 MAX_PENDING_READS = 1024
 APPLY_QUEUE_READIES = 4
 """Readies' worth of committed entries the apply task may lag behind the ready loop."""
+PREVERIFY = False
+"""Default for `RaftDriver(preverify=...)`. Off: on the shared 2-core machine, with three
+daemons and the client busy, the worker thread's GIL hand-offs (two per signature) cost
+more CPU than the overlap saved (docs/daemon.md, "Signatures are checked early")."""
 
 AppHandler = Callable[[NodeId, Any], None]
 
@@ -102,7 +107,7 @@ class RaftDriver:
         on_app_message: AppHandler | None = None,
         on_role_change: Callable[[Role, NodeId], None] | None = None,
         snapshots: SnapshotManager | None = None,
-        preverify: bool = True,
+        preverify: bool | None = None,
     ) -> None:
         self.core = core
         self.snapshots = snapshots
@@ -125,7 +130,8 @@ class RaftDriver:
         self.term = core.term
         self.changed = trio.Event()
         """Set (and replaced) whenever role, leader or term changes."""
-        self.preverifier = Preverifier() if preverify else None
+        on = PREVERIFY if preverify is None else preverify
+        self.preverifier = Preverifier() if on else None
         self._apply_send, self._apply_recv = trio.open_memory_channel[tuple[Entry, ...]](
             APPLY_QUEUE_READIES)
         self._apply_queued = 0

@@ -19,6 +19,7 @@ import trio.testing
 from snapshot_helpers import Cluster, SnapNode, caught_up, report, wait_for
 
 from hzp2p.ledger import tx as txmod
+from hzp2p.node import driver as driver_mod
 from hzp2p.node.applier import Predecoded
 from hzp2p.node.preverify import CheckJob, check_block
 from hzp2p.raft.errors import RaftError
@@ -194,11 +195,12 @@ async def test_a_conf_change_is_applied_to_the_core_before_advance(
 
 
 async def test_a_bad_signature_is_rejected_with_the_early_check_on(
-    autojump_clock: trio.testing.MockClock,
+    autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A block carrying a transaction with a forged signature: the followers check it early
     (it is not cached) and reject it at apply with the same verdict as the leader; the good
     transaction beside it was checked early and is committed."""
+    monkeypatch.setattr(driver_mod, "PREVERIFY", True)
     c = Cluster(46)
     async with trio.open_nursery() as nursery:
         leader = await c.start_voters(nursery)
