@@ -205,3 +205,23 @@ def test_queries(c: LocalChain) -> None:
     assert queries.institution(c.state, 99) is None
     assert queries.proposal_status(c.state, 1) is None
     assert queries.head(c.state)["height"] == 0
+
+
+def test_decoded_institution_records_are_shared_but_follow_every_change() -> None:
+    """get_institution / institution_by_key decode each distinct record once (a cache keyed
+    by the record's bytes); a changed record is a different key, so a role change or a
+    removal is seen at once."""
+    from hzp2p.contracts.api import Institution
+    from hzp2p.contracts.members import institution_by_key, institution_writes
+    from hzp2p.contracts.state import DictState
+
+    inst = Institution(7, "lab-7", frozenset({"lab"}), b"s" * 32, b"n" * 32, "h:1", False)
+    state = DictState(institution_writes(inst))
+    first = get_institution(state, 7)
+    assert first == inst and get_institution(state, 7) is first
+    assert institution_by_key(state, b"s" * 32) is first
+    changed = Institution(7, "lab-7", frozenset({"lab", "hospital"}), b"s" * 32, b"n" * 32, "h:1", False, active=False)
+    state.apply(institution_writes(changed))
+    again = get_institution(state, 7)
+    assert again == changed and again is not first
+    assert again is not None and not again.active and again.roles == {"lab", "hospital"}
