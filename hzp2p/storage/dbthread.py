@@ -75,7 +75,10 @@ class _Fd:
         else:
             flags = os.EFD_CLOEXEC | (0 if blocking else os.EFD_NONBLOCK)
             self.rfd = self.wfd = os.eventfd(0, flags)
-        weakref.finalize(self, _close_fds, (self.rfd, self.wfd))
+        # Closed only once nothing can ring it any more (the DB thread holds a job's slot
+        # until it has rung it), never at interpreter exit: a daemon DB thread still
+        # finishing a job then must not write into a reused fd number.
+        weakref.finalize(self, _close_fds, (self.rfd, self.wfd)).atexit = False
 
     def ring(self) -> None:
         if self._use_pipe:

@@ -5,6 +5,7 @@ Every test runs with the eventfd channels (Linux) and with the pipe fallback.
 
 from __future__ import annotations
 
+import gc
 import os
 import threading
 from collections.abc import Iterator
@@ -175,3 +176,21 @@ async def test_call_submit_and_stop(thread: DbThread) -> None:
     release.set()
     await trio.to_thread.run_sync(thread.join, 10)
     assert late == [1] and not thread.alive
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc")
+@pytest.mark.parametrize("kind", KINDS)
+async def test_a_stopped_thread_releases_its_fds_once_collected(kind: str) -> None:
+    gc.collect()
+    before = _open_fds()
+    t = DbThread(name="test-db", use_pipe=kind == "pipe")
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            for _ in range(3):
+                nursery.start_soon(t.run, lambda: None)
+    assert _open_fds() > before
+    t.stop()
+    await trio.to_thread.run_sync(t.join, 10)
+    del t
+    gc.collect()
+    assert _open_fds() == before
