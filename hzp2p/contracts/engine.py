@@ -275,7 +275,7 @@ def _execute_tx(
     h, typ = tx.hash, tx.tx_type
     if h in seen:
         return TxVerdict(h, typ, False, "duplicate: already earlier in this block"), False
-    prior = view.get(K_TX + h)  # (the daemon's reader: one point read in storage)
+    prior = view.get(K_TX + h)
     if prior is not None:
         return TxVerdict(h, typ, False, f"duplicate: included at height {decode_value(prior)[0]}"), False
     handler = HANDLERS.get(typ)
@@ -368,7 +368,7 @@ def _finish(
         if new is not None:
             added.append((k, new))
         writes[k] = new
-    assert DIGEST_KEY not in writes, "contracts never write the digest vector"
+    assert DIGEST_KEY not in pending, "contracts never write the digest vector"
     acc.remove_many(removed)
     acc.add_many(added)
     vector = acc.vector()

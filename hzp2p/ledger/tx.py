@@ -139,11 +139,19 @@ class Transaction:
         sig = bytes(key.sign(SIG_DOMAIN + self.hash).signature)
         if len(self.body) + len(sig) + 8 > MAX_TX_BYTES:  # as __post_init__ checks
             raise TxError("size", f"encoded transaction exceeds {MAX_TX_BYTES} bytes")
-        out = object.__new__(Transaction)
-        for f in _FIELD_NAMES:
-            object.__setattr__(out, f, getattr(self, f))
-        object.__setattr__(out, "signature", sig)
-        object.__setattr__(out, "wire", b"")
+        out = _new_tx(
+            self.chain_id,
+            self.tx_type,
+            self.signer,
+            self.nonce,
+            self.valid_from_ms,
+            self.valid_until_ms,
+            self.payload,
+            sig,
+            self.body,
+            b"",
+        )
+        _SET_HASH(out, self.hash)
         _remember_verified(out.hash + sig)
         return out
 
