@@ -19,8 +19,8 @@ copy of a context that has already absorbed the domain string.
 
 `add_many` / `remove_many` (the engine's per-block update) sum a batch of
 elements lane-wise mod 2^16 with numpy when it is installed (an optional
-accelerator, not a dependency; imported on the first batch, so processes that
-never execute a block do not load it): one vectorised sum instead of an
+accelerator, not a dependency; imported by `load_contracts()` or the first
+batch, so processes that never execute a block do not load it): one vectorised sum instead of an
 `int.from_bytes` and big-int additions per element; the batch's sum then
 enters the accumulator as one element. Modular sums are exact, so the vector
 is bit-identical with or without numpy (tests compare both with a lane-by-lane
@@ -38,14 +38,20 @@ _UNSET: Any = object()
 _NP: Any = _UNSET  # the numpy module, None when unavailable (or disabled by tests)
 
 
+def load_accelerator() -> bool:
+    """Import the optional numpy lane summing now; True if it is available."""
+    return _numpy() is not None
+
+
 def _numpy() -> Any:
     global _NP
     if _NP is _UNSET:
         try:
             _NP = importlib.import_module("numpy")
-        except ImportError:  # the pure-Python path gives the same vector
+        except Exception:  # absent or broken: the pure-Python path gives the same vector
             _NP = None
     return _NP
+
 
 LANES = 1024
 VECTOR_BYTES = LANES * 2

@@ -30,6 +30,7 @@ from hzp2p.contracts.digest import (
     EMPTY_VECTOR,
     DigestAccumulator,
     digest_of_vector,
+    load_accelerator,
     vector_of_items,
 )
 from hzp2p.contracts.registry import CITIZEN_SIGNED, HANDLERS, citizen_signed
@@ -61,6 +62,7 @@ def load_contracts() -> list[str]:
     is skipped; any other import error propagates.
     """
     global _loaded
+    load_accelerator()  # numpy, if present: at start-up, not in the middle of the first block
     loaded = []
     for name in CONTRACT_MODULES:
         try:
