@@ -315,6 +315,7 @@ def _execute_tx(
 _CTX_SETTERS = tuple(getattr(TxContext, f).__set__ for f in TxContext.__dataclass_fields__)
 _VERDICT_SETTERS = tuple(getattr(TxVerdict, f).__set__ for f in TxVerdict.__dataclass_fields__)
 assert len(_CTX_SETTERS) == 9 and len(_VERDICT_SETTERS) == 4
+assert not hasattr(TxContext, "__post_init__") and not hasattr(TxVerdict, "__post_init__")
 
 
 def _context(
