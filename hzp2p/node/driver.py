@@ -45,11 +45,12 @@ from typing import TYPE_CHECKING, Any
 import structlog
 import trio
 
+from hzp2p.ledger.block import Block
 from hzp2p.net.errors import LocalProtocolError
 from hzp2p.net.transport import Transport
-from hzp2p.node.applier import Applier
+from hzp2p.node.applier import Applier, Predecoded
 from hzp2p.node.logging import NodeLogContext
-from hzp2p.node.preverify import Preverifier
+from hzp2p.node.preverify import Preverifier, verify_ahead
 from hzp2p.node.snapshot_format import BadSnapshot, StateSnapshot
 from hzp2p.raft.core import RaftCore
 from hzp2p.raft.errors import NotLeader, ProposalDropped
@@ -74,6 +75,10 @@ PREVERIFY = False
 """Default for `RaftDriver(preverify=...)`. Off: on the shared 2-core machine, with three
 daemons and the client busy, the worker thread's GIL hand-offs (two per signature) cost
 more CPU than the overlap saved (docs/daemon.md, "Signatures are checked early")."""
+VERIFY_AHEAD = False
+"""Default for `RaftDriver(verify_ahead=...)`: the apply task checks a batch's signatures
+on the Trio thread before its database job (hzp2p.node.preverify.verify_ahead). Off: on
+the shared machine no gain could be measured (docs/daemon.md)."""
 
 AppHandler = Callable[[NodeId, Any], None]
 
@@ -108,6 +113,7 @@ class RaftDriver:
         on_role_change: Callable[[Role, NodeId], None] | None = None,
         snapshots: SnapshotManager | None = None,
         preverify: bool | None = None,
+        verify_ahead: bool | None = None,
     ) -> None:
         self.core = core
         self.snapshots = snapshots
@@ -132,6 +138,7 @@ class RaftDriver:
         """Set (and replaced) whenever role, leader or term changes."""
         on = PREVERIFY if preverify is None else preverify
         self.preverifier = Preverifier() if on else None
+        self.verify_ahead = VERIFY_AHEAD if verify_ahead is None else verify_ahead
         self._apply_send, self._apply_recv = trio.open_memory_channel[tuple[Entry, ...]](
             APPLY_QUEUE_READIES)
         self._apply_queued = 0
@@ -334,8 +341,12 @@ class RaftDriver:
                 except trio.WouldBlock:
                     break
             pre = self.preverifier
+            take: Predecoded | None = None if pre is None else pre.take
+            if self.verify_ahead:
+                blocks = await verify_ahead(entries, self.applier.applied_index, take)
+                take = _lookup(blocks)
             # self.core at apply time: a core rebuilt meanwhile gets the conf change
-            await self.applier.apply(self.core, entries, None if pre is None else pre.take)
+            await self.applier.apply(self.core, entries, take)
             if pre is not None:
                 pre.forget_through(entries[-1].index)
             if max(self.applier.applied_index, entries[-1].index) >= self._apply_queued:
@@ -380,6 +391,10 @@ class RaftDriver:
     def idle_leader(self) -> bool:
         """Leader with every entry of its log applied (nothing in flight)."""
         return self.is_leader() and self.applier.applied_index >= self.core.log.last_index()
+
+
+def _lookup(blocks: dict[int, Block]) -> Predecoded:
+    return lambda e: blocks.get(e.index)
 
 
 def not_leader_hint(exc: NotLeader) -> str:

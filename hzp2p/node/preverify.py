@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import trio
@@ -131,3 +131,37 @@ class Preverifier:
         async for job in self._recv:
             if not job.abandoned.is_set():
                 await trio.to_thread.run_sync(check_block, job, limiter=self._limiter)
+
+
+VERIFY_CHUNK = 8
+"""Signatures checked between two checkpoints of the apply task (~0.3 ms of CPU)."""
+
+
+async def verify_ahead(entries: Sequence[Entry], after: int,
+                       take: Callable[[Entry], Block | None] | None = None) -> dict[int, Block]:
+    """In the apply task, before its database job: decode the block entries after index
+    `after` and check their signatures on the Trio thread, a few at a time between
+    checkpoints. The database thread, which the Ready loop's writes share, then only
+    executes and stores, so the next append is persisted and acknowledged sooner; nothing
+    else changes (the cache only: a bad signature is checked again, and rejected, at
+    execution). `take`: blocks the worker (Preverifier) already decoded. Returns the
+    decoded blocks by index for the applier."""
+    out: dict[int, Block] = {}
+    n = 0
+    for e in entries:
+        if e.index <= after or e.kind is not EntryKind.NORMAL or not e.data or is_opaque(e.data):
+            continue
+        block = take(e) if take is not None else None
+        if block is None:
+            try:
+                block = decode_block(e.data)
+            except BlockError:
+                continue  # the applier refuses it
+        out[e.index] = block
+        for tx in block.txs:
+            with contextlib.suppress(TxError):
+                tx.verify()
+            n += 1
+            if n % VERIFY_CHUNK == 0:
+                await trio.lowlevel.checkpoint()
+    return out
