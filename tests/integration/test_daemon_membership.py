@@ -34,6 +34,9 @@ def test_learner_admission_by_vote_and_promotion(tmp_path: Path) -> None:
     with LocalCluster(tmp_path / "c", 3, 1) as c:
         c.start_all()
         leader = c.wait_leader(20)
+        # The learner's admin socket may come up after the voters have elected a leader.
+        c.wait_for("node 4 to follow the leader as a learner",
+                   lambda: (s := c.status(4)) is not None and s["leader_id"] == leader, 20)
         assert c.submit(4, "epi.report", report(0))["status"] == "committed"  # via the learner
         c.wait_converged(15, min_height=1)
         st4 = c.status(4)
