@@ -127,7 +127,7 @@ class Story:
         c = self.c
         self.say(f"starting 3 daemons in {c.root} (nodes 1, 2: authorities; node 3: a lab)")
         c.start_all()
-        leader = c.wait_leader(30)
+        leader = c.wait_up(30)
         self.say(f"node {leader} was elected leader")
         now = int(time.time() * 1000)
 

@@ -244,6 +244,20 @@ class LocalCluster:
         ids = list(among or self.ids)
         return int(self.wait_for("a leader", lambda: self.leader(ids), timeout_s))
 
+    def wait_up(self, timeout_s: float = 20.0, ids: Iterable[int] | None = None) -> int:
+        """Every node in `ids` answers on its admin socket and names the same leader; returns it.
+
+        `wait_leader` returns as soon as a quorum has elected someone, which can be before a
+        slower node's admin socket is listening; call this before driving every node."""
+        nodes = list(ids or self.ids)
+
+        def agreed() -> int | None:
+            sts = [self.status(k) for k in nodes]
+            leaders = {s.get("leader_id") if s is not None else None for s in sts}
+            return leaders.pop() if len(leaders) == 1 else None
+
+        return int(self.wait_for("every node to be up and to know the leader", agreed, timeout_s))
+
     def wait_converged(self, timeout_s: float = 20.0, ids: Iterable[int] | None = None,
                        min_height: int = 0) -> int:
         """All `ids` report the same height (>= min_height) and head hash; returns the height."""
