@@ -29,6 +29,16 @@ the job's result and then `trio.Cancelled` at its next checkpoint, as Trio's
 rules say. A job not yet started when its task is already cancelled is never
 submitted. (A KeyboardInterrupt that Trio delivers to the main task can end
 its wait early; the job still runs to its end and its slot is not reused.)
+
+Two lanes: `run(fn, urgent=True)` queues `fn` ahead of every ordinary job not
+yet started (FIFO within each lane). The Raft driver's persist step uses it:
+an append or vote response waits for its fsync, so with one FIFO queue a
+follower's acknowledgements (and a leader's own durable progress) waited
+behind every block execution, pre-check and query queued before them; under
+CPU starvation that wait outgrew the election timeout and leaders changed for
+nothing. The driver has at most one persist job outstanding, so the ordinary
+lane is never starved; nothing in it depends on running before a later
+persist (docs/storage.md, "The database thread").
 """
 
 from __future__ import annotations
@@ -154,6 +164,7 @@ class DbThread:
 
     def __init__(self, name: str = "hzp2p-db", *, use_pipe: bool = not _HAS_EVENTFD) -> None:
         self._jobs: collections.deque[_Job | None] = collections.deque()
+        self._urgent: collections.deque[_Job] = collections.deque()
         self._use_pipe = use_pipe
         self._bell = _Fd(blocking=True, use_pipe=use_pipe)
         self._free: list[_TrioSlot[object]] = []  # idle completion slots (Trio thread only)
@@ -162,11 +173,11 @@ class DbThread:
         self._thread.start()
 
     def _main(self) -> None:
-        jobs, wait, capture = self._jobs, self._bell.clear, outcome.capture
+        jobs, urgent, wait, capture = self._jobs, self._urgent, self._bell.clear, outcome.capture
         while True:
-            while not jobs:
+            while not jobs and not urgent:
                 wait()
-            job = jobs.popleft()
+            job = urgent.popleft() if urgent else jobs.popleft()
             if job is None:
                 return
             fn, slot = job
@@ -175,8 +186,13 @@ class DbThread:
             except BaseException:  # a broken callback must not kill the thread (and hang all)
                 log.exception("db_thread_callback_failed")
 
-    def _put(self, job: _Job | None) -> None:
-        self._jobs.append(job)  # deque.append is atomic; the thread re-checks after each ring
+    def _put(self, job: _Job | None, urgent: bool = False) -> None:
+        # deque.append is atomic; the thread re-checks both lanes after each ring
+        if urgent:
+            assert job is not None, "the stop marker goes last, in the ordinary lane"
+            self._urgent.append(job)
+        else:
+            self._jobs.append(job)
         self._bell.ring()
 
     def submit(self, fn: Callable[[], T], done: Callable[[outcome.Outcome[T]], None]) -> None:
@@ -196,13 +212,15 @@ class DbThread:
         assert slot.result is not None
         return slot.result.unwrap()
 
-    async def run(self, fn: Callable[[], T]) -> T:
-        """Run `fn` on the thread; the awaiting task waits uncancellably until it is done."""
+    async def run(self, fn: Callable[[], T], *, urgent: bool = False) -> T:
+        """Run `fn` on the thread; the awaiting task waits uncancellably until it is done.
+
+        `urgent`: queue it ahead of the ordinary jobs not yet started (module docstring)."""
         await trio.lowlevel.checkpoint_if_cancelled()
         if self._stopped:
             raise StoreClosed("the database thread is stopped")
         slot = self._free.pop() if self._free else _TrioSlot(self._use_pipe)
-        self._put((fn, slot))
+        self._put((fn, slot), urgent)
         with trio.CancelScope(shield=True):
             await trio.lowlevel.wait_readable(slot.fd.rfd)
         # Only reached once the fd is readable, i.e. after fire(): the result is there.

@@ -38,13 +38,13 @@ T = TypeVar("T")
 
 
 class _Executor(Protocol):
-    async def run(self, fn: Callable[[], T]) -> T: ...
+    async def run(self, fn: Callable[[], T], *, urgent: bool = False) -> T: ...
 
 
 class _Inline:
     """Runs calls in the Trio thread (the in-memory store never blocks)."""
 
-    async def run(self, fn: Callable[[], T]) -> T:
+    async def run(self, fn: Callable[[], T], *, urgent: bool = False) -> T:
         await trio.lowlevel.checkpoint_if_cancelled()
         result = fn()
         await trio.lowlevel.cancel_shielded_checkpoint()
@@ -137,8 +137,13 @@ class AsyncStorage:
         hard_state: HardState | None = None,
         snapshot: Snapshot | None = None,
     ) -> None:
+        """One transaction, one fsync. Without a snapshot it jumps the queue of ordinary
+        calls (dbthread: acknowledgements wait for it); with one it keeps its place, after
+        everything queued before it."""
         core = self._core
-        await self._ex.run(lambda: core.save_ready(entries, hard_state, snapshot))
+        await self._ex.run(
+            lambda: core.save_ready(entries, hard_state, snapshot), urgent=snapshot is None
+        )
 
     async def save_batches(self, batches: Sequence[ReadyBatch]) -> None:
         core = self._core

@@ -70,6 +70,28 @@ async def test_jobs_run_in_submission_order_and_results_reach_their_callers(
     assert got == {i: i * i for i in range(40)}
 
 
+async def test_urgent_jobs_overtake_queued_ordinary_ones_and_keep_their_own_order(
+    thread: DbThread,
+) -> None:
+    """The Raft persist step's lane: behind the job already running, ahead of the queue."""
+    started, release = _gate(thread)
+    ran: list[str] = []
+
+    async def caller(name: str, urgent: bool) -> None:
+        await thread.run(lambda: ran.append(name), urgent=urgent)
+
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            await trio.to_thread.run_sync(started.wait)
+            for name, urgent in [("a", False), ("b", False), ("U1", True), ("c", False),
+                                 ("U2", True)]:
+                nursery.start_soon(caller, name, urgent)
+                await trio.testing.wait_all_tasks_blocked()  # submitted in this order
+            assert ran == []
+            release.set()
+    assert ran == ["U1", "U2", "a", "b", "c"]
+
+
 async def test_exceptions_reach_the_caller_and_the_thread_goes_on(thread: DbThread) -> None:
     def boom() -> None:
         raise ValueError("bad job")

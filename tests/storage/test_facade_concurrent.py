@@ -8,6 +8,7 @@ and the calls reach the log in the order they were made.
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import trio
@@ -59,3 +60,34 @@ async def test_concurrent_save_ready_calls_commit_one_by_one_in_call_order(tmp_p
         entries = await s.entries(1, 61)
         assert [(e.index, e.data) for e in entries] == [(i, b"%d" % i) for i in range(1, 61)]
         assert await s.hard_state() == HardState(1, 1, 59)
+
+
+async def test_save_ready_overtakes_queued_ordinary_calls(tmp_path: Path) -> None:
+    """A Raft persist waits only for the call already running, not for the queue behind it
+    (block executions, pre-checks, queries): acknowledgements depend on it."""
+    async with open_sqlite(str(tmp_path / "a.db"), CHAIN, GENESIS) as s:
+        started, release = threading.Event(), threading.Event()
+        seen: list[tuple[str, int]] = []  # (call, last log index it saw), on the DB thread
+
+        def hold(_: SyncStorage) -> None:
+            started.set()
+            assert release.wait(10)
+
+        async def ordinary(name: str) -> None:
+            await s.call(lambda store: seen.append((name, store.last_index())))
+
+        async def persist() -> None:
+            await s.save_ready([Entry(1, 1, data=b"x")], HardState(1, 1, 0))
+
+        with trio.fail_after(20):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(s.call, hold)
+                await trio.to_thread.run_sync(started.wait)
+                for name in ("query", "apply"):
+                    nursery.start_soon(ordinary, name)
+                    await trio.testing.wait_all_tasks_blocked()
+                nursery.start_soon(persist)
+                await trio.testing.wait_all_tasks_blocked()
+                release.set()
+        assert seen == [("query", 1), ("apply", 1)]  # both queued first, both ran after it
+        assert [e.index for e in await s.entries(1, 2)] == [1]
