@@ -127,6 +127,11 @@ class LedgerSection:
     """Pending transaction bytes held by the mempool (default 64 MiB)."""
     mempool_max_per_sender: int = 10_000
     """Pending transactions per sender key (default 10000)."""
+    early_signature_checks: bool = False
+    """A follower checks an incoming block's signatures on a worker thread while the block
+    waits to commit, so applying it later costs no signature checks (default false: worth
+    it with a spare core; with every core busy the thread hand-offs cost more than they
+    save — docs/daemon.md)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -383,6 +388,7 @@ def _ledger(r: _Reader) -> LedgerSection:
         block_interval_ms=r.integer("block_interval_ms", d.block_interval_ms),
         mempool_max_bytes=r.integer("mempool_max_bytes", d.mempool_max_bytes, minimum=1024),
         mempool_max_per_sender=r.integer("mempool_max_per_sender", d.mempool_max_per_sender),
+        early_signature_checks=r.boolean("early_signature_checks", d.early_signature_checks),
     )
 
 

@@ -24,7 +24,8 @@ It owns every call into the core and the loops that feed it:
   order) before `advance`, so the core's one-change-at-a-time rule still sees
   it; a Ready that installs a snapshot, and a core rebuilt after a refused
   one, wait until the apply task is idle;
-* the pre-verifier (hzp2p.node.preverify; off unless `preverify` or PREVERIFY)
+* the pre-verifier (hzp2p.node.preverify; off unless `preverify`, i.e. the
+  config's `ledger.early_signature_checks`, or PREVERIFY)
   checks a follower's incoming blocks' signatures on a worker thread as soon
   as a Ready hands them out to persist.
 
@@ -45,12 +46,11 @@ from typing import TYPE_CHECKING, Any
 import structlog
 import trio
 
-from hzp2p.ledger.block import Block
 from hzp2p.net.errors import LocalProtocolError
 from hzp2p.net.transport import Transport
 from hzp2p.node.applier import Applier, Predecoded
 from hzp2p.node.logging import NodeLogContext
-from hzp2p.node.preverify import Preverifier, verify_ahead
+from hzp2p.node.preverify import Preverifier
 from hzp2p.node.snapshot_format import BadSnapshot, StateSnapshot
 from hzp2p.raft.core import RaftCore
 from hzp2p.raft.errors import NotLeader, ProposalDropped
@@ -75,10 +75,6 @@ PREVERIFY = False
 """Default for `RaftDriver(preverify=...)`. Off: on the shared 2-core machine, with three
 daemons and the client busy, the worker thread's GIL hand-offs (two per signature) cost
 more CPU than the overlap saved (docs/daemon.md, "Signatures are checked early")."""
-VERIFY_AHEAD = False
-"""Default for `RaftDriver(verify_ahead=...)`: the apply task checks a batch's signatures
-on the Trio thread before its database job (hzp2p.node.preverify.verify_ahead). Off: on
-the shared machine no gain could be measured (docs/daemon.md)."""
 
 AppHandler = Callable[[NodeId, Any], None]
 
@@ -113,7 +109,6 @@ class RaftDriver:
         on_role_change: Callable[[Role, NodeId], None] | None = None,
         snapshots: SnapshotManager | None = None,
         preverify: bool | None = None,
-        verify_ahead: bool | None = None,
     ) -> None:
         self.core = core
         self.snapshots = snapshots
@@ -138,7 +133,6 @@ class RaftDriver:
         """Set (and replaced) whenever role, leader or term changes."""
         on = PREVERIFY if preverify is None else preverify
         self.preverifier = Preverifier() if on else None
-        self.verify_ahead = VERIFY_AHEAD if verify_ahead is None else verify_ahead
         self._apply_send, self._apply_recv = trio.open_memory_channel[tuple[Entry, ...]](
             APPLY_QUEUE_READIES)
         self._apply_queued = 0
@@ -342,9 +336,6 @@ class RaftDriver:
                     break
             pre = self.preverifier
             take: Predecoded | None = None if pre is None else pre.take
-            if self.verify_ahead:
-                blocks = await verify_ahead(entries, self.applier.applied_index, take)
-                take = _lookup(blocks)
             # self.core at apply time: a core rebuilt meanwhile gets the conf change
             await self.applier.apply(self.core, entries, take)
             if pre is not None:
@@ -391,10 +382,6 @@ class RaftDriver:
     def idle_leader(self) -> bool:
         """Leader with every entry of its log applied (nothing in flight)."""
         return self.is_leader() and self.applier.applied_index >= self.core.log.last_index()
-
-
-def _lookup(blocks: dict[int, Block]) -> Predecoded:
-    return lambda e: blocks.get(e.index)
 
 
 def not_leader_hint(exc: NotLeader) -> str:

@@ -18,15 +18,16 @@ applier reaches its block is abandoned (what was verified by then is cached,
 the applier verifies the rest). Queue full, entry truncated, leader change:
 the entry just is not pre-checked.
 
-The driver runs it only when asked (hzp2p.node.driver.PREVERIFY): with no idle
-core, the GIL hand-offs around each check cost more than the overlap saves.
+The driver runs it only when asked (the config's `ledger.early_signature_checks`):
+with no idle core, the GIL hand-offs around each check cost more than the overlap
+saves; on a server with a spare core the checks run beside the other two threads.
 """
 
 from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import trio
@@ -131,37 +132,3 @@ class Preverifier:
         async for job in self._recv:
             if not job.abandoned.is_set():
                 await trio.to_thread.run_sync(check_block, job, limiter=self._limiter)
-
-
-VERIFY_CHUNK = 8
-"""Signatures checked between two checkpoints of the apply task (~0.3 ms of CPU)."""
-
-
-async def verify_ahead(entries: Sequence[Entry], after: int,
-                       take: Callable[[Entry], Block | None] | None = None) -> dict[int, Block]:
-    """In the apply task, before its database job: decode the block entries after index
-    `after` and check their signatures on the Trio thread, a few at a time between
-    checkpoints. The database thread, which the Ready loop's writes share, then only
-    executes and stores, so the next append is persisted and acknowledged sooner; nothing
-    else changes (the cache only: a bad signature is checked again, and rejected, at
-    execution). `take`: blocks the worker (Preverifier) already decoded. Returns the
-    decoded blocks by index for the applier."""
-    out: dict[int, Block] = {}
-    n = 0
-    for e in entries:
-        if e.index <= after or e.kind is not EntryKind.NORMAL or not e.data or is_opaque(e.data):
-            continue
-        block = take(e) if take is not None else None
-        if block is None:
-            try:
-                block = decode_block(e.data)
-            except BlockError:
-                continue  # the applier refuses it
-        out[e.index] = block
-        for tx in block.txs:
-            with contextlib.suppress(TxError):
-                tx.verify()
-            n += 1
-            if n % VERIFY_CHUNK == 0:
-                await trio.lowlevel.checkpoint()
-    return out

@@ -54,6 +54,7 @@ class NodeStack:
         rng: random.Random | None = None,
         snapshot_threshold_entries: int = DEFAULT_THRESHOLD_ENTRIES,
         snapshot_margin_entries: int | None = None,
+        early_signature_checks: bool | None = None,
     ) -> None:
         self.node_id = node_id
         self.genesis = genesis
@@ -68,6 +69,7 @@ class NodeStack:
         self.rng = rng or random.Random()
         self.snapshot_threshold = snapshot_threshold_entries
         self.snapshot_margin = snapshot_margin_entries
+        self.early_signature_checks = early_signature_checks  # None: the driver's default
 
     # Built by `open`:
     storage: AsyncStorage
@@ -110,6 +112,7 @@ class NodeStack:
             on_app_message=self._app_message,
             on_role_change=self._role_changed,
             snapshots=self.snapshots,
+            preverify=self.early_signature_checks,
         )
         if self.log_context is not None:
             self.log_context.update(term=core.term, role=role_name(core.role))

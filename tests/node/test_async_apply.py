@@ -21,10 +21,10 @@ from snapshot_helpers import Cluster, SnapNode, caught_up, report, wait_for
 from hzp2p.ledger import tx as txmod
 from hzp2p.node import driver as driver_mod
 from hzp2p.node.applier import Predecoded
-from hzp2p.node.preverify import CheckJob, check_block, verify_ahead
+from hzp2p.node.preverify import CheckJob, check_block
 from hzp2p.raft.errors import RaftError
 from hzp2p.raft.membership import ConfChange, ConfChangeKind
-from hzp2p.raft.types import Entry, EntryKind
+from hzp2p.raft.types import Entry
 
 
 def gate_apply(n: SnapNode) -> Callable[[], None]:
@@ -201,7 +201,6 @@ async def test_a_bad_signature_is_rejected_with_the_early_check_on(
     (it is not cached) and reject it at apply with the same verdict as the leader; the good
     transaction beside it was checked early and is committed."""
     monkeypatch.setattr(driver_mod, "PREVERIFY", True)
-    monkeypatch.setattr(driver_mod, "VERIFY_AHEAD", True)
     c = Cluster(46)
     async with trio.open_nursery() as nursery:
         leader = await c.start_voters(nursery)
@@ -240,13 +239,6 @@ async def test_a_bad_signature_is_rejected_with_the_early_check_on(
         job.abandoned.set()
         check_block(job)
         assert not job.checked and not txmod._VERIFIED
-        # The apply task's own check ahead of its database job: the same outcome.
-        entry = Entry(1, 99, EntryKind.NORMAL, stored.raw)
-        got = await verify_ahead([entry], 98)
-        assert list(got) == [99] and got[99].hash == job.block.hash
-        for t in got[99].txs:
-            assert (t.hash + t.signature in txmod._VERIFIED) == (t.hash != forged.hash)
-        assert await verify_ahead([entry], 99) == {}  # already applied: skipped
         for n in c.nodes.values():
             n.crash()
 

@@ -68,6 +68,8 @@ tick_ms = 20
 election_ticks = 20
 heartbeat_ticks = 4
 pre_vote = false
+[ledger]
+early_signature_checks = true
 [net]
 handshake_timeout_s = 2.5
 [admin]
@@ -82,6 +84,7 @@ format = "console"
     )
     assert (cfg.raft.tick_ms, cfg.raft.election_ticks, cfg.raft.heartbeat_ticks) == (20, 20, 4)
     assert cfg.raft.pre_vote is False
+    assert cfg.ledger.early_signature_checks is True
     assert cfg.net.handshake_timeout_s == 2.5
     assert cfg.admin.socket == Path("/tmp/x.sock")
     assert cfg.metrics.http == HostPort("0.0.0.0", 9100)
@@ -110,6 +113,8 @@ format = "console"
         ("[raft]\nheartbeat_ticks = 10", "raft.heartbeat_ticks", "smaller than raft.election_ticks"),
         ("[raft]\ntick_ms = -5", "raft.tick_ms", "must be >= 1"),
         ("[raft]\npre_vote = 1", "raft.pre_vote", "must be true or false"),
+        ('[ledger]\nearly_signature_checks = "yes"', "ledger.early_signature_checks",
+         "must be true or false"),
         ("[raft]\nmax_bytes_per_msg = 8388608", "raft.max_bytes_per_msg", "smaller than net.max_frame_bytes"),
         ("[ledger]\nblock_max_bytes = 8388608", "ledger.block_max_bytes", "smaller than net.max_frame_bytes"),
         ("[ledger]\nblock_max_txs = 0", "ledger.block_max_txs", "must be >= 1"),
