@@ -44,6 +44,8 @@ class Invalid(Exception):
 
 Decoder = Callable[[Any], Any]
 Encoder = Callable[[Any], Any]
+Inline = Callable[[str, str, str], tuple[list[str], dict[str, Any]]]
+"""(source var, target var, indent) -> (statements, names they use): decode one struct."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -52,7 +54,10 @@ class FieldType:
 
     `bad_expr` / `enc_expr` are optional Python expression templates over `{v}`
     that the code generator inlines instead of calling `decode` / `encode`:
-    `bad_expr` is true iff the value is invalid (the value is then kept as is).
+    `bad_expr` is true iff the value is invalid; the value is then kept as is, or
+    turned into `conv_expr` when given. `env` holds the names those expressions use.
+    `inline` (structs only) generates the statements that validate and build one
+    value, so a sequence of structs decodes in one generated loop.
     """
 
     decode: Decoder
@@ -60,6 +65,10 @@ class FieldType:
     label: str = ""
     bad_expr: str | None = None
     enc_expr: str | None = None
+    conv_expr: str | None = None
+    env: dict[str, Any] = dataclasses.field(default_factory=dict)
+    inline: Inline | None = None
+    shared: bool = False
 
 
 _names = itertools.count()
@@ -127,24 +136,43 @@ BOOL: Final = _simple("type({v}) is not bool", "expected bool")
 def int_enum(cls: type[enum.IntEnum]) -> FieldType:
     """An IntEnum member, carried as its int value."""
     table = {int(m): m for m in cls}
+    name = f"_t{next(_names)}"
 
     def dec(v: Any) -> enum.IntEnum:
         if type(v) is not int or v not in table:
             raise Invalid(f"expected a {cls.__name__} value")
         return table[v]
 
-    return FieldType(dec, int, cls.__name__, None, "int({v})")
+    # msgpack packs an IntEnum member as its int value: no conversion to encode.
+    return FieldType(
+        dec, None, f"expected a {cls.__name__} value",
+        f"type({{v}}) is not int or {{v}} not in {name}", None, f"{name}[{{v}}]", {name: table},
+    )
 
 
-def sequence(item: FieldType, max_len: int) -> FieldType:
-    """A tuple of at most max_len items, carried as a msgpack array."""
+def sequence(item: FieldType, max_len: int, *, shared: bool = False) -> FieldType:
+    """A tuple of at most max_len items, carried as a msgpack array.
+
+    `shared`: senders often put the very same tuple into several messages (a
+    leader's entries to each follower); the registry then packs such a field
+    once and reuses the bytes while the same tuple object comes back.
+    """
     idec, ienc = item.decode, item.encode
     head = (
         "def _dec(v):\n"
         f"    if type(v) is not list or len(v) > {max_len}:\n"
         f"        raise Invalid('expected array of at most {max_len} items')\n"
     )
-    if item.bad_expr is not None:
+    if item.inline is not None:
+        # One generated loop for the whole array (an AppendEntries' entries): no
+        # Python call per item except the constructor.
+        body, env = item.inline("x", "o", "        ")
+        fn = _compile(
+            head + "    out = []\n    app = out.append\n    for x in v:\n"
+            + "\n".join(body) + "\n        app(o)\n    return tuple(out)\n",
+            env,
+        )
+    elif item.bad_expr is not None and item.conv_expr is None:
         fn = _compile(
             head + "    for x in v:\n"
             f"        if {item.bad_expr.replace('{v}', 'x')}:\n"
@@ -163,7 +191,7 @@ def sequence(item: FieldType, max_len: int) -> FieldType:
         enc = _compile("def _enc(v):\n    return [ienc(x) for x in v]\n", {"ienc": ienc})
     else:
         enc_expr, enc = "list({v})", list
-    return FieldType(fn, enc, f"seq[{item.label}]", None, enc_expr)
+    return FieldType(fn, enc, f"seq[{item.label}]", None, enc_expr, shared=shared)
 
 
 def node_set(max_len: int) -> FieldType:
@@ -192,6 +220,10 @@ def struct(
     """
     names = _field_names(cls, fields)
     dec = _gen_decoder(cls, names, fields, skip=0, pre_check=check, post_check=None)
+
+    def inline(src: str, dst: str, indent: str) -> tuple[list[str], dict[str, Any]]:
+        return _struct_lines(cls, names, fields, src, dst, indent, skip=0, pre_check=check)
+
     parts = [
         _enc_part(f, f"{{v}}.{n}", i) for i, (n, f) in enumerate(zip(names, fields, strict=True))
     ]
@@ -200,19 +232,22 @@ def struct(
         enc = _compile(
             f"def _enc(o):\n    return [{', '.join(p.replace('{v}', 'o') for p in parts)}]\n", env
         )
-        return FieldType(dec, enc, cls.__name__)
+        return FieldType(dec, enc, cls.__name__, inline=inline)
     enc_expr = f"[{', '.join(parts)}]"
     enc = _compile(f"def _enc(o):\n    return {enc_expr.replace('{v}', 'o')}\n", {})
-    return FieldType(dec, enc, cls.__name__, None, enc_expr)
+    return FieldType(dec, enc, cls.__name__, None, enc_expr, inline=inline)
 
 
 # --- code generation -------------------------------------------------------------------------
 
 
 def _field_names(cls: type[Any], fields: Sequence[FieldType]) -> tuple[str, ...]:
-    if not dataclasses.is_dataclass(cls):
-        raise LocalProtocolError(f"{cls!r} is not a dataclass")
-    names = tuple(f.name for f in dataclasses.fields(cls))
+    if dataclasses.is_dataclass(cls):
+        names = tuple(f.name for f in dataclasses.fields(cls))
+    elif isinstance(getattr(cls, "FIELDS", None), tuple):
+        names = cls.FIELDS  # a slots class such as Entry, constructed positionally
+    else:
+        raise LocalProtocolError(f"{cls!r} is neither a dataclass nor declares FIELDS")
     if len(names) != len(fields):
         raise LocalProtocolError(f"{cls.__name__}: {len(names)} fields, {len(fields)} types")
     return names
@@ -234,6 +269,61 @@ def _enc_part(f: FieldType, ref: str, i: int) -> str:
     return ref
 
 
+def _struct_lines(
+    cls: type[Any],
+    names: Sequence[str],
+    fields: Sequence[FieldType],
+    src: str,
+    dst: str,
+    indent: str,
+    *,
+    skip: int,
+    pre_check: Callable[[list[Any]], None] | None,
+) -> tuple[list[str], dict[str, Any]]:
+    """Statements validating `src` (an array: `skip` leading items, then the fields) and
+    assigning the constructed `cls` to `dst`; local names are prefixed by `dst`."""
+    n = len(fields)
+    p = f"{dst}_"
+    env: dict[str, Any] = {f"{p}cls": cls, f"{p}pre_check": pre_check}
+    args = [f"{p}a{i}" for i in range(n)]
+    lines: list[str] = []
+    if skip == 0:
+        lines += [
+            f"if type({src}) is not list or len({src}) != {n}:",
+            f"    raise Invalid('expected {cls.__name__} as array of {n}')",
+        ]
+    targets = ["_"] * skip + args
+    if targets:
+        lines.append(f"{', '.join(targets)}, = {src}")
+    for i, (name, f) in enumerate(zip(names, fields, strict=True)):
+        a = args[i]
+        if f.bad_expr is not None:
+            env.update(f.env)
+            lines += [
+                f"if {f.bad_expr.replace('{v}', a)}:",
+                f"    raise Invalid({name + ': ' + f.label!r})",
+            ]
+            if f.conv_expr is not None:
+                lines.append(f"{a} = {f.conv_expr.replace('{v}', a)}")
+        else:
+            env[f"{p}d{i}"] = f.decode
+            lines += [
+                "try:",
+                f"    {a} = {p}d{i}({a})",
+                "except Invalid as e:",
+                f"    raise Invalid({name + ': '!r} + str(e)) from None",
+            ]
+    if pre_check is not None:
+        lines.append(f"{p}pre_check([{', '.join(args)}])")
+    lines += [
+        "try:",
+        f"    {dst} = {p}cls({', '.join(args)})",
+        "except (ValueError, TypeError, AssertionError) as e:",
+        f"    raise Invalid({cls.__name__ + ': '!r} + str(e)) from None",
+    ]
+    return [indent + line for line in lines], env
+
+
 def _gen_decoder(
     cls: type[Any],
     names: Sequence[str],
@@ -244,51 +334,30 @@ def _gen_decoder(
     post_check: Callable[[Any], None] | None,
 ) -> Decoder:
     """Straight-line validator/constructor for `[skip leading items..., field values...]`."""
-    n = len(fields)
-    env: dict[str, Any] = {"cls": cls, "pre_check": pre_check, "post_check": post_check}
-    args = [f"a{i}" for i in range(n)]
-    lines = ["def _dec(v):"]
-    if skip == 0:
-        lines += [
-            f"    if type(v) is not list or len(v) != {n}:",
-            f"        raise Invalid('expected {cls.__name__} as array of {n}')",
-        ]
-    targets = ["_"] * skip + args
-    if targets:
-        lines.append(f"    {', '.join(targets)}, = v")
-    for i, (name, f) in enumerate(zip(names, fields, strict=True)):
-        if f.bad_expr is not None:
-            lines += [
-                f"    if {f.bad_expr.replace('{v}', f'a{i}')}:",
-                f"        raise Invalid({name + ': ' + f.label!r})",
-            ]
-        else:
-            env[f"d{i}"] = f.decode
-            lines += [
-                "    try:",
-                f"        a{i} = d{i}(a{i})",
-                "    except Invalid as e:",
-                f"        raise Invalid({name + ': '!r} + str(e)) from None",
-            ]
-    call = f"cls({', '.join(args)})"
-    if pre_check is not None:
-        lines.append(f"    pre_check([{', '.join(args)}])")
-    lines += [
-        "    try:",
-        f"        o = {call}",
-        "    except (ValueError, TypeError, AssertionError) as e:",
-        f"        raise Invalid({cls.__name__ + ': '!r} + str(e)) from None",
-    ]
-    if post_check is not None:
-        lines.append("    post_check(o)")
-    lines.append("    return o")
-    return _compile("\n".join(lines) + "\n", env)  # type: ignore[no-any-return]
+    lines, env = _struct_lines(
+        cls, names, fields, "v", "o", "    ", skip=skip, pre_check=pre_check
+    )
+    env["post_check"] = post_check
+    tail = ["    post_check(o)"] if post_check is not None else []
+    src = "\n".join(["def _dec(v):", *lines, *tail, "    return o"]) + "\n"
+    return _compile(src, env)  # type: ignore[no-any-return]
 
 
-def _gen_encoder(kind: int, names: Sequence[str], fields: Sequence[FieldType]) -> Encoder:
+def _gen_encoder(
+    kind: int | None,
+    names: Sequence[str],
+    fields: Sequence[FieldType],
+    lo: int = 0,
+    hi: int | None = None,
+) -> Encoder:
+    """`[kind, fields[lo:hi]...]` (no kind when None) as a generated function."""
     env = _enc_env(fields)
-    parts = [str(kind)] + [
-        _enc_part(f, f"o.{n}", i) for i, (n, f) in enumerate(zip(names, fields, strict=True))
+    hi = len(fields) if hi is None else hi
+    parts = [str(kind)] if kind is not None else []
+    parts += [
+        _enc_part(f, f"o.{n}", i)
+        for i, (n, f) in enumerate(zip(names, fields, strict=True))
+        if lo <= i < hi
     ]
     return _compile(f"def _enc(o):\n    return [{', '.join(parts)}]\n", env)  # type: ignore[no-any-return]
 
@@ -306,7 +375,16 @@ class Schema:
     """True when the message carries `src` / `dst`, which must match the authenticated session."""
     decode: Decoder
     encode: Encoder
+    shared: int | None = None
+    """Position (in the wire array) of a `shared` field, packed once per distinct tuple."""
+    encode_head: Encoder | None = None
+    """The wire array before the shared field (kind first)."""
+    encode_tail: Encoder | None = None
+    """The wire array after the shared field."""
 
+
+SHARED_CACHE_SLOTS: Final = 4
+"""Packed shared fields remembered (by identity): enough for one batch per follower."""
 
 _packer = msgpack.Packer(use_bin_type=True, autoreset=True)
 
@@ -325,6 +403,9 @@ class MessageRegistry:
     def __init__(self) -> None:
         self._by_kind: dict[int, Schema] = {}
         self._by_cls: dict[type[Any], Schema] = {}
+        # (tuple, its packed bytes) for shared fields, newest last; holding the tuple
+        # keeps its id from being reused while the entry is here.
+        self._shared: list[tuple[Any, bytes]] = []
 
     def register(
         self,
@@ -346,6 +427,10 @@ class MessageRegistry:
         names = _field_names(cls, fields)
         if kind in self._by_kind or cls in self._by_cls:
             raise LocalProtocolError(f"kind {kind} or class {cls.__name__} already registered")
+        shared = [i for i, f in enumerate(fields) if f.shared]
+        if len(shared) > 1 or (shared and len(fields) + 1 >= 16):
+            raise LocalProtocolError(f"{cls.__name__}: at most one shared field, in < 15 fields")
+        split = shared[0] if shared else None
         schema = Schema(
             kind=kind,
             cls=cls,
@@ -354,6 +439,12 @@ class MessageRegistry:
             routed="src" in names and "dst" in names,
             decode=_gen_decoder(cls, names, fields, skip=1, pre_check=None, post_check=check),
             encode=_gen_encoder(kind, names, fields),
+            shared=None if split is None else split + 1,
+            encode_head=None if split is None else _gen_encoder(kind, names, fields, 0, split),
+            encode_tail=(
+                None if split is None
+                else _gen_encoder(None, names, fields, split + 1, len(fields))
+            ),
         )
         self._by_kind[kind] = schema
         self._by_cls[cls] = schema
@@ -384,9 +475,34 @@ class MessageRegistry:
         if schema is None:
             raise LocalProtocolError(f"unregistered message type {type(msg).__name__}")
         try:
+            if schema.shared is not None:
+                return self._encode_split(schema, msg)
             return _packer.pack(schema.encode(msg))  # type: ignore[no-any-return]
         except (TypeError, ValueError, OverflowError, AttributeError) as exc:
             raise LocalProtocolError(f"cannot encode {type(msg).__name__}: {exc}") from None
+
+    def _encode_split(self, schema: Schema, msg: Any) -> bytes:
+        """Pack a message whose `shared` field may already be packed: the same bytes as
+        `_packer.pack(schema.encode(msg))`, built as array header + head items + shared
+        field + tail items (head and tail are packed as short arrays, header dropped)."""
+        assert schema.encode_head is not None and schema.encode_tail is not None
+        seq = getattr(msg, schema.names[schema.shared - 1])  # type: ignore[operator]
+        packed = None
+        for obj, data in self._shared:
+            if obj is seq:
+                packed = data
+                break
+        if packed is None:
+            packed = _packer.pack(schema.fields[schema.shared - 1].encode(seq))  # type: ignore[misc, operator]
+            if type(seq) is tuple:  # immutable: safe to remember by identity
+                self._shared.append((seq, packed))
+                if len(self._shared) > SHARED_CACHE_SLOTS:
+                    del self._shared[0]
+        head = _packer.pack(schema.encode_head(msg))
+        tail = _packer.pack(schema.encode_tail(msg))
+        return b"".join(
+            (bytes((0x90 | (len(schema.fields) + 1),)), head[1:], packed, tail[1:])
+        )
 
     @staticmethod
     def join_batch(parts: Sequence[bytes]) -> bytes:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Sequence
+from itertools import repeat
 from typing import TYPE_CHECKING
 
 from hzp2p.raft.confchange import apply_to_conf, check_conf_change
@@ -23,6 +24,7 @@ from hzp2p.raft.read_only import ReadOnly
 from hzp2p.raft.types import ConfState, Entry, EntryKind, NodeId, ReadState, Role
 
 MAX_PENDING_READS = 1024
+_NORMAL = EntryKind.NORMAL
 MAX_READ_CONTEXT_BYTES = 1024
 
 
@@ -107,27 +109,30 @@ class ClientMixin:
         if not datas:
             raise ValueError("propose_many needs at least one entry")
         first = self.log.last_index() + 1
-        entries = [
-            Entry(self._term, first + k, EntryKind.NORMAL, bytes(d)) for k, d in enumerate(datas)
-        ]
-        sizes = [e.size_bytes() for e in entries]
-        if max(sizes) > self._cfg.max_bytes_per_msg:
+        n = len(datas)
+        # No Python-level loop per entry: map() drives the constructor from C.
+        blobs = [d if type(d) is bytes else bytes(d) for d in datas]
+        lens = list(map(len, blobs))  # Entry.size_bytes = len(data) + 16
+        if max(lens) + 16 > self._cfg.max_bytes_per_msg:
             self._count("proposals_dropped")
             raise ProposalDropped(
-                f"an entry of {max(sizes)} bytes exceeds max_bytes_per_msg="
+                f"an entry of {max(lens) + 16} bytes exceeds max_bytes_per_msg="
                 f"{self._cfg.max_bytes_per_msg}"
             )
-        total = sum(sizes)
+        total = sum(lens) + 16 * n
         if self._uncommitted_bytes + total > self._cfg.max_uncommitted_bytes:
             self._count("proposals_dropped")
             raise ProposalDropped(
                 f"{self._uncommitted_bytes} uncommitted bytes + {total} would exceed "
                 f"max_uncommitted_bytes={self._cfg.max_uncommitted_bytes}; retry once entries commit"
             )
+        entries = list(
+            map(Entry, repeat(self._term, n), range(first, first + n), repeat(_NORMAL, n), blobs)
+        )
         self.log.append(entries)
         self._uncommitted_bytes += total
         self._bcast_append()
-        return first, entries[-1].index
+        return first, first + n - 1
 
     def propose_conf_change(self, change: ConfChange) -> int:
         if self._role is not Role.LEADER:

@@ -111,6 +111,7 @@ class RaftCore(ClientMixin, SnapshotMixin, ReplicationMixin):
         self._transfer_elapsed_ticks = 0
         self._pending_conf_index = 0
         self._uncommitted_bytes = 0
+        self._last_sent: tuple[Entry, ...] = ()  # last entries tuple sent (replication)
         self._outstanding: Ready | None = None
         self._outstanding_ticks = 0
         self._prev_hard_state = HardState(self._term, self._vote, self.log.committed)
@@ -589,7 +590,7 @@ class RaftCore(ClientMixin, SnapshotMixin, ReplicationMixin):
         lo = max(old + 1, self.log.first_index())
         if lo > new:
             return
-        freed = sum(e.size_bytes() for e in self.log.slice(lo, new + 1) if e.term == self._term)
+        freed = self.log.entries_size(lo, new + 1, self._term)
         self._uncommitted_bytes = max(0, self._uncommitted_bytes - freed)
 
     def _committed_in_current_term(self) -> bool:

@@ -26,7 +26,7 @@ from hzp2p.raft.messages import (
     TimeoutNow,
 )
 from hzp2p.raft.progress import Progress, ProgressState
-from hzp2p.raft.types import ConfState, NodeId, Snapshot
+from hzp2p.raft.types import ConfState, Entry, NodeId, Snapshot
 
 
 class ReplicationMixin:
@@ -38,6 +38,7 @@ class ReplicationMixin:
     _conf: ConfState
     _lead_transferee: NodeId
     _snapshot: Snapshot | None
+    _last_sent: tuple[Entry, ...]
 
     if TYPE_CHECKING:  # provided by RaftCore
 
@@ -84,6 +85,22 @@ class ReplicationMixin:
             return self._send_snapshot(to, pr)
         if not entries and not send_if_empty:
             return False
+        # Followers in step get the same run of entries: hand them the same tuple, so
+        # the codec packs it once (its `shared` field cache is by identity). The same
+        # first and last objects at the same indexes mean the same run (a truncation
+        # replaces every object from its point on).
+        last = self._last_sent
+        if (
+            entries
+            and len(last) == len(entries)
+            and last[0] is entries[0]
+            and last[-1] is entries[-1]
+        ):
+            batch = last
+        else:
+            batch = tuple(entries)
+            if batch:
+                self._last_sent = batch
         self._send(
             AppendEntries(
                 term=self._term,
@@ -91,7 +108,7 @@ class ReplicationMixin:
                 dst=to,
                 prev_log_index=prev,
                 prev_log_term=prev_term,
-                entries=tuple(entries),
+                entries=batch,
                 leader_commit=self.log.committed,
             )
         )

@@ -7,6 +7,9 @@ future). A message that fails is dropped and counted, never raised on.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from operator import attrgetter
+
 from hzp2p.raft.messages import (
     MESSAGE_TYPES,
     AppendEntries,
@@ -59,9 +62,28 @@ def _valid_append(m: AppendEntries) -> bool:
         return False
     if m.prev_log_term > m.term or (m.prev_log_index == 0 and m.prev_log_term != 0):
         return False
-    index, term = m.prev_log_index, m.prev_log_term
-    for e in m.entries:
-        if not isinstance(e, Entry) or e.index != index + 1 or not term <= e.term <= m.term:
-            return False
-        index, term = e.index, e.term
-    return True
+    return entries_follow(m.entries, m.prev_log_index, m.prev_log_term, m.term)
+
+
+_INDEX = attrgetter("index")
+_TERM = attrgetter("term")
+
+
+def entries_follow(entries: Sequence[Entry], prev_index: int, prev_term: int, term: int) -> bool:
+    """`entries` are Entry objects with indexes prev_index+1, prev_index+2, ... and terms
+    non-decreasing from prev_term up to at most `term`.
+
+    Every follower runs this for every entry it receives, so it has no Python-level
+    loop: the type, index and term scans are map() and list comparisons in C.
+    """
+    if not entries:
+        return True
+    if set(map(type, entries)) != {Entry}:
+        return False
+    n = len(entries)
+    if list(map(_INDEX, entries)) != list(range(prev_index + 1, prev_index + 1 + n)):
+        return False
+    terms = list(map(_TERM, entries))
+    if set(map(type, terms)) != {int}:
+        return False
+    return prev_term <= terms[0] and terms[-1] <= term and terms == sorted(terms)

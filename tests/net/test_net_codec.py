@@ -213,3 +213,32 @@ def test_frame_decoder_refuses_oversized_before_buffering() -> None:
         dec.feed(b"more")
     with pytest.raises(LocalProtocolError):
         encode_frame(b"x" * 101, 100)
+
+
+def test_shared_entries_are_packed_once_and_give_the_same_bytes() -> None:
+    reg = default_registry()
+    entries = tuple(Entry(4, 10 + i, EntryKind.NORMAL, bytes([i]) * 50) for i in range(20))
+    to2 = m.AppendEntries(5, 1, 2, 9, 4, entries, 9)
+    to3 = m.AppendEntries(5, 1, 3, 9, 4, entries, 8)
+    plain = [msgpack.packb(reg.to_wire(x), use_bin_type=True) for x in (to2, to3)]
+    assert [reg.encode_message(to2), reg.encode_message(to3)] == plain  # miss, then hit
+    assert [reg.decode_message(p) for p in plain] == [to2, to3]
+    # An equal but distinct tuple, and a list, are packed afresh (identity only).
+    again = m.AppendEntries(5, 1, 2, 9, 4, tuple(entries), 9)
+    assert reg.encode_message(again) == plain[0]
+    listed = m.AppendEntries(5, 1, 2, 9, 4, list(entries), 9)  # type: ignore[arg-type]
+    assert reg.encode_message(listed) == plain[0]
+    # The cache holds only a few tuples, and evicted ones still encode right.
+    others = [tuple(Entry(4, 10, data=bytes([k])) for _ in range(1)) for k in range(8)]
+    for o in others:
+        reg.encode_message(m.AppendEntries(5, 1, 2, 9, 4, o, 9))
+    assert len(reg._shared) <= 4
+    assert reg.encode_message(to3) == plain[1]
+
+
+def test_entries_decode_inline_with_each_field_checked() -> None:
+    ae = REG.to_wire(m.AppendEntries(5, 1, 2, 9, 4, (Entry(4, 10, EntryKind.NOOP, b"x"),), 9))
+    assert REG.decode_message(msgpack.packb(ae)).entries[0].kind is EntryKind.NOOP
+    for bad in ([4, 10, 7, b"x"], [4, 10, True, b"x"], [4, 10, 0, "x"], [4, -1, 0, b"x"],
+                [4, 10, 0, b"x", 1], 7):
+        refuse([*ae[:6], [bad], ae[7]], "invalid")
