@@ -67,6 +67,7 @@ def _valid_append(m: AppendEntries) -> bool:
 
 _INDEX = attrgetter("index")
 _TERM = attrgetter("term")
+_SMALL = 8
 
 
 def entries_follow(entries: Sequence[Entry], prev_index: int, prev_term: int, term: int) -> bool:
@@ -76,11 +77,21 @@ def entries_follow(entries: Sequence[Entry], prev_index: int, prev_term: int, te
     Every follower runs this for every entry it receives, so it has no Python-level
     loop: the type, index and term scans are map() and list comparisons in C.
     """
-    if not entries:
+    n = len(entries)
+    if n <= _SMALL:  # a plain loop is cheaper than the C path's fixed cost
+        index, last = prev_index, prev_term
+        for e in entries:
+            if (
+                type(e) is not Entry
+                or e.index != index + 1
+                or type(e.term) is not int
+                or not last <= e.term <= term
+            ):
+                return False
+            index, last = e.index, e.term
         return True
     if set(map(type, entries)) != {Entry}:
         return False
-    n = len(entries)
     if list(map(_INDEX, entries)) != list(range(prev_index + 1, prev_index + 1 + n)):
         return False
     terms = list(map(_TERM, entries))

@@ -229,11 +229,13 @@ def test_shared_entries_are_packed_once_and_give_the_same_bytes() -> None:
     listed = m.AppendEntries(5, 1, 2, 9, 4, list(entries), 9)  # type: ignore[arg-type]
     assert reg.encode_message(listed) == plain[0]
     # The cache holds only a few tuples, and evicted ones still encode right.
-    others = [tuple(Entry(4, 10, data=bytes([k])) for _ in range(1)) for k in range(8)]
+    others = [tuple(Entry(4, 10 + i, data=bytes([k])) for i in range(16)) for k in range(8)]
     for o in others:
         reg.encode_message(m.AppendEntries(5, 1, 2, 9, 4, o, 9))
-    assert len(reg._shared) <= 4
+    assert 0 < len(reg._shared) <= 4 and all(x is not entries for x, _ in reg._shared)
     assert reg.encode_message(to3) == plain[1]
+    short = m.AppendEntries(5, 1, 2, 9, 4, entries[:3], 9)  # short: packed whole, not cached
+    assert reg.encode_message(short) == msgpack.packb(reg.to_wire(short), use_bin_type=True)
 
 
 def test_entries_decode_inline_with_each_field_checked() -> None:

@@ -13,7 +13,7 @@ from hzp2p.raft.core import RaftCore
 from hzp2p.raft.log import RaftLog
 from hzp2p.raft.messages import AppendEntries
 from hzp2p.raft.types import ConfState, Entry, EntryKind
-from hzp2p.raft.validate import entries_follow
+from hzp2p.raft.validate import entries_follow as follow
 from raft.network import Network
 
 
@@ -30,17 +30,26 @@ def test_entry_is_a_value() -> None:
         a.extra = 1  # type: ignore[attr-defined]  # slots: no stray attributes
 
 
-def test_entries_follow_checks_type_order_and_terms() -> None:
+@pytest.mark.parametrize("pad", [0, 20], ids=["short-loop", "long-in-C"])
+def test_entries_follow_checks_type_order_and_terms(pad: int) -> None:
+    # `pad` entries before index 11 put the same cases on the long (map/list) path.
+    head = tuple(Entry(2, 11 - pad + i) for i in range(pad))
+
+    def entries_follow(es: tuple[object, ...], prev: int, prev_term: int, term: int) -> bool:
+        return follow((*head, *es), prev - pad, prev_term, term)  # type: ignore[arg-type]
+
     good = (Entry(2, 11), Entry(2, 12), Entry(3, 13))
     assert entries_follow(good, 10, 2, 3)
-    assert entries_follow((), 10, 2, 3)
+    assert follow((), 10, 2, 3)
     assert not entries_follow(good, 9, 2, 3)  # does not continue prev_index
     assert not entries_follow(good, 10, 3, 3)  # first term below prev_term
     assert not entries_follow(good, 10, 2, 2)  # a term above the message's term
     assert not entries_follow((Entry(2, 11), Entry(2, 13)), 10, 2, 3)  # a gap
     assert not entries_follow((Entry(3, 11), Entry(2, 12)), 10, 2, 3)  # terms go back
-    assert not entries_follow((Entry(2, 11), (2, 12)), 10, 2, 3)  # type: ignore[arg-type]
-    assert not entries_follow((Entry(True, 11),), 10, 0, 3)  # a bool is not a term
+    assert not entries_follow((Entry(2, 11), (2, 12)), 10, 2, 3)
+    zeros = tuple(Entry(0, 11 + i) for i in range(pad))
+    assert not follow((*zeros, Entry(True, 11 + pad)), 10, 0, 3)  # a bool is not a term
+    assert follow((*zeros, Entry(1, 11 + pad)), 10, 0, 3)
 
 
 def test_log_append_refuses_what_does_not_continue_it() -> None:
