@@ -182,6 +182,12 @@ class LogSection:
     """json (one object per line) | console (default json)."""
 
 
+def block_bytes_bound(ledger: LedgerSection, raft: RaftSection) -> int:
+    """Blocks are cut at the smaller of `ledger.block_max_bytes` and the Raft message bound
+    less the headroom an AppendEntries needs around one block entry."""
+    return min(ledger.block_max_bytes, raft.max_bytes_per_msg - BLOCK_MSG_HEADROOM_BYTES)
+
+
 @dataclass(frozen=True, slots=True)
 class NodeConfig:
     """A validated node config; paths are absolute."""
@@ -206,6 +212,10 @@ class NodeConfig:
     def advertise_address(self) -> HostPort:
         """The address peers should dial: `advertise` if set, else `listen`."""
         return self.advertise or self.listen
+
+    def block_bytes(self) -> int:
+        """The encoded size the daemon cuts blocks at (see block_bytes_bound)."""
+        return block_bytes_bound(self.ledger, self.raft)
 
     def raft_config(self) -> RaftConfig:
         """The Raft core's tunables from [raft] (tick_ms and snapshot policy stay with the driver)."""
@@ -499,7 +509,7 @@ def parse_config(data: Mapping[str, Any], *, path: Path | str) -> NodeConfig:
     # The daemon cuts blocks of at most min(block_max_bytes, max_bytes_per_msg - headroom)
     # bytes, and the Raft core refuses an entry above max_bytes_per_msg or max_uncommitted_bytes:
     # a maximum-size transaction must fit that bound, and so must a full block.
-    block_bytes = min(ledger.block_max_bytes, raft.max_bytes_per_msg - BLOCK_MSG_HEADROOM_BYTES)
+    block_bytes = block_bytes_bound(ledger, raft)
     if block_bytes < MIN_BLOCK_BYTES:
         raise ConfigError(
             file,

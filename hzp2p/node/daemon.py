@@ -57,7 +57,6 @@ log = structlog.get_logger("hzp2p.node")
 
 DB_FILE = "node.db"
 MEMBERSHIP_POLL_S = 0.5
-BLOCK_MSG_HEADROOM_BYTES = 4096
 
 
 
@@ -141,8 +140,7 @@ class Node:
 
     async def _run(self, task_status: trio.TaskStatus[None]) -> None:
         cfg, g = self.cfg, self.genesis
-        block_bytes = min(cfg.ledger.block_max_bytes,
-                          cfg.raft.max_bytes_per_msg - BLOCK_MSG_HEADROOM_BYTES)
+        block_bytes = cfg.block_bytes()
         stack = self.stack = NodeStack(
             node_id=cfg.node_id,
             genesis=g,

@@ -205,10 +205,7 @@ def test_a_maximum_size_transaction_always_fits_a_block(tmp_path: Path) -> None:
     from hzp2p.ledger.mempool import Mempool
     from hzp2p.ledger.testkit import LocalChain
     from hzp2p.ledger.tx import MAX_TX_BYTES, TxError
-    from hzp2p.node import daemon
     from hzp2p.node.config import BLOCK_MSG_HEADROOM_BYTES
-
-    assert daemon.BLOCK_MSG_HEADROOM_BYTES == BLOCK_MSG_HEADROOM_BYTES  # the two must agree
     msg_min = MIN_BLOCK_BYTES + BLOCK_MSG_HEADROOM_BYTES
     cfg = load_config(
         write(
@@ -218,7 +215,7 @@ def test_a_maximum_size_transaction_always_fits_a_block(tmp_path: Path) -> None:
             + f"[ledger]\nblock_max_bytes = {MIN_BLOCK_BYTES}\n",
         )
     )
-    block_bytes = min(cfg.ledger.block_max_bytes, cfg.raft.max_bytes_per_msg - BLOCK_MSG_HEADROOM_BYTES)
+    block_bytes = cfg.block_bytes()  # what the daemon cuts blocks at
     assert block_bytes == MIN_BLOCK_BYTES
 
     # The largest transaction the ledger accepts (padded up to MAX_TX_BYTES exactly).
