@@ -61,6 +61,10 @@ T = TypeVar("T")
 log = structlog.get_logger("hzp2p.storage")
 
 _HAS_EVENTFD = hasattr(os, "eventfd")
+MAX_FREE_SLOTS = 16
+"""Idle completion slots kept for reuse (one fd each). Concurrent callers beyond that get a
+slot of their own whose fd closes once it is collected: a burst of a thousand concurrent
+queries must not pin a thousand fds for the life of the process."""
 
 
 def _close_fds(fds: tuple[int, ...]) -> None:
@@ -226,7 +230,8 @@ class DbThread:
         # Only reached once the fd is readable, i.e. after fire(): the result is there.
         slot.fd.clear()
         result, slot.result = slot.result, None
-        self._free.append(slot)
+        if len(self._free) < MAX_FREE_SLOTS:
+            self._free.append(slot)
         assert result is not None, "woken without a result"
         return result.unwrap()  # type: ignore[return-value]
 

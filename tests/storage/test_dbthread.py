@@ -170,6 +170,21 @@ async def test_completion_fds_do_not_leak(thread: DbThread) -> None:
     assert _open_fds() == after_concurrent
 
 
+async def test_a_burst_of_concurrent_callers_does_not_pin_an_fd_each(thread: DbThread) -> None:
+    """Only MAX_FREE_SLOTS idle slots are kept; the others' fds close once collected."""
+
+    with trio.fail_after(10):
+        await thread.run(lambda: None)
+        before = _open_fds()
+        async with trio.open_nursery() as nursery:
+            for _ in range(300):
+                nursery.start_soon(thread.run, lambda: None)
+    gc.collect()
+    per_slot = 2 if thread._use_pipe else 1
+    assert len(thread._free) <= 32
+    assert _open_fds() - before <= 32 * per_slot  # not one per caller (300)
+
+
 async def test_call_submit_and_stop(thread: DbThread) -> None:
     # call(): blocking, from a plain thread, no Trio involved
     assert await trio.to_thread.run_sync(thread.call, lambda: threading.current_thread().name) == (
