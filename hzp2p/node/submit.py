@@ -38,7 +38,7 @@ import hashlib
 import itertools
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -198,10 +198,21 @@ class SubmitService:
             ev.set()
 
     def kick_all(self) -> None:
-        """Leader changed: every waiting submit re-sends at once."""
-        kicks, self._kicks = self._kicks, {}
-        for ev in kicks.values():
+        """Leader changed: every waiting submit re-sends at once. The dict is emptied in
+        place: a waiter holding it sees its hash gone (kicked without a verdict) and keeps
+        registering where block_applied looks."""
+        events = list(self._kicks.values())
+        self._kicks.clear()
+        for ev in events:
             ev.set()
+
+    def _unregister(self, hashes: Iterable[bytes], ev: trio.Event | None) -> None:
+        """A batch that stops waiting (done, deadline, cancellation) takes its registrations
+        with it, so a transaction that never lands does not hold a slot of MAX_KICK_WAITERS."""
+        kicks = self._kicks
+        for h in hashes:
+            if ev is not None and kicks.get(h) is ev:
+                del kicks[h]
 
     def block_applied(self, block: Block, result: object = None) -> None:
         """Wake the submits waiting for `block`'s transactions, handing them their verdicts
@@ -344,6 +355,15 @@ class SubmitService:
         raw = tx.encode()
         deadline = trio.current_time() + wait_s
         self._rejections.pop(h, None)
+        try:
+            return await self._wait_one(tx, raw, deadline)
+        finally:
+            # an entry still here was never set (setting pops it): nobody else will set it
+            # either, unless another caller waits on the same hash, which then polls
+            self._kicks.pop(h, None)
+
+    async def _wait_one(self, tx: Transaction, raw: bytes, deadline: float) -> dict[str, object]:
+        h = tx.hash
         while True:
             if h not in self._kicks and len(self._kicks) < MAX_KICK_WAITERS:
                 self._kicks[h] = trio.Event()
@@ -422,11 +442,32 @@ class SubmitService:
                 receipts[i] = receipt
 
         deadline = trio.current_time() + wait_s
-        kicks, landed = self._kicks, self._landed
+        registered: list[trio.Event] = []  # the event the batch's hashes point at, if any
+        try:
+            await self._wait_many(waiting, txs, deadline, finish, registered)
+        finally:
+            self._unregister(txs, registered[-1] if registered else None)
+        for h in list(waiting):
+            finish(h, _pending(h))
+        assert all(r is not None for r in receipts)
+        return receipts  # type: ignore[return-value]
+
+    async def _wait_many(
+        self,
+        waiting: dict[bytes, list[int]],
+        txs: dict[bytes, Transaction],
+        deadline: float,
+        finish: Callable[[bytes, dict[str, object]], None],
+        registered: list[trio.Event],
+    ) -> None:
+        """Wait for the `waiting` hashes to land (re-sending as needed) until `deadline`;
+        `registered` ends with the event their kicks entries point at."""
+        kicks, landed = self._kicks, self._landed  # kick_all empties kicks in place
         ev: trio.Event | None = None
         resend = list(waiting)
         while waiting:
             old, ev = ev, trio.Event()
+            registered[:] = [ev]
             for h in waiting:
                 cur = kicks.get(h)
                 if (cur is None and len(kicks) < MAX_KICK_WAITERS) or (cur is not None and cur is old):
@@ -462,10 +503,6 @@ class SubmitService:
             resend = [h for h in unknown if h in waiting]
             if trio.current_time() >= deadline:
                 break
-        for h in list(waiting):
-            finish(h, _pending(h))
-        assert all(r is not None for r in receipts)
-        return receipts  # type: ignore[return-value]
 
 
 def _admit_batch(

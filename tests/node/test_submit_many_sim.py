@@ -85,3 +85,57 @@ async def test_batches_commit_through_loss_and_a_leader_change(
             rec = store.tx(bytes.fromhex(h))
             assert rec is not None and rec.status == "applied"
             assert (rec.height, rec.position) == (r["height"], r["index"])
+
+
+async def test_a_batch_kicked_by_a_leader_change_is_still_woken_by_its_block(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """kick_all (leader change, snapshot) must not leave a waiting batch registered where
+    block_applied no longer looks: it re-registers and returns when its block is applied, not
+    a RETRY_S poll later; and a batch that stops waiting takes its registrations with it."""
+    load_contracts()
+    genesis, secrets = make_local_genesis(3, seed=3)
+    net = SimNetwork(random.Random(3), default_faults=LinkFaults(
+        drop_rate=0.0, min_delay_s=0.001, max_delay_s=0.002))
+    stores = {k: MemoryStorage(genesis.chain_id.encode(), genesis.hash) for k in (1, 2, 3)}
+    nodes = {k: SimNode(k, genesis, secrets[k], net, stores[k]) for k in (1, 2, 3)}
+    async with trio.open_nursery() as nursery:
+        for n in nodes.values():
+            await nursery.start(n.run)
+        leader = await wait_leader(nodes, [1, 2, 3])
+        follower = next(k for k in (1, 2, 3) if k != leader)
+        svc = nodes[follower].submit
+        txs = [svc.sign("epi.report", report(i), None) for i in range(5)]
+        done: dict[str, float] = {}
+
+        async def go() -> None:
+            got = await svc.submit_many(list(txs), 30)
+            assert [r["status"] for r in got] == ["committed"] * 5
+            done["at"] = trio.current_time()
+
+        nursery.start_soon(go)
+        await trio.testing.wait_all_tasks_blocked()
+        assert all(t.hash in svc._kicks for t in txs)
+        svc.kick_all()
+        with trio.fail_after(10):
+            while not all(stores[follower].tx(t.hash) for t in txs):
+                await trio.sleep(0.001)
+        stored_at = trio.current_time()
+        with trio.fail_after(10):
+            while "at" not in done:
+                await trio.sleep(0.001)
+        from hzp2p.node.submit import RETRY_S
+
+        assert done["at"] - stored_at < RETRY_S / 10, (done["at"], stored_at)
+        assert not any(t.hash in svc._kicks for t in txs)
+
+        # A batch that gives up (nothing can reach the leader) leaves nothing registered.
+        net.partition([follower], [k for k in (1, 2, 3) if k != follower])
+        lost = [svc.sign("epi.report", report(i), None) for i in range(100, 103)]
+        got = await svc.submit_many(lost, 2)
+        assert [r["status"] for r in got] == ["pending"] * 3
+        assert not any(t.hash in svc._kicks for t in lost)
+        with trio.move_on_after(0.5):  # and one cancelled while it waits
+            await svc.submit_many([svc.sign("epi.report", report(200), None)], 30)
+        assert not svc._kicks
+        nursery.cancel_scope.cancel()
