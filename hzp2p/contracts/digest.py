@@ -72,10 +72,6 @@ def _element_bytes(key: bytes, value: bytes) -> bytes:
     return h.digest(VECTOR_BYTES)
 
 
-def _element(key: bytes, value: bytes) -> int:
-    return int.from_bytes(_element_bytes(key, value), "little")
-
-
 class DigestAccumulator:
     """A state vector being updated; `add`/`remove` pairs, then `vector()` / `digest()`."""
 

@@ -384,9 +384,9 @@ class Schema:
 
 
 SHARED_CACHE_SLOTS: Final = 4
+"""Packed shared fields remembered (by identity): enough for one batch per follower."""
 SHARED_MIN_ITEMS: Final = 16
 """Shorter shared fields are packed with the message: splicing costs ~0.5 us a message."""
-"""Packed shared fields remembered (by identity): enough for one batch per follower."""
 
 _packer = msgpack.Packer(use_bin_type=True, autoreset=True)
 
