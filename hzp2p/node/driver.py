@@ -279,7 +279,10 @@ class RaftDriver:
         # 2. one transaction, one fsync: snapshot, entries, hard state
         if rd.must_sync:
             t0 = time.perf_counter()
-            await self.storage.save_ready(rd.entries, rd.hard_state, rd.snapshot)
+            # Urgent: ahead of queued block executions and queries (hzp2p/storage/dbthread).
+            # A snapshot install keeps its place, after the apply queue it drained.
+            await self.storage.save_ready(rd.entries, rd.hard_state, rd.snapshot,
+                                          urgent=rd.snapshot is None)
             self.persist_ms_last = (time.perf_counter() - t0) * 1000
         if rd.snapshot is not None:
             # verified by ready_loop; the state goes in before anything acknowledges it

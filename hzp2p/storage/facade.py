@@ -136,14 +136,13 @@ class AsyncStorage:
         entries: Sequence[Entry] = (),
         hard_state: HardState | None = None,
         snapshot: Snapshot | None = None,
+        *,
+        urgent: bool = False,
     ) -> None:
-        """One transaction, one fsync. Without a snapshot it jumps the queue of ordinary
-        calls (dbthread: acknowledgements wait for it); with one it keeps its place, after
-        everything queued before it."""
+        """One transaction, one fsync. `urgent`: jump the queue of ordinary calls (dbthread;
+        the Raft driver's persist step, which acknowledgements wait for)."""
         core = self._core
-        await self._ex.run(
-            lambda: core.save_ready(entries, hard_state, snapshot), urgent=snapshot is None
-        )
+        await self._ex.run(lambda: core.save_ready(entries, hard_state, snapshot), urgent=urgent)
 
     async def save_batches(self, batches: Sequence[ReadyBatch]) -> None:
         core = self._core

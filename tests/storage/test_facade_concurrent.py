@@ -77,7 +77,7 @@ async def test_save_ready_overtakes_queued_ordinary_calls(tmp_path: Path) -> Non
             await s.call(lambda store: seen.append((name, store.last_index())))
 
         async def persist() -> None:
-            await s.save_ready([Entry(1, 1, data=b"x")], HardState(1, 1, 0))
+            await s.save_ready([Entry(1, 1, data=b"x")], HardState(1, 1, 0), urgent=True)
 
         with trio.fail_after(20):
             async with trio.open_nursery() as nursery:
