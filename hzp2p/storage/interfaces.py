@@ -108,9 +108,9 @@ class InitialState:
 
 ExecResult = tuple[Sequence[TxRecord], Writes]
 BlockExecutor = Callable[[StateReader], ExecResult]
+"""The contract engine's pure function: reads state, returns (verdicts, writes)."""
 BlockJob = tuple[BlockRecord, BlockExecutor, int]
 """(block, execute, applied_index): one block of `apply_blocks_with`."""
-"""The contract engine's pure function: reads state, returns (verdicts, writes)."""
 
 T = TypeVar("T")
 

@@ -25,8 +25,10 @@ import sys
 from array import array
 from collections.abc import Sequence
 from itertools import accumulate
+from operator import le
 
 from hzp2p.raft.types import Entry, EntryKind
+from hzp2p.storage.errors import CorruptDatabase, StorageError
 
 _KINDS = tuple(EntryKind)
 _SWAP = sys.byteorder != "little"
@@ -86,27 +88,91 @@ def encode(entries: Sequence[Entry], terms: Sequence[int] | None = None) -> Row:
     )
 
 
-def decode(row: Row, lo: int, hi: int) -> list[Entry]:
-    """The entries of `row` with lo <= index < hi."""
+def row_problems(row: Row) -> list[str]:
+    """What is wrong with one stored run, each naming the run; [] for a sound row."""
     first, last, term, terms, kinds, lens, data = row
-    a, b = max(lo, first) - first, min(hi, last + 1) - first
-    if a >= b:
-        return []
-    offs = [0, *accumulate(_unpack("I", bytes(lens)))]
-    data = bytes(data)
-    ts = _unpack("q", bytes(terms)) if terms is not None else None
-    k = _KINDS
-    return [
-        Entry(term if ts is None else ts[i], first + i, k[kinds[i]], data[offs[i] : offs[i + 1]])
-        for i in range(a, b)
-    ]
+    name = f"log run {first}..{last}"
+    if not all(type(v) is int for v in (first, last, term)) or last < first:
+        return [f"{name} is malformed: bounds or term are not integers in order"]
+    n = last - first + 1
+    blobs = (kinds, lens, data) if terms is None else (terms, kinds, lens, data)
+    if not (
+        all(isinstance(b, bytes) for b in blobs)
+        and len(lens) == 4 * n
+        and len(kinds) == n
+        and sum(_unpack("I", lens)) == len(data)
+    ):
+        return [f"{name} is malformed: kinds, lens and data do not agree with {n} entries"]
+    problems: list[str] = []
+    bad = next((i for i, k in enumerate(kinds) if k >= len(_KINDS)), None)
+    if bad is not None:
+        problems.append(f"{name} has invalid kind byte {kinds[bad]} at index {first + bad}")
+    if terms is not None:
+        if len(terms) != 8 * n:
+            problems.append(f"{name} has bad terms: {len(terms)} bytes for {n} entries")
+            return problems
+        ts = _unpack("q", terms)
+        down = next((i for i in range(1, n) if ts[i] < ts[i - 1]), None)
+        if down is not None:
+            problems.append(
+                f"{name} has terms decreasing within the run: term {ts[down]} at index"
+                f" {first + down} after term {ts[down - 1]}"
+            )
+        if ts[-1] != term:
+            problems.append(f"{name} has term column {term} but its last entry has term {ts[-1]}")
+    return problems
+
+
+def run_terms(row: Row) -> tuple[int, int]:
+    """(first, last) term of a sound row."""
+    term, terms = row[2], row[3]
+    return (term, term) if terms is None else (_unpack("q", terms)[0], term)
+
+
+def decode(row: Row, lo: int, hi: int, path: str = "") -> list[Entry]:
+    """The entries of `row` with lo <= index < hi; CorruptDatabase if the row is damaged."""
+    try:
+        first, last, term, terms, kinds, lens, data = row
+        a, b = max(lo, first) - first, min(hi, last + 1) - first
+        if a >= b:
+            return []
+        n = last - first + 1
+        ls = _unpack("I", lens)
+        offs = [0, *accumulate(ls)]
+        ts = _unpack("q", terms) if terms is not None else None
+        # Every check is C-speed (or only for the rare run whose terms vary).
+        if not (
+            type(data) is bytes
+            and type(kinds) is bytes
+            and len(kinds) == n
+            and len(ls) == n
+            and offs[-1] == len(data)
+            and max(kinds) < len(_KINDS)
+            and (ts is None or (len(ts) == n and ts[-1] == term and all(map(le, ts, ts[1:]))))
+        ):
+            raise ValueError("row does not agree with itself")
+        k = _KINDS
+        return [
+            Entry(term if ts is None else ts[i], first + i, k[kinds[i]], data[offs[i] : offs[i + 1]])
+            for i in range(a, b)
+        ]
+    except StorageError:
+        raise
+    except Exception as err:  # any failure on damaged bytes is corruption, never a bare error
+        try:
+            problems = row_problems(row)
+        except Exception:
+            problems = []
+        detail = "; ".join(problems) or f"log run {row[0]}..{row[1]} cannot be decoded ({err!r})"
+        raise CorruptDatabase(path, detail) from err
 
 
 class SqlLog:
     """The `log_runs` operations, inside the caller's transaction."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection, path: str = "") -> None:
         self._conn = conn
+        self._path = path  # for CorruptDatabase
 
     def insert(self, entries: Sequence[Entry], terms: Sequence[int] | None = None) -> None:
         self._conn.execute(_INSERT, encode(entries, terms))
@@ -126,22 +192,34 @@ class SqlLog:
         ).fetchone()
         if row is None or row[1] < index:
             return None
-        first, _, term, terms = row
-        return int(term) if terms is None else _unpack("q", bytes(terms))[index - first]
+        first, last, term, terms = row
+        if terms is None:
+            return int(term)
+        if not isinstance(terms, bytes) or len(terms) != 8 * (last - first + 1):
+            raise CorruptDatabase(self._path, f"log run {first}..{last} has bad terms")
+        return int(_unpack("q", terms)[index - first])
 
     def last(self) -> tuple[int, int] | None:
-        """(index, term) of the last stored entry."""
+        """(index, term) of the last stored entry.
+
+        The last of the run's `terms` when it has them (what `term()` and `decode` read), so a
+        damaged `term` column is reported by the integrity check rather than trusted."""
         row = self._conn.execute(
-            "SELECT last, term FROM log_runs ORDER BY first DESC LIMIT 1"
+            "SELECT first, last, term, terms FROM log_runs ORDER BY first DESC LIMIT 1"
         ).fetchone()
-        return None if row is None else (row[0], row[1])
+        if row is None:
+            return None
+        first, last, term, terms = row
+        if isinstance(terms, bytes) and len(terms) == 8 * (last - first + 1):
+            term = _unpack("q", terms)[-1]
+        return (last, term)
 
     def truncate_from(self, index: int) -> None:
         """Drop every entry at or after `index`; a run that starts before it is cut short."""
         self._conn.execute("DELETE FROM log_runs WHERE first >= ?", (index,))
         row = self._run_at(index - 1)
         if row is not None and row[1] >= index:
-            kept = decode(row, row[0], index)
+            kept = decode(row, row[0], index, self._path)
             self._conn.execute("DELETE FROM log_runs WHERE first = ?", (row[0],))
             self.insert(kept)
 
@@ -163,11 +241,17 @@ class SqlLog:
         )
         if max_bytes is None:
             for row in cur:
-                out += decode(row, lo, hi)
+                got = decode(row, lo, hi, self._path)
+                if out and got and got[0].term < out[-1].term:
+                    self._terms_decrease(out[-1], got[0])
+                out += got
             return out
         size = 0
         for row in cur:
-            for e in decode(row, lo, hi):
+            got = decode(row, lo, hi, self._path)
+            if out and got and got[0].term < out[-1].term:
+                self._terms_decrease(out[-1], got[0])
+            for e in got:
                 size += len(e.data) + 16  # Entry.size_bytes
                 if out and size > max_bytes:
                     cur.close()
@@ -175,25 +259,33 @@ class SqlLog:
                 out.append(e)
         return out
 
+    def _terms_decrease(self, before: Entry, after: Entry) -> None:
+        raise CorruptDatabase(
+            self._path,
+            f"log terms decrease between runs: entry {after.index} has term {after.term}"
+            f" after term {before.term} at {before.index}",
+        )
+
     def check(self, start: int, last: int) -> list[str]:
         """Problems with the stored runs for a log holding start+1..last."""
         problems: list[str] = []
         prev: int | None = None
+        prev_term: int | None = None  # the last term of the previous sound run
         first_seen: int | None = None
         for row in self._conn.execute(f"SELECT {_COLS} FROM log_runs ORDER BY first"):
-            first, end, _term, terms, kinds, lens, data = row
-            n = end - first + 1
-            blobs = (kinds, lens, data) if terms is None else (terms, kinds, lens, data)
-            well_formed = (
-                all(isinstance(b, bytes) for b in blobs)
-                and len(lens) == 4 * n
-                and len(kinds) == n
-                and sum(_unpack("I", lens)) == len(data)
-            )
-            if not well_formed:
-                problems.append(f"log run {first}..{end} is malformed")
-            elif terms is not None and len(terms) != 8 * n:
-                problems.append(f"log run {first}..{end} has bad terms")
+            first, end = row[0], row[1]
+            found = row_problems(row)
+            problems += found
+            if found:
+                prev_term = None
+            else:
+                t0, t1 = run_terms(row)
+                if prev_term is not None and t0 < prev_term:
+                    problems.append(
+                        f"log terms decrease between runs: run {first}..{end} starts at term"
+                        f" {t0} after term {prev_term} at {prev}"
+                    )
+                prev_term = t1
             if prev is not None and first != prev + 1:
                 problems.append(f"log not contiguous: run {first}..{end} after {prev}")
             first_seen = first if first_seen is None else first_seen

@@ -91,7 +91,7 @@ class SqliteStorage:
         self._conn, self._lock, self._chain_id, self._genesis_hash = open_database(
             path, chain_id, genesis_hash, options or OpenOptions()
         )
-        self._log = SqlLog(self._conn)
+        self._log = SqlLog(self._conn, path)
         self._poisoned: str | None = None
         self._closed = False
         self._w: _Cache | None = None

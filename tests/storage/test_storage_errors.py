@@ -274,3 +274,91 @@ def test_integrity_check_finds_damaged_log_runs(tmp_path: Path, damage: str, fin
         assert any(finding in p for p in s.integrity_check()), s.integrity_check()
     finally:
         s.close()
+
+
+def _terms_hex(*terms: int) -> str:
+    return "X'" + b"".join(t.to_bytes(8, "little", signed=True) for t in terms).hex() + "'"
+
+
+@pytest.mark.parametrize(
+    ("damage", "finding", "reads"),
+    [
+        # run 1..5: term 1, no terms blob; run 6..10: terms 2,2,3,3,3; run 11..15: term 3
+        ("UPDATE log_runs SET kinds = X'0007000000' WHERE first = 1",
+         "log run 1..5 has invalid kind byte 7 at index 2", [(2, 3), (1, 16)]),
+        ("UPDATE log_runs SET kinds = X'FF00000000' WHERE first = 11",
+         "log run 11..15 has invalid kind byte 255 at index 11", [(11, 12), (10, 16)]),
+        ("UPDATE log_runs SET term = 5 WHERE first = 6",
+         "log run 6..10 has term column 5 but its last entry has term 3", [(7, 8), (1, 16)]),
+        ("UPDATE log_runs SET term = 5 WHERE first = 1",
+         "log terms decrease between runs: run 6..10 starts at term 2 after term 5 at 5",
+         [(5, 7), (1, 16)]),
+        (f"UPDATE log_runs SET terms = {_terms_hex(0, 0, 3, 3, 3)} WHERE first = 6",
+         "log terms decrease between runs: run 6..10 starts at term 0 after term 1 at 5",
+         [(5, 7), (1, 16)]),
+        (f"UPDATE log_runs SET terms = {_terms_hex(2, 3, 2, 3, 3)} WHERE first = 6",
+         "log run 6..10 has terms decreasing within the run: term 2 at index 8 after term 3",
+         [(6, 7), (1, 16)]),
+        ("UPDATE log_runs SET terms = X'01' WHERE first = 6", "log run 6..10 has bad terms",
+         [(6, 7), (1, 16)]),
+        ("UPDATE log_runs SET lens = X'0100000002000000' WHERE first = 1",
+         "log run 1..5 is malformed", [(1, 2), (1, 16)]),
+        ("UPDATE log_runs SET data = 'text' WHERE first = 1", "log run 1..5 is malformed",
+         [(1, 2)]),
+        ("UPDATE log_runs SET data = X'00' WHERE first = 11", "log run 11..15 is malformed",
+         [(15, 16)]),
+    ],
+)
+def test_damaged_log_runs_are_reported_and_reads_raise_corrupt(
+    tmp_path: Path, damage: str, finding: str, reads: list[tuple[int, int]]
+) -> None:
+    """A damaged run is named by integrity_check, and reading it raises CorruptDatabase (not
+    IndexError, ValueError or TypeError, and not wrong entries)."""
+    path = tmp_path / "a.db"
+    s = SqliteStorage(str(path), CHAIN, GENESIS)
+    s.save_ready([Entry(1, i, data=b"a" * i) for i in range(1, 6)], HardState(3, 1, 5))
+    terms = zip(range(6, 11), (2, 2, 3, 3, 3), strict=True)
+    s.save_ready([Entry(t, i, data=b"b" * i) for i, t in terms], HardState(3, 1, 10))
+    s.save_ready([Entry(3, i, data=b"c" * i) for i in range(11, 16)], HardState(3, 1, 15))
+    assert s.integrity_check() == []
+    s.close()
+    conn = sqlite3.connect(str(path), isolation_level=None)
+    assert conn.execute("SELECT count(*) FROM log_runs").fetchone()[0] == 3
+    assert conn.execute("SELECT terms IS NULL FROM log_runs ORDER BY first").fetchall() == [
+        (1,), (0,), (1,)
+    ]
+    conn.execute(damage)
+    conn.close()
+    s = SqliteStorage(str(path), CHAIN, GENESIS)
+    try:
+        problems = s.integrity_check()
+        assert any(finding in p for p in problems), problems
+        for lo, hi in reads:
+            with pytest.raises(CorruptDatabase, match=r"log run|log terms"):
+                s.entries(lo, hi)
+            with pytest.raises(CorruptDatabase):
+                s.entries(lo, hi, max_bytes=1 << 20)
+    finally:
+        s.close()
+
+
+def test_varying_terms_run_reads_its_terms_not_the_term_column(tmp_path: Path) -> None:
+    """With a terms blob, the last index's term (cached at open) is its entry's, not the
+    damaged `term` column's; the check names the column."""
+    path = tmp_path / "a.db"
+    s = SqliteStorage(str(path), CHAIN, GENESIS)
+    s.save_ready([Entry(t, i) for i, t in zip(range(1, 6), (1, 1, 2, 2, 3), strict=True)], HardState(3, 1, 5))
+    s.close()
+    conn = sqlite3.connect(str(path), isolation_level=None)
+    conn.execute("UPDATE log_runs SET term = 5 WHERE first = 1")
+    conn.close()
+    s = SqliteStorage(str(path), CHAIN, GENESIS)
+    try:
+        assert (s.term(5), s.term(4), s.term(1)) == (3, 2, 1)
+        assert s.integrity_check() == [
+            "log run 1..5 has term column 5 but its last entry has term 3"
+        ]
+        with pytest.raises(CorruptDatabase, match="term column 5"):
+            s.entries(1, 6)
+    finally:
+        s.close()
