@@ -28,6 +28,7 @@ class SimNode:
     def __init__(self, k: int, genesis: Genesis, secrets: NodeSecrets, net: SimNetwork,
                  store: MemoryStorage) -> None:
         self.k, self.net, self.store = k, net, store
+        self.genesis, self.secrets = genesis, secrets
         self.stack = NodeStack(
             node_id=k, genesis=genesis, signing_key=secrets.signing_key(),
             node_key=secrets.node_key(),
@@ -51,6 +52,10 @@ class SimNode:
         assert self.scope is not None
         self.scope.cancel()
 
+    def restarted(self) -> SimNode:
+        """A fresh stack over the same store: a restart after `crash`."""
+        return SimNode(self.k, self.genesis, self.secrets, self.net, self.store)
+
 
 def report(i: int) -> dict[str, Any]:
     return {"report_id": f"sim-{i}", "region": "r", "metric": "m", "value": i, "period": "p"}
@@ -65,17 +70,25 @@ async def wait_leader(nodes: dict[int, SimNode], among: list[int]) -> int:
             await trio.sleep(0.05)
 
 
+def sim_cluster(
+    seed: int, faults: LinkFaults | None = None, rng: random.Random | None = None
+) -> tuple[SimNetwork, dict[int, MemoryStorage], dict[int, SimNode]]:
+    """Three daemon stacks of a seeded local genesis over one simulated network (not started)."""
+    load_contracts()
+    genesis, secrets = make_local_genesis(3, seed=seed)
+    net = SimNetwork(rng or random.Random(seed), default_faults=faults)
+    stores = {k: MemoryStorage(genesis.chain_id.encode(), genesis.hash) for k in (1, 2, 3)}
+    nodes = {k: SimNode(k, genesis, secrets[k], net, stores[k]) for k in (1, 2, 3)}
+    return net, stores, nodes
+
+
 @pytest.mark.parametrize("seed", [6, 7, 8, 9])
 async def test_submits_survive_loss_partition_and_restart(
     autojump_clock: trio.testing.MockClock, seed: int
 ) -> None:
-    load_contracts()
     rng = random.Random(seed)
-    genesis, secrets = make_local_genesis(3, seed=seed)
-    net = SimNetwork(rng, default_faults=LinkFaults(drop_rate=0.05, min_delay_s=0.001,
-                                                    max_delay_s=0.01))
-    stores = {k: MemoryStorage(genesis.chain_id.encode(), genesis.hash) for k in (1, 2, 3)}
-    nodes = {k: SimNode(k, genesis, secrets[k], net, stores[k]) for k in (1, 2, 3)}
+    net, stores, nodes = sim_cluster(
+        seed, LinkFaults(drop_rate=0.05, min_delay_s=0.001, max_delay_s=0.01), rng)
     acked: dict[str, dict[str, object]] = {}
     async with trio.open_nursery() as nursery:
         for n in nodes.values():
@@ -105,7 +118,7 @@ async def test_submits_survive_loss_partition_and_restart(
         victim = others[0] if others[0] != new else others[1]
         nodes[victim].crash()
         await client([new], 200)
-        nodes[victim] = SimNode(victim, genesis, secrets[victim], net, stores[victim])
+        nodes[victim] = nodes[victim].restarted()
         await nursery.start(nodes[victim].run)
         with trio.fail_after(30):
             while len({n.applier.head.block_hash for n in nodes.values()}) != 1:
@@ -125,12 +138,7 @@ async def test_a_rejection_at_the_leader_reaches_the_origin(
 ) -> None:
     """A forwarded transaction the leader refuses comes back to the origin as a rejection
     with the leader's reason (so its submit answers at once instead of waiting out --wait)."""
-    load_contracts()
-    genesis, secrets = make_local_genesis(3, seed=11)
-    net = SimNetwork(random.Random(11))
-    nodes = {k: SimNode(k, genesis, secrets[k], net,
-                        MemoryStorage(genesis.chain_id.encode(), genesis.hash))
-             for k in (1, 2, 3)}
+    _, _, nodes = sim_cluster(11)
     async with trio.open_nursery() as nursery:
         for n in nodes.values():
             await nursery.start(n.run)

@@ -4,31 +4,21 @@ the stored verdict, and nothing is included twice."""
 
 from __future__ import annotations
 
-import random
-
 import pytest
 import trio
 import trio.testing
-from test_daemon_sim import SimNode, report, wait_leader
+from test_daemon_sim import report, sim_cluster, wait_leader
 
-from hzp2p.contracts.engine import load_contracts
-from hzp2p.ledger.genesis import make_local_genesis
 from hzp2p.ledger.tx import Transaction
-from hzp2p.net.simnet import LinkFaults, SimNetwork
-from hzp2p.storage import MemoryStorage
+from hzp2p.net.simnet import LinkFaults
 
 
 @pytest.mark.parametrize("seed", [3, 4])
 async def test_batches_commit_through_loss_and_a_leader_change(
     autojump_clock: trio.testing.MockClock, seed: int
 ) -> None:
-    load_contracts()
-    rng = random.Random(seed)
-    genesis, secrets = make_local_genesis(3, seed=seed)
-    net = SimNetwork(rng, default_faults=LinkFaults(drop_rate=0.05, min_delay_s=0.001,
-                                                    max_delay_s=0.01))
-    stores = {k: MemoryStorage(genesis.chain_id.encode(), genesis.hash) for k in (1, 2, 3)}
-    nodes = {k: SimNode(k, genesis, secrets[k], net, stores[k]) for k in (1, 2, 3)}
+    net, stores, nodes = sim_cluster(
+        seed, LinkFaults(drop_rate=0.05, min_delay_s=0.001, max_delay_s=0.01))
     receipts: dict[str, dict[str, object]] = {}
 
     async def batch(k: int, start: int, n: int, extra: list[Transaction | str] | None = None,
@@ -93,12 +83,8 @@ async def test_a_batch_kicked_by_a_leader_change_is_still_woken_by_its_block(
     """kick_all (leader change, snapshot) must not leave a waiting batch registered where
     block_applied no longer looks: it re-registers and returns when its block is applied, not
     a RETRY_S poll later; and a batch that stops waiting takes its registrations with it."""
-    load_contracts()
-    genesis, secrets = make_local_genesis(3, seed=3)
-    net = SimNetwork(random.Random(3), default_faults=LinkFaults(
-        drop_rate=0.0, min_delay_s=0.001, max_delay_s=0.002))
-    stores = {k: MemoryStorage(genesis.chain_id.encode(), genesis.hash) for k in (1, 2, 3)}
-    nodes = {k: SimNode(k, genesis, secrets[k], net, stores[k]) for k in (1, 2, 3)}
+    net, stores, nodes = sim_cluster(
+        3, LinkFaults(drop_rate=0.0, min_delay_s=0.001, max_delay_s=0.002))
     async with trio.open_nursery() as nursery:
         for n in nodes.values():
             await nursery.start(n.run)
