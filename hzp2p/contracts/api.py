@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 import msgpack
 
+from hzp2p.contracts.schema import Problem
 from hzp2p.ledger.codec import pack
 
 ROLES = frozenset(
@@ -41,10 +42,15 @@ def valid_address(value: object) -> bool:
 
 
 class TxRejected(Exception):
-    """A transaction fails a rule; `reason` is stored with the block as its verdict."""
+    """A transaction fails a rule; `reason` is stored with the block as its verdict.
 
-    def __init__(self, reason: str) -> None:
+    `problems`: each problem of the payload's shape (field, reason) when the stateless
+    check refused it (hzp2p.contracts.schema); empty for a rule of the stateful part.
+    """
+
+    def __init__(self, reason: str, problems: tuple[Problem, ...] = ()) -> None:
         self.reason = reason
+        self.problems = problems
         super().__init__(reason)
 
 

@@ -4,7 +4,15 @@ A carrier registers its sensors (`sensor.register`: id + Ed25519 verify key)
 and may revoke them. `coldchain.readings` carries a batch of readings for one
 lot from one sensor, with the sensor's signature over `readings_message`;
 the sensor must be registered to the sending carrier, which must be or have
-been a custodian of the lot. A batch is accepted once. Every reading is kept
+been a custodian of the lot. A batch is accepted once.
+
+Rules (ctx.rules["coldchain"]): version 1 accepts any reading dated no later
+than the block. Version 2 (the default for new chains) accepts a reading only
+if it is dated at or after the lot's registration, no later than the block
+time plus `clock_tolerance_ms` (sensor clocks drift), and within a period in
+which the uploading carrier held the lot (from the block time of the event
+that gave it custody to that of the event that took it away): a carrier cannot
+report, or quarantine a lot with, readings from before or after its custody. Every reading is kept
 (cc/r/<lot>/<t_ms>/<seq>); the first reading outside the lot's range (earliest
 by time) quarantines the lot automatically, with that reading as evidence.
 Out-of-range readings are not a rejection: the batch is applied so the
@@ -27,19 +35,50 @@ from hzp2p.contracts.domain_queries import (
     k_reading,
     k_sensor,
     load,
-    p_bytes,
-    p_id,
-    p_only,
+    lot_events,
     rule_version,
     store,
 )
 from hzp2p.contracts.registry import contract, payload_generator
+from hzp2p.contracts.schema import Bytes, Id, Int, ListOf, Problem, Schema
 from hzp2p.contracts.supply import TEMP_LIMIT_CENTI_C, get_lot, put_lot
 
 # Versioned by ctx.rules["coldchain"] (version 1 if genesis names none).
-COLDCHAIN_RULES: dict[int, dict[str, int]] = {1: {"max_readings": 1000}}
-READING_FIELDS = frozenset({"sensor_id", "t_ms", "temp_centi_c"})
+COLDCHAIN_RULES: dict[int, dict[str, int]] = {
+    1: {"max_readings": 1000, "custody_periods": 0},
+    2: {"max_readings": 1000, "custody_periods": 1, "clock_tolerance_ms": 5 * 60_000},
+}
+MAX_READINGS = max(r["max_readings"] for r in COLDCHAIN_RULES.values())
 READINGS_DOMAIN = "hzp2p.coldchain.readings.v1"
+READING_SCHEMA = Schema(
+    {
+        "sensor_id": Id(),
+        "t_ms": Int(0, 2**62),
+        "temp_centi_c": Int(-TEMP_LIMIT_CENTI_C, TEMP_LIMIT_CENTI_C),
+    }
+)
+
+
+def _one_sensor(payload: Any, signer: bytes) -> list[Problem]:
+    sid = payload["sensor_id"]
+    return [
+        Problem(f"readings[{i}].sensor_id", "is not the batch's sensor_id")
+        for i, r in enumerate(payload["readings"])
+        if r["sensor_id"] != sid
+    ][:8]
+
+
+READINGS_SCHEMA = Schema(
+    {
+        "lot_id": Id(),
+        "sensor_id": Id(),
+        "readings": ListOf(READING_SCHEMA.nested(), 1, MAX_READINGS),
+        "signature": Bytes(64),
+    },
+    rules=(_one_sensor,),
+)
+SENSOR_SCHEMA = Schema({"sensor_id": Id(), "verify_key": Bytes(32)})
+REVOKE_SCHEMA = Schema({"sensor_id": Id()})
 
 
 def readings_message(lot_id: str, readings: Sequence[tuple[str, int, int]]) -> bytes:
@@ -47,13 +86,11 @@ def readings_message(lot_id: str, readings: Sequence[tuple[str, int, int]]) -> b
     return encode_value([READINGS_DOMAIN, lot_id, [list(r) for r in readings]])
 
 
-@contract("sensor.register")
+@contract("sensor.register", schema=SENSOR_SCHEMA)
 def sensor_register(ctx: TxContext) -> None:
     """Payload: sensor_id, verify_key (32-byte Ed25519)."""
     carrier = ctx.require_member("carrier")
-    p_only(ctx, frozenset({"sensor_id", "verify_key"}))
-    sensor_id = p_id(ctx, "sensor_id")
-    vk = p_bytes(ctx, "verify_key", 32, 32)
+    sensor_id, vk = ctx.payload["sensor_id"], ctx.payload["verify_key"]
     if ctx.state.get(k_sensor(sensor_id)) is not None:
         fail(ctx, f"sensor {sensor_id!r} already registered")
     store(
@@ -69,12 +106,11 @@ def sensor_register(ctx: TxContext) -> None:
     )
 
 
-@contract("sensor.revoke")
+@contract("sensor.revoke", schema=REVOKE_SCHEMA)
 def sensor_revoke(ctx: TxContext) -> None:
     """Payload: sensor_id. The owning carrier retires a sensor (e.g. a lost key)."""
     carrier = ctx.require_member("carrier")
-    p_only(ctx, frozenset({"sensor_id"}))
-    sensor_id = p_id(ctx, "sensor_id")
+    sensor_id = ctx.payload["sensor_id"]
     rec: dict[str, Any] | None = load(ctx.state, k_sensor(sensor_id))
     if rec is None or rec["carrier"] != carrier.inst_id:
         fail(ctx, f"sensor {sensor_id!r} is not registered to carrier {carrier.inst_id}")
@@ -85,41 +121,56 @@ def sensor_revoke(ctx: TxContext) -> None:
     store(ctx.state, k_sensor(sensor_id), rec)
 
 
-def _readings(ctx: TxContext, sensor_id: str) -> list[tuple[str, int, int]]:
-    _, rules = rule_version(ctx, "coldchain", COLDCHAIN_RULES)
-    limit = rules["max_readings"]
-    raw = ctx.payload.get("readings")
-    if not isinstance(raw, list) or not 1 <= len(raw) <= limit:
-        fail(ctx, f"readings must be a list of 1..{limit} readings")
-    out = []
-    for i, r in enumerate(raw):
-        if not isinstance(r, dict):
-            fail(ctx, f"reading {i} must be a map")
-        p_only(ctx, READING_FIELDS, r, f"reading {i}")
-        t, temp = r.get("t_ms"), r.get("temp_centi_c")
-        if r.get("sensor_id") != sensor_id:
-            fail(ctx, f"reading {i} is not from sensor {sensor_id!r}")
-        if not isinstance(t, int) or isinstance(t, bool) or not 0 <= t <= ctx.timestamp_ms:
-            fail(ctx, f"reading {i}: t_ms must be an integer time not after the block")
-        if (
-            not isinstance(temp, int)
-            or isinstance(temp, bool)
-            or not -TEMP_LIMIT_CENTI_C <= temp <= TEMP_LIMIT_CENTI_C
-        ):
-            fail(ctx, f"reading {i}: temp_centi_c must be an integer within ±{TEMP_LIMIT_CENTI_C}")
-        out.append((sensor_id, t, temp))
+def custody_periods(events: Sequence[dict[str, Any]], inst_id: int) -> list[tuple[int, int | None]]:
+    """The [from_ms, until_ms] block-time periods in which `inst_id` held a lot, from the
+    lot's register and transfer events in order (until None: it still holds it)."""
+    out: list[tuple[int, int | None]] = []
+    holder: int | None = None
+    for e in events:
+        if e["kind"] not in ("register", "transfer"):
+            continue
+        if holder == inst_id and e["to"] != inst_id:
+            out[-1] = (out[-1][0], e["timestamp_ms"])
+        if e["to"] == inst_id and holder != inst_id:
+            out.append((e["timestamp_ms"], None))
+        holder = e["to"]
     return out
 
 
-@contract("coldchain.readings")
+def _readings(ctx: TxContext, lot: dict[str, Any], uploader: int) -> list[tuple[str, int, int]]:
+    """The batch's readings as (sensor, t_ms, temp), after the rule version's time checks."""
+    _, rules = rule_version(ctx, "coldchain", COLDCHAIN_RULES)
+    raw = ctx.payload["readings"]
+    if len(raw) > rules["max_readings"]:
+        fail(ctx, f"readings must be a list of 1..{rules['max_readings']} readings")
+    out = [(r["sensor_id"], r["t_ms"], r["temp_centi_c"]) for r in raw]
+    if not rules["custody_periods"]:
+        for i, (_, t, _) in enumerate(out):
+            if t > ctx.timestamp_ms:
+                fail(ctx, f"reading {i}: t_ms must be an integer time not after the block")
+        return out
+    latest = ctx.timestamp_ms + rules["clock_tolerance_ms"]
+    periods = custody_periods(lot_events(ctx.state, lot["lot_id"]), uploader)
+    bad: list[str] = []
+    for i, (_, t, _) in enumerate(out):
+        if t < lot["registered_ms"]:
+            bad.append(f"reading {i}: dated before the lot was registered")
+        elif t > latest:
+            bad.append(f"reading {i}: dated in the future (beyond {rules['clock_tolerance_ms']} ms)")
+        elif not any(a <= t and (b is None or t <= b) for a, b in periods):
+            bad.append(f"reading {i}: dated outside carrier {uploader}'s custody of the lot")
+    if bad:
+        more = f" (and {len(bad) - 5} more)" if len(bad) > 5 else ""
+        fail(ctx, "; ".join(bad[:5]) + more)
+    return out
+
+
+@contract("coldchain.readings", schema=READINGS_SCHEMA)
 def coldchain_readings(ctx: TxContext) -> None:
     """Payload: lot_id, sensor_id, readings [{sensor_id, t_ms, temp_centi_c}], signature."""
     carrier = ctx.require_member("carrier")
-    p_only(ctx, frozenset({"lot_id", "sensor_id", "readings", "signature"}))
-    lot = get_lot(ctx, p_id(ctx, "lot_id"))
-    sensor_id = p_id(ctx, "sensor_id")
-    sig = p_bytes(ctx, "signature", 64, 64)
-    readings = _readings(ctx, sensor_id)
+    lot = get_lot(ctx, ctx.payload["lot_id"])
+    sensor_id, sig = ctx.payload["sensor_id"], ctx.payload["signature"]
     sensor: dict[str, Any] | None = load(ctx.state, k_sensor(sensor_id))
     if sensor is None:
         fail(ctx, f"unknown sensor {sensor_id!r}")
@@ -129,6 +180,7 @@ def coldchain_readings(ctx: TxContext) -> None:
         fail(ctx, f"sensor {sensor_id!r} was revoked")
     if carrier.inst_id not in lot["custodians"]:
         fail(ctx, f"carrier {carrier.inst_id} never had custody of lot {lot['lot_id']!r}")
+    readings = _readings(ctx, lot, carrier.inst_id)
     msg = readings_message(lot["lot_id"], readings)
     try:
         nacl.signing.VerifyKey(sensor["verify_key"]).verify(msg, sig)

@@ -28,7 +28,6 @@ zero-padded so a prefix scan returns them in numeric order):
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Any, NoReturn
 
@@ -43,9 +42,6 @@ from hzp2p.contracts.api import (
 from hzp2p.contracts.state import Readable
 
 DAY_MS = 86_400_000
-MAX_TEXT = 256
-ID_RE = re.compile(r"[A-Za-z0-9._:\-]{1,64}")
-_SUBJECT_RE = re.compile(r"[0-9a-f]{32}")
 
 
 # Read side of contract state (structurally the same as hzp2p.storage.interfaces.StateReader).
@@ -187,112 +183,11 @@ def institution(state: StateReader, inst_id: int) -> Institution | None:
     return inst
 
 
-# ---------------------------------------------------------------- payload readers
+# ---------------------------------------------------------------- handler helpers
 
 
 def fail(ctx: TxContext, msg: str) -> NoReturn:
     raise TxRejected(f"{ctx.tx_type}: {msg}")
-
-
-def p_only(
-    ctx: TxContext,
-    allowed: frozenset[str],
-    where: Mapping[str, Any] | None = None,
-    what: str = "payload",
-) -> None:
-    """Refuse fields a contract does not know: nothing rides along unchecked (a stray field
-    could carry personal data in the clear)."""
-    fields = ctx.payload if where is None else where
-    if allowed.issuperset(fields):
-        return
-    extra = sorted(k for k in fields if k not in allowed)
-    fail(ctx, f"unknown {what} field(s): {', '.join(map(str, extra))}")
-
-
-def p_fields(
-    ctx: TxContext, required: frozenset[str], optional: frozenset[str] = frozenset()
-) -> None:
-    """Refuse unknown fields (as p_only) and missing required ones."""
-    p_only(ctx, required | optional if optional else required)
-    if ctx.payload.keys() >= required:
-        return
-    missing = sorted(k for k in required if k not in ctx.payload)
-    fail(ctx, f"missing field(s): {', '.join(missing)}")
-
-
-def p_int(ctx: TxContext, name: str, lo: int, hi: int) -> int:
-    v = ctx.payload.get(name)
-    if not isinstance(v, int) or isinstance(v, bool):
-        fail(ctx, f"{name} must be an integer")
-    if not lo <= v <= hi:
-        fail(ctx, f"{name} {v} out of range [{lo}, {hi}]")
-    return v
-
-
-def p_text(ctx: TxContext, name: str, max_len: int = MAX_TEXT) -> str:
-    """A non-empty string of at most `max_len` characters."""
-    v = ctx.payload.get(name)
-    if not isinstance(v, str) or not v.strip():
-        fail(ctx, f"{name} must be a non-empty string")
-    if len(v) > max_len:
-        fail(ctx, f"{name} longer than {max_len} characters")
-    return v
-
-
-def p_match(ctx: TxContext, name: str, pattern: re.Pattern[str], shown: str = "") -> str:
-    """A string matching `pattern` as a whole (re.fullmatch: `$` would let "x\\n" through)."""
-    v = ctx.payload.get(name)
-    if not isinstance(v, str) or not pattern.fullmatch(v):
-        fail(ctx, f"{name} must match {shown or pattern.pattern}")
-    return v
-
-
-def p_id(ctx: TxContext, name: str) -> str:
-    return p_match(ctx, name, ID_RE, "[A-Za-z0-9._:-]{1,64}")
-
-
-def p_subject(ctx: TxContext, name: str = "subject") -> str:
-    v = ctx.payload.get(name)
-    if not isinstance(v, str) or not _SUBJECT_RE.fullmatch(v):
-        fail(ctx, f"{name} must be a subject pseudonym (32 lowercase hex digits)")
-    return v
-
-
-def p_bytes(ctx: TxContext, name: str, min_len: int, max_len: int) -> bytes:
-    v = ctx.payload.get(name)
-    if not isinstance(v, bytes):
-        fail(ctx, f"{name} must be bytes")
-    if not min_len <= len(v) <= max_len:
-        fail(ctx, f"{name} must be {min_len}..{max_len} bytes, got {len(v)}")
-    return v
-
-
-def p_bytes32(ctx: TxContext, name: str) -> bytes:
-    """32 bytes (a key or a hash), also accepted as 64 hex characters (a JSON payload)."""
-    v = ctx.payload.get(name)
-    if isinstance(v, str):
-        try:
-            v = bytes.fromhex(v)
-        except ValueError:
-            fail(ctx, f"{name} is not hex")
-    if not isinstance(v, bytes) or len(v) != 32:
-        fail(ctx, f"{name} must be 32 bytes (or 64 hex characters)")
-    return v
-
-
-def p_choice(ctx: TxContext, name: str, choices: tuple[str, ...]) -> str:
-    v = ctx.payload.get(name)
-    if v not in choices:
-        fail(ctx, f"{name} must be one of {', '.join(choices)}")
-    assert isinstance(v, str)
-    return v
-
-
-def p_map(ctx: TxContext, name: str) -> Mapping[str, Any]:
-    v = ctx.payload.get(name)
-    if not isinstance(v, Mapping):
-        fail(ctx, f"{name} must be a map")
-    return v
 
 
 def rule_version(ctx: TxContext, name: str, table: Mapping[int, Any]) -> tuple[int, Any]:

@@ -33,7 +33,8 @@ from hzp2p.contracts.digest import (
     load_accelerator,
     vector_of_items,
 )
-from hzp2p.contracts.registry import CITIZEN_SIGNED, HANDLERS, citizen_signed
+from hzp2p.contracts.registry import CITIZEN_SIGNED, CONTRACTS, citizen_signed
+from hzp2p.contracts.schema import problems_text
 from hzp2p.contracts.state import CachedReader, Overlay, Readable
 from hzp2p.ledger.block import Block, BlockError
 from hzp2p.ledger.genesis import Genesis
@@ -163,15 +164,28 @@ def tx_record(reader: Readable, tx_hash: bytes) -> dict[str, Any] | None:
     return {"height": h, "index": i, "applied": ok, "reason": reason}
 
 
-def precheck_tx(reader: Readable, tx: Transaction, chain_id: str, now_ms: int) -> None:
-    """Admission checks for a mempool (the block's execution decides for good).
-
-    Raises TxError (envelope) or TxRejected (not registered, unknown signer, duplicate).
-    """
+def check_tx_payload(tx: Transaction) -> None:
+    """The contract's stateless check of `tx`'s payload (hzp2p.contracts.schema): raises
+    TxRejected carrying every problem. Needs no state: the node that first receives a
+    transaction runs it before anything else, so a refused payload goes nowhere."""
     if not _loaded:
         load_contracts()
-    if tx.tx_type not in HANDLERS:
+    c = CONTRACTS.get(tx.tx_type)
+    if c is None:
         raise TxRejected(f"unknown transaction type {tx.tx_type!r}")
+    problems = c.check(tx.payload, tx.signer)
+    if problems:
+        raise TxRejected(f"{tx.tx_type}: {problems_text(problems)}", tuple(problems))
+
+
+def precheck_tx(reader: Readable, tx: Transaction, chain_id: str, now_ms: int) -> None:
+    """Admission checks for a mempool (the block's execution decides for good): the
+    payload's stateless check, the envelope, not already included, an active member.
+
+    Raises TxError (envelope) or TxRejected (not registered, malformed payload, unknown
+    signer, duplicate).
+    """
+    check_tx_payload(tx)
     check_envelope(tx, chain_id, now_ms)
     if reader.get(K_TX + tx.hash) is not None:
         raise TxRejected("duplicate: transaction already included")
@@ -280,8 +294,8 @@ def _execute_tx(
     prior = view.get(K_TX + h)
     if prior is not None:
         return TxVerdict(h, typ, False, f"duplicate: included at height {decode_value(prior)[0]}"), False
-    handler = HANDLERS.get(typ)
-    if handler is None:
+    contract = CONTRACTS.get(typ)
+    if contract is None:
         return TxVerdict(h, typ, False, f"unknown transaction type {typ!r}"), False
     try:
         check_envelope(tx, chain_id, ts)
@@ -294,10 +308,13 @@ def _execute_tx(
             return TxVerdict(h, typ, False, "signer is not a member"), True
         if not sender.active:
             return TxVerdict(h, typ, False, f"sender {sender.name!r} is no longer active"), True
+    problems = contract.check(tx.payload, tx.signer)  # admission ran it too: defence in depth
+    if problems:
+        return TxVerdict(h, typ, False, f"{typ}: {problems_text(problems)}"), True
     txv = Overlay(view)
     ctx = _context(typ, h, tx.payload, tx.signer, sender, height, ts, rules, txv)
     try:
-        handler(ctx)
+        contract.handler(ctx)
     except TxRejected as e:
         return TxVerdict(h, typ, False, e.reason), True
     except (MemoryError, RecursionError):

@@ -15,15 +15,19 @@ import re
 from typing import Any
 
 from hzp2p.contracts.api import ROLES, TxContext, decode_value, encode_value
-from hzp2p.contracts.domain_queries import (
-    fail,
-    p_bytes32,
-    p_fields,
-    p_int,
-    p_map,
-    p_match,
-)
+from hzp2p.contracts.domain_queries import fail
 from hzp2p.contracts.registry import contract, payload_generator
+from hzp2p.contracts.schema import (
+    Choice,
+    FreeMap,
+    Int,
+    Key32,
+    ListOf,
+    Match,
+    Problem,
+    Schema,
+    key32,
+)
 from hzp2p.contracts.state import Readable
 
 # Matched with re.fullmatch: a `$` anchor would let "r1\n" pass as an id other than "r1".
@@ -32,9 +36,37 @@ _REPORT_ID = re.compile(r"[A-Za-z0-9._:/\-]{1,128}")
 _LABEL = re.compile(r"[A-Za-z0-9._:\- ]{1,64}")
 SCOPES = ("public", "members", "authorities")
 MAX_VALUE = 2**53
-REPORT_FIELDS = frozenset({"report_id", "region", "metric", "value", "period"})
-_REPORT_TEXT = (("report_id", _REPORT_ID), ("region", _LABEL), ("metric", _LABEL), ("period", _LABEL))
-PUBLISH_FIELDS = frozenset({"dataset_id", "metadata", "content_hash", "access"})
+MAX_METADATA_BYTES = 8192
+REPORT_SCHEMA = Schema(
+    {
+        "report_id": Match(_REPORT_ID),
+        "region": Match(_LABEL),
+        "metric": Match(_LABEL),
+        "value": Int(0, MAX_VALUE),
+        "period": Match(_LABEL),
+    }
+)
+_SCOPE = Choice(*SCOPES)
+_ROLE_LIST = ListOf(Choice(*sorted(ROLES)), 1, len(ROLES), distinct=True)
+
+
+def _access_check(v: Any, path: str) -> list[Problem]:
+    bad = _ROLE_LIST(v, path) if type(v) is list else _SCOPE(v, path)
+    if bad:
+        return [Problem(path, f"must be one of {', '.join(SCOPES)} or a list of distinct roles")]
+    return []
+
+
+PUBLISH_SCHEMA = Schema(
+    {
+        "dataset_id": Match(_ID),
+        # Metadata of a data set is published in the clear (title, format, rows, ...):
+        # an authority's public description, bounded in size and flat.
+        "metadata": FreeMap(MAX_METADATA_BYTES),
+        "content_hash": Key32(),
+        "access": _access_check,
+    }
+)
 
 
 def k_report(report_id: str) -> bytes:
@@ -49,22 +81,11 @@ def k_dataset_version(dataset_id: str, version: int) -> bytes:
     return b"data/v/" + dataset_id.encode() + b"/%06d" % version
 
 
-@contract("epi.report")
+@contract("epi.report", schema=REPORT_SCHEMA)
 def report(ctx: TxContext) -> None:
     me = ctx.require_member()
-    p_fields(ctx, REPORT_FIELDS)
     payload = ctx.payload
-    for name, pattern in _REPORT_TEXT:  # p_match for each, inline (the hot contract)
-        v = payload.get(name)
-        if type(v) is not str or not pattern.fullmatch(v):
-            fail(ctx, f"{name} must match {pattern.pattern}")
-    rid, region, metric, period = (
-        payload["report_id"],
-        payload["region"],
-        payload["metric"],
-        payload["period"],
-    )
-    value = p_int(ctx, "value", 0, MAX_VALUE)
+    rid = payload["report_id"]
     key = k_report(rid)
     old = ctx.state.get(key)
     if old is not None:
@@ -75,41 +96,27 @@ def report(ctx: TxContext) -> None:
         encode_value(
             {
                 "height": ctx.height,
-                "metric": metric,
-                "period": period,
-                "region": region,
+                "metric": payload["metric"],
+                "period": payload["period"],
+                "region": payload["region"],
                 "report_id": rid,
                 "reporter": me.inst_id,
                 "timestamp_ms": ctx.timestamp_ms,
                 "tx_hash": ctx.tx_hash,
-                "value": value,
+                "value": payload["value"],
             }
         ),
     )
 
 
-def _access(ctx: TxContext) -> str | list[str]:
-    a = ctx.payload["access"]
-    if type(a) is str and a in SCOPES:
-        return a
-    if (
-        type(a) is list
-        and a
-        and all(type(r) is str and r in ROLES for r in a)
-        and len(set(a)) == len(a)
-    ):
-        return sorted(a)
-    fail(ctx, f"access must be one of {', '.join(SCOPES)} or a list of roles")
-
-
-@contract("data.publish")
+@contract("data.publish", schema=PUBLISH_SCHEMA)
 def publish(ctx: TxContext) -> None:
     me = ctx.require_member("authority")
-    p_fields(ctx, PUBLISH_FIELDS)
-    did = p_match(ctx, "dataset_id", _ID)
-    meta = p_map(ctx, "metadata")
-    chash = p_bytes32(ctx, "content_hash")
-    access = _access(ctx)
+    did = ctx.payload["dataset_id"]
+    meta = dict(ctx.payload["metadata"])
+    chash = key32(ctx.payload["content_hash"])
+    a = ctx.payload["access"]
+    access: str | list[str] = sorted(a) if type(a) is list else a
     key = k_dataset(did)
     old = ctx.state.get(key)
     version = 1

@@ -28,23 +28,25 @@ from hzp2p.contracts.domain_queries import (
     k_code_hist,
     k_lab_test,
     load,
-    p_choice,
-    p_id,
-    p_only,
-    p_subject,
-    p_text,
     rule_version,
     store,
 )
 from hzp2p.contracts.registry import contract, payload_generator
+from hzp2p.contracts.schema import Bool, Choice, Id, Int, Schema, Subject, Text
 
 HEALTHCODE_RULES: dict[int, dict[str, int]] = {
     1: {"green_after_days": 14},
 }
 COLOURS = ("green", "yellow", "red")
 RESULTS = ("positive", "negative")
-LAB_FIELDS = frozenset({"subject", "test_id", "result", "sample_ms", "record"})
-SET_FIELDS = frozenset({"subject", "colour", "reason", "override"})
+LAB_SCHEMA = Schema(
+    {"subject": Subject(), "test_id": Id(), "result": Choice(*RESULTS), "sample_ms": Int(0, 2**62)},
+    {"record": privacy.ENVELOPE_SCHEMA.nested()},
+)
+SET_SCHEMA = Schema(
+    {"subject": Subject(), "colour": Choice(*COLOURS), "reason": Text()},
+    {"override": Bool()},
+)
 
 
 def lab_colour(last_pos: int | None, last_neg: int | None, period_ms: int) -> str | None:
@@ -78,20 +80,13 @@ def _write(ctx: TxContext, code: dict[str, Any], event: dict[str, Any]) -> None:
     append_event(ctx, k_code_hist(subject), {**event, "colour": code["colour"]})
 
 
-@contract("lab.result")
+@contract("lab.result", schema=LAB_SCHEMA)
 def lab_result(ctx: TxContext) -> None:
     """A lab's test result; payload: subject, test_id, result, sample_ms [, record]."""
     lab = ctx.require_member("lab")
-    p_only(ctx, LAB_FIELDS)
-    subject = p_subject(ctx)
-    test_id = p_id(ctx, "test_id")
-    result = p_choice(ctx, "result", RESULTS)
-    sample = ctx.payload.get("sample_ms")
-    if (
-        not isinstance(sample, int)
-        or isinstance(sample, bool)
-        or not 0 <= sample <= ctx.timestamp_ms
-    ):
+    p = ctx.payload
+    subject, test_id, result, sample = p["subject"], p["test_id"], p["result"], p["sample_ms"]
+    if sample > ctx.timestamp_ms:
         fail(ctx, "sample_ms must be an integer time not after the block timestamp")
     version, rules = rule_version(ctx, "healthcode", HEALTHCODE_RULES)
     period = rules["green_after_days"] * DAY_MS
@@ -148,17 +143,13 @@ def lab_result(ctx: TxContext) -> None:
     )
 
 
-@contract("healthcode.set")
+@contract("healthcode.set", schema=SET_SCHEMA)
 def healthcode_set(ctx: TxContext) -> None:
     """An authority sets a colour; payload: subject, colour, reason [, override]."""
     authority = ctx.require_member("authority")
-    p_only(ctx, SET_FIELDS)
-    subject = p_subject(ctx)
-    colour = p_choice(ctx, "colour", COLOURS)
-    reason = p_text(ctx, "reason")
-    override = ctx.payload.get("override", False)
-    if not isinstance(override, bool):
-        fail(ctx, "override must be a boolean")
+    p = ctx.payload
+    subject, colour, reason = p["subject"], p["colour"], p["reason"]
+    override = p.get("override", False)
     version, rules = rule_version(ctx, "healthcode", HEALTHCODE_RULES)
     period = rules["green_after_days"] * DAY_MS
     code = _current(ctx, subject)

@@ -35,13 +35,55 @@ from hzp2p.contracts.api import (
     encode_value,
     valid_address,
 )
-from hzp2p.contracts.domain_queries import p_bytes32, p_only
 from hzp2p.contracts.registry import contract
+from hzp2p.contracts.schema import Bool, Choice, Int, Key32, ListOf, Problem, Schema, key32, one_of
 from hzp2p.contracts.state import Readable
 
 PROPOSAL_TTL_MS = 7 * 24 * 3600 * 1000
 ACTIONS = ("admit", "remove", "set_roles", "promote", "demote")
-ADMIT_FIELDS = frozenset({"action", "name", "roles", "signing_key", "node_key", "address"})
+def _ROLES(v: Any, path: str) -> list[Problem]:  # noqa: N802 - a schema check, like the others
+    if type(v) is not list or not v:
+        return [Problem(path, "must be a non-empty list")]
+    if any(type(r) is not str or r not in ROLES for r in v) or len(set(v)) != len(v):
+        return [Problem(path, f"must be distinct, from {sorted(ROLES)}")]
+    return []
+_INST = Int(1, 2**63 - 1)
+
+
+def _address(v: Any, path: str) -> list[Problem]:
+    return [] if valid_address(v) else [Problem(path, "must be host:port")]
+
+
+def _name(v: Any, path: str) -> list[Problem]:
+    if type(v) is not str or not 0 < len(v) <= 128:
+        return [Problem(path, "must be 1..128 characters")]
+    return []
+
+
+def _action(name: str) -> Any:
+    return Choice(name)
+
+
+PROPOSE_SCHEMA = one_of(
+    "action",
+    {
+        "admit": Schema(
+            {
+                "action": _action("admit"),
+                "name": _name,
+                "roles": _ROLES,
+                "signing_key": Key32(),
+                "node_key": Key32(),
+                "address": _address,
+            }
+        ),
+        "remove": Schema({"action": _action("remove"), "inst_id": _INST}),
+        "set_roles": Schema({"action": _action("set_roles"), "inst_id": _INST, "roles": _ROLES}),
+        "promote": Schema({"action": _action("promote"), "inst_id": _INST}),
+        "demote": Schema({"action": _action("demote"), "inst_id": _INST}),
+    },
+)
+VOTE_SCHEMA = Schema({"proposal_id": Int(0, 2**63 - 1), "approve": Bool()})
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,19 +214,8 @@ def membership_log(state: Readable) -> list[MembershipChange]:
 # ---------------------------------------------------------------- payload checks
 
 
-def _roles_field(p: Mapping[str, Any]) -> list[str]:
-    roles = p.get("roles")
-    if type(roles) is not list or not roles:
-        raise TxRejected("member.propose: roles must be a non-empty list")
-    if any(type(r) is not str or r not in ROLES for r in roles) or len(set(roles)) != len(roles):
-        raise TxRejected(f"member.propose: roles must be distinct, from {sorted(ROLES)}")
-    return sorted(roles)
-
-
 def _inst_id_field(state: StateView, p: Mapping[str, Any]) -> Institution:
-    iid = p.get("inst_id")
-    if type(iid) is not int or iid < 1:
-        raise TxRejected("member.propose: inst_id must be a positive integer")
+    iid = p["inst_id"]
     inst = get_institution(state, iid)
     if inst is None or not inst.active:
         raise TxRejected(f"member.propose: institution {iid} is not an active member")
@@ -198,12 +229,6 @@ def _active(state: Readable) -> list[Institution]:
 def _validate(state: StateView, action: str, params: Mapping[str, Any]) -> str:
     """Check the change against the current state; returns the target tag. Raises TxRejected."""
     if action == "admit":
-        name = params["name"]
-        if type(name) is not str or not 0 < len(name) <= 128:
-            raise TxRejected("member.propose: name must be 1..128 characters")
-        addr = params["address"]
-        if not valid_address(addr):
-            raise TxRejected("member.propose: address must be host:port")
         if state.get(k_sigkey(params["signing_key"])) is not None:
             raise TxRejected("member.propose: signing_key already belongs to an institution")
         if state.get(k_nodekey(params["node_key"])) is not None:
@@ -235,23 +260,19 @@ def _validate(state: StateView, action: str, params: Mapping[str, Any]) -> str:
 
 
 def _params(ctx: TxContext) -> tuple[str, dict[str, Any]]:
+    """The proposal's parameters from a payload that passed PROPOSE_SCHEMA."""
     st, p = ctx.state, ctx.payload
-    action = p.get("action")
-    if action not in ACTIONS:
-        raise TxRejected(f"member.propose: action must be one of {', '.join(ACTIONS)}")
+    action = p["action"]
     if action == "admit":
-        p_only(ctx, ADMIT_FIELDS)
         return action, {
-            "address": p.get("address"),
-            "name": p.get("name"),
-            "node_key": p_bytes32(ctx, "node_key"),
-            "roles": _roles_field(p),
-            "signing_key": p_bytes32(ctx, "signing_key"),
+            "address": p["address"],
+            "name": p["name"],
+            "node_key": key32(p["node_key"]),
+            "roles": sorted(p["roles"]),
+            "signing_key": key32(p["signing_key"]),
         }
     if action == "set_roles":
-        p_only(ctx, frozenset({"action", "inst_id", "roles"}))
-        return action, {"inst_id": _inst_id_field(st, p).inst_id, "roles": _roles_field(p)}
-    p_only(ctx, frozenset({"action", "inst_id"}))
+        return action, {"inst_id": _inst_id_field(st, p).inst_id, "roles": sorted(p["roles"])}
     return action, {"inst_id": _inst_id_field(st, p).inst_id}
 
 
@@ -275,7 +296,7 @@ def _close(state: StateView, prop: dict[str, Any], status: str, height: int, not
     state.delete(_open_key(prop["target"]))
 
 
-@contract("member.propose")
+@contract("member.propose", schema=PROPOSE_SCHEMA)
 def propose(ctx: TxContext) -> None:
     me = ctx.require_member("authority")
     st = ctx.state
@@ -315,16 +336,11 @@ def propose(ctx: TxContext) -> None:
     _decide(ctx, prop)
 
 
-@contract("member.vote")
+@contract("member.vote", schema=VOTE_SCHEMA)
 def vote(ctx: TxContext) -> None:
     me = ctx.require_member("authority")
     st = ctx.state
-    p = ctx.payload
-    if set(p) != {"proposal_id", "approve"}:
-        raise TxRejected("member.vote: payload must have exactly proposal_id and approve")
-    pid, approve = p["proposal_id"], p["approve"]
-    if type(pid) is not int or type(approve) is not bool:
-        raise TxRejected("member.vote: proposal_id must be an integer and approve a boolean")
+    pid, approve = ctx.payload["proposal_id"], ctx.payload["approve"]
     prop = _load_proposal(st, pid)
     if prop is None:
         raise TxRejected(f"member.vote: no proposal {pid}")

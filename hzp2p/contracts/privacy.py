@@ -29,7 +29,6 @@ import nacl.signing
 from hzp2p.contracts.api import Institution, TxContext, decode_value, encode_value
 from hzp2p.contracts.domain_queries import (
     DAY_MS,
-    ID_RE,
     append_event,
     append_seq,
     fail,
@@ -42,18 +41,23 @@ from hzp2p.contracts.domain_queries import (
     k_record,
     k_subject_records,
     load,
-    p_bytes,
-    p_choice,
-    p_id,
-    p_int,
-    p_map,
-    p_only,
-    p_subject,
-    p_text,
     rule_version,
     store,
 )
 from hzp2p.contracts.registry import contract
+from hzp2p.contracts.schema import (
+    Bytes,
+    Choice,
+    Id,
+    Int,
+    ListOf,
+    MapOf,
+    Match,
+    Problem,
+    Schema,
+    Subject,
+    Text,
+)
 from hzp2p.crypto.records import (
     MAX_CIPHERTEXT_BYTES,
     MIN_CIPHERTEXT_BYTES,
@@ -69,9 +73,80 @@ WRITE_ROLES = {"diagnosis": "hospital", "lab_result": "lab"}
 PRIVACY_RULES: dict[int, dict[str, int]] = {
     1: {"emergency_window_ms": DAY_MS, "max_grant_days": 3650, "max_grant_types": 8},
 }
-ENVELOPE_FIELDS = frozenset({"record_id", "ciphertext", "key_commitment", "sealed_keys"})
-SHARE_FIELDS = frozenset({"record_id", "grantee", "sealed_key", "basis", "grant_id", "purpose"})
 ERASE_DOMAIN = "hzp2p.record.erase.v1"
+MAX_GRANT_TYPES = 8
+INST_ID = Int(0, 2**63 - 1)
+_HOLDER = Match(r"subject|inst:[0-9]{1,19}", "'subject' or 'inst:<id>'")
+ENVELOPE_SCHEMA = Schema(
+    {
+        "record_id": Id(),
+        "ciphertext": Bytes(MIN_CIPHERTEXT_BYTES, MAX_CIPHERTEXT_BYTES),
+        "key_commitment": Bytes(32),
+        "sealed_keys": MapOf(_HOLDER, Bytes(SEALED_KEY_BYTES), 8),
+    }
+)
+"""An encrypted record as it travels in a payload: nothing else may ride along."""
+WRITE_SCHEMA = Schema(
+    {
+        "subject": Subject(),
+        "record_type": Choice(*sorted(WRITE_ROLES)),
+        "record": ENVELOPE_SCHEMA.nested(),
+    }
+)
+GRANT_SCHEMA = Schema(
+    {
+        "grant_id": Id(),
+        "grantee": INST_ID,
+        "record_types": ListOf(Choice(*RECORD_TYPES), 1, MAX_GRANT_TYPES),
+        "purpose": Text(128),
+        "expiry_ms": Int(0, 2**62),
+    }
+)
+REVOKE_SCHEMA = Schema({"grant_id": Id()})
+
+
+def _share_basis(payload: Any, signer: bytes) -> list[Problem]:
+    if payload["basis"] == "grant":
+        missing = sorted(k for k in ("grant_id", "purpose") if k not in payload)
+        return [Problem("", f"basis 'grant' needs {', '.join(missing)}")] if missing else []
+    # would ride along unchecked (and unlogged): refuse, like any unknown field
+    stray = sorted(k for k in ("grant_id", "purpose") if k in payload)
+    return [Problem(k, "not used with basis 'emergency'") for k in stray]
+
+
+SHARE_SCHEMA = Schema(
+    {
+        "record_id": Id(),
+        "grantee": INST_ID,
+        "sealed_key": Bytes(SEALED_KEY_BYTES),
+        "basis": Choice("grant", "emergency"),
+    },
+    {"grant_id": Id(), "purpose": Text(128)},
+    rules=(_share_basis,),
+)
+EMERGENCY_SCHEMA = Schema({"record_id": Id(), "reason": Text()})
+
+
+def _erase_request(payload: Any, signer: bytes) -> list[Problem]:
+    req = payload.get("subject_request")
+    if req is None:
+        return []
+    try:
+        nacl.signing.VerifyKey(req["subject_key"]).verify(
+            erase_request_message(payload["record_id"]), req["signature"]
+        )
+    except (nacl.exceptions.CryptoError, ValueError, TypeError):
+        return [Problem("subject_request.signature", "is invalid")]
+    return []
+
+
+ERASE_SCHEMA = Schema(
+    {"record_id": Id()},
+    {"subject_request": Schema({"subject_key": Bytes(32), "signature": Bytes(64)}).nested()},
+    rules=(_erase_request,),
+)
+ENCKEY_SCHEMA = Schema({"key_id": Int(0, 2**31), "public_key": Bytes(32)})
+REWRAP_SCHEMA = Schema({"record_id": Id(), "sealed_key": Bytes(SEALED_KEY_BYTES)})
 
 
 def erase_request_message(record_id: str) -> bytes:
@@ -90,31 +165,16 @@ def store_record(ctx: TxContext, writer: Institution, subject: str, record_type:
     against `key_commitment` (hzp2p.crypto.records.open_sealed_key).
     """
     assert record_type in RECORD_TYPES
-    env = p_map(ctx, "record")
-    p_only(ctx, ENVELOPE_FIELDS, env, "record")
-    record_id = env.get("record_id")
-    if not isinstance(record_id, str) or not ID_RE.fullmatch(record_id):
-        fail(ctx, "record.record_id must match [A-Za-z0-9._:-]{1,64}")
-    ciphertext = env.get("ciphertext")
-    if not isinstance(ciphertext, bytes) or not (
-        MIN_CIPHERTEXT_BYTES <= len(ciphertext) <= MAX_CIPHERTEXT_BYTES
-    ):
-        fail(ctx, f"record.ciphertext must be {MIN_CIPHERTEXT_BYTES}..{MAX_CIPHERTEXT_BYTES} bytes")
-    commitment = env.get("key_commitment")
-    if not isinstance(commitment, bytes) or len(commitment) != 32:
-        fail(ctx, "record.key_commitment must be 32 bytes")
-    sealed = env.get("sealed_keys")
+    env = ctx.payload["record"]  # its shape passed ENVELOPE_SCHEMA
+    record_id: str = env["record_id"]
+    ciphertext, commitment, sealed = env["ciphertext"], env["key_commitment"], env["sealed_keys"]
     writer_holder = institution_holder(writer.inst_id)
-    if not isinstance(sealed, dict) or sorted(sealed) != sorted([SUBJECT_HOLDER, writer_holder]):
+    if sorted(sealed) != sorted([SUBJECT_HOLDER, writer_holder]):
         fail(
             ctx,
             f"record.sealed_keys must seal the key to exactly {SUBJECT_HOLDER!r} and "
             f"{writer_holder!r}",
         )
-    for holder in sorted(sealed):
-        key = sealed[holder]
-        if not isinstance(key, bytes) or len(key) != SEALED_KEY_BYTES:
-            fail(ctx, f"record.sealed_keys[{holder!r}] must be {SEALED_KEY_BYTES} bytes")
     if ctx.state.get(k_record(record_id)) is not None:
         fail(ctx, f"record {record_id!r} already exists")
     holders = {
@@ -192,13 +252,12 @@ def _member(ctx: TxContext, inst_id: int, what: str) -> Institution:
     return inst
 
 
-@contract("record.write")
+@contract("record.write", schema=WRITE_SCHEMA)
 def record_write(ctx: TxContext) -> None:
     """A record with no other contract: payload subject, record_type, record (envelope)."""
-    record_type = p_choice(ctx, "record_type", tuple(sorted(WRITE_ROLES)))
+    record_type = ctx.payload["record_type"]
     writer = ctx.require_member(WRITE_ROLES[record_type])
-    p_only(ctx, frozenset({"subject", "record_type", "record"}))
-    store_record(ctx, writer, p_subject(ctx), record_type)
+    store_record(ctx, writer, ctx.payload["subject"], record_type)
 
 
 # ---------------------------------------------------------------- consent
@@ -210,26 +269,19 @@ def _citizen_subject(ctx: TxContext) -> str:
     return pseudonym(ctx.signer)
 
 
-@contract("consent.grant", citizen=True)
+@contract("consent.grant", schema=GRANT_SCHEMA, citizen=True)
 def consent_grant(ctx: TxContext) -> None:
     """Signed by the subject: grant_id, grantee, record_types, purpose, expiry_ms."""
     subject = _citizen_subject(ctx)
-    p_only(ctx, frozenset({"grant_id", "grantee", "record_types", "purpose", "expiry_ms"}))
     _, rules = rule_version(ctx, "privacy", PRIVACY_RULES)
-    grant_id = p_id(ctx, "grant_id")
-    grantee = p_int(ctx, "grantee", 0, 2**63 - 1)
-    types = ctx.payload.get("record_types")
-    if (
-        not isinstance(types, list)
-        or not types
-        or len(types) > rules["max_grant_types"]
-        or any(t not in RECORD_TYPES for t in types)
-    ):
-        fail(ctx, f"record_types must be a non-empty list drawn from {', '.join(RECORD_TYPES)}")
-    purpose = p_text(ctx, "purpose", 128)
-    expiry = p_int(
-        ctx, "expiry_ms", ctx.timestamp_ms + 1, ctx.timestamp_ms + rules["max_grant_days"] * DAY_MS
-    )
+    p = ctx.payload
+    grant_id, grantee, types, purpose = p["grant_id"], p["grantee"], p["record_types"], p["purpose"]
+    if len(types) > rules["max_grant_types"]:
+        fail(ctx, f"record_types may name at most {rules['max_grant_types']} types")
+    expiry = p["expiry_ms"]
+    latest = ctx.timestamp_ms + rules["max_grant_days"] * DAY_MS
+    if not ctx.timestamp_ms < expiry <= latest:
+        fail(ctx, f"expiry_ms out of range [{ctx.timestamp_ms + 1}, {latest}]")
     _member(ctx, grantee, "grantee")
     key = k_grant(subject, grant_id)
     if ctx.state.get(key) is not None:
@@ -251,13 +303,12 @@ def consent_grant(ctx: TxContext) -> None:
     )
 
 
-@contract("consent.revoke", citizen=True)
+@contract("consent.revoke", schema=REVOKE_SCHEMA, citizen=True)
 def consent_revoke(ctx: TxContext) -> None:
     """Signed by the subject: grant_id. Later shares under it are refused; keys handed
     over under it are withdrawn from state."""
     subject = _citizen_subject(ctx)
-    p_only(ctx, frozenset({"grant_id"}))
-    grant_id = p_id(ctx, "grant_id")
+    grant_id: str = ctx.payload["grant_id"]
     key = k_grant(subject, grant_id)
     grant: dict[str, Any] | None = load(ctx.state, key)
     if grant is None:
@@ -282,7 +333,7 @@ def consent_revoke(ctx: TxContext) -> None:
 
 
 def _covering_grant(ctx: TxContext, rec: dict[str, Any], grantee: int, purpose: str) -> str:
-    grant_id = p_id(ctx, "grant_id")
+    grant_id: str = ctx.payload["grant_id"]
     grant: dict[str, Any] | None = load(ctx.state, k_grant(rec["subject"], grant_id))
     if grant is None:
         fail(ctx, f"no grant {grant_id!r} from this record's subject")
@@ -299,7 +350,7 @@ def _covering_grant(ctx: TxContext, rec: dict[str, Any], grantee: int, purpose: 
     return grant_id
 
 
-@contract("access.share")
+@contract("access.share", schema=SHARE_SCHEMA)
 def access_share(ctx: TxContext) -> None:
     """A key holder hands a record key to a grantee.
 
@@ -307,11 +358,9 @@ def access_share(ctx: TxContext) -> None:
     and for "grant": grant_id and purpose.
     """
     sender = ctx.require_member()
-    p_only(ctx, SHARE_FIELDS)
-    rec = _record(ctx, p_id(ctx, "record_id"))
-    grantee_id = p_int(ctx, "grantee", 0, 2**63 - 1)
-    sealed_key = p_bytes(ctx, "sealed_key", SEALED_KEY_BYTES, SEALED_KEY_BYTES)
-    basis = p_choice(ctx, "basis", ("grant", "emergency"))
+    p = ctx.payload
+    rec = _record(ctx, p["record_id"])
+    grantee_id, sealed_key, basis = p["grantee"], p["sealed_key"], p["basis"]
     if institution_holder(sender.inst_id) not in rec["holders"]:
         fail(ctx, f"sender {sender.inst_id} does not hold the key of record {rec['record_id']!r}")
     grantee = _member(ctx, grantee_id, "grantee")
@@ -320,14 +369,11 @@ def access_share(ctx: TxContext) -> None:
         fail(ctx, f"institution {grantee_id} already holds this record's key")
     entry: dict[str, Any] = {"kind": "share", "by": sender.inst_id, "grantee": grantee_id}
     if basis == "grant":
-        purpose = p_text(ctx, "purpose", 128)
+        purpose = p["purpose"]
         grant_id = _covering_grant(ctx, rec, grantee_id, purpose)
         via = f"grant:{grant_id}"
         entry.update(purpose=purpose, grant_id=grant_id)
     else:
-        stray = sorted(k for k in ("grant_id", "purpose") if k in ctx.payload)
-        if stray:  # would ride along unchecked (and unlogged): refuse, like any unknown field
-            fail(ctx, f"{', '.join(stray)} not used with basis 'emergency'")
         ekey = k_emergency(rec["record_id"], grantee_id)
         auth: dict[str, Any] | None = load(ctx.state, ekey)
         if auth is None or auth["fulfilled"]:
@@ -355,14 +401,13 @@ def access_share(ctx: TxContext) -> None:
     _log(ctx, rec, entry)
 
 
-@contract("access.emergency")
+@contract("access.emergency", schema=EMERGENCY_SCHEMA)
 def access_emergency(ctx: TxContext) -> None:
     """An authority's break-glass request: record_id, reason. A holder then hands the key
     over with access.share basis "emergency" within the rules' window."""
     authority = ctx.require_member("authority")
-    p_only(ctx, frozenset({"record_id", "reason"}))
-    rec = _record(ctx, p_id(ctx, "record_id"))
-    reason = p_text(ctx, "reason")
+    rec = _record(ctx, ctx.payload["record_id"])
+    reason = ctx.payload["reason"]
     _, rules = rule_version(ctx, "privacy", PRIVACY_RULES)
     if institution_holder(authority.inst_id) in rec["holders"]:
         fail(ctx, f"institution {authority.inst_id} already holds this record's key")
@@ -395,12 +440,12 @@ def access_emergency(ctx: TxContext) -> None:
     )
 
 
-@contract("record.erase", citizen=True)
+@contract("record.erase", schema=ERASE_SCHEMA, citizen=True)
 def record_erase(ctx: TxContext) -> None:
     """Destroy a record's sealed keys. Signed by the subject, or submitted by the writer
-    with `subject_request` = {subject_key, signature over erase_request_message}."""
-    p_only(ctx, frozenset({"record_id", "subject_request"}))
-    rec = _record(ctx, p_id(ctx, "record_id"))
+    with `subject_request` = {subject_key, signature over erase_request_message} (the
+    signature is checked by the stateless check)."""
+    rec = _record(ctx, ctx.payload["record_id"])
     if ctx.sender is None:
         if pseudonym(ctx.signer) != rec["subject"]:
             fail(ctx, "only the record's subject may erase it")
@@ -409,21 +454,11 @@ def record_erase(ctx: TxContext) -> None:
         writer = ctx.require_member()
         if writer.inst_id != rec["writer"]:
             fail(ctx, "only the record's subject or its writer (on request) may erase it")
-        req = p_map(ctx, "subject_request")
-        p_only(ctx, frozenset({"subject_key", "signature"}), req, "subject_request")
-        subject_key, sig = req.get("subject_key"), req.get("signature")
-        if (
-            not isinstance(subject_key, bytes)
-            or len(subject_key) != 32
-            or not isinstance(sig, bytes)
-        ):
-            fail(ctx, "subject_request needs subject_key (32 bytes) and signature")
-        if pseudonym(subject_key) != rec["subject"]:
+        req = ctx.payload.get("subject_request")
+        if req is None:
+            fail(ctx, "subject_request: needed when the writer erases")
+        if pseudonym(req["subject_key"]) != rec["subject"]:
             fail(ctx, "subject_request key is not the record's subject")
-        try:
-            nacl.signing.VerifyKey(subject_key).verify(erase_request_message(rec["record_id"]), sig)
-        except (nacl.exceptions.CryptoError, ValueError, TypeError):
-            fail(ctx, "subject_request signature is invalid")
         by = writer.inst_id
     _drop_holders(ctx, rec, {})
     rec["erased"] = {"by": by, "height": ctx.height, "timestamp_ms": ctx.timestamp_ms}
@@ -435,7 +470,7 @@ def record_erase(ctx: TxContext) -> None:
 # ---------------------------------------------------------------- encryption keys
 
 
-@contract("enckey.set")
+@contract("enckey.set", schema=ENCKEY_SCHEMA)
 def enckey_set(ctx: TxContext) -> None:
     """A member registers (or rotates to) its own X25519 encryption key: key_id, public_key.
 
@@ -445,12 +480,10 @@ def enckey_set(ctx: TxContext) -> None:
     old private key, and the sealed keys of erased records in the block history die with it.
     """
     inst = ctx.require_member()
-    p_only(ctx, frozenset({"key_id", "public_key"}))
     current = current_key_id(ctx, inst.inst_id)
-    key_id = p_int(ctx, "key_id", 0, 2**31)
+    key_id, public_key = ctx.payload["key_id"], ctx.payload["public_key"]
     if key_id != current + 1:
         fail(ctx, f"key_id must be {current + 1} (current key id is {current})")
-    public_key = p_bytes(ctx, "public_key", 32, 32)
     if public_key == bytes(32):
         fail(ctx, "public_key must not be all zeros")
     store(
@@ -466,15 +499,14 @@ def enckey_set(ctx: TxContext) -> None:
     )
 
 
-@contract("access.rewrap")
+@contract("access.rewrap", schema=REWRAP_SCHEMA)
 def access_rewrap(ctx: TxContext) -> None:
     """A holder replaces its own sealed key with one sealed to its current encryption key:
     record_id, sealed_key. Not a new access (nobody new gets the key), so not logged;
     refused for erased records, whose keys must stay dead."""
     inst = ctx.require_member()
-    p_only(ctx, frozenset({"record_id", "sealed_key"}))
-    rec = _record(ctx, p_id(ctx, "record_id"))
-    sealed_key = p_bytes(ctx, "sealed_key", SEALED_KEY_BYTES, SEALED_KEY_BYTES)
+    rec = _record(ctx, ctx.payload["record_id"])
+    sealed_key = ctx.payload["sealed_key"]
     holder = institution_holder(inst.inst_id)
     entry = rec["holders"].get(holder)
     if entry is None:

@@ -1,9 +1,11 @@
-"""Registry of contract handlers: transaction type -> handler, plus per-type flags.
+"""Registry of contracts: transaction type -> handler, stateless check and flags.
 
 Domain contract modules register with the `contract` decorator at import time;
-the engine (hzp2p.contracts.engine) looks handlers up here. A type flagged
-`citizen=True` is signed by a citizen's key rather than an institution's, so
-the engine does not require the signer to be a member (the handler decides).
+the engine (hzp2p.contracts.engine) looks contracts up here. Every contract
+declares its stateless payload check (a `Schema`, or a function of payload and
+signer: hzp2p.contracts.schema), which admission and execution both run. A type
+flagged `citizen=True` is signed by a citizen's key rather than an institution's,
+so the engine does not require the signer to be a member (the handler decides).
 A type may also register a payload generator (`payload_generator`) so the
 ledger benchmark can exercise it without knowing its rules.
 """
@@ -11,10 +13,25 @@ ledger benchmark can exercise it without knowing its rules.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from hzp2p.contracts.api import Handler
+from hzp2p.contracts.schema import Problem, Schema
 
+PayloadCheck = Callable[[Any, bytes], list[Problem]]
+"""(payload, signer) -> every problem of the payload's shape; no state, no clock."""
+
+
+@dataclass(frozen=True, slots=True)
+class Contract:
+    tx_type: str
+    handler: Handler
+    check: PayloadCheck
+    citizen: bool
+
+
+CONTRACTS: dict[str, Contract] = {}
 HANDLERS: dict[str, Handler] = {}
 CITIZEN_SIGNED: set[str] = set()
 
@@ -25,8 +42,12 @@ PAYLOAD_GENERATORS: dict[str, PayloadGenerator] = {}
 PAYLOAD_ROLES: dict[str, tuple[str, ...]] = {}
 
 
-def contract(tx_type: str, *, citizen: bool = False) -> Callable[[Handler], Handler]:
-    """Decorator registering `fn` as the handler of `tx_type` (each type registered once)."""
+def contract(
+    tx_type: str, *, schema: Schema | PayloadCheck, citizen: bool = False
+) -> Callable[[Handler], Handler]:
+    """Decorator registering `fn` as the handler of `tx_type` (each type registered once),
+    with its stateless check `schema`."""
+    check: PayloadCheck = schema.problems if isinstance(schema, Schema) else schema
 
     def register(fn: Handler) -> Handler:
         old = HANDLERS.get(tx_type)
@@ -34,6 +55,7 @@ def contract(tx_type: str, *, citizen: bool = False) -> Callable[[Handler], Hand
         assert old is None or _same(old, fn), f"duplicate contract for {tx_type!r}"
         assert tx_type and len(tx_type) <= 64, f"bad tx type {tx_type!r}"
         HANDLERS[tx_type] = fn
+        CONTRACTS[tx_type] = Contract(tx_type, fn, check, citizen)
         if citizen:
             CITIZEN_SIGNED.add(tx_type)
         return fn
@@ -44,6 +66,14 @@ def contract(tx_type: str, *, citizen: bool = False) -> Callable[[Handler], Hand
 def citizen_signed(tx_type: str) -> bool:
     """True if `tx_type` is signed by a citizen key (e.g. consent.grant / consent.revoke)."""
     return tx_type in CITIZEN_SIGNED
+
+
+def check_payload(tx_type: str, payload: Any, signer: bytes) -> list[Problem]:
+    """The stateless check of a registered type's payload: every problem, or []."""
+    c = CONTRACTS.get(tx_type)
+    if c is None:
+        return [Problem("type", f"unknown transaction type {tx_type!r}")]
+    return c.check(payload, signer)
 
 
 def payload_generator(

@@ -23,29 +23,48 @@ from hzp2p.contracts.domain_queries import (
     k_lot,
     k_lot_events,
     load,
-    p_id,
-    p_int,
-    p_only,
-    p_text,
     store,
 )
 from hzp2p.contracts.registry import contract, payload_generator
+from hzp2p.contracts.schema import Id, Int, Problem, Schema, Text
 
 CUSTODY_ROLES = ("carrier", "vaccination_site", "hospital", "manufacturer")
 TEMP_LIMIT_CENTI_C = 30_000  # |temperature| bound, hundredths of a degree C
 MAX_QUANTITY = 1_000_000_000
-REGISTER_FIELDS = frozenset(
-    {"lot_id", "product", "quantity", "expiry_ms", "temp_min_centi_c", "temp_max_centi_c"}
+_TEMP = Int(-TEMP_LIMIT_CENTI_C, TEMP_LIMIT_CENTI_C)
+
+
+def _range_ordered(payload: Any, signer: bytes) -> list[Problem]:
+    if payload["temp_min_centi_c"] >= payload["temp_max_centi_c"]:
+        return [Problem("temp_min_centi_c", "must be below temp_max_centi_c")]
+    return []
+
+
+REGISTER_SCHEMA = Schema(
+    {
+        "lot_id": Id(),
+        "product": Id(),
+        "quantity": Int(1, MAX_QUANTITY),
+        "expiry_ms": Int(0, 2**62),
+        "temp_min_centi_c": _TEMP,
+        "temp_max_centi_c": _TEMP,
+    },
+    rules=(_range_ordered,),
 )
-REASON_FIELDS = frozenset({"lot_id", "reason"})
+TRANSFER_SCHEMA = Schema({"lot_id": Id(), "to": Int(0, 2**63 - 1)})
+REASON_SCHEMA = Schema({"lot_id": Id(), "reason": Text()})
 
 
-def lot_status(lot: dict[str, Any]) -> str:
-    """The status: "recalled", "quarantined" or "active" (a recall outranks a quarantine)."""
+def lot_status(lot: dict[str, Any], now_ms: int | None = None) -> str:
+    """The status: "recalled", "quarantined", "expired" or "active" (in that order of
+    precedence). "expired" needs `now_ms`, the block time of the height the status is read
+    at (contracts pass their block's; queries their head's): a stored lot cannot know it."""
     if lot["recall"] is not None:
         return "recalled"
     if lot["quarantine"] is not None:
         return "quarantined"
+    if now_ms is not None and lot["expiry_ms"] <= now_ms:
+        return "expired"
     return "active"
 
 
@@ -64,19 +83,15 @@ def put_lot(ctx: TxContext, lot: dict[str, Any], event: dict[str, Any] | None = 
         append_event(ctx, k_lot_events(lot["lot_id"]), event)
 
 
-@contract("lot.register")
+@contract("lot.register", schema=REGISTER_SCHEMA)
 def lot_register(ctx: TxContext) -> None:
     """Payload: lot_id, product, quantity, expiry_ms, temp_min_centi_c, temp_max_centi_c."""
     maker = ctx.require_member("manufacturer")
-    p_only(ctx, REGISTER_FIELDS)
-    lot_id = p_id(ctx, "lot_id")
-    product = p_id(ctx, "product")
-    quantity = p_int(ctx, "quantity", 1, MAX_QUANTITY)
-    expiry = p_int(ctx, "expiry_ms", ctx.timestamp_ms + 1, 2**62)
-    tmin = p_int(ctx, "temp_min_centi_c", -TEMP_LIMIT_CENTI_C, TEMP_LIMIT_CENTI_C)
-    tmax = p_int(ctx, "temp_max_centi_c", -TEMP_LIMIT_CENTI_C, TEMP_LIMIT_CENTI_C)
-    if tmin >= tmax:
-        fail(ctx, "temp_min_centi_c must be below temp_max_centi_c")
+    p = ctx.payload
+    lot_id, product, quantity, expiry = p["lot_id"], p["product"], p["quantity"], p["expiry_ms"]
+    tmin, tmax = p["temp_min_centi_c"], p["temp_max_centi_c"]
+    if expiry <= ctx.timestamp_ms:
+        fail(ctx, "expiry_ms must be after the block time")
     if ctx.state.get(k_lot(lot_id)) is not None:
         fail(ctx, f"lot {lot_id!r} already registered")
     put_lot(
@@ -101,13 +116,12 @@ def lot_register(ctx: TxContext) -> None:
     )
 
 
-@contract("lot.transfer")
+@contract("lot.transfer", schema=TRANSFER_SCHEMA)
 def lot_transfer(ctx: TxContext) -> None:
     """Payload: lot_id, to (institution id). Sender must be the current custodian."""
     sender = ctx.require_member()
-    p_only(ctx, frozenset({"lot_id", "to"}))
-    lot = get_lot(ctx, p_id(ctx, "lot_id"))
-    to = p_int(ctx, "to", 0, 2**63 - 1)
+    lot = get_lot(ctx, ctx.payload["lot_id"])
+    to = ctx.payload["to"]
     if lot["custodian"] != sender.inst_id:
         fail(ctx, f"sender {sender.inst_id} is not the custodian of lot {lot['lot_id']!r}")
     if to == sender.inst_id:
@@ -117,7 +131,7 @@ def lot_transfer(ctx: TxContext) -> None:
         fail(ctx, f"recipient {to} is not an active member")
     if not any(r in recipient.roles for r in CUSTODY_ROLES):
         fail(ctx, f"recipient {to} holds no custody role ({'/'.join(CUSTODY_ROLES)})")
-    status = lot_status(lot)
+    status = lot_status(lot, ctx.timestamp_ms)
     if status != "active" and to != lot["manufacturer"]:
         fail(ctx, f"lot is {status}: it may only return to its manufacturer")
     lot["custodian"] = to
@@ -126,13 +140,12 @@ def lot_transfer(ctx: TxContext) -> None:
     put_lot(ctx, lot, {"kind": "transfer", "from": sender.inst_id, "to": to})
 
 
-@contract("lot.recall")
+@contract("lot.recall", schema=REASON_SCHEMA)
 def lot_recall(ctx: TxContext) -> None:
     """Payload: lot_id, reason. By the lot's manufacturer or an authority."""
     sender = ctx.require_member()
-    p_only(ctx, REASON_FIELDS)
-    lot = get_lot(ctx, p_id(ctx, "lot_id"))
-    reason = p_text(ctx, "reason")
+    lot = get_lot(ctx, ctx.payload["lot_id"])
+    reason = ctx.payload["reason"]
     if sender.inst_id != lot["manufacturer"] and not sender.has_role("authority"):
         fail(ctx, "only the lot's manufacturer or an authority may recall it")
     if lot["recall"] is not None:
@@ -158,14 +171,13 @@ def _gen_lot(i: int) -> dict[str, Any]:
     }
 
 
-@contract("lot.release")
+@contract("lot.release", schema=REASON_SCHEMA)
 def lot_release(ctx: TxContext) -> None:
     """Payload: lot_id, reason. An authority lifts a quarantine after investigating it;
     the quarantine evidence stays in the lot's events."""
     authority = ctx.require_member("authority")
-    p_only(ctx, REASON_FIELDS)
-    lot = get_lot(ctx, p_id(ctx, "lot_id"))
-    reason = p_text(ctx, "reason")
+    lot = get_lot(ctx, ctx.payload["lot_id"])
+    reason = ctx.payload["reason"]
     if lot["quarantine"] is None:
         fail(ctx, f"lot {lot['lot_id']!r} is not quarantined")
     evidence = lot["quarantine"]

@@ -20,30 +20,39 @@ from hzp2p.contracts.domain_queries import (
     fail,
     k_dose,
     load,
-    p_id,
-    p_int,
-    p_only,
-    p_subject,
     rule_version,
     store,
 )
 from hzp2p.contracts.registry import contract
+from hzp2p.contracts.schema import Id, Int, Schema, Subject
 from hzp2p.contracts.supply import get_lot, lot_status, put_lot
 
 # Versioned by ctx.rules["vaccination"] (version 1 if genesis names none).
 VACCINATION_RULES: dict[int, dict[str, int]] = {1: {"max_dose": 20}}
+MAX_DOSE = max(r["max_dose"] for r in VACCINATION_RULES.values())
+SCHEMA = Schema(
+    {
+        "subject": Subject(),
+        "lot_id": Id(),
+        "dose": Int(1, MAX_DOSE),
+        "administered_ms": Int(0, 2**62),
+        "record": privacy.ENVELOPE_SCHEMA.nested(),
+    }
+)
 
 
-@contract("vaccination.record")
+@contract("vaccination.record", schema=SCHEMA)
 def vaccination_record(ctx: TxContext) -> None:
     """Payload: subject, lot_id, dose, administered_ms, record (encrypted envelope)."""
     site = ctx.require_member("vaccination_site")
-    p_only(ctx, frozenset({"subject", "lot_id", "dose", "administered_ms", "record"}))
-    subject = p_subject(ctx)
-    lot = get_lot(ctx, p_id(ctx, "lot_id"))
+    p = ctx.payload
+    subject, dose, when = p["subject"], p["dose"], p["administered_ms"]
+    lot = get_lot(ctx, p["lot_id"])
     _, rules = rule_version(ctx, "vaccination", VACCINATION_RULES)
-    dose = p_int(ctx, "dose", 1, rules["max_dose"])
-    when = p_int(ctx, "administered_ms", 0, ctx.timestamp_ms)
+    if dose > rules["max_dose"]:
+        fail(ctx, f"dose out of range [1, {rules['max_dose']}]")
+    if when > ctx.timestamp_ms:
+        fail(ctx, "administered_ms must not be after the block time")
     status = lot_status(lot)
     if status != "active":
         fail(ctx, f"lot {lot['lot_id']!r} is {status}")

@@ -28,7 +28,7 @@ DEFAULT_RULES: Mapping[str, int] = {
     "membership": 1,
     "healthcode": 1,
     "vaccination": 1,
-    "coldchain": 1,
+    "coldchain": 2,
     "privacy": 1,
 }
 OTHER_ROLES = ("lab", "hospital", "vaccination_site", "manufacturer", "carrier", "observer")

@@ -131,7 +131,7 @@ def _story() -> tuple[LocalChain, dict[str, Client], Client]:
             ),
             c["carrier"].tx(
                 "coldchain.readings",
-                coldchain_readings_payload(sensor, "S1", "L1", [(now - 10, 500)]),
+                coldchain_readings_payload(sensor, "S1", "L1", [(now, 500)]),
                 now,
             ),
             c["carrier"].tx("lot.transfer", lot_transfer_payload("L1", 5), now),

@@ -112,7 +112,7 @@ def test_readings_refusals(c: Chain) -> None:
     future = c.batch([(now + 1, 500)])
     w.refused(c.carrier.tx("coldchain.readings", future, now), "not after the block")
     mixed = dict(good, readings=[{"sensor_id": "S2", "t_ms": now - 1, "temp_centi_c": 500}])
-    w.refused(c.carrier.tx("coldchain.readings", mixed, now), "not from sensor")
+    w.refused(c.carrier.tx("coldchain.readings", mixed, now), "not the batch.s sensor_id")
     w.refused(c.carrier.tx("coldchain.readings", dict(good, readings=[]), now), "1..1000")
     w.apply(c.carrier.tx("coldchain.readings", good, now))
     w.refused(c.carrier.tx("coldchain.readings", good, now), "already recorded")

@@ -25,24 +25,29 @@ from hzp2p.ledger.tx import Transaction, TxError
 
 CITIZEN = nacl.signing.SigningKey(b"\x42" * 32)
 
+def _any_payload(payload: Any, signer: bytes) -> list[Any]:
+    """Test contracts accept any payload shape (their handlers decide)."""
+    return []
+
+
 if "test.write_then_fail" not in HANDLERS:
 
-    @contract("test.write_then_fail")
+    @contract("test.write_then_fail", schema=_any_payload)
     def _write_then_fail(ctx: TxContext) -> None:
         ctx.state.put(b"test/x", b"1")
         raise TxRejected("test: refused after writing")
 
-    @contract("test.crash")
+    @contract("test.crash", schema=_any_payload)
     def _crash(ctx: TxContext) -> None:
         ctx.state.put(b"test/y", b"1")
         raise KeyError("bug")
 
-    @contract("test.citizen", citizen=True)
+    @contract("test.citizen", schema=_any_payload, citizen=True)
     def _citizen(ctx: TxContext) -> None:
         assert ctx.sender is None
         ctx.state.put(b"test/c/" + ctx.signer, b"1")
 
-    @contract("test.reserved")
+    @contract("test.reserved", schema=_any_payload)
     def _reserved(ctx: TxContext) -> None:
         ctx.state.put(b"\x00digest", b"")
 

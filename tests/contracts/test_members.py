@@ -74,7 +74,7 @@ def test_vote_rules(c: LocalChain) -> None:
     ok, why = vote(c, 2, 99)
     assert not ok and "no proposal 99" in why
     assert c.run_one(2, "member.vote", {"proposal_id": 1, "approve": "yes"})[1].endswith("a boolean")
-    assert "exactly" in c.run_one(2, "member.vote", {"proposal_id": 1})[1]
+    assert "missing field(s): approve" in c.run_one(2, "member.vote", {"proposal_id": 1})[1]
     assert vote(c, 2, 1)[0]
     ok, why = vote(c, 2, 1)
     assert not ok and "already approved" in why

@@ -63,7 +63,7 @@ def _setup() -> tuple[LocalChain, dict[str, tuple[int | nacl.signing.SigningKey,
         (
             CARRIER,
             "coldchain.readings",
-            coldchain_readings_payload(SENSOR, "S1", "L4", [(now, 900)]),
+            coldchain_readings_payload(SENSOR, "S1", "L4", [(now + 7500, 900)]),
         ),
         (
             AUTH,
@@ -159,7 +159,7 @@ def _setup() -> tuple[LocalChain, dict[str, tuple[int | nacl.signing.SigningKey,
         "sensor.revoke": (CARRIER, {"sensor_id": "S2"}),
         "coldchain.readings": (
             CARRIER,
-            coldchain_readings_payload(SENSOR, "S1", "L1", [(now - 5, 500), (now - 4, 900)]),
+            coldchain_readings_payload(SENSOR, "S1", "L1", [(now + 3000, 500), (now + 3001, 900)]),
         ),
         "vaccination.record": (SITE, dict(vax)),
         "lab.result": (LAB, dict(lab)),

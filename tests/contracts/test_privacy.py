@@ -261,7 +261,7 @@ def test_erasure_by_subject_makes_record_unreadable_for_good(p: Privacy) -> None
 
 def test_erasure_by_writer_needs_subjects_signed_request(p: Privacy) -> None:
     w = p.w
-    w.refused(p.hospital.erase(w.now, record_id="R1"), "subject_request must be a map")
+    w.refused(p.hospital.erase(w.now, record_id="R1"), "subject_request: needed when the writer erases")
     forged = erase_request(p.bob.key, "R1")
     w.refused(
         p.hospital.erase(w.now, record_id="R1", subject_request=forged), "not the record's subject"

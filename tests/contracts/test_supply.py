@@ -59,7 +59,7 @@ def test_register_refusals(p: Parties) -> None:
     expired = lot_register_payload("L1", "covax", 10, now, 200, 800)
     w.refused(p.maker.tx("lot.register", expired, now), "expiry_ms")
     zero = lot_register_payload("L1", "covax", 0, now + DAY, 200, 800)
-    w.refused(p.maker.tx("lot.register", zero, now), "quantity 0 out of range")
+    w.refused(p.maker.tx("lot.register", zero, now), "quantity out of range")
     slash = lot_register_payload("L/1", "covax", 10, now + DAY, 200, 800)
     w.refused(p.maker.tx("lot.register", slash, now), "lot_id must match")
     w.apply(p.maker.tx("lot.register", good, now))

@@ -126,7 +126,7 @@ def test_dose_order(c: Clinic) -> None:
     c.vax(1)
     c.w.refused(c.tx(1, rid="again"), "dose 1 of covax already recorded")
     c.w.refused(c.tx(2, when=c.w.now - 1), "administered before dose 1")
-    c.w.refused(c.tx(0), "dose 0 out of range")
+    c.w.refused(c.tx(0), "dose out of range")
     c.vax(2)
 
 

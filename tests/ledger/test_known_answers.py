@@ -8,6 +8,10 @@ values the code produced before the per-transaction CPU work (issue 9; commit
 6ba13ce: `python tests/ledger/test_known_answers.py` with that code on the
 path printed them). Same values: old chains still verify, and every node,
 whichever version it runs, computes the same blocks, verdicts and digests.
+
+Re-recorded once, on purpose, by issue 13 (stateless payload checks): verdict
+reasons now list every problem of a payload (and never echo a value), and new
+genesis files name cold-chain rules version 2. Chains made by earlier code must be re-created (no deployment existed).
 """
 
 from __future__ import annotations
@@ -24,8 +28,8 @@ from hzp2p.ledger.block import decode_block
 from hzp2p.ledger.testkit import LocalChain
 from hzp2p.ledger.verify import verify_chain
 
-EXPECTED_FINGERPRINT = "add69187fe39f24b2b33a4db8bcc86c9be5e0ea3bd30e02fab9b169ca134b0c9"
-EXPECTED_FINAL_DIGEST = "4dd121444fcfaf447a7c2eb9a75b744474f8b97ab761ffd557f16a9961a663af"
+EXPECTED_FINGERPRINT = "5590fba4563803e95487e6d7bddf2ca2828c90bafff7523580d5f5cc9bcfea5f"
+EXPECTED_FINAL_DIGEST = "0a82d552d15441854105200a04050d9dc0f5527e95ce358e5207d253d9e4bd8d"
 
 
 def build_chain() -> tuple[LocalChain, str]:
