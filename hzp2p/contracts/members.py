@@ -36,12 +36,12 @@ from hzp2p.contracts.api import (
     valid_address,
 )
 from hzp2p.contracts.registry import contract
-from hzp2p.contracts.schema import Bool, Choice, Int, Key32, ListOf, Problem, Schema, key32, one_of
+from hzp2p.contracts.schema import Bool, Choice, Int, Key32, Problem, Schema, key32, one_of
 from hzp2p.contracts.state import Readable
 
 PROPOSAL_TTL_MS = 7 * 24 * 3600 * 1000
 ACTIONS = ("admit", "remove", "set_roles", "promote", "demote")
-def _ROLES(v: Any, path: str) -> list[Problem]:  # noqa: N802 - a schema check, like the others
+def _ROLES(v: Any, path: str) -> list[Problem]:
     if type(v) is not list or not v:
         return [Problem(path, "must be a non-empty list")]
     if any(type(r) is not str or r not in ROLES for r in v) or len(set(v)) != len(v):

@@ -238,7 +238,7 @@ def _plain_size(v: Any, depth: int) -> int | None:
     return total
 
 
-def FreeMap(max_bytes: int, max_depth: int = 4) -> Check:  # noqa: N802
+def FreeMap(max_bytes: int, max_depth: int = 4) -> Check:
     """A map with string keys of plain values (strings, numbers, booleans, bytes, null, lists
     and maps of those, nested at most `max_depth` deep), bounded in size; its content is
     free text in the clear (e.g. a public data set's metadata)."""
