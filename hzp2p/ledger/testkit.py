@@ -82,7 +82,8 @@ class LocalChain:
         )
 
     def make_block(
-        self, txs: list[Transaction], *, proposer: int = 1, timestamp_ms: int | None = None
+        self, txs: list[Transaction], *, proposer: int = 1, timestamp_ms: int | None = None,
+        certs: list[bytes] | tuple[bytes, ...] = (),
     ) -> Block:
         head = read_head(self.state)
         ts = self.now_ms if timestamp_ms is None else timestamp_ms
@@ -94,6 +95,7 @@ class LocalChain:
             proposer=proposer,
             timestamp_ms=ts,
             txs=txs,
+            certs=certs,
         )
 
     def apply(self, block: Block) -> BlockResult:

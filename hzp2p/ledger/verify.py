@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from hzp2p.contracts.engine import (
     K_HEAD,
     BlockRejected,
+    BlockResult,
     TxVerdict,
     execute_block,
     genesis_state_writes,
@@ -38,8 +39,12 @@ from hzp2p.contracts.engine import (
     state_digest,
 )
 from hzp2p.contracts.state import DictState
-from hzp2p.ledger.block import BlockError, decode_block
+from hzp2p.ledger.block import Block, BlockError, decode_block
 from hzp2p.ledger.genesis import Genesis
+
+Observer = Callable[[Block, BlockResult, DictState], str | None]
+"""Called after each good block is applied (block, its result, the state after it); a
+returned reason makes that block bad (hzp2p.contracts.certify.CertAudit.observe)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,11 +84,12 @@ def verify_chain(
     *,
     stored_verdicts: Callable[[int], list[TxVerdict] | None] | None = None,
     expected_final_digest: bytes | None = None,
+    observe: Observer | None = None,
 ) -> VerifyReport:
     """Verify raw blocks of heights 1, 2, ... against `genesis` (re-executing everything)."""
     state = DictState(genesis_state_writes(genesis))
     return _replay(genesis, state, 0, genesis.timestamp_ms, blocks,
-                   stored_verdicts, expected_final_digest)
+                   stored_verdicts, expected_final_digest, observe)
 
 
 def verify_chain_from(
@@ -94,6 +100,7 @@ def verify_chain_from(
     stored_verdicts: Callable[[int], list[TxVerdict] | None] | None = None,
     expected_final_digest: bytes | None = None,
     recompute_start_digest: bool = True,
+    observe: Observer | None = None,
 ) -> VerifyReport:
     """Verify raw blocks of heights start.height + 1, + 2, ... from `start` (re-executing
     them on a copy of its state). A starting state that disagrees with the start is
@@ -119,7 +126,7 @@ def verify_chain_from(
     if recompute_start_digest and recompute_digest(state) != start.state_digest:
         return bad_start("state digest recomputed from the pairs differs from the starting one")
     return _replay(genesis, state, h, start.timestamp_ms, blocks,
-                   stored_verdicts, expected_final_digest)
+                   stored_verdicts, expected_final_digest, observe)
 
 
 def _replay(
@@ -130,6 +137,7 @@ def _replay(
     blocks: Iterable[bytes],
     stored_verdicts: Callable[[int], list[TxVerdict] | None] | None,
     expected_final_digest: bytes | None,
+    observe: Observer | None = None,
 ) -> VerifyReport:
     """Re-check `blocks` (heights start_height + 1, ...) on top of `state` (modified)."""
     n = 0
@@ -156,6 +164,10 @@ def _replay(
             if stored is not None and list(result.verdicts) != list(stored):
                 return bad(height, "stored verdicts differ from re-execution")
         state.apply(result.writes)
+        if observe is not None:
+            why = observe(block, result, state)
+            if why is not None:
+                return bad(height, why)
         prev_ts = block.header.timestamp_ms
         n = n_plus
     final = state_digest(state)
