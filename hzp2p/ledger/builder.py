@@ -58,11 +58,15 @@ class BlockBuilder:
         prev_timestamp_ms: int,
         state_digest: bytes,
         now_ms: int,
+        certs: list[bytes] | tuple[bytes, ...] = (),
     ) -> Block | None:
-        """Cut a block on top of (height - 1, prev_hash); None if nothing is includable."""
+        """Cut a block on top of (height - 1, prev_hash); None if nothing is includable.
+        `certs` (encoded quorum certificates) ride along and take their share of the bytes."""
         ts = max(now_ms, prev_timestamp_ms)
+        certs_bytes = sum(len(c) + TX_FRAMING for c in certs) + (40 if certs else 0)
         batch = mempool.pop_batch(
-            self.max_txs, self.max_bytes - BLOCK_OVERHEAD, per_tx_bytes=TX_FRAMING
+            self.max_txs, max(1, self.max_bytes - BLOCK_OVERHEAD - certs_bytes),
+            per_tx_bytes=TX_FRAMING,
         )
         txs: list[Transaction] = []
         later: list[Transaction] = []
@@ -84,4 +88,5 @@ class BlockBuilder:
             proposer=proposer,
             timestamp_ms=ts,
             txs=txs,
+            certs=certs,
         )

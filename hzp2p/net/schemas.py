@@ -3,7 +3,8 @@
 Kind ids are part of the protocol (PROTOCOL_VERSION 1) and never reused:
 1-9 are the Raft messages in hzp2p.raft.messages.MESSAGE_TYPES order, 16-31
 are hzp2p.net's application messages (peer records, opaque blobs, forwarded
-submits and their receipts, forwarded read-index requests and their answers), and the daemon registers its own from
+submits and their receipts, forwarded read-index requests and their answers, voters'
+block attestations), and the daemon registers its own from
 FIRST_APP_KIND (64) with `default_registry().register(...)`.
 """
 
@@ -115,6 +116,26 @@ class ReadIndexResponse:
     ok: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class Attestation:
+    """A voter's signature over its statement about block `height` (hzp2p.ledger.certificate):
+    `statement` is the statement's digest, `signature` the institution key's."""
+
+    height: int
+    statement: bytes
+    signature: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Attestations:
+    """A voter's attestations of blocks it applied, sent to the leader (hzp2p.node.attest)."""
+
+    items: tuple[Attestation, ...]
+
+
+MAX_ATTESTATIONS_PER_MSG: Final = 1024
+
+
 # --- nested Raft types -----------------------------------------------------------------------
 
 U: Final = uint()
@@ -168,6 +189,11 @@ def _check_read_index_response(msg: ReadIndexResponse) -> None:
         raise Invalid("a refused read index carries index 0")
 
 
+ATTESTATION: Final = struct(
+    Attestation, [U, binary(32, 32), binary(ED25519_SIG_BYTES, ED25519_SIG_BYTES)]
+)
+
+
 def raft_schemas() -> list[tuple[int, type[Any], list[FieldType], Any]]:
     """(kind, class, field types, check) for every Raft message."""
     T, S, D = U, NODE_ID, NODE_ID  # term, src, dst
@@ -212,6 +238,7 @@ def net_schemas() -> list[tuple[int, type[Any], list[FieldType], Any]]:
             [binary(MAX_READ_CTX_BYTES, 1), U, BOOL],
             _check_read_index_response,
         ),
+        (22, Attestations, [sequence(ATTESTATION, MAX_ATTESTATIONS_PER_MSG)], None),
     ]
 
 

@@ -18,12 +18,18 @@ under load, low latency when idle). A ProposalDropped
 (uncommitted-bytes bound, leader transfer) puts the transactions back and
 backs off; losing leadership clears the mempool (submitters retry through the
 new leader, and the engine refuses a transaction included twice).
+
+Quorum certificates (hzp2p.node.attest, issue 19) ride in the blocks it cuts:
+every block takes the certificates that are ready, and a certificate for a
+block that carried transactions is *urgent*: with an empty mempool a block
+holding only certificates is cut for it.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Protocol
 
 import nacl.signing
 import structlog
@@ -43,6 +49,14 @@ DROPPED_BACKOFF_S = 0.05
 INFLIGHT_WAIT_S = 0.5
 PRUNE_EVERY_S = 5.0
 MAX_INFLIGHT_BLOCKS = 3
+
+
+class CertSource(Protocol):
+    """Where the leader's certificates come from (hzp2p.node.attest.AttestService)."""
+
+    def urgent(self) -> bool: ...
+
+    def take(self) -> list[bytes]: ...
 
 
 @dataclass(slots=True)
@@ -68,8 +82,10 @@ class BlockProducer:
         builder: BlockBuilder,
         node_key: nacl.signing.SigningKey,
         node_id: int,
+        certs: CertSource | None = None,
     ) -> None:
         self.driver = driver
+        self.certs = certs
         self.applier = applier
         self.mempool = mempool
         self.builder = builder
@@ -84,6 +100,13 @@ class BlockProducer:
         self._pipeline: list[_InFlight] = []
         self._waiting_since_ms: int | None = None
         self._arrived = trio.Event()
+
+    def certs_ready(self) -> None:
+        """An urgent certificate is ready: wake the loop even with an empty mempool."""
+        self._arrived.set()
+
+    def _certs_urgent(self) -> bool:
+        return self.certs is not None and self.certs.urgent()
 
     def tx_added(self) -> None:
         if self._waiting_since_ms is None:
@@ -115,7 +138,7 @@ class BlockProducer:
     async def run(self) -> None:
         last_prune = trio.current_time()
         while True:
-            if len(self.mempool) == 0:
+            if len(self.mempool) == 0 and not self._certs_urgent():
                 self._waiting_since_ms = None
                 self._arrived = trio.Event()
                 await self._arrived.wait()
@@ -134,7 +157,9 @@ class BlockProducer:
             if trio.current_time() - last_prune > PRUNE_EVERY_S:
                 last_prune = trio.current_time()
                 self.mempool.prune_expired(t)
-            if not self.builder.should_cut(self.mempool, t, self._waiting_since_ms):
+            if not self.builder.should_cut(self.mempool, t, self._waiting_since_ms) and not (
+                len(self.mempool) == 0 and self._certs_urgent()
+            ):
                 since = self._waiting_since_ms if self._waiting_since_ms is not None else t
                 await trio.sleep(max(0.001, (since + self.builder.max_wait_ms - t) / 1000))
                 continue
@@ -194,6 +219,7 @@ class BlockProducer:
     def _propose_one(self, t: int) -> bool | tuple[int, int, Block] | None:
         """True: nothing to propose; None: refused (backed off); else what was proposed."""
         head = self._head()
+        certs = self.certs.take() if self.certs is not None else []
         block = self.builder.build(
             self.mempool,
             self.node_key,
@@ -203,7 +229,13 @@ class BlockProducer:
             prev_timestamp_ms=head.timestamp_ms,
             state_digest=head.state_digest,
             now_ms=t,
+            certs=certs,
         )
+        if block is None and certs:
+            block = Block.create(self.node_key, height=head.height + 1,
+                                 prev_hash=head.block_hash, state_digest=head.state_digest,
+                                 proposer=self.node_id, timestamp_ms=max(t, head.timestamp_ms),
+                                 txs=[], certs=certs)
         self._waiting_since_ms = now_ms() if len(self.mempool) else None
         if block is None:
             return True

@@ -17,13 +17,16 @@ from collections.abc import Awaitable, Callable
 import nacl.signing
 import trio
 
+from hzp2p.contracts.engine import BlockResult
 from hzp2p.contracts.members import MembershipChange
 from hzp2p.ledger.block import Block
 from hzp2p.ledger.builder import BlockBuilder
 from hzp2p.ledger.genesis import Genesis
 from hzp2p.ledger.mempool import Mempool
+from hzp2p.net.schemas import Attestations
 from hzp2p.net.transport import Transport
 from hzp2p.node.applier import Applier, bootstrap
+from hzp2p.node.attest import AttestService
 from hzp2p.node.driver import RaftDriver, role_name
 from hzp2p.node.logging import NodeLogContext
 from hzp2p.node.producer import BlockProducer
@@ -55,6 +58,7 @@ class NodeStack:
         snapshot_threshold_entries: int = DEFAULT_THRESHOLD_ENTRIES,
         snapshot_margin_entries: int | None = None,
         early_signature_checks: bool | None = None,
+        certify: bool = True,
     ) -> None:
         self.node_id = node_id
         self.genesis = genesis
@@ -70,6 +74,8 @@ class NodeStack:
         self.snapshot_threshold = snapshot_threshold_entries
         self.snapshot_margin = snapshot_margin_entries
         self.early_signature_checks = early_signature_checks  # None: the driver's default
+        self.certify = certify  # voters attest blocks, the leader carries certificates
+        self.attest: AttestService | None = None
 
     # Built by `open`:
     storage: AsyncStorage
@@ -116,9 +122,18 @@ class NodeStack:
         )
         if self.log_context is not None:
             self.log_context.update(term=core.term, role=role_name(core.role))
+        if self.certify:
+            self.attest = AttestService(
+                node_id=self.node_id, signing_key=self.signing_key, genesis=g, storage=storage,
+                driver=self.driver, transport=self.transport,
+            )
+            await self.attest.load()
         self.producer = BlockProducer(
-            self.driver, self.applier, self.mempool, self.builder, self.node_key, self.node_id
+            self.driver, self.applier, self.mempool, self.builder, self.node_key, self.node_id,
+            certs=self.attest,
         )
+        if self.attest is not None:
+            self.attest.on_ready = self.producer.certs_ready
         self.submit = SubmitService(
             node_id=self.node_id,
             signing_key=self.signing_key,
@@ -143,12 +158,17 @@ class NodeStack:
             nursery.start_soon(self.producer.run)
             nursery.start_soon(self.submit.admission_loop)
             nursery.start_soon(self.reads.serve_loop)
+            if self.attest is not None:
+                nursery.start_soon(self.attest.run)
             task_status.started()
 
     # ---------------------------------------------------------------- callbacks
     def _app_message(self, sender: NodeId, msg: object) -> None:
         if isinstance(msg, READ_MESSAGES):
             self.reads.on_message(sender, msg)
+        elif isinstance(msg, Attestations):
+            if self.attest is not None:
+                self.attest.on_message(sender, msg)
         else:
             self.submit.on_message(sender, msg)
 
@@ -156,13 +176,19 @@ class NodeStack:
         if role is not Role.LEADER:
             self.producer.leadership_lost()
         self.submit.kick_all()
+        if self.attest is not None:
+            self.attest.leader_changed()
 
-    def _block_applied(self, block: Block, result: object) -> None:
+    def _block_applied(self, block: Block, result: BlockResult) -> None:
         self.producer.block_applied(block)
         self.submit.block_applied(block, result)
+        if self.attest is not None:
+            self.attest.block_applied(block, result)
 
     def _snapshot_installed(self) -> None:
         self.submit.kick_all()  # waiting submitters look again (their blocks were skipped)
+        if self.attest is not None:
+            self.attest.reload()
         self._membership(())  # members (and their node keys) may have changed
 
     def _membership(self, changes: tuple[MembershipChange, ...]) -> None:
