@@ -106,6 +106,7 @@ from hzp2p.admin.client import DEFAULT_TIMEOUT_S, AdminClientError, call_sync
 from hzp2p.admin.protocol import AdminError
 from hzp2p.contracts.api import ROLES
 from hzp2p.node.config import ConfigError, load_config, parse_host_port
+from hzp2p.node.receipt_cli import add_admin_receipt
 
 __all__ = ["COMMANDS", "PayloadError", "decode_bytes_tags", "payload_from_json", "register",
            "run_command"]
@@ -466,6 +467,7 @@ def register(subparsers: Any) -> None:
                 help=f"wait this long for the receipt (default {DEFAULT_WAIT_S:g}; 0: do not wait)",
             )
         p.set_defaults(func=_runner(cmd))
+    add_admin_receipt(sub, _common_options, _socket_path)  # writes a file: hzp2p.node.receipt_cli
 
 
 def _missing_subcommand(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:

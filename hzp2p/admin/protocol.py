@@ -431,5 +431,8 @@ METHOD_PARAMS: Final[Mapping[str, tuple[Param, ...]]] = {
         Param("prefix", "str", max_len=1024),
         Param("limit", "int", required=False, min_value=1),
     ),
+    # An offline receipt for a committed transaction (hzp2p.node.receipts); hash_only: the
+    # receipt carries the transaction's hash and signature, not its body.
+    "receipt": (Param("tx_hash", "hex", max_len=128), Param("hash_only", "bool", required=False)),
 }
 """Every admin method the daemon implements, with its parameters (see hzp2p.admin.cli)."""

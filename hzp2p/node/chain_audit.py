@@ -19,6 +19,15 @@ blocks below the snapshot's tip; it verifies instead
    with each block, the final digest against the node's head. Re-execution runs on an in-memory copy of the
    snapshot's state on a worker thread; the node's live state is never touched.
 
+Every quorum certificate a block carries (issue 19) is checked as the replay
+reaches it (`hzp2p.contracts.certify.CertAudit`: it certifies the replayed
+block, state digest and verdicts, its signers were a majority of the voters in
+force at that height, every signature verifies); a bad one makes its carrying
+block the first bad block. The answer's `certificates` says how many were
+checked and which blocks still lack one `CERT_MISSING_AFTER_BLOCKS` blocks
+later (`uncertified`; reported, not a fault of the chain: a chain run with
+certification off has none).
+
 Blocks this node may still hold below the snapshot (from before it fell behind)
 are not replayed: their state is gone. The result says where verification
 started: `from_height` (first height checked) and `snapshot_height` (None when
@@ -32,7 +41,9 @@ from typing import Any
 
 import trio
 
+from hzp2p.contracts.certify import CertAudit, VoterHistory
 from hzp2p.contracts.engine import TxVerdict
+from hzp2p.contracts.state import DictState
 from hzp2p.contracts.storage_bridge import verdicts_of
 from hzp2p.ledger.block import decode_block
 from hzp2p.ledger.genesis import Genesis
@@ -43,6 +54,7 @@ from hzp2p.raft.types import Snapshot
 from hzp2p.storage import AsyncStorage, BlockRecord, SyncStorage
 
 VERIFY_BATCH = 512
+CERT_MISSING_AFTER_BLOCKS = 8
 
 
 async def _blocks(storage: AsyncStorage, lo: int, hi: int) -> list[BlockRecord]:
@@ -87,11 +99,12 @@ async def verify_local_chain(
     if len(recs) == head.height:
         raws = [r.raw for r in recs]
         stored = await _verdicts(storage, 1, head.height)
+        audit = CertAudit(genesis)
         report = await trio.to_thread.run_sync(
             lambda: verify_chain(genesis, raws, stored_verdicts=stored.get,
-                                 expected_final_digest=head.state_digest)
+                                 expected_final_digest=head.state_digest, observe=audit.observe)
         )
-        return _from_report(report, head.height, None)
+        return _from_report(report, head.height, None, audit)
     snap = await storage.snapshot()
     if snap is None:
         return await _without_snapshot(genesis, head, recs)
@@ -147,14 +160,20 @@ async def _from_snapshot(
                            "snapshot's tip block", sh + 1, sh)
         ts = decode_block(s.tip_block).header.timestamp_ms if sh else genesis.timestamp_ms
         start = TrustedStart(sh, s.block_hash, s.state_digest, ts, dict(s.pairs))
+        audit = CertAudit(genesis, VoterHistory.from_state(genesis, DictState(dict(s.pairs))))
         report = verify_chain_from(genesis, start, raws, stored_verdicts=stored.get,
                                    expected_final_digest=head.state_digest,
-                                   recompute_start_digest=False)
-        return _from_report(report, head.height, sh)
+                                   recompute_start_digest=False, observe=audit.observe)
+        return _from_report(report, head.height, sh, audit)
 
     return await trio.to_thread.run_sync(run)
 
 
-def _from_report(report: VerifyReport, height: int, snapshot_height: int | None) -> dict[str, Any]:
-    return _result(report.ok, height, report.blocks_checked, report.bad_height,
-                   report.reason, report.start_height + 1, snapshot_height)
+def _from_report(
+    report: VerifyReport, height: int, snapshot_height: int | None, audit: CertAudit | None = None
+) -> dict[str, Any]:
+    out = _result(report.ok, height, report.blocks_checked, report.bad_height,
+                  report.reason, report.start_height + 1, snapshot_height)
+    if audit is not None:
+        out["certificates"] = audit.summary(CERT_MISSING_AFTER_BLOCKS).as_dict()
+    return out

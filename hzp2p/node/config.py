@@ -132,6 +132,9 @@ class LedgerSection:
     waits to commit, so applying it later costs no signature checks (default false: worth
     it with a spare core; with every core busy the thread hand-offs cost more than they
     save — docs/daemon.md)."""
+    certify: bool = True
+    """Voters attest every applied block and the leader carries quorum certificates in later
+    blocks (hzp2p.node.attest; offline receipts need them). Default true."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -399,6 +402,7 @@ def _ledger(r: _Reader) -> LedgerSection:
         mempool_max_bytes=r.integer("mempool_max_bytes", d.mempool_max_bytes, minimum=1024),
         mempool_max_per_sender=r.integer("mempool_max_per_sender", d.mempool_max_per_sender),
         early_signature_checks=r.boolean("early_signature_checks", d.early_signature_checks),
+        certify=r.boolean("certify", d.certify),
     )
 
 

@@ -10,6 +10,7 @@ admin server turns anything else into an `internal` error and keeps running.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -26,6 +27,7 @@ from hzp2p.contracts.engine import recompute_digest
 from hzp2p.ledger.tx import Transaction, TxError, decode_tx
 from hzp2p.node.chain_audit import verify_local_chain
 from hzp2p.node.driver import not_leader_hint, role_name
+from hzp2p.node.receipts import receipt
 from hzp2p.node.submit import SubmitError
 from hzp2p.raft.errors import NotLeader, ProposalDropped
 from hzp2p.storage import StorageError, SyncStorage
@@ -53,6 +55,7 @@ class Handlers:
             "lot_history", "access_log", "submit_raw", "state_scan", "submit_many",
         ):
             server.register(method, self._counted(method, getattr(self, method)))
+        server.register("receipt", self._counted("receipt", functools.partial(receipt, self.node)))
 
     def _counted(self, method: str, fn: Any) -> Any:
         async def run(params: Mapping[str, Any]) -> Any:
