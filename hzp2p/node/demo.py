@@ -6,8 +6,10 @@ key; the daemons' `submit_raw` admin method carries them to the leader), and
 state is read back over the admin socket (`state_scan`) so the client library
 can open the records it holds keys for. Half-way through, the leader is killed
 (SIGKILL) and a new one takes over; at the end every node must hold the
-identical chain and pass `verify`. Everything it started is stopped, and the
-directory removed, whatever happens.
+identical chain and pass `verify`. It ends with Alice's vaccination receipt
+(issue 19) written to a file by one node and, once every daemon is stopped,
+verified offline against the genesis file alone. Everything it started is
+stopped, and the directory removed, whatever happens.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from hzp2p.client import (
 )
 from hzp2p.contracts import domain_queries as dq
 from hzp2p.ledger.genesis import load_genesis
+from hzp2p.ledger.receipt import ReceiptError, verify_receipt
 from hzp2p.ledger.tx import Transaction
 from hzp2p.node.localcluster import ClusterError, LocalCluster
 
@@ -78,6 +81,8 @@ class Story:
         genesis = load_genesis(cluster.root / "genesis.toml")
         self.chain_id = genesis.chain_id
         self.summary: dict[str, Any] = {}
+        self.vax: dict[str, Any] = {}
+        self.receipt_path: Path | None = None
 
     def say(self, text: str = "") -> None:
         if not self.quiet:
@@ -166,12 +171,14 @@ class Story:
         sensor = SigningKey.generate()
         self.send(carrier.tx("sensor.register", sensor_register_payload(
             "SENSOR-1", bytes(sensor.verify_key)), now), "ColdLine registers SENSOR-1")
+        # readings taken after the lots were registered (a reading dated before its lot's
+        # registration is refused) and before this block
         t = int(time.time() * 1000)
         self.send(carrier.tx("coldchain.readings", coldchain_readings_payload(
-            sensor, "SENSOR-1", "LOT-A", [(t - 2000, 450), (t - 1000, 460)]), t),
+            sensor, "SENSOR-1", "LOT-A", [(t - 20, 450), (t - 10, 460)]), t),
             "SENSOR-1 reports 4.5 C, 4.6 C for LOT-A")
         self.send(carrier.tx("coldchain.readings", coldchain_readings_payload(
-            sensor, "SENSOR-1", "LOT-B", [(t - 2000, 450), (t - 1000, 1250)]), t),
+            sensor, "SENSOR-1", "LOT-B", [(t - 20, 450), (t - 10, 1250)]), t),
             "SENSOR-1 reports 12.5 C for LOT-B (an excursion)")
         hist = c.call(self.live()[0], "lot_history", {"lot": "LOT-B"})
         kinds = ", ".join(str(e.get("kind")) for e in hist["events"])
@@ -197,7 +204,7 @@ class Story:
         self.say("3. Vaccinations: the good lot is accepted, the quarantined one refused")
         alice = Client(SigningKey.generate(), self.chain_id)
         t = int(time.time() * 1000)
-        self.send(site.vaccination_record(
+        self.vax = self.send(site.vaccination_record(
             t, record_id="VAX-1", subject_verify_key=alice.verify_key, lot_id="LOT-A",
             dose=1, administered_ms=t, fields={"name": "Alice", "born": "1990-01-01"}),
             "Riverside vaccinates Alice with LOT-A")
@@ -260,6 +267,36 @@ class Story:
                             refused=self.refused, nodes=len(c.ids),
                             seconds=round(time.monotonic() - self.t0, 1))
 
+        self.say()
+        self.say("8. Alice's vaccination receipt, written by one node, to check offline")
+        k = self.live()[-1]
+        data = self.receipt(k, self.vax["tx_hash"])
+        self.receipt_path = c.root.parent / "alice-vaccination-receipt.bin"
+        self.receipt_path.write_bytes(data)
+        self.say(f"       node {k} wrote {self.receipt_path.name} ({len(data)} bytes)")
+
+    def receipt(self, k: int, tx_hash: str) -> bytes:
+        """The node's receipt for `tx_hash`, once its block is certified."""
+        deadline = time.monotonic() + WAIT_S
+        while True:
+            try:
+                return bytes(self.c.call(k, "receipt", {"tx_hash": tx_hash})["receipt"])
+            except AdminError as exc:
+                if exc.code != "unavailable" or time.monotonic() > deadline:
+                    raise DemoFailed(f"Alice's receipt: {exc.message}") from None
+            time.sleep(0.2)
+
+    def check_receipt_offline(self, genesis_path: Path) -> None:
+        """With every daemon stopped: the receipt against the genesis file, nothing else."""
+        assert self.receipt_path is not None
+        try:
+            proven = verify_receipt(self.receipt_path.read_bytes(), load_genesis(genesis_path))
+        except ReceiptError as exc:
+            raise DemoFailed(f"Alice's receipt does not verify offline: {exc}") from None
+        self.say("       with every daemon stopped, against genesis.toml only:")
+        self.say(f"       {proven.sentence()}")
+        self.summary["receipt"] = proven.sentence()
+
 
 def run_demo(*, json_output: bool = False, keep: bool = False) -> int:
     root = Path(tempfile.mkdtemp(prefix="hzp2p-demo-"))
@@ -272,6 +309,8 @@ def run_demo(*, json_output: bool = False, keep: bool = False) -> int:
                 story.run()
             finally:
                 story.say("stopping every daemon")
+        if story.receipt_path is not None:
+            story.check_receipt_offline(root / "c" / "genesis.toml")
     except (DemoFailed, ClusterError, AdminClientError, AdminError) as exc:
         print(f"hzp2p demo: {exc}", file=sys.stderr)
         code = 1
@@ -288,5 +327,5 @@ def run_demo(*, json_output: bool = False, keep: bool = False) -> int:
             print(f"\ndemo ok: {s['nodes']} nodes, {s['txs']} transactions "
                   f"({s['refused']} refused as the rules require), chain height {s['height']}, "
                   f"leader {s['leader_killed']} killed and replaced by {s['new_leader']}, "
-                  f"identical chains, {s['seconds']}s")
+                  f"identical chains, {s['seconds']}s; Alice's receipt verified offline")
     return code
