@@ -189,9 +189,19 @@ def run_pysyncobj(nodes: int, ops: int, seq: int, size: int) -> dict[str, Any]:
 # ============================================================================ hzp2p
 
 
+CERTIFY = True
+"""`--no-certify`: the daemons run with `[ledger] certify = false` (no quorum certificates,
+docs/certificates.md), to measure what certification costs."""
+
+
 def _cluster(root: Path, nodes: int) -> LocalCluster:
     env = dict(os.environ, HZP2P_BENCH_REPLICATION="1")
-    return LocalCluster(root, nodes, env=env)
+    c = LocalCluster(root, nodes, env=env)
+    if not CERTIFY:
+        for k in c.ids:
+            cfg = c.config(k)
+            cfg.write_text(cfg.read_text().replace("[ledger]\n", "[ledger]\ncertify = false\n", 1))
+    return c
 
 
 def _wait_connected(c: LocalCluster, leader: int, nodes: int) -> None:
@@ -461,9 +471,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tx-batch", type=int, default=TX_BATCH,
                    help=f"items per submit_many request (default {TX_BATCH})")
     p.add_argument("--skip-etcd", action="store_true")
+    p.add_argument("--no-certify", action="store_true",
+                   help="hzp2p daemons without quorum certificates ([ledger] certify = false)")
     p.add_argument("--profile", type=Path, help="py-spy the leader and a follower into DIR")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
+    global CERTIFY
+    CERTIFY = not args.no_certify
     if args.nodes < 1 or args.ops < 1 or args.size < 2 or args.seq < 1:
         p.error("--nodes, --ops, --seq must be positive and --size >= 2")
     if not 1 <= args.tx_batch <= 1000:
@@ -487,6 +501,7 @@ def main(argv: list[str] | None = None) -> int:
         "hzp2p_replication_ops_per_s": first.get("hzp2p_replication", {}).get("ops_per_s"),
         "hzp2p_tx_per_s": first.get("hzp2p_tx", {}).get("ops_per_s"),
         "hzp2p_tx_mode": first.get("hzp2p_tx", {}).get("tx_mode"),
+        "certify": CERTIFY,
         "etcd_ops_per_s": first.get("etcd", {}).get("ops_per_s"),
         "ratio": first.get("hzp2p_replication", {}).get("ratio_vs_pysyncobj"),
         "load_average_before": load0,

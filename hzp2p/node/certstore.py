@@ -3,7 +3,7 @@
 Runs on the database thread (`storage.call`): nothing here awaits. A
 certificate for height h lives in a later block (version 2, hzp2p.ledger.block);
 `find_certificate` looks for it in the next `window` blocks (in steady state it
-is 1-3 blocks later). `stored_statement` rebuilds the statement a voter signs
+is 1-3 blocks later; the scan stops at the first). `stored_statement` rebuilds the statement a voter signs
 for a stored block (its verdicts as stored, the state digest after it from the
 next block's header or the chain head), so a node can attest after a restart
 and a receipt can be built long after the fact.
@@ -20,7 +20,8 @@ from hzp2p.ledger.codec import CodecError, unpack
 from hzp2p.ledger.genesis import Genesis
 from hzp2p.storage import SyncStorage
 
-FIND_WINDOW_BLOCKS = 256
+FIND_WINDOW_BLOCKS = 1100
+"""A leader certifies heights up to hzp2p.node.attest.KEEP_HEIGHTS (1024) blocks back."""
 
 
 def carried_certs(raw: bytes) -> list[bytes]:

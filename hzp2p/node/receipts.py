@@ -25,7 +25,7 @@ from hzp2p.ledger.block import decode_block
 from hzp2p.ledger.certificate import VoterSet
 from hzp2p.ledger.genesis import Genesis
 from hzp2p.ledger.receipt import build_receipt, verify_receipt
-from hzp2p.node.certstore import find_certificate
+from hzp2p.node.certstore import FIND_WINDOW_BLOCKS, find_certificate
 from hzp2p.storage import SyncStorage
 
 if TYPE_CHECKING:
@@ -54,6 +54,9 @@ def make_receipt(
                        "ask a node that holds the whole chain (this one caught up by a snapshot)")
     cert = find_certificate(s, h, head)
     if cert is None:
+        if head - h > FIND_WINDOW_BLOCKS:
+            raise _Missing("unavailable", f"block {h} has no certificate on this chain",
+                           "blocks written with certification off are never certified")
         raise _Missing("unavailable", f"block {h} is not certified yet",
                        "retry in a moment: certificates ride in the next blocks")
     history = VoterHistory.from_state(genesis, s)

@@ -357,6 +357,44 @@ class ApplySafety:
                 )
 
 
+class CertificateSafety:
+    """Quorum certificates (issue 19), fed every block a node applies: never two certificates
+    for different blocks at one height; once faults stop, every committed block that carried
+    transactions is certified within K blocks (`check_certified`). Fed primitive values (block
+    heights, hashes, and the (height, block hash) each carried certificate names), so the
+    daemon tests and synthetic histories use it alike."""
+
+    def __init__(self) -> None:
+        self.certified: dict[int, bytes] = {}  # height -> the block hash certified there
+        self.first_at: dict[int, int] = {}  # height -> height of the first block carrying it
+        self.blocks: dict[int, tuple[bytes, int]] = {}  # height -> (block hash, tx count)
+
+    def on_block(
+        self, node: NodeId, height: int, block_hash: bytes, tx_count: int,
+        certs: Sequence[tuple[int, bytes]],
+    ) -> None:
+        self.blocks.setdefault(height, (block_hash, tx_count))
+        for h, bh in certs:
+            prev = self.certified.setdefault(h, bh)
+            if prev != bh:
+                raise Violation(
+                    "two certificates at one height",
+                    f"node {node} applied block {height} carrying a certificate for block "
+                    f"{bh.hex()[:16]} at height {h}, but {prev.hex()[:16]} was certified there",
+                )
+            self.first_at.setdefault(h, height)
+
+    def check_certified(self, tip: int, k: int, since: int = 0) -> None:
+        """Every block above `since` with transactions and K or more blocks below `tip`."""
+        for h, (_, n) in sorted(self.blocks.items()):
+            if n and since < h and tip - h >= k and h not in self.first_at:
+                raise Violation("block not certified",
+                                f"block {h} has no certificate {tip - h} blocks later")
+
+    def max_lag(self) -> int:
+        return max((c - h for h, c in self.first_at.items()), default=0)
+
+
 class Checkers:
     """All checkers of one run, sharing the canonical committed sequence."""
 
