@@ -106,6 +106,8 @@ def run_admin_receipt(
     try:
         result = call_sync(sock, "receipt", params, timeout_s=float(args.timeout))
     except AdminError as exc:
+        if args.json:
+            print(json.dumps({"error": exc.to_wire()}, default=str))
         hint = f" (hint: {exc.hint})" if exc.hint else ""
         print(f"{name}: {exc.code}: {exc.message}{hint}", file=sys.stderr)
         return 1

@@ -235,3 +235,21 @@ def test_certificate_decoding_is_strict(cc: CertChain) -> None:
         decode_certificate(pack(f))
     with pytest.raises(ReceiptError):
         decode_receipt(b"\x91\x02")
+
+
+def test_verify_receipt_command(cc: CertChain, tmp_path: Any, capsys: Any) -> None:
+    from hzp2p.cli import main
+
+    (tmp_path / "genesis.toml").write_text(cc.c.genesis.to_toml())
+    (tmp_path / "r.bin").write_bytes(cc.receipt(1, 1))
+    g, r = str(tmp_path / "genesis.toml"), str(tmp_path / "r.bin")
+    assert main(["verify-receipt", r, "--genesis", g]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("transaction ") and "(3 of 3 voters)" in out
+    assert main(["verify-receipt", r, "--genesis", g, "--json"]) == 0
+    assert '"verdict": "accepted"' in capsys.readouterr().out
+    (tmp_path / "r.bin").write_bytes(cc.receipt(1, 1)[:-1])
+    assert main(["verify-receipt", r, "--genesis", g]) == 1
+    assert "invalid: receipt" in capsys.readouterr().err
+    assert main(["verify-receipt", str(tmp_path / "none"), "--genesis", g]) == 2
+    assert main(["verify-receipt", r, "--genesis", str(tmp_path / "none.toml")]) == 2
