@@ -11,10 +11,11 @@ goes straight into its collection. The leader checks each attestation against
 its own statement for that height (same digest) and the signer's key, and once a
 strict majority of that height's voters signed, hands the certificate to the
 block producer (`take`), which puts it in its next block (hzp2p.ledger.block
-version 2). A certificate for a block that carried transactions is *urgent*: the
-producer cuts a block for it even with an empty mempool; a block carrying only
-certificates is certified whenever the next block is cut, so an idle chain
-does not tick.
+version 2). A certificate for a block that carried transactions becomes *urgent*
+CERT_ONLY_DELAY_S after it is ready: the producer then cuts a block for it even
+with an empty mempool (under load a block with transactions takes it first, so
+no extra block is cut); a block carrying only certificates is certified
+whenever the next block is cut, so an idle chain does not tick.
 
 Nothing here is on the commit or apply path: statements are computed after the
 apply, attestations travel beside Raft, and a certificate offered in a block
@@ -54,6 +55,7 @@ BACKFILL_BLOCKS = 32
 SCAN_CERTIFIED_BLOCKS = 256
 MAX_EARLY = 4096
 MAX_CERTS_PER_BLOCK = 16
+CERT_ONLY_DELAY_S = 0.1
 
 
 class AttestService:
@@ -84,10 +86,12 @@ class AttestService:
         self.early: dict[int, list[tuple[int, bytes, bytes]]] = {}
         self.certified: dict[int, int] = {}  # height -> height of the block that carried it
         self.offered: dict[int, float] = {}  # leader: height -> when put in a proposed block
+        self.ready_at: dict[int, float] = {}  # leader: height -> when a majority had signed
         self.on_ready: Callable[[], None] | None = None
         """Called when an urgent certificate becomes available (the producer's wake-up)."""
         self._queue: list[tuple[Block, BlockResult]] = []
         self._wake = trio.Event()
+        self._ready_event = trio.Event()
         self._reload = False
         self.tip = 0
         # counters
@@ -127,6 +131,7 @@ class AttestService:
         self.votes.clear()
         self.early.clear()
         self.offered.clear()
+        self.ready_at.clear()
         self.tip = head
         for h, st in sorted(stmts.items()):
             if h not in certified:
@@ -148,6 +153,7 @@ class AttestService:
     async def run(self) -> None:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._resend_loop)
+            nursery.start_soon(self._urgent_loop)
             while True:
                 if self._reload:
                     self._reload = False
@@ -170,7 +176,7 @@ class AttestService:
             except CertError:
                 continue
             self.certified.setdefault(ch, h)
-            for d in (self.mine, self.votes, self.offered, self.early):
+            for d in (self.mine, self.votes, self.offered, self.early, self.ready_at):
                 d.pop(ch, None)
         if any(c.kind in VOTER_KINDS for c in result.membership_changes):
             hist = self.history
@@ -200,7 +206,7 @@ class AttestService:
         if floor <= 0 or min(self.statements, default=floor) > floor:
             return
         for d in (self.statements, self.mine, self.votes, self.early, self.certified,
-                  self.offered):
+                  self.offered, self.ready_at):
             for k in [k for k in d if k <= floor]:
                 del d[k]
         self.nonempty = {h for h in self.nonempty if h > floor}
@@ -236,6 +242,15 @@ class AttestService:
             if self.on_ready is not None and self.driver.is_leader() and self.urgent():
                 self.on_ready()
 
+    async def _urgent_loop(self) -> None:
+        """Wake the producer once a ready certificate has waited CERT_ONLY_DELAY_S."""
+        while True:
+            await self._ready_event.wait()
+            self._ready_event = trio.Event()
+            await trio.sleep(CERT_ONLY_DELAY_S)
+            if self.on_ready is not None and self.driver.is_leader() and self.urgent():
+                self.on_ready()
+
     def on_message(self, sender: NodeId, msg: Any) -> None:
         if not isinstance(msg, Attestations):
             return
@@ -265,8 +280,10 @@ class AttestService:
                         else "not a voter" if v is None else "bad signature")
             return
         got[signer] = sig
-        if (len(got) == voters.quorum and h in self.nonempty and self.on_ready is not None):
-            self.on_ready()
+        if len(got) == voters.quorum:
+            self.ready_at[h] = trio.current_time()
+            if h in self.nonempty:
+                self._ready_event.set()
 
     # ---------------------------------------------------------------- the producer's side
     def _ready_heights(self) -> list[int]:
@@ -282,8 +299,11 @@ class AttestService:
         return out
 
     def urgent(self) -> bool:
-        """A certificate is ready for a block that carried transactions."""
-        return any(h in self.nonempty for h in self._ready_heights())
+        """A certificate for a block that carried transactions has been ready for
+        CERT_ONLY_DELAY_S (worth a block of its own)."""
+        late = trio.current_time() - CERT_ONLY_DELAY_S
+        return any(h in self.nonempty and self.ready_at.get(h, late) <= late
+                   for h in self._ready_heights())
 
     def take(self, max_n: int = MAX_CERTS_PER_BLOCK) -> list[bytes]:
         """Certificates to put in the block being built (offered again if it never commits)."""

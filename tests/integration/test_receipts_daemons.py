@@ -35,10 +35,10 @@ def test_receipts_from_one_node_verify_offline_with_the_genesis_only(tmp_path: P
     try:
         c.start_all()
         c.wait_leader(20)
-        ok = [c.submit(1 + i % 3, "epi.report", report(i)) for i in range(6)]
+        ok = [c.submit(1 + i % 3, "epi.report", report(i), wait_s=30) for i in range(6)]
         assert all(r["status"] == "committed" for r in ok), ok
         # the same report_id again: accepted into a block, refused by the contract
-        dup = c.submit(2, "epi.report", report(0, value=99))
+        dup = c.submit(2, "epi.report", report(0, value=99), wait_s=30)
         assert dup["status"] == "rejected", dup
 
         def receipt(k: int, tx_hash: str, out: Path, *extra: str) -> dict[str, Any]:
@@ -47,9 +47,10 @@ def test_receipts_from_one_node_verify_offline_with_the_genesis_only(tmp_path: P
                           "--out", str(out), *extra)
                 if r.returncode == 0:
                     return dict(json.loads(r.stdout))
-                assert "not certified yet" in r.stderr, r.stderr
+                # not certified yet, or the daemon too slow to answer on a loaded machine
+                assert "not certified yet" in r.stderr or "time" in r.stderr, r.stderr
                 return None
-            return dict(c.wait_for("a certified receipt", ready, 20))
+            return dict(c.wait_for("a certified receipt", ready, 60))
 
         got = receipt(3, ok[4]["tx_hash"], offline / "r.bin")
         assert got["height"] == ok[4]["height"] and got["verdict"] == "accepted"
@@ -57,7 +58,7 @@ def test_receipts_from_one_node_verify_offline_with_the_genesis_only(tmp_path: P
         receipt(1, dup["tx_hash"], offline / "dup.bin", "--hash-only")
         height = c.wait_converged(15)
         c.wait_for("every block with transactions certified", lambda: all(
-            not c.call(k, "verify")["certificates"]["uncertified"] for k in c.ids), 20)
+            not c.call(k, "verify")["certificates"]["uncertified"] for k in c.ids), 60)
         for k in c.ids:
             v = c.call(k, "verify")
             assert v["ok"] is True, v
