@@ -4,14 +4,20 @@
         0: the receipt proves what it says (one sentence on stdout); 1: it does not (the
         reason on stderr); 2: wrong usage (a file that cannot be read, a genesis that
         does not load).
-    hzp2p admin --config CFG receipt TX_HASH --out FILE [--hash-only] [--json]
+    hzp2p admin --config CFG receipt TX_HASH --out FILE [--hash-only] [--base64] [--json]
         asks the node for the transaction's receipt (hzp2p.node.receipts) and writes it to
-        FILE; --hash-only leaves the transaction's body out (its hash and signature stay).
+        FILE; --hash-only leaves the transaction's body out (its hash and signature stay);
+        --base64 writes it as one line of base64 text, the form to put in a QR code (a
+        3-voter hash-only receipt is ~1.5 KB of text; a QR code holds up to ~2.9 KB).
+
+verify-receipt reads either form.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
+import binascii
 import json
 import os
 import sys
@@ -50,7 +56,7 @@ def run_verify(args: argparse.Namespace) -> int:
         print(f"{PROG} verify-receipt: error: {args.file}: {exc.strerror}", file=sys.stderr)
         return 2
     try:
-        proven = verify_receipt(data, genesis)
+        proven = verify_receipt(_binary(data), genesis)
     except ReceiptError as exc:
         if args.json:
             print(json.dumps({"ok": False, "reason": str(exc)}))
@@ -61,6 +67,20 @@ def run_verify(args: argparse.Namespace) -> int:
     else:
         print(proven.sentence())
     return 0
+
+
+def _binary(data: bytes) -> bytes:
+    """A receipt file's bytes: as written, or decoded from the base64 text form."""
+    text = data.strip()
+    if text and all(c in _B64 for c in text):
+        try:
+            return base64.b64decode(text, validate=True)
+        except binascii.Error:
+            return data
+    return data
+
+
+_B64 = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=")
 
 
 # ---------------------------------------------------------------- admin receipt
@@ -78,6 +98,8 @@ def add_admin_receipt(
     p.add_argument("--out", type=Path, required=True, metavar="FILE", help="where to write it")
     p.add_argument("--hash-only", action="store_true",
                    help="leave the transaction's body out (only its hash and signature)")
+    p.add_argument("--base64", action="store_true",
+                   help="write one line of base64 text (for a QR code) instead of binary")
     p.set_defaults(func=lambda a: run_admin_receipt(a, socket_path))
 
 
@@ -115,6 +137,8 @@ def run_admin_receipt(
         print(f"{name}: {exc}", file=sys.stderr)
         return 1
     data = result["receipt"]
+    if args.base64:
+        data = base64.b64encode(data) + b"\n"
     try:
         _write_atomically(args.out, data)
     except OSError as exc:

@@ -55,7 +55,7 @@ def test_receipts_from_one_node_verify_offline_with_the_genesis_only(tmp_path: P
         got = receipt(3, ok[4]["tx_hash"], offline / "r.bin")
         assert got["height"] == ok[4]["height"] and got["verdict"] == "accepted"
         assert len(got["certified_by"]) >= 2 and got["voters"] == 3
-        receipt(1, dup["tx_hash"], offline / "dup.bin", "--hash-only")
+        receipt(1, dup["tx_hash"], offline / "dup.b64", "--hash-only", "--base64")
         height = c.wait_converged(15)
         c.wait_for("every block with transactions certified", lambda: all(
             not c.call(k, "verify")["certificates"]["uncertified"] for k in c.ids), 60)
@@ -75,7 +75,7 @@ def test_receipts_from_one_node_verify_offline_with_the_genesis_only(tmp_path: P
     assert r.stdout.startswith(f"transaction {ok[4]['tx_hash']}, verdict accepted, in block "
                                f"{ok[4]['height']} of chain ")
     assert "voters)" in r.stdout
-    r = hzp2p("verify-receipt", "dup.bin", "--genesis", "genesis.toml", "--json", cwd=offline)
+    r = hzp2p("verify-receipt", "dup.b64", "--genesis", "genesis.toml", "--json", cwd=offline)
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     assert out["verdict"] == "rejected" and "report_id" in out["reason"]

@@ -251,5 +251,11 @@ def test_verify_receipt_command(cc: CertChain, tmp_path: Any, capsys: Any) -> No
     (tmp_path / "r.bin").write_bytes(cc.receipt(1, 1)[:-1])
     assert main(["verify-receipt", r, "--genesis", g]) == 1
     assert "invalid: receipt" in capsys.readouterr().err
+    import base64
+
+    (tmp_path / "r.b64").write_bytes(base64.b64encode(cc.receipt(1, 1, whole_tx=False)) + b"\n")
+    assert main(["verify-receipt", str(tmp_path / "r.b64"), "--genesis", g]) == 0
+    assert len((tmp_path / "r.b64").read_bytes()) < 2000  # fits a QR code
+    capsys.readouterr()
     assert main(["verify-receipt", str(tmp_path / "none"), "--genesis", g]) == 2
     assert main(["verify-receipt", r, "--genesis", str(tmp_path / "none.toml")]) == 2
