@@ -58,7 +58,7 @@ class NodeStack:
         snapshot_threshold_entries: int = DEFAULT_THRESHOLD_ENTRIES,
         snapshot_margin_entries: int | None = None,
         early_signature_checks: bool | None = None,
-        certify: bool = True,
+        certify: bool = False,
     ) -> None:
         self.node_id = node_id
         self.genesis = genesis
@@ -75,6 +75,8 @@ class NodeStack:
         self.snapshot_margin = snapshot_margin_entries
         self.early_signature_checks = early_signature_checks  # None: the driver's default
         self.certify = certify  # voters attest blocks, the leader carries certificates
+        # (the daemon passes `[ledger] certify`, default true; off by default here so the
+        # simulated-network tests of other concerns keep their exact block sequences)
         self.attest: AttestService | None = None
 
     # Built by `open`:

@@ -56,6 +56,8 @@ async def test_blocks_are_certified_through_loss_and_a_leader_change(
     load_contracts()
     net, stores, nodes = sim_cluster(
         seed, LinkFaults(drop_rate=0.05, min_delay_s=0.001, max_delay_s=0.01))
+    for n in nodes.values():
+        n.stack.certify = True
     checker = CertificateSafety()
     async with trio.open_nursery() as nursery:
         for n in nodes.values():
