@@ -188,7 +188,7 @@ def precheck_tx(reader: Readable, tx: Transaction, chain_id: str, now_ms: int) -
     check_tx_payload(tx)
     check_envelope(tx, chain_id, now_ms)
     if reader.get(K_TX + tx.hash) is not None:
-        raise TxRejected("duplicate: transaction already included")
+        raise TxRejected("duplicate: transaction already included", duplicate=True)
     if not citizen_signed(tx.tx_type):
         inst = members.institution_by_key(reader, tx.signer)
         if inst is None or not inst.active:

@@ -158,6 +158,9 @@ class Handlers:
         if tx_hash in n.mempool or tx_hash in n.producer.inflight or n.submit.is_waiting(tx_hash):
             return {"tx_hash": tx_hash.hex(), "status": "pending", "height": None, "index": None,
                     "type": None, "reason": None}
+        refused = await n.submit.refusal(tx_hash)  # refused before it reached a block
+        if refused is not None:
+            return refused
         raise AdminError("not_found", f"unknown transaction {tx_hash.hex()}")
 
     async def verify(self, params: Mapping[str, Any]) -> Any:
