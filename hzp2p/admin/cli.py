@@ -428,7 +428,7 @@ COMMANDS: tuple[Command, ...] = (
     Command("peers", "peers", "known peers and their connection state", _no_args, _no_params, _render_list("peers", "no peers")),
     Command("members", "members", "consortium members", _no_args, _no_params, _render_list("members", "no members"), reads=True),
     Command("block", "block", "one block by height", _args_block, lambda a: {"height": a.height}, _render_block, reads=True),
-    Command("tx", "tx", "a transaction's receipt by hash", _args_tx, lambda a: {"tx_hash": a.tx_hash}, render_mapping, reads=True),
+    Command("tx", "tx", "a transaction's receipt by hash", _args_tx, lambda a: {"tx_hash": a.tx_hash}, render_receipt, reads=True),
     Command("verify", "verify", "re-verify the local chain (from its snapshot if it caught up by one)", _args_verify, lambda a: {"integrity": a.integrity}, _render_verify, _verify_failure),
     Command("metrics", "metrics", "metrics in Prometheus text format", _no_args, _no_params, _render_metrics),
     Command("transfer-leader", "transfer_leader", "hand leadership to NODE", _args_node, _params_node, render_mapping),

@@ -256,6 +256,11 @@ def parse_record(text: str) -> dict[str, Any]:
     return item
 
 
+MAX_RECORD_CHARS = 4 * MAX_TX_BYTES
+"""A line longer than this cannot become a transaction (JSON needs at most ~4 characters
+per payload byte, e.g. "$hex" tags take 2)."""
+
+
 def read_records(path: str) -> tuple[list[dict[str, Any]], list[int]]:
     """(items, their line numbers) from a JSON-lines file; Usage lists every bad line."""
     try:
@@ -272,6 +277,10 @@ def read_records(path: str) -> tuple[list[dict[str, Any]], list[int]]:
     errors: list[str] = []
     for n, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
+            continue
+        if len(line) > MAX_RECORD_CHARS:  # characters >= bytes / 4: checked before parsing
+            errors.append(f"line {n}: longer than {MAX_RECORD_CHARS} characters (a transaction "
+                          f"is at most {MAX_TX_BYTES} bytes)")
             continue
         try:
             items.append(parse_record(line))

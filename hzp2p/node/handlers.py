@@ -137,7 +137,7 @@ class Handlers:
                     "merkle_root": None, "proposer": None, "timestamp": g.timestamp_ms, "txs": []}
         rec = await n.storage.block_by_height(height)
         if rec is None:
-            raise AdminError("not_found", f"no block at height {height}",
+            raise AdminError("not_found", f"no such block: height {height}",
                              hint=f"this node's height is {n.applier.head.height}")
         txs = await n.storage.block_txs(height)
         verdicts = [("committed" if t.status == "applied" else "rejected", t.reason) for t in txs]

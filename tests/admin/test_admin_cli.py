@@ -63,7 +63,7 @@ def test_block_tx_and_reads(cfg: str, threaded_server: ThreadedServer, capsys: p
     assert code == 0 and json.loads(out) == BLOCK
     assert ("block", {"height": 3, "linearizable": True}) in threaded_server.daemon.calls
     code, out, err = run(capsys, "admin", "--config", cfg, "block", "4")
-    assert code == 1 and "not_found: no block at height 4" in err and err.count("\n") == 1
+    assert code == 1 and "not_found: no such block: height 4" in err and err.count("\n") == 1
     code, out, _ = run(capsys, "admin", "--config", cfg, "--json", "tx", TX_HASH)
     assert code == 0
     assert set(json.loads(out)) == {"tx_hash", "status", "height", "index", "type", "reason"}
@@ -324,3 +324,32 @@ def test_a_refusal_lists_every_problem(capsys: pytest.CaptureFixture[str]) -> No
         "  value: must be an integer",
         "  payload: missing field(s): period",
     ]
+
+
+def test_an_oversized_submit_many_line_is_a_usage_error(
+    cfg: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], threaded_server: ThreadedServer
+) -> None:
+    big = tmp_path / "big.jsonl"
+    big.write_text(json.dumps({"type": "epi.report", "payload": {"period": "x" * 3_000_000}})
+                   + "\n")
+    before = len(threaded_server.daemon.calls)
+    code, out, err = run(capsys, "admin", "--config", cfg, "submit-many", "--file", str(big))
+    assert code == 2 and "line 1: longer than" in err and "Traceback" not in out + err
+    assert len(threaded_server.daemon.calls) == before
+
+
+def test_the_command_never_prints_a_traceback(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import hzp2p.cli
+
+    def broken(_args: object) -> int:
+        raise OSError(5, "Input/output error")
+
+    parser = hzp2p.cli.build_parser()
+    monkeypatch.setattr(hzp2p.cli, "build_parser", lambda: parser)
+    args = parser.parse_args(["admin", "status"])
+    monkeypatch.setattr(parser, "parse_args", lambda _argv: args)
+    args.func = broken
+    code, out, err = run(capsys, "admin", "status")
+    assert code == 1 and err.count("\n") == 1 and "internal error (OSError)" in err
