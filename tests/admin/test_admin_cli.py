@@ -351,5 +351,5 @@ def test_the_command_never_prints_a_traceback(
     args = parser.parse_args(["admin", "status"])
     monkeypatch.setattr(parser, "parse_args", lambda _argv: args)
     args.func = broken
-    code, out, err = run(capsys, "admin", "status")
+    code, _out, err = run(capsys, "admin", "status")
     assert code == 1 and err.count("\n") == 1 and "internal error (OSError)" in err
