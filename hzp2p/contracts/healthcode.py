@@ -31,12 +31,13 @@ from hzp2p.contracts.domain_queries import (
     rule_version,
     store,
 )
-from hzp2p.contracts.registry import contract, payload_generator
+from hzp2p.contracts.registry import contract, payload_generator, rules
 from hzp2p.contracts.schema import Bool, Choice, Id, Int, Schema, Subject, Text
 
 HEALTHCODE_RULES: dict[int, dict[str, int]] = {
     1: {"green_after_days": 14},
 }
+rules("healthcode", HEALTHCODE_RULES)
 COLOURS = ("green", "yellow", "red")
 RESULTS = ("positive", "negative")
 LAB_SCHEMA = Schema(

@@ -179,7 +179,7 @@ class Session:
     def _start(self, argv: list[str]) -> None:
         cfg = self.cwd / argv[argv.index("--config") + 1]
         log = cfg.parent / "doc-test.log"
-        proc = subprocess.Popen(  # noqa: S603 - our own command
+        proc = subprocess.Popen(
             [*self.hzp2p, *argv[1:]], cwd=self.cwd, stdout=subprocess.DEVNULL,
             stderr=log.open("wb"), env={**os.environ, "PYTHONPATH": str(ROOT)},
         )
