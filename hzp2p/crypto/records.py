@@ -81,11 +81,6 @@ def seal_key_to(record_key: bytes, holder_public_key: bytes) -> bytes:
     return sealed
 
 
-def seal_key(record_key: bytes, holder_verify_key: bytes) -> bytes:
-    """Seal `record_key` to the key derived from a holder's Ed25519 verify key."""
-    return seal_key_to(record_key, encryption_public_key(holder_verify_key))
-
-
 def open_sealed_key(
     sealed: bytes,
     holder_key: nacl.signing.SigningKey | nacl.public.PrivateKey,

@@ -18,7 +18,6 @@ from __future__ import annotations
 import gc
 import signal
 from collections.abc import Mapping
-from pathlib import Path
 
 import nacl.signing
 import structlog
@@ -57,11 +56,6 @@ log = structlog.get_logger("hzp2p.node")
 
 DB_FILE = "node.db"
 MEMBERSHIP_POLL_S = 0.5
-
-
-
-class StartupError(Exception):
-    """The node cannot start (keys, genesis, database); str() is a one-line reason."""
 
 
 def _hints(addresses: Mapping[NodeId, str], me: NodeId) -> tuple[tuple[NodeId, Address], ...]:
@@ -327,7 +321,3 @@ async def _run_frozen(node: Node) -> None:
         # What start-up built (modules, contracts, genesis, caches) lives as long as the
         # process: move it out of the collector's sight so no full collection walks it.
         gc.freeze()
-
-
-def db_path(data_dir: Path) -> Path:
-    return data_dir / DB_FILE
