@@ -15,7 +15,7 @@ import msgpack
 import pytest
 
 from hzp2p.admin.protocol import AdminError
-from hzp2p.node.localcluster import LocalCluster, free_base_port
+from hzp2p.tools.localcluster import LocalCluster, free_base_port
 
 pytestmark = pytest.mark.slow
 
