@@ -105,8 +105,8 @@ from hzp2p.admin.cli_submit import (
 )
 from hzp2p.admin.client import DEFAULT_TIMEOUT_S, AdminClientError, call_sync
 from hzp2p.admin.protocol import AdminError
+from hzp2p.config import ConfigError, load_config, parse_host_port
 from hzp2p.contracts.api import ROLES
-from hzp2p.node.config import ConfigError, load_config, parse_host_port
 
 __all__ = ["COMMANDS", "PayloadError", "decode_bytes_tags", "payload_from_json", "register",
            "run_command"]

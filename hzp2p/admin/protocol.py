@@ -5,9 +5,10 @@ daemon's admin server, so both sides validate the same way and neither does
 any I/O here.
 
 Framing: each message is a 4-byte big-endian length followed by that many
-bytes of msgpack. A frame larger than the agreed maximum is refused before it
-is buffered (AdminProtocolError), so a peer cannot make us hold more memory
-than `max_frame_bytes`.
+bytes of msgpack, framed by hzp2p.net.framing like the peer connections. A
+frame larger than the agreed maximum is refused before it is buffered
+(AdminProtocolError), so a peer cannot make us hold more memory than
+`max_frame_bytes`.
 
 Request:  {"id": int >= 0, "method": str, "params": {str: any}}
 Response: {"id": int | None, "ok": True, "result": any}
@@ -27,14 +28,15 @@ from __future__ import annotations
 
 import math
 import re
-import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
 import msgpack
 
-LENGTH_PREFIX_BYTES: Final = 4
+from hzp2p.net import framing
+from hzp2p.net.errors import LocalProtocolError, OversizedFrame
+
 DEFAULT_MAX_FRAME_BYTES: Final = 1 << 20
 """Default bound on one frame's msgpack body (1 MiB)."""
 MAX_METHOD_CHARS: Final = 64
@@ -52,8 +54,6 @@ ERROR_CODES: Final = frozenset(
         "internal",  # a bug on the daemon's side (logged there)
     }
 )
-
-_LENGTH = struct.Struct(">I")
 
 
 class AdminProtocolError(Exception):
@@ -107,11 +107,12 @@ def pack_message(obj: Any, *, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) ->
         body = msgpack.packb(obj, use_bin_type=True)
     except (TypeError, ValueError, OverflowError) as exc:
         raise AdminProtocolError(f"cannot encode message: {exc}") from exc
-    if len(body) > max_frame_bytes:
+    try:
+        return framing.encode_frame(body, max_frame_bytes)
+    except LocalProtocolError:
         raise AdminProtocolError(
             f"message of {len(body)} bytes exceeds the {max_frame_bytes}-byte frame limit"
-        )
-    return _LENGTH.pack(len(body)) + bytes(body)
+        ) from None
 
 
 def unpack_message(body: bytes) -> Any:
@@ -123,7 +124,8 @@ def unpack_message(body: bytes) -> Any:
 
 
 class FrameDecoder:
-    """Incremental splitter of a byte stream into frame bodies, bounded by `max_frame_bytes`.
+    """Incremental splitter of a byte stream into frame bodies, bounded by `max_frame_bytes`:
+    hzp2p.net.framing's decoder, raising AdminProtocolError.
 
     Holds at most one partial frame (plus one read's worth of bytes).
     """
@@ -132,28 +134,22 @@ class FrameDecoder:
         if max_frame_bytes <= 0:
             raise ValueError("max_frame_bytes must be positive")
         self.max_frame_bytes = max_frame_bytes
-        self._buf = bytearray()
+        # A 4-byte header cannot declare more than ABSOLUTE_MAX_FRAME_BYTES anyway.
+        self._frames = framing.FrameDecoder(min(max_frame_bytes, framing.ABSOLUTE_MAX_FRAME_BYTES))
 
     @property
     def buffered_bytes(self) -> int:
-        return len(self._buf)
+        return self._frames.buffered_bytes
 
     def feed(self, data: bytes) -> list[bytes]:
         """Complete frame bodies in `data` (and what came before); raises on an oversized frame."""
-        self._buf += data
-        bodies: list[bytes] = []
-        while len(self._buf) >= LENGTH_PREFIX_BYTES:
-            (length,) = _LENGTH.unpack_from(self._buf)
-            if length > self.max_frame_bytes:
-                raise AdminProtocolError(
-                    f"frame of {length} bytes exceeds the {self.max_frame_bytes}-byte limit"
-                )
-            end = LENGTH_PREFIX_BYTES + length
-            if len(self._buf) < end:
-                break
-            bodies.append(bytes(self._buf[LENGTH_PREFIX_BYTES:end]))
-            del self._buf[:end]
-        return bodies
+        try:
+            self._frames.feed(data)
+            return self._frames.frames()
+        except OversizedFrame as exc:
+            raise AdminProtocolError(
+                f"frame of {exc.declared_bytes} bytes exceeds the {self.max_frame_bytes}-byte limit"
+            ) from None
 
 
 # ---------------------------------------------------------------------------

@@ -39,8 +39,8 @@ import pytest
 
 from hzp2p.admin.client import AdminClientError, call_sync
 from hzp2p.admin.protocol import AdminError
-from hzp2p.node.config import load_config
-from hzp2p.node.localcluster import free_base_port
+from hzp2p.config import load_config
+from hzp2p.tools.localcluster import free_base_port
 
 pytestmark = pytest.mark.slow
 
