@@ -38,8 +38,9 @@ from __future__ import annotations
 import datetime
 import functools
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any
 
 import msgpack
@@ -53,6 +54,10 @@ K_DEFAULT = 5
 """Smallest group of individuals a count may describe (`hzp2p export --k`)."""
 
 Row = tuple[Any, ...]
+Batch = tuple[list[Any], ...]
+"""Rows of a table column by column, in COLUMNS order (all columns the same length)."""
+BATCH_ROWS = 65_536
+"""Rows per batch: bounded memory on a million-row table (and a Parquet row group)."""
 
 COLUMNS: dict[str, tuple[str, ...]] = {
     "epi_reports": (
@@ -116,18 +121,42 @@ def head_height(reader: Readable) -> int:
 # ---------------------------------------------------------------- epidemic reports
 
 
-def epi_report_rows(reader: Readable, window: Window) -> Iterator[Row]:
-    """epi_reports rows in report-id order (the hot table: one decode per row, no dicts built)."""
+def epi_report_batches(reader: Readable, window: Window) -> Iterator[Batch]:
+    """epi_reports in report-id order, column by column (the hot table: a million rows are
+    decoded a chunk at a time and never turned into a tuple each)."""
     lo, hi = window.after_height, window.upto_height
-    decode = _decode
-    for _, raw in reader.scan(family_prefix(epi.k_report)):
-        r = decode(raw)
-        h = r["height"]
-        if lo < h <= hi:
+    for chunk in _decoded_chunks(reader, family_prefix(epi.k_report)):
+        heights = [r["height"] for r in chunk]
+        if not all(lo < h <= hi for h in (min(heights), max(heights))):
+            chunk = [r for r, h in zip(chunk, heights, strict=True) if lo < h <= hi]
+            heights = [r["height"] for r in chunk]
+        if chunk:
             yield (
-                r["report_id"], r["region"], r["metric"], r["period"], r["value"],
-                r["reporter"], h, r["timestamp_ms"],
+                [r["report_id"] for r in chunk], [r["region"] for r in chunk],
+                [r["metric"] for r in chunk], [r["period"] for r in chunk],
+                [r["value"] for r in chunk], [r["reporter"] for r in chunk], heights,
+                [r["timestamp_ms"] for r in chunk],
             )
+
+
+def _decoded_chunks(reader: Readable, prefix: bytes) -> Iterator[list[Any]]:
+    """The decoded values under `prefix`, in key order, BATCH_ROWS at a time: a chunk of
+    values is joined and unpacked by one msgpack Unpacker (a quarter less CPU than a call
+    per value)."""
+    rows = reader.scan(prefix)
+    while raws := [raw for _, raw in islice(rows, BATCH_ROWS)]:
+        unpacker = msgpack.Unpacker(raw=False, strict_map_key=False, max_buffer_size=0)
+        unpacker.feed(b"".join(raws))
+        values = list(unpacker)
+        assert len(values) == len(raws), "a state value is not exactly one msgpack object"
+        yield values
+
+
+def batched(rows: Iterable[Row], n: int = 0) -> Iterator[Batch]:
+    """Rows as column batches of at most n rows (BATCH_ROWS by default)."""
+    it = iter(rows)
+    while chunk := list(islice(it, n or BATCH_ROWS)):
+        yield tuple(list(col) for col in zip(*chunk, strict=True))
 
 
 def epi_summary(
@@ -278,16 +307,25 @@ def reading_rows(reader: Readable, lots: list[str], window: Window) -> Iterator[
 # ---------------------------------------------------------------- all tables
 
 
-def table_rows(reader: Readable, window: Window, k: int = K_DEFAULT) -> Iterator[tuple[str, Iterator[Row]]]:
-    """(table, rows) for every table, rows in a stable order; iterate each before the next."""
+def table_batches(
+    reader: Readable, window: Window, k: int = K_DEFAULT
+) -> Iterator[tuple[str, Iterator[Batch]]]:
+    """(table, column batches) for every table, rows in a stable order; consume each table's
+    batches before asking for the next table."""
     if k < 1:
         raise ValueError(f"k must be at least 1, got {k}")
     hi = window.upto_height
-    yield "epi_reports", epi_report_rows(reader, window)
+    yield "epi_reports", epi_report_batches(reader, window)
     doses = dose_counts(reader, hi)
-    yield "doses_by_site_day", iter(suppress(doses.by_group, k))
-    yield "code_changes_by_day", iter(suppress(code_change_counts(reader, hi), k))
+    yield "doses_by_site_day", batched(suppress(doses.by_group, k))
+    yield "code_changes_by_day", batched(suppress(code_change_counts(reader, hi), k))
     lots = lot_ids(reader, hi)
-    yield "lots", (lot_row(reader, lot_id, hi, doses.by_lot[lot_id]) for lot_id in lots)
-    yield "custody_events", custody_event_rows(reader, lots, window)
-    yield "coldchain_readings", reading_rows(reader, lots, window)
+    yield "lots", batched(lot_row(reader, lot_id, hi, doses.by_lot[lot_id]) for lot_id in lots)
+    yield "custody_events", batched(custody_event_rows(reader, lots, window))
+    yield "coldchain_readings", batched(reading_rows(reader, lots, window))
+
+
+def table_rows(reader: Readable, window: Window, k: int = K_DEFAULT) -> Iterator[tuple[str, list[Row]]]:
+    """table_batches as lists of row tuples (for tests and small states)."""
+    for name, batches in table_batches(reader, window, k):
+        yield name, [row for batch in batches for row in zip(*batch, strict=True)]

@@ -23,7 +23,6 @@ import os
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -35,18 +34,16 @@ from hzp2p.analytics.aggregates import (
     APPEND_TABLES,
     COLUMNS,
     K_DEFAULT,
-    Row,
+    Batch,
     Window,
     head_height,
-    table_rows,
+    table_batches,
 )
 from hzp2p.contracts.state import Readable
 
 MANIFEST = "manifest.json"
 MANIFEST_VERSION = 1
 FORMATS = ("parquet", "csv")
-BATCH_ROWS = 65_536
-"""Rows per record batch (and Parquet row group): bounded memory on a million-row table."""
 
 _ID = pa.string()
 _INST = pa.int64()
@@ -159,28 +156,23 @@ def load_manifest(out_dir: Path) -> Manifest | None:
         raise ExportError(f"{path}: unreadable manifest ({exc})") from None
 
 
-def _batches(schema: pa.Schema, rows: Iterator[Row]) -> Iterator[pa.RecordBatch]:
+def _record_batches(schema: pa.Schema, batches: Iterable[Batch]) -> Iterator[pa.RecordBatch]:
     types = [f.type for f in schema]
-    while chunk := list(islice(rows, BATCH_ROWS)):
-        cols = zip(*chunk, strict=True)
+    for cols in batches:
         arrays = [pa.array(col, type=t) for col, t in zip(cols, types, strict=True)]
         yield pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 
-def write_table(path: Path, fmt: str, schema: pa.Schema, rows: Iterable[Row]) -> int:
-    """Write `rows` to `path` (atomically: a temporary name, then rename); returns the count."""
+def write_table(path: Path, fmt: str, schema: pa.Schema, batches: Iterable[Batch]) -> int:
+    """Write the batches to `path` (atomically: a temporary name, then rename); returns the
+    row count. An empty table is a file with the schema and no rows."""
     tmp = path.with_name(path.name + ".tmp")
     n = 0
-    if fmt == "parquet":
-        with pq.ParquetWriter(tmp, schema) as pw:
-            for batch in _batches(schema, iter(rows)):
-                pw.write_batch(batch)
-                n += batch.num_rows
-    else:
-        with pacsv.CSVWriter(tmp, schema) as cw:
-            for batch in _batches(schema, iter(rows)):
-                cw.write_batch(batch)
-                n += batch.num_rows
+    writer = pq.ParquetWriter if fmt == "parquet" else pacsv.CSVWriter
+    with writer(tmp, schema) as w:
+        for batch in _record_batches(schema, batches):
+            w.write_batch(batch)
+            n += batch.num_rows
     os.replace(tmp, path)
     return n
 
@@ -240,7 +232,7 @@ def export(
     manifest = old or Manifest(format=fmt, chain_id=chain_id)
     window = Window(after, upto)
     counts: dict[str, int] = {}
-    for name, rows in table_rows(reader, window, k):
+    for name, rows in table_batches(reader, window, k):
         tdir = out_dir / name
         tdir.mkdir(parents=True, exist_ok=True)
         entry = manifest.tables.setdefault(
