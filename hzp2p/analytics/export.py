@@ -17,7 +17,9 @@ export removes it). Nothing personal is in any schema (hzp2p.analytics.aggregate
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import fcntl
 import json
 import os
 import time
@@ -166,7 +168,7 @@ def _record_batches(schema: pa.Schema, batches: Iterable[Batch]) -> Iterator[pa.
 def write_table(path: Path, fmt: str, schema: pa.Schema, batches: Iterable[Batch]) -> int:
     """Write the batches to `path` (atomically: a temporary name, then rename); returns the
     row count. An empty table is a file with the schema and no rows."""
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name("." + path.name + ".tmp")  # hidden: Spark, Hive and Trino skip it
     n = 0
     writer = pq.ParquetWriter if fmt == "parquet" else pacsv.CSVWriter
     with writer(tmp, schema) as w:
@@ -221,16 +223,40 @@ def export(
                 f"{old.exported_height} (or left out) so no height is missed or exported twice")
         if chain_id is not None and old.chain_id not in (None, chain_id):
             raise ExportError(f"{out_dir} holds an export of chain {old.chain_id!r}, not {chain_id!r}")
-    elif out_dir.exists() and any(out_dir.iterdir()):
+    elif out_dir.exists() and any(
+        p.name not in COLUMNS and p.name != ".export.lock" for p in out_dir.iterdir()
+    ):  # (an interrupted first export leaves only its own table directories)
         raise ExportError(f"{out_dir} is not empty and holds no export ({MANIFEST} missing)")
     after = old.exported_height if old is not None else (from_height or 0)
     upto = head_height(reader)
     if upto < after:
         raise ExportError(f"the node is at height {upto}, below the export's height {after}")
 
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with _exclusive(out_dir):
+        if load_manifest(out_dir) != old:
+            raise ExportError(f"{out_dir} changed while this export started; run it again")
+        return _export(reader, out_dir, old, fmt, chain_id, Window(after, upto), k)
+
+
+@contextlib.contextmanager
+def _exclusive(out_dir: Path) -> Iterator[None]:
+    """One export at a time into a directory (a lock file beside the manifest)."""
+    with open(out_dir / ".export.lock", "ab") as lock:
+        try:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ExportError(f"another export is writing {out_dir}") from None
+        yield
+
+
+def _export(
+    reader: Readable, out_dir: Path, old: Manifest | None, fmt: str, chain_id: str | None,
+    window: Window, k: int,
+) -> ExportResult:
+    after, upto = window.after_height, window.upto_height
     t0 = time.perf_counter()
     manifest = old or Manifest(format=fmt, chain_id=chain_id)
-    window = Window(after, upto)
     counts: dict[str, int] = {}
     for name, rows in table_batches(reader, window, k):
         tdir = out_dir / name

@@ -106,8 +106,15 @@ def render(result: QueryResult) -> str:
         return "(no result)"
     cells = [[("NULL" if v is None else str(_plain(v))) for v in r] for r in result.rows]
     widths = [max([len(c), *(len(r[i]) for r in cells)]) for i, c in enumerate(result.columns)]
+    numeric = [
+        all(isinstance(r[i], int | float | decimal.Decimal) for r in result.rows if r[i] is not None)
+        for i in range(len(result.columns))
+    ]
     line = "  ".join(c.ljust(w) for c, w in zip(result.columns, widths, strict=True))
     out = [line, "  ".join("-" * w for w in widths)]
-    out += ["  ".join(v.rjust(w) for v, w in zip(r, widths, strict=True)) for r in cells]
+    out += [
+        "  ".join(v.rjust(w) if num else v.ljust(w) for v, w, num in zip(r, widths, numeric, strict=True)).rstrip()
+        for r in cells
+    ]
     out.append(f"({len(cells)} row{'s' if len(cells) != 1 else ''})")
     return "\n".join(out)
