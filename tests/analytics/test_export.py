@@ -232,3 +232,23 @@ def test_cli_export_and_query_offline(built: Built, db: Path, tmp_path: Path) ->
     assert wrong.returncode == 2 and "parquet" in wrong.stderr
     nocfg = _cli("export", "--config", str(tmp_path / "none.toml"), "--out", str(out))
     assert nocfg.returncode == 2 and "Traceback" not in nocfg.stderr
+
+
+def test_csv_export_reads_back_with_the_same_types(built: Built, tmp_path: Path) -> None:
+    export(built.w.state, tmp_path / "p", k=1)
+    export(built.w.state, tmp_path / "c", fmt="csv", k=1)
+    for table in ("epi_reports", "custody_events", "coldchain_readings", "lots",
+                  "doses_by_site_day", "code_changes_by_day"):
+        sql = f"SELECT * FROM {table} ORDER BY ALL"
+        assert run_query(tmp_path / "c", sql).rows == run_query(tmp_path / "p", sql).rows, table
+
+
+def test_cli_without_the_analytics_extra_says_how_to_install_it(tmp_path: Path) -> None:
+    code = ("import sys; sys.modules['pyarrow'] = None; sys.modules['duckdb'] = None\n"
+            "from hzp2p.cli import main; sys.exit(main(sys.argv[1:]))")
+    for args in (["query", "SELECT 1", "--data", str(tmp_path)],
+                 ["export", "--config", str(tmp_path / "c.toml"), "--out", str(tmp_path / "x")]):
+        r = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
+                           timeout=60, check=False)
+        assert r.returncode == 1, r.stderr
+        assert "pip install 'hzp2p[analytics]'" in r.stderr and r.stderr.count("\n") == 1
