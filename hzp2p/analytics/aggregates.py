@@ -36,7 +36,6 @@ remaining doses are replayed from its events and doses up to that height).
 from __future__ import annotations
 
 import datetime
-import functools
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -85,9 +84,6 @@ K_SUPPRESSED = frozenset({"doses_by_site_day", "code_changes_by_day"})
 assert set(COLUMNS) == set(APPEND_TABLES) | set(SNAPSHOT_TABLES)
 
 _EPOCH = datetime.date(1970, 1, 1)
-_decode: Callable[[bytes], Any] = functools.partial(
-    msgpack.unpackb, raw=False, strict_map_key=False
-)  # hzp2p.contracts.api.decode_value, without a Python frame per row
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,9 +170,8 @@ def epi_summary(
     sorted by metric, region, period. Reports are aggregates already: no k applies.
     """
     sums: dict[tuple[str, str, str], list[int]] = {}
-    decode = _decode
-    for _, raw in reader.scan(family_prefix(epi.k_report)):
-        r = decode(raw)
+    reports = (r for chunk in _decoded_chunks(reader, family_prefix(epi.k_report)) for r in chunk)
+    for r in reports:
         m, g, p = r["metric"], r["region"], r["period"]
         if metric is not None and m != metric:
             continue

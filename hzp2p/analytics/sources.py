@@ -42,10 +42,11 @@ from hzp2p.admin.protocol import (
     parse_response,
     unpack_message,
 )
+from hzp2p.node.handlers import MAX_SCAN
 from hzp2p.storage.sqlite_reader import prefix_end
 
-PAGE_ROWS = 10_000
-"""Rows asked per `state_scan` (the daemon's own cap is hzp2p.node.handlers.MAX_SCAN)."""
+PAGE_ROWS = MAX_SCAN
+"""Rows asked per `state_scan`: the daemon's own cap, so a short page means the end."""
 ALPHABET = bytes(range(0x20, 0x7F))
 """Bytes a key may hold after a scanned prefix (ids are restricted ASCII)."""
 _MAX_RESPONSE_BYTES = 64 << 20  # the admin server's own bound on a response
@@ -76,8 +77,8 @@ class SqliteSnapshot:
             raise SourceError(f"no database at {db_path} (has this node ever run?)")
         try:
             self._conn = sqlite3.connect(
-                f"file:{db_path}?mode=ro", uri=True, timeout=0.5, isolation_level=None,
-                check_same_thread=False,
+                db_path.resolve().as_uri() + "?mode=ro", uri=True, timeout=0.5,
+                isolation_level=None,
             )
             self._conn.execute("PRAGMA query_only = ON")
             self._conn.execute("BEGIN")
