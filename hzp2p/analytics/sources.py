@@ -4,8 +4,11 @@ Two StateReaders (get + prefix scan, as the contracts' queries expect):
 
 * `SqliteSnapshot` opens the node's database file read-only (`mode=ro`,
   `query_only`) inside one read transaction, so every read sees the same
-  committed state, and streams scans row by row. It writes nothing, takes no
-  lock file and never creates the database.
+  committed state, and streams scans row by row. It changes nothing in the
+  database, takes no lock file and never creates one; SQLite itself may leave
+  its WAL index (`node.db-shm`) beside the file, which a daemon opening it
+  later simply rebuilds (a read-only connection in exclusive mode, which
+  would not, cannot read the WAL a crashed daemon left).
 * `AdminState` asks the running daemon over its admin socket (`state_scan`).
   The daemon opens its database with `locking_mode=EXCLUSIVE` (one process owns
   the file: hzp2p.storage.schema.OpenOptions), so no other process can read the
