@@ -123,3 +123,29 @@ def test_export_from_a_running_daemon(tmp_path: Path, monkeypatch: pytest.Monkey
     for table in ("epi_reports", "lots", "doses_by_site_day", "code_changes_by_day"):
         sql = f"SELECT * FROM {table} ORDER BY ALL"
         assert run_query(out, sql).rows == run_query(offline, sql).rows
+
+
+@pytest.mark.slow
+def test_export_after_the_daemon_was_killed(tmp_path: Path) -> None:
+    """SIGKILL leaves committed blocks in the WAL (no index file): the offline export reads
+    them, and the daemon restarts on the database afterwards."""
+    with LocalCluster(tmp_path / "c", 1) as c:
+        c.start(1)
+        c.wait_leader(20)
+        for i in range(15):
+            assert c.submit(1, "epi.report", _report(i))["status"] == "committed"
+        c.kill(1)
+        from hzp2p.node.config import load_config
+
+        db = db_path(load_config(c.config(1)).data_dir)
+        assert not daemon_running(db)
+        src = SqliteSnapshot(db)
+        try:
+            res = export(src, tmp_path / "x")
+        finally:
+            src.close()
+        assert res.rows["epi_reports"] == 15
+        assert run_query(tmp_path / "x", "SELECT sum(value) FROM epi_reports").rows == [(sum(range(15)),)]
+        c.start(1)
+        c.wait_leader(20)
+        assert c.submit(1, "epi.report", _report(15))["status"] == "committed"
