@@ -19,6 +19,7 @@ SUBCOMMAND_MODULES = (
     "hzp2p.node.cli",  # run
     "hzp2p.admin.cli",  # admin ...
     "hzp2p.sim.cli",  # fuzz, sim
+    "hzp2p.analytics.cli",  # export, query
 )
 
 
