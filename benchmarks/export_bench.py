@@ -34,9 +34,9 @@ from hzp2p.contracts.api import Institution, TxContext, encode_value
 from hzp2p.contracts.engine import K_HEAD, genesis_state_writes
 from hzp2p.contracts.registry import HANDLERS
 from hzp2p.contracts.state import DictState, Overlay
-from hzp2p.ledger.testkit import LocalChain
 from hzp2p.raft.types import ConfState
 from hzp2p.storage import OpenOptions, SqliteStorage
+from hzp2p.tools.testkit import LocalChain
 
 TXS_PER_BLOCK = 1000
 TARGET_ROWS_PER_S = 200_000

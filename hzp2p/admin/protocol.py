@@ -401,6 +401,8 @@ _TX_TYPE = Param("type", "str", max_len=64)
 _PAYLOAD = Param("payload", "map")
 _IDEM_KEY = Param("idempotency_key", "str", required=False, max_len=128)
 
+MAX_SCAN: Final = 10_000
+"""Rows one `state_scan` answers at most (a client pages by key prefix past it)."""
 MAX_SUBMIT_MANY: Final = 1000
 """Items in one `submit_many` request (the frame bound, max_request_bytes, also applies)."""
 

@@ -42,9 +42,8 @@ def _int_at_least(lo: int) -> Any:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    from hzp2p.config import ConfigError, load_config
     from hzp2p.ledger.genesis import GenesisError, load_genesis
-    from hzp2p.node.config import ConfigError, load_config
-    from hzp2p.node.daemon import db_path
 
     try:
         from hzp2p.analytics.export import ExportError, export
@@ -61,7 +60,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     except (GenesisError, OSError, ValueError) as exc:  # tomllib's error is a ValueError
         return _fail(f"genesis: {exc}", 2)
     try:
-        source = open_state(db_path(cfg.data_dir), cfg.admin.socket)
+        source = open_state(cfg.db_path, cfg.admin.socket)
     except SourceError as exc:
         return _fail(str(exc))
     try:

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from hzp2p.admin.protocol import (
+    MAX_SCAN,
     AdminProtocolError,
     FrameDecoder,
     Request,
@@ -45,7 +46,6 @@ from hzp2p.admin.protocol import (
     parse_response,
     unpack_message,
 )
-from hzp2p.node.handlers import MAX_SCAN
 from hzp2p.storage.sqlite_reader import prefix_end
 
 PAGE_ROWS = MAX_SCAN

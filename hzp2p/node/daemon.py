@@ -54,7 +54,6 @@ from hzp2p.storage import AsyncStorage
 
 log = structlog.get_logger("hzp2p.node")
 
-DB_FILE = "node.db"
 MEMBERSHIP_POLL_S = 0.5
 
 
@@ -125,7 +124,7 @@ class Node:
         cfg.data_dir.mkdir(parents=True, exist_ok=True)
         g = self.genesis
         self.storage = await AsyncStorage.open_sqlite(
-            str(cfg.data_dir / DB_FILE), g.chain_id.encode(), g.hash
+            str(cfg.db_path), g.chain_id.encode(), g.hash
         )
         try:
             await self._run(task_status)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from hzp2p.admin.protocol import AdminError
+from hzp2p.admin.protocol import MAX_SCAN, AdminError
 from hzp2p.admin.server import AdminServer
 from hzp2p.client import access_log as q_access_log
 from hzp2p.client import subject_records as q_subject_records
@@ -35,7 +35,6 @@ if TYPE_CHECKING:
 
 READ_INDEX_TIMEOUT_S = 5.0
 MAX_WAIT_S = 600.0
-MAX_SCAN = 10_000
 SIGN_CHUNK = 32
 """submit_many signs this many items between checkpoints (~1 ms of work)."""
 

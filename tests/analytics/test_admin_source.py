@@ -18,8 +18,7 @@ from hzp2p.analytics.export import export
 from hzp2p.analytics.query import run_query
 from hzp2p.analytics.sources import AdminState, SourceError, SqliteSnapshot, daemon_running
 from hzp2p.contracts.state import DictState
-from hzp2p.node.daemon import db_path
-from hzp2p.node.localcluster import LocalCluster
+from hzp2p.tools.localcluster import LocalCluster
 
 
 class FakeDaemon(AdminState):
@@ -78,10 +77,10 @@ def test_export_from_a_running_daemon(tmp_path: Path, monkeypatch: pytest.Monkey
         for i in range(40):
             r = c.submit(1, "epi.report", _report(i))
             assert r["status"] == "committed"
-        from hzp2p.node.config import load_config
+        from hzp2p.config import load_config
 
         conf = load_config(cfg)
-        db = db_path(conf.data_dir)
+        db = conf.db_path
         assert daemon_running(db)
         with pytest.raises(sqlite3.OperationalError, match="locked"):  # why the socket is needed
             sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=0.2).execute(
@@ -135,9 +134,9 @@ def test_export_after_the_daemon_was_killed(tmp_path: Path) -> None:
         for i in range(15):
             assert c.submit(1, "epi.report", _report(i))["status"] == "committed"
         c.kill(1)
-        from hzp2p.node.config import load_config
+        from hzp2p.config import load_config
 
-        db = db_path(load_config(c.config(1)).data_dir)
+        db = load_config(c.config(1)).db_path
         assert not daemon_running(db)
         src = SqliteSnapshot(db)
         try:
