@@ -205,7 +205,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 def test_cli_export_and_query_offline(built: Built, db: Path, tmp_path: Path) -> None:
     """`hzp2p export` on a node whose daemon is stopped reads the database file."""
-    from hzp2p.node.scaffold import write_consortium
+    from hzp2p.tools.scaffold import write_consortium
 
     write_consortium(tmp_path / "c", 1)
     cfg = tmp_path / "c" / "node1" / "config.toml"
