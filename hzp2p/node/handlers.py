@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from hzp2p.admin.operations import OPERATIONS
 from hzp2p.admin.protocol import MAX_SCAN, AdminError
 from hzp2p.admin.server import AdminServer
 from hzp2p.client import access_log as q_access_log
@@ -46,12 +47,12 @@ class Handlers:
         self.node = node
 
     def register_all(self, server: AdminServer) -> None:
-        for method in (
-            "status", "peers", "members", "block", "tx", "verify", "metrics", "submit",
-            "transfer_leader", "add_learner", "promote", "remove", "subject_records",
-            "lot_history", "access_log", "submit_raw", "state_scan", "submit_many",
-        ):
-            server.register(method, self._counted(method, getattr(self, method)))
+        """Serve every declared operation (hzp2p.admin.operations) with the method of the
+        same name; an operation without one is a bug found at start-up, not at a request."""
+        for op in OPERATIONS:
+            handler = getattr(self, op.method, None)
+            assert handler is not None, f"operation {op.method!r} has no handler"
+            server.register(op.method, self._counted(op.method, handler))
 
     def _counted(self, method: str, fn: Any) -> Any:
         async def run(params: Mapping[str, Any]) -> Any:
@@ -206,7 +207,7 @@ class Handlers:
         return await svc.submit(tx, self._wait(params))
 
     async def submit_many(self, params: Mapping[str, Any]) -> Any:
-        """Many submits in one request (items already checked against METHOD_PARAMS): each
+        """Many submits in one request (items already checked against the operation's parameters): each
         signed as `submit` signs it; an item that cannot be signed is rejected on its own."""
         svc = self.node.submit
         txs: list[Transaction | str] = []
