@@ -371,6 +371,31 @@ def _render_state_scan(result: Any) -> str:
     )
 
 
+def _args_vote(p: argparse.ArgumentParser) -> None:
+    p.add_argument("proposal_id", type=_non_negative_int, metavar="ID", help="the proposal's id")
+    p.add_argument("choice", choices=("yes", "no"), metavar="yes|no", help="approve or reject")
+
+
+def _params_vote(args: argparse.Namespace) -> dict[str, Any]:
+    return {"proposal_id": args.proposal_id, "approve": args.choice == "yes", "wait_s": args.wait}
+
+
+def _render_proposals(result: Any) -> str:
+    items = result.get("proposals") if isinstance(result, Mapping) else None
+    if not items:
+        return "no proposals"
+    out = []
+    for p in items:
+        target = p.get("params", {}).get("name") or p.get("params", {}).get("inst_id")
+        out.append(
+            f"#{fmt(p.get('id'))}  {fmt(p.get('status')):<8} {fmt(p.get('action'))} "
+            f"{fmt(target)}  yes={fmt(p.get('yes'))} no={fmt(p.get('no'))} "
+            f"needs {fmt(p.get('votes_needed'))} more  (proposed by {fmt(p.get('proposer'))} "
+            f"at height {fmt(p.get('proposed_height'))})"
+        )
+    return "\n".join(out)
+
+
 def _args_subject(p: argparse.ArgumentParser) -> None:
     p.add_argument("subject", type=_pseudonym, metavar="SUBJECT", help="the subject's pseudonym")
 
@@ -415,6 +440,15 @@ COMMANDS: tuple[Command, ...] = (
             wire=(LOT, LIN), result="lot, record (status as of the head: active|quarantined|recalled|expired), events"),
     Command("access-log", "access_log", "who read a subject's records, and why", _args_subject, lambda a: {"subject": a.subject}, _render_list("entries", "no accesses"), reads=True,
             wire=(SUBJECT, LIN), result="subject, entries: [{kind, by, grantee, purpose, record_id, height, ...}]"),
+    Command("proposals", "proposals", "open and recent membership proposals", _no_args,
+            _no_params, _render_proposals, reads=True, wire=(LIN,),
+            result="proposals: [{id, action, params, status (open|approved|rejected|failed|"
+                   "expired), yes, no, votes_needed, proposer, proposed_height, expires_ms}]"),
+    Command("vote", "vote", "vote on a membership proposal as this node's institution",
+            _args_vote, _params_vote, render_receipt, receipt_failure, waits=True,
+            wire=(Param("proposal_id", "int", min_value=0, max_value=MAX_INT),
+                  Param("approve", "bool"), WAIT),
+            result="receipt, plus proposal: the proposal after the vote"),
     *SUBMIT_COMMANDS,
     Command("state-scan", "state_scan", "raw committed state under a hex key prefix", _args_state_scan, _params_state_scan, _render_state_scan,
             wire=(

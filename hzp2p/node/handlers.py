@@ -263,6 +263,23 @@ class Handlers:
             receipt["proposal_id"] = max(ids) if ids else None
         return receipt
 
+    async def proposals(self, params: Mapping[str, Any]) -> Any:
+        await self._barrier(params)
+        return {"proposals": await self.node.storage.call(queries.proposals)}
+
+    async def vote(self, params: Mapping[str, Any]) -> Any:
+        svc = self.node.submit
+        payload = {"proposal_id": params["proposal_id"], "approve": params["approve"]}
+        try:
+            tx = svc.sign("member.vote", payload, None)
+        except SubmitError as exc:
+            raise AdminError("bad_request", str(exc)) from None
+        receipt = dict(await svc.submit(tx, self._wait(params)))
+        pid = params["proposal_id"]
+        receipt["proposal"] = await self.node.storage.call(
+            lambda s: queries.proposal_status(s, pid))
+        return receipt
+
     async def add_learner(self, params: Mapping[str, Any]) -> Any:
         payload = {
             "action": "admit",
