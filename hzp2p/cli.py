@@ -16,6 +16,7 @@ from collections.abc import Sequence
 # there yet is skipped, so the command works while the tree grows.
 SUBCOMMAND_MODULES = (
     "hzp2p.tools.cli",  # init, demo
+    "hzp2p.tools.join",  # keygen, join
     "hzp2p.node.cli",  # run
     "hzp2p.admin.cli",  # admin ...
     "hzp2p.sim.cli",  # fuzz, sim
