@@ -169,6 +169,24 @@ def _params_submit(args: argparse.Namespace) -> dict[str, Any]:
 
 
 
+def _args_readings(p: argparse.ArgumentParser) -> None:
+    p.add_argument("action", choices=("submit",), metavar="submit")
+    p.add_argument("--file", required=True, metavar="FILE|-",
+                   help="a payload from `hzp2p sensor sign` (JSON; - for stdin)")
+
+
+def _params_readings(args: argparse.Namespace) -> dict[str, Any]:
+    try:
+        text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise Usage(f"cannot read --file {args.file}: {exc}") from None
+    try:
+        payload = payload_from_json(text)
+    except PayloadError as exc:
+        raise Usage(f"--file {exc}") from None
+    return {"payload": payload, "wait_s": args.wait}
+
+
 def _args_submit_raw(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "tx_hex",
@@ -358,6 +376,10 @@ SUBMIT_COMMANDS: tuple[Command, ...] = (
     Command("submit", "submit", "sign and submit a transaction", _args_submit, _params_submit,
             render_receipt, receipt_failure, waits=True,
             wire=(TX_TYPE, PAYLOAD, WAIT, IDEM_KEY), result=RECEIPT),
+    # A sensor's signed batch (`hzp2p sensor sign`), submitted as this node's institution.
+    Command("readings", "readings", "submit a signed readings batch: readings submit --file F",
+            _args_readings, _params_readings, render_receipt, receipt_failure, waits=True,
+            wire=(PAYLOAD, WAIT), result=RECEIPT),
     # A transaction signed elsewhere (citizen apps, other institutions' tools), as hex of its
     # encoding; 2 hex digits per byte of hzp2p.ledger.tx.MAX_TX_BYTES.
     Command("submit-raw", "submit_raw", "submit a transaction signed elsewhere (hex)",

@@ -227,6 +227,11 @@ class Handlers:
             counts[str(r["status"])] += 1
         return {"receipts": receipts, **counts}
 
+    async def readings(self, params: Mapping[str, Any]) -> Any:
+        """A sensor's signed batch (its signature is checked by the contract), uploaded as
+        this node's institution: the same as submit with type coldchain.readings."""
+        return await self.submit({"type": "coldchain.readings", **params})
+
     async def submit_raw(self, params: Mapping[str, Any]) -> Any:
         """A transaction signed elsewhere (a citizen's app, another institution's tool)."""
         try:
