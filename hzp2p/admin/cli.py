@@ -61,6 +61,7 @@ from hzp2p.admin.cli_submit import (
     receipt_failure,
     render_receipt,
 )
+from hzp2p.admin.cli_views import VIEW_COMMANDS
 from hzp2p.admin.client import DEFAULT_TIMEOUT_S, AdminClientError, call_sync
 from hzp2p.admin.protocol import LIN, LOT, MAX_INT, NODE_ID, SUBJECT, WAIT, AdminError, Param
 from hzp2p.config import ConfigError, load_config, parse_host_port
@@ -450,6 +451,7 @@ COMMANDS: tuple[Command, ...] = (
                   Param("approve", "bool"), WAIT),
             result="receipt, plus proposal: the proposal after the vote"),
     *SUBMIT_COMMANDS,
+    *VIEW_COMMANDS,
     Command("state-scan", "state_scan", "raw committed state under a hex key prefix", _args_state_scan, _params_state_scan, _render_state_scan,
             wire=(
         Param("prefix", "str", max_len=1024),

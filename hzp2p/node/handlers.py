@@ -23,6 +23,7 @@ from hzp2p.client import access_log as q_access_log
 from hzp2p.client import subject_records as q_subject_records
 from hzp2p.contracts import domain_queries as dq
 from hzp2p.contracts import queries
+from hzp2p.contracts import vaccine_views as vv
 from hzp2p.contracts.engine import recompute_digest
 from hzp2p.ledger.tx import Transaction, TxError, decode_tx
 from hzp2p.node.chain_audit import verify_local_chain
@@ -332,6 +333,84 @@ class Handlers:
         subject = params["subject"]
         rows = await self._query(lambda s: q_access_log(s, subject))
         return {"subject": subject, "entries": dq.jsonable(rows)}
+
+    # ---------------------------------------------------------------- vaccine views
+    def _now_ms(self) -> int:
+        """The head's block time: what "expired" and "overdue" are judged against."""
+        return self.node.applier.head.timestamp_ms
+
+    async def _names(self) -> dict[int, str]:
+        rows = await self.node.storage.call(lambda s: queries.institution_list(s))
+        return {int(r["inst_id"]): str(r["name"]) for r in rows}
+
+    async def doses(self, params: Mapping[str, Any]) -> Any:
+        await self._barrier(params)
+        limit = params.get("limit")
+        if "subject" in params:
+            subject = params["subject"]
+            rows = await self._query(lambda s: vv.doses_of_subject(s, subject))
+        elif "lot" in params:
+            lot = params["lot"]
+            rows = await self._query(lambda s: vv.doses_of_lot(s, lot, limit))
+        elif "site" in params:
+            site, lo, hi = params["site"], params.get("from_day", ""), params.get("to_day", "99999999")
+            rows = await self._query(lambda s: vv.doses_at_site(s, site, lo, hi, limit))
+        else:
+            raise AdminError("bad_request", "doses: give one of subject, lot, site")
+        rows = rows if limit is None else rows[:limit]
+        names = await self._names()
+        for r in rows:
+            r["site_name"] = names.get(r["site"], "?")
+        return {"doses": dq.jsonable(rows), "count": len(rows)}
+
+    async def lot(self, params: Mapping[str, Any]) -> Any:
+        await self._barrier(params)
+        lot_id, now = params["lot"], self._now_ms()
+        found = await self._query(lambda s: vv.lot_summary(s, lot_id, now))
+        if found is None:
+            raise AdminError("not_found", f"no lot {lot_id!r}", hint="admin stock lists lots")
+        names = await self._names()
+        found["custodian_name"] = names.get(found["lot"]["custodian"], "?")
+        return dq.jsonable(found)
+
+    async def temperatures(self, params: Mapping[str, Any]) -> Any:
+        await self._barrier(params)
+        lot_id, limit = params["lot"], params.get("limit")
+        rows = await self._query(lambda s: dq.temperature_history(s, lot_id, limit))
+        return {"lot": lot_id, "readings": dq.jsonable(rows)}
+
+    async def grants(self, params: Mapping[str, Any]) -> Any:
+        await self._barrier(params)
+        subject = params["subject"]
+        rows = await self._query(lambda s: dq.grants(s, subject))
+        names = await self._names()
+        for g in rows:
+            g["grantee_name"] = names.get(g["grantee"], "?")
+        return {"subject": subject, "grants": dq.jsonable(rows)}
+
+    async def stock(self, params: Mapping[str, Any]) -> Any:
+        await self._barrier(params)
+        site, product, now = params.get("site"), params.get("product"), self._now_ms()
+        rows = await self._query(lambda s: vv.stock(s, now, site, product))
+        names = await self._names()
+        for r in rows:
+            r["custodian_name"] = names.get(r["custodian"], "?")
+        return {"as_of_ms": now, "stock": rows}
+
+    async def expiring(self, params: Mapping[str, Any]) -> Any:
+        await self._barrier(params)
+        days, now = params["days"], self._now_ms()
+        rows = await self._query(lambda s: vv.expiring(s, now, days))
+        names = await self._names()
+        for r in rows:
+            r["custodian_name"] = names.get(r["custodian"], "?")
+        return {"as_of_ms": now, "days": days, "lots": dq.jsonable(rows)}
+
+    async def doses_per_day(self, params: Mapping[str, Any]) -> Any:
+        await self._barrier(params)
+        site = params["site"]
+        rows = await self._query(lambda s: vv.doses_per_day(s, site))
+        return {"site": site, "days": rows}
 
     async def _query(self, fn: Any) -> Any:
         try:

@@ -94,3 +94,74 @@ def test_a_sensor_batch_signed_and_submitted_with_commands(
     ):
         code, out, err = hzp2p(*argv, stdin=stdin)
         assert code == status and says in err, (argv, err)
+
+
+SITE = 5  # the vaccination site
+
+
+def test_vaccine_views_find_a_recalls_recipients_stock_and_expiry(cluster: LocalCluster) -> None:
+    from nacl.signing import SigningKey
+
+    from hzp2p.client import Client
+    from hzp2p.ledger.genesis import load_genesis
+    from hzp2p.node.keys import load_signing_key
+
+    c = cluster
+    maker_cfg, site_cfg = str(c.config(MAKER)), str(c.config(SITE))
+    now = int(time.time() * 1000)
+    for lot, days in (("LOT-V", 30), ("LOT-W", 400)):
+        code, _, err = hzp2p("admin", "--config", maker_cfg, "submit", "lot.register",
+                             "--payload", json.dumps({
+                                 "lot_id": lot, "product": "covax", "quantity": 10,
+                                 "expiry_ms": now + days * 86_400_000, "temp_min_centi_c": 200,
+                                 "temp_max_centi_c": 800}), "--wait", "15")
+        assert code == 0, err
+        code, _, err = hzp2p("admin", "--config", maker_cfg, "submit", "lot.transfer",
+                             "--payload", json.dumps({"lot_id": lot, "to": SITE}), "--wait", "15")
+        assert code == 0, err
+    chain_id = load_genesis(c.root / "genesis.toml").chain_id
+    site = Client(load_signing_key(c.files[SITE].directory / "signing.key"), chain_id, SITE)
+    citizens = [SigningKey.generate() for _ in range(3)]
+    for i, who in enumerate(citizens):
+        tx = site.vaccination_record(int(time.time() * 1000), record_id=f"V{i}",
+                                     subject_verify_key=bytes(who.verify_key), lot_id="LOT-V",
+                                     dose=1, administered_ms=int(time.time() * 1000),
+                                     fields={"name": f"citizen {i}"})
+        code, out, err = hzp2p("admin", "--config", site_cfg, "--json", "submit-raw",
+                               tx.encode().hex(), "--wait", "15")
+        assert code == 0 and json.loads(out)["status"] == "committed", err
+    code, _, err = hzp2p("admin", "--config", maker_cfg, "submit", "lot.recall", "--payload",
+                         json.dumps({"lot_id": "LOT-V", "reason": "vial defect"}), "--wait", "15")
+    assert code == 0, err
+    # a recalled lot's recipients
+    code, out, err = hzp2p("admin", "--config", site_cfg, "--json", "doses", "--lot", "LOT-V",
+                           "--linearizable")
+    assert code == 0, err
+    got = json.loads(out)
+    assert got["count"] == 3 and all(d["site"] == SITE for d in got["doses"])
+    members = json.loads(hzp2p("admin", "--config", site_cfg, "--json", "members")[1])["members"]
+    site_name = next(m["name"] for m in members if m["inst_id"] == SITE)
+    assert {d["site_name"] for d in got["doses"]} == {site_name}
+    code, out, err = hzp2p("admin", "--config", site_cfg, "doses", "--lot", "LOT-V")
+    assert code == 0 and "3 dose(s)" in out and "covax" in out
+    # stock: the recalled lot's 7 remaining doses are unusable; LOT-W's 10 available
+    code, out, err = hzp2p("admin", "--config", site_cfg, "--json", "stock", "--site", str(SITE))
+    assert code == 0, err
+    (row,) = json.loads(out)["stock"]
+    assert (row["available"], row["active_lots"], row["unusable"]) == (10, 1, 7)
+    code, out, err = hzp2p("admin", "--config", site_cfg, "--json", "expiring", "--days", "500")
+    assert code == 0 and [lot["lot_id"] for lot in json.loads(out)["lots"]] == ["LOT-W"]
+    code, out, err = hzp2p("admin", "--config", site_cfg, "lot", "LOT-V")
+    assert code == 0 and "RECALLED" in out and "7 of 10 doses left (3 given)" in out
+    code, out, err = hzp2p("admin", "--config", site_cfg, "--json", "doses-per-day", "--site",
+                           str(SITE))
+    assert code == 0 and sum(d["doses"] for d in json.loads(out)["days"]) == 3
+    for argv, status, says in (
+        (["doses"], 2, "one of the arguments --subject --lot --site is required"),
+        (["doses", "--subject", "nope"], 2, "a subject pseudonym is 32 hex digits"),
+        (["doses", "--lot", "LOT-V", "--from", "2026-01-01"], 2, "--from/--to go with --site"),
+        (["lot", "NO-SUCH-LOT"], 1, "no lot 'NO-SUCH-LOT'"),
+        (["expiring", "--days", "0"], 2, "expected a positive integer"),
+    ):
+        code, out, err = hzp2p("admin", "--config", site_cfg, *argv)
+        assert code == status and says in err, (argv, err)
