@@ -342,6 +342,7 @@ def _args_state_scan(p: argparse.ArgumentParser) -> None:
         metavar="N",
         help="at most N rows (the daemon answers at most 10,000)",
     )
+    p.add_argument("--after", metavar="KEY", help="start after this key (hex): the `next` cursor")
 
 
 def _params_state_scan(args: argparse.Namespace) -> dict[str, Any]:
@@ -357,6 +358,12 @@ def _params_state_scan(args: argparse.Namespace) -> dict[str, Any]:
     params: dict[str, Any] = {"prefix": prefix}
     if args.limit is not None:
         params["limit"] = args.limit
+    if args.after is not None:
+        try:
+            bytes.fromhex(args.after)
+        except ValueError:
+            raise Usage("--after must be a hex key (the `next` of the previous page)") from None
+        params["after"] = args.after.lower()
     return params
 
 
@@ -366,10 +373,12 @@ def _render_state_scan(result: Any) -> str:
         return fmt(result)
     if not items:
         return "no state under this prefix"
-    return "\n".join(
+    text = "\n".join(
         f"{fmt(i[0])}  {fmt(i[1])}" if isinstance(i, list | tuple) and len(i) == 2 else fmt(i)
         for i in items
     )
+    nxt = result.get("next")
+    return text + (f"\n(more: --after {nxt})" if nxt else "")
 
 
 def _args_vote(p: argparse.ArgumentParser) -> None:
@@ -456,7 +465,9 @@ COMMANDS: tuple[Command, ...] = (
             wire=(
         Param("prefix", "str", max_len=1024),
         Param("limit", "int", required=False, min_value=1),
-    ), result="items: [[key_hex, value_hex]] (at most MAX_SCAN rows)"),
+        Param("after", "hex", required=False, max_len=2048),
+    ), result="items: [[key_hex, value_hex]] (at most MAX_SCAN rows), next: the last key "
+              "when more may follow (pass it as after), else null"),
 )
 
 

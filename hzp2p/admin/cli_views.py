@@ -211,7 +211,73 @@ def _args_site(p: argparse.ArgumentParser) -> None:
     p.add_argument("--site", type=_positive, required=True)
 
 
+_LABEL = r"[A-Za-z0-9._:\- ]{1,64}"
+
+
+def _args_reports(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--metric")
+    p.add_argument("--region")
+    p.add_argument("--from", dest="from_period", metavar="PERIOD", help="e.g. 2026-W40")
+    p.add_argument("--to", dest="to_period", metavar="PERIOD")
+    p.add_argument("--sum", action="store_true", help="totals by metric, region and period")
+    _limit(p)
+
+
+def _params_reports(args: argparse.Namespace) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    for k in ("metric", "region", "from_period", "to_period"):
+        v = getattr(args, k)
+        if v is not None:
+            if not re.fullmatch(_LABEL, v):
+                raise Usage(f"--{k.split('_')[0]} must be 1..64 of [A-Za-z0-9._:- ]")
+            params[k] = v
+    if args.sum:
+        params["sum"] = True
+    return _with_limit(params, args)
+
+
+def _render_reports(result: Any) -> str:
+    if not isinstance(result, Mapping):
+        return fmt(result)
+    if "sums" in result:
+        rows = result["sums"] or []
+        if not rows:
+            return "no reports"
+        return table(["metric", "region", "period", "total", "reports"],
+                     [[fmt(r.get("metric")), fmt(r.get("region")), fmt(r.get("period")),
+                       fmt(r.get("value")), fmt(r.get("reports"))] for r in rows])
+    rows = result.get("reports") or []
+    if not rows:
+        return "no reports"
+    return table(["report", "metric", "region", "period", "value", "reported"],
+                 [[fmt(r.get("report_id")), fmt(r.get("metric")), fmt(r.get("region")),
+                   fmt(r.get("period")), fmt(r.get("value")), iso_ms(r.get("timestamp_ms"))]
+                  for r in rows], title=f"{fmt(result.get('count'))} report(s)")
+
+
+def _render_datasets(result: Any) -> str:
+    rows = result.get("datasets") if isinstance(result, Mapping) else None
+    if not rows:
+        return "no data sets"
+    return table(["data set", "version", "access", "published", "content hash"],
+                 [[fmt(r.get("dataset_id")), fmt(r.get("version")), fmt(r.get("access")),
+                   iso_ms(r.get("timestamp_ms")), fmt(r.get("content_hash"))[:16] + "…"]
+                  for r in rows])
+
+
 VIEW_COMMANDS: tuple[Command, ...] = (
+    Command("reports", "reports", "epidemic reports, filtered; --sum for totals",
+            _args_reports, _params_reports, _render_reports, reads=True,
+            wire=(*(Param(k, "str", required=False, pattern=_LABEL, shown="a label")
+                    for k in ("metric", "region", "from_period", "to_period")),
+                  Param("sum", "bool", required=False), _LIMIT, LIN),
+            result="reports: [{report_id, metric, region, period, value, reporter, "
+                   "timestamp_ms, height}], count; with sum: sums: [{metric, region, period, "
+                   "value, reports}]"),
+    Command("datasets", "datasets", "published data sets (latest versions)", lambda _p: None,
+            lambda _a: {}, _render_datasets, reads=True, wire=(LIN,),
+            result="datasets: [{dataset_id, version, access, metadata, content_hash, "
+                   "publisher, timestamp_ms}]"),
     Command("doses", "doses", "doses of a subject, from a lot (a recall's recipients), or at a site",
             _args_doses, _params_doses, _render_doses, reads=True,
             wire=(Param("subject", "str", required=False, pattern=SUBJECT.pattern, shown=SUBJECT.shown),

@@ -19,11 +19,13 @@ import trio
 from hzp2p.admin.operations import OPERATIONS
 from hzp2p.admin.protocol import MAX_SCAN, AdminError
 from hzp2p.admin.server import AdminServer
+from hzp2p.analytics.aggregates import epi_summary
 from hzp2p.client import access_log as q_access_log
 from hzp2p.client import subject_records as q_subject_records
 from hzp2p.contracts import domain_queries as dq
 from hzp2p.contracts import queries
 from hzp2p.contracts import vaccine_views as vv
+from hzp2p.contracts.api import decode_value
 from hzp2p.contracts.engine import recompute_digest
 from hzp2p.ledger.tx import Transaction, TxError, decode_tx
 from hzp2p.node.chain_audit import verify_local_chain
@@ -190,8 +192,22 @@ class Handlers:
         except ValueError:
             raise AdminError("bad_request", "prefix must be hex (or '-' for everything)") from None
         limit = min(int(params.get("limit", MAX_SCAN)), MAX_SCAN)
-        rows = await self.node.storage.scan(prefix, limit)
-        return {"items": [[k.hex(), v.hex()] for k, v in rows]}
+        after = bytes.fromhex(params["after"]) if "after" in params else None
+
+        def scan(s: SyncStorage) -> list[tuple[bytes, bytes]]:
+            out: list[tuple[bytes, bytes]] = []
+            for k, v in s.scan(prefix):  # keys in order: skip to the cursor, then take a page
+                if after is not None and k <= after:
+                    continue
+                out.append((k, v))
+                if len(out) >= limit:
+                    break
+            return out
+
+        rows = await self.node.storage.call(scan)
+        more = len(rows) == limit
+        return {"items": [[k.hex(), v.hex()] for k, v in rows],
+                "next": rows[-1][0].hex() if more else None}
 
     # ---------------------------------------------------------------- writes
     @staticmethod
@@ -411,6 +427,36 @@ class Handlers:
         site = params["site"]
         rows = await self._query(lambda s: vv.doses_per_day(s, site))
         return {"site": site, "days": rows}
+
+    async def reports(self, params: Mapping[str, Any]) -> Any:
+        """Epidemic reports, filtered; with sum: totals by metric, region and period."""
+        await self._barrier(params)
+        metric, region = params.get("metric"), params.get("region")
+        lo, hi = params.get("from_period"), params.get("to_period")
+        if params.get("sum"):
+            rows = await self._query(lambda s: epi_summary(s, metric, region, lo, hi))
+            return {"sums": rows}
+
+        def pick(s: SyncStorage) -> list[dict[str, Any]]:
+            out = []
+            for _, raw in s.scan(b"epi/r/"):
+                r = dict(decode_value(raw))
+                if (metric is None or r["metric"] == metric) and (
+                    region is None or r["region"] == region) and (
+                    lo is None or r["period"] >= lo) and (hi is None or r["period"] <= hi):
+                    out.append(r)
+            return out
+
+        rows = await self._query(pick)
+        limit = params.get("limit")
+        return {"reports": dq.jsonable(rows if limit is None else rows[:limit]),
+                "count": len(rows)}
+
+    async def datasets(self, params: Mapping[str, Any]) -> Any:
+        await self._barrier(params)
+        rows = await self._query(
+            lambda s: [dict(decode_value(v)) for _, v in s.scan(b"data/d/")])
+        return {"datasets": dq.jsonable(rows)}
 
     async def _query(self, fn: Any) -> Any:
         try:

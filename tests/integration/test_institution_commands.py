@@ -165,3 +165,42 @@ def test_vaccine_views_find_a_recalls_recipients_stock_and_expiry(cluster: Local
     ):
         code, out, err = hzp2p("admin", "--config", site_cfg, *argv)
         assert code == status and says in err, (argv, err)
+
+
+def test_reports_datasets_and_a_paged_state_scan(cluster: LocalCluster, tmp_path: Path) -> None:
+    cfg = str(cluster.config(1))
+    lines = [json.dumps({"type": "epi.report", "payload": {
+        "report_id": f"w{w}-{region}", "region": region, "metric": "cases", "value": v,
+        "period": f"2026-W{w}"}}) for w, region, v in
+        ((40, "north", 3), (40, "south", 4), (41, "north", 5))]
+    (tmp_path / "r.jsonl").write_text("\n".join(lines) + "\n")
+    code, _, err = hzp2p("admin", "--config", cfg, "submit-many", "--file", str(tmp_path / "r.jsonl"),
+                         "--wait", "15")
+    assert code == 0, err
+    code, out, err = hzp2p("admin", "--config", cfg, "--json", "reports", "--region", "north",
+                           "--linearizable")
+    assert code == 0 and json.loads(out)["count"] == 2, err
+    code, out, err = hzp2p("admin", "--config", cfg, "--json", "reports", "--sum", "--from",
+                           "2026-W40", "--to", "2026-W40")
+    sums = json.loads(out)["sums"]
+    assert code == 0 and sum(r["value"] for r in sums) == 7 and {r["region"] for r in sums} == {
+        "north", "south"}
+    code, out, _ = hzp2p("admin", "--config", cfg, "reports", "--sum")
+    assert code == 0 and "2026-W41" in out
+    code, out, err = hzp2p("admin", "--config", cfg, "--json", "datasets")
+    assert code == 0 and json.loads(out)["datasets"] == []
+    # state-scan pages with a cursor past the daemon's row cap
+    seen: list[str] = []
+    after: list[str] = []
+    while True:
+        code, out, err = hzp2p("admin", "--config", cfg, "--json", "state-scan", "6570692f72",
+                               "--limit", "1", *after)  # "epi/r"
+        assert code == 0, err
+        page = json.loads(out)
+        seen += [k for k, _ in page["items"]]
+        if page["next"] is None:
+            break
+        after = ["--after", page["next"]]
+    assert len(seen) == len(set(seen)) >= 3 and seen == sorted(seen)
+    code, _, err = hzp2p("admin", "--config", cfg, "reports", "--region", "bad/region")
+    assert code == 2 and "--region must be" in err
