@@ -570,7 +570,9 @@ def run_command(cmd: Command, args: argparse.Namespace) -> int:
     except AdminClientError as exc:
         print(f"{PROG} {cmd.name}: {exc}", file=sys.stderr)
         return 1
-    if args.json:
+    if cmd.streams:
+        pass  # printed as it came
+    elif args.json:
         _print_json(result)
     else:
         print(cmd.render(result))

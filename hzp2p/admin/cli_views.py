@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import re
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from hzp2p.admin.cli_common import Command, Usage, celsius, fmt, iso_ms, table
+from hzp2p.admin.client import call_sync
 from hzp2p.admin.protocol import LIN, LOT, MAX_INT, SUBJECT, Param
+from hzp2p.contracts.events import TYPES as EVENT_TYPES
 
 _PSEUDONYM = re.compile(r"[0-9a-f]{32}")
 _ID = re.compile(r"[A-Za-z0-9._:\-]{1,64}")
@@ -265,7 +269,61 @@ def _render_datasets(result: Any) -> str:
                   for r in rows])
 
 
+WATCH_POLL_S = 5.0
+"""How long one `watch` request waits for a new block (a long poll)."""
+
+
+def _args_watch(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--types", metavar="T1,T2", help=f"only these: {', '.join(EVENT_TYPES)}")
+    p.add_argument("--from-height", type=_positive, default=1, metavar="H",
+                   help="start at this height (resume where a previous watch stopped)")
+    p.add_argument("--until-height", type=_positive, metavar="H",
+                   help="stop after this height (default: run until interrupted)")
+
+
+def _params_watch(args: argparse.Namespace) -> dict[str, Any]:
+    params: dict[str, Any] = {"from_height": args.from_height}
+    if args.types:
+        types = [t.strip() for t in args.types.split(",") if t.strip()]
+        unknown = sorted(set(types) - set(EVENT_TYPES))
+        if unknown or not types:
+            raise Usage(f"--types: unknown {', '.join(unknown)}; known: {', '.join(EVENT_TYPES)}")
+        params["types"] = types
+    if args.until_height is not None:
+        if args.until_height < args.from_height:
+            raise Usage("--until-height is below --from-height")
+        params["until_height"] = args.until_height
+    return params
+
+
+def _call_watch(socket_path: Path, params: dict[str, Any], timeout_s: float) -> Any:
+    """Ask for the next blocks' events again and again (a long poll), printing each event as
+    one JSON line, until --until-height or an interrupt; resumable with --from-height."""
+    until = params.pop("until_height", None)
+    height = params["from_height"]
+    printed = 0
+    while until is None or height <= until:
+        ask = {**params, "from_height": height, "wait_s": WATCH_POLL_S}
+        if until is not None:
+            ask["limit"] = min(100, until - height + 1)
+        reply = call_sync(socket_path, "watch", ask, timeout_s=timeout_s + WATCH_POLL_S)
+        for e in reply["events"]:
+            print(json.dumps(e), flush=True)
+            printed += 1
+        height = int(reply["next_height"])
+    return {"events": printed, "next_height": height}
+
+
 VIEW_COMMANDS: tuple[Command, ...] = (
+    Command("watch", "watch", "a stream of JSON lines: blocks, refusals, quarantines, recalls, "
+            "code changes; resumable with --from-height", _args_watch, _params_watch,
+            lambda _r: "", call=_call_watch, streams=True,
+            wire=(Param("from_height", "int", min_value=1, max_value=MAX_INT),
+                  Param("types", "str_list", required=False),
+                  Param("limit", "int", required=False, min_value=1, max_value=1000),
+                  Param("wait_s", "float", required=False, min_value=0)),
+            result="events: [{type (" + "|".join(EVENT_TYPES) + "), height, ...}], "
+                   "next_height (ask from there next)"),
     Command("reports", "reports", "epidemic reports, filtered; --sum for totals",
             _args_reports, _params_reports, _render_reports, reads=True,
             wire=(*(Param(k, "str", required=False, pattern=_LABEL, shown="a label")

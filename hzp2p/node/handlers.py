@@ -23,6 +23,7 @@ from hzp2p.analytics.aggregates import epi_summary
 from hzp2p.client import access_log as q_access_log
 from hzp2p.client import subject_records as q_subject_records
 from hzp2p.contracts import domain_queries as dq
+from hzp2p.contracts import events as ev
 from hzp2p.contracts import queries
 from hzp2p.contracts import vaccine_views as vv
 from hzp2p.contracts.api import decode_value
@@ -457,6 +458,31 @@ class Handlers:
         rows = await self._query(
             lambda s: [dict(decode_value(v)) for _, v in s.scan(b"data/d/")])
         return {"datasets": dq.jsonable(rows)}
+
+    async def watch(self, params: Mapping[str, Any]) -> Any:
+        """Events of the committed blocks from `from_height` on (at most `limit` blocks); if
+        none is committed yet, wait up to wait_s for one (a long poll: `admin watch` loops)."""
+        n = self.node
+        start, limit = params["from_height"], params.get("limit", 100)
+        types = set(params.get("types") or ev.TYPES)
+        with trio.move_on_after(min(self._wait(params, 0.0), MAX_WAIT_S)):
+            await n.applier.wait_height(start)
+        end = min(n.applier.head.height, start + limit - 1)
+
+        def collect(s: SyncStorage) -> list[dict[str, Any]]:
+            out: list[dict[str, Any]] = []
+            for height in range(start, end + 1):
+                rec = s.block_by_height(height)
+                if rec is None:  # below a snapshot this node installed: not stored here
+                    continue
+                txs = s.block_txs(height)
+                verdicts = [("committed" if t.status == "applied" else "rejected", t.reason)
+                            for t in txs]
+                out += [e for e in ev.block_events(s, rec.raw, verdicts) if e["type"] in types]
+            return out
+
+        events = await n.storage.call(collect) if end >= start else []
+        return {"events": events, "next_height": max(start, end + 1)}
 
     async def _query(self, fn: Any) -> Any:
         try:

@@ -204,3 +204,28 @@ def test_reports_datasets_and_a_paged_state_scan(cluster: LocalCluster, tmp_path
     assert len(seen) == len(set(seen)) >= 3 and seen == sorted(seen)
     code, _, err = hzp2p("admin", "--config", cfg, "reports", "--region", "bad/region")
     assert code == 2 and "--region must be" in err
+
+
+def test_watch_streams_events_and_resumes_from_a_height(cluster: LocalCluster) -> None:
+    """Runs after the tests above in this module: their quarantine and recall show up."""
+    cfg = str(cluster.config(2))
+    head = json.loads(hzp2p("admin", "--config", cfg, "--json", "status")[1])["height"]
+    code, out, err = hzp2p("admin", "--config", cfg, "watch", "--until-height", str(head))
+    assert code == 0, err
+    events = [json.loads(line) for line in out.splitlines()]
+    blocks = [e["height"] for e in events if e["type"] == "block"]
+    assert blocks == list(range(1, head + 1))
+    kinds = {e["type"] for e in events}
+    assert {"block", "quarantine", "recall"} <= kinds
+    (q,) = [e for e in events if e["type"] == "quarantine" and e["lot_id"] == "LOT-F"]
+    assert q["temp_centi_c"] == 950 and q["allowed_centi_c"] == [200, 800]
+    # resume from a height, only some types
+    mid = q["height"]
+    code, out, err = hzp2p("admin", "--config", cfg, "watch", "--from-height", str(mid),
+                           "--until-height", str(head), "--types", "recall,quarantine")
+    assert code == 0, err
+    resumed = [json.loads(line) for line in out.splitlines()]
+    assert resumed[0] == q and {e["type"] for e in resumed} <= {"recall", "quarantine"}
+    assert all(e["height"] >= mid for e in resumed)
+    code, _, err = hzp2p("admin", "--config", cfg, "watch", "--types", "gossip")
+    assert code == 2 and "unknown gossip" in err
