@@ -40,7 +40,7 @@ class NoQuorum(AdminError):
 
 def election_timeout_s(driver: RaftDriver) -> float:
     """The node's (minimum) election timeout in seconds."""
-    return float(driver.core._cfg.election_ticks) * driver.tick_s
+    return float(driver.core.config.election_ticks) * driver.tick_s
 
 
 def leaderless_for_s(driver: RaftDriver) -> float:

@@ -71,6 +71,7 @@ class NetnsCluster:
                 [*self.lab.exec_prefix(k), sys.executable, "-c", _CHILD, "run", "--config",
                  str(self.config(k))],
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, env=self.env,
+                cwd=self.root,  # not the source tree: `python -c` puts the cwd first on sys.path
             )
 
     def running(self, k: int) -> bool:

@@ -8,6 +8,11 @@ The nemesis applies its faults one at a time, each followed by a heal:
   random_split      a random minority (1 or 2 nodes) cut off; the leader may be on either side
   sigstop           SIGSTOP a node (the leader or, by the seed, any), SIGCONT at the heal
   sigkill_restart   SIGKILL the leader, start it again at the heal
+  after_heal        two followers cut off for 7-12 s and healed; one second after the heal
+                    (before the cluster has necessarily converged) the leader and a third
+                    node are cut off, so the new majority needs the links the first split
+                    broke (the slow case issue 22 measured: TCP's retransmission back-off
+                    keeps such links dead for seconds after a heal)
 
 For each fault it reports the time from the fault to a leader on the majority side (a
 node there leading at a newer term, or the old leader if it stayed there) and the time
@@ -38,7 +43,9 @@ from hzp2p.ledger.genesis import load_genesis
 from hzp2p.node.keys import load_signing_key
 from hzp2p.node.submit import IdempotentSigner
 
-KINDS = ("leader_isolated", "leader_minority", "random_split", "sigstop", "sigkill_restart")
+KINDS = ("leader_isolated", "leader_minority", "random_split", "sigstop", "sigkill_restart",
+         "after_heal")
+PARTITIONS = ("leader_isolated", "leader_minority", "random_split", "after_heal")
 POLL_S = 0.1
 STATUS_TIMEOUT_S = 0.5
 CONVERGE_TIMEOUT_S = 30.0
@@ -71,6 +78,8 @@ class Fault:
     new_leader_s: float | None = None
     heal_s: float = 0.0
     converge_s: float | None = None
+    ready_s: float | None = None
+    """sigkill_restart: from the restart until the daemon answers on its admin socket."""
 
 
 @dataclass
@@ -87,13 +96,14 @@ class Result:
     def table(self) -> str:
         lines = [f"seed {self.seed}: {len(self.ops)} submits, {len(self.acked())} acknowledged, "
                  f"final height {self.height}",
-                 f"{'fault':<16} {'targets':<8} {'dur s':>5} {'old':>3} {'new':>3} "
-                 f"{'new leader s':>12} {'converge s':>10}"]
+                 f"{'fault':<18} {'targets':<8} {'dur s':>5} {'old':>3} {'new':>3} "
+                 f"{'new leader s':>12} {'converge s':>10} {'(restart s)':>11}"]
         for f in self.faults:
             nl = "-" if f.new_leader_s is None else f"{f.new_leader_s:.2f}"
             cv = "-" if f.converge_s is None else f"{f.converge_s:.2f}"
-            lines.append(f"{f.kind:<16} {','.join(map(str, f.targets)):<8} {f.duration_s:>5.1f} "
-                         f"{f.old_leader:>3} {f.new_leader or '-':>3} {nl:>12} {cv:>10}")
+            rs = "" if f.ready_s is None else f"{f.ready_s:.2f}"
+            lines.append(f"{f.kind:<18} {','.join(map(str, f.targets)):<8} {f.duration_s:>5.1f} "
+                         f"{f.old_leader:>3} {f.new_leader or '-':>3} {nl:>12} {cv:>10} {rs:>11}")
         return "\n".join(lines)
 
     def to_json(self) -> str:
@@ -104,8 +114,10 @@ class Result:
 
 class JepsenRun:
     def __init__(self, cluster: NetnsCluster, seed: int, *, faults: int, clients: int,
-                 fault_s: tuple[float, float], wait_s: float) -> None:
+                 fault_s: tuple[float, float], wait_s: float,
+                 kinds: tuple[str, ...] = KINDS) -> None:
         self.c = cluster
+        self.kinds = kinds
         self.rng = random.Random(seed)
         self.result = Result(seed)
         self.n_faults = faults
@@ -186,7 +198,7 @@ class JepsenRun:
     # ---------------------------------------------------------------- nemesis
     async def _fault(self) -> None:
         ids, rng = self.c.ids, self.rng
-        kind = rng.choice(KINDS)
+        kind = rng.choice(self.kinds)
         lead, term = await self.leader()
         others = [k for k in ids if k != lead]
         if kind == "leader_isolated":
@@ -197,13 +209,36 @@ class JepsenRun:
             targets = rng.sample(ids, rng.choice([1, 2]))
         elif kind == "sigstop":
             targets = [lead if rng.random() < 0.6 else rng.choice(ids)]
-        else:
+        elif kind == "sigkill_restart":
             targets = [lead]
-        majority = [k for k in ids if k not in targets]
-        dur = rng.uniform(*self.fault_s)
+        else:  # after_heal: first cut two followers off, long enough for TCP to back off
+            first = rng.sample(others, 2)
+            await self._apply("after_heal:split", first, lead, term, rng.uniform(7.0, 12.0),
+                              converge=False)
+            lead, term = await self.any_leader()
+            third = rng.choice([k for k in ids if k != lead and k not in first])
+            targets = [lead, third]
+        await self._apply(kind, targets, lead, term, rng.uniform(*self.fault_s))
+
+    async def any_leader(self, timeout_s: float = 30.0) -> tuple[int, int]:
+        """The node that reports itself leader at the highest term (others may not know yet)."""
+        with trio.fail_after(timeout_s):
+            while True:
+                since = self.now() - 2 * POLL_S - STATUS_TIMEOUT_S
+                sts = [s for k in self.c.ids if (s := self.fresh(k, since)) is not None]
+                leaders = [s for s in sts if s["role"] == "leader"]
+                if leaders:
+                    best = max(leaders, key=lambda s: s["term"])
+                    return int(best["node_id"]), int(best["term"])
+                await trio.sleep(POLL_S / 2)
+
+    async def _apply(self, kind: str, targets: list[int], lead: int, term: int,
+                     dur: float, *, converge: bool = True) -> None:
+        """Apply one fault for `dur` s, measure the new leader, heal, measure convergence."""
+        majority = [k for k in self.c.ids if k not in targets]
         f = Fault(kind, sorted(targets), majority, lead, term, self.now(), dur)
         self.result.faults.append(f)
-        if kind in ("leader_isolated", "leader_minority", "random_split"):
+        if kind.startswith(PARTITIONS):
             await trio.to_thread.run_sync(self.c.lab.partition, [majority, targets])
         elif kind == "sigstop":
             self.c.signal(targets[0], signal.SIGSTOP)
@@ -221,15 +256,22 @@ class JepsenRun:
                         f.new_leader, f.new_leader_s = k, self.latest[k][0] - start
             await trio.sleep(POLL_S / 2)
         height = max((st or {}).get("height", 0) for _, st in self.latest.values())
-        if kind in ("leader_isolated", "leader_minority", "random_split"):
+        if kind.startswith(PARTITIONS):
             await trio.to_thread.run_sync(self.c.lab.heal)
         elif kind == "sigstop":
             self.c.signal(targets[0], signal.SIGCONT)
         else:
             self.c.start(targets[0])
         f.heal_s = self.now()
+        if not converge:  # the next fault follows the heal at once
+            await trio.sleep(1.0)
+            return
         with trio.move_on_after(CONVERGE_TIMEOUT_S):
             while not self._converged(f.heal_s, height):
+                if f.ready_s is None and kind == "sigkill_restart":
+                    t, st = self.latest[targets[0]]
+                    if st is not None and t >= f.heal_s:
+                        f.ready_s = t - f.heal_s
                 await trio.sleep(POLL_S / 2)
             f.converge_s = self.now() - f.heal_s
         await trio.sleep(0.5)
