@@ -118,6 +118,7 @@ class JepsenRun:
                  kinds: tuple[str, ...] = KINDS) -> None:
         self.c = cluster
         self.kinds = kinds
+        self.schedule: list[str] = []
         self.rng = random.Random(seed)
         self.result = Result(seed)
         self.n_faults = faults
@@ -198,7 +199,9 @@ class JepsenRun:
     # ---------------------------------------------------------------- nemesis
     async def _fault(self) -> None:
         ids, rng = self.c.ids, self.rng
-        kind = rng.choice(self.kinds)
+        if not self.schedule:  # every kind once per round, in a seeded order
+            self.schedule = rng.sample(self.kinds, len(self.kinds))
+        kind = self.schedule.pop()
         lead, term = await self.leader()
         others = [k for k in ids if k != lead]
         if kind == "leader_isolated":
