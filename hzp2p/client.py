@@ -13,6 +13,7 @@ history, a subject's access log.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -20,9 +21,16 @@ from typing import Any
 import nacl.public
 import nacl.signing
 
+from hzp2p.contracts import codelife, exposure, members, rulebook
 from hzp2p.contracts import domain_queries as dq
-from hzp2p.contracts import members
 from hzp2p.contracts.coldchain import readings_message
+from hzp2p.contracts.exposure import (
+    VenueQR,
+    VenueQRError,
+    make_venue_qr,
+    parse_venue_qr,
+    verify_venue_qr,
+)
 from hzp2p.contracts.privacy import erase_request_message
 from hzp2p.crypto.records import (
     SUBJECT_HOLDER,
@@ -36,7 +44,10 @@ from hzp2p.crypto.records import (
     pseudonym,
     seal_key_to,
 )
+from hzp2p.ledger.codec import pack
 from hzp2p.ledger.tx import MAX_WINDOW_MS, Transaction
+
+__all__ = ["VenueQR", "VenueQRError", "make_venue_qr", "parse_venue_qr", "verify_venue_qr"]
 
 DEFAULT_VALIDITY_MS = 3_600_000
 CLOCK_SKEW_MS = 60_000
@@ -129,6 +140,88 @@ def consent_grant_payload(
         "purpose": purpose,
         "expiry_ms": expiry_ms,
     }
+
+
+def venue_register_payload(venue_id: str, verify_key: bytes) -> dict[str, Any]:
+    return {"venue_id": venue_id, "verify_key": verify_key}
+
+
+def exposure_publish_payload(
+    exposure_id: str,
+    venue_id: str,
+    from_ms: int,
+    to_ms: int,
+    level: str,
+    case_ref: str | None = None,
+) -> dict[str, Any]:
+    p: dict[str, Any] = {
+        "exposure_id": exposure_id,
+        "venue_id": venue_id,
+        "from_ms": from_ms,
+        "to_ms": to_ms,
+        "level": level,
+    }
+    if case_ref is not None:
+        p["case_ref"] = case_ref
+    return p
+
+
+def recovery_payload(subject: str, recovered_ms: int, reason: str) -> dict[str, Any]:
+    return {"subject": subject, "recovered_ms": recovered_ms, "reason": reason}
+
+
+def appeal_payload(
+    subject: str, appeal_id: str, event: int, reason: str, evidence_hash: bytes | None = None
+) -> dict[str, Any]:
+    p: dict[str, Any] = {"subject": subject, "appeal_id": appeal_id, "event": event, "reason": reason}
+    if evidence_hash is not None:
+        p["evidence_hash"] = evidence_hash
+    return p
+
+
+def resolve_payload(
+    subject: str, appeal_id: str, outcome: str, reason: str, colour: str | None = None
+) -> dict[str, Any]:
+    p: dict[str, Any] = {
+        "subject": subject,
+        "appeal_id": appeal_id,
+        "outcome": outcome,
+        "reason": reason,
+    }
+    if colour is not None:
+        p["colour"] = colour
+    return p
+
+
+def rules_propose_payload(
+    rule: str, params: Mapping[str, int], activation_height: int
+) -> dict[str, Any]:
+    return {"rule": rule, "params": dict(params), "activation_height": activation_height}
+
+
+CHECKIN_PLAINTEXT_BYTES = 224
+"""Every check-in's fields pack to exactly this many bytes, so ciphertexts all have one size."""
+
+
+def checkin_fields(qr: VenueQR, t_ms: int) -> dict[str, Any]:
+    """The encrypted fields of a check-in, padded to CHECKIN_PLAINTEXT_BYTES."""
+    fields: dict[str, Any] = {
+        "venue_id": qr.venue_id,
+        "day": qr.day,
+        "t_ms": t_ms,
+        "venue_sig": qr.signature,
+        "pad": b"",
+    }
+    n = CHECKIN_PLAINTEXT_BYTES - len(pack(fields))
+    assert 0 <= n < 256, "check-in fields do not fit their padded size"
+    fields["pad"] = bytes(n)
+    assert len(pack(fields)) == CHECKIN_PLAINTEXT_BYTES
+    return fields
+
+
+def new_checkin_id() -> str:
+    """A random record id of fixed length (it says nothing about the visit)."""
+    return "ci-" + os.urandom(12).hex()
 
 
 def erase_request(subject_key: nacl.signing.SigningKey, record_id: str) -> dict[str, Any]:
@@ -458,6 +551,80 @@ class Client:
         """This citizen's consent grants, revoked ones included."""
         return dq.grants(state, self.pseudonym)
 
+    # ------------------------------------------------ check-ins and exposures (citizens)
+
+    def checkin(
+        self,
+        now_ms: int,
+        visits: Sequence[tuple[VenueQR, int]],
+        record_ids: Sequence[str] | None = None,
+    ) -> Transaction:
+        """checkin.record of (scanned venue QR, time) visits, each sealed to this citizen
+        alone. An app should send a day's visits at once, later, rather than each at its
+        time: the transaction's own time is public."""
+        if self.inst_id is not None:
+            raise ValueError("check-ins are recorded by the citizen's own key")
+        ids = list(record_ids) if record_ids is not None else [new_checkin_id() for _ in visits]
+        if len(ids) != len(visits):
+            raise ValueError("one record id per visit")
+        subject_pk = {SUBJECT_HOLDER: encryption_public_key(self.verify_key)}
+        records = []
+        for rid, (qr, t_ms) in zip(ids, visits, strict=True):
+            env = encrypt_record(rid, self.pseudonym, "checkin", checkin_fields(qr, t_ms), subject_pk)
+            records.append({"record_id": rid, **env.to_payload()})
+        return self.tx("checkin.record", {"records": records}, now_ms)
+
+    def my_checkins(self, state: dq.StateReader) -> list[dict[str, Any]]:
+        """This citizen's check-ins, decrypted on her device: record_id, venue_id, t_ms."""
+        out = []
+        for rec in self.my_records(state):
+            if rec["type"] != "checkin" or rec["erased"] is not None:
+                continue
+            f = self.read_record(state, rec["record_id"])
+            out.append({"record_id": rec["record_id"], "venue_id": f["venue_id"], "t_ms": f["t_ms"]})
+        return out
+
+    def match_exposures(self, state: dq.StateReader, now_ms: int) -> list[dict[str, Any]]:
+        """Published exposures, current at `now_ms`, that one of her check-ins falls in and
+        that she has not declared yet (matched locally: nothing is sent)."""
+        r = codelife.healthcode_rules(state)
+        if r.base < codelife.LIFECYCLE:
+            return []
+        visits = self.my_checkins(state)
+        out = []
+        for e in exposure.current_exposures(state, now_ms, r.params["quarantine_days"]):
+            if exposure.declared(state, self.pseudonym, e["exposure_id"]):
+                continue
+            if any(
+                v["venue_id"] == e["venue_id"] and e["from_ms"] <= v["t_ms"] <= e["to_ms"]
+                for v in visits
+            ):
+                out.append(e)
+        return out
+
+    def declare_exposure(self, now_ms: int, exposure_id: str) -> Transaction:
+        return self.tx("exposure.declare", {"exposure_id": exposure_id}, now_ms)
+
+    def appeal(
+        self,
+        now_ms: int,
+        *,
+        appeal_id: str,
+        event: int,
+        reason: str,
+        evidence_hash: bytes | None = None,
+    ) -> Transaction:
+        """healthcode.appeal against event number `event` of this citizen's code history."""
+        return self.tx(
+            "healthcode.appeal",
+            appeal_payload(self.pseudonym, appeal_id, event, reason, evidence_hash),
+            now_ms,
+        )
+
+    def my_code(self, state: dq.StateReader) -> dict[str, Any]:
+        """This citizen's health code in force at the head, with reason and cause."""
+        return codelife.effective_health_code(state, self.pseudonym)
+
 
 # ---------------------------------------------------------------- queries
 
@@ -496,6 +663,16 @@ def temperature_history(state: dq.StateReader, lot_id: str) -> list[dict[str, An
 
 
 def health_code(state: dq.StateReader, subject: str) -> str:
-    """A subject's current colour (green when nothing was ever recorded)."""
-    code = dq.health_code(state, subject)
-    return "green" if code is None else str(code["colour"])
+    """A subject's colour in force at the head block's time (green when nothing was ever
+    recorded; a quarantine that ended shows green before any transaction writes it)."""
+    return str(codelife.effective_health_code(state, subject)["colour"])
+
+
+def health_code_history(state: dq.StateReader, subject: str) -> list[dict[str, Any]]:
+    """Every change of a subject's code with its reason and transaction (codelife.code_history)."""
+    return codelife.code_history(state, subject)
+
+
+def rule_history(state: dq.StateReader, name: str) -> list[dict[str, Any]]:
+    """Every version of a rule set, with activation heights and status at the head."""
+    return rulebook.rule_history(state, name)

@@ -26,7 +26,7 @@ from hzp2p.ledger.codec import FieldError, pack
 GENESIS_VERSION = 1
 DEFAULT_RULES: Mapping[str, int] = {
     "membership": 1,
-    "healthcode": 1,
+    "healthcode": 2,
     "vaccination": 1,
     "coldchain": 2,
     "privacy": 1,

@@ -12,6 +12,10 @@ whichever version it runs, computes the same blocks, verdicts and digests.
 Re-recorded once, on purpose, by issue 13 (stateless payload checks): verdict
 reasons now list every problem of a payload (and never echo a value), and new
 genesis files name cold-chain rules version 2. Chains made by earlier code must be re-created (no deployment existed).
+Re-recorded by issue 17 (health codes, complete): new genesis files name health-code
+rules version 2 (the genesis hash, so every block, changes), the benchmark payloads
+now include `venue.register`, and lab.result / healthcode.set under version 2 store
+each change's causing transaction.
 """
 
 from __future__ import annotations
@@ -28,8 +32,8 @@ from hzp2p.ledger.block import decode_block
 from hzp2p.ledger.testkit import LocalChain
 from hzp2p.ledger.verify import verify_chain
 
-EXPECTED_FINGERPRINT = "5590fba4563803e95487e6d7bddf2ca2828c90bafff7523580d5f5cc9bcfea5f"
-EXPECTED_FINAL_DIGEST = "0a82d552d15441854105200a04050d9dc0f5527e95ce358e5207d253d9e4bd8d"
+EXPECTED_FINGERPRINT = "2cddee3d9484ce14a6c410584505f54604d542e28426c3caf5a772bc124ebe80"
+EXPECTED_FINAL_DIGEST = "e853c3289e96fa58c5582bd8191e1e3bd00f7ff200b4c1c958025afe37104df1"
 
 
 def build_chain() -> tuple[LocalChain, str]:
