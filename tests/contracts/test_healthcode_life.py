@@ -23,7 +23,9 @@ from hzp2p.contracts import domain_queries as dq
 from hzp2p.contracts.codelife import HEALTHCODE_RULES, effective_health_code
 from hzp2p.contracts.exposure import VenueQR
 from hzp2p.crypto.records import RecordCryptoError
+from hzp2p.ledger.testkit import LocalChain
 from hzp2p.ledger.tx import Transaction
+from hzp2p.sim.ledger_sm import LedgerWorld
 
 HOUR = 3_600_000
 V2 = HEALTHCODE_RULES[2]
@@ -386,3 +388,11 @@ def test_v1_default_genesis_still_behaves_as_before() -> None:
     assert life.colour() == "green"
     assert "cause_tx" not in dq.health_code(life.w.state, life.alice.pseudonym)  # type: ignore[operator]
 
+
+
+def test_simulator_workload_registers_venues() -> None:
+    """The deterministic simulator's workload can include venue.register (its generator)."""
+    world = LedgerWorld(3, 0, [("venue.register", 1.0)])
+    c = LocalChain(genesis=(world.genesis, world.secrets))
+    txs = [world.decode(world.next_tx("venue.register")) for _ in range(5)]
+    assert all(v.applied for v in c.run(txs).verdicts)
