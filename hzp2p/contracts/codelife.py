@@ -38,13 +38,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from hzp2p.contracts.api import decode_value
 from hzp2p.contracts.domain_queries import (
     DAY_MS,
     RulesInForce,
     StateReader,
     genesis_rule_versions,
     head_of,
-    health_code_history,
+    k_code_hist,
     load,
     rules_at,
     values,
@@ -205,12 +206,15 @@ def effective_health_code(
 def code_history(
     state: StateReader, subject: str, now_ms: int | None = None
 ) -> list[dict[str, Any]]:
-    """Every change and event of a subject's code, oldest first, each with its reason and
-    transaction; a change due by `now_ms` (default: head time) but not yet written
+    """Every change and event of a subject's code, oldest first, each with its `seq` (what
+    an appeal names), reason and transaction; a change due by `now_ms` (default: head time) but not yet written
     (a quarantine that ended) is appended with `derived: True`."""
     if now_ms is None:
         now_ms = head_of(state)[1]
-    hist = health_code_history(state, subject)
+    prefix = k_code_hist(subject)
+    hist = [
+        {**decode_value(v), "seq": int(k[len(prefix) :])} for k, v in state.scan(prefix)
+    ]
     code: dict[str, Any] | None = load(state, f"hc/c/{subject}".encode())
     if code is not None and quarantine_over(code, now_ms):
         eff = effective_code(code, now_ms)

@@ -46,7 +46,6 @@ from hzp2p.contracts.domain_queries import (
     k_code_hist,
     k_lab_test,
     load,
-    rule_version,
     rules_in_force,
     store,
 )
@@ -137,8 +136,8 @@ def lab_result(ctx: TxContext) -> None:
     subject, test_id, result, sample = p["subject"], p["test_id"], p["result"], p["sample_ms"]
     if sample > ctx.timestamp_ms:
         fail(ctx, "sample_ms must be an integer time not after the block timestamp")
-    version, rules = rule_version(ctx, "healthcode", HEALTHCODE_RULES)
-    period = rules["green_after_days"] * DAY_MS
+    r = rules_in_force(ctx, "healthcode", HEALTHCODE_RULES)
+    version, rules = r.version, r.params
     tkey = k_lab_test(lab.inst_id, test_id)
     if ctx.state.get(tkey) is not None:
         fail(ctx, f"test {test_id!r} of lab {lab.inst_id} already recorded")
@@ -149,10 +148,10 @@ def lab_result(ctx: TxContext) -> None:
     )
     if "record" in ctx.payload:  # optional encrypted personal fields of the result
         privacy.store_record(ctx, lab, subject, "lab_result")
-    r = rules_in_force(ctx, "healthcode", HEALTHCODE_RULES)
     if r.base >= LIFECYCLE:
         _lab_v2(ctx, r, lab.inst_id)
         return
+    period = rules["green_after_days"] * DAY_MS
 
     code = _current(ctx, subject)
     if result == "positive":
@@ -203,8 +202,8 @@ def healthcode_set(ctx: TxContext) -> None:
     p = ctx.payload
     subject, colour, reason = p["subject"], p["colour"], p["reason"]
     override = p.get("override", False)
-    version, rules = rule_version(ctx, "healthcode", HEALTHCODE_RULES)
     r = rules_in_force(ctx, "healthcode", HEALTHCODE_RULES)
+    version, rules = r.version, r.params
     if r.base >= LIFECYCLE:
         _set_v2(ctx, r, authority.inst_id)
         return

@@ -44,6 +44,7 @@ def test_appeal_opens_and_shows_in_history_and_access_log(a: Appeals) -> None:
     hist = code_history(a.w.state, a.alice.pseudonym)
     assert hist[-1]["event"] == "healthcode.appeal" and hist[-1]["changed"] is False
     assert rec["event_tx"] == hist[0]["tx_hash"]
+    assert [e["seq"] for e in hist] == list(range(len(hist)))  # what an appeal names
     log = a.alice.my_access_log(a.w.state)
     assert [(e["kind"], e["by"], e["appeal_id"]) for e in log] == [("appeal", "subject", "A1")]
     assert health_code(a.w.state, a.alice.pseudonym) == "red"  # an appeal changes nothing yet
