@@ -252,12 +252,13 @@ def _lab_v2(ctx: TxContext, r: RulesInForce, lab_id: int) -> None:
         last_pos = sample if last_pos is None else max(last_pos, sample)
         code["last_positive_ms"] = last_pos
         code["negatives"] = [n for n in negatives if n > last_pos]
-        if before != "red":
+        # (a late-arriving positive sampled before negatives that already lift it: no red)
+        if before != "red" and lab_says_red(code, r.params):
             _change(ctx, code, r, "red", "lab", f"positive test {test_id}")
     else:
         prev = code["last_negative_ms"]
         code["last_negative_ms"] = sample if prev is None else max(prev, sample)
-        if last_pos is not None and sample > last_pos:
+        if last_pos is None or sample > last_pos:  # kept for a positive arriving later
             code["negatives"] = sorted({*negatives, sample})[-MAX_NEGATIVES:]
         exp = code.get("exposure")
         if before == "red" and code["source"] == "lab" and not lab_says_red(code, r.params):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 from domain_helpers import DAY, World, key
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hzp2p.client import (
     Client,
@@ -396,3 +398,26 @@ def test_simulator_workload_registers_venues() -> None:
     c = LocalChain(genesis=(world.genesis, world.secrets))
     txs = [world.decode(world.next_tx("venue.register")) for _ in range(5)]
     assert all(v.applied for v in c.run(txs).verdicts)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.booleans(), st.integers(0, 40 * 24)), min_size=1, max_size=12))
+def test_lab_only_colour_follows_the_v2_rule(results: list[tuple[bool, int]]) -> None:
+    """Lab results only, in any arrival order (sample times in hours): the code is red
+    exactly when there is a positive and fewer than `red_negatives` negatives sampled
+    `green_after_days` after the latest positive, `negative_interval_hours` apart."""
+    life = Life()
+    base = life.w.now
+    life.w.now = base + 41 * DAY
+    for positive, hour in results:
+        life.result("positive" if positive else "negative", base + hour * HOUR)
+    pos = [base + h * HOUR for p, h in results if p]
+    neg = sorted(base + h * HOUR for p, h in results if not p)
+    count, prev = 0, None
+    if pos:
+        for n in neg:  # the longest chain of spaced negatives after the start (greedy)
+            if n >= max(pos) + V2["green_after_days"] * DAY and (
+                prev is None or n >= prev + V2["negative_interval_hours"] * HOUR
+            ):
+                count, prev = count + 1, n
+    assert life.colour() == ("red" if pos and count < V2["red_negatives"] else "green")

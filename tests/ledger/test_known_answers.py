@@ -32,8 +32,8 @@ from hzp2p.ledger.block import decode_block
 from hzp2p.ledger.testkit import LocalChain
 from hzp2p.ledger.verify import verify_chain
 
-EXPECTED_FINGERPRINT = "2cddee3d9484ce14a6c410584505f54604d542e28426c3caf5a772bc124ebe80"
-EXPECTED_FINAL_DIGEST = "e853c3289e96fa58c5582bd8191e1e3bd00f7ff200b4c1c958025afe37104df1"
+EXPECTED_FINGERPRINT = "e817b33db81a5ac4514c938cdd990520ca304bd09986a56f2406adb0d71f2979"
+EXPECTED_FINAL_DIGEST = "fa3de396c8e088b58f8db44cf2a5b6cbd8424366527674614ddf470d49a96b3b"
 
 
 def build_chain() -> tuple[LocalChain, str]:
