@@ -156,6 +156,9 @@ def test_checkin_refusals(life: Life) -> None:
     w.refused(life.alice.checkin(w.now, [(life.qr(), w.now)], record_ids=["ci-1"]), "already exists")
     with pytest.raises(ValueError):
         life.hospital.checkin(w.now, [(life.qr(), w.now)])
+    # a day's worth at once fits one transaction
+    w.apply(life.bob.checkin(w.now, [(life.qr("cinema-12"), w.now - i) for i in range(64)]))
+    assert len(life.bob.my_checkins(w.state)) == 64
 
 
 def test_travel_history_read_only_by_her_grant_or_a_logged_emergency(life: Life) -> None:
