@@ -61,6 +61,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except RecursionError:
+        print("hzp2p: error: an argument is nested too deeply", file=sys.stderr)
+        return 2
+    except Exception as exc:  # the last resort: never a traceback, always one line
+        name = type(exc).__name__
+        print(f"hzp2p: internal error ({name}): {str(exc).splitlines()[0] if str(exc) else name}"
+              " (please report it)", file=sys.stderr)
+        return 1
     return code
 
 

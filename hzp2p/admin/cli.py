@@ -78,6 +78,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import sys
 import tomllib
 from collections.abc import Callable, Mapping
@@ -114,14 +115,44 @@ __all__ = ["COMMANDS", "PayloadError", "decode_bytes_tags", "payload_from_json",
 # argparse value types (argparse turns their errors into exit status 2)
 
 
+MAX_INT = 2**63 - 1
+"""The largest height, id or count any command takes (SQLite's integers are 64-bit signed)."""
+_PSEUDONYM = re.compile(r"[0-9a-f]{32}")
+_ID = re.compile(r"[A-Za-z0-9._:\-]{1,64}")
+
+
 def _non_negative_int(text: str) -> int:
     try:
         value = int(text, 10)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
+    if not 0 <= value <= MAX_INT:
+        raise argparse.ArgumentTypeError(f"expected an integer in 0..{MAX_INT}, got {text!r}")
     return value
+
+
+def _tx_hash(text: str) -> str:
+    try:
+        ok = len(bytes.fromhex(text)) == 32
+    except ValueError:
+        ok = False
+    if not ok:
+        raise argparse.ArgumentTypeError("a transaction hash is 64 hex digits")
+    return text.lower()
+
+
+def _pseudonym(text: str) -> str:
+    if not _PSEUDONYM.fullmatch(text.lower()):
+        raise argparse.ArgumentTypeError(
+            f"a subject pseudonym is 32 hex digits (hzp2p.crypto.records.pseudonym), got {text!r}"
+        )
+    return text.lower()
+
+
+def _lot_id(text: str) -> str:
+    if not _ID.fullmatch(text):
+        raise argparse.ArgumentTypeError(f"a lot id is 1..64 of [A-Za-z0-9._:-], got {text!r}")
+    return text
 
 
 def _node_id(text: str) -> int:
@@ -147,16 +178,6 @@ def _timeout(text: str) -> float:
 
 def _wait(text: str) -> float:
     return _seconds(text, allow_zero=True)
-
-
-def _hex(text: str) -> str:
-    try:
-        bytes.fromhex(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a hex string, got {text!r}") from None
-    if not text or len(text) > 128:
-        raise argparse.ArgumentTypeError("expected a hex string of 2..128 digits")
-    return text.lower()
 
 
 # ---------------------------------------------------------------------------
@@ -254,7 +275,7 @@ def _args_block(p: argparse.ArgumentParser) -> None:
 
 
 def _args_tx(p: argparse.ArgumentParser) -> None:
-    p.add_argument("tx_hash", type=_hex, metavar="HASH")
+    p.add_argument("tx_hash", type=_tx_hash, metavar="HASH")
 
 
 def _args_verify(p: argparse.ArgumentParser) -> None:
@@ -395,11 +416,11 @@ def _render_state_scan(result: Any) -> str:
 
 
 def _args_subject(p: argparse.ArgumentParser) -> None:
-    p.add_argument("subject", metavar="SUBJECT", help="the subject's pseudonym")
+    p.add_argument("subject", type=_pseudonym, metavar="SUBJECT", help="the subject's pseudonym")
 
 
 def _args_lot(p: argparse.ArgumentParser) -> None:
-    p.add_argument("lot", metavar="LOT", help="the lot id")
+    p.add_argument("lot", type=_lot_id, metavar="LOT", help="the lot id")
 
 
 COMMANDS: tuple[Command, ...] = (
@@ -407,7 +428,7 @@ COMMANDS: tuple[Command, ...] = (
     Command("peers", "peers", "known peers and their connection state", _no_args, _no_params, _render_list("peers", "no peers")),
     Command("members", "members", "consortium members", _no_args, _no_params, _render_list("members", "no members"), reads=True),
     Command("block", "block", "one block by height", _args_block, lambda a: {"height": a.height}, _render_block, reads=True),
-    Command("tx", "tx", "a transaction's receipt by hash", _args_tx, lambda a: {"tx_hash": a.tx_hash}, render_mapping, reads=True),
+    Command("tx", "tx", "a transaction's receipt by hash", _args_tx, lambda a: {"tx_hash": a.tx_hash}, render_receipt, reads=True),
     Command("verify", "verify", "re-verify the local chain (from its snapshot if it caught up by one)", _args_verify, lambda a: {"integrity": a.integrity}, _render_verify, _verify_failure),
     Command("metrics", "metrics", "metrics in Prometheus text format", _no_args, _no_params, _render_metrics),
     Command("transfer-leader", "transfer_leader", "hand leadership to NODE", _args_node, _params_node, render_mapping),

@@ -43,10 +43,13 @@ def render_receipt(result: Any) -> str:
         line = f"rejected {tx_hash}: {fmt(result.get('reason'))}"
     else:
         line = f"{fmt(status)} {tx_hash}"
+    problems = result.get("problems")
+    if isinstance(problems, Mapping) and problems:
+        line += "".join(f"\n  {fmt(k)}: {fmt(v)}" for k, v in problems.items())
     extra = {
         k: v
         for k, v in result.items()
-        if k not in ("status", "tx_hash", "height", "index", "reason") and v is not None
+        if k not in ("status", "tx_hash", "height", "index", "reason", "problems") and v is not None
     }
     return line + ("\n" + render_mapping(extra) if extra else "")
 
@@ -74,17 +77,32 @@ class PayloadError(ValueError):
     """A --payload that is not a JSON object, or holds a malformed bytes tag."""
 
 
-def decode_bytes_tags(value: Any, path: str = "payload") -> Any:
+MAX_JSON_DEPTH = 32
+"""Nesting a payload may have (msgpack and the contracts need far less; Python's own
+recursion limit would otherwise turn a deep document into a crash)."""
+
+
+def _loads(text: str) -> Any:
+    """json.loads, with a document nested too deeply for Python refused as such."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise PayloadError(f"is nested deeper than {MAX_JSON_DEPTH} levels") from None
+
+
+def decode_bytes_tags(value: Any, path: str = "payload", depth: int = 0) -> Any:
     """`value` (parsed JSON) with every {"$hex": str} / {"$b64": str} replaced by its bytes;
-    PayloadError naming the path of a malformed tag."""
+    PayloadError naming the path of a malformed tag, or of a value nested too deeply."""
+    if depth > MAX_JSON_DEPTH:
+        raise PayloadError(f"is nested deeper than {MAX_JSON_DEPTH} levels (at {path})")
     if isinstance(value, dict):
         if len(value) == 1:
             ((tag, text),) = value.items()
             if isinstance(tag, str) and tag.startswith("$"):
                 return _decode_tag(tag, text, f"{path}.{tag}")
-        return {k: decode_bytes_tags(v, f"{path}.{k}") for k, v in value.items()}
+        return {k: decode_bytes_tags(v, f"{path}.{k}", depth + 1) for k, v in value.items()}
     if isinstance(value, list):
-        return [decode_bytes_tags(v, f"{path}[{i}]") for i, v in enumerate(value)]
+        return [decode_bytes_tags(v, f"{path}[{i}]", depth + 1) for i, v in enumerate(value)]
     return value
 
 
@@ -107,7 +125,7 @@ def _decode_tag(tag: str, text: Any, path: str) -> bytes:
 def payload_from_json(text: str) -> dict[str, Any]:
     """A --payload: a JSON object, with bytes written as {"$hex": ...} or {"$b64": ...}."""
     try:
-        payload = json.loads(text)
+        payload = _loads(text)
     except json.JSONDecodeError as exc:
         raise PayloadError(f"is not valid JSON: {exc}") from None
     decoded = decode_bytes_tags(payload) if isinstance(payload, dict) else None
@@ -208,9 +226,11 @@ _RECORD_FIELDS = ("type", "payload", "idempotency_key")
 def parse_record(text: str) -> dict[str, Any]:
     """One line of a submit-many file as a submit_many item; Usage says what is wrong."""
     try:
-        obj = json.loads(text)
+        obj = _loads(text)
     except json.JSONDecodeError as exc:
         raise Usage(f"not valid JSON: {exc.msg} (column {exc.colno})") from None
+    except PayloadError as exc:
+        raise Usage(f"payload {exc}") from None
     if not isinstance(obj, dict):
         raise Usage("must be a JSON object with type and payload")
     unknown = sorted(set(obj) - set(_RECORD_FIELDS))
@@ -236,6 +256,11 @@ def parse_record(text: str) -> dict[str, Any]:
     return item
 
 
+MAX_RECORD_CHARS = 4 * MAX_TX_BYTES
+"""A line longer than this cannot become a transaction (JSON needs at most ~4 characters
+per payload byte, e.g. "$hex" tags take 2)."""
+
+
 def read_records(path: str) -> tuple[list[dict[str, Any]], list[int]]:
     """(items, their line numbers) from a JSON-lines file; Usage lists every bad line."""
     try:
@@ -252,6 +277,10 @@ def read_records(path: str) -> tuple[list[dict[str, Any]], list[int]]:
     errors: list[str] = []
     for n, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
+            continue
+        if len(line) > MAX_RECORD_CHARS:  # characters >= bytes / 4: checked before parsing
+            errors.append(f"line {n}: longer than {MAX_RECORD_CHARS} characters (a transaction "
+                          f"is at most {MAX_TX_BYTES} bytes)")
             continue
         try:
             items.append(parse_record(line))

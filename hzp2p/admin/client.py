@@ -153,14 +153,26 @@ class AsyncAdminClient:
         todo = iter(enumerate(chunks))
         limit = timeout_s if timeout_s is not None else wait_s + DEFAULT_TIMEOUT_S
 
-        async def worker() -> None:
+        failed: list[Exception] = []
+
+        async def worker(cancel: trio.CancelScope) -> None:
             for k, (start, end) in todo:
                 params = {"items": [dict(i) for i in items[start:end]], "wait_s": wait_s}
-                out[k] = list((await self.call("submit_many", params, timeout_s=limit))["receipts"])
+                try:
+                    reply = await self.call("submit_many", params, timeout_s=limit)
+                except (AdminError, AdminClientError) as exc:
+                    # The first failure ends the whole batch, raised as itself (not wrapped in
+                    # an exception group) so callers see one typed error.
+                    failed.append(exc)
+                    cancel.cancel()
+                    return
+                out[k] = list(reply["receipts"])
 
         async with trio.open_nursery() as nursery:
             for _ in range(max(1, in_flight)):
-                nursery.start_soon(worker)
+                nursery.start_soon(worker, nursery.cancel_scope)
+        if failed:
+            raise failed[0]
         return [r for part in out for r in part]
 
     async def _read_loop(self) -> None:

@@ -26,6 +26,7 @@ handler runs, so handlers see well-typed params only.
 from __future__ import annotations
 
 import math
+import re
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -294,10 +295,14 @@ class Param:
     map_list (a list of maps, each checked against `items`)."""
     required: bool = True
     min_value: float | None = None
+    max_value: float | None = None
     max_len: int | None = None
     exact_len: int | None = None
     items: tuple[Param, ...] = ()
     """map_list only: the schema every element must fit (unknown keys are refused)."""
+    pattern: str | None = None
+    """str only: the whole value must match (re.fullmatch); `shown` describes it."""
+    shown: str = ""
 
     def check(self, value: Any) -> str | None:
         """None if `value` fits, else what is wrong with it."""
@@ -340,6 +345,12 @@ class Param:
             return f"has an unknown schema kind {kind!r}"
         if self.min_value is not None and kind in ("int", "float") and value < self.min_value:
             return f"must be >= {self.min_value:g}, got {value}"
+        if self.max_value is not None and kind in ("int", "float") and value > self.max_value:
+            return f"must be <= {self.max_value:.0f}"
+        if self.pattern is not None and isinstance(value, str) and not re.fullmatch(
+            self.pattern, value
+        ):
+            return f"must be {self.shown or 'of the form ' + self.pattern}"
         if self.max_len is not None and isinstance(value, str | list) and len(value) > self.max_len:
             return f"must have at most {self.max_len} elements/characters"
         if self.exact_len is not None and isinstance(value, str) and len(value) != self.exact_len:
@@ -386,6 +397,9 @@ def check_params(method: str, schema: tuple[Param, ...], params: Mapping[str, An
 
 
 _LIN = Param("linearizable", "bool", required=False)
+MAX_INT: Final = 2**63 - 1
+_SUBJECT = Param("subject", "str", pattern="[0-9a-f]{32}",
+                 shown="a subject pseudonym (32 lowercase hex digits)")
 _WAIT = Param("wait_s", "float", required=False, min_value=0)
 _TX_TYPE = Param("type", "str", max_len=64)
 _PAYLOAD = Param("payload", "map")
@@ -398,8 +412,8 @@ METHOD_PARAMS: Final[Mapping[str, tuple[Param, ...]]] = {
     "status": (),
     "peers": (),
     "members": (_LIN,),
-    "block": (Param("height", "int", min_value=0), _LIN),
-    "tx": (Param("tx_hash", "hex", max_len=128), _LIN),
+    "block": (Param("height", "int", min_value=0, max_value=MAX_INT), _LIN),
+    "tx": (Param("tx_hash", "hex", exact_len=64), _LIN),
     "verify": (Param("integrity", "bool", required=False),),
     "metrics": (),
     "submit": (_TX_TYPE, _PAYLOAD, _WAIT, _IDEM_KEY),
@@ -409,7 +423,7 @@ METHOD_PARAMS: Final[Mapping[str, tuple[Param, ...]]] = {
         Param("items", "map_list", max_len=MAX_SUBMIT_MANY, items=(_TX_TYPE, _PAYLOAD, _IDEM_KEY)),
         _WAIT,
     ),
-    "transfer_leader": (Param("node_id", "int", min_value=1),),
+    "transfer_leader": (Param("node_id", "int", min_value=1, max_value=MAX_INT),),
     "add_learner": (
         Param("name", "str", max_len=200),
         Param("roles", "str_list"),
@@ -418,11 +432,14 @@ METHOD_PARAMS: Final[Mapping[str, tuple[Param, ...]]] = {
         Param("address", "str", max_len=300),
         _WAIT,
     ),
-    "promote": (Param("node_id", "int", min_value=1), _WAIT),
-    "remove": (Param("node_id", "int", min_value=1), _WAIT),
-    "subject_records": (Param("subject", "str", max_len=256), _LIN),
-    "lot_history": (Param("lot", "str", max_len=256), _LIN),
-    "access_log": (Param("subject", "str", max_len=256), _LIN),
+    "promote": (Param("node_id", "int", min_value=1, max_value=MAX_INT), _WAIT),
+    "remove": (Param("node_id", "int", min_value=1, max_value=MAX_INT), _WAIT),
+    "subject_records": (_SUBJECT, _LIN),
+    "lot_history": (
+        Param("lot", "str", pattern=r"[A-Za-z0-9._:\-]{1,64}", shown="a lot id (1..64 of [A-Za-z0-9._:-])"),
+        _LIN,
+    ),
+    "access_log": (_SUBJECT, _LIN),
     # A transaction signed elsewhere (citizen apps, other institutions' tools), as hex of its
     # encoding; 2 hex digits per byte of hzp2p.ledger.tx.MAX_TX_BYTES (64 KiB).
     "submit_raw": (Param("tx", "hex", max_len=2 * 64 * 1024), _WAIT),

@@ -48,9 +48,13 @@ class TxRejected(Exception):
     check refused it (hzp2p.contracts.schema); empty for a rule of the stateful part.
     """
 
-    def __init__(self, reason: str, problems: tuple[Problem, ...] = ()) -> None:
+    def __init__(
+        self, reason: str, problems: tuple[Problem, ...] = (), *, duplicate: bool = False
+    ) -> None:
         self.reason = reason
         self.problems = problems
+        self.duplicate = duplicate
+        """Already included: a retry to answer with the original receipt, not a refusal."""
         super().__init__(reason)
 
 

@@ -2,7 +2,10 @@
 
 - `healthcode.appeal` (signed by the citizen): subject (must be her own pseudonym),
   appeal_id, event (the sequence number of the code event she contests, from her
-  history), reason [, evidence_hash: 32 bytes, the hash of evidence held off chain].
+  history), reason (one of APPEAL_REASONS: a citizen's own words could carry her name
+  or identity number, and the chain keeps everything in the clear for good) [,
+  evidence_hash: 32 bytes, the hash of her statement and evidence, handed to the
+  authority off chain or as an encrypted record].
   Refused on someone else's code, an unknown event, a reused appeal id, or while an
   appeal on the same event is open.
 - `healthcode.resolve` (authority): subject, appeal_id, outcome ("upheld": the code
@@ -33,8 +36,22 @@ from hzp2p.contracts.schema import Choice, Id, Int, Key32, Problem, Schema, Subj
 from hzp2p.crypto.records import pseudonym
 
 OUTCOMES = ("upheld", "corrected")
+APPEAL_REASONS = (
+    "not_my_sample",
+    "wrong_result",
+    "wrong_time",
+    "exposure_not_mine",
+    "recovered",
+    "period_over",
+    "other",
+)
 APPEAL_SCHEMA = Schema(
-    {"subject": Subject(), "appeal_id": Id(), "event": Int(0, 2**40), "reason": Text()},
+    {
+        "subject": Subject(),
+        "appeal_id": Id(),
+        "event": Int(0, 2**40),
+        "reason": Choice(*APPEAL_REASONS),
+    },
     {"evidence_hash": Key32()},
 )
 

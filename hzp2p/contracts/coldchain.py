@@ -39,7 +39,7 @@ from hzp2p.contracts.domain_queries import (
     rule_version,
     store,
 )
-from hzp2p.contracts.registry import contract, payload_generator
+from hzp2p.contracts.registry import contract, payload_generator, rules
 from hzp2p.contracts.schema import Bytes, Id, Int, ListOf, Problem, Schema
 from hzp2p.contracts.supply import TEMP_LIMIT_CENTI_C, get_lot, put_lot
 
@@ -48,6 +48,7 @@ COLDCHAIN_RULES: dict[int, dict[str, int]] = {
     1: {"max_readings": 1000, "custody_periods": 0},
     2: {"max_readings": 1000, "custody_periods": 1, "clock_tolerance_ms": 5 * 60_000},
 }
+rules("coldchain", COLDCHAIN_RULES)
 MAX_READINGS = max(r["max_readings"] for r in COLDCHAIN_RULES.values())
 READINGS_DOMAIN = "hzp2p.coldchain.readings.v1"
 READING_SCHEMA = Schema(

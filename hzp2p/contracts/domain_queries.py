@@ -280,9 +280,28 @@ def health_code_history(state: StateReader, subject: str) -> list[dict[str, Any]
     return values(state, k_code_hist(subject))
 
 
+def lot_status(lot: dict[str, Any], now_ms: int | None = None) -> str:
+    """A lot's status: "recalled", "quarantined", "expired" or "active" (in that order of
+    precedence). "expired" needs `now_ms`, the block time of the height the status is read
+    at (contracts pass their block's, queries their head's): a stored lot cannot know it."""
+    if lot["recall"] is not None:
+        return "recalled"
+    if lot["quarantine"] is not None:
+        return "quarantined"
+    if now_ms is not None and lot["expiry_ms"] <= now_ms:
+        return "expired"
+    return "active"
+
+
 def lot(state: StateReader, lot_id: str) -> dict[str, Any] | None:
-    """A lot's current record (status, custodian, remaining doses, range, quarantine evidence)."""
+    """A lot's current record (status, custodian, remaining doses, range, quarantine
+    evidence), its status as of the block time of the state's head (so "expired" once past
+    its expiry)."""
+    from hzp2p.contracts.engine import read_head  # the engine owns the head's layout
+
     rec: dict[str, Any] | None = load(state, k_lot(lot_id))
+    if rec is not None:
+        rec["status"] = lot_status(rec, read_head(state).timestamp_ms)
     return rec
 
 

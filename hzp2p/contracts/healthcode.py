@@ -49,10 +49,11 @@ from hzp2p.contracts.domain_queries import (
     rules_in_force,
     store,
 )
-from hzp2p.contracts.registry import contract, payload_generator
+from hzp2p.contracts.registry import contract, payload_generator, rules
 from hzp2p.contracts.schema import Bool, Choice, Id, Int, Schema, Subject, Text
 
 __all__ = ["COLOURS", "HEALTHCODE_RULES", "current_code", "lifecycle_rules", "write_code"]
+rules("healthcode", HEALTHCODE_RULES)
 RESULTS = ("positive", "negative")
 LAB_SCHEMA = Schema(
     {"subject": Subject(), "test_id": Id(), "result": Choice(*RESULTS), "sample_ms": Int(0, 2**62)},

@@ -41,11 +41,12 @@ from hzp2p.contracts.api import (
     encode_value,
     valid_address,
 )
-from hzp2p.contracts.registry import contract
+from hzp2p.contracts.registry import contract, rules
 from hzp2p.contracts.schema import Bool, Choice, Int, Key32, Problem, Schema, key32, one_of
 from hzp2p.contracts.state import Readable
 
 PROPOSAL_TTL_MS = 7 * 24 * 3600 * 1000
+rules("membership", {1: {"proposal_ttl_ms": PROPOSAL_TTL_MS}})
 ACTIONS = ("admit", "remove", "set_roles", "promote", "demote")
 def _ROLES(v: Any, path: str) -> list[Problem]:
     if type(v) is not list or not v:

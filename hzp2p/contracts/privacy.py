@@ -47,7 +47,7 @@ from hzp2p.contracts.domain_queries import (
     rule_version,
     store,
 )
-from hzp2p.contracts.registry import contract
+from hzp2p.contracts.registry import contract, rules
 from hzp2p.contracts.schema import (
     Bytes,
     Choice,
@@ -78,6 +78,7 @@ WRITE_ROLES = {"diagnosis": "hospital", "lab_result": "lab"}
 PRIVACY_RULES: dict[int, dict[str, int]] = {
     1: {"emergency_window_ms": DAY_MS, "max_grant_days": 3650, "max_grant_types": 8},
 }
+rules("privacy", PRIVACY_RULES)
 ERASE_DOMAIN = "hzp2p.record.erase.v1"
 MAX_GRANT_TYPES = 8
 INST_ID = Int(0, 2**63 - 1)

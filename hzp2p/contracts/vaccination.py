@@ -20,15 +20,17 @@ from hzp2p.contracts.domain_queries import (
     fail,
     k_dose,
     load,
+    lot_status,
     rule_version,
     store,
 )
-from hzp2p.contracts.registry import contract
+from hzp2p.contracts.registry import contract, rules
 from hzp2p.contracts.schema import Id, Int, Schema, Subject
-from hzp2p.contracts.supply import get_lot, lot_status, put_lot
+from hzp2p.contracts.supply import get_lot, put_lot
 
 # Versioned by ctx.rules["vaccination"] (version 1 if genesis names none).
 VACCINATION_RULES: dict[int, dict[str, int]] = {1: {"max_dose": 20}}
+rules("vaccination", VACCINATION_RULES)
 MAX_DOSE = max(r["max_dose"] for r in VACCINATION_RULES.values())
 SCHEMA = Schema(
     {

@@ -26,7 +26,7 @@ import trio
 
 from hzp2p.admin.server import AdminServer
 from hzp2p.contracts import members as members_contract
-from hzp2p.contracts.engine import load_contracts
+from hzp2p.contracts.engine import ContractsMissing, load_contracts
 from hzp2p.ledger.builder import BlockBuilder
 from hzp2p.ledger.genesis import GenesisError, load_genesis
 from hzp2p.ledger.mempool import Mempool, MempoolLimits
@@ -94,6 +94,10 @@ class Node:
             raise ConfigError(cfg.path, "genesis", f"{cfg.genesis}: {exc}") from None
         except OSError as exc:
             raise ConfigError(cfg.path, "genesis", f"{cfg.genesis}: {exc.strerror}") from None
+        try:  # every contract the chain needs, explicitly, before anything else
+            load_contracts(self.genesis)
+        except ContractsMissing as exc:
+            raise ConfigError(cfg.path, "genesis", f"{cfg.genesis}: {exc}") from None
         inst = next((i for i in self.genesis.institutions if i.inst_id == cfg.node_id), None)
         if inst is not None and inst.node_key != bytes(self.node_key.verify_key):
             raise ConfigError(
@@ -124,7 +128,6 @@ class Node:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         cfg = self.cfg
-        load_contracts()
         cfg.data_dir.mkdir(parents=True, exist_ok=True)
         g = self.genesis
         self.storage = await AsyncStorage.open_sqlite(

@@ -166,12 +166,14 @@ class Story:
         sensor = SigningKey.generate()
         self.send(carrier.tx("sensor.register", sensor_register_payload(
             "SENSOR-1", bytes(sensor.verify_key)), now), "ColdLine registers SENSOR-1")
+        # Readings taken while ColdLine holds the lots (after the hand-over committed):
+        # cold-chain rules v2 refuse readings dated outside the uploader's custody.
         t = int(time.time() * 1000)
         self.send(carrier.tx("coldchain.readings", coldchain_readings_payload(
-            sensor, "SENSOR-1", "LOT-A", [(t - 2000, 450), (t - 1000, 460)]), t),
+            sensor, "SENSOR-1", "LOT-A", [(t, 450), (t + 500, 460)]), t),
             "SENSOR-1 reports 4.5 C, 4.6 C for LOT-A")
         self.send(carrier.tx("coldchain.readings", coldchain_readings_payload(
-            sensor, "SENSOR-1", "LOT-B", [(t - 2000, 450), (t - 1000, 1250)]), t),
+            sensor, "SENSOR-1", "LOT-B", [(t, 450), (t + 500, 1250)]), t),
             "SENSOR-1 reports 12.5 C for LOT-B (an excursion)")
         hist = c.call(self.live()[0], "lot_history", {"lot": "LOT-B"})
         kinds = ", ".join(str(e.get("kind")) for e in hist["events"])

@@ -137,7 +137,7 @@ class Handlers:
                     "merkle_root": None, "proposer": None, "timestamp": g.timestamp_ms, "txs": []}
         rec = await n.storage.block_by_height(height)
         if rec is None:
-            raise AdminError("not_found", f"no block at height {height}",
+            raise AdminError("not_found", f"no such block: height {height}",
                              hint=f"this node's height is {n.applier.head.height}")
         txs = await n.storage.block_txs(height)
         verdicts = [("committed" if t.status == "applied" else "rejected", t.reason) for t in txs]
@@ -158,6 +158,9 @@ class Handlers:
         if tx_hash in n.mempool or tx_hash in n.producer.inflight or n.submit.is_waiting(tx_hash):
             return {"tx_hash": tx_hash.hex(), "status": "pending", "height": None, "index": None,
                     "type": None, "reason": None}
+        refused = await n.submit.refusal(tx_hash)  # refused before it reached a block
+        if refused is not None:
+            return refused
         raise AdminError("not_found", f"unknown transaction {tx_hash.hex()}")
 
     async def verify(self, params: Mapping[str, Any]) -> Any:

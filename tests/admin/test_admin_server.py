@@ -130,7 +130,7 @@ async def test_pipelined_requests_answered_by_id(short_tmp: Path) -> None:
         ({"method": "status"}, "bad_request", "missing field 'id'", None),
         ({"id": 5}, "bad_request", "missing field 'method'", 5),
         (["not", "a", "map"], "bad_request", "must be a map", None),
-        ({"id": 6, "method": "access_log", "params": {"subject": "s"}}, "internal", "RuntimeError: boom", 6),
+        ({"id": 6, "method": "access_log", "params": {"subject": "a1" * 16}}, "internal", "RuntimeError: boom", 6),
     ],
 )
 async def test_bad_requests_get_clear_errors_and_connection_survives(

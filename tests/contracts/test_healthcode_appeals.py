@@ -23,7 +23,7 @@ class Appeals:
 
     def appeal(self, appeal_id: str = "A1", event: int = 0) -> None:
         self.w.apply(self.alice.appeal(self.w.now, appeal_id=appeal_id, event=event,
-                                       reason="that sample was not mine",
+                                       reason="not_my_sample",
                                        evidence_hash=b"\x01" * 32))
 
     def resolve(self, outcome: str, colour: str | None = None, appeal_id: str = "A1") -> None:
@@ -52,16 +52,16 @@ def test_appeal_opens_and_shows_in_history_and_access_log(a: Appeals) -> None:
 
 def test_appeal_refusals(a: Appeals) -> None:
     w, now = a.w, a.w.now
-    theirs = appeal_payload(a.alice.pseudonym, "A1", 0, "not me")
+    theirs = appeal_payload(a.alice.pseudonym, "A1", 0, "not_my_sample")
     w.refused(a.bob.tx("healthcode.appeal", theirs, now), "only her own code")
     w.refused(a.cdc.tx("healthcode.appeal", theirs, now), "subject's own key")
-    w.refused(a.alice.appeal(now, appeal_id="A1", event=7, reason="x"), "no event 7")
-    w.refused(a.alice.tx("healthcode.appeal", dict(theirs, reason=""), now), "reason")
+    w.refused(a.alice.appeal(now, appeal_id="A1", event=7, reason="other"), "no event 7")
+    w.refused(a.alice.tx("healthcode.appeal", dict(theirs, reason="I am Zhang San"), now), "reason must be one of")
     w.refused(a.alice.tx("healthcode.appeal", dict(theirs, evidence_hash=b"x"), now),
               "evidence_hash")
     a.appeal()
-    w.refused(a.alice.appeal(now, appeal_id="A1", event=0, reason="again"), "already exists")
-    w.refused(a.alice.appeal(now, appeal_id="A2", event=0, reason="again"), "still open")
+    w.refused(a.alice.appeal(now, appeal_id="A1", event=0, reason="wrong_result"), "already exists")
+    w.refused(a.alice.appeal(now, appeal_id="A2", event=0, reason="wrong_result"), "still open")
 
 
 def test_upheld_keeps_the_code(a: Appeals) -> None:

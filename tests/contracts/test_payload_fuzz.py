@@ -113,7 +113,7 @@ def _setup() -> tuple[LocalChain, dict[str, tuple[int | nacl.signing.SigningKey,
     )
     e = cl[AUTH].emergency(now, record_id="R1", reason="unconscious patient")
     rotate = cl[HOSPITAL].tx("enckey.set", {"key_id": 1, "public_key": b"\x04" * 32}, now)
-    appeal = alice.appeal(now, appeal_id="A1", event=0, reason="the sample was not mine")
+    appeal = alice.appeal(now, appeal_id="A1", event=0, reason="not_my_sample")
     res = c.run([w, g, g2, e, appeal])
     res2 = c.run([rotate])  # R1 stays sealed to the hospital's key 0: a rewrap applies
     assert all(v.applied for v in (*res.verdicts, *res2.verdicts)), res.verdicts
@@ -218,7 +218,7 @@ def _setup() -> tuple[LocalChain, dict[str, tuple[int | nacl.signing.SigningKey,
             "recovery.record": (HOSPITAL, recovery_payload(alice.pseudonym, now, "discharged")),
             "healthcode.appeal": (
                 CITIZEN,
-                appeal_payload(alice.pseudonym, "A2", 1, "wrong lab", bytes(32)),
+                appeal_payload(alice.pseudonym, "A2", 1, "wrong_result", bytes(32)),
             ),
             "healthcode.resolve": (
                 AUTH,
