@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+
 import pytest
 from domain_helpers import DAY, World, key
 from hypothesis import given, settings
@@ -424,3 +426,13 @@ def test_lab_only_colour_follows_the_v2_rule(results: list[tuple[bool, int]]) ->
             ):
                 count, prev = count + 1, n
     assert life.colour() == ("red" if pos and count < V2["red_negatives"] else "green")
+
+
+@settings(max_examples=200)
+@given(st.one_of(st.text(max_size=80), st.binary(max_size=120).map(
+    lambda b: "HZV1." + base64.urlsafe_b64encode(b).decode())))
+def test_a_scanned_text_is_a_venue_qr_or_a_typed_error(text: str) -> None:
+    try:
+        parse_venue_qr(text, "hzp2p-test")
+    except VenueQRError:
+        pass
