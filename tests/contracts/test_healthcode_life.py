@@ -433,6 +433,7 @@ def test_lab_only_colour_follows_the_v2_rule(results: list[tuple[bool, int]]) ->
     lambda b: "HZV1." + base64.urlsafe_b64encode(b).decode())))
 def test_a_scanned_text_is_a_venue_qr_or_a_typed_error(text: str) -> None:
     try:
-        parse_venue_qr(text, "hzp2p-test")
+        qr = parse_venue_qr(text, "hzp2p-test")
     except VenueQRError:
-        pass
+        return
+    assert isinstance(qr, VenueQR)  # (only a validly signed code gets here)
