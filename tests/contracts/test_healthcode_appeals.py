@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from domain_helpers import DAY, World
 
 from hzp2p.client import appeal_payload, health_code, lab_result_payload, resolve_payload
 from hzp2p.contracts import domain_queries as dq
+from hzp2p.contracts import queries
 from hzp2p.contracts.codelife import HEALTHCODE_RULES, appeals, code_history, overdue_appeals
 
 
@@ -114,3 +117,17 @@ def test_overdue_appeals_by_the_rules_limit(a: Appeals) -> None:
     a.w.now = opened + limit + DAY
     a.resolve("upheld")
     assert overdue_appeals(a.w.state, a.w.now + 100 * DAY) == []
+
+
+def test_admin_queries_answer_in_json(a: Appeals) -> None:
+    """What the admin socket would show (hzp2p.contracts.queries): plain JSON values."""
+    a.appeal()
+    st, subj = a.w.state, a.alice.pseudonym
+    code = queries.health_code(st, subj)
+    assert code["colour"] == "red" and isinstance(code["cause_tx"], str)
+    assert [e["event"] for e in queries.health_code_history(st, subj)] == [
+        "lab.result", "healthcode.appeal"]
+    assert queries.appeals(st, subj)[0]["status"] == "open"
+    assert queries.overdue_appeals(st) == [] and queries.exposures(st) == []
+    assert queries.rule_history(st, "healthcode")[0]["status"] == "in force"
+    json.dumps([code, queries.health_code_history(st, subj), queries.appeals(st, subj)])
