@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hzp2p.admin.protocol import Param
+
 DEFAULT_WAIT_S = 10.0
 WAIT_MARGIN_S = 5.0
 """Extra client time beyond --wait, so the daemon's own answer arrives first."""
@@ -26,6 +28,11 @@ class Usage(Exception):
 
 @dataclass(frozen=True)
 class Command:
+    """One operation a node offers, declared once: its admin method and wire parameters
+    (checked by the server before the handler runs), what it answers, and its `hzp2p admin`
+    subcommand (arguments, rendering, what counts as failure). The daemon serves it with
+    the handler of the same name (hzp2p.node.handlers); see hzp2p.admin.operations."""
+
     name: str
     method: str
     help: str
@@ -39,6 +46,10 @@ class Command:
     call: Callable[[Path, dict[str, Any], float], Any] | None = None
     """Instead of one `call_sync(socket, method, params)`: (socket, params, timeout) -> result
     (a command that needs several requests, e.g. submit-many)."""
+    wire: tuple[Param, ...] = ()
+    """The admin method's parameters, as the server checks them."""
+    result: str = ""
+    """What the method answers (the JSON keys), for docs and `hzp2p admin --help`."""
 
 
 def fmt(value: Any) -> str:

@@ -167,15 +167,6 @@ def append_event(ctx: TxContext, prefix: bytes, event: Mapping[str, Any]) -> int
     )
 
 
-def next_seq(state: StateView, name: bytes) -> int:
-    """A monotonically increasing counter named `name` (returns the value before increment)."""
-    ckey = b"seq/" + name
-    raw = state.get(ckey)
-    seq = 0 if raw is None else int(decode_value(raw))
-    state.put(ckey, encode_value(seq + 1))
-    return seq
-
-
 def values(state: StateReader, prefix: bytes, limit: int | None = None) -> list[Any]:
     return [decode_value(v) for _, v in state.scan(prefix, limit)]
 

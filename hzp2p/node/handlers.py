@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from hzp2p.admin.protocol import AdminError
+from hzp2p.admin.operations import OPERATIONS
+from hzp2p.admin.protocol import MAX_SCAN, AdminError
 from hzp2p.admin.server import AdminServer
 from hzp2p.client import access_log as q_access_log
 from hzp2p.client import subject_records as q_subject_records
@@ -35,7 +36,6 @@ if TYPE_CHECKING:
 
 READ_INDEX_TIMEOUT_S = 5.0
 MAX_WAIT_S = 600.0
-MAX_SCAN = 10_000
 SIGN_CHUNK = 32
 """submit_many signs this many items between checkpoints (~1 ms of work)."""
 
@@ -47,12 +47,12 @@ class Handlers:
         self.node = node
 
     def register_all(self, server: AdminServer) -> None:
-        for method in (
-            "status", "peers", "members", "block", "tx", "verify", "metrics", "submit",
-            "transfer_leader", "add_learner", "promote", "remove", "subject_records",
-            "lot_history", "access_log", "submit_raw", "state_scan", "submit_many",
-        ):
-            server.register(method, self._counted(method, getattr(self, method)))
+        """Serve every declared operation (hzp2p.admin.operations) with the method of the
+        same name; an operation without one is a bug found at start-up, not at a request."""
+        for op in OPERATIONS:
+            handler = getattr(self, op.method, None)
+            assert handler is not None, f"operation {op.method!r} has no handler"
+            server.register(op.method, self._counted(op.method, handler))
 
     def _counted(self, method: str, fn: Any) -> Any:
         async def run(params: Mapping[str, Any]) -> Any:
@@ -207,7 +207,7 @@ class Handlers:
         return await svc.submit(tx, self._wait(params))
 
     async def submit_many(self, params: Mapping[str, Any]) -> Any:
-        """Many submits in one request (items already checked against METHOD_PARAMS): each
+        """Many submits in one request (items already checked against the operation's parameters): each
         signed as `submit` signs it; an item that cannot be signed is rejected on its own."""
         svc = self.node.submit
         txs: list[Transaction | str] = []
@@ -226,6 +226,11 @@ class Handlers:
         for r in receipts:
             counts[str(r["status"])] += 1
         return {"receipts": receipts, **counts}
+
+    async def readings(self, params: Mapping[str, Any]) -> Any:
+        """A sensor's signed batch (its signature is checked by the contract), uploaded as
+        this node's institution: the same as submit with type coldchain.readings."""
+        return await self.submit({"type": "coldchain.readings", **params})
 
     async def submit_raw(self, params: Mapping[str, Any]) -> Any:
         """A transaction signed elsewhere (a citizen's app, another institution's tool)."""
@@ -261,6 +266,23 @@ class Handlers:
             ids = [p["id"] for p in props
                    if p["proposed_height"] == height and p["proposer"] == me]
             receipt["proposal_id"] = max(ids) if ids else None
+        return receipt
+
+    async def proposals(self, params: Mapping[str, Any]) -> Any:
+        await self._barrier(params)
+        return {"proposals": await self.node.storage.call(queries.proposals)}
+
+    async def vote(self, params: Mapping[str, Any]) -> Any:
+        svc = self.node.submit
+        payload = {"proposal_id": params["proposal_id"], "approve": params["approve"]}
+        try:
+            tx = svc.sign("member.vote", payload, None)
+        except SubmitError as exc:
+            raise AdminError("bad_request", str(exc)) from None
+        receipt = dict(await svc.submit(tx, self._wait(params)))
+        pid = params["proposal_id"]
+        receipt["proposal"] = await self.node.storage.call(
+            lambda s: queries.proposal_status(s, pid))
         return receipt
 
     async def add_learner(self, params: Mapping[str, Any]) -> Any:

@@ -12,7 +12,7 @@ import msgpack
 import pytest
 
 from hzp2p.admin.protocol import MAX_SUBMIT_MANY, AdminError
-from hzp2p.node.localcluster import LocalCluster
+from hzp2p.tools.localcluster import LocalCluster
 
 pytestmark = pytest.mark.slow
 

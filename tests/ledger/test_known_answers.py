@@ -28,9 +28,9 @@ import pytest
 from hzp2p.contracts import digest
 from hzp2p.contracts.engine import load_contracts, recompute_digest, state_digest
 from hzp2p.contracts.registry import PAYLOAD_GENERATORS, PAYLOAD_ROLES
+from hzp2p.contracts.verify import verify_chain
 from hzp2p.ledger.block import decode_block
-from hzp2p.ledger.testkit import LocalChain
-from hzp2p.ledger.verify import verify_chain
+from hzp2p.tools.testkit import LocalChain
 
 EXPECTED_FINGERPRINT = "e817b33db81a5ac4514c938cdd990520ca304bd09986a56f2406adb0d71f2979"
 EXPECTED_FINAL_DIGEST = "fa3de396c8e088b58f8db44cf2a5b6cbd8424366527674614ddf470d49a96b3b"
