@@ -30,6 +30,17 @@ from hzp2p.contracts.exposure import (
     parse_venue_qr,
     verify_venue_qr,
 )
+from hzp2p.contracts.healthcode_payloads import (
+    CHECKIN_PLAINTEXT_BYTES,
+    appeal_payload,
+    checkin_fields,
+    exposure_publish_payload,
+    new_checkin_id,
+    recovery_payload,
+    resolve_payload,
+    rules_propose_payload,
+    venue_register_payload,
+)
 from hzp2p.contracts.privacy import erase_request_message
 from hzp2p.crypto.records import (
     SUBJECT_HOLDER,
@@ -42,17 +53,6 @@ from hzp2p.crypto.records import (
     open_sealed_key,
     pseudonym,
     seal_key_to,
-)
-from hzp2p.healthcode_payloads import (
-    CHECKIN_PLAINTEXT_BYTES,
-    appeal_payload,
-    checkin_fields,
-    exposure_publish_payload,
-    new_checkin_id,
-    recovery_payload,
-    resolve_payload,
-    rules_propose_payload,
-    venue_register_payload,
 )
 from hzp2p.ledger.tx import MAX_WINDOW_MS, Transaction
 

@@ -27,9 +27,9 @@ from hzp2p.contracts import domain_queries as dq
 from hzp2p.contracts.codelife import HEALTHCODE_RULES, effective_health_code
 from hzp2p.contracts.exposure import VenueQR
 from hzp2p.crypto.records import RecordCryptoError
-from hzp2p.ledger.testkit import LocalChain
 from hzp2p.ledger.tx import Transaction
 from hzp2p.sim.ledger_sm import LedgerWorld
+from hzp2p.tools.testkit import LocalChain
 
 HOUR = 3_600_000
 V2 = HEALTHCODE_RULES[2]

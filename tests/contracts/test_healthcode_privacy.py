@@ -25,7 +25,7 @@ from hzp2p.client import (
     venue_register_payload,
 )
 from hzp2p.contracts.engine import load_contracts
-from hzp2p.ledger.testkit import DAY_MS, LocalChain
+from hzp2p.tools.testkit import DAY_MS, LocalChain
 
 N_CITIZENS = 1000
 N_VENUES = 40

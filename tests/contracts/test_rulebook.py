@@ -20,7 +20,7 @@ from hzp2p.contracts.codelife import HEALTHCODE_RULES, healthcode_rules
 from hzp2p.contracts.engine import read_head
 from hzp2p.crypto.records import pseudonym
 from hzp2p.ledger.genesis import make_local_genesis
-from hzp2p.ledger.testkit import DAY_MS, LocalChain
+from hzp2p.tools.testkit import DAY_MS, LocalChain
 
 V2 = HEALTHCODE_RULES[2]
 ALICE = nacl.signing.SigningKey(b"\x21" * 32)

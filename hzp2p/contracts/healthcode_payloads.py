@@ -1,5 +1,8 @@
 """Payload builders of the health-code life (issue 17), re-exported by hzp2p.client.
 
+Pure functions below the client layer (like privacy.erase_request_message and
+coldchain.readings_message), so the client library stays one module of ~600 lines.
+
 Venues, exposures, recoveries, appeals and rule proposals, and the padded plaintext
 and random id of a check-in record (so neither a venue nor its id's length shows).
 """
