@@ -46,6 +46,8 @@ class Command:
     call: Callable[[Path, dict[str, Any], float], Any] | None = None
     """Instead of one `call_sync(socket, method, params)`: (socket, params, timeout) -> result
     (a command that needs several requests, e.g. submit-many)."""
+    streams: bool = False
+    """`call` prints its own output as it comes (JSON lines); the runner prints nothing more."""
     wire: tuple[Param, ...] = ()
     """The admin method's parameters, as the server checks them."""
     result: str = ""
@@ -81,3 +83,38 @@ def render_mapping(result: Any, skip: tuple[str, ...] = ()) -> str:
 
 def row(item: Mapping[str, Any]) -> str:
     return "  ".join(f"{k}={fmt(v)}" for k, v in item.items())
+
+
+def iso_ms(t_ms: Any) -> str:
+    """Epoch milliseconds as an ISO 8601 UTC time (what people read), '-' for none."""
+    import datetime as dt
+
+    if not isinstance(t_ms, int) or isinstance(t_ms, bool):
+        return "-"
+    try:
+        return dt.datetime.fromtimestamp(t_ms / 1000, dt.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+    except (OverflowError, OSError, ValueError):
+        return str(t_ms)
+
+
+def celsius(centi: Any) -> str:
+    """Hundredths of a degree as °C."""
+    if not isinstance(centi, int) or isinstance(centi, bool):
+        return "-"
+    return f"{centi / 100:.2f} °C"
+
+
+def table(columns: list[str], rows: list[list[str]], title: str | None = None) -> str:
+    """A plain-text table for people (rich, no colour codes, so it pipes and greps)."""
+    import io
+
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(*columns, title=title, box=box.SIMPLE_HEAD, title_justify="left")
+    for r in rows:
+        t.add_row(*r)
+    out = io.StringIO()
+    Console(file=out, width=160, color_system=None, highlight=False).print(t)
+    return out.getvalue().rstrip()

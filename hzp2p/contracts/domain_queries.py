@@ -16,6 +16,9 @@ zero-padded so a prefix scan returns them in numeric order):
   cc/r/<lot>/<t_ms:015>/<seq:010>     temperature readings of a lot, by time
   cc/b/<batch hash hex>               a signed readings batch, accepted once
   vax/d/<subject>/<product>/<dose:03> a subject's doses of one product
+  vax/l/<lot>/<subject>/<dose:03>     index: the doses given from a lot (a recall's recipients)
+  vax/s/<site:010>/<day:08>/<subject>/<product>/<dose:03>
+                                      index: a site's doses by UTC day (yyyymmdd)
   rec/r/<record_id>                   an encrypted record and its sealed keys
   rec/s/<subject>/<seq:010>           a subject's records, in order written
   rec/h/<inst_id:010>/<record_id>     records whose key an institution holds
@@ -94,6 +97,14 @@ def k_batch(batch_hash: bytes) -> bytes:
 
 def k_dose(subject: str, product: str, dose: int) -> bytes:
     return f"vax/d/{subject}/{product}/{dose:03d}".encode()
+
+
+def k_lot_dose(lot_id: str, subject: str, dose: int) -> bytes:
+    return f"vax/l/{lot_id}/{subject}/{dose:03d}".encode()
+
+
+def k_site_dose(site: int, day: str, subject: str, product: str, dose: int) -> bytes:
+    return f"vax/s/{site:010d}/{day}/{subject}/{product}/{dose:03d}".encode()
 
 
 def k_doses(subject: str) -> bytes:

@@ -94,3 +94,138 @@ def test_a_sensor_batch_signed_and_submitted_with_commands(
     ):
         code, out, err = hzp2p(*argv, stdin=stdin)
         assert code == status and says in err, (argv, err)
+
+
+SITE = 5  # the vaccination site
+
+
+def test_vaccine_views_find_a_recalls_recipients_stock_and_expiry(cluster: LocalCluster) -> None:
+    from nacl.signing import SigningKey
+
+    from hzp2p.client import Client
+    from hzp2p.ledger.genesis import load_genesis
+    from hzp2p.node.keys import load_signing_key
+
+    c = cluster
+    maker_cfg, site_cfg = str(c.config(MAKER)), str(c.config(SITE))
+    now = int(time.time() * 1000)
+    for lot, days in (("LOT-V", 30), ("LOT-W", 400)):
+        code, _, err = hzp2p("admin", "--config", maker_cfg, "submit", "lot.register",
+                             "--payload", json.dumps({
+                                 "lot_id": lot, "product": "covax", "quantity": 10,
+                                 "expiry_ms": now + days * 86_400_000, "temp_min_centi_c": 200,
+                                 "temp_max_centi_c": 800}), "--wait", "15")
+        assert code == 0, err
+        code, _, err = hzp2p("admin", "--config", maker_cfg, "submit", "lot.transfer",
+                             "--payload", json.dumps({"lot_id": lot, "to": SITE}), "--wait", "15")
+        assert code == 0, err
+    chain_id = load_genesis(c.root / "genesis.toml").chain_id
+    site = Client(load_signing_key(c.files[SITE].directory / "signing.key"), chain_id, SITE)
+    citizens = [SigningKey.generate() for _ in range(3)]
+    for i, who in enumerate(citizens):
+        tx = site.vaccination_record(int(time.time() * 1000), record_id=f"V{i}",
+                                     subject_verify_key=bytes(who.verify_key), lot_id="LOT-V",
+                                     dose=1, administered_ms=int(time.time() * 1000),
+                                     fields={"name": f"citizen {i}"})
+        code, out, err = hzp2p("admin", "--config", site_cfg, "--json", "submit-raw",
+                               tx.encode().hex(), "--wait", "15")
+        assert code == 0 and json.loads(out)["status"] == "committed", err
+    code, _, err = hzp2p("admin", "--config", maker_cfg, "submit", "lot.recall", "--payload",
+                         json.dumps({"lot_id": "LOT-V", "reason": "vial defect"}), "--wait", "15")
+    assert code == 0, err
+    # a recalled lot's recipients
+    code, out, err = hzp2p("admin", "--config", site_cfg, "--json", "doses", "--lot", "LOT-V",
+                           "--linearizable")
+    assert code == 0, err
+    got = json.loads(out)
+    assert got["count"] == 3 and all(d["site"] == SITE for d in got["doses"])
+    members = json.loads(hzp2p("admin", "--config", site_cfg, "--json", "members")[1])["members"]
+    site_name = next(m["name"] for m in members if m["inst_id"] == SITE)
+    assert {d["site_name"] for d in got["doses"]} == {site_name}
+    code, out, err = hzp2p("admin", "--config", site_cfg, "doses", "--lot", "LOT-V")
+    assert code == 0 and "3 dose(s)" in out and "covax" in out
+    # stock: the recalled lot's 7 remaining doses are unusable; LOT-W's 10 available
+    code, out, err = hzp2p("admin", "--config", site_cfg, "--json", "stock", "--site", str(SITE))
+    assert code == 0, err
+    (row,) = json.loads(out)["stock"]
+    assert (row["available"], row["active_lots"], row["unusable"]) == (10, 1, 7)
+    code, out, err = hzp2p("admin", "--config", site_cfg, "--json", "expiring", "--days", "500")
+    assert code == 0 and [lot["lot_id"] for lot in json.loads(out)["lots"]] == ["LOT-W"]
+    code, out, err = hzp2p("admin", "--config", site_cfg, "lot", "LOT-V")
+    assert code == 0 and "RECALLED" in out and "7 of 10 doses left (3 given)" in out
+    code, out, err = hzp2p("admin", "--config", site_cfg, "--json", "doses-per-day", "--site",
+                           str(SITE))
+    assert code == 0 and sum(d["doses"] for d in json.loads(out)["days"]) == 3
+    for argv, status, says in (
+        (["doses"], 2, "one of the arguments --subject --lot --site is required"),
+        (["doses", "--subject", "nope"], 2, "a subject pseudonym is 32 hex digits"),
+        (["doses", "--lot", "LOT-V", "--from", "2026-01-01"], 2, "--from/--to go with --site"),
+        (["lot", "NO-SUCH-LOT"], 1, "no lot 'NO-SUCH-LOT'"),
+        (["expiring", "--days", "0"], 2, "expected a positive integer"),
+    ):
+        code, out, err = hzp2p("admin", "--config", site_cfg, *argv)
+        assert code == status and says in err, (argv, err)
+
+
+def test_reports_datasets_and_a_paged_state_scan(cluster: LocalCluster, tmp_path: Path) -> None:
+    cfg = str(cluster.config(1))
+    lines = [json.dumps({"type": "epi.report", "payload": {
+        "report_id": f"w{w}-{region}", "region": region, "metric": "cases", "value": v,
+        "period": f"2026-W{w}"}}) for w, region, v in
+        ((40, "north", 3), (40, "south", 4), (41, "north", 5))]
+    (tmp_path / "r.jsonl").write_text("\n".join(lines) + "\n")
+    code, _, err = hzp2p("admin", "--config", cfg, "submit-many", "--file", str(tmp_path / "r.jsonl"),
+                         "--wait", "15")
+    assert code == 0, err
+    code, out, err = hzp2p("admin", "--config", cfg, "--json", "reports", "--region", "north",
+                           "--linearizable")
+    assert code == 0 and json.loads(out)["count"] == 2, err
+    code, out, err = hzp2p("admin", "--config", cfg, "--json", "reports", "--sum", "--from",
+                           "2026-W40", "--to", "2026-W40")
+    sums = json.loads(out)["sums"]
+    assert code == 0 and sum(r["value"] for r in sums) == 7 and {r["region"] for r in sums} == {
+        "north", "south"}
+    code, out, _ = hzp2p("admin", "--config", cfg, "reports", "--sum")
+    assert code == 0 and "2026-W41" in out
+    code, out, err = hzp2p("admin", "--config", cfg, "--json", "datasets")
+    assert code == 0 and json.loads(out)["datasets"] == []
+    # state-scan pages with a cursor past the daemon's row cap
+    seen: list[str] = []
+    after: list[str] = []
+    while True:
+        code, out, err = hzp2p("admin", "--config", cfg, "--json", "state-scan", "6570692f72",
+                               "--limit", "1", *after)  # "epi/r"
+        assert code == 0, err
+        page = json.loads(out)
+        seen += [k for k, _ in page["items"]]
+        if page["next"] is None:
+            break
+        after = ["--after", page["next"]]
+    assert len(seen) == len(set(seen)) >= 3 and seen == sorted(seen)
+    code, _, err = hzp2p("admin", "--config", cfg, "reports", "--region", "bad/region")
+    assert code == 2 and "--region must be" in err
+
+
+def test_watch_streams_events_and_resumes_from_a_height(cluster: LocalCluster) -> None:
+    """Runs after the tests above in this module: their quarantine and recall show up."""
+    cfg = str(cluster.config(2))
+    head = json.loads(hzp2p("admin", "--config", cfg, "--json", "status")[1])["height"]
+    code, out, err = hzp2p("admin", "--config", cfg, "watch", "--until-height", str(head))
+    assert code == 0, err
+    events = [json.loads(line) for line in out.splitlines()]
+    blocks = [e["height"] for e in events if e["type"] == "block"]
+    assert blocks == list(range(1, head + 1))
+    kinds = {e["type"] for e in events}
+    assert {"block", "quarantine", "recall"} <= kinds
+    (q,) = [e for e in events if e["type"] == "quarantine" and e["lot_id"] == "LOT-F"]
+    assert q["temp_centi_c"] == 950 and q["allowed_centi_c"] == [200, 800]
+    # resume from a height, only some types
+    mid = q["height"]
+    code, out, err = hzp2p("admin", "--config", cfg, "watch", "--from-height", str(mid),
+                           "--until-height", str(head), "--types", "recall,quarantine")
+    assert code == 0, err
+    resumed = [json.loads(line) for line in out.splitlines()]
+    assert resumed[0] == q and {e["type"] for e in resumed} <= {"recall", "quarantine"}
+    assert all(e["height"] >= mid for e in resumed)
+    code, _, err = hzp2p("admin", "--config", cfg, "watch", "--types", "gossip")
+    assert code == 2 and "unknown gossip" in err
