@@ -79,6 +79,21 @@ BASES: dict[str, tuple[dict[str, Any], frozenset[str]]] = {
     "record.erase": ({"record_id": "R1"}, frozenset()),
     "enckey.set": ({"key_id": 1, "public_key": bytes(32)}, frozenset()),
     "access.rewrap": ({"record_id": "R1", "sealed_key": bytes(SEALED_KEY_BYTES)}, frozenset()),
+    "recovery.record": ({"subject": SUBJECT, "recovered_ms": 1, "reason": "discharged",
+                         "record": ENVELOPE}, frozenset({"reason"})),
+    "venue.register": ({"venue_id": "V1", "verify_key": bytes(32)}, frozenset()),
+    "venue.revoke": ({"venue_id": "V1"}, frozenset()),
+    "checkin.record": ({"records": [{**ENVELOPE, "sealed_keys": {
+        "subject": bytes(SEALED_KEY_BYTES)}}]}, frozenset()),
+    "exposure.publish": ({"exposure_id": "E1", "venue_id": "V1", "from_ms": 1, "to_ms": 2,
+                          "level": "high", "case_ref": "case-1"}, frozenset()),
+    "exposure.declare": ({"exposure_id": "E1"}, frozenset()),
+    "healthcode.appeal": ({"subject": SUBJECT, "appeal_id": "A1", "event": 0,
+                           "reason": "not_my_sample", "evidence_hash": bytes(32)}, frozenset()),
+    "healthcode.resolve": ({"subject": SUBJECT, "appeal_id": "A1", "outcome": "corrected",
+                            "reason": "lab mix-up", "colour": "green"}, frozenset({"reason"})),
+    "rules.propose": ({"rule": "healthcode", "params": {"quarantine_days": 7},
+                       "activation_height": 99}, frozenset()),
 }
 
 
