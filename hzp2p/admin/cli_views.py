@@ -269,6 +269,47 @@ def _render_datasets(result: Any) -> str:
                   for r in rows])
 
 
+def _args_code(p: argparse.ArgumentParser) -> None:
+    _args_subject(p)
+    p.add_argument("--history", action="store_true", help="every change, with why and its tx")
+
+
+def _render_code(result: Any) -> str:
+    if not isinstance(result, Mapping):
+        return fmt(result)
+    code = result.get("code") or {}
+    lines = [f"{fmt(result.get('subject'))}: {fmt(code.get('colour')).upper()} since "
+             f"{iso_ms(code.get('since_ms'))} — {fmt(code.get('reason')) or '-'} "
+             f"(source {fmt(code.get('source'))})"]
+    hist = result.get("history")
+    if hist:
+        lines.append(table(["#", "when", "event", "colour", "changed", "why"],
+                           [[fmt(e.get("seq")), iso_ms(e.get("timestamp_ms")), fmt(e.get("event")),
+                             fmt(e.get("colour")), fmt(e.get("changed")),
+                             fmt(e.get("reason") or e.get("test_id") or e.get("result"))]
+                            for e in hist]))
+    for a in result.get("appeals") or []:
+        lines.append(f"appeal {fmt(a.get('appeal_id'))}: {fmt(a.get('status'))} — "
+                     f"{fmt(a.get('reason'))}")
+    return "\n".join(lines)
+
+
+def _render_rows(key: str, empty: str) -> Any:
+    def render(result: Any) -> str:
+        rows = result.get(key) if isinstance(result, Mapping) else None
+        if not rows:
+            return empty
+        cols = sorted({k for r in rows for k in r if not isinstance(r[k], dict | list)})
+        return table(cols, [[iso_ms(r.get(c)) if c.endswith("_ms") else fmt(r.get(c))
+                             for c in cols] for r in rows])
+
+    return render
+
+
+def _args_appeals(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--subject", type=_pseudonym, help="a subject's appeals (default: overdue)")
+
+
 WATCH_POLL_S = 5.0
 """How long one `watch` request waits for a new block (a long poll)."""
 
@@ -315,6 +356,23 @@ def _call_watch(socket_path: Path, params: dict[str, Any], timeout_s: float) -> 
 
 
 VIEW_COMMANDS: tuple[Command, ...] = (
+    Command("health-code", "health_code", "a subject's health code: colour, why, since when",
+            _args_code, lambda a: {"subject": a.subject, **({"history": True} if a.history else {})},
+            _render_code, reads=True,
+            wire=(SUBJECT, Param("history", "bool", required=False), LIN),
+            result="subject, code {colour, source, reason, since_ms, cause_tx, rules_version}, "
+                   "with history: history [{seq, event, colour, changed, reason, height, "
+                   "tx_hash}], appeals"),
+    Command("exposures", "exposures", "published exposures (venues and time windows of concern)",
+            lambda _p: None, lambda _a: {}, _render_rows("exposures", "no exposures"),
+            reads=True, wire=(LIN,),
+            result="exposures: [{exposure_id, venue_id, from_ms, to_ms, level, ...}]"),
+    Command("appeals", "appeals", "health-code appeals open longer than the rules allow",
+            _args_appeals, lambda a: {"subject": a.subject} if a.subject else {},
+            _render_rows("appeals", "no appeals"), reads=True,
+            wire=(Param("subject", "str", required=False, pattern=SUBJECT.pattern,
+                        shown=SUBJECT.shown), LIN),
+            result="appeals: [{appeal_id, subject, status, reason, opened_ms, ...}]"),
     Command("watch", "watch", "a stream of JSON lines: blocks, refusals, quarantines, recalls, "
             "code changes; resumable with --from-height", _args_watch, _params_watch,
             lambda _r: "", call=_call_watch, streams=True,

@@ -459,6 +459,29 @@ class Handlers:
             lambda s: [dict(decode_value(v)) for _, v in s.scan(b"data/d/")])
         return {"datasets": dq.jsonable(rows)}
 
+    async def health_code(self, params: Mapping[str, Any]) -> Any:
+        """The code in force (colour, why, since when), and with history every change."""
+        await self._barrier(params)
+        subject = params["subject"]
+        out: dict[str, Any] = {"subject": subject,
+                               "code": await self._query(lambda s: queries.health_code(s, subject))}
+        if params.get("history"):
+            out["history"] = await self._query(lambda s: queries.health_code_history(s, subject))
+            out["appeals"] = await self._query(lambda s: queries.appeals(s, subject))
+        return out
+
+    async def exposures(self, params: Mapping[str, Any]) -> Any:
+        await self._barrier(params)
+        return {"exposures": await self._query(queries.exposures)}
+
+    async def appeals(self, params: Mapping[str, Any]) -> Any:
+        """Appeals open longer than the rules allow (or a subject's, with subject)."""
+        await self._barrier(params)
+        if "subject" in params:
+            subject = params["subject"]
+            return {"appeals": await self._query(lambda s: queries.appeals(s, subject))}
+        return {"appeals": await self._query(queries.overdue_appeals), "overdue_only": True}
+
     async def watch(self, params: Mapping[str, Any]) -> Any:
         """Events of the committed blocks from `from_height` on (at most `limit` blocks); if
         none is committed yet, wait up to wait_s for one (a long poll: `admin watch` loops)."""

@@ -229,3 +229,26 @@ def test_watch_streams_events_and_resumes_from_a_height(cluster: LocalCluster) -
     assert all(e["height"] >= mid for e in resumed)
     code, _, err = hzp2p("admin", "--config", cfg, "watch", "--types", "gossip")
     assert code == 2 and "unknown gossip" in err
+
+
+def test_health_code_with_its_history(cluster: LocalCluster) -> None:
+    lab_cfg = str(cluster.config(3))  # node 3 is the lab
+    subject = "ab" * 16
+    now = int(time.time() * 1000)
+    code, _, err = hzp2p("admin", "--config", lab_cfg, "submit", "lab.result", "--payload",
+                         json.dumps({"subject": subject, "test_id": "T-1", "result": "positive",
+                                     "sample_ms": now - 60_000}), "--wait", "15")
+    assert code == 0, err
+    code, out, err = hzp2p("admin", "--config", lab_cfg, "--json", "health-code", subject,
+                           "--history", "--linearizable")
+    assert code == 0, err
+    got = json.loads(out)
+    assert got["code"]["colour"] == "red" and got["history"][-1]["changed"] is True
+    code, out, err = hzp2p("admin", "--config", lab_cfg, "health-code", subject)
+    assert code == 0 and out.startswith(f"{subject}: RED since"), out
+    code, out, err = hzp2p("admin", "--config", lab_cfg, "health-code", "cd" * 16)
+    assert code == 0 and "GREEN" in out  # nobody has a record: green by default
+    code, _, err = hzp2p("admin", "--config", lab_cfg, "health-code", "Alice")
+    assert code == 2 and "32 hex digits" in err
+    code, out, err = hzp2p("admin", "--config", lab_cfg, "--json", "appeals")
+    assert code == 0 and json.loads(out)["appeals"] == []
