@@ -53,6 +53,7 @@ from hzp2p.admin.cli_common import (
     render_mapping,
     row,
 )
+from hzp2p.admin.cli_records import RECORD_COMMANDS
 from hzp2p.admin.cli_submit import (
     SUBMIT_COMMANDS,
     PayloadError,
@@ -461,6 +462,7 @@ COMMANDS: tuple[Command, ...] = (
             result="receipt, plus proposal: the proposal after the vote"),
     *SUBMIT_COMMANDS,
     *VIEW_COMMANDS,
+    *RECORD_COMMANDS,
     Command("state-scan", "state_scan", "raw committed state under a hex key prefix", _args_state_scan, _params_state_scan, _render_state_scan,
             wire=(
         Param("prefix", "str", max_len=1024),

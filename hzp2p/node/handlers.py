@@ -11,6 +11,7 @@ admin server turns anything else into an `internal` error and keeps running.
 from __future__ import annotations
 
 import math
+import secrets
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +21,7 @@ from hzp2p.admin.operations import OPERATIONS
 from hzp2p.admin.protocol import MAX_SCAN, AdminError
 from hzp2p.admin.server import AdminServer
 from hzp2p.analytics.aggregates import epi_summary
+from hzp2p.client import Client
 from hzp2p.client import access_log as q_access_log
 from hzp2p.client import subject_records as q_subject_records
 from hzp2p.contracts import domain_queries as dq
@@ -28,6 +30,7 @@ from hzp2p.contracts import queries
 from hzp2p.contracts import vaccine_views as vv
 from hzp2p.contracts.api import decode_value
 from hzp2p.contracts.engine import recompute_digest
+from hzp2p.crypto.records import pseudonym
 from hzp2p.ledger.tx import Transaction, TxError, decode_tx
 from hzp2p.node.chain_audit import verify_local_chain
 from hzp2p.node.driver import not_leader_hint, role_name
@@ -244,6 +247,66 @@ class Handlers:
         for r in receipts:
             counts[str(r["status"])] += 1
         return {"receipts": receipts, **counts}
+
+    # ---------------------------------------------------------------- records, from fields
+    async def _sealing_client(self) -> Client:
+        """A client holding this institution's keys, to seal records to it and the subject.
+        The node seals with the encryption key derived from its signing key (key id 0); an
+        institution that registered another (enckey.set) needs the key store, not built yet."""
+        n = self.node
+        me = n.node_id
+        registered = await self.node.storage.call(lambda s: dq.enc_key(s, me))
+        if registered is not None:
+            raise AdminError("rejected", "this institution registered its own encryption key; "
+                             "the node cannot seal to it yet",
+                             hint="write the record with hzp2p.client and submit-raw")
+        return Client(n.signing_key, n.genesis.chain_id, me)
+
+    async def _submit_record(self, tx_type: str, payload: dict[str, Any], record_id: str,
+                             params: Mapping[str, Any]) -> Any:
+        svc = self.node.submit
+        try:
+            tx = svc.sign(tx_type, payload, None)
+        except SubmitError as exc:
+            raise AdminError("bad_request", f"{tx_type}: {exc}") from None
+        return {**await svc.submit(tx, self._wait(params)), "record_id": record_id}
+
+    @staticmethod
+    def _record_id(params: Mapping[str, Any], prefix: str) -> str:
+        return str(params.get("record_id") or f"{prefix}-{secrets.token_hex(8)}")
+
+    async def record(self, params: Mapping[str, Any]) -> Any:
+        """record.write (diagnosis by a hospital, lab_result by a lab) from plain fields: the
+        fields are encrypted here, sealed to the subject and this institution, and only the
+        ciphertext leaves the node."""
+        client = await self._sealing_client()
+        rid, key = self._record_id(params, params["record_type"]), bytes.fromhex(params["subject_key"])
+        env = client.seal_record(rid, key, params["record_type"], params["fields"])
+        payload = {"subject": pseudonym(key), "record_type": params["record_type"], "record": env}
+        return await self._submit_record("record.write", payload, rid, params)
+
+    async def vaccinate(self, params: Mapping[str, Any]) -> Any:
+        client = await self._sealing_client()
+        rid, key = self._record_id(params, "vax"), bytes.fromhex(params["subject_key"])
+        payload = {
+            "subject": pseudonym(key), "lot_id": params["lot"], "dose": params["dose"],
+            "administered_ms": params.get("administered_ms", self._now_ms()),
+            "record": client.seal_record(rid, key, "vaccination", params["fields"]),
+        }
+        return await self._submit_record("vaccination.record", payload, rid, params)
+
+    async def lab_result(self, params: Mapping[str, Any]) -> Any:
+        client = await self._sealing_client()
+        key = bytes.fromhex(params["subject_key"])
+        payload: dict[str, Any] = {
+            "subject": pseudonym(key), "test_id": params["test_id"], "result": params["result"],
+            "sample_ms": params["sample_ms"],
+        }
+        rid = ""
+        if params.get("fields"):
+            rid = self._record_id(params, "lab")
+            payload["record"] = client.seal_record(rid, key, "lab_result", params["fields"])
+        return await self._submit_record("lab.result", payload, rid, params)
 
     async def readings(self, params: Mapping[str, Any]) -> Any:
         """A sensor's signed batch (its signature is checked by the contract), uploaded as

@@ -252,3 +252,68 @@ def test_health_code_with_its_history(cluster: LocalCluster) -> None:
     assert code == 2 and "32 hex digits" in err
     code, out, err = hzp2p("admin", "--config", lab_cfg, "--json", "appeals")
     assert code == 0 and json.loads(out)["appeals"] == []
+
+
+def test_records_from_plain_fields_are_sealed_on_the_node(cluster: LocalCluster) -> None:
+    """vaccinate / record write / lab-result: the fields go in clear over the owner-only
+    socket, are encrypted by the daemon, and only the subject (and the writer) can read them."""
+    from nacl.signing import SigningKey
+
+    from hzp2p.client import Client
+    from hzp2p.contracts.state import DictState
+    from hzp2p.ledger.genesis import load_genesis
+
+    c = cluster
+    maker, site = str(c.config(MAKER)), str(c.config(SITE))
+    hospital, lab = str(c.config(4)), str(c.config(3))
+    now = int(time.time() * 1000)
+    for argv in (
+        ["submit", "lot.register", "--payload", json.dumps({
+            "lot_id": "LOT-X", "product": "flu", "quantity": 5, "expiry_ms": now + 9 * 86_400_000,
+            "temp_min_centi_c": 200, "temp_max_centi_c": 800})],
+        ["submit", "lot.transfer", "--payload", json.dumps({"lot_id": "LOT-X", "to": SITE})],
+    ):
+        code, _, err = hzp2p("admin", "--config", maker, *argv, "--wait", "15")
+        assert code == 0, err
+    alice = SigningKey.generate()
+    pub = bytes(alice.verify_key).hex()
+    secret = "Alice Wang 110101199003077777"
+    code, out, err = hzp2p("admin", "--config", site, "--json", "vaccinate", "--subject-key", pub,
+                           "--lot", "LOT-X", "--dose", "1", "--fields",
+                           json.dumps({"name": secret, "arm": "left"}), "--wait", "15")
+    assert code == 0, err
+    vax = json.loads(out)
+    assert vax["status"] == "committed" and vax["record_id"].startswith("vax-")
+    code, out, err = hzp2p("admin", "--config", hospital, "--json", "record", "write", "--type",
+                           "diagnosis", "--subject-key", pub, "--record-id", "DX-1", "--fields",
+                           json.dumps({"diagnosis": "influenza"}), "--wait", "15")
+    assert code == 0 and json.loads(out)["record_id"] == "DX-1", err
+    code, out, err = hzp2p("admin", "--config", lab, "--json", "lab-result", "--subject-key", pub,
+                           "--test-id", "T-77", "--result", "negative", "--sample-time",
+                           "2026-12-01T08:00:00Z", "--fields", json.dumps({"ct": 35}),
+                           "--wait", "15")
+    assert code == 0 and json.loads(out)["status"] == "committed", err
+    # Alice's app reads her records from committed state (ciphertext + her sealed keys)
+    rows = json.loads(hzp2p("admin", "--config", site, "--json", "state-scan", "-",
+                            "--limit", "10000")[1])["items"]
+    state = DictState({bytes.fromhex(k): bytes.fromhex(v) for k, v in rows})
+    app = Client(alice, load_genesis(c.root / "genesis.toml").chain_id)
+    assert app.read_record(state, vax["record_id"]) == {"name": secret, "arm": "left"}
+    assert app.read_record(state, "DX-1") == {"diagnosis": "influenza"}
+    # the clear fields are nowhere in what the nodes wrote
+    for path in c.root.rglob("*"):
+        if path.is_file():
+            assert secret.encode() not in path.read_bytes(), path
+    # bad input: refused before anything is sent
+    for argv, status, says in (
+        (["vaccinate", "--subject-key", "zz", "--lot", "LOT-X", "--dose", "1", "--fields", "{}"],
+         2, "64 hex digits"),
+        (["vaccinate", "--subject-key", pub, "--lot", "LOT-X", "--dose", "1"], 2,
+         "--fields is required"),
+        (["vaccinate", "--subject-key", pub, "--lot", "LOT-X", "--dose", "1", "--fields",
+          "@/no/such/file"], 2, "cannot read"),
+        (["vaccinate", "--subject-key", pub, "--lot", "NO-LOT", "--dose", "1", "--fields",
+          "{}", "--wait", "15"], 1, "unknown lot"),
+    ):
+        code, _, err = hzp2p("admin", "--config", site, *argv)
+        assert code == status and says in err, (argv, err)
