@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
+import nacl.signing
 import pytest
 from domain_helpers import DAY, World
 
@@ -11,6 +13,9 @@ from hzp2p.client import appeal_payload, health_code, lab_result_payload, resolv
 from hzp2p.contracts import domain_queries as dq
 from hzp2p.contracts import queries
 from hzp2p.contracts.codelife import HEALTHCODE_RULES, appeals, code_history, overdue_appeals
+from hzp2p.contracts.events import block_events
+from hzp2p.crypto.records import pseudonym
+from hzp2p.tools.testkit import LocalChain
 
 
 class Appeals:
@@ -131,3 +136,33 @@ def test_admin_queries_answer_in_json(a: Appeals) -> None:
     assert queries.overdue_appeals(st) == [] and queries.exposures(st) == []
     assert queries.rule_history(st, "healthcode")[0]["status"] == "in force"
     json.dumps([code, queries.health_code_history(st, subj), queries.appeals(st, subj)])
+
+
+def test_watch_events_show_code_changes_with_reasons_and_appeals() -> None:
+    """`admin watch` (hzp2p.contracts.events): each change of a code with its reason, and
+    appeals opened and resolved, from the stored blocks and state."""
+    c = LocalChain(n_voters=3, n_learners=6, seed=9)  # 1, 2 authorities; 3 lab
+    alice = nacl.signing.SigningKey(b"\x31" * 32)
+    me = pseudonym(bytes(alice.verify_key))
+
+    def run(signer: Any, tx_type: str, payload: dict[str, Any]) -> list[dict[str, Any]]:
+        tx = c.tx(signer, tx_type, payload, valid_from_ms=max(0, c.now_ms - 1000))
+        res = c.run([tx])
+        assert res.verdicts[0].applied, res.verdicts[0].reason
+        verdicts = [("committed", "")]
+        return [e for e in block_events(c.state, c.blocks[-1], verdicts) if e["type"] != "block"]
+
+    run(1, "venue.register", {"venue_id": "cafe", "verify_key": b"\x01" * 32})
+    c.now_ms = 10 * DAY
+    run(1, "exposure.publish", {"exposure_id": "E1", "venue_id": "cafe", "from_ms": c.now_ms - 9,
+                                "to_ms": c.now_ms - 5, "level": "high"})
+    (ev,) = run(alice, "exposure.declare", {"exposure_id": "E1"})
+    assert (ev["type"], ev["subject"], ev["colour"], ev["event"]) == (
+        "code", me, "yellow", "exposure.declare")
+    c.now_ms += 20 * DAY  # the quarantine ended; the next touch writes it, then its own
+    evs = run(alice, "healthcode.appeal", appeal_payload(me, "A1", 0, "exposure_not_mine"))
+    assert [(e["type"], e.get("event"), e.get("colour")) for e in evs] == [
+        ("code", "quarantine.end", "green"), ("appeal", None, None)]
+    assert "ended" in evs[0]["reason"] and evs[1]["outcome"] == "open"
+    evs = run(2, "healthcode.resolve", resolve_payload(me, "A1", "upheld", "checked"))
+    assert [(e["type"], e["outcome"]) for e in evs] == [("appeal", "upheld")]
