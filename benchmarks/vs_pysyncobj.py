@@ -25,7 +25,7 @@ of utime+stime from /proc during the pipelined phase), peak RSS per node
   once its committed receipt is back. `--tx-mode many` (default): `submit_many`
   requests of TX_BATCH items, TX_MANY_IN_FLIGHT of them in flight over
   TX_MANY_CONNECTIONS connections; `--tx-mode single`: one `submit` per
-  transaction from 960 concurrent callers (60 connections x 16). The
+  transaction from 960 concurrent callers (30 connections x 32). The
   sequential phase is single `submit`s either way.
 * etcd (if `etcd` is on PATH): 200-byte puts through the v3 JSON gateway from
   concurrent keep-alive clients spread over the members.
@@ -61,8 +61,8 @@ from hzp2p.tools.localcluster import LocalCluster
 
 OPS_PER_CALL = 250
 REPL_CONNECTIONS = 4  # x 16 requests in flight each (the admin server's per-connection bound)
-TX_CONNECTIONS = 60
-TX_CALLERS_PER_CONNECTION = 16  # the admin server runs 16 at a time per connection
+TX_CONNECTIONS = 30  # within the admin server's per-process share (32 of 64 connections)
+TX_CALLERS_PER_CONNECTION = 32  # the admin server runs 16 at a time per connection; the rest queue
 TX_BATCH = 250
 TX_MANY_CONNECTIONS = 4
 TX_MANY_IN_FLIGHT = 16  # requests in flight in all (4 per connection)
