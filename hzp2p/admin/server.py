@@ -72,7 +72,8 @@ MAX_UNIX_PATH_BYTES = 107
 _READ_CHUNK_BYTES = 65536
 _ACCEPT_CAPACITY_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
 _ACCEPT_BACKOFF_S = 0.1
-_LISTEN_BACKLOG = 512
+_LISTEN_BACKLOG = 4096
+"""Connections waiting to be accepted (the kernel caps it at net.core.somaxconn)."""
 _PEERCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
 
 REFUSAL_REASONS = (

@@ -32,12 +32,24 @@ def unavailable_reason() -> str | None:
     if os.geteuid() != 0:
         return "network namespaces need root"
     probe = f"{PREFIX}probe{os.getpid()}"
+    steps = (
+        (("netns", "add", probe), None),
+        (("link", "add", "br0", "type", "bridge"), probe),
+        (("link", "add", "v0", "type", "veth", "peer", "name", "v1"), probe),
+    )
     try:
-        _ip("netns", "add", probe)
-    except subprocess.CalledProcessError as exc:
-        return f"`ip netns add` failed: {exc.stderr.decode(errors='replace').strip()}"
+        for args, ns in steps:
+            try:
+                _ip(*args, ns=ns)
+            except subprocess.CalledProcessError as exc:
+                detail = exc.stderr.decode(errors="replace").strip()
+                return f"`ip {' '.join(args)}` failed: {detail}"
+        done = subprocess.run(["ip", "netns", "exec", probe, "true"], capture_output=True,
+                              check=False, timeout=30)
+        if done.returncode != 0:
+            return f"`ip netns exec` failed: {done.stderr.decode(errors='replace').strip()}"
     finally:
-        with contextlib.suppress(subprocess.CalledProcessError):
+        with contextlib.suppress(subprocess.CalledProcessError, subprocess.TimeoutExpired):
             _ip("netns", "del", probe)
     return None
 
