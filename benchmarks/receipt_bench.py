@@ -39,8 +39,8 @@ from hzp2p.contracts.registry import PAYLOAD_GENERATORS
 from hzp2p.ledger.block import Block
 from hzp2p.ledger.certificate import QuorumCertificate, decode_certificate
 from hzp2p.ledger.receipt import build_receipt, decode_receipt, verify_receipt
-from hzp2p.ledger.testkit import LocalChain
 from hzp2p.ledger.tx import clear_verified_cache
+from hzp2p.tools.testkit import LocalChain
 
 
 class _Chain:

@@ -17,7 +17,7 @@ of utime+stime from /proc during the pipelined phase), peak RSS per node
   reports SUCCESS on the leader. No fsync, term and vote not persisted.
 * hzp2p replication: real daemons (SQLite synchronous=FULL, encrypted TCP),
   started with HZP2P_BENCH_REPLICATION=1 so the admin method `raft_propose`
-  exists (hzp2p.node.benchrepl); each op is one opaque Raft entry; the client
+  exists (hzp2p.node.opaque); each op is one opaque Raft entry; the client
   (this process) pipelines requests of OPS_PER_CALL entries on the leader's
   admin socket; a request is answered once its entries are applied there.
 * hzp2p transactions: signed `epi.report` transactions (the daemon signs,
@@ -25,7 +25,7 @@ of utime+stime from /proc during the pipelined phase), peak RSS per node
   once its committed receipt is back. `--tx-mode many` (default): `submit_many`
   requests of TX_BATCH items, TX_MANY_IN_FLIGHT of them in flight over
   TX_MANY_CONNECTIONS connections; `--tx-mode single`: one `submit` per
-  transaction from 960 concurrent callers (60 connections x 16). The
+  transaction from 960 concurrent callers (30 connections x 32). The
   sequential phase is single `submit`s either way.
 * etcd (if `etcd` is on PATH): 200-byte puts through the v3 JSON gateway from
   concurrent keep-alive clients spread over the members.
@@ -57,12 +57,12 @@ import bench_procs as bp
 import trio
 
 from hzp2p.admin.client import open_admin_client
-from hzp2p.node.localcluster import LocalCluster
+from hzp2p.tools.localcluster import LocalCluster
 
 OPS_PER_CALL = 250
 REPL_CONNECTIONS = 4  # x 16 requests in flight each (the admin server's per-connection bound)
-TX_CONNECTIONS = 60
-TX_CALLERS_PER_CONNECTION = 16  # the admin server runs 16 at a time per connection
+TX_CONNECTIONS = 30  # within the admin server's per-process share (32 of 64 connections)
+TX_CALLERS_PER_CONNECTION = 32  # the admin server runs 16 at a time per connection; the rest queue
 TX_BATCH = 250
 TX_MANY_CONNECTIONS = 4
 TX_MANY_IN_FLIGHT = 16  # requests in flight in all (4 per connection)

@@ -15,9 +15,13 @@ from collections.abc import Sequence
 # Modules that contribute subcommands, in help order. A module that is not
 # there yet is skipped, so the command works while the tree grows.
 SUBCOMMAND_MODULES = (
-    "hzp2p.node.cli",  # init, run, demo
+    "hzp2p.tools.cli",  # init, demo
+    "hzp2p.tools.join",  # keygen, join
+    "hzp2p.tools.sensor",  # sensor sign
+    "hzp2p.node.cli",  # run
     "hzp2p.admin.cli",  # admin ...
     "hzp2p.sim.cli",  # fuzz, sim
+    "hzp2p.analytics.cli",  # export, query
     "hzp2p.node.receipt_cli",  # verify-receipt
 )
 
@@ -62,6 +66,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except RecursionError:
+        print("hzp2p: error: an argument is nested too deeply", file=sys.stderr)
+        return 2
+    except Exception as exc:  # the last resort: never a traceback, always one line
+        name = type(exc).__name__
+        print(f"hzp2p: internal error ({name}): {str(exc).splitlines()[0] if str(exc) else name}"
+              " (please report it)", file=sys.stderr)
+        return 1
     return code
 
 

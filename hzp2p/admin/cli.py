@@ -9,54 +9,12 @@ a bad config file).
 
     hzp2p admin --config CFG [--socket PATH] [--json] [--timeout S] SUBCOMMAND ...
 
-Admin methods (the daemon registers one handler per method; params are checked
-against hzp2p.admin.protocol.METHOD_PARAMS before the handler runs; "lin" is
-the optional `linearizable: bool` param — read through ReadIndex when true):
-
-  status            {} -> {node_id, role: leader|follower|candidate|learner, term,
-                    leader_id: int|None, commit_index, applied_index, height, peers: [node_id]}
-                    (peers: ids of the peers currently connected)
-  peers             {} -> {peers: [{node_id, address, role: voter|learner, connected: bool,
-                    match_index: int|None}]}
-  members           {lin} -> {members: [{inst_id, name, roles: [str], voter: bool, active: bool,
-                    address, signing_key: hex, node_key: hex}]}
-  block             {height: int >= 0, lin} -> {height, hash, prev_hash, merkle_root, proposer,
-                    timestamp, txs: [{tx_hash, type, status}]}; not_found if absent
-  tx                {tx_hash: hex, lin} -> {tx_hash, status: committed|rejected|pending, height,
-                    index, type, reason}; not_found if unknown
-  verify            {integrity: bool} -> {ok: bool, height, blocks_checked,
-                    first_bad_height: int|None, reason: str|None, from_height: int,
-                    snapshot_height: int|None}  (a node that installed a snapshot
-                    verifies it and blocks snapshot_height+1..height from its tip)
-                    (integrity: also re-check the stored state against the chain)
-  metrics           {} -> {text: Prometheus text exposition}
-  submit            {type: str, payload: map, wait_s: float >= 0, idempotency_key?: str}
-                    -> {tx_hash, status: committed|rejected|pending, height: int|None,
-                    index: int|None, reason: str|None}; signs with this node's institution
-                    key, forwards to the leader, waits up to wait_s for the receipt. The same
-                    (type, payload, idempotency_key) submitted again to this node must yield
-                    the same tx_hash (the daemon derives the nonce from the key, or from the
-                    payload when none is given), so a retry is never applied twice.
-  transfer_leader   {node_id: int} -> {target: node_id} (transfer started)
-  add_learner       {name, roles: [str], signing_key: hex, node_key: hex, address: "host:port",
-                    wait_s} -> receipt as for submit, plus node_id: int|None (the id assigned)
-  promote           {node_id, wait_s} -> receipt as for submit (learner becomes voter)
-  remove            {node_id, wait_s} -> receipt as for submit
-  subject_records   {subject: str, lin} -> {subject, records: [{tx_hash, type, height, ...}]}
-  lot_history       {lot: str, lin} -> {lot, events: [{tx_hash, type, height, ...}]}
-  access_log        {subject: str, lin} -> {subject, entries: [{tx_hash, grantee, purpose,
-                    height, ...}]}
-  submit_many       {items: [{type, payload, idempotency_key?}] (1..1000), wait_s}
-                    -> {receipts: [receipt as for submit, one per item, in order],
-                    committed, rejected, pending: counts}; each item signed and handled
-                    as submit would (an item that cannot be signed is rejected on its own,
-                    tx_hash None); a malformed item refuses the whole request (bad_request)
-  submit_raw        {tx: hex, wait_s} -> receipt as for submit; a transaction signed
-                    elsewhere (a citizen's app, another institution's tool), as the hex of
-                    its encoding (hzp2p.ledger.tx), forwarded to the leader like submit
-  state_scan        {prefix: hex | "-", limit?: int >= 1} -> {items: [[key_hex, value_hex]]}
-                    raw committed state under a key prefix ("-": everything), at most
-                    10,000 rows (fewer with limit)
+Each subcommand is one operation of the node, declared once in COMMANDS below (and
+SUBMIT_COMMANDS in hzp2p.admin.cli_submit): its admin method, the parameters the
+server checks before the handler runs (`wire`; "lin" is the optional `linearizable:
+bool` param — read through ReadIndex when true), what it answers (`result`), and how
+the CLI renders it. hzp2p.admin.operations collects them; docs/operations.md has the
+table. `hzp2p admin SUBCOMMAND --help` shows each.
 
 Exit 1 also when: submit/membership receipts say rejected (or pending after a
 non-zero --wait), verify reports ok=false, or the daemon answers with an error.
@@ -78,6 +36,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import sys
 import tomllib
 from collections.abc import Callable, Mapping
@@ -94,6 +53,7 @@ from hzp2p.admin.cli_common import (
     render_mapping,
     row,
 )
+from hzp2p.admin.cli_records import RECORD_COMMANDS
 from hzp2p.admin.cli_submit import (
     SUBMIT_COMMANDS,
     PayloadError,
@@ -102,11 +62,12 @@ from hzp2p.admin.cli_submit import (
     receipt_failure,
     render_receipt,
 )
+from hzp2p.admin.cli_views import VIEW_COMMANDS
 from hzp2p.admin.client import DEFAULT_TIMEOUT_S, AdminClientError, call_sync
-from hzp2p.admin.protocol import AdminError
+from hzp2p.admin.protocol import LIN, LOT, MAX_INT, NODE_ID, SUBJECT, WAIT, AdminError, Param
+from hzp2p.config import ConfigError, load_config, parse_host_port
 from hzp2p.contracts.api import ROLES
-from hzp2p.node.config import ConfigError, load_config, parse_host_port
-from hzp2p.node.receipt_cli import add_admin_receipt
+from hzp2p.node.receipt_cli import receipt_command
 
 __all__ = ["COMMANDS", "PayloadError", "decode_bytes_tags", "payload_from_json", "register",
            "run_command"]
@@ -115,14 +76,42 @@ __all__ = ["COMMANDS", "PayloadError", "decode_bytes_tags", "payload_from_json",
 # argparse value types (argparse turns their errors into exit status 2)
 
 
+_PSEUDONYM = re.compile(r"[0-9a-f]{32}")
+_ID = re.compile(r"[A-Za-z0-9._:\-]{1,64}")
+
+
 def _non_negative_int(text: str) -> int:
     try:
         value = int(text, 10)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
+    if not 0 <= value <= MAX_INT:
+        raise argparse.ArgumentTypeError(f"expected an integer in 0..{MAX_INT}, got {text!r}")
     return value
+
+
+def _tx_hash(text: str) -> str:
+    try:
+        ok = len(bytes.fromhex(text)) == 32
+    except ValueError:
+        ok = False
+    if not ok:
+        raise argparse.ArgumentTypeError("a transaction hash is 64 hex digits")
+    return text.lower()
+
+
+def _pseudonym(text: str) -> str:
+    if not _PSEUDONYM.fullmatch(text.lower()):
+        raise argparse.ArgumentTypeError(
+            f"a subject pseudonym is 32 hex digits (hzp2p.crypto.records.pseudonym), got {text!r}"
+        )
+    return text.lower()
+
+
+def _lot_id(text: str) -> str:
+    if not _ID.fullmatch(text):
+        raise argparse.ArgumentTypeError(f"a lot id is 1..64 of [A-Za-z0-9._:-], got {text!r}")
+    return text
 
 
 def _node_id(text: str) -> int:
@@ -148,16 +137,6 @@ def _timeout(text: str) -> float:
 
 def _wait(text: str) -> float:
     return _seconds(text, allow_zero=True)
-
-
-def _hex(text: str) -> str:
-    try:
-        bytes.fromhex(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a hex string, got {text!r}") from None
-    if not text or len(text) > 128:
-        raise argparse.ArgumentTypeError("expected a hex string of 2..128 digits")
-    return text.lower()
 
 
 # ---------------------------------------------------------------------------
@@ -255,7 +234,7 @@ def _args_block(p: argparse.ArgumentParser) -> None:
 
 
 def _args_tx(p: argparse.ArgumentParser) -> None:
-    p.add_argument("tx_hash", type=_hex, metavar="HASH")
+    p.add_argument("tx_hash", type=_tx_hash, metavar="HASH")
 
 
 def _args_verify(p: argparse.ArgumentParser) -> None:
@@ -365,6 +344,7 @@ def _args_state_scan(p: argparse.ArgumentParser) -> None:
         metavar="N",
         help="at most N rows (the daemon answers at most 10,000)",
     )
+    p.add_argument("--after", metavar="KEY", help="start after this key (hex): the `next` cursor")
 
 
 def _params_state_scan(args: argparse.Namespace) -> dict[str, Any]:
@@ -380,6 +360,12 @@ def _params_state_scan(args: argparse.Namespace) -> dict[str, Any]:
     params: dict[str, Any] = {"prefix": prefix}
     if args.limit is not None:
         params["limit"] = args.limit
+    if args.after is not None:
+        try:
+            bytes.fromhex(args.after)
+        except ValueError:
+            raise Usage("--after must be a hex key (the `next` of the previous page)") from None
+        params["after"] = args.after.lower()
     return params
 
 
@@ -389,37 +375,103 @@ def _render_state_scan(result: Any) -> str:
         return fmt(result)
     if not items:
         return "no state under this prefix"
-    return "\n".join(
+    text = "\n".join(
         f"{fmt(i[0])}  {fmt(i[1])}" if isinstance(i, list | tuple) and len(i) == 2 else fmt(i)
         for i in items
     )
+    nxt = result.get("next")
+    return text + (f"\n(more: --after {nxt})" if nxt else "")
+
+
+def _args_vote(p: argparse.ArgumentParser) -> None:
+    p.add_argument("proposal_id", type=_non_negative_int, metavar="ID", help="the proposal's id")
+    p.add_argument("choice", choices=("yes", "no"), metavar="yes|no", help="approve or reject")
+
+
+def _params_vote(args: argparse.Namespace) -> dict[str, Any]:
+    return {"proposal_id": args.proposal_id, "approve": args.choice == "yes", "wait_s": args.wait}
+
+
+def _render_proposals(result: Any) -> str:
+    items = result.get("proposals") if isinstance(result, Mapping) else None
+    if not items:
+        return "no proposals"
+    out = []
+    for p in items:
+        target = p.get("params", {}).get("name") or p.get("params", {}).get("inst_id")
+        out.append(
+            f"#{fmt(p.get('id'))}  {fmt(p.get('status')):<8} {fmt(p.get('action'))} "
+            f"{fmt(target)}  yes={fmt(p.get('yes'))} no={fmt(p.get('no'))} "
+            f"needs {fmt(p.get('votes_needed'))} more  (proposed by {fmt(p.get('proposer'))} "
+            f"at height {fmt(p.get('proposed_height'))})"
+        )
+    return "\n".join(out)
 
 
 def _args_subject(p: argparse.ArgumentParser) -> None:
-    p.add_argument("subject", metavar="SUBJECT", help="the subject's pseudonym")
+    p.add_argument("subject", type=_pseudonym, metavar="SUBJECT", help="the subject's pseudonym")
 
 
 def _args_lot(p: argparse.ArgumentParser) -> None:
-    p.add_argument("lot", metavar="LOT", help="the lot id")
+    p.add_argument("lot", type=_lot_id, metavar="LOT", help="the lot id")
 
 
 COMMANDS: tuple[Command, ...] = (
-    Command("status", "status", "this node's Raft and chain position", _no_args, _no_params, _render_status),
-    Command("peers", "peers", "known peers and their connection state", _no_args, _no_params, _render_list("peers", "no peers")),
-    Command("members", "members", "consortium members", _no_args, _no_params, _render_list("members", "no members"), reads=True),
-    Command("block", "block", "one block by height", _args_block, lambda a: {"height": a.height}, _render_block, reads=True),
-    Command("tx", "tx", "a transaction's receipt by hash", _args_tx, lambda a: {"tx_hash": a.tx_hash}, render_mapping, reads=True),
-    Command("verify", "verify", "re-verify the local chain (from its snapshot if it caught up by one)", _args_verify, lambda a: {"integrity": a.integrity}, _render_verify, _verify_failure),
-    Command("metrics", "metrics", "metrics in Prometheus text format", _no_args, _no_params, _render_metrics),
-    Command("transfer-leader", "transfer_leader", "hand leadership to NODE", _args_node, _params_node, render_mapping),
-    Command("add-learner", "add_learner", "propose admitting an institution as a learner", _args_add_learner, _params_add_learner, render_receipt, receipt_failure, waits=True),
-    Command("promote", "promote", "make learner NODE a voter", _args_node, _params_node, render_receipt, receipt_failure, waits=True),
-    Command("remove", "remove", "remove NODE from the consortium", _args_node, _params_node, render_receipt, receipt_failure, waits=True),
-    Command("subject-records", "subject_records", "a subject's records", _args_subject, lambda a: {"subject": a.subject}, _render_list("records", "no records"), reads=True),
-    Command("lot-history", "lot_history", "a lot's custody and quality history", _args_lot, lambda a: {"lot": a.lot}, _render_list("events", "no events"), reads=True),
-    Command("access-log", "access_log", "who read a subject's records, and why", _args_subject, lambda a: {"subject": a.subject}, _render_list("entries", "no accesses"), reads=True),
+    Command("status", "status", "this node's Raft and chain position", _no_args, _no_params, _render_status,
+            wire=(), result="node_id, role (leader|follower|candidate|learner), term, leader_id, commit_index, applied_index, height, peers (connected ids), mempool, log_first_index, snapshots"),
+    Command("peers", "peers", "known peers and their connection state", _no_args, _no_params, _render_list("peers", "no peers"),
+            wire=(), result="peers: [{node_id, address, role (voter|learner), connected, match_index}]"),
+    Command("members", "members", "consortium members", _no_args, _no_params, _render_list("members", "no members"), reads=True,
+            wire=(LIN,), result="members: [{inst_id, name, roles, voter, active, address, signing_key, node_key}]"),
+    Command("block", "block", "one block by height", _args_block, lambda a: {"height": a.height}, _render_block, reads=True,
+            wire=(Param("height", "int", min_value=0, max_value=MAX_INT), LIN), result="height, hash, prev_hash, merkle_root, proposer, timestamp, txs: [{tx_hash, type, status, reason}]; not_found past the chain"),
+    Command("tx", "tx", "a transaction's receipt by hash", _args_tx, lambda a: {"tx_hash": a.tx_hash}, render_receipt, reads=True,
+            wire=(Param("tx_hash", "hex", exact_len=64), LIN), result="receipt: tx_hash, status (committed|rejected|pending), height, index, type, reason, problems (refused at admission); not_found if unknown"),
+    Command("verify", "verify", "re-verify the local chain (from its snapshot if it caught up by one)", _args_verify, lambda a: {"integrity": a.integrity}, _render_verify, _verify_failure,
+            wire=(Param("integrity", "bool", required=False),), result="ok, height, blocks_checked, first_bad_height, reason, from_height, snapshot_height"),
+    Command("metrics", "metrics", "metrics in Prometheus text format", _no_args, _no_params, _render_metrics,
+            wire=(), result="text: Prometheus text exposition"),
+    Command("transfer-leader", "transfer_leader", "hand leadership to NODE", _args_node, _params_node, render_mapping,
+            wire=(NODE_ID,), result="target"),
+    Command("add-learner", "add_learner", "propose admitting an institution as a learner", _args_add_learner, _params_add_learner, render_receipt, receipt_failure, waits=True,
+            wire=(
+        Param("name", "str", max_len=200),
+        Param("roles", "str_list"),
+        Param("signing_key", "hex", exact_len=64),
+        Param("node_key", "hex", exact_len=64),
+        Param("address", "str", max_len=300),
+        WAIT,
+    ), result="receipt, plus node_id (the id assigned) and proposal_id"),
+    Command("promote", "promote", "make learner NODE a voter", _args_node, _params_node, render_receipt, receipt_failure, waits=True,
+            wire=(NODE_ID, WAIT), result="receipt, plus proposal_id"),
+    Command("remove", "remove", "remove NODE from the consortium", _args_node, _params_node, render_receipt, receipt_failure, waits=True,
+            wire=(NODE_ID, WAIT), result="receipt, plus proposal_id"),
+    Command("subject-records", "subject_records", "a subject's records", _args_subject, lambda a: {"subject": a.subject}, _render_list("records", "no records"), reads=True,
+            wire=(SUBJECT, LIN), result="subject, records: [{record_id, type, writer, ciphertext, holders, erased, height, ...}]"),
+    Command("lot-history", "lot_history", "a lot's custody and quality history", _args_lot, lambda a: {"lot": a.lot}, _render_list("events", "no events"), reads=True,
+            wire=(LOT, LIN), result="lot, record (status as of the head: active|quarantined|recalled|expired), events"),
+    Command("access-log", "access_log", "who read a subject's records, and why", _args_subject, lambda a: {"subject": a.subject}, _render_list("entries", "no accesses"), reads=True,
+            wire=(SUBJECT, LIN), result="subject, entries: [{kind, by, grantee, purpose, record_id, height, ...}]"),
+    Command("proposals", "proposals", "open and recent membership proposals", _no_args,
+            _no_params, _render_proposals, reads=True, wire=(LIN,),
+            result="proposals: [{id, action, params, status (open|approved|rejected|failed|"
+                   "expired), yes, no, votes_needed, proposer, proposed_height, expires_ms}]"),
+    Command("vote", "vote", "vote on a membership proposal as this node's institution",
+            _args_vote, _params_vote, render_receipt, receipt_failure, waits=True,
+            wire=(Param("proposal_id", "int", min_value=0, max_value=MAX_INT),
+                  Param("approve", "bool"), WAIT),
+            result="receipt, plus proposal: the proposal after the vote"),
     *SUBMIT_COMMANDS,
-    Command("state-scan", "state_scan", "raw committed state under a hex key prefix", _args_state_scan, _params_state_scan, _render_state_scan),
+    receipt_command(),  # writes a file: hzp2p.node.receipt_cli (issue 19)
+    *VIEW_COMMANDS,
+    *RECORD_COMMANDS,
+    Command("state-scan", "state_scan", "raw committed state under a hex key prefix", _args_state_scan, _params_state_scan, _render_state_scan,
+            wire=(
+        Param("prefix", "str", max_len=1024),
+        Param("limit", "int", required=False, min_value=1),
+        Param("after", "hex", required=False, max_len=2048),
+    ), result="items: [[key_hex, value_hex]] (at most MAX_SCAN rows), next: the last key "
+              "when more may follow (pass it as after), else null"),
 )
 
 
@@ -467,7 +519,6 @@ def register(subparsers: Any) -> None:
                 help=f"wait this long for the receipt (default {DEFAULT_WAIT_S:g}; 0: do not wait)",
             )
         p.set_defaults(func=_runner(cmd))
-    add_admin_receipt(sub, _common_options, _socket_path)  # writes a file: hzp2p.node.receipt_cli
 
 
 def _missing_subcommand(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
@@ -523,7 +574,9 @@ def run_command(cmd: Command, args: argparse.Namespace) -> int:
     except AdminClientError as exc:
         print(f"{PROG} {cmd.name}: {exc}", file=sys.stderr)
         return 1
-    if args.json:
+    if cmd.streams:
+        pass  # printed as it came
+    elif args.json:
         _print_json(result)
     else:
         print(cmd.render(result))

@@ -9,6 +9,14 @@ vaccinations from a hospital's system): every line is checked before anything
 is sent, and bad lines are reported by line number (exit 2). The file's records
 go out as `submit_many` requests (hzp2p.admin.client.AsyncAdminClient.submit_many),
 and each receipt is reported with its line.
+
+Fail fast, retry elsewhere (issue 22): a node that knows no leader answers a submit
+within about an election timeout with `no_quorum` and the transaction it signed.
+`submit` and `submit-raw` take `--fallback CFG` (repeatable: other nodes' configs or
+admin sockets) and then hand that same signed transaction (`submit_raw`, same hash,
+never applied twice) to the fallbacks in turn, and to the first node again, until one
+commits it or --wait runs out. `submit` never re-signs elsewhere: the transaction is
+always the --config node's institution's.
 """
 
 from __future__ import annotations
@@ -16,6 +24,7 @@ from __future__ import annotations
 import argparse
 import base64
 import binascii
+import itertools
 import json
 import sys
 from collections.abc import Mapping
@@ -25,8 +34,17 @@ from typing import Any
 import trio
 
 from hzp2p.admin.cli_common import DEFAULT_WAIT_S, Command, Usage, fmt, render_mapping
-from hzp2p.admin.client import open_admin_client
-from hzp2p.admin.protocol import MAX_SUBMIT_MANY
+from hzp2p.admin.client import AdminClientError, open_admin_client
+from hzp2p.admin.protocol import (
+    IDEM_KEY,
+    MAX_SUBMIT_MANY,
+    PAYLOAD,
+    TX_TYPE,
+    WAIT,
+    AdminError,
+    Param,
+)
+from hzp2p.config import ConfigError, load_config
 from hzp2p.ledger.tx import MAX_TX_BYTES
 
 MAX_FILE_ERRORS = 20
@@ -43,10 +61,13 @@ def render_receipt(result: Any) -> str:
         line = f"rejected {tx_hash}: {fmt(result.get('reason'))}"
     else:
         line = f"{fmt(status)} {tx_hash}"
+    problems = result.get("problems")
+    if isinstance(problems, Mapping) and problems:
+        line += "".join(f"\n  {fmt(k)}: {fmt(v)}" for k, v in problems.items())
     extra = {
         k: v
         for k, v in result.items()
-        if k not in ("status", "tx_hash", "height", "index", "reason") and v is not None
+        if k not in ("status", "tx_hash", "height", "index", "reason", "problems") and v is not None
     }
     return line + ("\n" + render_mapping(extra) if extra else "")
 
@@ -74,17 +95,32 @@ class PayloadError(ValueError):
     """A --payload that is not a JSON object, or holds a malformed bytes tag."""
 
 
-def decode_bytes_tags(value: Any, path: str = "payload") -> Any:
+MAX_JSON_DEPTH = 32
+"""Nesting a payload may have (msgpack and the contracts need far less; Python's own
+recursion limit would otherwise turn a deep document into a crash)."""
+
+
+def _loads(text: str) -> Any:
+    """json.loads, with a document nested too deeply for Python refused as such."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise PayloadError(f"is nested deeper than {MAX_JSON_DEPTH} levels") from None
+
+
+def decode_bytes_tags(value: Any, path: str = "payload", depth: int = 0) -> Any:
     """`value` (parsed JSON) with every {"$hex": str} / {"$b64": str} replaced by its bytes;
-    PayloadError naming the path of a malformed tag."""
+    PayloadError naming the path of a malformed tag, or of a value nested too deeply."""
+    if depth > MAX_JSON_DEPTH:
+        raise PayloadError(f"is nested deeper than {MAX_JSON_DEPTH} levels (at {path})")
     if isinstance(value, dict):
         if len(value) == 1:
             ((tag, text),) = value.items()
             if isinstance(tag, str) and tag.startswith("$"):
                 return _decode_tag(tag, text, f"{path}.{tag}")
-        return {k: decode_bytes_tags(v, f"{path}.{k}") for k, v in value.items()}
+        return {k: decode_bytes_tags(v, f"{path}.{k}", depth + 1) for k, v in value.items()}
     if isinstance(value, list):
-        return [decode_bytes_tags(v, f"{path}[{i}]") for i, v in enumerate(value)]
+        return [decode_bytes_tags(v, f"{path}[{i}]", depth + 1) for i, v in enumerate(value)]
     return value
 
 
@@ -107,7 +143,7 @@ def _decode_tag(tag: str, text: Any, path: str) -> bytes:
 def payload_from_json(text: str) -> dict[str, Any]:
     """A --payload: a JSON object, with bytes written as {"$hex": ...} or {"$b64": ...}."""
     try:
-        payload = json.loads(text)
+        payload = _loads(text)
     except json.JSONDecodeError as exc:
         raise PayloadError(f"is not valid JSON: {exc}") from None
     decoded = decode_bytes_tags(payload) if isinstance(payload, dict) else None
@@ -133,6 +169,34 @@ def _args_submit(p: argparse.ArgumentParser) -> None:
         metavar="KEY",
         help="retries with the same key yield the same transaction (applied once)",
     )
+    _args_fallback(p)
+
+
+def _args_fallback(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--fallback",
+        action="append",
+        default=[],
+        metavar="CFG",
+        help=(
+            "another node's config.toml (or admin socket), repeatable: if a node answers "
+            "no_quorum, the same signed transaction is handed to these in turn within --wait"
+        ),
+    )
+
+
+def _fallback_sockets(args: argparse.Namespace) -> list[str]:
+    out = []
+    for text in getattr(args, "fallback", None) or []:
+        path = Path(text)
+        if path.suffix != ".toml":
+            out.append(str(path))
+            continue
+        try:
+            out.append(str(load_config(path).admin.socket))
+        except ConfigError as exc:
+            raise Usage(f"--fallback {text}: {exc}") from None
+    return out
 
 
 def _params_submit(args: argparse.Namespace) -> dict[str, Any]:
@@ -147,8 +211,27 @@ def _params_submit(args: argparse.Namespace) -> dict[str, Any]:
         if not args.idempotency_key or len(args.idempotency_key) > 128:
             raise Usage("--idempotency-key must be 1..128 characters")
         params["idempotency_key"] = args.idempotency_key
+    params["_fallbacks"] = _fallback_sockets(args)
     return params
 
+
+
+def _args_readings(p: argparse.ArgumentParser) -> None:
+    p.add_argument("action", choices=("submit",), metavar="submit")
+    p.add_argument("--file", required=True, metavar="FILE|-",
+                   help="a payload from `hzp2p sensor sign` (JSON; - for stdin)")
+
+
+def _params_readings(args: argparse.Namespace) -> dict[str, Any]:
+    try:
+        text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise Usage(f"cannot read --file {args.file}: {exc}") from None
+    try:
+        payload = payload_from_json(text)
+    except PayloadError as exc:
+        raise Usage(f"--file {exc}") from None
+    return {"payload": payload, "wait_s": args.wait}
 
 
 def _args_submit_raw(p: argparse.ArgumentParser) -> None:
@@ -157,6 +240,7 @@ def _args_submit_raw(p: argparse.ArgumentParser) -> None:
         metavar="TXHEX",
         help="the signed transaction's encoding as hex, or - to read it from stdin",
     )
+    _args_fallback(p)
 
 
 def _params_submit_raw(args: argparse.Namespace) -> dict[str, Any]:
@@ -172,7 +256,50 @@ def _params_submit_raw(args: argparse.Namespace) -> dict[str, Any]:
         raise Usage("TXHEX must be a hex string (an encoded, signed transaction)") from None
     if len(text) > 2 * MAX_TX_BYTES:
         raise Usage(f"TXHEX encodes more than {MAX_TX_BYTES} bytes, the transaction size limit")
-    return {"tx": text, "wait_s": args.wait}
+    return {"tx": text, "wait_s": args.wait, "_fallbacks": _fallback_sockets(args)}
+
+
+async def _submit_with_fallbacks(
+    first: str, method: str, params: dict[str, Any], fallbacks: list[str], timeout_s: float
+) -> Any:
+    """`method` on `first`; on no_quorum (or, for an already signed transaction, an
+    unreachable node) the same transaction goes to the fallbacks in turn within the wait."""
+    deadline = trio.current_time() + float(params["wait_s"])
+    nodes = [first, *fallbacks]
+    order = itertools.cycle(nodes)
+    for attempt in itertools.count(1):
+        node = next(order)
+        try:
+            async with open_admin_client(node, connect_timeout_s=timeout_s) as client:
+                return await client.call(method, params, timeout_s=timeout_s)
+        except AdminError as exc:
+            if exc.code != "no_quorum" or not fallbacks:
+                raise
+            if exc.retry_tx is not None:
+                method, params = "submit_raw", {"tx": exc.retry_tx, "wait_s": params["wait_s"]}
+            elif method == "submit":
+                raise  # nothing signed to hand on
+            last: Exception = exc
+        except AdminClientError as exc:
+            if method == "submit" or not fallbacks:
+                raise  # `submit` is signed by that node only: nothing to hand on
+            last = exc
+        remaining = deadline - trio.current_time()
+        if remaining <= 0:
+            raise last
+        params = {**params, "wait_s": remaining}
+        if attempt % len(nodes) == 0:  # every node refused: give the cluster a moment
+            await trio.sleep(min(0.2, remaining))
+    raise AssertionError("unreachable")
+
+
+def _call_with_fallbacks(method: str) -> Any:
+    def call(socket_path: Path, params: dict[str, Any], timeout_s: float) -> Any:
+        fallbacks = list(params.pop("_fallbacks", []))
+        return trio.run(_submit_with_fallbacks, str(socket_path), method, params, fallbacks,
+                        timeout_s)
+
+    return call
 
 
 
@@ -208,9 +335,11 @@ _RECORD_FIELDS = ("type", "payload", "idempotency_key")
 def parse_record(text: str) -> dict[str, Any]:
     """One line of a submit-many file as a submit_many item; Usage says what is wrong."""
     try:
-        obj = json.loads(text)
+        obj = _loads(text)
     except json.JSONDecodeError as exc:
         raise Usage(f"not valid JSON: {exc.msg} (column {exc.colno})") from None
+    except PayloadError as exc:
+        raise Usage(f"payload {exc}") from None
     if not isinstance(obj, dict):
         raise Usage("must be a JSON object with type and payload")
     unknown = sorted(set(obj) - set(_RECORD_FIELDS))
@@ -236,6 +365,11 @@ def parse_record(text: str) -> dict[str, Any]:
     return item
 
 
+MAX_RECORD_CHARS = 4 * MAX_TX_BYTES
+"""A line longer than this cannot become a transaction (JSON needs at most ~4 characters
+per payload byte, e.g. "$hex" tags take 2)."""
+
+
 def read_records(path: str) -> tuple[list[dict[str, Any]], list[int]]:
     """(items, their line numbers) from a JSON-lines file; Usage lists every bad line."""
     try:
@@ -252,6 +386,10 @@ def read_records(path: str) -> tuple[list[dict[str, Any]], list[int]]:
     errors: list[str] = []
     for n, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
+            continue
+        if len(line) > MAX_RECORD_CHARS:  # characters >= bytes / 4: checked before parsing
+            errors.append(f"line {n}: longer than {MAX_RECORD_CHARS} characters (a transaction "
+                          f"is at most {MAX_TX_BYTES} bytes)")
             continue
         try:
             items.append(parse_record(line))
@@ -322,13 +460,30 @@ def _submit_many_failure(args: argparse.Namespace, result: Any) -> str | None:
     return None
 
 
+RECEIPT = ("tx_hash, status (committed|rejected|pending), height, index, reason, and for a "
+           "refusal problems (field -> reason)")
+
 SUBMIT_COMMANDS: tuple[Command, ...] = (
     Command("submit", "submit", "sign and submit a transaction", _args_submit, _params_submit,
-            render_receipt, receipt_failure, waits=True),
+            render_receipt, receipt_failure, waits=True, call=_call_with_fallbacks("submit"),
+            wire=(TX_TYPE, PAYLOAD, WAIT, IDEM_KEY), result=RECEIPT),
+    # A sensor's signed batch (`hzp2p sensor sign`), submitted as this node's institution.
+    Command("readings", "readings", "submit a signed readings batch: readings submit --file F",
+            _args_readings, _params_readings, render_receipt, receipt_failure, waits=True,
+            wire=(PAYLOAD, WAIT), result=RECEIPT),
+    # A transaction signed elsewhere (citizen apps, other institutions' tools), as hex of its
+    # encoding; 2 hex digits per byte of hzp2p.ledger.tx.MAX_TX_BYTES.
     Command("submit-raw", "submit_raw", "submit a transaction signed elsewhere (hex)",
-            _args_submit_raw, _params_submit_raw, render_receipt, receipt_failure, waits=True),
+            _args_submit_raw, _params_submit_raw, render_receipt, receipt_failure, waits=True,
+            call=_call_with_fallbacks("submit_raw"),
+            wire=(Param("tx", "hex", max_len=2 * MAX_TX_BYTES), WAIT), result=RECEIPT),
+    # Many submits in one request: each item is signed, pre-checked and answered as `submit`
+    # would, one receipt per item in order; a malformed item refuses the whole request.
     Command("submit-many", "submit_many",
             "sign and submit every record of a JSON-lines file (one receipt per line)",
             _args_submit_many, _params_submit_many, _render_submit_many, _submit_many_failure,
-            waits=True, call=_call_submit_many),
+            waits=True, call=_call_submit_many,
+            wire=(Param("items", "map_list", max_len=MAX_SUBMIT_MANY,
+                        items=(TX_TYPE, PAYLOAD, IDEM_KEY)), WAIT),
+            result="receipts: [receipt, one per item, in order], committed, rejected, pending"),
 )

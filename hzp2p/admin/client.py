@@ -52,6 +52,8 @@ SUBMIT_MANY_BYTES = DEFAULT_MAX_FRAME_BYTES // 2
 """Bytes of items per submit_many request: half the daemon's default frame bound."""
 SUBMIT_MANY_IN_FLIGHT = 4
 _READ_CHUNK_BYTES = 65536
+_CONNECT_RETRY_S = 0.01
+"""Pause before re-trying a connect refused because the daemon's accept queue is full."""
 
 
 class AdminClientError(Exception):
@@ -153,14 +155,26 @@ class AsyncAdminClient:
         todo = iter(enumerate(chunks))
         limit = timeout_s if timeout_s is not None else wait_s + DEFAULT_TIMEOUT_S
 
-        async def worker() -> None:
+        failed: list[Exception] = []
+
+        async def worker(cancel: trio.CancelScope) -> None:
             for k, (start, end) in todo:
                 params = {"items": [dict(i) for i in items[start:end]], "wait_s": wait_s}
-                out[k] = list((await self.call("submit_many", params, timeout_s=limit))["receipts"])
+                try:
+                    reply = await self.call("submit_many", params, timeout_s=limit)
+                except (AdminError, AdminClientError) as exc:
+                    # The first failure ends the whole batch, raised as itself (not wrapped in
+                    # an exception group) so callers see one typed error.
+                    failed.append(exc)
+                    cancel.cancel()
+                    return
+                out[k] = list(reply["receipts"])
 
         async with trio.open_nursery() as nursery:
             for _ in range(max(1, in_flight)):
-                nursery.start_soon(worker)
+                nursery.start_soon(worker, nursery.cancel_scope)
+        if failed:
+            raise failed[0]
         return [r for part in out for r in part]
 
     async def _read_loop(self) -> None:
@@ -197,17 +211,31 @@ class AsyncAdminClient:
 
 
 async def _connect_unix(socket_path: Path) -> trio.SocketStream:
-    sock = trio.socket.socket(stdlib_socket.AF_UNIX, stdlib_socket.SOCK_STREAM)
-    try:
-        await sock.connect(os.fspath(socket_path))
-    except OSError as exc:
-        sock.close()
-        denied = exc.errno in (errno.EACCES, errno.EPERM)
-        raise AdminUnavailable(socket_path, exc.strerror or str(exc), permission=denied) from exc
-    except BaseException:
-        sock.close()
-        raise
-    return trio.SocketStream(sock)
+    """Connect, retrying while the daemon's accept queue is full (the caller bounds the time).
+
+    A Unix-socket connect never completes later: it succeeds at once, or fails with EAGAIN
+    when the listener's backlog is full (another local process flooding the socket), or
+    fails for good. trio's connect would wait for writability after EAGAIN and report an
+    unconnected socket as connected, so the first send would fail as if the daemon had
+    closed the connection; here EAGAIN is a short wait and a fresh attempt instead.
+    """
+    while True:
+        raw = stdlib_socket.socket(stdlib_socket.AF_UNIX, stdlib_socket.SOCK_STREAM)
+        raw.setblocking(False)
+        try:
+            raw.connect(os.fspath(socket_path))
+        except BlockingIOError:
+            raw.close()
+            await trio.sleep(_CONNECT_RETRY_S)
+            continue
+        except OSError as exc:
+            raw.close()
+            denied = exc.errno in (errno.EACCES, errno.EPERM)
+            raise AdminUnavailable(socket_path, exc.strerror or str(exc), permission=denied) from exc
+        except BaseException:
+            raw.close()
+            raise
+        return trio.SocketStream(trio.socket.from_stdlib_socket(raw))
 
 
 @asynccontextmanager

@@ -5,35 +5,42 @@ daemon's admin server, so both sides validate the same way and neither does
 any I/O here.
 
 Framing: each message is a 4-byte big-endian length followed by that many
-bytes of msgpack. A frame larger than the agreed maximum is refused before it
-is buffered (AdminProtocolError), so a peer cannot make us hold more memory
-than `max_frame_bytes`.
+bytes of msgpack, framed by hzp2p.net.framing like the peer connections. A
+frame larger than the agreed maximum is refused before it is buffered
+(AdminProtocolError), so a peer cannot make us hold more memory than
+`max_frame_bytes`.
 
 Request:  {"id": int >= 0, "method": str, "params": {str: any}}
 Response: {"id": int | None, "ok": True, "result": any}
           {"id": int | None, "ok": False,
-           "error": {"code": str, "message": str, "hint"?: str, "leader_id"?: int}}
+           "error": {"code": str, "message": str, "hint"?: str, "leader_id"?: int,
+                     "retry_tx"?: str}}
+retry_tx (hex) is the signed transaction a `no_quorum` submit was refused with, so the
+client can hand the same transaction to another node (submit_raw: never applied twice).
 A response's id is None only when the request was too malformed to carry one.
 
 Error codes (ERROR_CODES): bad_request, unknown_method, not_leader, timeout,
-not_found, rejected, unavailable, internal.
+not_found, rejected, unavailable, no_quorum, internal.
 
-The parameters of every admin method the daemon implements are declared in
-METHOD_PARAMS; the server checks them (types, required, unknown names) before a
-handler runs, so handlers see well-typed params only.
+The parameters of every admin method are declared with its operation
+(hzp2p.admin.operations, built from the `Param`s here); the server checks them
+(types, required, unknown names) before a handler runs, so handlers see
+well-typed params only.
 """
 
 from __future__ import annotations
 
 import math
-import struct
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
 import msgpack
 
-LENGTH_PREFIX_BYTES: Final = 4
+from hzp2p.net import framing
+from hzp2p.net.errors import LocalProtocolError, OversizedFrame
+
 DEFAULT_MAX_FRAME_BYTES: Final = 1 << 20
 """Default bound on one frame's msgpack body (1 MiB)."""
 MAX_METHOD_CHARS: Final = 64
@@ -48,11 +55,10 @@ ERROR_CODES: Final = frozenset(
         "not_found",  # no such block, transaction, subject, lot, node
         "rejected",  # the ledger or contracts refused the operation
         "unavailable",  # the server is shutting down or at its connection limit
+        "no_quorum",  # this node knows no leader (no quorum reachable): retry via another node
         "internal",  # a bug on the daemon's side (logged there)
     }
 )
-
-_LENGTH = struct.Struct(">I")
 
 
 class AdminProtocolError(Exception):
@@ -69,6 +75,7 @@ class AdminError(Exception):
         *,
         hint: str | None = None,
         leader_id: int | None = None,
+        retry_tx: str | None = None,
     ) -> None:
         if code not in ERROR_CODES:
             raise ValueError(f"unknown admin error code {code!r}")
@@ -76,6 +83,7 @@ class AdminError(Exception):
         self.message = message
         self.hint = hint
         self.leader_id = leader_id
+        self.retry_tx = retry_tx
         super().__init__(f"{code}: {message}")
 
     def to_wire(self) -> dict[str, Any]:
@@ -84,6 +92,8 @@ class AdminError(Exception):
             out["hint"] = self.hint
         if self.leader_id is not None:
             out["leader_id"] = self.leader_id
+        if self.retry_tx is not None:
+            out["retry_tx"] = self.retry_tx
         return out
 
 
@@ -106,11 +116,12 @@ def pack_message(obj: Any, *, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) ->
         body = msgpack.packb(obj, use_bin_type=True)
     except (TypeError, ValueError, OverflowError) as exc:
         raise AdminProtocolError(f"cannot encode message: {exc}") from exc
-    if len(body) > max_frame_bytes:
+    try:
+        return framing.encode_frame(body, max_frame_bytes)
+    except LocalProtocolError:
         raise AdminProtocolError(
             f"message of {len(body)} bytes exceeds the {max_frame_bytes}-byte frame limit"
-        )
-    return _LENGTH.pack(len(body)) + bytes(body)
+        ) from None
 
 
 def unpack_message(body: bytes) -> Any:
@@ -122,7 +133,8 @@ def unpack_message(body: bytes) -> Any:
 
 
 class FrameDecoder:
-    """Incremental splitter of a byte stream into frame bodies, bounded by `max_frame_bytes`.
+    """Incremental splitter of a byte stream into frame bodies, bounded by `max_frame_bytes`:
+    hzp2p.net.framing's decoder, raising AdminProtocolError.
 
     Holds at most one partial frame (plus one read's worth of bytes).
     """
@@ -131,28 +143,22 @@ class FrameDecoder:
         if max_frame_bytes <= 0:
             raise ValueError("max_frame_bytes must be positive")
         self.max_frame_bytes = max_frame_bytes
-        self._buf = bytearray()
+        # A 4-byte header cannot declare more than ABSOLUTE_MAX_FRAME_BYTES anyway.
+        self._frames = framing.FrameDecoder(min(max_frame_bytes, framing.ABSOLUTE_MAX_FRAME_BYTES))
 
     @property
     def buffered_bytes(self) -> int:
-        return len(self._buf)
+        return self._frames.buffered_bytes
 
     def feed(self, data: bytes) -> list[bytes]:
         """Complete frame bodies in `data` (and what came before); raises on an oversized frame."""
-        self._buf += data
-        bodies: list[bytes] = []
-        while len(self._buf) >= LENGTH_PREFIX_BYTES:
-            (length,) = _LENGTH.unpack_from(self._buf)
-            if length > self.max_frame_bytes:
-                raise AdminProtocolError(
-                    f"frame of {length} bytes exceeds the {self.max_frame_bytes}-byte limit"
-                )
-            end = LENGTH_PREFIX_BYTES + length
-            if len(self._buf) < end:
-                break
-            bodies.append(bytes(self._buf[LENGTH_PREFIX_BYTES:end]))
-            del self._buf[:end]
-        return bodies
+        try:
+            self._frames.feed(data)
+            return self._frames.frames()
+        except OversizedFrame as exc:
+            raise AdminProtocolError(
+                f"frame of {exc.declared_bytes} bytes exceeds the {self.max_frame_bytes}-byte limit"
+            ) from None
 
 
 # ---------------------------------------------------------------------------
@@ -254,12 +260,16 @@ def parse_response(obj: Any) -> Response:
         raise AdminProtocolError("error hint must be a string")
     if leader_id is not None and not _is_int(leader_id):
         raise AdminProtocolError("error leader_id must be an integer")
+    retry_tx = err.get("retry_tx")
+    if retry_tx is not None and not isinstance(retry_tx, str):
+        raise AdminProtocolError("error retry_tx must be a string")
     if code not in ERROR_CODES:
         # A newer daemon may send codes we do not know; keep the message, file it as internal.
         message = f"[{code}] {message}"
         code = "internal"
     return Response(
-        id=rid, ok=False, error=AdminError(code, message, hint=hint, leader_id=leader_id)
+        id=rid, ok=False,
+        error=AdminError(code, message, hint=hint, leader_id=leader_id, retry_tx=retry_tx),
     )
 
 
@@ -294,10 +304,14 @@ class Param:
     map_list (a list of maps, each checked against `items`)."""
     required: bool = True
     min_value: float | None = None
+    max_value: float | None = None
     max_len: int | None = None
     exact_len: int | None = None
     items: tuple[Param, ...] = ()
     """map_list only: the schema every element must fit (unknown keys are refused)."""
+    pattern: str | None = None
+    """str only: the whole value must match (re.fullmatch); `shown` describes it."""
+    shown: str = ""
 
     def check(self, value: Any) -> str | None:
         """None if `value` fits, else what is wrong with it."""
@@ -340,6 +354,12 @@ class Param:
             return f"has an unknown schema kind {kind!r}"
         if self.min_value is not None and kind in ("int", "float") and value < self.min_value:
             return f"must be >= {self.min_value:g}, got {value}"
+        if self.max_value is not None and kind in ("int", "float") and value > self.max_value:
+            return f"must be <= {self.max_value:.0f}"
+        if self.pattern is not None and isinstance(value, str) and not re.fullmatch(
+            self.pattern, value
+        ):
+            return f"must be {self.shown or 'of the form ' + self.pattern}"
         if self.max_len is not None and isinstance(value, str | list) and len(value) > self.max_len:
             return f"must have at most {self.max_len} elements/characters"
         if self.exact_len is not None and isinstance(value, str) and len(value) != self.exact_len:
@@ -385,54 +405,23 @@ def check_params(method: str, schema: tuple[Param, ...], params: Mapping[str, An
             raise AdminError("bad_request", f"{method}: param {p.name!r} {problem}")
 
 
-_LIN = Param("linearizable", "bool", required=False)
-_WAIT = Param("wait_s", "float", required=False, min_value=0)
-_TX_TYPE = Param("type", "str", max_len=64)
-_PAYLOAD = Param("payload", "map")
-_IDEM_KEY = Param("idempotency_key", "str", required=False, max_len=128)
+# Parameters several operations share (each operation's own are declared with it:
+# hzp2p.admin.operations).
+LIN = Param("linearizable", "bool", required=False)
+MAX_INT: Final = 2**63 - 1
+SUBJECT = Param("subject", "str", pattern="[0-9a-f]{32}",
+                 shown="a subject pseudonym (32 lowercase hex digits)")
+WAIT = Param("wait_s", "float", required=False, min_value=0)
+TX_TYPE = Param("type", "str", max_len=64)
+PAYLOAD = Param("payload", "map")
+IDEM_KEY = Param("idempotency_key", "str", required=False, max_len=128)
 
+MAX_SCAN: Final = 10_000
+"""Rows one `state_scan` answers at most (a client pages by key prefix past it)."""
+NODE_ID = Param("node_id", "int", min_value=1, max_value=MAX_INT)
+LOT = Param("lot", "str", pattern=r"[A-Za-z0-9._:\-]{1,64}",
+            shown="a lot id (1..64 of [A-Za-z0-9._:-])")
 MAX_SUBMIT_MANY: Final = 1000
 """Items in one `submit_many` request (the frame bound, max_request_bytes, also applies)."""
 
-METHOD_PARAMS: Final[Mapping[str, tuple[Param, ...]]] = {
-    "status": (),
-    "peers": (),
-    "members": (_LIN,),
-    "block": (Param("height", "int", min_value=0), _LIN),
-    "tx": (Param("tx_hash", "hex", max_len=128), _LIN),
-    "verify": (Param("integrity", "bool", required=False),),
-    "metrics": (),
-    "submit": (_TX_TYPE, _PAYLOAD, _WAIT, _IDEM_KEY),
-    # Many submits in one request: each item is signed, pre-checked and answered as `submit`
-    # would, one receipt per item in order; a malformed item refuses the whole request.
-    "submit_many": (
-        Param("items", "map_list", max_len=MAX_SUBMIT_MANY, items=(_TX_TYPE, _PAYLOAD, _IDEM_KEY)),
-        _WAIT,
-    ),
-    "transfer_leader": (Param("node_id", "int", min_value=1),),
-    "add_learner": (
-        Param("name", "str", max_len=200),
-        Param("roles", "str_list"),
-        Param("signing_key", "hex", exact_len=64),
-        Param("node_key", "hex", exact_len=64),
-        Param("address", "str", max_len=300),
-        _WAIT,
-    ),
-    "promote": (Param("node_id", "int", min_value=1), _WAIT),
-    "remove": (Param("node_id", "int", min_value=1), _WAIT),
-    "subject_records": (Param("subject", "str", max_len=256), _LIN),
-    "lot_history": (Param("lot", "str", max_len=256), _LIN),
-    "access_log": (Param("subject", "str", max_len=256), _LIN),
-    # A transaction signed elsewhere (citizen apps, other institutions' tools), as hex of its
-    # encoding; 2 hex digits per byte of hzp2p.ledger.tx.MAX_TX_BYTES (64 KiB).
-    "submit_raw": (Param("tx", "hex", max_len=2 * 64 * 1024), _WAIT),
-    # Raw committed state under a hex key prefix ("-" = everything); the daemon caps rows.
-    "state_scan": (
-        Param("prefix", "str", max_len=1024),
-        Param("limit", "int", required=False, min_value=1),
-    ),
-    # An offline receipt for a committed transaction (hzp2p.node.receipts); hash_only: the
-    # receipt carries the transaction's hash and signature, not its body.
-    "receipt": (Param("tx_hash", "hex", max_len=128), Param("hash_only", "bool", required=False)),
-}
-"""Every admin method the daemon implements, with its parameters (see hzp2p.admin.cli)."""
+

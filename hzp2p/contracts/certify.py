@@ -7,7 +7,7 @@ hzp2p.contracts.members). `VoterHistory` holds it for every height (a list of
 change points), built from a state's membership log or followed block by
 block. `statement_of` is the attestation statement
 (hzp2p.ledger.certificate.Statement) for an executed block. `CertAudit` follows
-a chain being replayed (hzp2p.ledger.verify) and checks every certificate the
+a chain being replayed (hzp2p.contracts.verify) and checks every certificate the
 blocks carry against what the replay computed.
 """
 

@@ -16,6 +16,9 @@ zero-padded so a prefix scan returns them in numeric order):
   cc/r/<lot>/<t_ms:015>/<seq:010>     temperature readings of a lot, by time
   cc/b/<batch hash hex>               a signed readings batch, accepted once
   vax/d/<subject>/<product>/<dose:03> a subject's doses of one product
+  vax/l/<lot>/<subject>/<dose:03>     index: the doses given from a lot (a recall's recipients)
+  vax/s/<site:010>/<day:08>/<subject>/<product>/<dose:03>
+                                      index: a site's doses by UTC day (yyyymmdd)
   rec/r/<record_id>                   an encrypted record and its sealed keys
   rec/s/<subject>/<seq:010>           a subject's records, in order written
   rec/h/<inst_id:010>/<record_id>     records whose key an institution holds
@@ -24,11 +27,16 @@ zero-padded so a prefix scan returns them in numeric order):
   emerg/<record_id>/<inst_id:010>     an authority's emergency authorisation
   access/<subject>/<seq:010>          the subject's access log
   seq/<prefix>                        the next sequence number under <prefix>
+  rules/s/<name>                      governed rule versions of <name>: [[activation height, version]]
+  rules/v/<name>/<version:06>         a governed rule version: base, params, activation, proposal
+(health-code lifecycle keys: hzp2p.contracts.codelife; venues, check-ins, exposures:
+hzp2p.contracts.exposure.)
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from hzp2p.contracts.api import (
@@ -89,6 +97,14 @@ def k_batch(batch_hash: bytes) -> bytes:
 
 def k_dose(subject: str, product: str, dose: int) -> bytes:
     return f"vax/d/{subject}/{product}/{dose:03d}".encode()
+
+
+def k_lot_dose(lot_id: str, subject: str, dose: int) -> bytes:
+    return f"vax/l/{lot_id}/{subject}/{dose:03d}".encode()
+
+
+def k_site_dose(site: int, day: str, subject: str, product: str, dose: int) -> bytes:
+    return f"vax/s/{site:010d}/{day}/{subject}/{product}/{dose:03d}".encode()
 
 
 def k_doses(subject: str) -> bytes:
@@ -162,15 +178,6 @@ def append_event(ctx: TxContext, prefix: bytes, event: Mapping[str, Any]) -> int
     )
 
 
-def next_seq(state: StateView, name: bytes) -> int:
-    """A monotonically increasing counter named `name` (returns the value before increment)."""
-    ckey = b"seq/" + name
-    raw = state.get(ckey)
-    seq = 0 if raw is None else int(decode_value(raw))
-    state.put(ckey, encode_value(seq + 1))
-    return seq
-
-
 def values(state: StateReader, prefix: bytes, limit: int | None = None) -> list[Any]:
     return [decode_value(v) for _, v in state.scan(prefix, limit)]
 
@@ -190,12 +197,75 @@ def fail(ctx: TxContext, msg: str) -> NoReturn:
     raise TxRejected(f"{ctx.tx_type}: {msg}")
 
 
+def k_rule_schedule(name: str) -> bytes:
+    return f"rules/s/{name}".encode()
+
+
+def k_rule_version(name: str, version: int) -> bytes:
+    return f"rules/v/{name}/{version:06d}".encode()
+
+
+@dataclass(frozen=True, slots=True)
+class RulesInForce:
+    """The parameter set of rule `name` in force at some height.
+
+    `version` is what transactions and history name; `base` is the built-in version
+    whose logic interprets `params` (a version adopted by governance has the key set of
+    the newest built-in version, its base; a genesis version is its own base)."""
+
+    name: str
+    version: int
+    base: int
+    params: Mapping[str, int]
+    activation_height: int  # 0 for the genesis version
+
+
+def rules_at(
+    state: StateReader, height: int, genesis_version: int, name: str, table: Mapping[int, Any]
+) -> RulesInForce | None:
+    """The version of rule `name` in force at `height`: the governed version with the
+    latest activation height <= `height`, else the genesis version (None if unknown).
+    A pure function of state and height, so every node judges a transaction at a
+    height by the same parameters."""
+    sched: list[list[int]] | None = load(state, k_rule_schedule(name))
+    for act, version in reversed(sched or []):
+        if act <= height:
+            rec = load(state, k_rule_version(name, version))
+            assert rec is not None, "rule schedule names a missing version"
+            return RulesInForce(name, version, rec["base"], rec["params"], act)
+    if genesis_version not in table:
+        return None
+    return RulesInForce(name, genesis_version, genesis_version, table[genesis_version], 0)
+
+
+def rules_in_force(ctx: TxContext, name: str, table: Mapping[int, Any]) -> RulesInForce:
+    """The rules of `name` in force at the transaction's height (refused if unknown)."""
+    r = rules_at(ctx.state, ctx.height, ctx.rules.get(name, 1), name, table)
+    if r is None:
+        fail(ctx, f"unknown {name} rules version {ctx.rules.get(name, 1)}")
+    return r
+
+
 def rule_version(ctx: TxContext, name: str, table: Mapping[int, Any]) -> tuple[int, Any]:
-    """The rule table for the version of `name` in force (version 1 if genesis names none)."""
-    version = ctx.rules.get(name, 1)
-    if version not in table:
-        fail(ctx, f"unknown {name} rules version {version}")
-    return version, table[version]
+    """(version, parameters) of `name` in force at the transaction's height: the genesis
+    version (1 if genesis names none) until a governed version activates."""
+    r = rules_in_force(ctx, name, table)
+    return r.version, r.params
+
+
+def genesis_rule_versions(state: StateReader) -> dict[str, int]:
+    """The rule versions named by the genesis (as the engine stores them)."""
+    from hzp2p.contracts.engine import rules_of  # the engine owns its key
+
+    return rules_of(state)
+
+
+def head_of(state: StateReader) -> tuple[int, int]:
+    """(height, timestamp_ms) of the chain head a state is at."""
+    from hzp2p.contracts.engine import read_head  # the engine owns its key
+
+    h = read_head(state)
+    return h.height, h.timestamp_ms
 
 
 # ---------------------------------------------------------------- queries
@@ -212,9 +282,28 @@ def health_code_history(state: StateReader, subject: str) -> list[dict[str, Any]
     return values(state, k_code_hist(subject))
 
 
+def lot_status(lot: dict[str, Any], now_ms: int | None = None) -> str:
+    """A lot's status: "recalled", "quarantined", "expired" or "active" (in that order of
+    precedence). "expired" needs `now_ms`, the block time of the height the status is read
+    at (contracts pass their block's, queries their head's): a stored lot cannot know it."""
+    if lot["recall"] is not None:
+        return "recalled"
+    if lot["quarantine"] is not None:
+        return "quarantined"
+    if now_ms is not None and lot["expiry_ms"] <= now_ms:
+        return "expired"
+    return "active"
+
+
 def lot(state: StateReader, lot_id: str) -> dict[str, Any] | None:
-    """A lot's current record (status, custodian, remaining doses, range, quarantine evidence)."""
+    """A lot's current record (status, custodian, remaining doses, range, quarantine
+    evidence), its status as of the block time of the state's head (so "expired" once past
+    its expiry)."""
+    from hzp2p.contracts.engine import read_head  # the engine owns the head's layout
+
     rec: dict[str, Any] | None = load(state, k_lot(lot_id))
+    if rec is not None:
+        rec["status"] = lot_status(rec, read_head(state).timestamp_ms)
     return rec
 
 

@@ -33,7 +33,7 @@ from hzp2p.contracts.digest import (
     load_accelerator,
     vector_of_items,
 )
-from hzp2p.contracts.registry import CITIZEN_SIGNED, CONTRACTS, citizen_signed
+from hzp2p.contracts.registry import CITIZEN_SIGNED, CONTRACTS, citizen_signed, unsupported_rules
 from hzp2p.contracts.schema import problems_text
 from hzp2p.contracts.state import CachedReader, Overlay, Readable
 from hzp2p.ledger.block import Block, BlockError
@@ -53,15 +53,22 @@ CONTRACT_MODULES = (
     "hzp2p.contracts.coldchain",
     "hzp2p.contracts.vaccination",
     "hzp2p.contracts.privacy",
+    "hzp2p.contracts.exposure",
+    "hzp2p.contracts.appeals",
+    "hzp2p.contracts.rulebook",
 )
 
 
-def load_contracts() -> list[str]:
-    """Import every contract module (registering its handlers); returns the loaded names.
+class ContractsMissing(Exception):
+    """This build cannot judge a chain the same way as the others: a contract module is
+    missing, or the genesis names a rule version no loaded contract implements. A node
+    that started anyway would disagree with the others about validity."""
 
-    A module that cannot load because a listed contract module does not exist (yet)
-    is skipped; any other import error propagates.
-    """
+
+def load_contracts(genesis: Genesis | None = None) -> list[str]:
+    """Import every contract module explicitly (each registers its handlers and rule
+    versions); returns the loaded names. With `genesis`, also check that every rule (and
+    version) it names is implemented. Raises ContractsMissing — never skips silently."""
     global _loaded
     load_accelerator()  # numpy, if present: at start-up, not in the middle of the first block
     loaded = []
@@ -69,11 +76,17 @@ def load_contracts() -> list[str]:
         try:
             importlib.import_module(name)
         except ModuleNotFoundError as e:
-            if e.name not in CONTRACT_MODULES:
+            if e.name != name:
                 raise
-            continue
+            raise ContractsMissing(f"contract module {name} is missing from this build") from None
         loaded.append(name)
     _loaded = True
+    if genesis is not None:
+        missing = unsupported_rules(genesis.rules)
+        if missing:
+            raise ContractsMissing(
+                f"the genesis names {', '.join(missing)}: upgrade this node before starting it"
+            )
     return loaded
 
 
@@ -188,7 +201,7 @@ def precheck_tx(reader: Readable, tx: Transaction, chain_id: str, now_ms: int) -
     check_tx_payload(tx)
     check_envelope(tx, chain_id, now_ms)
     if reader.get(K_TX + tx.hash) is not None:
-        raise TxRejected("duplicate: transaction already included")
+        raise TxRejected("duplicate: transaction already included", duplicate=True)
     if not citizen_signed(tx.tx_type):
         inst = members.institution_by_key(reader, tx.signer)
         if inst is None or not inst.active:

@@ -32,6 +32,8 @@ class Contract:
 
 
 CONTRACTS: dict[str, Contract] = {}
+RULE_VERSIONS: dict[str, frozenset[int]] = {}
+"""Rule name -> the versions the loaded contracts implement (a genesis may name only these)."""
 HANDLERS: dict[str, Handler] = {}
 CITIZEN_SIGNED: set[str] = set()
 
@@ -61,6 +63,24 @@ def contract(
         return fn
 
     return register
+
+
+def rules(name: str, table: Mapping[int, Any]) -> None:
+    """Declare that the loaded contracts implement versions `table` of rule `name`."""
+    assert name and table, name
+    RULE_VERSIONS[name] = RULE_VERSIONS.get(name, frozenset()) | frozenset(table)
+
+
+def unsupported_rules(named: Mapping[str, int]) -> list[str]:
+    """What of a genesis's rules (name -> version) the loaded contracts do not implement."""
+    out = []
+    for name, version in sorted(named.items()):
+        known = RULE_VERSIONS.get(name)
+        if known is None:
+            out.append(f"rule {name!r} (no loaded contract implements it)")
+        elif version not in known:
+            out.append(f"rule {name!r} version {version} (this build has {sorted(known)})")
+    return out
 
 
 def citizen_signed(tx_type: str) -> bool:

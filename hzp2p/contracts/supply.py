@@ -23,6 +23,7 @@ from hzp2p.contracts.domain_queries import (
     k_lot,
     k_lot_events,
     load,
+    lot_status,
     store,
 )
 from hzp2p.contracts.registry import contract, payload_generator
@@ -53,19 +54,6 @@ REGISTER_SCHEMA = Schema(
 )
 TRANSFER_SCHEMA = Schema({"lot_id": Id(), "to": Int(0, 2**63 - 1)})
 REASON_SCHEMA = Schema({"lot_id": Id(), "reason": Text()})
-
-
-def lot_status(lot: dict[str, Any], now_ms: int | None = None) -> str:
-    """The status: "recalled", "quarantined", "expired" or "active" (in that order of
-    precedence). "expired" needs `now_ms`, the block time of the height the status is read
-    at (contracts pass their block's; queries their head's): a stored lot cannot know it."""
-    if lot["recall"] is not None:
-        return "recalled"
-    if lot["quarantine"] is not None:
-        return "quarantined"
-    if now_ms is not None and lot["expiry_ms"] <= now_ms:
-        return "expired"
-    return "active"
 
 
 def get_lot(ctx: TxContext, lot_id: str) -> dict[str, Any]:

@@ -35,7 +35,7 @@ from hzp2p.contracts.storage_bridge import (
 )
 from hzp2p.ledger.block import Block, BlockError, decode_block
 from hzp2p.ledger.genesis import Genesis
-from hzp2p.node.benchrepl import is_opaque
+from hzp2p.node.opaque import is_opaque
 from hzp2p.raft.core import RaftCore
 from hzp2p.raft.membership import ConfChange
 from hzp2p.raft.types import ConfState, Entry, EntryKind
@@ -109,6 +109,8 @@ class Applier:
         self._on_block = on_block
         self._on_membership = on_membership
         self._index_waiters: list[tuple[int, trio.Event]] = []
+        self._new_block = trio.Event()
+        """Set (and replaced) whenever a block is applied: `wait_height`'s wake-up."""
 
     async def load(self) -> None:
         self.head = await self.storage.call(_read_head)
@@ -124,6 +126,11 @@ class Applier:
         ev = trio.Event()
         self._index_waiters.append((index, ev))
         await ev.wait()
+
+    async def wait_height(self, height: int) -> None:
+        """Return once the chain head is at `height` or above (bound it with a deadline)."""
+        while self.head.height < height:
+            await self._new_block.wait()
 
     def _advance_applied(self, index: int) -> None:
         self.applied_index = index
@@ -146,7 +153,7 @@ class Applier:
         or None (hzp2p.node.preverify).
 
         A run of NOOPs costs one `set_applied` at its end. A run made only of opaque
-        benchmark entries (hzp2p.node.benchrepl) moves the applied index in memory only:
+        benchmark entries (hzp2p.node.opaque) moves the applied index in memory only:
         they change no state, so re-applying them after a restart is harmless, and the
         next block, conf change or NOOP stores an applied index past them.
         """
@@ -188,7 +195,7 @@ class Applier:
                     voters=sorted(conf.voters),
                     learners=sorted(conf.learners),
                 )
-            else:  # NOOP, or an opaque benchmark entry (hzp2p.node.benchrepl): index only
+            else:  # NOOP, or an opaque benchmark entry (hzp2p.node.opaque): index only
                 pending_noop = e.index
                 opaque_only = opaque_only and e.kind is EntryKind.NORMAL and bool(e.data)
         if run:
@@ -283,6 +290,8 @@ class Applier:
         )
         self._advance_applied(e.index)
         self.blocks_applied += 1
+        self._new_block.set()
+        self._new_block = trio.Event()
         ok = sum(1 for v in result.verdicts if v.applied)
         self.txs_committed += ok
         self.txs_rejected += len(result.verdicts) - ok

@@ -18,15 +18,15 @@ from __future__ import annotations
 import gc
 import signal
 from collections.abc import Mapping
-from pathlib import Path
 
 import nacl.signing
 import structlog
 import trio
 
 from hzp2p.admin.server import AdminServer
+from hzp2p.config import ConfigError, NodeConfig, parse_host_port
 from hzp2p.contracts import members as members_contract
-from hzp2p.contracts.engine import load_contracts
+from hzp2p.contracts.engine import ContractsMissing, load_contracts
 from hzp2p.ledger.builder import BlockBuilder
 from hzp2p.ledger.genesis import GenesisError, load_genesis
 from hzp2p.ledger.mempool import Mempool, MempoolLimits
@@ -35,9 +35,8 @@ from hzp2p.net.handshake import ChainParams
 from hzp2p.net.schemas import default_registry
 from hzp2p.net.tcp import TcpConfig, TcpTransport
 from hzp2p.net.transport import NodeIdentity
-from hzp2p.node import benchrepl
+from hzp2p.node import opaque
 from hzp2p.node.applier import Applier
-from hzp2p.node.config import ConfigError, NodeConfig, parse_host_port
 from hzp2p.node.driver import RaftDriver, role_name
 from hzp2p.node.handlers import Handlers
 from hzp2p.node.keys import KeyFileError, load_signing_key
@@ -55,13 +54,7 @@ from hzp2p.storage import AsyncStorage
 
 log = structlog.get_logger("hzp2p.node")
 
-DB_FILE = "node.db"
 MEMBERSHIP_POLL_S = 0.5
-
-
-
-class StartupError(Exception):
-    """The node cannot start (keys, genesis, database); str() is a one-line reason."""
 
 
 def _hints(addresses: Mapping[NodeId, str], me: NodeId) -> tuple[tuple[NodeId, Address], ...]:
@@ -94,6 +87,10 @@ class Node:
             raise ConfigError(cfg.path, "genesis", f"{cfg.genesis}: {exc}") from None
         except OSError as exc:
             raise ConfigError(cfg.path, "genesis", f"{cfg.genesis}: {exc.strerror}") from None
+        try:  # every contract the chain needs, explicitly, before anything else
+            load_contracts(self.genesis)
+        except ContractsMissing as exc:
+            raise ConfigError(cfg.path, "genesis", f"{cfg.genesis}: {exc}") from None
         inst = next((i for i in self.genesis.institutions if i.inst_id == cfg.node_id), None)
         if inst is not None and inst.node_key != bytes(self.node_key.verify_key):
             raise ConfigError(
@@ -111,6 +108,8 @@ class Node:
         self._membership_dirty = True
         self._membership_kick = trio.Event()
         self._counted = {"committed": 0, "rejected": 0, "elections": 0, "refused": 0}
+        self._admin_refusals_counted: dict[str, int] = {}
+        self.admin: AdminServer | None = None
 
     # The components below exist once `run` has opened the database.
     storage: AsyncStorage
@@ -124,11 +123,10 @@ class Node:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         cfg = self.cfg
-        load_contracts()
         cfg.data_dir.mkdir(parents=True, exist_ok=True)
         g = self.genesis
         self.storage = await AsyncStorage.open_sqlite(
-            str(cfg.data_dir / DB_FILE), g.chain_id.encode(), g.hash
+            str(cfg.db_path), g.chain_id.encode(), g.hash
         )
         try:
             await self._run(task_status)
@@ -162,10 +160,19 @@ class Node:
         self.producer, self.submit, self.reads = stack.producer, stack.submit, stack.reads
         self.metrics.registry.add_collect_hook(self._collect_metrics)
         register_snapshot_metrics(self.metrics.registry, stack.snapshots)
-        admin = AdminServer(cfg.admin.socket, max_request_bytes=cfg.admin.max_request_bytes)
+        admin = self.admin = AdminServer(
+            cfg.admin.socket, max_request_bytes=cfg.admin.max_request_bytes
+        )
         Handlers(self).register_all(admin)
-        if benchrepl.enabled():
-            benchrepl.register(admin, self)
+        if opaque.enabled():
+            driver = self.driver
+            opaque.register(
+                admin,
+                propose_many=lambda entries: driver.core.propose_many(entries),
+                wake=driver.wake,
+                wait_applied=self.applier.wait_applied,
+                max_uncommitted_bytes=cfg.raft.max_uncommitted_bytes,
+            )
         async with trio.open_nursery() as nursery:
             with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
                 await nursery.start(stack.run)
@@ -293,6 +300,12 @@ class Node:
         if delta > 0:
             m.frames_refused.labels(reason="transport").inc(delta)
         self._counted = now
+        if self.admin is not None:  # the admin socket's fairness refusals (hzp2p.admin.server)
+            for reason, count in self.admin.statistics().refusals.items():
+                delta = count - self._admin_refusals_counted.get(reason, 0)
+                if delta > 0:
+                    m.admin_refusals.labels(reason=reason).inc(delta)
+                    self._admin_refusals_counted[reason] = count
 
 
 GC_THRESHOLDS = (20_000, 20, 50)
@@ -325,7 +338,3 @@ async def _run_frozen(node: Node) -> None:
         # What start-up built (modules, contracts, genesis, caches) lives as long as the
         # process: move it out of the collector's sight so no full collection walks it.
         gc.freeze()
-
-
-def db_path(data_dir: Path) -> Path:
-    return data_dir / DB_FILE

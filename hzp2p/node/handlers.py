@@ -10,24 +10,31 @@ admin server turns anything else into an `internal` error and keeps running.
 
 from __future__ import annotations
 
-import functools
 import math
+import secrets
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import trio
 
-from hzp2p.admin.protocol import AdminError
+from hzp2p.admin.operations import OPERATIONS
+from hzp2p.admin.protocol import MAX_SCAN, AdminError
 from hzp2p.admin.server import AdminServer
+from hzp2p.analytics.aggregates import epi_summary
+from hzp2p.client import Client
 from hzp2p.client import access_log as q_access_log
 from hzp2p.client import subject_records as q_subject_records
 from hzp2p.contracts import domain_queries as dq
+from hzp2p.contracts import events as ev
 from hzp2p.contracts import queries
+from hzp2p.contracts import vaccine_views as vv
+from hzp2p.contracts.api import decode_value
 from hzp2p.contracts.engine import recompute_digest
+from hzp2p.crypto.records import pseudonym
 from hzp2p.ledger.tx import Transaction, TxError, decode_tx
+from hzp2p.node import receipts as node_receipts
 from hzp2p.node.chain_audit import verify_local_chain
 from hzp2p.node.driver import not_leader_hint, role_name
-from hzp2p.node.receipts import receipt
 from hzp2p.node.submit import SubmitError
 from hzp2p.raft.errors import NotLeader, ProposalDropped
 from hzp2p.storage import StorageError, SyncStorage
@@ -37,7 +44,6 @@ if TYPE_CHECKING:
 
 READ_INDEX_TIMEOUT_S = 5.0
 MAX_WAIT_S = 600.0
-MAX_SCAN = 10_000
 SIGN_CHUNK = 32
 """submit_many signs this many items between checkpoints (~1 ms of work)."""
 
@@ -49,13 +55,12 @@ class Handlers:
         self.node = node
 
     def register_all(self, server: AdminServer) -> None:
-        for method in (
-            "status", "peers", "members", "block", "tx", "verify", "metrics", "submit",
-            "transfer_leader", "add_learner", "promote", "remove", "subject_records",
-            "lot_history", "access_log", "submit_raw", "state_scan", "submit_many",
-        ):
-            server.register(method, self._counted(method, getattr(self, method)))
-        server.register("receipt", self._counted("receipt", functools.partial(receipt, self.node)))
+        """Serve every declared operation (hzp2p.admin.operations) with the method of the
+        same name; an operation without one is a bug found at start-up, not at a request."""
+        for op in OPERATIONS:
+            handler = getattr(self, op.method, None)
+            assert handler is not None, f"operation {op.method!r} has no handler"
+            server.register(op.method, self._counted(op.method, handler))
 
     def _counted(self, method: str, fn: Any) -> Any:
         async def run(params: Mapping[str, Any]) -> Any:
@@ -79,6 +84,10 @@ class Handlers:
             raise AdminError(
                 "timeout", "linearizable read did not complete", hint="is a quorum reachable?"
             ) from None
+
+    async def receipt(self, params: Mapping[str, Any]) -> Any:
+        """An offline receipt for a committed transaction (hzp2p.node.receipts)."""
+        return await node_receipts.receipt(self.node, params)
 
     # ---------------------------------------------------------------- status
     async def status(self, params: Mapping[str, Any]) -> Any:
@@ -140,7 +149,7 @@ class Handlers:
                     "merkle_root": None, "proposer": None, "timestamp": g.timestamp_ms, "txs": []}
         rec = await n.storage.block_by_height(height)
         if rec is None:
-            raise AdminError("not_found", f"no block at height {height}",
+            raise AdminError("not_found", f"no such block: height {height}",
                              hint=f"this node's height is {n.applier.head.height}")
         txs = await n.storage.block_txs(height)
         verdicts = [("committed" if t.status == "applied" else "rejected", t.reason) for t in txs]
@@ -161,6 +170,9 @@ class Handlers:
         if tx_hash in n.mempool or tx_hash in n.producer.inflight or n.submit.is_waiting(tx_hash):
             return {"tx_hash": tx_hash.hex(), "status": "pending", "height": None, "index": None,
                     "type": None, "reason": None}
+        refused = await n.submit.refusal(tx_hash)  # refused before it reached a block
+        if refused is not None:
+            return refused
         raise AdminError("not_found", f"unknown transaction {tx_hash.hex()}")
 
     async def verify(self, params: Mapping[str, Any]) -> Any:
@@ -189,8 +201,22 @@ class Handlers:
         except ValueError:
             raise AdminError("bad_request", "prefix must be hex (or '-' for everything)") from None
         limit = min(int(params.get("limit", MAX_SCAN)), MAX_SCAN)
-        rows = await self.node.storage.scan(prefix, limit)
-        return {"items": [[k.hex(), v.hex()] for k, v in rows]}
+        after = bytes.fromhex(params["after"]) if "after" in params else None
+
+        def scan(s: SyncStorage) -> list[tuple[bytes, bytes]]:
+            out: list[tuple[bytes, bytes]] = []
+            for k, v in s.scan(prefix):  # keys in order: skip to the cursor, then take a page
+                if after is not None and k <= after:
+                    continue
+                out.append((k, v))
+                if len(out) >= limit:
+                    break
+            return out
+
+        rows = await self.node.storage.call(scan)
+        more = len(rows) == limit
+        return {"items": [[k.hex(), v.hex()] for k, v in rows],
+                "next": rows[-1][0].hex() if more else None}
 
     # ---------------------------------------------------------------- writes
     @staticmethod
@@ -207,7 +233,7 @@ class Handlers:
         return await svc.submit(tx, self._wait(params))
 
     async def submit_many(self, params: Mapping[str, Any]) -> Any:
-        """Many submits in one request (items already checked against METHOD_PARAMS): each
+        """Many submits in one request (items already checked against the operation's parameters): each
         signed as `submit` signs it; an item that cannot be signed is rejected on its own."""
         svc = self.node.submit
         txs: list[Transaction | str] = []
@@ -226,6 +252,71 @@ class Handlers:
         for r in receipts:
             counts[str(r["status"])] += 1
         return {"receipts": receipts, **counts}
+
+    # ---------------------------------------------------------------- records, from fields
+    async def _sealing_client(self) -> Client:
+        """A client holding this institution's keys, to seal records to it and the subject.
+        The node seals with the encryption key derived from its signing key (key id 0); an
+        institution that registered another (enckey.set) needs the key store, not built yet."""
+        n = self.node
+        me = n.node_id
+        registered = await self.node.storage.call(lambda s: dq.enc_key(s, me))
+        if registered is not None:
+            raise AdminError("rejected", "this institution registered its own encryption key; "
+                             "the node cannot seal to it yet",
+                             hint="write the record with hzp2p.client and submit-raw")
+        return Client(n.signing_key, n.genesis.chain_id, me)
+
+    async def _submit_record(self, tx_type: str, payload: dict[str, Any], record_id: str,
+                             params: Mapping[str, Any]) -> Any:
+        svc = self.node.submit
+        try:
+            tx = svc.sign(tx_type, payload, None)
+        except SubmitError as exc:
+            raise AdminError("bad_request", f"{tx_type}: {exc}") from None
+        return {**await svc.submit(tx, self._wait(params)), "record_id": record_id}
+
+    @staticmethod
+    def _record_id(params: Mapping[str, Any], prefix: str) -> str:
+        return str(params.get("record_id") or f"{prefix}-{secrets.token_hex(8)}")
+
+    async def record(self, params: Mapping[str, Any]) -> Any:
+        """record.write (diagnosis by a hospital, lab_result by a lab) from plain fields: the
+        fields are encrypted here, sealed to the subject and this institution, and only the
+        ciphertext leaves the node."""
+        client = await self._sealing_client()
+        rid, key = self._record_id(params, params["record_type"]), bytes.fromhex(params["subject_key"])
+        env = client.seal_record(rid, key, params["record_type"], params["fields"])
+        payload = {"subject": pseudonym(key), "record_type": params["record_type"], "record": env}
+        return await self._submit_record("record.write", payload, rid, params)
+
+    async def vaccinate(self, params: Mapping[str, Any]) -> Any:
+        client = await self._sealing_client()
+        rid, key = self._record_id(params, "vax"), bytes.fromhex(params["subject_key"])
+        payload = {
+            "subject": pseudonym(key), "lot_id": params["lot"], "dose": params["dose"],
+            "administered_ms": params.get("administered_ms", self._now_ms()),
+            "record": client.seal_record(rid, key, "vaccination", params["fields"]),
+        }
+        return await self._submit_record("vaccination.record", payload, rid, params)
+
+    async def lab_result(self, params: Mapping[str, Any]) -> Any:
+        client = await self._sealing_client()
+        key = bytes.fromhex(params["subject_key"])
+        payload: dict[str, Any] = {
+            "subject": pseudonym(key), "test_id": params["test_id"], "result": params["result"],
+            "sample_ms": params["sample_ms"],
+        }
+        rid = ""
+        if params.get("fields"):
+            rid = self._record_id(params, "lab")
+            payload["record"] = client.seal_record(rid, key, "lab_result", params["fields"])
+        return await self._submit_record("lab.result", payload, rid, params)
+
+    async def readings(self, params: Mapping[str, Any]) -> Any:
+        """A sensor's signed batch (its signature is checked by the contract), uploaded as
+        this node's institution: the same as submit with type coldchain.readings."""
+        return await self.submit({"type": "coldchain.readings", **params})
 
     async def submit_raw(self, params: Mapping[str, Any]) -> Any:
         """A transaction signed elsewhere (a citizen's app, another institution's tool)."""
@@ -261,6 +352,23 @@ class Handlers:
             ids = [p["id"] for p in props
                    if p["proposed_height"] == height and p["proposer"] == me]
             receipt["proposal_id"] = max(ids) if ids else None
+        return receipt
+
+    async def proposals(self, params: Mapping[str, Any]) -> Any:
+        await self._barrier(params)
+        return {"proposals": await self.node.storage.call(queries.proposals)}
+
+    async def vote(self, params: Mapping[str, Any]) -> Any:
+        svc = self.node.submit
+        payload = {"proposal_id": params["proposal_id"], "approve": params["approve"]}
+        try:
+            tx = svc.sign("member.vote", payload, None)
+        except SubmitError as exc:
+            raise AdminError("bad_request", str(exc)) from None
+        receipt = dict(await svc.submit(tx, self._wait(params)))
+        pid = params["proposal_id"]
+        receipt["proposal"] = await self.node.storage.call(
+            lambda s: queries.proposal_status(s, pid))
         return receipt
 
     async def add_learner(self, params: Mapping[str, Any]) -> Any:
@@ -310,6 +418,162 @@ class Handlers:
         subject = params["subject"]
         rows = await self._query(lambda s: q_access_log(s, subject))
         return {"subject": subject, "entries": dq.jsonable(rows)}
+
+    # ---------------------------------------------------------------- vaccine views
+    def _now_ms(self) -> int:
+        """The head's block time: what "expired" and "overdue" are judged against."""
+        return self.node.applier.head.timestamp_ms
+
+    async def _names(self) -> dict[int, str]:
+        rows = await self.node.storage.call(lambda s: queries.institution_list(s))
+        return {int(r["inst_id"]): str(r["name"]) for r in rows}
+
+    async def doses(self, params: Mapping[str, Any]) -> Any:
+        await self._barrier(params)
+        limit = params.get("limit")
+        if "subject" in params:
+            subject = params["subject"]
+            rows = await self._query(lambda s: vv.doses_of_subject(s, subject))
+        elif "lot" in params:
+            lot = params["lot"]
+            rows = await self._query(lambda s: vv.doses_of_lot(s, lot, limit))
+        elif "site" in params:
+            site, lo, hi = params["site"], params.get("from_day", ""), params.get("to_day", "99999999")
+            rows = await self._query(lambda s: vv.doses_at_site(s, site, lo, hi, limit))
+        else:
+            raise AdminError("bad_request", "doses: give one of subject, lot, site")
+        rows = rows if limit is None else rows[:limit]
+        names = await self._names()
+        for r in rows:
+            r["site_name"] = names.get(r["site"], "?")
+        return {"doses": dq.jsonable(rows), "count": len(rows)}
+
+    async def lot(self, params: Mapping[str, Any]) -> Any:
+        await self._barrier(params)
+        lot_id, now = params["lot"], self._now_ms()
+        found = await self._query(lambda s: vv.lot_summary(s, lot_id, now))
+        if found is None:
+            raise AdminError("not_found", f"no lot {lot_id!r}", hint="admin stock lists lots")
+        names = await self._names()
+        found["custodian_name"] = names.get(found["lot"]["custodian"], "?")
+        return dq.jsonable(found)
+
+    async def temperatures(self, params: Mapping[str, Any]) -> Any:
+        await self._barrier(params)
+        lot_id, limit = params["lot"], params.get("limit")
+        rows = await self._query(lambda s: dq.temperature_history(s, lot_id, limit))
+        return {"lot": lot_id, "readings": dq.jsonable(rows)}
+
+    async def grants(self, params: Mapping[str, Any]) -> Any:
+        await self._barrier(params)
+        subject = params["subject"]
+        rows = await self._query(lambda s: dq.grants(s, subject))
+        names = await self._names()
+        for g in rows:
+            g["grantee_name"] = names.get(g["grantee"], "?")
+        return {"subject": subject, "grants": dq.jsonable(rows)}
+
+    async def stock(self, params: Mapping[str, Any]) -> Any:
+        await self._barrier(params)
+        site, product, now = params.get("site"), params.get("product"), self._now_ms()
+        rows = await self._query(lambda s: vv.stock(s, now, site, product))
+        names = await self._names()
+        for r in rows:
+            r["custodian_name"] = names.get(r["custodian"], "?")
+        return {"as_of_ms": now, "stock": rows}
+
+    async def expiring(self, params: Mapping[str, Any]) -> Any:
+        await self._barrier(params)
+        days, now = params["days"], self._now_ms()
+        rows = await self._query(lambda s: vv.expiring(s, now, days))
+        names = await self._names()
+        for r in rows:
+            r["custodian_name"] = names.get(r["custodian"], "?")
+        return {"as_of_ms": now, "days": days, "lots": dq.jsonable(rows)}
+
+    async def doses_per_day(self, params: Mapping[str, Any]) -> Any:
+        await self._barrier(params)
+        site = params["site"]
+        rows = await self._query(lambda s: vv.doses_per_day(s, site))
+        return {"site": site, "days": rows}
+
+    async def reports(self, params: Mapping[str, Any]) -> Any:
+        """Epidemic reports, filtered; with sum: totals by metric, region and period."""
+        await self._barrier(params)
+        metric, region = params.get("metric"), params.get("region")
+        lo, hi = params.get("from_period"), params.get("to_period")
+        if params.get("sum"):
+            rows = await self._query(lambda s: epi_summary(s, metric, region, lo, hi))
+            return {"sums": rows}
+
+        def pick(s: SyncStorage) -> list[dict[str, Any]]:
+            out = []
+            for _, raw in s.scan(b"epi/r/"):
+                r = dict(decode_value(raw))
+                if (metric is None or r["metric"] == metric) and (
+                    region is None or r["region"] == region) and (
+                    lo is None or r["period"] >= lo) and (hi is None or r["period"] <= hi):
+                    out.append(r)
+            return out
+
+        rows = await self._query(pick)
+        limit = params.get("limit")
+        return {"reports": dq.jsonable(rows if limit is None else rows[:limit]),
+                "count": len(rows)}
+
+    async def datasets(self, params: Mapping[str, Any]) -> Any:
+        await self._barrier(params)
+        rows = await self._query(
+            lambda s: [dict(decode_value(v)) for _, v in s.scan(b"data/d/")])
+        return {"datasets": dq.jsonable(rows)}
+
+    async def health_code(self, params: Mapping[str, Any]) -> Any:
+        """The code in force (colour, why, since when), and with history every change."""
+        await self._barrier(params)
+        subject = params["subject"]
+        out: dict[str, Any] = {"subject": subject,
+                               "code": await self._query(lambda s: queries.health_code(s, subject))}
+        if params.get("history"):
+            out["history"] = await self._query(lambda s: queries.health_code_history(s, subject))
+            out["appeals"] = await self._query(lambda s: queries.appeals(s, subject))
+        return out
+
+    async def exposures(self, params: Mapping[str, Any]) -> Any:
+        await self._barrier(params)
+        return {"exposures": await self._query(queries.exposures)}
+
+    async def appeals(self, params: Mapping[str, Any]) -> Any:
+        """Appeals open longer than the rules allow (or a subject's, with subject)."""
+        await self._barrier(params)
+        if "subject" in params:
+            subject = params["subject"]
+            return {"appeals": await self._query(lambda s: queries.appeals(s, subject))}
+        return {"appeals": await self._query(queries.overdue_appeals), "overdue_only": True}
+
+    async def watch(self, params: Mapping[str, Any]) -> Any:
+        """Events of the committed blocks from `from_height` on (at most `limit` blocks); if
+        none is committed yet, wait up to wait_s for one (a long poll: `admin watch` loops)."""
+        n = self.node
+        start, limit = params["from_height"], params.get("limit", 100)
+        types = set(params.get("types") or ev.TYPES)
+        with trio.move_on_after(min(self._wait(params, 0.0), MAX_WAIT_S)):
+            await n.applier.wait_height(start)
+        end = min(n.applier.head.height, start + limit - 1)
+
+        def collect(s: SyncStorage) -> list[dict[str, Any]]:
+            out: list[dict[str, Any]] = []
+            for height in range(start, end + 1):
+                rec = s.block_by_height(height)
+                if rec is None:  # below a snapshot this node installed: not stored here
+                    continue
+                txs = s.block_txs(height)
+                verdicts = [("committed" if t.status == "applied" else "rejected", t.reason)
+                            for t in txs]
+                out += [e for e in ev.block_events(s, rec.raw, verdicts) if e["type"] in types]
+            return out
+
+        events = await n.storage.call(collect) if end >= start else []
+        return {"events": events, "next_height": max(start, end + 1)}
 
     async def _query(self, fn: Any) -> Any:
         try:

@@ -12,9 +12,11 @@ exactly its own blocks of this term). The speculative result is handed to the
 applier, which reuses it when N commits on the very state it assumed (same
 head and state digest) instead of executing N twice. If anything moves the
 log under the pipeline (a refused block, a conf change, a lost leadership) it
-is dropped and the producer waits until its log is applied again. While blocks
-are in flight transactions accumulate, so the next block is bigger (batching
-under load, low latency when idle). A ProposalDropped
+is dropped and the producer waits until its log is applied again. An idle leader
+(nothing of its own in flight) proposes a block as soon as a transaction
+arrives; while blocks are in flight transactions accumulate until one applies
+or the batching interval passes, so the next block is bigger (batching under
+load, no added latency when idle). A ProposalDropped
 (uncommitted-bytes bound, leader transfer) puts the transactions back and
 backs off; losing leadership clears the mempool (submitters retry through the
 new leader, and the engine refuses a transaction included twice).
@@ -157,11 +159,19 @@ class BlockProducer:
             if trio.current_time() - last_prune > PRUNE_EVERY_S:
                 last_prune = trio.current_time()
                 self.mempool.prune_expired(t)
-            if not self.builder.should_cut(self.mempool, t, self._waiting_since_ms) and not (
+            # Adaptive batching (etcd's, Nagle-off's rule): with nothing of ours in flight,
+            # propose at once — waiting would only add latency, nothing else is coming to
+            # ride along. While a block is in flight, transactions accumulate until it
+            # applies or the batching interval passes, so blocks grow only under load.
+            idle = not self._pipeline and self.driver.idle_leader()
+            if not idle and not self.builder.should_cut(self.mempool, t, self._waiting_since_ms) and not (
                 len(self.mempool) == 0 and self._certs_urgent()
             ):
                 since = self._waiting_since_ms if self._waiting_since_ms is not None else t
-                await trio.sleep(max(0.001, (since + self.builder.max_wait_ms - t) / 1000))
+                p = self._pipeline
+                target = p[0].index if p else self.driver.core.log.last_index()
+                with trio.move_on_after(max(0.001, (since + self.builder.max_wait_ms - t) / 1000)):
+                    await self.applier.wait_applied(target)
                 continue
             proposed = self._propose_one(t)
             if proposed is None:

@@ -5,6 +5,7 @@
         reason on stderr); 2: wrong usage (a file that cannot be read, a genesis that
         does not load).
     hzp2p admin --config CFG receipt TX_HASH --out FILE [--hash-only] [--base64] [--json]
+        (declared as an admin operation: `receipt_command`, listed in hzp2p.admin.cli)
         asks the node for the transaction's receipt (hzp2p.node.receipts) and writes it to
         FILE; --hash-only leaves the transaction's body out (its hash and signature stay);
         --base64 writes it as one line of base64 text, the form to put in a QR code (a
@@ -22,7 +23,6 @@ import json
 import os
 import sys
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -86,74 +86,66 @@ _B64 = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz012345678
 # ---------------------------------------------------------------- admin receipt
 
 
-def add_admin_receipt(
-    sub: Any, common_options: Callable[..., None], socket_path: Callable[[argparse.Namespace], Path]
-) -> None:
-    """Add `receipt` to the `hzp2p admin` subcommands (called by hzp2p.admin.cli)."""
-    p = sub.add_parser("receipt", help="write an offline receipt for a committed transaction",
-                       description="Write an offline receipt for a committed transaction "
-                       "(check it with `hzp2p verify-receipt`).")
-    common_options(p, top=False)
+def _args(p: argparse.ArgumentParser) -> None:
     p.add_argument("tx_hash", metavar="TX_HASH", help="the transaction hash (hex)")
     p.add_argument("--out", type=Path, required=True, metavar="FILE", help="where to write it")
     p.add_argument("--hash-only", action="store_true",
                    help="leave the transaction's body out (only its hash and signature)")
     p.add_argument("--base64", action="store_true",
                    help="write one line of base64 text (for a QR code) instead of binary")
-    p.set_defaults(func=lambda a: run_admin_receipt(a, socket_path))
 
 
-def run_admin_receipt(
-    args: argparse.Namespace, socket_path: Callable[[argparse.Namespace], Path]
-) -> int:
-    from hzp2p.admin.client import AdminClientError, call_sync
-    from hzp2p.admin.protocol import AdminError
-
-    name = f"{PROG} admin receipt"
+def _params(args: argparse.Namespace) -> dict[str, Any]:
     try:
         tx_hash = bytes.fromhex(args.tx_hash)
-        if len(tx_hash) != 32:
-            raise ValueError
     except ValueError:
-        print(f"{name}: error: TX_HASH must be 64 hex digits", file=sys.stderr)
-        return 2
-    try:
-        sock = socket_path(args)
-    except Exception as exc:  # the admin CLI's Usage: a bad or missing config
-        print(f"{name}: error: {exc}", file=sys.stderr)
-        return 2
+        tx_hash = b""
+    if len(tx_hash) != 32:
+        from hzp2p.admin.cli_common import Usage
+
+        raise Usage("TX_HASH must be 64 hex digits")
     params: dict[str, Any] = {"tx_hash": tx_hash.hex()}
     if args.hash_only:
         params["hash_only"] = True
-    try:
-        result = call_sync(sock, "receipt", params, timeout_s=float(args.timeout))
-    except AdminError as exc:
-        if args.json:
-            print(json.dumps({"error": exc.to_wire()}, default=str))
-        hint = f" (hint: {exc.hint})" if exc.hint else ""
-        print(f"{name}: {exc.code}: {exc.message}{hint}", file=sys.stderr)
-        return 1
-    except AdminClientError as exc:
-        print(f"{name}: {exc}", file=sys.stderr)
-        return 1
-    data = result["receipt"]
-    if args.base64:
+    # where to write: read by _call, never sent
+    params["_out"], params["_base64"] = str(args.out), bool(args.base64)
+    return params
+
+
+def _call(socket_path: Path, params: dict[str, Any], timeout_s: float) -> Any:
+    from hzp2p.admin.client import AdminClientError, call_sync
+
+    out, as_text = Path(params.pop("_out")), params.pop("_base64")
+    result = dict(call_sync(socket_path, "receipt", params, timeout_s=timeout_s))
+    data: bytes = result.pop("receipt")
+    if as_text:
         data = base64.b64encode(data) + b"\n"
     try:
-        _write_atomically(args.out, data)
+        _write_atomically(out, data)
     except OSError as exc:
-        print(f"{name}: cannot write {args.out}: {exc.strerror}", file=sys.stderr)
-        return 1
-    summary = {k: v for k, v in result.items() if k != "receipt"}
-    summary["out"] = str(args.out)
-    if args.json:
-        print(json.dumps(summary, ensure_ascii=False))
-    else:
-        print(f"receipt for transaction {summary['tx_hash']} ({summary['verdict']}, block "
-              f"{summary['height']}, certified by {', '.join(summary['certified_by'])}: "
-              f"{len(summary['certified_by'])} of {summary['voters']} voters) written to "
-              f"{args.out} ({len(data)} bytes)")
-    return 0
+        raise AdminClientError(f"cannot write {out}: {exc.strerror}") from None
+    result["out"] = str(out)
+    return result
+
+
+def _render(r: Any) -> str:
+    return (f"receipt for transaction {r['tx_hash']} ({r['verdict']}, block {r['height']}, "
+            f"certified by {', '.join(r['certified_by'])}: {len(r['certified_by'])} of "
+            f"{r['voters']} voters) written to {r['out']} ({r['bytes']} bytes)")
+
+
+def receipt_command() -> Any:
+    """The `hzp2p admin receipt` operation (listed in hzp2p.admin.cli's COMMANDS)."""
+    from hzp2p.admin.cli_common import Command
+    from hzp2p.admin.protocol import Param
+
+    return Command(
+        "receipt", "receipt", "write an offline receipt for a committed transaction",
+        _args, _params, _render, call=_call,
+        wire=(Param("tx_hash", "hex", exact_len=64), Param("hash_only", "bool", required=False)),
+        result="receipt (bytes), tx_hash, height, index, verdict, certified_by: [names], voters, "
+               "bytes; not_found if unknown; unavailable while its block is not certified",
+    )
 
 
 def _write_atomically(path: Path, data: bytes) -> None:

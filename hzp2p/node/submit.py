@@ -55,12 +55,13 @@ from hzp2p.ledger.mempool import DuplicateTx, Mempool, MempoolFull
 from hzp2p.ledger.tx import MAX_WINDOW_MS, Transaction, TxError, decode_tx
 from hzp2p.net.schemas import ForwardSubmit, SubmitReceipt
 from hzp2p.net.transport import Transport
+from hzp2p.node import failfast
 from hzp2p.node.applier import Applier, receipt_of
 from hzp2p.node.batching import StorageBatcher
 from hzp2p.node.driver import RaftDriver
 from hzp2p.node.producer import BlockProducer
 from hzp2p.raft.types import NodeId
-from hzp2p.storage import AsyncStorage, SyncStorage, TxRecord
+from hzp2p.storage import AsyncStorage, Refusal, SyncStorage, TxRecord
 
 log = structlog.get_logger("hzp2p.node.submit")
 
@@ -77,6 +78,23 @@ writes (same FIFO thread) never queue long behind a burst of batch submits."""
 
 class SubmitError(Exception):
     """A submit request that cannot become a transaction (bad payload): bad_request."""
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """Why admission refused a transaction: its reason and each payload problem (field,
+    reason). `duplicate`: it is already included or queued — not a refusal at all."""
+
+    reason: str
+    problems: tuple[tuple[str, str], ...] = ()
+    duplicate: bool = False
+
+    @staticmethod
+    def of(exc: TxError | TxRejected) -> Refused:
+        if isinstance(exc, TxRejected):
+            problems = tuple((p.field, p.reason) for p in exc.problems)
+            return Refused(exc.reason, problems, exc.duplicate)
+        return Refused(str(exc) or type(exc).__name__)
 
 
 @dataclass(slots=True)
@@ -173,7 +191,7 @@ class SubmitService:
         self._kicks: dict[bytes, trio.Event] = {}
         self._landed: OrderedDict[bytes, TxRecord] = OrderedDict()
         """Verdicts of waited-for transactions, taken from applied blocks' results."""
-        self._rejections: dict[bytes, str] = {}
+        self._rejections: dict[bytes, Refused] = {}
         self._requests: dict[int, bytes] = {}
         self._req_ids = itertools.count(1)
         self._admit_send, self._admit_recv = trio.open_memory_channel[_Admission](ADMIT_QUEUE_LEN)
@@ -251,13 +269,14 @@ class SubmitService:
             if tx_hash is None or tx_hash != msg.tx_hash:
                 return
             if msg.status == "rejected":
-                self._rejections[tx_hash] = msg.reason
+                self._rejections[tx_hash] = Refused(msg.reason)
                 self._kick(tx_hash)
 
-    def _reply(self, dst: NodeId, request_id: int, tx_hash: bytes, status: str, reason: str) -> None:
+    def _reply(self, dst: NodeId, request_id: int, tx_hash: bytes, status: str, reason: str,
+               refused: Refused | None = None) -> None:
         if dst == 0:
             if status == "rejected" and tx_hash:
-                self._rejections[tx_hash] = reason
+                self._rejections[tx_hash] = refused or Refused(reason)
                 self._kick(tx_hash)
             return
         self.transport.send_nowait(
@@ -293,12 +312,15 @@ class SubmitService:
                 for a in batch
             ]
             added = False
+            refusals: list[tuple[bytes, str, Refused]] = []
             for a, (tx_hash, res) in zip(batch, results, strict=True):
-                if isinstance(res, str):
-                    dup = res.startswith("duplicate")
-                    self.refused_at_admission += not dup
-                    status = "pending" if dup else "rejected"
-                    self._reply(a.origin, a.request_id, tx_hash, status, res)
+                if isinstance(res, tuple):
+                    tx_type, why = res
+                    self.refused_at_admission += not why.duplicate
+                    status = "pending" if why.duplicate else "rejected"
+                    self._reply(a.origin, a.request_id, tx_hash, status, why.reason, why)
+                    if not why.duplicate and tx_hash:
+                        refusals.append((tx_hash, tx_type, why))
                     continue
                 if res.hash in inflight:
                     self._reply(a.origin, a.request_id, res.hash, "pending", "in a proposed block")
@@ -314,6 +336,18 @@ class SubmitService:
                     self._reply(a.origin, a.request_id, res.hash, "pending", exc.reason)
             if added:
                 self.producer.tx_added()
+            if refusals:
+                await self._record_refusals(refusals)
+
+    async def _record_refusals(self, refusals: Sequence[tuple[bytes, str, Refused]]) -> None:
+        """Keep refusals answerable (`admin tx HASH`), locally and bounded; log each by hash,
+        type and reason — never its payload."""
+        now_ms = int(time.time() * 1000)
+        for h, typ, why in refusals:
+            log.info("tx_refused", tx_hash=h.hex(), type=typ, reason=why.reason)
+        await self.storage.record_refusals(
+            [Refusal(h, typ, why.reason, why.problems, now_ms) for h, typ, why in refusals]
+        )
 
     # ---------------------------------------------------------------- origin side
     def _send_to_leader(self, tx: Transaction, raw: bytes) -> None:
@@ -343,6 +377,13 @@ class SubmitService:
             rec = await self._lookups.run(tx_hash)  # batched with the other waiting submits
         return None if rec is None else receipt_of(tx_hash, rec)
 
+    async def refusal(self, tx_hash: bytes) -> dict[str, object] | None:
+        """The receipt of a transaction refused at admission on this node, if it was."""
+        r = await self.storage.refusal(tx_hash)
+        if r is None:
+            return None
+        return {**_rejected(tx_hash, Refused(r.reason, r.problems)), "type": r.tx_type}
+
     async def submit(self, tx: Transaction, wait_s: float) -> dict[str, object]:
         """Get `tx` committed (or refused), waiting at most `wait_s`; returns the receipt."""
         h = tx.hash
@@ -350,7 +391,8 @@ class SubmitService:
         problem = await self._prechecks.run((tx, int(time.time() * 1000)))
         if isinstance(problem, TxRecord):
             return receipt_of(h, problem)
-        if problem is not None and not problem.startswith("duplicate"):
+        if problem is not None and not problem.duplicate:
+            await self._record_refusals([(h, tx.tx_type, problem)])
             return _rejected(h, problem)
         raw = tx.encode()
         deadline = trio.current_time() + wait_s
@@ -371,7 +413,7 @@ class SubmitService:
             self._send_to_leader(tx, raw)
             remaining = deadline - trio.current_time()
             if remaining > 0 and kick is not None:
-                with trio.move_on_after(min(RETRY_S, remaining)):
+                with trio.move_on_after(min(failfast.poll_s(self.driver, RETRY_S), remaining)):
                     await kick.wait()
             rec = self._landed.pop(h, None)
             if rec is not None:
@@ -379,9 +421,11 @@ class SubmitService:
             found = await self.lookup(h)
             if found is not None:
                 return found
-            reason = self._rejections.pop(h, None)
-            if reason is not None:
-                return _rejected(h, reason)
+            why = self._rejections.pop(h, None)
+            if why is not None:
+                await self._record_refusals([(h, tx.tx_type, why)])
+                return _rejected(h, why)
+            failfast.check(self.driver, self.node_id, raw)  # NoQuorum: the client retries elsewhere
             if trio.current_time() >= deadline:
                 return _pending(h)
 
@@ -421,21 +465,26 @@ class SubmitService:
         signed = [(i, tx) for i, tx in enumerate(items) if isinstance(tx, Transaction)]
         for i, tx in enumerate(items):
             if isinstance(tx, str):
-                receipts[i] = _rejected(b"", tx)
+                receipts[i] = _rejected(b"", Refused(tx))
         now_ms = int(time.time() * 1000)
         problems = await self._prechecks.run_many([(tx, now_ms) for _, tx in signed])
         waiting: dict[bytes, list[int]] = {}  # hash -> positions (an item may repeat)
         txs: dict[bytes, Transaction] = {}
+        refused: list[tuple[bytes, str, Refused]] = []
         for (i, tx), problem in zip(signed, problems, strict=True):
             h = tx.hash
             if isinstance(problem, TxRecord):
                 receipts[i] = receipt_of(h, problem)
-            elif problem is not None and not problem.startswith("duplicate"):
+            elif problem is not None and not problem.duplicate:
                 receipts[i] = _rejected(h, problem)
+                refused.append((h, tx.tx_type, problem))
             else:
                 waiting.setdefault(h, []).append(i)
                 txs[h] = tx
                 self._rejections.pop(h, None)
+
+        if refused:
+            await self._record_refusals(refused)
 
         def finish(h: bytes, receipt: dict[str, object]) -> None:
             for i in waiting.pop(h):
@@ -489,9 +538,10 @@ class SubmitService:
                 if rec is not None:
                     finish(h, receipt_of(h, rec))
                     continue
-                reason = self._rejections.pop(h, None)
-                if reason is not None:
-                    finish(h, _rejected(h, reason))
+                why = self._rejections.pop(h, None)
+                if why is not None:
+                    await self._record_refusals([(h, txs[h].tx_type, why)])
+                    finish(h, _rejected(h, why))
                 elif kicks.get(h) is not ev:
                     unknown.append(h)  # kicked without a verdict (leader change, snapshot)
                 elif not woken and not any(h in q for q in queued):
@@ -505,23 +555,28 @@ class SubmitService:
                 break
 
 
+Admitted = tuple[bytes, Transaction | tuple[str, Refused]]
+"""(tx hash or b"" if undecodable, the transaction or (its type, why it was refused))."""
+
+
 def _admit_batch(
     raws: list[bytes], chain_id: str, now_ms: int
-) -> Callable[[SyncStorage], list[tuple[bytes, Transaction | str]]]:
-    """Admission checks for a batch, on the storage thread: (tx hash or b"", tx or reason)."""
+) -> Callable[[SyncStorage], list[Admitted]]:
+    """Admission checks for a batch, on the storage thread."""
 
-    def check(store: SyncStorage) -> list[tuple[bytes, Transaction | str]]:
-        out: list[tuple[bytes, Transaction | str]] = []
+    def check(store: SyncStorage) -> list[Admitted]:
+        out: list[Admitted] = []
         for raw in raws:
             try:
                 tx = admit_tx(store, raw, chain_id, now_ms)
                 out.append((tx.hash, tx))
             except (TxError, TxRejected) as exc:
                 try:
-                    tx_hash = decode_tx(raw).hash
+                    decoded = decode_tx(raw)
+                    tx_hash, tx_type = decoded.hash, decoded.tx_type
                 except TxError:
-                    tx_hash = b""  # undecodable: nobody can be waiting for it
-                out.append((tx_hash, str(exc) or type(exc).__name__))
+                    tx_hash, tx_type = b"", ""  # undecodable: nobody can be waiting for it
+                out.append((tx_hash, (tx_type, Refused.of(exc))))
         return out
 
     return check
@@ -529,15 +584,15 @@ def _admit_batch(
 
 def _precheck_batch(
     chain_id: str,
-) -> Callable[[SyncStorage, Sequence[tuple[Transaction, int]]], list[TxRecord | str | None]]:
+) -> Callable[[SyncStorage, Sequence[tuple[Transaction, int]]], list[TxRecord | Refused | None]]:
     """For each (tx, now_ms): its stored verdict, or why it cannot pass, or None. State reads
     are remembered for the trip (one consistent moment on the database thread), so a batch
     from one signer reads its membership once."""
 
     def run(
         store: SyncStorage, items: Sequence[tuple[Transaction, int]]
-    ) -> list[TxRecord | str | None]:
-        out: list[TxRecord | str | None] = []
+    ) -> list[TxRecord | Refused | None]:
+        out: list[TxRecord | Refused | None] = []
         reader = CachedReader(store)
         for tx, now_ms in items:
             rec = store.tx(tx.hash)
@@ -547,7 +602,7 @@ def _precheck_batch(
             try:
                 precheck_tx(reader, tx, chain_id, now_ms)
             except (TxError, TxRejected) as exc:
-                out.append(str(exc) or type(exc).__name__)
+                out.append(Refused.of(exc))
                 continue
             out.append(None)
         return out
@@ -559,9 +614,14 @@ def _lookup_batch(store: SyncStorage, hashes: Sequence[bytes]) -> list[TxRecord 
     return [store.tx(h) for h in hashes]
 
 
-def _rejected(tx_hash: bytes, reason: str) -> dict[str, object]:
+def _rejected(tx_hash: bytes, why: Refused) -> dict[str, object]:
+    """A refusal's receipt: the reason, and every payload problem as field -> reason."""
+    problems: dict[str, str] = {}
+    for field, reason in why.problems:
+        key = field or "payload"
+        problems[key] = f"{problems[key]}; {reason}" if key in problems else reason
     return {"tx_hash": tx_hash.hex() if tx_hash else None, "status": "rejected",
-            "height": None, "index": None, "reason": reason}
+            "height": None, "index": None, "reason": why.reason, "problems": problems}
 
 
 def _pending(tx_hash: bytes) -> dict[str, object]:

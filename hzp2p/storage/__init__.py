@@ -20,6 +20,7 @@ from hzp2p.storage.errors import (
 )
 from hzp2p.storage.facade import AsyncStorage, open_sqlite
 from hzp2p.storage.interfaces import (
+    REFUSALS_KEPT,
     TX_APPLIED,
     TX_REJECTED,
     BlockExecutor,
@@ -28,6 +29,7 @@ from hzp2p.storage.interfaces import (
     ExecResult,
     InitialState,
     ReadyBatch,
+    Refusal,
     StateReader,
     SyncStorage,
     TxRecord,
@@ -38,6 +40,7 @@ from hzp2p.storage.schema import OpenOptions
 from hzp2p.storage.sqlite import SqliteStorage
 
 __all__ = [
+    "REFUSALS_KEPT",
     "TX_APPLIED",
     "TX_REJECTED",
     "AsyncStorage",
@@ -54,6 +57,7 @@ __all__ = [
     "MemoryStorage",
     "OpenOptions",
     "ReadyBatch",
+    "Refusal",
     "SchemaTooNew",
     "SqliteStorage",
     "StateReader",

@@ -26,6 +26,7 @@ from hzp2p.storage.interfaces import (
     ExecResult,
     InitialState,
     ReadyBatch,
+    Refusal,
     SyncStorage,
     TxRecord,
     Writes,
@@ -236,6 +237,14 @@ class AsyncStorage:
     async def tx(self, tx_hash: bytes) -> TxRecord | None:
         core = self._core
         return await self._ex.run(lambda: core.tx(tx_hash))
+
+    async def record_refusals(self, refusals: Sequence[Refusal]) -> None:
+        core = self._core
+        await self._ex.run(lambda: core.record_refusals(refusals))
+
+    async def refusal(self, tx_hash: bytes) -> Refusal | None:
+        core = self._core
+        return await self._ex.run(lambda: core.refusal(tx_hash))
 
     async def block_txs(self, height: int) -> list[TxRecord]:
         core = self._core

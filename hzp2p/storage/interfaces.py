@@ -76,6 +76,22 @@ class TxRecord:
         assert self.position >= 0, self.position
 
 
+REFUSALS_KEPT = 100_000
+"""Admission refusals a node keeps answerable (`admin tx HASH`), newest first."""
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """A transaction refused before it reached a mempool: local to this node, never
+    replicated, bounded (REFUSALS_KEPT). Holds its hash, type and why — never its payload."""
+
+    tx_hash: bytes
+    tx_type: str
+    reason: str
+    problems: tuple[tuple[str, str], ...]  # (field, reason) of each payload problem
+    at_ms: int
+
+
 @dataclass(frozen=True, slots=True)
 class ReadyBatch:
     """Step 2 of one Ready (see hzp2p.raft.ready): snapshot, then entries, then hard state."""
@@ -230,6 +246,17 @@ class BlockStore(Protocol):
     def block_txs(self, height: int) -> list[TxRecord]: ...
 
 
+class RefusalStore(Protocol):
+    """Admission refusals (not part of the chain; nothing else depends on them)."""
+
+    def record_refusals(self, refusals: Sequence[Refusal]) -> None:
+        """Keep `refusals` (a later one for the same hash replaces it); drops the oldest
+        beyond REFUSALS_KEPT."""
+        ...
+
+    def refusal(self, tx_hash: bytes) -> Refusal | None: ...
+
+
 class StateStore(StateReader, Protocol):
     def install_state(
         self,
@@ -244,7 +271,7 @@ class StateStore(StateReader, Protocol):
         ...
 
 
-class SyncStorage(RaftStore, BlockStore, StateStore, Protocol):
+class SyncStorage(RaftStore, BlockStore, StateStore, RefusalStore, Protocol):
     """Everything one node stores, synchronous. One writer at a time."""
 
     @property

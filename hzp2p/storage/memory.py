@@ -19,12 +19,14 @@ from hzp2p.raft.types import ConfState, Entry, HardState, Snapshot
 from hzp2p.storage import rules
 from hzp2p.storage.errors import InvalidOperation, LogCompacted, LogUnavailable, StoreClosed
 from hzp2p.storage.interfaces import (
+    REFUSALS_KEPT,
     BlockExecutor,
     BlockJob,
     BlockRecord,
     ExecResult,
     InitialState,
     ReadyBatch,
+    Refusal,
     TxRecord,
     Writes,
 )
@@ -50,6 +52,7 @@ class MemoryStorage:
         self._txs: dict[int, list[TxRecord]] = {}
         self._tx_index: dict[bytes, list[TxRecord]] = {}
         self._tip: tuple[int, bytes] | None = None
+        self._refusals: dict[bytes, Refusal] = {}  # insertion order: oldest first
         self._undo: list[Callable[[], None]] | None = None
         self._closed = False
 
@@ -396,6 +399,21 @@ class MemoryStorage:
 
     def block_txs(self, height: int) -> list[TxRecord]:
         return list(self._txs.get(height, []))
+
+    # -- admission refusals --------------------------------------------------
+
+    def record_refusals(self, refusals: Sequence[Refusal]) -> None:
+        if self._closed:
+            raise StoreClosed("memory store is closed")
+        kept = self._refusals
+        for r in refusals:
+            kept.pop(r.tx_hash, None)
+            kept[r.tx_hash] = r
+        while len(kept) > REFUSALS_KEPT:
+            del kept[next(iter(kept))]
+
+    def refusal(self, tx_hash: bytes) -> Refusal | None:
+        return self._refusals.get(tx_hash)
 
     # -- contract state ------------------------------------------------------
 

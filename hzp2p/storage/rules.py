@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import msgpack
+
 from hzp2p.raft.types import Entry, HardState
 from hzp2p.storage.errors import InvalidOperation
 from hzp2p.storage.interfaces import TX_APPLIED, BlockRecord, TxRecord
@@ -107,3 +109,12 @@ def pick_verdict(rows: Sequence[TxRecord]) -> TxRecord | None:
     if applied:
         return min(applied, key=lambda t: (t.height, t.position))
     return max(rows, key=lambda t: (t.height, t.position), default=None)
+
+
+def encode_problems(problems: Sequence[tuple[str, str]]) -> bytes:
+    """A refusal's (field, reason) pairs as stored (msgpack)."""
+    return bytes(msgpack.packb([list(p) for p in problems], use_bin_type=True))
+
+
+def decode_problems(raw: bytes) -> tuple[tuple[str, str], ...]:
+    return tuple((str(f), str(r)) for f, r in msgpack.unpackb(raw, raw=False))

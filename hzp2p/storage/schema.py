@@ -84,7 +84,21 @@ _V2 = """
 CREATE INDEX blocks_by_raft_index ON blocks (raft_index);
 """
 
-MIGRATIONS: tuple[str | Callable[[sqlite3.Connection], None], ...] = (_V1, _V2, migrate_v3)
+_V4 = """
+CREATE TABLE refusals (
+    seq INTEGER PRIMARY KEY,
+    tx_hash BLOB NOT NULL UNIQUE,
+    tx_type TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    problems BLOB NOT NULL,
+    at_ms INTEGER NOT NULL
+);
+"""
+"""v4: admission refusals, local and bounded (hzp2p.storage.interfaces.Refusal)."""
+
+MIGRATIONS: tuple[str | Callable[[sqlite3.Connection], None], ...] = (
+    _V1, _V2, migrate_v3, _V4,
+)
 """MIGRATIONS[k] takes a database from user_version k to k + 1: SQL statements, or a function
 of the connection when rows must be re-encoded (v3: the log as runs, hzp2p.storage.logruns).
 Append only; never edit."""

@@ -26,12 +26,14 @@ from hzp2p.storage.errors import (
     StoreClosed,
 )
 from hzp2p.storage.interfaces import (
+    REFUSALS_KEPT,
     BlockExecutor,
     BlockJob,
     BlockRecord,
     ExecResult,
     InitialState,
     ReadyBatch,
+    Refusal,
     TxRecord,
     Writes,
 )
@@ -515,6 +517,35 @@ class SqliteStorage:
                 f"{self._TX_COLS} WHERE height = ? ORDER BY position", (height,)
             ).fetchall()
         return [TxRecord(bytes(r[0]), r[1], r[2], r[3], r[4], r[5]) for r in rows]
+
+    # -- admission refusals --------------------------------------------------
+
+    def record_refusals(self, refusals: Sequence[Refusal]) -> None:
+        if not refusals:
+            return
+        with self._txn():
+            q = self._conn.execute
+            for r in refusals:
+                q("DELETE FROM refusals WHERE tx_hash = ?", (r.tx_hash,))
+                q(
+                    "INSERT INTO refusals (tx_hash, tx_type, reason, problems, at_ms)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    (r.tx_hash, r.tx_type, r.reason, rules.encode_problems(r.problems), r.at_ms),
+                )
+            q(
+                "DELETE FROM refusals WHERE seq <= (SELECT MAX(seq) FROM refusals) - ?",
+                (REFUSALS_KEPT,),
+            )
+
+    def refusal(self, tx_hash: bytes) -> Refusal | None:
+        with self._guard():
+            row = self._conn.execute(
+                "SELECT tx_type, reason, problems, at_ms FROM refusals WHERE tx_hash = ?",
+                (tx_hash,),
+            ).fetchone()
+        if row is None:
+            return None
+        return Refusal(tx_hash, row[0], row[1], rules.decode_problems(bytes(row[2])), row[3])
 
     # -- contract state ------------------------------------------------------
 

@@ -60,7 +60,7 @@ class FakeDaemon:
     async def block(self, params: Mapping[str, Any]) -> Any:
         self.calls.append(("block", dict(params)))
         if params["height"] != 3:
-            raise AdminError("not_found", f"no block at height {params['height']}")
+            raise AdminError("not_found", f"no such block: height {params['height']}")
         return BLOCK
 
     async def tx(self, params: Mapping[str, Any]) -> Any:

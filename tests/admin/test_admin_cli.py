@@ -63,13 +63,13 @@ def test_block_tx_and_reads(cfg: str, threaded_server: ThreadedServer, capsys: p
     assert code == 0 and json.loads(out) == BLOCK
     assert ("block", {"height": 3, "linearizable": True}) in threaded_server.daemon.calls
     code, out, err = run(capsys, "admin", "--config", cfg, "block", "4")
-    assert code == 1 and "not_found: no block at height 4" in err and err.count("\n") == 1
+    assert code == 1 and "not_found: no such block: height 4" in err and err.count("\n") == 1
     code, out, _ = run(capsys, "admin", "--config", cfg, "--json", "tx", TX_HASH)
     assert code == 0
     assert set(json.loads(out)) == {"tx_hash", "status", "height", "index", "type", "reason"}
     code, out, _ = run(capsys, "admin", "--config", cfg, "block", "3")
     assert code == 0 and "txs: 1" in out and TX_HASH in out
-    for argv in (["peers"], ["members"], ["metrics"], ["subject-records", "s1"], ["lot-history", "L1"]):
+    for argv in (["peers"], ["members"], ["metrics"], ["subject-records", "a1" * 16], ["lot-history", "L1"]):
         code, out, err = run(capsys, "admin", "--config", cfg, *argv)
         assert code == 0, (argv, err)
         assert out.strip()
@@ -168,7 +168,7 @@ def test_membership_and_verify(cfg: str, threaded_server: ThreadedServer, tmp_pa
 
 
 def test_internal_error_is_one_line(cfg: str, capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = run(capsys, "admin", "--config", cfg, "access-log", "s1")
+    code, _, err = run(capsys, "admin", "--config", cfg, "access-log", "a1" * 16)
     assert code == 1 and "internal" in err and "boom" in err and err.count("\n") == 1
 
 
@@ -286,3 +286,70 @@ def test_submit_payload_bytes_convention(
 def test_submit_help_documents_the_bytes_convention(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "admin", "submit", "--help")
     assert code == 0 and '{"$hex": "..."}' in out and '{"$b64": "..."}' in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["access-log", "not-a-pseudonym"], "a subject pseudonym is 32 hex digits"),
+        (["subject-records", "A" * 31], "a subject pseudonym is 32 hex digits"),
+        (["lot-history", "lot id with spaces"], "a lot id is 1..64"),
+        (["block", "18446744073709551615"], "expected an integer in 0.."),
+        (["block", "-1"], "expected an integer in 0.."),
+        (["tx", "abcd"], "a transaction hash is 64 hex digits"),
+        (["tx", "zz" * 32], "a transaction hash is 64 hex digits"),
+        (["submit", "epi.report", "--payload", "[" * 100_000 + "]" * 100_000], "nested deeper"),
+        (["submit", "epi.report", "--payload", '{"a":' * 40 + "1" + "}" * 40], "nested deeper"),
+    ],
+)
+def test_malformed_arguments_exit_2_with_one_line_and_send_nothing(
+    cfg: str, capsys: pytest.CaptureFixture[str], threaded_server: ThreadedServer,
+    argv: list[str], says: str,
+) -> None:
+    before = len(threaded_server.daemon.calls)
+    code, out, err = run(capsys, "admin", "--config", cfg, *argv)
+    assert code == 2, err
+    assert says in err and "Traceback" not in err + out
+    assert len(threaded_server.daemon.calls) == before  # nothing reached the daemon
+
+
+def test_a_refusal_lists_every_problem(capsys: pytest.CaptureFixture[str]) -> None:
+    from hzp2p.admin.cli_submit import render_receipt
+
+    text = render_receipt({"tx_hash": "ab", "status": "rejected", "height": None, "index": None,
+                           "reason": "epi.report: value must be an integer; period missing",
+                           "problems": {"value": "must be an integer", "payload": "missing field(s): period"}})
+    assert text.splitlines() == [
+        "rejected ab: epi.report: value must be an integer; period missing",
+        "  value: must be an integer",
+        "  payload: missing field(s): period",
+    ]
+
+
+def test_an_oversized_submit_many_line_is_a_usage_error(
+    cfg: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], threaded_server: ThreadedServer
+) -> None:
+    big = tmp_path / "big.jsonl"
+    big.write_text(json.dumps({"type": "epi.report", "payload": {"period": "x" * 3_000_000}})
+                   + "\n")
+    before = len(threaded_server.daemon.calls)
+    code, out, err = run(capsys, "admin", "--config", cfg, "submit-many", "--file", str(big))
+    assert code == 2 and "line 1: longer than" in err and "Traceback" not in out + err
+    assert len(threaded_server.daemon.calls) == before
+
+
+def test_the_command_never_prints_a_traceback(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import hzp2p.cli
+
+    def broken(_args: object) -> int:
+        raise OSError(5, "Input/output error")
+
+    parser = hzp2p.cli.build_parser()
+    monkeypatch.setattr(hzp2p.cli, "build_parser", lambda: parser)
+    args = parser.parse_args(["admin", "status"])
+    monkeypatch.setattr(parser, "parse_args", lambda _argv: args)
+    args.func = broken
+    code, _out, err = run(capsys, "admin", "status")
+    assert code == 1 and err.count("\n") == 1 and "internal error (OSError)" in err

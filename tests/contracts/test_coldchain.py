@@ -208,3 +208,94 @@ def test_sensor_register_from_an_admin_json_payload(c: Chain) -> None:
     c.w.apply(c.carrier.tx("sensor.register", as_hex, c.w.now))
     stored = dq.sensor(c.w.state, "SJ")
     assert stored is not None and stored["verify_key"] == vk and stored["active"]
+
+
+# ---------------------------------------------------------------- rules version 2 (issue 13)
+
+
+def test_v2_readings_must_fall_in_the_uploaders_custody() -> None:
+    """Readings dated before registration, in the future, or outside any period in which the
+    uploading carrier held the lot are refused — and so cannot quarantine it."""
+    w = World(rules={"healthcode": 1, "privacy": 1, "coldchain": 2})
+    maker = w.member("maker", 1, "manufacturer")
+    carrier = w.member("carrier", 2, "carrier")
+    site = w.member("site", 3, "vaccination_site")
+    sensor = key("sensor-v2")
+    t_reg = w.now
+    w.apply(maker.tx("lot.register", lot_register_payload("L1", "covax", 10, t_reg + 90 * DAY,
+                                                          200, 800), w.now))
+    w.now += 60_000
+    t_in = w.now
+    w.apply(maker.tx("lot.transfer", lot_transfer_payload("L1", 2), w.now))
+    w.apply(carrier.tx("sensor.register",
+                       sensor_register_payload("S1", bytes(sensor.verify_key)), w.now))
+    w.now += 60_000
+    t_out = w.now
+    w.apply(carrier.tx("lot.transfer", lot_transfer_payload("L1", 3), w.now))
+    w.now += 60_000
+
+    def batch(t: int, temp: int = 500) -> dict[str, object]:
+        return coldchain_readings_payload(sensor, "S1", "L1", [(t, temp)])
+
+    w.refused(carrier.tx("coldchain.readings", batch(t_reg - 1, 5000), w.now),
+              "dated before the lot was registered")
+    w.refused(carrier.tx("coldchain.readings", batch(t_in - 1, 5000), w.now),
+              "outside member 2's custody")  # the maker still held it
+    w.refused(carrier.tx("coldchain.readings", batch(t_out + 1, 5000), w.now),
+              "outside member 2's custody")  # the site held it by then
+    w.refused(carrier.tx("coldchain.readings", batch(w.now + 6 * 60_000, 5000), w.now),
+              "in the future")
+    lot = dq.lot(w.state, "L1")
+    assert lot is not None and lot["quarantine"] is None and lot["status"] == "active"
+    # inside the custody period (uploaded after the hand-over): accepted, and it quarantines
+    w.apply(carrier.tx("coldchain.readings", batch((t_in + t_out) // 2, 5000), w.now))
+    lot = dq.lot(w.state, "L1")
+    assert lot is not None and lot["status"] == "quarantined"
+    assert site.inst_id == 3
+
+
+def test_v1_chains_keep_their_rule() -> None:
+    """A chain whose genesis names cold-chain rules version 1 judges as before."""
+    c = Chain()  # World() names no coldchain version: version 1
+    now = c.w.now
+    c.w.apply(c.carrier.tx("coldchain.readings", c.batch([(now - 10_000_000, 500)]), now))
+
+
+def test_lots_read_expired_past_expiry() -> None:
+    w = World()
+    maker = w.member("maker", 1, "manufacturer")
+    w.apply(maker.tx("lot.register", lot_register_payload("L1", "covax", 5, w.now + DAY, 200,
+                                                          800), w.now))
+    lot = dq.lot(w.state, "L1")
+    assert lot is not None and lot["status"] == "active"
+    w.now += 2 * DAY
+    # any block past the expiry moves the head's time; the lot then reads expired
+    w.apply(maker.tx("lot.register", lot_register_payload("L2", "covax", 5, w.now + DAY, 200,
+                                                          800), w.now))
+    lot = dq.lot(w.state, "L1")
+    assert lot is not None and lot["status"] == "expired"
+
+
+def test_v2_any_custodian_registers_sensors_and_reports_for_lots_it_holds() -> None:
+    """A clinic's fridge reports too (rules v2): the sensor's owner may be any custodian."""
+    w = World(rules={"healthcode": 1, "privacy": 1, "coldchain": 2})
+    maker = w.member("maker", 1, "manufacturer")
+    site = w.member("site", 3, "vaccination_site")
+    observer = w.member("observer", 4, "observer")
+    fridge = key("fridge-1")
+    w.apply(maker.tx("lot.register", lot_register_payload("L1", "covax", 10, w.now + 90 * DAY,
+                                                          200, 800), w.now))
+    w.refused(observer.tx("sensor.register",
+                          sensor_register_payload("F0", bytes(fridge.verify_key)), w.now),
+              "lacks role")
+    w.apply(site.tx("sensor.register", sensor_register_payload("F1", bytes(fridge.verify_key)),
+                    w.now))
+    w.now += 1000
+    t_in = w.now
+    w.apply(maker.tx("lot.transfer", lot_transfer_payload("L1", 3), w.now))
+    w.now += 1000
+    ok = coldchain_readings_payload(fridge, "F1", "L1", [(t_in + 10, 450)])
+    w.apply(site.tx("coldchain.readings", ok, w.now))
+    early = coldchain_readings_payload(fridge, "F1", "L1", [(t_in - 10, 450)])
+    w.refused(site.tx("coldchain.readings", early, w.now), "outside member 3's custody")
+    assert [r["temp_centi_c"] for r in temperature_history(w.state, "L1")] == [450]

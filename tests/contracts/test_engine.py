@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
@@ -20,8 +21,8 @@ from hzp2p.contracts.engine import (
 )
 from hzp2p.contracts.registry import HANDLERS, contract
 from hzp2p.ledger.block import Block
-from hzp2p.ledger.testkit import LocalChain
 from hzp2p.ledger.tx import Transaction, TxError
+from hzp2p.tools.testkit import LocalChain
 
 CITIZEN = nacl.signing.SigningKey(b"\x42" * 32)
 
@@ -226,12 +227,21 @@ def test_block_summary_and_tx_status() -> None:
     assert queries.tx_status(c.state, bytes(32)) is None
 
 
-def test_load_contracts_skips_only_missing_modules(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_build_missing_a_contract_or_a_rule_version_refuses_to_start(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     from hzp2p.contracts import engine
+    from hzp2p.ledger.genesis import make_local_genesis
 
-    monkeypatch.setattr(
-        engine, "CONTRACT_MODULES", (*engine.CONTRACT_MODULES, "hzp2p.contracts.not_written_yet")
-    )
-    loaded = engine.load_contracts()
-    assert "hzp2p.contracts.epi" in loaded and "hzp2p.contracts.not_written_yet" not in loaded
-    assert {"epi.report", "data.publish", "member.propose", "member.vote"} <= set(HANDLERS)
+    genesis, _ = make_local_genesis(3, seed=1)
+    assert engine.load_contracts(genesis)  # this build implements what new genesis files name
+    newer = dataclasses.replace(genesis, rules={**genesis.rules, "coldchain": 99})
+    with pytest.raises(engine.ContractsMissing, match="rule 'coldchain' version 99"):
+        engine.load_contracts(newer)
+    unknown = dataclasses.replace(genesis, rules={**genesis.rules, "teleport": 1})
+    with pytest.raises(engine.ContractsMissing, match="rule 'teleport'"):
+        engine.load_contracts(unknown)
+    monkeypatch.setattr(engine, "CONTRACT_MODULES", (*engine.CONTRACT_MODULES, "hzp2p.contracts.gone"))
+    with pytest.raises(engine.ContractsMissing, match=r"hzp2p\.contracts\.gone is missing"):
+        engine.load_contracts()
+    # (the old behaviour skipped a missing module silently: nodes then disagreed on validity)

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from hzp2p.admin.protocol import AdminError
-from hzp2p.node.localcluster import LocalCluster
+from hzp2p.tools.localcluster import LocalCluster
 
 pytestmark = pytest.mark.slow
 

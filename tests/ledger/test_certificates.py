@@ -15,6 +15,7 @@ import pytest
 from hzp2p.contracts.certify import CertAudit
 from hzp2p.contracts.engine import BlockResult, load_contracts
 from hzp2p.contracts.registry import PAYLOAD_GENERATORS
+from hzp2p.contracts.verify import verify_chain
 from hzp2p.ledger.block import BlockError, decode_block
 from hzp2p.ledger.certificate import (
     CertError,
@@ -24,8 +25,7 @@ from hzp2p.ledger.certificate import (
 )
 from hzp2p.ledger.codec import pack, unpack
 from hzp2p.ledger.receipt import ReceiptError, build_receipt, decode_receipt, verify_receipt
-from hzp2p.ledger.testkit import LocalChain
-from hzp2p.ledger.verify import verify_chain
+from hzp2p.tools.testkit import LocalChain
 
 
 class CertChain:

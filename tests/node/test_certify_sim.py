@@ -12,9 +12,9 @@ from test_daemon_sim import report, sim_cluster, wait_leader
 
 from hzp2p.contracts.certify import CertAudit
 from hzp2p.contracts.engine import BlockResult, load_contracts
+from hzp2p.contracts.verify import verify_chain
 from hzp2p.ledger.block import Block, decode_block
 from hzp2p.ledger.certificate import decode_certificate
-from hzp2p.ledger.verify import verify_chain
 from hzp2p.net.simnet import LinkFaults
 from hzp2p.sim.checkers import CertificateSafety, Violation
 from hzp2p.storage import MemoryStorage

@@ -133,6 +133,9 @@ async def test_a_slow_transfer_does_not_stall_others_and_resumes_after_a_cut(
         tx = leader.stack.submit.sign("epi.report", report(9000), None)
         assert (await leader.stack.submit.submit(tx, 30))["status"] == "committed"
         # Cut the newcomer off mid-transfer, long enough for heartbeats to go unanswered.
+        # (Wait for the transfer to have moved past its first chunk: the voters' commits above
+        # take real CPU, and on a loaded machine the virtual clock may not have moved yet.)
+        await wait_for("a chunk past the first", lambda: max(m.offset for _, m in c.sent) > 0)
         got = max(m.offset for _, m in c.sent)
         assert 0 < got < len(snap.data)
         c.net.partition([4], [1, 2, 3])

@@ -443,3 +443,29 @@ def test_apply_blocks_with_several_blocks_in_one_transaction(harness: Harness) -
     assert s.block_txs(2) == txs(2, 2) and s.block_by_height(1) == block(1, b"H0", 2)
     assert s.apply_blocks_with([], 6) == [] and s.applied_index() == 6
     assert s.integrity_check() == []
+
+
+def test_refusals_are_kept_answerable_bounded_and_survive_restart(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hzp2p.storage import Refusal, interfaces, memory, sqlite
+
+    s = harness.store
+    r1 = Refusal(b"\x01" * 32, "epi.report", "epi.report: value must be an integer",
+                 (("value", "must be an integer"), ("", "missing field(s): period")), 5)
+    s.record_refusals([r1])
+    assert s.refusal(r1.tx_hash) == r1
+    assert s.refusal(b"\x02" * 32) is None
+    again = Refusal(r1.tx_hash, "epi.report", "later", (), 6)  # the same hash refused again
+    s.record_refusals([again])
+    assert s.refusal(r1.tx_hash) == again
+    s = harness.reopen()
+    assert s.refusal(r1.tx_hash) == again  # a restarted node still answers
+    # bounded: the oldest go first
+    for mod in (interfaces, memory, sqlite):
+        monkeypatch.setattr(mod, "REFUSALS_KEPT", 3, raising=False)
+    batch = [Refusal(bytes([i]) * 32, "t", "r", (), i) for i in range(10, 15)]
+    s.record_refusals(batch)
+    kept = [r.tx_hash[0] for r in batch if s.refusal(r.tx_hash) is not None]
+    assert kept == [12, 13, 14]
+    assert s.refusal(r1.tx_hash) is None

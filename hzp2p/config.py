@@ -147,10 +147,11 @@ class NetSection:
     """Time allowed for a peer's handshake (default 5 s)."""
     send_queue_len: int = 1024
     """Messages queued per peer before sends are dropped (default 1024)."""
-    keepalive_s: float = 5.0
-    """Idle time after which a keepalive frame is sent (default 5 s)."""
-    read_timeout_s: float = 30.0
-    """A peer silent this long is disconnected; must exceed keepalive_s (default 30 s)."""
+    keepalive_s: float = 1.0
+    """Idle time after which a keepalive frame is sent (default 1 s); a peer silent for two
+    keepalives gets a replacement connection (hzp2p.net.tcp, issue 22)."""
+    read_timeout_s: float = 3.0
+    """A peer silent this long is disconnected; must exceed keepalive_s (default 3 s)."""
     peer_addresses: tuple[tuple[int, HostPort], ...] = ()
     """[net.peer_addresses] NODE_ID = "host:port": dial this address for that peer instead
     of its advertised one (ahead of discovery's signed records); `hzp2p sim --engine live`
@@ -191,6 +192,10 @@ def block_bytes_bound(ledger: LedgerSection, raft: RaftSection) -> int:
     return min(ledger.block_max_bytes, raft.max_bytes_per_msg - BLOCK_MSG_HEADROOM_BYTES)
 
 
+
+DB_FILE = "node.db"
+"""The node database's file name inside data_dir."""
+
 @dataclass(frozen=True, slots=True)
 class NodeConfig:
     """A validated node config; paths are absolute."""
@@ -215,6 +220,11 @@ class NodeConfig:
     def advertise_address(self) -> HostPort:
         """The address peers should dial: `advertise` if set, else `listen`."""
         return self.advertise or self.listen
+
+    @property
+    def db_path(self) -> Path:
+        """The node's SQLite database (the daemon's; `hzp2p export` reads it when stopped)."""
+        return self.data_dir / DB_FILE
 
     def block_bytes(self) -> int:
         """The encoded size the daemon cuts blocks at (see block_bytes_bound)."""

@@ -1,6 +1,6 @@
 """`hzp2p demo`: three real daemons in a temporary directory tell issue 6's public-health story.
 
-It owns the story and its narration only; processes are hzp2p.node.localcluster,
+It owns the story and its narration only; processes are hzp2p.tools.localcluster,
 transactions are built with hzp2p.client (each institution signs with its own
 key; the daemons' `submit_raw` admin method carries them to the leader), and
 state is read back over the admin socket (`state_scan`) so the client library
@@ -39,7 +39,7 @@ from hzp2p.contracts import domain_queries as dq
 from hzp2p.ledger.genesis import load_genesis
 from hzp2p.ledger.receipt import ReceiptError, verify_receipt
 from hzp2p.ledger.tx import Transaction
-from hzp2p.node.localcluster import ClusterError, LocalCluster
+from hzp2p.tools.localcluster import ClusterError, LocalCluster
 
 DAY_MS = 86_400_000
 WAIT_S = 15.0
@@ -152,7 +152,8 @@ class Story:
             self._report(r, f"authority 1 proposes to admit {name} ({role})", True)
             self.submit_as_node(2, "member.vote", {"proposal_id": pid, "approve": True},
                                 f"authority 2 votes yes on proposal {pid}")
-            members = c.call(1, "members")["members"]
+            # node 2 applied the vote; node 1 may not have yet: read through the leader
+            members = c.call(1, "members", {"linearizable": True})["members"]
             inst_id = next(m["inst_id"] for m in members
                            if m["signing_key"] == bytes(key.verify_key).hex())
             insts[role] = Client(key, self.chain_id, inst_id)
@@ -171,14 +172,14 @@ class Story:
         sensor = SigningKey.generate()
         self.send(carrier.tx("sensor.register", sensor_register_payload(
             "SENSOR-1", bytes(sensor.verify_key)), now), "ColdLine registers SENSOR-1")
-        # readings taken after the lots were registered (a reading dated before its lot's
-        # registration is refused) and before this block
+        # Readings taken while ColdLine holds the lots (after the hand-over committed):
+        # cold-chain rules v2 refuse readings dated outside the uploader's custody.
         t = int(time.time() * 1000)
         self.send(carrier.tx("coldchain.readings", coldchain_readings_payload(
-            sensor, "SENSOR-1", "LOT-A", [(t - 20, 450), (t - 10, 460)]), t),
+            sensor, "SENSOR-1", "LOT-A", [(t, 450), (t + 500, 460)]), t),
             "SENSOR-1 reports 4.5 C, 4.6 C for LOT-A")
         self.send(carrier.tx("coldchain.readings", coldchain_readings_payload(
-            sensor, "SENSOR-1", "LOT-B", [(t - 20, 450), (t - 10, 1250)]), t),
+            sensor, "SENSOR-1", "LOT-B", [(t, 450), (t + 500, 1250)]), t),
             "SENSOR-1 reports 12.5 C for LOT-B (an excursion)")
         hist = c.call(self.live()[0], "lot_history", {"lot": "LOT-B"})
         kinds = ", ".join(str(e.get("kind")) for e in hist["events"])
