@@ -118,7 +118,8 @@ def test_export_from_a_running_daemon(tmp_path: Path, monkeypatch: pytest.Monkey
         third = export(src2, offline)
     finally:
         src2.close()
-    assert third.upto_height == height
+    # a block carrying only quorum certificates (issue 19) may follow the last write
+    assert third.upto_height >= height
     for table in ("epi_reports", "lots", "doses_by_site_day", "code_changes_by_day"):
         sql = f"SELECT * FROM {table} ORDER BY ALL"
         assert run_query(out, sql).rows == run_query(offline, sql).rows
