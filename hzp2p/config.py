@@ -132,6 +132,9 @@ class LedgerSection:
     waits to commit, so applying it later costs no signature checks (default false: worth
     it with a spare core; with every core busy the thread hand-offs cost more than they
     save — docs/daemon.md)."""
+    auto_share: bool = True
+    """When a grant commits that covers records this institution wrote, its daemon hands the
+    record keys to the grantee itself (hzp2p.node.handover; default true)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -409,6 +412,7 @@ def _ledger(r: _Reader) -> LedgerSection:
         mempool_max_bytes=r.integer("mempool_max_bytes", d.mempool_max_bytes, minimum=1024),
         mempool_max_per_sender=r.integer("mempool_max_per_sender", d.mempool_max_per_sender),
         early_signature_checks=r.boolean("early_signature_checks", d.early_signature_checks),
+        auto_share=r.boolean("auto_share", d.auto_share),
     )
 
 

@@ -153,6 +153,7 @@ class Node:
             on_membership=self._membership_changed,
             snapshot_threshold_entries=cfg.raft.snapshot_threshold_entries,
             early_signature_checks=cfg.ledger.early_signature_checks,
+            auto_share=cfg.ledger.auto_share,
         )
         init = await stack.open(self.storage, self._make_transport)
         self.applier, self.driver = stack.applier, stack.driver

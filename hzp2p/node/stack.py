@@ -17,6 +17,8 @@ from collections.abc import Awaitable, Callable
 import nacl.signing
 import trio
 
+from hzp2p.client import Client
+from hzp2p.contracts.engine import BlockResult
 from hzp2p.contracts.members import MembershipChange
 from hzp2p.ledger.block import Block
 from hzp2p.ledger.builder import BlockBuilder
@@ -25,6 +27,7 @@ from hzp2p.ledger.mempool import Mempool
 from hzp2p.net.transport import Transport
 from hzp2p.node.applier import Applier, bootstrap
 from hzp2p.node.driver import RaftDriver, role_name
+from hzp2p.node.handover import Handover
 from hzp2p.node.logging import NodeLogContext
 from hzp2p.node.producer import BlockProducer
 from hzp2p.node.reads import READ_MESSAGES, ReadService
@@ -55,6 +58,7 @@ class NodeStack:
         snapshot_threshold_entries: int = DEFAULT_THRESHOLD_ENTRIES,
         snapshot_margin_entries: int | None = None,
         early_signature_checks: bool | None = None,
+        auto_share: bool = True,
     ) -> None:
         self.node_id = node_id
         self.genesis = genesis
@@ -70,6 +74,7 @@ class NodeStack:
         self.snapshot_threshold = snapshot_threshold_entries
         self.snapshot_margin = snapshot_margin_entries
         self.early_signature_checks = early_signature_checks  # None: the driver's default
+        self.auto_share = auto_share
 
     # Built by `open`:
     storage: AsyncStorage
@@ -79,6 +84,7 @@ class NodeStack:
     producer: BlockProducer
     submit: SubmitService
     reads: ReadService
+    handover: Handover
     snapshots: SnapshotManager
     initial: InitialState
 
@@ -131,6 +137,10 @@ class NodeStack:
             producer=self.producer,
         )
         self.reads = ReadService(self.node_id, self.driver, self.applier, self.transport)
+        self.handover = Handover(
+            self.node_id, Client(self.signing_key, g.chain_id, self.node_id), storage,
+            self.submit.submit, enabled=self.auto_share,
+        )
         return init
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -143,6 +153,7 @@ class NodeStack:
             nursery.start_soon(self.producer.run)
             nursery.start_soon(self.submit.admission_loop)
             nursery.start_soon(self.reads.serve_loop)
+            nursery.start_soon(self.handover.run)
             task_status.started()
 
     # ---------------------------------------------------------------- callbacks
@@ -160,6 +171,8 @@ class NodeStack:
     def _block_applied(self, block: Block, result: object) -> None:
         self.producer.block_applied(block)
         self.submit.block_applied(block, result)
+        if isinstance(result, BlockResult) and len(result.verdicts) == len(block.txs):
+            self.handover.block_applied(block, [v.applied for v in result.verdicts])
 
     def _snapshot_installed(self) -> None:
         self.submit.kick_all()  # waiting submitters look again (their blocks were skipped)
