@@ -53,6 +53,8 @@ CONTRACT_MODULES = (
     "hzp2p.contracts.coldchain",
     "hzp2p.contracts.vaccination",
     "hzp2p.contracts.privacy",
+    "hzp2p.contracts.notices",
+    "hzp2p.contracts.credentials",
 )
 
 
