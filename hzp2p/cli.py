@@ -18,6 +18,7 @@ SUBCOMMAND_MODULES = (
     "hzp2p.node.cli",  # init, run, demo
     "hzp2p.admin.cli",  # admin ...
     "hzp2p.sim.cli",  # fuzz, sim
+    "hzp2p.gateway.cli",  # gateway, verify-code
 )
 
 

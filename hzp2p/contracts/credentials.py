@@ -21,13 +21,13 @@ from typing import Any
 from hzp2p.contracts.api import TxContext, decode_value, encode_value
 from hzp2p.contracts.domain_queries import fail, institution
 from hzp2p.contracts.registry import contract
-from hzp2p.contracts.schema import Bytes, Int, Schema, Text
+from hzp2p.contracts.schema import Int, Key32, Match, Schema, Text, key32
 from hzp2p.contracts.state import Readable
 
 K_CRED = b"cred/k/"
 KID_BYTES = 8
-REGISTER_SCHEMA = Schema({"inst_id": Int(1, 2**63 - 1), "public_key": Bytes(32)})
-REVOKE_SCHEMA = Schema({"kid": Bytes(KID_BYTES), "reason": Text(256)})
+REGISTER_SCHEMA = Schema({"inst_id": Int(1, 2**63 - 1), "public_key": Key32()})
+REVOKE_SCHEMA = Schema({"kid": Match(r"[0-9a-f]{16}", "16 lowercase hex digits"), "reason": Text(256)})
 
 
 def key_id(public_key: bytes) -> bytes:
@@ -41,9 +41,10 @@ def k_cred(kid: bytes) -> bytes:
 
 @contract("credkey.register", schema=REGISTER_SCHEMA)
 def register(ctx: TxContext) -> None:
-    """An authority registers credential key `public_key` for institution `inst_id`."""
+    """An authority registers credential key `public_key` (32 bytes or 64 hex digits) for
+    institution `inst_id`."""
     me = ctx.require_member("authority")
-    inst_id, pk = ctx.payload["inst_id"], ctx.payload["public_key"]
+    inst_id, pk = ctx.payload["inst_id"], key32(ctx.payload["public_key"])
     inst = institution(ctx.state, inst_id)
     if inst is None or not inst.active:
         fail(ctx, f"institution {inst_id} is not an active member")
@@ -71,9 +72,10 @@ def register(ctx: TxContext) -> None:
 
 @contract("credkey.revoke", schema=REVOKE_SCHEMA)
 def revoke(ctx: TxContext) -> None:
-    """An authority revokes credential key `kid` (credentials it signed stop verifying)."""
+    """An authority revokes credential key `kid` (16 hex digits); credentials it signed stop
+    verifying once verifiers fetch a newer trust list."""
     ctx.require_member("authority")
-    kid = ctx.payload["kid"]
+    kid = bytes.fromhex(ctx.payload["kid"])
     raw = ctx.state.get(k_cred(kid))
     if raw is None:
         fail(ctx, f"unknown credential key {kid.hex()}")

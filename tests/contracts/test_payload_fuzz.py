@@ -197,7 +197,7 @@ def _setup() -> tuple[LocalChain, dict[str, tuple[int | nacl.signing.SigningKey,
             },
         ),
         "credkey.register": (AUTH, {"inst_id": 3, "public_key": b"\x0b" * 32}),
-        "credkey.revoke": (AUTH, {"kid": credential_key_id(b"\x0a" * 32), "reason": "rotated"}),
+        "credkey.revoke": (AUTH, {"kid": credential_key_id(b"\x0a" * 32).hex(), "reason": "rotated"}),
     }
     base["access.share/emergency"] = (HOSPITAL, dict(fulfil))
     return c, base

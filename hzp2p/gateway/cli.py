@@ -1,0 +1,130 @@
+"""`hzp2p gateway --config CFG` and `hzp2p verify-code QR-TEXT|PNG --trust-list FILE`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from hzp2p.credentials.verify import DEFAULT_MAX_AGE_S, TrustList, TrustListError, verify
+
+
+def _fail(args: argparse.Namespace, msg: str, code: int = 1) -> int:
+    if getattr(args, "json", False):
+        print(json.dumps({"ok": False, "error": msg}))
+    print(f"hzp2p: {msg}", file=sys.stderr)
+    return code
+
+
+def cmd_gateway(args: argparse.Namespace) -> int:
+    import trio
+
+    from hzp2p.gateway.server import credential_key_path, run_gateway
+    from hzp2p.gateway.store import StoreUnavailable
+    from hzp2p.node.config import ConfigError, load_config
+    from hzp2p.node.keys import KeyFileError, generate_signing_key, write_key_file
+    from hzp2p.node.logging import configure_logging
+
+    try:
+        cfg = load_config(args.config)
+    except ConfigError as exc:
+        return _fail(args, str(exc))
+    if cfg.gateway is None:
+        return _fail(args, f"{args.config}: no [gateway] section (see docs/gateway.md)")
+    if args.new_credential_key:
+        path = credential_key_path(cfg)
+        try:
+            key = generate_signing_key()
+            write_key_file(path, key)
+        except (KeyFileError, OSError) as exc:
+            return _fail(args, f"cannot write {path}: {exc}")
+        payload = {"inst_id": cfg.node_id, "public_key": bytes(key.verify_key).hex()}
+        out: dict[str, Any] = {"key_file": str(path), "register_payload": payload}
+        if args.json:
+            print(json.dumps(out))
+        else:
+            print(f"wrote {path}; an authority registers it with:")
+            print(f"  hzp2p admin --config AUTHORITY_CFG submit credkey.register --payload '{json.dumps(payload)}'")
+        return 0
+    configure_logging(level=cfg.log.level, fmt=cfg.log.format)
+    try:
+        trio.run(run_gateway, cfg)
+    except StoreUnavailable as exc:
+        return _fail(args, str(exc))
+    except KeyFileError as exc:
+        return _fail(args, f"credential key: {exc}")
+    except KeyboardInterrupt:
+        return 0
+    except OSError as exc:
+        return _fail(args, f"cannot serve: {exc}")
+    return 0
+
+
+def cmd_verify_code(args: argparse.Namespace) -> int:
+    from hzp2p.credentials.qr import QrUnavailable, QrUnreadable, read_png
+    from hzp2p.credentials.verify import TrustListTooOld
+
+    text: str = args.code
+    if not text.startswith("HZ"):
+        path = Path(text)
+        if not path.is_file():
+            return _fail(args, f"{text!r} is neither a credential text (HZ1:...) nor an image file", 2)
+        try:
+            text = read_png(path)
+        except (QrUnavailable, QrUnreadable) as exc:
+            return _fail(args, str(exc))
+    try:
+        trust = TrustList.load(args.trust_list)
+        result = verify(text, trust, now_s=time.time(), max_age_s=args.max_age_s)
+    except TrustListTooOld as exc:
+        return _fail(args, str(exc))
+    except TrustListError as exc:
+        return _fail(args, str(exc))
+    if args.json:
+        print(json.dumps(result.to_json()))
+    else:
+        state = "VALID" if result.ok else "INVALID"
+        print(f"{state}: colour {result.colour or '?'}")
+        if result.issuer_id is not None:
+            print(f"  issuer: {result.issuer_name or '?'} (institution {result.issuer_id})")
+        if result.valid_until_s is not None:
+            left = result.valid_until_s - time.time()
+            print(f"  valid until: {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime(result.valid_until_s))}"
+                  f" ({f'{left:.0f} s left' if left >= 0 else 'expired'})")
+        print(f"  trust list: height {trust.height}, {result.trust_list_age_s:.0f} s old")
+        for p in result.problems:
+            print(f"  problem: {p}")
+    if not result.ok:
+        print(f"hzp2p: credential refused: {'; '.join(result.problems)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _max_age(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not v > 0:
+        raise argparse.ArgumentTypeError("must be positive")
+    return v
+
+
+def register(subparsers: Any) -> None:
+    g = subparsers.add_parser("gateway", help="run the HTTP gateway beside this node's daemon")
+    g.add_argument("--config", required=True, metavar="CFG")
+    g.add_argument("--new-credential-key", action="store_true",
+                   help="write a credential key file and print its credkey.register payload")
+    g.add_argument("--json", action="store_true")
+    g.set_defaults(func=cmd_gateway)
+
+    v = subparsers.add_parser("verify-code", help="verify a health-code credential offline")
+    v.add_argument("code", metavar="QR-TEXT|PNG-FILE")
+    v.add_argument("--trust-list", required=True, metavar="FILE", help="saved GET /v1/trust-list")
+    v.add_argument("--max-age-s", type=_max_age, default=DEFAULT_MAX_AGE_S,
+                   help=f"refuse a trust list older than this (default {DEFAULT_MAX_AGE_S} s)")
+    v.add_argument("--json", action="store_true")
+    v.set_defaults(func=cmd_verify_code)

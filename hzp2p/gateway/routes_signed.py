@@ -1,0 +1,305 @@
+"""Signed routes: a citizen's own data (/v1/me), transactions (/v1/tx), institutions' reads.
+
+Citizens sign with the key that names their pseudonym and say which pseudonym
+they ask about (X-HZ-Subject); the key must hash to it. Institutions sign with
+their member signing key, checked against current membership at the height
+read. Records come back encrypted with the caller's own sealed key only:
+decryption happens on the caller's device (hzp2p.gateway.client).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import trio
+from fastapi import APIRouter, Depends, FastAPI, Header, Path, Request
+
+from hzp2p.contracts import domain_queries as dq
+from hzp2p.contracts import members
+from hzp2p.contracts.api import Institution, TxRejected
+from hzp2p.contracts.credentials import credential_key, key_id
+from hzp2p.contracts.engine import check_tx_payload
+from hzp2p.credentials import cose
+from hzp2p.crypto.records import SUBJECT_HOLDER, institution_holder, pseudonym
+from hzp2p.gateway import models, signing
+from hzp2p.gateway.auth import SignedRequest
+from hzp2p.gateway.context import GatewayContext
+from hzp2p.gateway.link import LinkError, LinkRefused
+from hzp2p.gateway.problems import ApiProblem
+from hzp2p.gateway.store import Snapshot
+from hzp2p.ledger.tx import TxError, decode_tx
+
+_ID = r"^[A-Za-z0-9._:\-]{1,64}$"
+_SUBJECT = r"^[0-9a-f]{32}$"
+_HASH = r"^[0-9a-f]{64}$"
+SIGNED = {401: "Signature missing or invalid", 403: "Signed by a key that may not ask this"}
+
+
+def _ctx(request: Request) -> GatewayContext:
+    c: GatewayContext = request.app.state.ctx
+    return c
+
+
+async def signed_key(
+    request: Request,
+    x_hz_key: Annotated[str | None, Header(description="signer's Ed25519 public key, 64 hex")] = None,
+    x_hz_timestamp: Annotated[str | None, Header(description="ms since the epoch, ±60 s")] = None,
+    x_hz_nonce: Annotated[str | None, Header(description="16..64 of [A-Za-z0-9_-], used once")] = None,
+    x_hz_signature: Annotated[str | None, Header(description="Ed25519 signature, 128 hex")] = None,
+) -> bytes:
+    """The verified key of a signed request (hzp2p.gateway.signing)."""
+    c = _ctx(request)
+    body = await request.body()
+    req = SignedRequest(
+        request.method,
+        request.scope["path"],
+        request.scope.get("query_string", b"").decode("latin-1"),
+        {k.lower(): v for k, v in request.headers.items()},
+        body,
+    )
+    return c.auth.check(req, c.now_ms(), trio.current_time())
+
+
+Key = Annotated[bytes, Depends(signed_key)]
+
+
+async def me(
+    request: Request,
+    key: Key,
+    x_hz_subject: Annotated[
+        str | None, Header(description="the pseudonym asked about (the key must hash to it)")
+    ] = None,
+) -> str:
+    """The pseudonym a citizen request asks about, checked against its signing key."""
+    c = _ctx(request)
+    if not x_hz_subject:
+        raise c.auth.refuse_forbidden("no-subject", f"{signing.H_SUBJECT} is required on /v1/me")
+    if pseudonym(key) != x_hz_subject:
+        raise c.auth.refuse_forbidden("wrong-subject", "this key does not name that pseudonym")
+    return x_hz_subject
+
+
+Me = Annotated[str, Depends(me)]
+
+
+def _problems(extra: dict[int, str]) -> dict[int | str, dict[str, Any]]:
+    return {k: {"model": models.Problem, "description": v} for k, v in extra.items()}
+
+
+def register(app: FastAPI) -> None:
+    router = APIRouter(responses=_problems(SIGNED))
+
+    def member_of(s: Snapshot, c: GatewayContext, key: bytes) -> Institution:
+        inst = members.institution_by_key(s, key)
+        if inst is None or not inst.active:
+            raise c.auth.refuse_forbidden("not-member", "this key is not an active member's signing key")
+        return inst
+
+    # ------------------------------------------------------------ citizens
+
+    @router.get("/v1/me/records", response_model=list[models.RecordSummary], tags=["citizen"])
+    async def my_records(request: Request, subject: Me) -> list[models.RecordSummary]:
+        """Her records (metadata only; fetch one to get its ciphertext)."""
+        with _ctx(request).store.snapshot() as s:
+            recs = dq.subject_records(s, subject)
+        return [_summary(r) for r in recs]
+
+    @router.get("/v1/me/records/{record_id}", response_model=models.RecordView, tags=["citizen"])
+    async def my_record(
+        request: Request, subject: Me, record_id: Annotated[str, Path(pattern=_ID)]
+    ) -> models.RecordView:
+        """One record: ciphertext and her own sealed key (decrypt on her device)."""
+        with _ctx(request).store.snapshot() as s:
+            rec = dq.record(s, record_id)
+        if rec is None or rec["subject"] != subject:
+            raise ApiProblem(404, "not-found", f"no record {record_id!r} of this subject")
+        return _view(rec, SUBJECT_HOLDER)
+
+    @router.get("/v1/me/access-log", response_model=list[models.AccessEntry], tags=["citizen"])
+    async def my_access_log(request: Request, subject: Me) -> list[models.AccessEntry]:
+        """Who received keys to her records (or asked in an emergency), when and why."""
+        with _ctx(request).store.snapshot() as s:
+            log = dq.access_log(s, subject)
+        return [_access(e) for e in log]
+
+    @router.get("/v1/me/grants", response_model=list[models.Grant], tags=["citizen"])
+    async def my_grants(request: Request, subject: Me) -> list[models.Grant]:
+        """Her consent grants, revoked ones included."""
+        with _ctx(request).store.snapshot() as s:
+            gs = dq.grants(s, subject)
+        return [models.Grant(**{k: g[k] for k in models.Grant.model_fields}) for g in gs]
+
+    @router.get("/v1/me/health-code", response_model=models.HealthCode, tags=["citizen"])
+    async def my_health_code(request: Request, subject: Me) -> models.HealthCode:
+        """Her colour, since when and why, with a short-lived signed credential for a QR code."""
+        return health_code(_ctx(request), subject)
+
+    # ------------------------------------------------------------ transactions
+
+    @router.post("/v1/tx", response_model=models.Receipt, tags=["citizen"])
+    async def post_tx(request: Request, key: Key, body: models.TxPost) -> models.Receipt:
+        """Forward a transaction the caller signed (grant, revoke, erase, ...), after the
+        contract's stateless payload check; waits up to wait_s for its commit."""
+        c = _ctx(request)
+        try:
+            tx = decode_tx(bytes.fromhex(body.tx))
+            tx.verify()
+        except ValueError:
+            raise ApiProblem(400, "bad-transaction", "tx must be hex") from None
+        except TxError as exc:
+            raise ApiProblem(400, "bad-transaction", str(exc)) from None
+        if tx.signer != key:
+            raise c.auth.refuse_forbidden("not-signer", "post transactions signed by the key that signs the request")
+        try:
+            check_tx_payload(tx)
+        except TxRejected as exc:
+            c.metrics.tx_forwarded.labels(outcome="refused").inc()
+            raise ApiProblem(
+                422, "invalid-payload", exc.reason,
+                errors=[{"field": p.field, "reason": p.reason} for p in exc.problems]
+                or [{"field": "type", "reason": exc.reason}],
+            ) from None
+        wait_s = min(body.wait_s, c.cfg.max_tx_wait_s)
+        try:
+            receipt = await c.link.submit_raw(tx.encode().hex(), wait_s)
+        except LinkRefused as exc:
+            c.metrics.tx_forwarded.labels(outcome="refused").inc()
+            status = 503 if exc.code in ("not_leader", "unavailable", "timeout") else 422
+            raise ApiProblem(status, f"daemon-{exc.code}", exc.message) from None
+        except LinkError as exc:
+            raise ApiProblem(503, "daemon-unreachable", str(exc), headers={"Retry-After": "1"}) from None
+        c.metrics.tx_forwarded.labels(outcome=str(receipt.get("status"))).inc()
+        return models.Receipt(
+            tx_hash=str(receipt.get("tx_hash") or tx.hash.hex()),
+            status=str(receipt.get("status")),
+            height=receipt.get("height"), index=receipt.get("index"),
+            type=tx.tx_type, reason=receipt.get("reason"),
+        )
+
+    @router.get("/v1/tx/{tx_hash}", response_model=models.Receipt, tags=["citizen"])
+    async def get_tx(
+        request: Request, key: Key, tx_hash: Annotated[str, Path(pattern=_HASH)]
+    ) -> models.Receipt:
+        """Where a transaction landed (committed or rejected), from committed blocks."""
+        with _ctx(request).store.snapshot() as s:
+            t = s.tx(bytes.fromhex(tx_hash))
+        if t is None:
+            raise ApiProblem(404, "not-found", "no committed block holds this transaction (yet)")
+        return models.Receipt(
+            tx_hash=tx_hash, status="committed" if t.status == "applied" else "rejected",
+            height=t.height, index=t.position, type=t.tx_type, reason=t.reason,
+        )
+
+    # ------------------------------------------------------------ institutions
+
+    @router.get("/v1/institution/me", response_model=models.InstitutionView, tags=["institution"])
+    async def inst_me(request: Request, key: Key) -> models.InstitutionView:
+        """The member the signing key belongs to."""
+        c = _ctx(request)
+        with c.store.snapshot() as s:
+            inst = member_of(s, c, key)
+        return models.InstitutionView(inst_id=inst.inst_id, name=inst.name, roles=sorted(inst.roles))
+
+    @router.get("/v1/institution/records", response_model=list[models.RecordSummary], tags=["institution"])
+    async def inst_records(request: Request, key: Key) -> list[models.RecordSummary]:
+        """The live records whose key this institution holds."""
+        c = _ctx(request)
+        with c.store.snapshot() as s:
+            inst = member_of(s, c, key)
+            recs = [dq.record(s, rid) for rid in dq.held_records(s, inst.inst_id)]
+        return [_summary(r) for r in recs if r is not None]
+
+    @router.get("/v1/institution/records/{record_id}", response_model=models.RecordView, tags=["institution"])
+    async def inst_record(
+        request: Request, key: Key, record_id: Annotated[str, Path(pattern=_ID)]
+    ) -> models.RecordView:
+        """A record this institution holds a key to: ciphertext and its own sealed key."""
+        c = _ctx(request)
+        with c.store.snapshot() as s:
+            inst = member_of(s, c, key)
+            rec = dq.record(s, record_id)
+        holder = institution_holder(inst.inst_id)
+        if rec is None or holder not in rec["holders"]:
+            raise ApiProblem(404, "not-found", f"institution {inst.inst_id} holds no key of {record_id!r}")
+        return _view(rec, holder)
+
+    @router.get(
+        "/v1/institution/subjects/{subject}/access-log",
+        response_model=list[models.AccessEntry], tags=["institution"],
+    )
+    async def inst_access_log(
+        request: Request, key: Key, subject: Annotated[str, Path(pattern=_SUBJECT)]
+    ) -> list[models.AccessEntry]:
+        """Authorities (auditing): a subject's access log."""
+        c = _ctx(request)
+        with c.store.snapshot() as s:
+            inst = member_of(s, c, key)
+            if "authority" not in inst.roles:
+                raise c.auth.refuse_forbidden("role", "only authorities read other subjects' access logs")
+            log = dq.access_log(s, subject)
+        return [_access(e) for e in log]
+
+    app.include_router(router)
+
+
+def health_code(c: GatewayContext, subject: str) -> models.HealthCode:
+    now_ms = c.now_ms()
+    with c.store.snapshot() as s:
+        h = s.tip_height()
+        code = dq.health_code(s, subject)
+        problem = None
+        key = c.credential_key
+        if key is None:
+            problem = "this gateway has no credential key"
+        else:
+            reg = credential_key(s, key_id(bytes(key.verify_key)))
+            if reg is None or reg["inst_id"] != c.inst_id:
+                problem = "this gateway's credential key is not registered on chain (credkey.register)"
+            elif reg["revoked_ms"] is not None:
+                problem = "this gateway's credential key was revoked"
+    colour = "green" if code is None else str(code["colour"])
+    since = 0 if code is None else int(code["since_ms"])
+    credential = None
+    until = None
+    if problem is None and key is not None:
+        iat = now_ms // 1000
+        until = iat + c.cfg.credential_validity_s
+        credential = cose.issue(
+            key,
+            cose.Claims(c.inst_id, iat, until, subject, colour, since, c.store.chain_id, h),
+        )
+        c.metrics.credentials.inc()
+    return models.HealthCode(
+        subject=subject, colour=colour, since_ms=since,
+        why="" if code is None else str(code["reason"]),
+        source="default" if code is None else str(code["source"]),
+        height=h, credential=credential, credential_valid_until_s=until, credential_problem=problem,
+    )
+
+
+def _summary(r: dict[str, Any]) -> models.RecordSummary:
+    return models.RecordSummary(
+        record_id=r["record_id"], type=r["type"], writer=r["writer"],
+        timestamp_ms=r["timestamp_ms"], height=r["height"], erased=r["erased"] is not None,
+    )
+
+
+def _view(rec: dict[str, Any], holder: str) -> models.RecordView:
+    entry = rec["holders"].get(holder)
+    if entry is None:
+        raise ApiProblem(404, "not-found", f"record {rec['record_id']!r} holds no key for you (erased or revoked)")
+    return models.RecordView(
+        record_id=rec["record_id"], subject=rec["subject"], type=rec["type"], writer=rec["writer"],
+        timestamp_ms=rec["timestamp_ms"], height=rec["height"], ciphertext=rec["ciphertext"].hex(),
+        key_commitment=rec["key_commitment"].hex(), holder=holder,
+        sealed_key=entry["sealed_key"].hex(), key_id=int(entry.get("key_id", 0)),
+    )
+
+
+def _access(e: dict[str, Any]) -> models.AccessEntry:
+    return models.AccessEntry(
+        kind=e["kind"], record_id=e["record_id"], record_type=e["record_type"], by=e.get("by"),
+        grantee=e.get("grantee"), purpose=e.get("purpose"), reason=e.get("reason"),
+        grant_id=e.get("grant_id"), timestamp_ms=e["timestamp_ms"], height=e["height"],
+        tx_hash=e["tx_hash"].hex(),
+    )
