@@ -78,7 +78,8 @@ def cmd_verify_code(args: argparse.Namespace) -> int:
             return _fail(args, str(exc))
     try:
         trust = TrustList.load(args.trust_list)
-        result = verify(text, trust, now_s=time.time(), max_age_s=args.max_age_s)
+        now_s = time.time() if args.at is None else args.at
+        result = verify(text, trust, now_s=now_s, max_age_s=args.max_age_s)
     except TrustListTooOld as exc:
         return _fail(args, str(exc))
     except TrustListError as exc:
@@ -91,7 +92,7 @@ def cmd_verify_code(args: argparse.Namespace) -> int:
         if result.issuer_id is not None:
             print(f"  issuer: {result.issuer_name or '?'} (institution {result.issuer_id})")
         if result.valid_until_s is not None:
-            left = result.valid_until_s - time.time()
+            left = result.valid_until_s - now_s
             print(f"  valid until: {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime(result.valid_until_s))}"
                   f" ({f'{left:.0f} s left' if left >= 0 else 'expired'})")
         print(f"  trust list: height {trust.height}, {result.trust_list_age_s:.0f} s old")
@@ -126,5 +127,7 @@ def register(subparsers: Any) -> None:
     v.add_argument("--trust-list", required=True, metavar="FILE", help="saved GET /v1/trust-list")
     v.add_argument("--max-age-s", type=_max_age, default=DEFAULT_MAX_AGE_S,
                    help=f"refuse a trust list older than this (default {DEFAULT_MAX_AGE_S} s)")
+    v.add_argument("--at", type=_max_age, default=None, metavar="UNIX_S",
+                   help="check as of this time instead of now (audits, tests)")
     v.add_argument("--json", action="store_true")
     v.set_defaults(func=cmd_verify_code)
