@@ -184,8 +184,11 @@ class HealthCode(BaseModel):
 
 
 class TxPost(BaseModel):
-    tx: str = Field(description="hex of the signed transaction's wire encoding", max_length=2 * 64 * 1024)
-    wait_s: float = Field(default=5.0, ge=0, description="seconds to wait for the commit")
+    tx: str = Field(
+        description="hex of the signed transaction's wire encoding",
+        min_length=2, max_length=2 * 64 * 1024, pattern="^([0-9a-f]{2})+$",
+    )
+    wait_s: float = Field(default=5.0, ge=0, le=3600, description="seconds to wait for the commit")
 
 
 class Receipt(BaseModel):

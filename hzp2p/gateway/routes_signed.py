@@ -25,7 +25,7 @@ from hzp2p.gateway import models, signing
 from hzp2p.gateway.auth import SignedRequest
 from hzp2p.gateway.context import GatewayContext
 from hzp2p.gateway.link import LinkError, LinkRefused
-from hzp2p.gateway.problems import ApiProblem
+from hzp2p.gateway.problems import PROBLEM_TYPE, ApiProblem
 from hzp2p.gateway.store import Snapshot
 from hzp2p.ledger.tx import TxError, decode_tx
 
@@ -52,7 +52,8 @@ async def signed_key(
     body = await request.body()
     req = SignedRequest(
         request.method,
-        request.scope["path"],
+        # the path as sent (percent-encoding included): what the client signed
+        request.scope.get("raw_path", request.scope["path"].encode()).decode("latin-1"),
         request.scope.get("query_string", b"").decode("latin-1"),
         {k.lower(): v for k, v in request.headers.items()},
         body,
@@ -83,7 +84,14 @@ Me = Annotated[str, Depends(me)]
 
 
 def _problems(extra: dict[int, str]) -> dict[int | str, dict[str, Any]]:
-    return {k: {"model": models.Problem, "description": v} for k, v in extra.items()}
+    return {
+        k: {
+            "model": models.Problem,
+            "description": v,
+            "content": {PROBLEM_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+        }
+        for k, v in extra.items()
+    }
 
 
 def register(app: FastAPI) -> None:

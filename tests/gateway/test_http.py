@@ -190,7 +190,8 @@ def test_post_tx_runs_the_stateless_check_and_lists_every_problem(gw: Gateway) -
     other = nacl.signing.SigningKey.generate()
     foreign = gw.client(AUTH).__class__(other, gw.chain_id, None).tx("consent.revoke", {"grant_id": "g"}, now_ms())
     is_problem(me.post_tx(foreign.encode()), 403)  # not signed by the requester
-    is_problem(me.post_json("/v1/tx", {"tx": "zz"}), 400)
+    is_problem(me.post_json("/v1/tx", {"tx": "zz"}), 422)  # not hex: the model refuses it
+    is_problem(me.post_json("/v1/tx", {"tx": "00ff"}), 400)  # hex, but no transaction
     is_problem(me.post_json("/v1/tx", {"nope": 1}), 422)
 
 
