@@ -18,11 +18,11 @@ import zlib
 from dataclasses import dataclass
 from typing import Any
 
-import base45
 import cbor2
 import nacl.signing
 
 from hzp2p.contracts.credentials import KID_BYTES, key_id
+from hzp2p.credentials.b45 import b45decode, b45encode
 
 PREFIX = "HZ1:"
 ALG_EDDSA = -8
@@ -81,8 +81,7 @@ def issue(key: nacl.signing.SigningKey, claims: Claims) -> str:
     )
     sig = key.sign(_sig_structure(protected, payload)).signature
     cose = cbor2.dumps(cbor2.CBORTag(COSE_SIGN1_TAG, [protected, {}, payload, sig]))
-    encoded: bytes = base45.b45encode(zlib.compress(cose, 9))
-    return PREFIX + encoded.decode("ascii")
+    return PREFIX + b45encode(zlib.compress(cose, 9))
 
 
 def _int(v: Any, what: str) -> int:
@@ -105,7 +104,7 @@ def parse(text: str) -> Parsed:
     if len(text) > MAX_TEXT_CHARS:
         raise CredentialError("credential text too long")
     try:
-        packed = base45.b45decode(text[len(PREFIX) :])
+        packed = b45decode(text[len(PREFIX) :])
         d = zlib.decompressobj()
         cose = d.decompress(packed, MAX_COSE_BYTES + 1)
     except (ValueError, zlib.error) as exc:

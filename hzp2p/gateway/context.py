@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import nacl.signing
 
@@ -30,3 +31,5 @@ class GatewayContext:
     """The institution this gateway speaks for (its node id)."""
     credential_key: nacl.signing.SigningKey | None
     now_ms: Callable[[], int] = field(default=wall_ms)
+    memo: dict[str, Any] = field(default_factory=dict)
+    """Small per-height memos (e.g. whether the credential key is registered)."""

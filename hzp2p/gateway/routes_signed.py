@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import trio
-from fastapi import APIRouter, Depends, FastAPI, Header, Path, Request
+from fastapi import APIRouter, Depends, FastAPI, Path, Request, Response
 
 from hzp2p.contracts import domain_queries as dq
 from hzp2p.contracts import members
@@ -40,22 +40,37 @@ def _ctx(request: Request) -> GatewayContext:
     return c
 
 
-async def signed_key(
-    request: Request,
-    x_hz_key: Annotated[str | None, Header(description="signer's Ed25519 public key, 64 hex")] = None,
-    x_hz_timestamp: Annotated[str | None, Header(description="ms since the epoch, ±60 s")] = None,
-    x_hz_nonce: Annotated[str | None, Header(description="16..64 of [A-Za-z0-9_-], used once")] = None,
-    x_hz_signature: Annotated[str | None, Header(description="Ed25519 signature, 128 hex")] = None,
-) -> bytes:
+def _header(name: str, text: str) -> dict[str, Any]:
+    return {"name": name, "in": "header", "required": False, "description": text,
+            "schema": {"type": "string"}}
+
+
+SIGNED_HEADERS = [
+    _header("X-HZ-Key", "signer's Ed25519 public key, 64 hex digits"),
+    _header("X-HZ-Timestamp", "milliseconds since the epoch, within ±60 s of the gateway's clock"),
+    _header("X-HZ-Nonce", "16..64 of [A-Za-z0-9_-], used once"),
+    _header("X-HZ-Signature", "Ed25519 signature (128 hex digits) of the request message"),
+]
+"""The signature headers, documented on every signed operation. They are read from the raw
+request rather than declared as FastAPI parameters: declaring them costs more per request
+than checking the signature (hzp2p.gateway.signing says what is signed)."""
+SUBJECT_HEADER = _header("X-HZ-Subject", "the pseudonym asked about (the key must hash to it)")
+SIGNED_DOC: dict[str, Any] = {"parameters": SIGNED_HEADERS}
+CITIZEN_DOC: dict[str, Any] = {"parameters": [*SIGNED_HEADERS, SUBJECT_HEADER]}
+
+
+async def signed_key(request: Request) -> bytes:
     """The verified key of a signed request (hzp2p.gateway.signing)."""
     c = _ctx(request)
-    body = await request.body()
+    body = await request.body() if request.method != "GET" else b""
+    scope = request.scope
+    headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
     req = SignedRequest(
         request.method,
         # the path as sent (percent-encoding included): what the client signed
-        request.scope.get("raw_path", request.scope["path"].encode()).decode("latin-1"),
-        request.scope.get("query_string", b"").decode("latin-1"),
-        {k.lower(): v for k, v in request.headers.items()},
+        scope.get("raw_path", scope["path"].encode()).decode("latin-1"),
+        scope.get("query_string", b"").decode("latin-1"),
+        headers,
         body,
     )
     return c.auth.check(req, c.now_ms(), trio.current_time())
@@ -64,20 +79,15 @@ async def signed_key(
 Key = Annotated[bytes, Depends(signed_key)]
 
 
-async def me(
-    request: Request,
-    key: Key,
-    x_hz_subject: Annotated[
-        str | None, Header(description="the pseudonym asked about (the key must hash to it)")
-    ] = None,
-) -> str:
-    """The pseudonym a citizen request asks about, checked against its signing key."""
+async def me(request: Request, key: Key) -> str:
+    """The pseudonym a citizen request asks about (X-HZ-Subject), checked against its key."""
     c = _ctx(request)
-    if not x_hz_subject:
+    subject = request.headers.get(signing.H_SUBJECT)
+    if not subject:
         raise c.auth.refuse_forbidden("no-subject", f"{signing.H_SUBJECT} is required on /v1/me")
-    if pseudonym(key) != x_hz_subject:
+    if pseudonym(key) != subject:
         raise c.auth.refuse_forbidden("wrong-subject", "this key does not name that pseudonym")
-    return x_hz_subject
+    return subject
 
 
 Me = Annotated[str, Depends(me)]
@@ -105,14 +115,14 @@ def register(app: FastAPI) -> None:
 
     # ------------------------------------------------------------ citizens
 
-    @router.get("/v1/me/records", response_model=list[models.RecordSummary], tags=["citizen"])
+    @router.get("/v1/me/records", response_model=list[models.RecordSummary], tags=["citizen"], openapi_extra=CITIZEN_DOC)
     async def my_records(request: Request, subject: Me) -> list[models.RecordSummary]:
         """Her records (metadata only; fetch one to get its ciphertext)."""
         with _ctx(request).store.snapshot() as s:
             recs = dq.subject_records(s, subject)
         return [_summary(r) for r in recs]
 
-    @router.get("/v1/me/records/{record_id}", response_model=models.RecordView, tags=["citizen"])
+    @router.get("/v1/me/records/{record_id}", response_model=models.RecordView, tags=["citizen"], openapi_extra=CITIZEN_DOC)
     async def my_record(
         request: Request, subject: Me, record_id: Annotated[str, Path(pattern=_ID)]
     ) -> models.RecordView:
@@ -123,28 +133,31 @@ def register(app: FastAPI) -> None:
             raise ApiProblem(404, "not-found", f"no record {record_id!r} of this subject")
         return _view(rec, SUBJECT_HOLDER)
 
-    @router.get("/v1/me/access-log", response_model=list[models.AccessEntry], tags=["citizen"])
+    @router.get("/v1/me/access-log", response_model=list[models.AccessEntry], tags=["citizen"], openapi_extra=CITIZEN_DOC)
     async def my_access_log(request: Request, subject: Me) -> list[models.AccessEntry]:
         """Who received keys to her records (or asked in an emergency), when and why."""
         with _ctx(request).store.snapshot() as s:
             log = dq.access_log(s, subject)
         return [_access(e) for e in log]
 
-    @router.get("/v1/me/grants", response_model=list[models.Grant], tags=["citizen"])
+    @router.get("/v1/me/grants", response_model=list[models.Grant], tags=["citizen"], openapi_extra=CITIZEN_DOC)
     async def my_grants(request: Request, subject: Me) -> list[models.Grant]:
         """Her consent grants, revoked ones included."""
         with _ctx(request).store.snapshot() as s:
             gs = dq.grants(s, subject)
         return [models.Grant(**{k: g[k] for k in models.Grant.model_fields}) for g in gs]
 
-    @router.get("/v1/me/health-code", response_model=models.HealthCode, tags=["citizen"])
-    async def my_health_code(request: Request, subject: Me) -> models.HealthCode:
+    @router.get("/v1/me/health-code", response_model=models.HealthCode, tags=["citizen"], openapi_extra=CITIZEN_DOC)
+    async def my_health_code(request: Request, subject: Me) -> Response:
         """Her colour, since when and why, with a short-lived signed credential for a QR code."""
-        return health_code(_ctx(request), subject)
+        # The hottest route (venues scan these): serialised straight from the model it built,
+        # without FastAPI validating it a second time against response_model.
+        code = health_code(_ctx(request), subject)
+        return Response(code.model_dump_json(), media_type="application/json")
 
     # ------------------------------------------------------------ transactions
 
-    @router.post("/v1/tx", response_model=models.Receipt, tags=["citizen"])
+    @router.post("/v1/tx", response_model=models.Receipt, tags=["citizen"], openapi_extra=SIGNED_DOC)
     async def post_tx(request: Request, key: Key, body: models.TxPost) -> models.Receipt:
         """Forward a transaction the caller signed (grant, revoke, erase, ...), after the
         contract's stateless payload check; waits up to wait_s for its commit."""
@@ -184,7 +197,7 @@ def register(app: FastAPI) -> None:
             type=tx.tx_type, reason=receipt.get("reason"),
         )
 
-    @router.get("/v1/tx/{tx_hash}", response_model=models.Receipt, tags=["citizen"])
+    @router.get("/v1/tx/{tx_hash}", response_model=models.Receipt, tags=["citizen"], openapi_extra=SIGNED_DOC)
     async def get_tx(
         request: Request, key: Key, tx_hash: Annotated[str, Path(pattern=_HASH)]
     ) -> models.Receipt:
@@ -200,7 +213,7 @@ def register(app: FastAPI) -> None:
 
     # ------------------------------------------------------------ institutions
 
-    @router.get("/v1/institution/me", response_model=models.InstitutionView, tags=["institution"])
+    @router.get("/v1/institution/me", response_model=models.InstitutionView, tags=["institution"], openapi_extra=SIGNED_DOC)
     async def inst_me(request: Request, key: Key) -> models.InstitutionView:
         """The member the signing key belongs to."""
         c = _ctx(request)
@@ -208,7 +221,7 @@ def register(app: FastAPI) -> None:
             inst = member_of(s, c, key)
         return models.InstitutionView(inst_id=inst.inst_id, name=inst.name, roles=sorted(inst.roles))
 
-    @router.get("/v1/institution/records", response_model=list[models.RecordSummary], tags=["institution"])
+    @router.get("/v1/institution/records", response_model=list[models.RecordSummary], tags=["institution"], openapi_extra=SIGNED_DOC)
     async def inst_records(request: Request, key: Key) -> list[models.RecordSummary]:
         """The live records whose key this institution holds."""
         c = _ctx(request)
@@ -217,7 +230,7 @@ def register(app: FastAPI) -> None:
             recs = [dq.record(s, rid) for rid in dq.held_records(s, inst.inst_id)]
         return [_summary(r) for r in recs if r is not None]
 
-    @router.get("/v1/institution/records/{record_id}", response_model=models.RecordView, tags=["institution"])
+    @router.get("/v1/institution/records/{record_id}", response_model=models.RecordView, tags=["institution"], openapi_extra=SIGNED_DOC)
     async def inst_record(
         request: Request, key: Key, record_id: Annotated[str, Path(pattern=_ID)]
     ) -> models.RecordView:
@@ -233,7 +246,7 @@ def register(app: FastAPI) -> None:
 
     @router.get(
         "/v1/institution/subjects/{subject}/access-log",
-        response_model=list[models.AccessEntry], tags=["institution"],
+        response_model=list[models.AccessEntry], tags=["institution"], openapi_extra=SIGNED_DOC
     )
     async def inst_access_log(
         request: Request, key: Key, subject: Annotated[str, Path(pattern=_SUBJECT)]
@@ -250,21 +263,32 @@ def register(app: FastAPI) -> None:
     app.include_router(router)
 
 
+def _credential_key_problem(c: GatewayContext, s: Snapshot, height: int) -> str | None:
+    """Why this gateway cannot sign credentials at `height` (None: it can); memoised per height."""
+    memo = c.memo.get("credkey")
+    if memo is not None and memo[0] == height:
+        return memo[1]  # type: ignore[no-any-return]
+    key = c.credential_key
+    problem = None
+    if key is None:
+        problem = "this gateway has no credential key"
+    else:
+        reg = credential_key(s, key_id(bytes(key.verify_key)))
+        if reg is None or reg["inst_id"] != c.inst_id:
+            problem = "this gateway's credential key is not registered on chain (credkey.register)"
+        elif reg["revoked_ms"] is not None:
+            problem = "this gateway's credential key was revoked"
+    c.memo["credkey"] = (height, problem)
+    return problem
+
+
 def health_code(c: GatewayContext, subject: str) -> models.HealthCode:
     now_ms = c.now_ms()
     with c.store.snapshot() as s:
         h = s.tip_height()
         code = dq.health_code(s, subject)
-        problem = None
         key = c.credential_key
-        if key is None:
-            problem = "this gateway has no credential key"
-        else:
-            reg = credential_key(s, key_id(bytes(key.verify_key)))
-            if reg is None or reg["inst_id"] != c.inst_id:
-                problem = "this gateway's credential key is not registered on chain (credkey.register)"
-            elif reg["revoked_ms"] is not None:
-                problem = "this gateway's credential key was revoked"
+        problem = _credential_key_problem(c, s, h)
     colour = "green" if code is None else str(code["colour"])
     since = 0 if code is None else int(code["since_ms"])
     credential = None

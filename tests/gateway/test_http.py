@@ -26,8 +26,7 @@ from hzp2p.client import lab_result_payload
 from hzp2p.credentials import qr
 from hzp2p.crypto.records import encrypt_record, encryption_public_key, open_sealed_key, seal_key_to
 from hzp2p.gateway.client import GatewayClient, open_record
-from hzp2p.gateway.signing import sign_request
-from tests.gateway.harness import (
+from hzp2p.gateway.localrun import (
     AUTH,
     HOSPITAL,
     LAB,
@@ -35,6 +34,7 @@ from tests.gateway.harness import (
     register_credential_key,
     start_gateway,
 )
+from hzp2p.gateway.signing import sign_request
 
 pytestmark = pytest.mark.slow
 

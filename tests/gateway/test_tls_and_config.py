@@ -15,8 +15,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from hzp2p.gateway.localrun import start_gateway
 from hzp2p.node.config import ConfigError, parse_config
-from tests.gateway.harness import start_gateway
 
 
 def self_signed(d: Path) -> tuple[Path, Path]:

@@ -7,11 +7,14 @@ import json
 from pathlib import Path
 from typing import Any
 
+import base45
 import nacl.signing
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from hzp2p.contracts.credentials import key_id
-from hzp2p.credentials import cose, qr
+from hzp2p.credentials import b45, cose, qr
 from hzp2p.credentials.verify import TrustList, TrustListError, TrustListTooOld, verify
 from hzp2p.gateway.auth import Authenticator, SignedRequest
 from hzp2p.gateway.limits import ReplayCache, ReplayCacheFull, TokenBuckets
@@ -142,3 +145,16 @@ def test_qr_png_round_trip(tmp_path: Path) -> None:
 
 def test_credential_is_small_enough_for_a_phone_qr() -> None:
     assert len(_cred()) < 400
+
+
+@given(st.binary(max_size=600))
+def test_base45_codec_matches_the_reference_package(data: bytes) -> None:
+    text = b45.b45encode(data)
+    assert text == base45.b45encode(data).decode()
+    assert b45.b45decode(text) == data
+
+
+@pytest.mark.parametrize("bad", ["a", "ABCD", "GGW", "::", "é"])
+def test_base45_refuses_what_is_not_base45(bad: str) -> None:
+    with pytest.raises(b45.Base45Error):
+        b45.b45decode(bad)

@@ -1,4 +1,4 @@
-"""A real daemon and a real gateway process on 127.0.0.1, for the gateway's tests.
+"""A real daemon and a real gateway process on 127.0.0.1 (tests, benchmark, demo).
 
 One voting node (node 1, an authority) runs; the genesis also names learners 2
 (authority), 3 (lab) and 4 (hospital) whose daemons do not run: their signing
