@@ -104,6 +104,46 @@ def cmd_verify_code(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_citizen_key(args: argparse.Namespace) -> int:
+    from hzp2p.crypto.records import pseudonym
+    from hzp2p.node.keys import KeyFileError, generate_signing_key, load_signing_key, write_key_file
+
+    path = Path(args.file)
+    try:
+        if not path.exists():
+            write_key_file(path, generate_signing_key())
+        key = load_signing_key(path)
+    except (KeyFileError, OSError) as exc:
+        return _fail(args, str(exc))
+    pk = bytes(key.verify_key)
+    if args.json:
+        print(json.dumps({"key_file": str(path), "public_key": pk.hex(), "pseudonym": pseudonym(pk)}))
+    else:
+        print(pseudonym(pk))
+    return 0
+
+
+def cmd_sign_request(args: argparse.Namespace) -> int:
+    from hzp2p.crypto.records import pseudonym
+    from hzp2p.gateway.signing import sign_request
+    from hzp2p.node.keys import KeyFileError, load_signing_key
+
+    try:
+        key = load_signing_key(args.key)
+        body = Path(args.body_file).read_bytes() if args.body_file else b""
+    except (KeyFileError, OSError) as exc:
+        return _fail(args, str(exc))
+    path, _, query = args.path.partition("?")
+    subject = pseudonym(bytes(key.verify_key)) if args.citizen else ""
+    headers = sign_request(key, args.method, path, query=query, body=body, subject=subject,
+                           timestamp_ms=time.time_ns() // 1_000_000)
+    if args.json:
+        print(json.dumps(headers))
+    else:  # curl arguments: values are hex and digits, safe to word-split
+        print(" ".join(f"-H {k}:{v}" for k, v in headers.items()))
+    return 0
+
+
 def _max_age(text: str) -> float:
     try:
         v = float(text)
@@ -121,6 +161,20 @@ def register(subparsers: Any) -> None:
                    help="write a credential key file and print its credkey.register payload")
     g.add_argument("--json", action="store_true")
     g.set_defaults(func=cmd_gateway)
+
+    k = subparsers.add_parser("citizen-key", help="make (or read) a citizen's key file; print its pseudonym")
+    k.add_argument("file", metavar="FILE")
+    k.add_argument("--json", action="store_true")
+    k.set_defaults(func=cmd_citizen_key)
+
+    s = subparsers.add_parser("sign-request", help="sign a gateway request: print curl -H arguments")
+    s.add_argument("--key", required=True, metavar="FILE", help="a citizen's or a member's key file")
+    s.add_argument("--citizen", action="store_true", help="add X-HZ-Subject (the key's pseudonym)")
+    s.add_argument("--body-file", metavar="FILE", help="the exact request body to be sent")
+    s.add_argument("method", metavar="METHOD")
+    s.add_argument("path", metavar="PATH[?QUERY]")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_sign_request)
 
     v = subparsers.add_parser("verify-code", help="verify a health-code credential offline")
     v.add_argument("code", metavar="QR-TEXT|PNG-FILE")
