@@ -83,3 +83,29 @@ def test_gateway_section_defaults_and_checks(tmp_path: Path) -> None:
         parse_config({**BASE, "gateway": {"tls_cert": "a.pem"}}, path=tmp_path / "c.toml")
     with pytest.raises(ConfigError, match="unknown field"):
         parse_config({**BASE, "gateway": {"lisen": "127.0.0.1:1"}}, path=tmp_path / "c.toml")
+
+
+def test_new_credential_key_and_missing_section(tmp_path: Path) -> None:
+    import json
+    import subprocess
+    import sys
+
+    from hzp2p.node.localcluster import LocalCluster
+
+    c = LocalCluster(tmp_path / "c", 1)  # files only: no daemon is started
+    cfg = c.config(1)
+    run = [sys.executable, "-m", "hzp2p.cli", "gateway", "--config", str(cfg)]
+    no_section = subprocess.run(run, capture_output=True, text=True, timeout=30, check=False)
+    assert no_section.returncode == 1 and "no [gateway] section" in no_section.stderr
+    with cfg.open("a") as f:
+        f.write('\n[gateway]\nlisten = "127.0.0.1:18480"\n')
+    made = subprocess.run([*run, "--new-credential-key", "--json"], capture_output=True, text=True,
+                          timeout=30, check=False)
+    assert made.returncode == 0, made.stderr
+    out = json.loads(made.stdout)
+    assert out["register_payload"]["inst_id"] == 1 and len(out["register_payload"]["public_key"]) == 64
+    key_file = Path(out["key_file"])
+    assert key_file.exists() and key_file.stat().st_mode & 0o077 == 0
+    again = subprocess.run([*run, "--new-credential-key"], capture_output=True, text=True,
+                           timeout=30, check=False)
+    assert again.returncode == 1  # never overwrites a key
