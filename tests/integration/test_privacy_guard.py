@@ -79,6 +79,11 @@ BASES: dict[str, tuple[dict[str, Any], frozenset[str]]] = {
     "record.erase": ({"record_id": "R1"}, frozenset()),
     "enckey.set": ({"key_id": 1, "public_key": bytes(32)}, frozenset()),
     "access.rewrap": ({"record_id": "R1", "sealed_key": bytes(SEALED_KEY_BYTES)}, frozenset()),
+    "notice.publish": ({"notice_id": "n1", "title": "Masks on buses", "body": "Masks are required.",
+                        "effective_date": "2026-12-01", "region": "north"},
+                       frozenset({"title", "body"})),  # an authority's public notice
+    "credkey.register": ({"inst_id": 1, "public_key": bytes(32)}, frozenset()),
+    "credkey.revoke": ({"kid": "00" * 8, "reason": "rotated"}, frozenset({"reason"})),
 }
 
 
