@@ -12,6 +12,7 @@ requests under one key costs one dictionary look-up each.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 
@@ -95,7 +96,8 @@ class Authenticator:
         except (nacl.exceptions.BadSignatureError, ValueError):
             raise self._refuse(401, "bad-signature", "the signature does not match this request and key") from None
         try:
-            fresh = self.replay.record(key + nonce.encode(), now_ms)
+            token = int.from_bytes(hashlib.blake2b(key + nonce.encode(), digest_size=8).digest())
+            fresh = self.replay.record(token, now_ms)
         except ReplayCacheFull:
             self.metrics.limited.labels(limit="replay_cache").inc()
             raise ApiProblem(503, "busy", "too many signed requests in flight; retry", headers={"Retry-After": "1"}) from None

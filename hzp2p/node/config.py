@@ -206,8 +206,10 @@ class GatewaySection:
     """Lifetime of a health-code credential (default 300 s: 5 minutes)."""
     clock_window_s: int = 60
     """Allowed difference between a signed request's timestamp and the gateway's clock."""
-    replay_cache_size: int = 100_000
-    """Nonces remembered (for clock_window_s); when full of live nonces, signed requests get 503."""
+    replay_cache_size: int = 500_000
+    """Nonces remembered (for two clock windows, ~100 bytes each); when full of live nonces,
+    signed requests get 503: it bounds signed requests to size / (2 * clock_window_s) a
+    second (about 4,000 with the defaults)."""
     max_body_bytes: int = 128 * 1024
     """Largest request body (413 beyond; default 128 KiB: a 64 KiB transaction in hex)."""
     max_header_bytes: int = 16 * 1024
