@@ -23,6 +23,7 @@ from prometheus_client import CollectorRegistry, make_asgi_app
 from hzp2p.gateway.app import create_app
 from hzp2p.gateway.auth import Authenticator
 from hzp2p.gateway.context import GatewayContext
+from hzp2p.gateway.fastpath import HealthCodeFastPath
 from hzp2p.gateway.link import DaemonLink
 from hzp2p.gateway.metrics import GatewayMetrics
 from hzp2p.gateway.middleware import LimitsMiddleware
@@ -69,7 +70,7 @@ def build(cfg: NodeConfig) -> tuple[LimitsMiddleware, GatewayContext]:
         credential_key=load_credential_key(cfg),
     )
     app = LimitsMiddleware(
-        create_app(ctx),
+        HealthCodeFastPath(create_app(ctx), ctx),
         metrics,
         max_body_bytes=gw.max_body_bytes,
         max_header_bytes=gw.max_header_bytes,
