@@ -3,7 +3,8 @@ credential verifications per second on one core.
 
 1. verify_code_per_s: `hzp2p.credentials.verify.verify` of distinct credentials (each
    parsed, its key looked up, its Ed25519 signature checked) in one process for
-   --verify-seconds; the fastest of --repeat runs counts (the machine is shared).
+   --verify-seconds; the fastest of --repeat runs counts (the machine is shared), by
+   wall clock and per CPU-second of the process (verify_code_per_cpu_s).
 2. gateway_health_code_req_per_s / gateway_p99_ms: a real one-node cluster and a real
    `hzp2p gateway` process on 127.0.0.1 (its credential key registered); requests
    GET /v1/me/health-code, each signed by one of --citizens keys with its own nonce, are
@@ -63,15 +64,19 @@ def bench_verify(seconds: float, repeat: int) -> dict[str, float]:
         cose.issue(issuer, cose.Claims(1, now, now + 300, os.urandom(16).hex(), "green", 0, "bench", 1))
         for _ in range(2000)
     ]
-    best = 0.0
+    best = best_cpu = 0.0
     for _ in range(repeat):
-        n, t0 = 0, time.perf_counter()
+        n, t0, c0 = 0, time.perf_counter(), time.process_time()
         while time.perf_counter() - t0 < seconds:
             for c in creds:
                 assert verify(c, trust, now_s=now + 1).ok
             n += len(creds)
         best = max(best, n / (time.perf_counter() - t0))
-    return {"verify_code_per_s": best, "verify_code_us": 1e6 / best}
+        best_cpu = max(best_cpu, n / max(1e-9, time.process_time() - c0))
+    # wall-clock rate (what a scanner sees on this shared machine) and per CPU-second
+    # (what one free core does: the process's own CPU time, which other load disturbs less)
+    return {"verify_code_per_s": best, "verify_code_per_cpu_s": best_cpu,
+            "verify_code_us_cpu": 1e6 / best_cpu}
 
 
 def _request_bytes(host: str, key: nacl.signing.SigningKey, ts_ms: int) -> bytes:
@@ -145,7 +150,8 @@ def _background(socket_path: str, tps: int, stop: threading.Event, counts: list[
         i += per
         try:
             res = call_sync(socket_path, "submit_many", {"items": items, "wait_s": 0}, timeout_s=10)
-            counts[0] += len(res) if isinstance(res, list) else 0
+            receipts = res.get("receipts", []) if isinstance(res, dict) else []
+            counts[0] += sum(1 for r in receipts if r.get("status") != "rejected")
         except Exception:  # the benchmark's load, not its measure: keep going
             counts[1] += 1
         time.sleep(max(0.0, period - (time.monotonic() - t)))
@@ -192,6 +198,7 @@ def bench_gateway(seconds: float, concurrency: int, citizens: int, background_tp
             "requests": n, "errors": errors, "concurrency": concurrency, "seconds": wall,
             "background_tx_submitted": counts[0], "background_errors": counts[1],
             "background_blocks": (h1 or {}).get("height", 0) - (h0 or {}).get("height", 0),
+            "background_tx_per_s": counts[0] / (wall + 1.0),
         }
     finally:
         stop.set()
