@@ -1,7 +1,8 @@
 """A real daemon and a real gateway process on 127.0.0.1 (tests, benchmark, demo).
 
 `start_gateway(root)`: one voting node (node 1, an authority) runs; the genesis also
-names learners 2 (authority), 3 (lab) and 4 (hospital) whose daemons do not run: their
+names learners 2 (authority), 3 (lab), 4 (hospital), 5 (vaccination site) and 6
+(manufacturer) whose daemons do not run: their
 signing keys sign transactions in the test, which reach node 1 through the gateway's
 POST /v1/tx or the admin socket's submit_raw, so one daemon carries the whole story.
 `add_gateway(cluster, k)` and `launch_gateway(cluster, k)` do the same for any node of
@@ -27,7 +28,7 @@ from hzp2p.ledger.genesis import load_genesis
 from hzp2p.node.keys import generate_signing_key, load_signing_key, write_key_file
 from hzp2p.node.localcluster import LocalCluster, free_base_port
 
-AUTH, AUTH2, LAB, HOSPITAL = 1, 2, 3, 4
+AUTH, AUTH2, LAB, HOSPITAL, SITE, MAKER = 1, 2, 3, 4, 5, 6
 CREDENTIAL_KEY = "credential.key"
 
 
@@ -113,8 +114,8 @@ def launch_gateway(
 
 
 def start_gateway(root: Path, extra: str = "", *, https: bool = False) -> Gateway:
-    """A one-voter cluster (plus three idle learners) and its gateway, both running."""
-    c = LocalCluster(root, 1, learners=3)
+    """A one-voter cluster (plus five idle learners) and its gateway, both running."""
+    c = LocalCluster(root, 1, learners=5)
     try:
         ports = add_gateway(c, 1, extra)
         c.start(1)

@@ -204,3 +204,11 @@ class InstitutionView(BaseModel):
     inst_id: int
     name: str
     roles: list[str]
+
+
+class LotView(BaseModel):
+    """A product lot as the supply-chain contracts record it (no personal data)."""
+
+    lot_id: str
+    record: dict[str, Any]
+    events: list[dict[str, Any]]

@@ -26,12 +26,13 @@ from hzp2p.gateway.auth import SignedRequest
 from hzp2p.gateway.context import GatewayContext
 from hzp2p.gateway.link import LinkError, LinkRefused
 from hzp2p.gateway.problems import PROBLEM_TYPE, ApiProblem
-from hzp2p.gateway.store import Snapshot
+from hzp2p.gateway.store import Snapshot, jsonable
 from hzp2p.ledger.tx import TxError, decode_tx
 
 _ID = r"^[A-Za-z0-9._:\-]{1,64}$"
 _SUBJECT = r"^[0-9a-f]{32}$"
 _HASH = r"^[0-9a-f]{64}$"
+LOT_READERS = frozenset({"authority", "manufacturer", "carrier", "vaccination_site", "observer"})
 SIGNED = {401: "Signature missing or invalid", 403: "Signed by a key that may not ask this"}
 
 
@@ -259,6 +260,24 @@ def register(app: FastAPI) -> None:
                 raise c.auth.refuse_forbidden("role", "only authorities read other subjects' access logs")
             log = dq.access_log(s, subject)
         return [_access(e) for e in log]
+
+    @router.get("/v1/institution/lots/{lot_id}", response_model=models.LotView, tags=["institution"],
+                openapi_extra=SIGNED_DOC)
+    async def inst_lot(
+        request: Request, key: Key, lot_id: Annotated[str, Path(pattern=_ID)]
+    ) -> models.LotView:
+        """A lot's record and history (register, transfers, quarantine, recall, release):
+        supply-chain roles, authorities and observers."""
+        c = _ctx(request)
+        with c.store.snapshot() as s:
+            inst = member_of(s, c, key)
+            if not inst.roles & LOT_READERS:
+                raise c.auth.refuse_forbidden("role", f"lot histories are for {', '.join(sorted(LOT_READERS))}")
+            rec = dq.lot(s, lot_id)
+            events = dq.lot_events(s, lot_id) if rec is not None else []
+        if rec is None:
+            raise ApiProblem(404, "not-found", f"no lot {lot_id!r}")
+        return models.LotView(lot_id=lot_id, record=jsonable(rec), events=[jsonable(e) for e in events])
 
     app.include_router(router)
 

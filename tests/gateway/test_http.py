@@ -22,7 +22,7 @@ import httpx
 import nacl.signing
 import pytest
 
-from hzp2p.client import lab_result_payload
+from hzp2p.client import lab_result_payload, lot_register_payload
 from hzp2p.credentials import qr
 from hzp2p.crypto.records import encrypt_record, encryption_public_key, open_sealed_key, seal_key_to
 from hzp2p.gateway.client import GatewayClient, open_record
@@ -30,6 +30,7 @@ from hzp2p.gateway.localrun import (
     AUTH,
     HOSPITAL,
     LAB,
+    MAKER,
     Gateway,
     register_credential_key,
     start_gateway,
@@ -103,7 +104,7 @@ def test_public_endpoints(gw: Gateway) -> None:
     is_problem(http.get("/v1/blocks/999999"), 404)
     is_problem(http.get("/v1/blocks/0"), 422)
     tl = http.get("/v1/trust-list").json()
-    assert [m["inst_id"] for m in tl["members"]] == [1, 2, 3, 4] and tl["voters"] == [1]
+    assert [m["inst_id"] for m in tl["members"]] == [1, 2, 3, 4, 5, 6] and tl["voters"] == [1]
     assert len(tl["credential_keys"]) == 1 and tl["credential_keys"][0]["inst_id"] == 1
     s = http.get("/v1/epi/summary", params={"metric": "confirmed", "from": "2026-W02"}).json()
     assert [(x["period"], x["total"]) for x in s["buckets"]] == [("2026-W02", 7), ("2026-W03", 11)]
@@ -263,8 +264,17 @@ def test_citizen_flow_end_to_end(gw: Gateway, tmp_path: Path) -> None:
     log = me.get("/v1/me/access-log", subject=subject).json()
     assert [(e["kind"], e["by"], e["grantee"], e["purpose"]) for e in log] == [
         ("share", LAB, HOSPITAL, "care")]
-    auth_log = GatewayClient(gw.base_url, gw.key(AUTH)).get(f"/v1/institution/subjects/{subject}/access-log")
+    authority = GatewayClient(gw.base_url, gw.key(AUTH))
+    auth_log = authority.get(f"/v1/institution/subjects/{subject}/access-log")
     assert auth_log.status_code == 200 and len(auth_log.json()) == 1
+    is_problem(authority.get("/v1/institution/lots/NOPE"), 404)
+    is_problem(lab_gw.get("/v1/institution/lots/NOPE"), 403)  # a lab reads no lot histories
+    maker = gw.client(MAKER)
+    reg = maker.tx("lot.register", lot_register_payload("LOT-1", "covax", 100, now_ms() + 86_400_000 * 30,
+                                                         200, 800), now_ms())
+    assert GatewayClient(gw.base_url, gw.key(MAKER)).post_tx(reg.encode(), wait_s=10).json()["status"] == "committed"
+    lot = authority.get("/v1/institution/lots/LOT-1").json()
+    assert lot["record"]["status"] == "active" and [e["kind"] for e in lot["events"]] == ["register"]
 
     # 8. her credential verifies offline; fails once expired or tampered; PNG too
     tl_file = tmp_path / "trust.json"

@@ -109,3 +109,6 @@ def test_new_credential_key_and_missing_section(tmp_path: Path) -> None:
     again = subprocess.run([*run, "--new-credential-key"], capture_output=True, text=True,
                            timeout=30, check=False)
     assert again.returncode == 1  # never overwrites a key
+    no_db = subprocess.run(run, capture_output=True, text=True, timeout=30, check=False)
+    assert no_db.returncode == 1 and "does not exist" in no_db.stderr  # the daemon never ran
+    assert "Traceback" not in no_db.stderr
