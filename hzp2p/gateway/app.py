@@ -13,13 +13,14 @@ from fastapi import FastAPI, Path, Query, Request
 from fastapi.responses import HTMLResponse
 
 from hzp2p.contracts import members
+from hzp2p.contracts.api import decode_value
 from hzp2p.contracts.credentials import credential_keys
 from hzp2p.contracts.epi import k_dataset
 from hzp2p.contracts.notices import notices
 from hzp2p.gateway import epi_aggregate, models, problems, routes_signed
 from hzp2p.gateway.context import GatewayContext
 from hzp2p.gateway.problems import ApiProblem
-from hzp2p.gateway.store import StoreUnavailable
+from hzp2p.gateway.store import StoreUnavailable, jsonable
 
 API_VERSION = "1.0.0"
 _LABEL = r"^[A-Za-z0-9._:\- ]{1,64}$"
@@ -184,8 +185,6 @@ def create_app(ctx: GatewayContext) -> FastAPI:
         """Data sets published with access "public" (latest version of each)."""
         out = []
         with ctx_of(request).store.snapshot() as s:
-            from hzp2p.contracts.api import decode_value
-
             prefix = k_dataset("")
             for _, raw in s.scan(prefix):
                 d = decode_value(raw)
@@ -194,7 +193,7 @@ def create_app(ctx: GatewayContext) -> FastAPI:
                 out.append(
                     models.Dataset(
                         dataset_id=d["dataset_id"], version=d["version"],
-                        metadata=_jsonable_meta(d["metadata"]), content_hash=d["content_hash"].hex(),
+                        metadata=jsonable(d["metadata"]), content_hash=d["content_hash"].hex(),
                         publisher=d["publisher"], timestamp_ms=d["timestamp_ms"], height=d["height"],
                     )
                 )
@@ -220,9 +219,3 @@ def create_app(ctx: GatewayContext) -> FastAPI:
     routes_signed.register(app)
     return app
 
-
-def _jsonable_meta(meta: Any) -> dict[str, Any]:
-    from hzp2p.gateway.store import jsonable
-
-    out: dict[str, Any] = jsonable(meta)
-    return out
