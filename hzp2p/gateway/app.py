@@ -19,6 +19,7 @@ from hzp2p.contracts.epi import k_dataset
 from hzp2p.contracts.notices import notices
 from hzp2p.gateway import epi_aggregate, models, problems, routes_signed
 from hzp2p.gateway.context import GatewayContext
+from hzp2p.gateway.page import DASHBOARD_HTML
 from hzp2p.gateway.problems import ApiProblem
 from hzp2p.gateway.store import StoreUnavailable, jsonable
 
@@ -43,13 +44,6 @@ PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
         (504, "Timed out"),
     )
 }
-
-_LANDING = """<!doctype html><html><head><meta charset="utf-8"><title>hzp2p gateway</title></head>
-<body><h1>hzp2p gateway</h1><p>Public health ledger API. See <a href="/docs">/docs</a> and
-<a href="/openapi.json">/openapi.json</a>; public data: <a href="/v1/status">status</a>,
-<a href="/v1/notices">notices</a>, <a href="/v1/epi/summary">epidemic summary</a>,
-<a href="/v1/datasets">data sets</a>, <a href="/v1/trust-list">trust list</a>.</p></body></html>"""
-
 
 def ctx_of(request: Request) -> GatewayContext:
     c: GatewayContext = request.app.state.ctx
@@ -77,7 +71,7 @@ def create_app(ctx: GatewayContext) -> FastAPI:
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def landing() -> str:
-        return _LANDING
+        return DASHBOARD_HTML
 
     @app.get("/healthz", response_model=models.Health, tags=["operations"])
     async def healthz(request: Request) -> models.Health:

@@ -6,8 +6,9 @@ public key, or raises ApiProblem: 401 when the request does not prove a key
 nonce replayed), 403 when it proves a key that may not ask this (another
 subject's pseudonym, not an active member), 429 when that key is over its rate,
 503 when the replay cache is full. Each refusal is counted by reason. The
-per-key bucket is spent before the signature is checked, so a flood of forged
-requests under one key costs one dictionary look-up each.
+per-key bucket is spent only once the signature checks, so forged requests naming
+someone else's key cannot exhaust her bucket; floods of forgeries are bounded by
+the per-address bucket in front (hzp2p.gateway.middleware).
 """
 
 from __future__ import annotations
@@ -67,13 +68,6 @@ class Authenticator:
             raise self._refuse(401, "missing", f"this request must be signed ({signing.H_KEY} and friends)")
         if not _HEX64.fullmatch(key_hex):
             raise self._refuse(401, "malformed", f"{signing.H_KEY} must be 64 lowercase hex digits")
-        wait = self.buckets.take(key_hex, now_s)
-        if wait > 0:
-            self.metrics.limited.labels(limit="key_rate").inc()
-            raise ApiProblem(
-                429, "rate-limited", "too many requests for this key",
-                headers={"Retry-After": retry_after_header(wait)},
-            )
         ts, nonce, sig = h.get(signing.H_TIMESTAMP, ""), h.get(signing.H_NONCE, ""), h.get(signing.H_SIGNATURE, "")
         if not _TS.fullmatch(ts) or not _NONCE.fullmatch(nonce) or not _HEX128.fullmatch(sig):
             raise self._refuse(
@@ -95,6 +89,15 @@ class Authenticator:
             nacl.signing.VerifyKey(key).verify(msg, bytes.fromhex(sig))
         except (nacl.exceptions.BadSignatureError, ValueError):
             raise self._refuse(401, "bad-signature", "the signature does not match this request and key") from None
+        # Only a proven key spends its own bucket: forged requests naming someone's key must
+        # not lock her out (they are bounded by the per-address bucket instead).
+        wait = self.buckets.take(key_hex, now_s)
+        if wait > 0:
+            self.metrics.limited.labels(limit="key_rate").inc()
+            raise ApiProblem(
+                429, "rate-limited", "too many requests for this key",
+                headers={"Retry-After": retry_after_header(wait)},
+            )
         try:
             token = int.from_bytes(hashlib.blake2b(key + nonce.encode(), digest_size=8).digest())
             fresh = self.replay.record(token, now_ms)

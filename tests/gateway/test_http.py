@@ -114,6 +114,9 @@ def test_public_endpoints(gw: Gateway) -> None:
     assert http.get("/v1/notices", params={"region": "elsewhere"}).json() == []
     assert http.get("/openapi.json").json()["info"]["title"] == "hzp2p gateway"
     assert http.get("/docs").status_code == 200
+    page = http.get("/")
+    assert page.headers["content-type"].startswith("text/html")
+    assert all(p in page.text for p in ("/v1/status", "/v1/notices", "/v1/epi/summary"))
     is_problem(http.get("/v1/nothing-here"), 404)
 
 

@@ -158,3 +158,21 @@ def test_base45_codec_matches_the_reference_package(data: bytes) -> None:
 def test_base45_refuses_what_is_not_base45(bad: str) -> None:
     with pytest.raises(b45.Base45Error):
         b45.b45decode(bad)
+
+
+def test_forgeries_naming_a_key_do_not_spend_its_bucket() -> None:
+    m = GatewayMetrics()
+    a = Authenticator(m, window_ms=60_000, replay_capacity=1000, rate_per_key_per_s=0.001, burst_per_key=2)
+    victim, mallory = nacl.signing.SigningKey(b"\x03" * 32), nacl.signing.SigningKey(b"\x04" * 32)
+    now = NOW_S * 1000
+    for _ in range(10):
+        forged = sign_request(mallory, "GET", "/v1/me/records", timestamp_ms=now)
+        forged["x-hz-key"] = bytes(victim.verify_key).hex()
+        with pytest.raises(ApiProblem) as e:
+            a.check(_req(forged), now, 0.0)
+        assert e.value.status == 401
+    for _ in range(2):
+        assert a.check(_req(sign_request(victim, "GET", "/v1/me/records", timestamp_ms=now)), now, 0.0)
+    with pytest.raises(ApiProblem) as e:
+        a.check(_req(sign_request(victim, "GET", "/v1/me/records", timestamp_ms=now)), now, 0.0)
+    assert e.value.status == 429 and e.value.headers["Retry-After"]
