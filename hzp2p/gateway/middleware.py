@@ -50,6 +50,7 @@ class LimitsMiddleware:
         self.slots = trio.CapacityLimiter(max_concurrency)
         self.queue_timeout_s = queue_timeout_ms / 1000
         self.request_timeout_s = request_timeout_s
+        self._metric_children: dict[tuple[str, int], tuple[Any, Any]] = {}
 
     async def _refuse(
         self, scope: Scope, send: Send, status: int, kind: str, detail: str, limit: str,
@@ -152,8 +153,22 @@ class LimitsMiddleware:
             self.metrics.in_flight.dec()
         route = scope.get("route")
         name = getattr(route, "path", None) or "unmatched"
-        self.metrics.requests.labels(route=name, status=str(status)).inc()
-        self.metrics.latency.labels(route=name).observe(trio.current_time() - t0)
+        counter, histogram = self._children(name, status)
+        counter.inc()
+        histogram.observe(trio.current_time() - t0)
+
+    def _children(self, route: str, status: int) -> tuple[Any, Any]:
+        """The labelled metric children of (route, status), looked up once (labels() costs
+        a lock and a tuple per call; routes and statuses are few)."""
+        key = (route, status)
+        found = self._metric_children.get(key)
+        if found is None:
+            found = (
+                self.metrics.requests.labels(route=route, status=str(status)),
+                self.metrics.latency.labels(route=route),
+            )
+            self._metric_children[key] = found
+        return found
 
 
 def _content_length(scope: Scope) -> int | None:

@@ -16,7 +16,7 @@ from fastapi import APIRouter, Depends, FastAPI, Path, Request, Response
 
 from hzp2p.contracts import domain_queries as dq
 from hzp2p.contracts import members
-from hzp2p.contracts.api import Institution, TxRejected
+from hzp2p.contracts.api import Institution, TxRejected, decode_value
 from hzp2p.contracts.credentials import credential_key, key_id
 from hzp2p.contracts.engine import check_tx_payload
 from hzp2p.credentials import cose
@@ -303,11 +303,15 @@ def _credential_key_problem(c: GatewayContext, s: Snapshot, height: int) -> str 
 
 def health_code(c: GatewayContext, subject: str) -> models.HealthCode:
     now_ms = c.now_ms()
-    with c.store.snapshot() as s:
-        h = s.tip_height()
-        code = dq.health_code(s, subject)
-        key = c.credential_key
-        problem = _credential_key_problem(c, s, h)
+    h, raw = c.store.tip_and_get(dq.k_code(subject))
+    code = None if raw is None else decode_value(raw)
+    key = c.credential_key
+    memo = c.memo.get("credkey")
+    if memo is not None and memo[0] == h:
+        problem: str | None = memo[1]
+    else:
+        with c.store.snapshot() as s:
+            problem = _credential_key_problem(c, s, h)
     colour = "green" if code is None else str(code["colour"])
     since = 0 if code is None else int(code["since_ms"])
     credential = None

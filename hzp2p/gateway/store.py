@@ -123,6 +123,19 @@ class Store:
         finally:
             self._conn.execute("COMMIT")
 
+    def tip_and_get(self, key: bytes) -> tuple[int, bytes | None]:
+        """The tip height and one state value, read together: one statement, so one
+        snapshot without BEGIN/COMMIT (the hot path: a health code)."""
+        try:
+            row = self._conn.execute(
+                "SELECT (SELECT tip_height FROM node_state WHERE id = 1),"
+                " (SELECT value FROM state WHERE key = ?)",
+                (key,),
+            ).fetchone()
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"{self.path}: {exc}") from None
+        return (0 if row[0] is None else int(row[0])), (None if row[1] is None else bytes(row[1]))
+
     def close(self) -> None:
         self._conn.close()
 
