@@ -38,8 +38,8 @@ from hzp2p.contracts.credentials import key_id
 from hzp2p.credentials import cose
 from hzp2p.credentials.verify import TrustList, verify
 from hzp2p.crypto.records import pseudonym
-from hzp2p.gateway.localrun import register_credential_key, start_gateway
 from hzp2p.gateway.signing import sign_request
+from hzp2p.tools.gatewayrun import register_credential_key, start_gateway
 
 PATH = "/v1/me/health-code"
 BENCH_LIMITS = """rate_per_key_per_s = 1000000.0

@@ -43,8 +43,8 @@ from hzp2p.contracts.state import DictState
 from hzp2p.ledger.block import decode_block
 from hzp2p.ledger.builder import BlockBuilder
 from hzp2p.ledger.mempool import Mempool
-from hzp2p.ledger.testkit import LocalChain
 from hzp2p.ledger.tx import clear_verified_cache
+from hzp2p.tools.testkit import LocalChain
 
 BLOCK_TXS = 500
 

@@ -17,7 +17,7 @@ of utime+stime from /proc during the pipelined phase), peak RSS per node
   reports SUCCESS on the leader. No fsync, term and vote not persisted.
 * hzp2p replication: real daemons (SQLite synchronous=FULL, encrypted TCP),
   started with HZP2P_BENCH_REPLICATION=1 so the admin method `raft_propose`
-  exists (hzp2p.node.benchrepl); each op is one opaque Raft entry; the client
+  exists (hzp2p.node.opaque); each op is one opaque Raft entry; the client
   (this process) pipelines requests of OPS_PER_CALL entries on the leader's
   admin socket; a request is answered once its entries are applied there.
 * hzp2p transactions: signed `epi.report` transactions (the daemon signs,
@@ -57,7 +57,7 @@ import bench_procs as bp
 import trio
 
 from hzp2p.admin.client import open_admin_client
-from hzp2p.node.localcluster import LocalCluster
+from hzp2p.tools.localcluster import LocalCluster
 
 OPS_PER_CALL = 250
 REPL_CONNECTIONS = 4  # x 16 requests in flight each (the admin server's per-connection bound)

@@ -15,9 +15,13 @@ from collections.abc import Sequence
 # Modules that contribute subcommands, in help order. A module that is not
 # there yet is skipped, so the command works while the tree grows.
 SUBCOMMAND_MODULES = (
-    "hzp2p.node.cli",  # init, run, demo
+    "hzp2p.tools.cli",  # init, demo
+    "hzp2p.tools.join",  # keygen, join
+    "hzp2p.tools.sensor",  # sensor sign
+    "hzp2p.node.cli",  # run
     "hzp2p.admin.cli",  # admin ...
     "hzp2p.sim.cli",  # fuzz, sim
+    "hzp2p.analytics.cli",  # export, query
     "hzp2p.gateway.cli",  # gateway, verify-code
 )
 

@@ -9,54 +9,12 @@ a bad config file).
 
     hzp2p admin --config CFG [--socket PATH] [--json] [--timeout S] SUBCOMMAND ...
 
-Admin methods (the daemon registers one handler per method; params are checked
-against hzp2p.admin.protocol.METHOD_PARAMS before the handler runs; "lin" is
-the optional `linearizable: bool` param — read through ReadIndex when true):
-
-  status            {} -> {node_id, role: leader|follower|candidate|learner, term,
-                    leader_id: int|None, commit_index, applied_index, height, peers: [node_id]}
-                    (peers: ids of the peers currently connected)
-  peers             {} -> {peers: [{node_id, address, role: voter|learner, connected: bool,
-                    match_index: int|None}]}
-  members           {lin} -> {members: [{inst_id, name, roles: [str], voter: bool, active: bool,
-                    address, signing_key: hex, node_key: hex}]}
-  block             {height: int >= 0, lin} -> {height, hash, prev_hash, merkle_root, proposer,
-                    timestamp, txs: [{tx_hash, type, status}]}; not_found if absent
-  tx                {tx_hash: hex, lin} -> {tx_hash, status: committed|rejected|pending, height,
-                    index, type, reason}; not_found if unknown
-  verify            {integrity: bool} -> {ok: bool, height, blocks_checked,
-                    first_bad_height: int|None, reason: str|None, from_height: int,
-                    snapshot_height: int|None}  (a node that installed a snapshot
-                    verifies it and blocks snapshot_height+1..height from its tip)
-                    (integrity: also re-check the stored state against the chain)
-  metrics           {} -> {text: Prometheus text exposition}
-  submit            {type: str, payload: map, wait_s: float >= 0, idempotency_key?: str}
-                    -> {tx_hash, status: committed|rejected|pending, height: int|None,
-                    index: int|None, reason: str|None}; signs with this node's institution
-                    key, forwards to the leader, waits up to wait_s for the receipt. The same
-                    (type, payload, idempotency_key) submitted again to this node must yield
-                    the same tx_hash (the daemon derives the nonce from the key, or from the
-                    payload when none is given), so a retry is never applied twice.
-  transfer_leader   {node_id: int} -> {target: node_id} (transfer started)
-  add_learner       {name, roles: [str], signing_key: hex, node_key: hex, address: "host:port",
-                    wait_s} -> receipt as for submit, plus node_id: int|None (the id assigned)
-  promote           {node_id, wait_s} -> receipt as for submit (learner becomes voter)
-  remove            {node_id, wait_s} -> receipt as for submit
-  subject_records   {subject: str, lin} -> {subject, records: [{tx_hash, type, height, ...}]}
-  lot_history       {lot: str, lin} -> {lot, events: [{tx_hash, type, height, ...}]}
-  access_log        {subject: str, lin} -> {subject, entries: [{tx_hash, grantee, purpose,
-                    height, ...}]}
-  submit_many       {items: [{type, payload, idempotency_key?}] (1..1000), wait_s}
-                    -> {receipts: [receipt as for submit, one per item, in order],
-                    committed, rejected, pending: counts}; each item signed and handled
-                    as submit would (an item that cannot be signed is rejected on its own,
-                    tx_hash None); a malformed item refuses the whole request (bad_request)
-  submit_raw        {tx: hex, wait_s} -> receipt as for submit; a transaction signed
-                    elsewhere (a citizen's app, another institution's tool), as the hex of
-                    its encoding (hzp2p.ledger.tx), forwarded to the leader like submit
-  state_scan        {prefix: hex | "-", limit?: int >= 1} -> {items: [[key_hex, value_hex]]}
-                    raw committed state under a key prefix ("-": everything), at most
-                    10,000 rows (fewer with limit)
+Each subcommand is one operation of the node, declared once in COMMANDS below (and
+SUBMIT_COMMANDS in hzp2p.admin.cli_submit): its admin method, the parameters the
+server checks before the handler runs (`wire`; "lin" is the optional `linearizable:
+bool` param — read through ReadIndex when true), what it answers (`result`), and how
+the CLI renders it. hzp2p.admin.operations collects them; docs/operations.md has the
+table. `hzp2p admin SUBCOMMAND --help` shows each.
 
 Exit 1 also when: submit/membership receipts say rejected (or pending after a
 non-zero --wait), verify reports ok=false, or the daemon answers with an error.
@@ -103,10 +61,11 @@ from hzp2p.admin.cli_submit import (
     receipt_failure,
     render_receipt,
 )
+from hzp2p.admin.cli_views import VIEW_COMMANDS
 from hzp2p.admin.client import DEFAULT_TIMEOUT_S, AdminClientError, call_sync
-from hzp2p.admin.protocol import AdminError
+from hzp2p.admin.protocol import LIN, LOT, MAX_INT, NODE_ID, SUBJECT, WAIT, AdminError, Param
+from hzp2p.config import ConfigError, load_config, parse_host_port
 from hzp2p.contracts.api import ROLES
-from hzp2p.node.config import ConfigError, load_config, parse_host_port
 
 __all__ = ["COMMANDS", "PayloadError", "decode_bytes_tags", "payload_from_json", "register",
            "run_command"]
@@ -115,8 +74,6 @@ __all__ = ["COMMANDS", "PayloadError", "decode_bytes_tags", "payload_from_json",
 # argparse value types (argparse turns their errors into exit status 2)
 
 
-MAX_INT = 2**63 - 1
-"""The largest height, id or count any command takes (SQLite's integers are 64-bit signed)."""
 _PSEUDONYM = re.compile(r"[0-9a-f]{32}")
 _ID = re.compile(r"[A-Za-z0-9._:\-]{1,64}")
 
@@ -415,6 +372,31 @@ def _render_state_scan(result: Any) -> str:
     )
 
 
+def _args_vote(p: argparse.ArgumentParser) -> None:
+    p.add_argument("proposal_id", type=_non_negative_int, metavar="ID", help="the proposal's id")
+    p.add_argument("choice", choices=("yes", "no"), metavar="yes|no", help="approve or reject")
+
+
+def _params_vote(args: argparse.Namespace) -> dict[str, Any]:
+    return {"proposal_id": args.proposal_id, "approve": args.choice == "yes", "wait_s": args.wait}
+
+
+def _render_proposals(result: Any) -> str:
+    items = result.get("proposals") if isinstance(result, Mapping) else None
+    if not items:
+        return "no proposals"
+    out = []
+    for p in items:
+        target = p.get("params", {}).get("name") or p.get("params", {}).get("inst_id")
+        out.append(
+            f"#{fmt(p.get('id'))}  {fmt(p.get('status')):<8} {fmt(p.get('action'))} "
+            f"{fmt(target)}  yes={fmt(p.get('yes'))} no={fmt(p.get('no'))} "
+            f"needs {fmt(p.get('votes_needed'))} more  (proposed by {fmt(p.get('proposer'))} "
+            f"at height {fmt(p.get('proposed_height'))})"
+        )
+    return "\n".join(out)
+
+
 def _args_subject(p: argparse.ArgumentParser) -> None:
     p.add_argument("subject", type=_pseudonym, metavar="SUBJECT", help="the subject's pseudonym")
 
@@ -424,22 +406,57 @@ def _args_lot(p: argparse.ArgumentParser) -> None:
 
 
 COMMANDS: tuple[Command, ...] = (
-    Command("status", "status", "this node's Raft and chain position", _no_args, _no_params, _render_status),
-    Command("peers", "peers", "known peers and their connection state", _no_args, _no_params, _render_list("peers", "no peers")),
-    Command("members", "members", "consortium members", _no_args, _no_params, _render_list("members", "no members"), reads=True),
-    Command("block", "block", "one block by height", _args_block, lambda a: {"height": a.height}, _render_block, reads=True),
-    Command("tx", "tx", "a transaction's receipt by hash", _args_tx, lambda a: {"tx_hash": a.tx_hash}, render_receipt, reads=True),
-    Command("verify", "verify", "re-verify the local chain (from its snapshot if it caught up by one)", _args_verify, lambda a: {"integrity": a.integrity}, _render_verify, _verify_failure),
-    Command("metrics", "metrics", "metrics in Prometheus text format", _no_args, _no_params, _render_metrics),
-    Command("transfer-leader", "transfer_leader", "hand leadership to NODE", _args_node, _params_node, render_mapping),
-    Command("add-learner", "add_learner", "propose admitting an institution as a learner", _args_add_learner, _params_add_learner, render_receipt, receipt_failure, waits=True),
-    Command("promote", "promote", "make learner NODE a voter", _args_node, _params_node, render_receipt, receipt_failure, waits=True),
-    Command("remove", "remove", "remove NODE from the consortium", _args_node, _params_node, render_receipt, receipt_failure, waits=True),
-    Command("subject-records", "subject_records", "a subject's records", _args_subject, lambda a: {"subject": a.subject}, _render_list("records", "no records"), reads=True),
-    Command("lot-history", "lot_history", "a lot's custody and quality history", _args_lot, lambda a: {"lot": a.lot}, _render_list("events", "no events"), reads=True),
-    Command("access-log", "access_log", "who read a subject's records, and why", _args_subject, lambda a: {"subject": a.subject}, _render_list("entries", "no accesses"), reads=True),
+    Command("status", "status", "this node's Raft and chain position", _no_args, _no_params, _render_status,
+            wire=(), result="node_id, role (leader|follower|candidate|learner), term, leader_id, commit_index, applied_index, height, peers (connected ids), mempool, log_first_index, snapshots"),
+    Command("peers", "peers", "known peers and their connection state", _no_args, _no_params, _render_list("peers", "no peers"),
+            wire=(), result="peers: [{node_id, address, role (voter|learner), connected, match_index}]"),
+    Command("members", "members", "consortium members", _no_args, _no_params, _render_list("members", "no members"), reads=True,
+            wire=(LIN,), result="members: [{inst_id, name, roles, voter, active, address, signing_key, node_key}]"),
+    Command("block", "block", "one block by height", _args_block, lambda a: {"height": a.height}, _render_block, reads=True,
+            wire=(Param("height", "int", min_value=0, max_value=MAX_INT), LIN), result="height, hash, prev_hash, merkle_root, proposer, timestamp, txs: [{tx_hash, type, status, reason}]; not_found past the chain"),
+    Command("tx", "tx", "a transaction's receipt by hash", _args_tx, lambda a: {"tx_hash": a.tx_hash}, render_receipt, reads=True,
+            wire=(Param("tx_hash", "hex", exact_len=64), LIN), result="receipt: tx_hash, status (committed|rejected|pending), height, index, type, reason, problems (refused at admission); not_found if unknown"),
+    Command("verify", "verify", "re-verify the local chain (from its snapshot if it caught up by one)", _args_verify, lambda a: {"integrity": a.integrity}, _render_verify, _verify_failure,
+            wire=(Param("integrity", "bool", required=False),), result="ok, height, blocks_checked, first_bad_height, reason, from_height, snapshot_height"),
+    Command("metrics", "metrics", "metrics in Prometheus text format", _no_args, _no_params, _render_metrics,
+            wire=(), result="text: Prometheus text exposition"),
+    Command("transfer-leader", "transfer_leader", "hand leadership to NODE", _args_node, _params_node, render_mapping,
+            wire=(NODE_ID,), result="target"),
+    Command("add-learner", "add_learner", "propose admitting an institution as a learner", _args_add_learner, _params_add_learner, render_receipt, receipt_failure, waits=True,
+            wire=(
+        Param("name", "str", max_len=200),
+        Param("roles", "str_list"),
+        Param("signing_key", "hex", exact_len=64),
+        Param("node_key", "hex", exact_len=64),
+        Param("address", "str", max_len=300),
+        WAIT,
+    ), result="receipt, plus node_id (the id assigned) and proposal_id"),
+    Command("promote", "promote", "make learner NODE a voter", _args_node, _params_node, render_receipt, receipt_failure, waits=True,
+            wire=(NODE_ID, WAIT), result="receipt, plus proposal_id"),
+    Command("remove", "remove", "remove NODE from the consortium", _args_node, _params_node, render_receipt, receipt_failure, waits=True,
+            wire=(NODE_ID, WAIT), result="receipt, plus proposal_id"),
+    Command("subject-records", "subject_records", "a subject's records", _args_subject, lambda a: {"subject": a.subject}, _render_list("records", "no records"), reads=True,
+            wire=(SUBJECT, LIN), result="subject, records: [{record_id, type, writer, ciphertext, holders, erased, height, ...}]"),
+    Command("lot-history", "lot_history", "a lot's custody and quality history", _args_lot, lambda a: {"lot": a.lot}, _render_list("events", "no events"), reads=True,
+            wire=(LOT, LIN), result="lot, record (status as of the head: active|quarantined|recalled|expired), events"),
+    Command("access-log", "access_log", "who read a subject's records, and why", _args_subject, lambda a: {"subject": a.subject}, _render_list("entries", "no accesses"), reads=True,
+            wire=(SUBJECT, LIN), result="subject, entries: [{kind, by, grantee, purpose, record_id, height, ...}]"),
+    Command("proposals", "proposals", "open and recent membership proposals", _no_args,
+            _no_params, _render_proposals, reads=True, wire=(LIN,),
+            result="proposals: [{id, action, params, status (open|approved|rejected|failed|"
+                   "expired), yes, no, votes_needed, proposer, proposed_height, expires_ms}]"),
+    Command("vote", "vote", "vote on a membership proposal as this node's institution",
+            _args_vote, _params_vote, render_receipt, receipt_failure, waits=True,
+            wire=(Param("proposal_id", "int", min_value=0, max_value=MAX_INT),
+                  Param("approve", "bool"), WAIT),
+            result="receipt, plus proposal: the proposal after the vote"),
     *SUBMIT_COMMANDS,
-    Command("state-scan", "state_scan", "raw committed state under a hex key prefix", _args_state_scan, _params_state_scan, _render_state_scan),
+    *VIEW_COMMANDS,
+    Command("state-scan", "state_scan", "raw committed state under a hex key prefix", _args_state_scan, _params_state_scan, _render_state_scan,
+            wire=(
+        Param("prefix", "str", max_len=1024),
+        Param("limit", "int", required=False, min_value=1),
+    ), result="items: [[key_hex, value_hex]] (at most MAX_SCAN rows)"),
 )
 
 

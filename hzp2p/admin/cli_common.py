@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hzp2p.admin.protocol import Param
+
 DEFAULT_WAIT_S = 10.0
 WAIT_MARGIN_S = 5.0
 """Extra client time beyond --wait, so the daemon's own answer arrives first."""
@@ -26,6 +28,11 @@ class Usage(Exception):
 
 @dataclass(frozen=True)
 class Command:
+    """One operation a node offers, declared once: its admin method and wire parameters
+    (checked by the server before the handler runs), what it answers, and its `hzp2p admin`
+    subcommand (arguments, rendering, what counts as failure). The daemon serves it with
+    the handler of the same name (hzp2p.node.handlers); see hzp2p.admin.operations."""
+
     name: str
     method: str
     help: str
@@ -39,6 +46,10 @@ class Command:
     call: Callable[[Path, dict[str, Any], float], Any] | None = None
     """Instead of one `call_sync(socket, method, params)`: (socket, params, timeout) -> result
     (a command that needs several requests, e.g. submit-many)."""
+    wire: tuple[Param, ...] = ()
+    """The admin method's parameters, as the server checks them."""
+    result: str = ""
+    """What the method answers (the JSON keys), for docs and `hzp2p admin --help`."""
 
 
 def fmt(value: Any) -> str:
@@ -70,3 +81,38 @@ def render_mapping(result: Any, skip: tuple[str, ...] = ()) -> str:
 
 def row(item: Mapping[str, Any]) -> str:
     return "  ".join(f"{k}={fmt(v)}" for k, v in item.items())
+
+
+def iso_ms(t_ms: Any) -> str:
+    """Epoch milliseconds as an ISO 8601 UTC time (what people read), '-' for none."""
+    import datetime as dt
+
+    if not isinstance(t_ms, int) or isinstance(t_ms, bool):
+        return "-"
+    try:
+        return dt.datetime.fromtimestamp(t_ms / 1000, dt.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+    except (OverflowError, OSError, ValueError):
+        return str(t_ms)
+
+
+def celsius(centi: Any) -> str:
+    """Hundredths of a degree as °C."""
+    if not isinstance(centi, int) or isinstance(centi, bool):
+        return "-"
+    return f"{centi / 100:.2f} °C"
+
+
+def table(columns: list[str], rows: list[list[str]], title: str | None = None) -> str:
+    """A plain-text table for people (rich, no colour codes, so it pipes and greps)."""
+    import io
+
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(*columns, title=title, box=box.SIMPLE_HEAD, title_justify="left")
+    for r in rows:
+        t.add_row(*r)
+    out = io.StringIO()
+    Console(file=out, width=160, color_system=None, highlight=False).print(t)
+    return out.getvalue().rstrip()

@@ -26,7 +26,7 @@ import trio
 
 from hzp2p.admin.cli_common import DEFAULT_WAIT_S, Command, Usage, fmt, render_mapping
 from hzp2p.admin.client import open_admin_client
-from hzp2p.admin.protocol import MAX_SUBMIT_MANY
+from hzp2p.admin.protocol import IDEM_KEY, MAX_SUBMIT_MANY, PAYLOAD, TX_TYPE, WAIT, Param
 from hzp2p.ledger.tx import MAX_TX_BYTES
 
 MAX_FILE_ERRORS = 20
@@ -167,6 +167,24 @@ def _params_submit(args: argparse.Namespace) -> dict[str, Any]:
         params["idempotency_key"] = args.idempotency_key
     return params
 
+
+
+def _args_readings(p: argparse.ArgumentParser) -> None:
+    p.add_argument("action", choices=("submit",), metavar="submit")
+    p.add_argument("--file", required=True, metavar="FILE|-",
+                   help="a payload from `hzp2p sensor sign` (JSON; - for stdin)")
+
+
+def _params_readings(args: argparse.Namespace) -> dict[str, Any]:
+    try:
+        text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise Usage(f"cannot read --file {args.file}: {exc}") from None
+    try:
+        payload = payload_from_json(text)
+    except PayloadError as exc:
+        raise Usage(f"--file {exc}") from None
+    return {"payload": payload, "wait_s": args.wait}
 
 
 def _args_submit_raw(p: argparse.ArgumentParser) -> None:
@@ -351,13 +369,29 @@ def _submit_many_failure(args: argparse.Namespace, result: Any) -> str | None:
     return None
 
 
+RECEIPT = ("tx_hash, status (committed|rejected|pending), height, index, reason, and for a "
+           "refusal problems (field -> reason)")
+
 SUBMIT_COMMANDS: tuple[Command, ...] = (
     Command("submit", "submit", "sign and submit a transaction", _args_submit, _params_submit,
-            render_receipt, receipt_failure, waits=True),
+            render_receipt, receipt_failure, waits=True,
+            wire=(TX_TYPE, PAYLOAD, WAIT, IDEM_KEY), result=RECEIPT),
+    # A sensor's signed batch (`hzp2p sensor sign`), submitted as this node's institution.
+    Command("readings", "readings", "submit a signed readings batch: readings submit --file F",
+            _args_readings, _params_readings, render_receipt, receipt_failure, waits=True,
+            wire=(PAYLOAD, WAIT), result=RECEIPT),
+    # A transaction signed elsewhere (citizen apps, other institutions' tools), as hex of its
+    # encoding; 2 hex digits per byte of hzp2p.ledger.tx.MAX_TX_BYTES.
     Command("submit-raw", "submit_raw", "submit a transaction signed elsewhere (hex)",
-            _args_submit_raw, _params_submit_raw, render_receipt, receipt_failure, waits=True),
+            _args_submit_raw, _params_submit_raw, render_receipt, receipt_failure, waits=True,
+            wire=(Param("tx", "hex", max_len=2 * MAX_TX_BYTES), WAIT), result=RECEIPT),
+    # Many submits in one request: each item is signed, pre-checked and answered as `submit`
+    # would, one receipt per item in order; a malformed item refuses the whole request.
     Command("submit-many", "submit_many",
             "sign and submit every record of a JSON-lines file (one receipt per line)",
             _args_submit_many, _params_submit_many, _render_submit_many, _submit_many_failure,
-            waits=True, call=_call_submit_many),
+            waits=True, call=_call_submit_many,
+            wire=(Param("items", "map_list", max_len=MAX_SUBMIT_MANY,
+                        items=(TX_TYPE, PAYLOAD, IDEM_KEY)), WAIT),
+            result="receipts: [receipt, one per item, in order], committed, rejected, pending"),
 )

@@ -5,9 +5,10 @@ daemon's admin server, so both sides validate the same way and neither does
 any I/O here.
 
 Framing: each message is a 4-byte big-endian length followed by that many
-bytes of msgpack. A frame larger than the agreed maximum is refused before it
-is buffered (AdminProtocolError), so a peer cannot make us hold more memory
-than `max_frame_bytes`.
+bytes of msgpack, framed by hzp2p.net.framing like the peer connections. A
+frame larger than the agreed maximum is refused before it is buffered
+(AdminProtocolError), so a peer cannot make us hold more memory than
+`max_frame_bytes`.
 
 Request:  {"id": int >= 0, "method": str, "params": {str: any}}
 Response: {"id": int | None, "ok": True, "result": any}
@@ -18,23 +19,25 @@ A response's id is None only when the request was too malformed to carry one.
 Error codes (ERROR_CODES): bad_request, unknown_method, not_leader, timeout,
 not_found, rejected, unavailable, internal.
 
-The parameters of every admin method the daemon implements are declared in
-METHOD_PARAMS; the server checks them (types, required, unknown names) before a
-handler runs, so handlers see well-typed params only.
+The parameters of every admin method are declared with its operation
+(hzp2p.admin.operations, built from the `Param`s here); the server checks them
+(types, required, unknown names) before a handler runs, so handlers see
+well-typed params only.
 """
 
 from __future__ import annotations
 
 import math
 import re
-import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
 import msgpack
 
-LENGTH_PREFIX_BYTES: Final = 4
+from hzp2p.net import framing
+from hzp2p.net.errors import LocalProtocolError, OversizedFrame
+
 DEFAULT_MAX_FRAME_BYTES: Final = 1 << 20
 """Default bound on one frame's msgpack body (1 MiB)."""
 MAX_METHOD_CHARS: Final = 64
@@ -52,8 +55,6 @@ ERROR_CODES: Final = frozenset(
         "internal",  # a bug on the daemon's side (logged there)
     }
 )
-
-_LENGTH = struct.Struct(">I")
 
 
 class AdminProtocolError(Exception):
@@ -107,11 +108,12 @@ def pack_message(obj: Any, *, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) ->
         body = msgpack.packb(obj, use_bin_type=True)
     except (TypeError, ValueError, OverflowError) as exc:
         raise AdminProtocolError(f"cannot encode message: {exc}") from exc
-    if len(body) > max_frame_bytes:
+    try:
+        return framing.encode_frame(body, max_frame_bytes)
+    except LocalProtocolError:
         raise AdminProtocolError(
             f"message of {len(body)} bytes exceeds the {max_frame_bytes}-byte frame limit"
-        )
-    return _LENGTH.pack(len(body)) + bytes(body)
+        ) from None
 
 
 def unpack_message(body: bytes) -> Any:
@@ -123,7 +125,8 @@ def unpack_message(body: bytes) -> Any:
 
 
 class FrameDecoder:
-    """Incremental splitter of a byte stream into frame bodies, bounded by `max_frame_bytes`.
+    """Incremental splitter of a byte stream into frame bodies, bounded by `max_frame_bytes`:
+    hzp2p.net.framing's decoder, raising AdminProtocolError.
 
     Holds at most one partial frame (plus one read's worth of bytes).
     """
@@ -132,28 +135,22 @@ class FrameDecoder:
         if max_frame_bytes <= 0:
             raise ValueError("max_frame_bytes must be positive")
         self.max_frame_bytes = max_frame_bytes
-        self._buf = bytearray()
+        # A 4-byte header cannot declare more than ABSOLUTE_MAX_FRAME_BYTES anyway.
+        self._frames = framing.FrameDecoder(min(max_frame_bytes, framing.ABSOLUTE_MAX_FRAME_BYTES))
 
     @property
     def buffered_bytes(self) -> int:
-        return len(self._buf)
+        return self._frames.buffered_bytes
 
     def feed(self, data: bytes) -> list[bytes]:
         """Complete frame bodies in `data` (and what came before); raises on an oversized frame."""
-        self._buf += data
-        bodies: list[bytes] = []
-        while len(self._buf) >= LENGTH_PREFIX_BYTES:
-            (length,) = _LENGTH.unpack_from(self._buf)
-            if length > self.max_frame_bytes:
-                raise AdminProtocolError(
-                    f"frame of {length} bytes exceeds the {self.max_frame_bytes}-byte limit"
-                )
-            end = LENGTH_PREFIX_BYTES + length
-            if len(self._buf) < end:
-                break
-            bodies.append(bytes(self._buf[LENGTH_PREFIX_BYTES:end]))
-            del self._buf[:end]
-        return bodies
+        try:
+            self._frames.feed(data)
+            return self._frames.frames()
+        except OversizedFrame as exc:
+            raise AdminProtocolError(
+                f"frame of {exc.declared_bytes} bytes exceeds the {self.max_frame_bytes}-byte limit"
+            ) from None
 
 
 # ---------------------------------------------------------------------------
@@ -396,57 +393,23 @@ def check_params(method: str, schema: tuple[Param, ...], params: Mapping[str, An
             raise AdminError("bad_request", f"{method}: param {p.name!r} {problem}")
 
 
-_LIN = Param("linearizable", "bool", required=False)
+# Parameters several operations share (each operation's own are declared with it:
+# hzp2p.admin.operations).
+LIN = Param("linearizable", "bool", required=False)
 MAX_INT: Final = 2**63 - 1
-_SUBJECT = Param("subject", "str", pattern="[0-9a-f]{32}",
+SUBJECT = Param("subject", "str", pattern="[0-9a-f]{32}",
                  shown="a subject pseudonym (32 lowercase hex digits)")
-_WAIT = Param("wait_s", "float", required=False, min_value=0)
-_TX_TYPE = Param("type", "str", max_len=64)
-_PAYLOAD = Param("payload", "map")
-_IDEM_KEY = Param("idempotency_key", "str", required=False, max_len=128)
+WAIT = Param("wait_s", "float", required=False, min_value=0)
+TX_TYPE = Param("type", "str", max_len=64)
+PAYLOAD = Param("payload", "map")
+IDEM_KEY = Param("idempotency_key", "str", required=False, max_len=128)
 
+MAX_SCAN: Final = 10_000
+"""Rows one `state_scan` answers at most (a client pages by key prefix past it)."""
+NODE_ID = Param("node_id", "int", min_value=1, max_value=MAX_INT)
+LOT = Param("lot", "str", pattern=r"[A-Za-z0-9._:\-]{1,64}",
+            shown="a lot id (1..64 of [A-Za-z0-9._:-])")
 MAX_SUBMIT_MANY: Final = 1000
 """Items in one `submit_many` request (the frame bound, max_request_bytes, also applies)."""
 
-METHOD_PARAMS: Final[Mapping[str, tuple[Param, ...]]] = {
-    "status": (),
-    "peers": (),
-    "members": (_LIN,),
-    "block": (Param("height", "int", min_value=0, max_value=MAX_INT), _LIN),
-    "tx": (Param("tx_hash", "hex", exact_len=64), _LIN),
-    "verify": (Param("integrity", "bool", required=False),),
-    "metrics": (),
-    "submit": (_TX_TYPE, _PAYLOAD, _WAIT, _IDEM_KEY),
-    # Many submits in one request: each item is signed, pre-checked and answered as `submit`
-    # would, one receipt per item in order; a malformed item refuses the whole request.
-    "submit_many": (
-        Param("items", "map_list", max_len=MAX_SUBMIT_MANY, items=(_TX_TYPE, _PAYLOAD, _IDEM_KEY)),
-        _WAIT,
-    ),
-    "transfer_leader": (Param("node_id", "int", min_value=1, max_value=MAX_INT),),
-    "add_learner": (
-        Param("name", "str", max_len=200),
-        Param("roles", "str_list"),
-        Param("signing_key", "hex", exact_len=64),
-        Param("node_key", "hex", exact_len=64),
-        Param("address", "str", max_len=300),
-        _WAIT,
-    ),
-    "promote": (Param("node_id", "int", min_value=1, max_value=MAX_INT), _WAIT),
-    "remove": (Param("node_id", "int", min_value=1, max_value=MAX_INT), _WAIT),
-    "subject_records": (_SUBJECT, _LIN),
-    "lot_history": (
-        Param("lot", "str", pattern=r"[A-Za-z0-9._:\-]{1,64}", shown="a lot id (1..64 of [A-Za-z0-9._:-])"),
-        _LIN,
-    ),
-    "access_log": (_SUBJECT, _LIN),
-    # A transaction signed elsewhere (citizen apps, other institutions' tools), as hex of its
-    # encoding; 2 hex digits per byte of hzp2p.ledger.tx.MAX_TX_BYTES (64 KiB).
-    "submit_raw": (Param("tx", "hex", max_len=2 * 64 * 1024), _WAIT),
-    # Raw committed state under a hex key prefix ("-" = everything); the daemon caps rows.
-    "state_scan": (
-        Param("prefix", "str", max_len=1024),
-        Param("limit", "int", required=False, min_value=1),
-    ),
-}
-"""Every admin method the daemon implements, with its parameters (see hzp2p.admin.cli)."""
+

@@ -4,7 +4,7 @@ It owns the socket file (created mode 0600, a stale one replaced, a live one
 refused), per-connection request handling (pipelined ids, bounded concurrency,
 clear errors for bad input) and the mapping from handler outcomes to responses.
 What each method does is not its concern: the daemon registers one async
-handler per method (see METHOD_PARAMS in hzp2p.admin.protocol):
+handler per method (see METHOD_PARAMS in hzp2p.admin.operations):
 
     server = AdminServer(config.admin.socket, max_request_bytes=config.admin.max_request_bytes)
     server.register("status", handle_status)      # async (params) -> result
@@ -34,9 +34,9 @@ from typing import Any
 import structlog
 import trio
 
+from hzp2p.admin.operations import METHOD_PARAMS
 from hzp2p.admin.protocol import (
     DEFAULT_MAX_FRAME_BYTES,
-    METHOD_PARAMS,
     AdminError,
     AdminProtocolError,
     FrameDecoder,
@@ -110,7 +110,8 @@ class AdminServer:
     def register(
         self, method: str, handler: Handler, params: tuple[Param, ...] | None = None
     ) -> None:
-        """Serve `method` with `handler`; params default to METHOD_PARAMS[method]."""
+        """Serve `method` with `handler`; params default to its operation's (hzp2p.admin
+        .operations)."""
         if method in self._handlers:
             raise ValueError(f"admin method {method!r} is already registered")
         if params is None:

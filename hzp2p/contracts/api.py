@@ -15,7 +15,6 @@ randomness, no iteration over unordered sets, state values encoded with
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -24,21 +23,8 @@ import msgpack
 
 from hzp2p.contracts.schema import Problem
 from hzp2p.ledger.codec import pack
-
-ROLES = frozenset(
-    {"authority", "lab", "hospital", "vaccination_site", "manufacturer", "carrier", "observer"}
-)
-_ADDRESS = re.compile(r"[A-Za-z0-9.\-\[\]:]{1,253}:([0-9]{1,5})")
-
-
-def valid_address(value: object) -> bool:
-    """A daemon address `host:port` (port 1..65535), as genesis and member.propose accept it.
-
-    The whole string must match (`re.fullmatch`: a `$` anchor would let a trailing
-    newline through).
-    """
-    m = _ADDRESS.fullmatch(value) if type(value) is str else None
-    return m is not None and 1 <= int(m.group(1)) <= 65535
+from hzp2p.ledger.genesis import ROLES as ROLES  # member roles: chain data, re-exported
+from hzp2p.ledger.genesis import valid_address as valid_address
 
 
 class TxRejected(Exception):

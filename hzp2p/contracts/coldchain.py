@@ -1,7 +1,8 @@
 """Cold chain: carriers' sensors and their signed temperature readings.
 
-A carrier registers its sensors (`sensor.register`: id + Ed25519 verify key)
-and may revoke them. `coldchain.readings` carries a batch of readings for one
+A carrier (rules v2: any custodian — manufacturer, carrier, vaccination site,
+hospital) registers its sensors (`sensor.register`: id + Ed25519 verify key) and
+may revoke them. `coldchain.readings` carries a batch of readings for one
 lot from one sensor, with the sensor's signature over `readings_message`;
 the sensor must be registered to the sending carrier, which must be or have
 been a custodian of the lot. A batch is accepted once.
@@ -28,7 +29,7 @@ from typing import Any
 import nacl.exceptions
 import nacl.signing
 
-from hzp2p.contracts.api import TxContext, decode_value, encode_value
+from hzp2p.contracts.api import Institution, TxContext, decode_value, encode_value
 from hzp2p.contracts.domain_queries import (
     fail,
     k_batch,
@@ -41,11 +42,13 @@ from hzp2p.contracts.domain_queries import (
 )
 from hzp2p.contracts.registry import contract, payload_generator, rules
 from hzp2p.contracts.schema import Bytes, Id, Int, ListOf, Problem, Schema
-from hzp2p.contracts.supply import TEMP_LIMIT_CENTI_C, get_lot, put_lot
+from hzp2p.contracts.supply import CUSTODY_ROLES, TEMP_LIMIT_CENTI_C, get_lot, put_lot
 
 # Versioned by ctx.rules["coldchain"] (version 1 if genesis names none).
 COLDCHAIN_RULES: dict[int, dict[str, int]] = {
     1: {"max_readings": 1000, "custody_periods": 0},
+    # v2: readings must fall in the uploader's custody, and any custodian (a clinic's or a
+    # warehouse's fridge, not only a carrier's truck) may register sensors and upload.
     2: {"max_readings": 1000, "custody_periods": 1, "clock_tolerance_ms": 5 * 60_000},
 }
 rules("coldchain", COLDCHAIN_RULES)
@@ -87,10 +90,16 @@ def readings_message(lot_id: str, readings: Sequence[tuple[str, int, int]]) -> b
     return encode_value([READINGS_DOMAIN, lot_id, [list(r) for r in readings]])
 
 
+def _sensor_owner(ctx: TxContext) -> Institution:
+    """Who may own sensors and upload readings: carriers (v1); any custodian role (v2)."""
+    _, rules = rule_version(ctx, "coldchain", COLDCHAIN_RULES)
+    return ctx.require_member(*(CUSTODY_ROLES if rules["custody_periods"] else ("carrier",)))
+
+
 @contract("sensor.register", schema=SENSOR_SCHEMA)
 def sensor_register(ctx: TxContext) -> None:
     """Payload: sensor_id, verify_key (32-byte Ed25519)."""
-    carrier = ctx.require_member("carrier")
+    carrier = _sensor_owner(ctx)
     sensor_id, vk = ctx.payload["sensor_id"], ctx.payload["verify_key"]
     if ctx.state.get(k_sensor(sensor_id)) is not None:
         fail(ctx, f"sensor {sensor_id!r} already registered")
@@ -109,8 +118,8 @@ def sensor_register(ctx: TxContext) -> None:
 
 @contract("sensor.revoke", schema=REVOKE_SCHEMA)
 def sensor_revoke(ctx: TxContext) -> None:
-    """Payload: sensor_id. The owning carrier retires a sensor (e.g. a lost key)."""
-    carrier = ctx.require_member("carrier")
+    """Payload: sensor_id. The owning member retires a sensor (e.g. a lost key)."""
+    carrier = _sensor_owner(ctx)
     sensor_id = ctx.payload["sensor_id"]
     rec: dict[str, Any] | None = load(ctx.state, k_sensor(sensor_id))
     if rec is None or rec["carrier"] != carrier.inst_id:
@@ -159,7 +168,7 @@ def _readings(ctx: TxContext, lot: dict[str, Any], uploader: int) -> list[tuple[
         elif t > latest:
             bad.append(f"reading {i}: dated in the future (beyond {rules['clock_tolerance_ms']} ms)")
         elif not any(a <= t and (b is None or t <= b) for a, b in periods):
-            bad.append(f"reading {i}: dated outside carrier {uploader}'s custody of the lot")
+            bad.append(f"reading {i}: dated outside member {uploader}'s custody of the lot")
     if bad:
         more = f" (and {len(bad) - 5} more)" if len(bad) > 5 else ""
         fail(ctx, "; ".join(bad[:5]) + more)
@@ -169,7 +178,7 @@ def _readings(ctx: TxContext, lot: dict[str, Any], uploader: int) -> list[tuple[
 @contract("coldchain.readings", schema=READINGS_SCHEMA)
 def coldchain_readings(ctx: TxContext) -> None:
     """Payload: lot_id, sensor_id, readings [{sensor_id, t_ms, temp_centi_c}], signature."""
-    carrier = ctx.require_member("carrier")
+    carrier = _sensor_owner(ctx)
     lot = get_lot(ctx, ctx.payload["lot_id"])
     sensor_id, sig = ctx.payload["sensor_id"], ctx.payload["signature"]
     sensor: dict[str, Any] | None = load(ctx.state, k_sensor(sensor_id))

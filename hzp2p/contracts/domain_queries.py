@@ -16,6 +16,9 @@ zero-padded so a prefix scan returns them in numeric order):
   cc/r/<lot>/<t_ms:015>/<seq:010>     temperature readings of a lot, by time
   cc/b/<batch hash hex>               a signed readings batch, accepted once
   vax/d/<subject>/<product>/<dose:03> a subject's doses of one product
+  vax/l/<lot>/<subject>/<dose:03>     index: the doses given from a lot (a recall's recipients)
+  vax/s/<site:010>/<day:08>/<subject>/<product>/<dose:03>
+                                      index: a site's doses by UTC day (yyyymmdd)
   rec/r/<record_id>                   an encrypted record and its sealed keys
   rec/s/<subject>/<seq:010>           a subject's records, in order written
   rec/h/<inst_id:010>/<record_id>     records whose key an institution holds
@@ -91,6 +94,14 @@ def k_dose(subject: str, product: str, dose: int) -> bytes:
     return f"vax/d/{subject}/{product}/{dose:03d}".encode()
 
 
+def k_lot_dose(lot_id: str, subject: str, dose: int) -> bytes:
+    return f"vax/l/{lot_id}/{subject}/{dose:03d}".encode()
+
+
+def k_site_dose(site: int, day: str, subject: str, product: str, dose: int) -> bytes:
+    return f"vax/s/{site:010d}/{day}/{subject}/{product}/{dose:03d}".encode()
+
+
 def k_doses(subject: str) -> bytes:
     return f"vax/d/{subject}/".encode()
 
@@ -160,15 +171,6 @@ def append_event(ctx: TxContext, prefix: bytes, event: Mapping[str, Any]) -> int
         prefix,
         {**event, "height": ctx.height, "timestamp_ms": ctx.timestamp_ms, "tx_hash": ctx.tx_hash},
     )
-
-
-def next_seq(state: StateView, name: bytes) -> int:
-    """A monotonically increasing counter named `name` (returns the value before increment)."""
-    ckey = b"seq/" + name
-    raw = state.get(ckey)
-    seq = 0 if raw is None else int(decode_value(raw))
-    state.put(ckey, encode_value(seq + 1))
-    return seq
 
 
 def values(state: StateReader, prefix: bytes, limit: int | None = None) -> list[Any]:

@@ -7,7 +7,8 @@ Refused for an unknown, expired (against the block timestamp), recalled or
 quarantined lot, a lot not in this site's custody, a lot with no doses left,
 a dose already recorded, or a dose out of order: dose n of a product needs
 dose n-1 of the same product, administered no later. Decrements the lot's
-remaining doses and indexes the dose at vax/d/<subject>/<product>/<dose>.
+remaining doses and indexes the dose at vax/d/<subject>/<product>/<dose>, by lot
+(vax/l/..., a recall's recipients) and by site and UTC day (vax/s/...).
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from hzp2p.contracts.api import TxContext
 from hzp2p.contracts.domain_queries import (
     fail,
     k_dose,
+    k_lot_dose,
+    k_site_dose,
     load,
     lot_status,
     rule_version,
@@ -27,6 +30,23 @@ from hzp2p.contracts.domain_queries import (
 from hzp2p.contracts.registry import contract, rules
 from hzp2p.contracts.schema import Id, Int, Schema, Subject
 from hzp2p.contracts.supply import get_lot, put_lot
+
+
+def utc_day(t_ms: int) -> str:
+    """yyyymmdd (UTC) of a time in ms: integer arithmetic, no clock, no locale."""
+    days = t_ms // 86_400_000
+    # civil-from-days (H. Hinnant), for 1970-01-01 + days
+    z = days + 719_468
+    era = z // 146_097
+    doe = z - era * 146_097
+    yoe = (doe - doe // 1460 + doe // 36_524 - doe // 146_096) // 365
+    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
+    mp = (5 * doy + 2) // 153
+    d = doy - (153 * mp + 2) // 5 + 1
+    m = mp + 3 if mp < 10 else mp - 9
+    y = yoe + era * 400 + (m <= 2)
+    return f"{y:04d}{m:02d}{d:02d}"
+
 
 # Versioned by ctx.rules["vaccination"] (version 1 if genesis names none).
 VACCINATION_RULES: dict[int, dict[str, int]] = {1: {"max_dose": 20}}
@@ -74,9 +94,13 @@ def vaccination_record(ctx: TxContext) -> None:
         if prev["administered_ms"] > when:
             fail(ctx, f"dose {dose} administered before dose {dose - 1}")
     record_id = privacy.store_record(ctx, site, subject, "vaccination")
+    dose_key = k_dose(subject, product, dose)
+    day = utc_day(when)
+    ctx.state.put(k_lot_dose(lot["lot_id"], subject, dose), dose_key)  # index: by lot
+    ctx.state.put(k_site_dose(site.inst_id, day, subject, product, dose), dose_key)  # by site
     store(
         ctx.state,
-        k_dose(subject, product, dose),
+        dose_key,
         {
             "subject": subject,
             "product": product,

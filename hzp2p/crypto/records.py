@@ -25,6 +25,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
+import msgpack
 import nacl.bindings
 import nacl.exceptions
 import nacl.public
@@ -32,7 +33,7 @@ import nacl.secret
 import nacl.signing
 import nacl.utils
 
-from hzp2p.contracts.api import decode_value, encode_value
+from hzp2p.ledger.codec import pack
 
 KEY_BYTES = 32
 SEALED_KEY_BYTES = KEY_BYTES + 48  # SealedBox overhead: ephemeral pk (32) + MAC (16)
@@ -81,11 +82,6 @@ def seal_key_to(record_key: bytes, holder_public_key: bytes) -> bytes:
     return sealed
 
 
-def seal_key(record_key: bytes, holder_verify_key: bytes) -> bytes:
-    """Seal `record_key` to the key derived from a holder's Ed25519 verify key."""
-    return seal_key_to(record_key, encryption_public_key(holder_verify_key))
-
-
 def open_sealed_key(
     sealed: bytes,
     holder_key: nacl.signing.SigningKey | nacl.public.PrivateKey,
@@ -114,7 +110,7 @@ def open_sealed_key(
 
 
 def _plaintext(record_id: str, subject: str, record_type: str, fields: dict[str, Any]) -> bytes:
-    return encode_value(
+    return pack(
         {
             "record_id": record_id,
             "subject": subject,
@@ -172,7 +168,7 @@ def decrypt_record(
         plain = bytes(nacl.secret.SecretBox(record_key).decrypt(ciphertext))
     except nacl.exceptions.CryptoError as exc:
         raise RecordCryptoError("ciphertext does not open with this record key") from exc
-    body = decode_value(plain)
+    body = msgpack.unpackb(plain, raw=False, strict_map_key=False)
     if not isinstance(body, dict) or (
         body.get("record_id"),
         body.get("subject"),

@@ -12,12 +12,13 @@ from typing import Annotated, Any
 from fastapi import FastAPI, Path, Query, Request
 from fastapi.responses import HTMLResponse
 
+from hzp2p.analytics.aggregates import epi_summary as summarise_reports
 from hzp2p.contracts import members
 from hzp2p.contracts.api import decode_value
 from hzp2p.contracts.credentials import credential_keys
 from hzp2p.contracts.epi import k_dataset
 from hzp2p.contracts.notices import notices
-from hzp2p.gateway import epi_aggregate, models, problems, routes_signed
+from hzp2p.gateway import models, problems, routes_signed
 from hzp2p.gateway.context import GatewayContext
 from hzp2p.gateway.page import DASHBOARD_HTML
 from hzp2p.gateway.problems import ApiProblem
@@ -166,10 +167,14 @@ def create_app(ctx: GatewayContext) -> FastAPI:
         period bounds, compared as text)."""
         with ctx_of(request).store.snapshot() as s:
             h = s.tip_height()
-            buckets = epi_aggregate.summarise(s, metric, region, period_from, period_to)
+            buckets = summarise_reports(s, metric, region, period_from, period_to)
         return models.EpiSummary(
             metric=metric, region=region, period_from=period_from, period_to=period_to, height=h,
-            buckets=[models.EpiBucket(**b) for b in buckets],
+            buckets=[
+                models.EpiBucket(region=b["region"], metric=b["metric"], period=b["period"],
+                                 total=b["value"], reports=b["reports"])
+                for b in buckets
+            ],
         )
 
     @app.get("/v1/datasets", response_model=list[models.Dataset], tags=["public"])

@@ -22,9 +22,9 @@ def _fail(args: argparse.Namespace, msg: str, code: int = 1) -> int:
 def cmd_gateway(args: argparse.Namespace) -> int:
     import trio
 
+    from hzp2p.config import ConfigError, load_config
     from hzp2p.gateway.server import credential_key_path, run_gateway
     from hzp2p.gateway.store import StoreUnavailable
-    from hzp2p.node.config import ConfigError, load_config
     from hzp2p.node.keys import KeyFileError, generate_signing_key, write_key_file
     from hzp2p.node.logging import configure_logging
 

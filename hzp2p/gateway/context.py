@@ -9,11 +9,11 @@ from typing import Any
 
 import nacl.signing
 
+from hzp2p.config import GatewaySection
 from hzp2p.gateway.auth import Authenticator
 from hzp2p.gateway.link import DaemonLink
 from hzp2p.gateway.metrics import GatewayMetrics
 from hzp2p.gateway.store import Store
-from hzp2p.node.config import GatewaySection
 
 
 def wall_ms() -> int:

@@ -20,6 +20,7 @@ from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve
 from prometheus_client import CollectorRegistry, make_asgi_app
 
+from hzp2p.config import GatewaySection, NodeConfig
 from hzp2p.gateway.app import create_app
 from hzp2p.gateway.auth import Authenticator
 from hzp2p.gateway.context import GatewayContext
@@ -28,8 +29,6 @@ from hzp2p.gateway.link import DaemonLink
 from hzp2p.gateway.metrics import GatewayMetrics
 from hzp2p.gateway.middleware import LimitsMiddleware
 from hzp2p.gateway.store import Store
-from hzp2p.node.config import GatewaySection, NodeConfig
-from hzp2p.node.daemon import db_path
 from hzp2p.node.keys import load_signing_key
 
 log = structlog.get_logger("hzp2p.gateway")
@@ -55,7 +54,7 @@ def build(cfg: NodeConfig) -> tuple[LimitsMiddleware, GatewayContext]:
     assert gw is not None
     metrics = GatewayMetrics()
     ctx = GatewayContext(
-        store=Store(db_path(cfg.data_dir)),
+        store=Store(cfg.db_path),
         link=DaemonLink(cfg.admin.socket),
         auth=Authenticator(
             metrics,

@@ -20,8 +20,25 @@ from typing import Any
 
 import nacl.signing
 
-from hzp2p.contracts.api import ROLES, valid_address
 from hzp2p.ledger.codec import FieldError, pack
+
+# The roles an institution can hold and the daemon address form: chain data, checked by the
+# genesis here and by member.propose in hzp2p.contracts.members (re-exported by contracts.api).
+ROLES = frozenset(
+    {"authority", "lab", "hospital", "vaccination_site", "manufacturer", "carrier", "observer"}
+)
+_ADDRESS = re.compile(r"[A-Za-z0-9.\-\[\]:]{1,253}:([0-9]{1,5})")
+
+
+def valid_address(value: object) -> bool:
+    """A daemon address `host:port` (port 1..65535), as genesis and member.propose accept it.
+
+    The whole string must match (`re.fullmatch`: a `$` anchor would let a trailing
+    newline through).
+    """
+    m = _ADDRESS.fullmatch(value) if type(value) is str else None
+    return m is not None and 1 <= int(m.group(1)) <= 65535
+
 
 GENESIS_VERSION = 1
 DEFAULT_RULES: Mapping[str, int] = {

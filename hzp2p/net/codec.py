@@ -454,9 +454,6 @@ class MessageRegistry:
     def kinds(self) -> dict[int, type[Any]]:
         return {k: s.cls for k, s in self._by_kind.items()}
 
-    def is_registered(self, cls: type[Any]) -> bool:
-        return cls in self._by_cls
-
     def copy(self) -> MessageRegistry:
         new = MessageRegistry()
         new._by_kind = dict(self._by_kind)

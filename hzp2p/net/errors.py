@@ -23,6 +23,17 @@ class RemoteProtocolError(NetError):
         super().__init__(f"{reason}: {detail}" if detail else reason)
 
 
+class OversizedFrame(RemoteProtocolError):
+    """A frame header declared more bytes than the receiver accepts (reason "oversized_frame")."""
+
+    def __init__(self, declared_bytes: int, max_frame_bytes: int) -> None:
+        self.declared_bytes = declared_bytes
+        self.max_frame_bytes = max_frame_bytes
+        super().__init__(
+            "oversized_frame", f"declared {declared_bytes} bytes > max_frame_bytes={max_frame_bytes}"
+        )
+
+
 class HandshakeRefused(RemoteProtocolError):
     """The handshake failed: wrong chain, unknown key, id mismatch, bad signature, timeout."""
 

@@ -1,4 +1,5 @@
-"""Length-prefixed frames, sans-IO (bytes in, frames out), h11 style.
+"""Length-prefixed frames, sans-IO (bytes in, frames out), h11 style: the one framing of
+the peer connections (hzp2p.net.connection) and of the admin socket (hzp2p.admin.protocol).
 
 A frame on the wire is a 4-byte big-endian length followed by that many
 bytes. The decoder refuses a declared length above `max_frame_bytes` as soon
@@ -8,7 +9,7 @@ make us allocate more than one maximum frame.
 
 from __future__ import annotations
 
-from hzp2p.net.errors import LocalProtocolError, RemoteProtocolError
+from hzp2p.net.errors import LocalProtocolError, OversizedFrame
 
 HEADER_BYTES = 4
 ABSOLUTE_MAX_FRAME_BYTES = (1 << 32) - 1
@@ -34,9 +35,9 @@ class FrameDecoder:
     """Accumulates received bytes and yields complete frame bodies in order.
 
     `feed(data)` appends bytes; `next_frame()` returns the next complete body or
-    None if more bytes are needed. Raises RemoteProtocolError("oversized_frame")
-    for a declared length above `max_frame_bytes`; after an error the decoder
-    is poisoned and keeps raising.
+    None if more bytes are needed. Raises OversizedFrame (a RemoteProtocolError,
+    reason "oversized_frame") for a declared length above `max_frame_bytes`;
+    after an error the decoder is poisoned and keeps raising.
     """
 
     __slots__ = ("_buf", "_error", "_pos", "max_frame_bytes")
@@ -47,7 +48,7 @@ class FrameDecoder:
         self.max_frame_bytes = max_frame_bytes
         self._buf = bytearray()
         self._pos = 0
-        self._error: RemoteProtocolError | None = None
+        self._error: OversizedFrame | None = None
 
     @property
     def buffered_bytes(self) -> int:
@@ -71,9 +72,7 @@ class FrameDecoder:
             return None
         n = int.from_bytes(buf[pos : pos + HEADER_BYTES], "big")
         if n > self.max_frame_bytes:
-            self._error = RemoteProtocolError(
-                "oversized_frame", f"declared {n} bytes > max_frame_bytes={self.max_frame_bytes}"
-            )
+            self._error = OversizedFrame(n, self.max_frame_bytes)
             raise self._error
         if avail < HEADER_BYTES + n:
             return None

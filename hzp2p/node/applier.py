@@ -35,7 +35,7 @@ from hzp2p.contracts.storage_bridge import (
 )
 from hzp2p.ledger.block import Block, BlockError, decode_block
 from hzp2p.ledger.genesis import Genesis
-from hzp2p.node.benchrepl import is_opaque
+from hzp2p.node.opaque import is_opaque
 from hzp2p.raft.core import RaftCore
 from hzp2p.raft.membership import ConfChange
 from hzp2p.raft.types import ConfState, Entry, EntryKind
@@ -146,7 +146,7 @@ class Applier:
         or None (hzp2p.node.preverify).
 
         A run of NOOPs costs one `set_applied` at its end. A run made only of opaque
-        benchmark entries (hzp2p.node.benchrepl) moves the applied index in memory only:
+        benchmark entries (hzp2p.node.opaque) moves the applied index in memory only:
         they change no state, so re-applying them after a restart is harmless, and the
         next block, conf change or NOOP stores an applied index past them.
         """
@@ -188,7 +188,7 @@ class Applier:
                     voters=sorted(conf.voters),
                     learners=sorted(conf.learners),
                 )
-            else:  # NOOP, or an opaque benchmark entry (hzp2p.node.benchrepl): index only
+            else:  # NOOP, or an opaque benchmark entry (hzp2p.node.opaque): index only
                 pending_noop = e.index
                 opaque_only = opaque_only and e.kind is EntryKind.NORMAL and bool(e.data)
         if run:

@@ -1,7 +1,7 @@
 """`hzp2p admin verify` on one node: re-check the chain it stores, from the genesis or from its snapshot.
 
 A node that holds every block from height 1 to its head replays them all from
-the genesis (`hzp2p.ledger.verify.verify_chain`), comparing the re-executed
+the genesis (`hzp2p.contracts.verify.verify_chain`), comparing the re-executed
 verdicts with those stored with each block (`storage_bridge.verdicts_of`). A node that caught up by
 installing a snapshot (a learner admitted late, a node long down) lacks the
 blocks below the snapshot's tip; it verifies instead
@@ -34,9 +34,9 @@ import trio
 
 from hzp2p.contracts.engine import TxVerdict
 from hzp2p.contracts.storage_bridge import verdicts_of
+from hzp2p.contracts.verify import TrustedStart, VerifyReport, verify_chain, verify_chain_from
 from hzp2p.ledger.block import decode_block
 from hzp2p.ledger.genesis import Genesis
-from hzp2p.ledger.verify import TrustedStart, VerifyReport, verify_chain, verify_chain_from
 from hzp2p.node.applier import ChainHead
 from hzp2p.node.snapshot_format import BadSnapshot, decode_snapshot, verify_snapshot
 from hzp2p.raft.types import Snapshot

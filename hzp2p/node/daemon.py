@@ -18,13 +18,13 @@ from __future__ import annotations
 import gc
 import signal
 from collections.abc import Mapping
-from pathlib import Path
 
 import nacl.signing
 import structlog
 import trio
 
 from hzp2p.admin.server import AdminServer
+from hzp2p.config import ConfigError, NodeConfig, parse_host_port
 from hzp2p.contracts import members as members_contract
 from hzp2p.contracts.engine import ContractsMissing, load_contracts
 from hzp2p.ledger.builder import BlockBuilder
@@ -35,9 +35,8 @@ from hzp2p.net.handshake import ChainParams
 from hzp2p.net.schemas import default_registry
 from hzp2p.net.tcp import TcpConfig, TcpTransport
 from hzp2p.net.transport import NodeIdentity
-from hzp2p.node import benchrepl
+from hzp2p.node import opaque
 from hzp2p.node.applier import Applier
-from hzp2p.node.config import ConfigError, NodeConfig, parse_host_port
 from hzp2p.node.driver import RaftDriver, role_name
 from hzp2p.node.handlers import Handlers
 from hzp2p.node.keys import KeyFileError, load_signing_key
@@ -55,13 +54,7 @@ from hzp2p.storage import AsyncStorage, OpenOptions
 
 log = structlog.get_logger("hzp2p.node")
 
-DB_FILE = "node.db"
 MEMBERSHIP_POLL_S = 0.5
-
-
-
-class StartupError(Exception):
-    """The node cannot start (keys, genesis, database); str() is a one-line reason."""
 
 
 def _hints(addresses: Mapping[NodeId, str], me: NodeId) -> tuple[tuple[NodeId, Address], ...]:
@@ -131,7 +124,7 @@ class Node:
         cfg.data_dir.mkdir(parents=True, exist_ok=True)
         g = self.genesis
         self.storage = await AsyncStorage.open_sqlite(
-            str(cfg.data_dir / DB_FILE), g.chain_id.encode(), g.hash,
+            str(cfg.db_path), g.chain_id.encode(), g.hash,
             # a [gateway] reads committed state as a WAL reader: the file must be shared
             OpenOptions(exclusive=cfg.gateway is None),
         )
@@ -168,8 +161,15 @@ class Node:
         register_snapshot_metrics(self.metrics.registry, stack.snapshots)
         admin = AdminServer(cfg.admin.socket, max_request_bytes=cfg.admin.max_request_bytes)
         Handlers(self).register_all(admin)
-        if benchrepl.enabled():
-            benchrepl.register(admin, self)
+        if opaque.enabled():
+            driver = self.driver
+            opaque.register(
+                admin,
+                propose_many=lambda entries: driver.core.propose_many(entries),
+                wake=driver.wake,
+                wait_applied=self.applier.wait_applied,
+                max_uncommitted_bytes=cfg.raft.max_uncommitted_bytes,
+            )
         async with trio.open_nursery() as nursery:
             with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
                 await nursery.start(stack.run)
@@ -329,7 +329,3 @@ async def _run_frozen(node: Node) -> None:
         # What start-up built (modules, contracts, genesis, caches) lives as long as the
         # process: move it out of the collector's sight so no full collection walks it.
         gc.freeze()
-
-
-def db_path(data_dir: Path) -> Path:
-    return data_dir / DB_FILE

@@ -16,12 +16,14 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from hzp2p.admin.protocol import AdminError
+from hzp2p.admin.operations import OPERATIONS
+from hzp2p.admin.protocol import MAX_SCAN, AdminError
 from hzp2p.admin.server import AdminServer
 from hzp2p.client import access_log as q_access_log
 from hzp2p.client import subject_records as q_subject_records
 from hzp2p.contracts import domain_queries as dq
 from hzp2p.contracts import queries
+from hzp2p.contracts import vaccine_views as vv
 from hzp2p.contracts.engine import recompute_digest
 from hzp2p.ledger.tx import Transaction, TxError, decode_tx
 from hzp2p.node.chain_audit import verify_local_chain
@@ -35,7 +37,6 @@ if TYPE_CHECKING:
 
 READ_INDEX_TIMEOUT_S = 5.0
 MAX_WAIT_S = 600.0
-MAX_SCAN = 10_000
 SIGN_CHUNK = 32
 """submit_many signs this many items between checkpoints (~1 ms of work)."""
 
@@ -47,12 +48,12 @@ class Handlers:
         self.node = node
 
     def register_all(self, server: AdminServer) -> None:
-        for method in (
-            "status", "peers", "members", "block", "tx", "verify", "metrics", "submit",
-            "transfer_leader", "add_learner", "promote", "remove", "subject_records",
-            "lot_history", "access_log", "submit_raw", "state_scan", "submit_many",
-        ):
-            server.register(method, self._counted(method, getattr(self, method)))
+        """Serve every declared operation (hzp2p.admin.operations) with the method of the
+        same name; an operation without one is a bug found at start-up, not at a request."""
+        for op in OPERATIONS:
+            handler = getattr(self, op.method, None)
+            assert handler is not None, f"operation {op.method!r} has no handler"
+            server.register(op.method, self._counted(op.method, handler))
 
     def _counted(self, method: str, fn: Any) -> Any:
         async def run(params: Mapping[str, Any]) -> Any:
@@ -207,7 +208,7 @@ class Handlers:
         return await svc.submit(tx, self._wait(params))
 
     async def submit_many(self, params: Mapping[str, Any]) -> Any:
-        """Many submits in one request (items already checked against METHOD_PARAMS): each
+        """Many submits in one request (items already checked against the operation's parameters): each
         signed as `submit` signs it; an item that cannot be signed is rejected on its own."""
         svc = self.node.submit
         txs: list[Transaction | str] = []
@@ -226,6 +227,11 @@ class Handlers:
         for r in receipts:
             counts[str(r["status"])] += 1
         return {"receipts": receipts, **counts}
+
+    async def readings(self, params: Mapping[str, Any]) -> Any:
+        """A sensor's signed batch (its signature is checked by the contract), uploaded as
+        this node's institution: the same as submit with type coldchain.readings."""
+        return await self.submit({"type": "coldchain.readings", **params})
 
     async def submit_raw(self, params: Mapping[str, Any]) -> Any:
         """A transaction signed elsewhere (a citizen's app, another institution's tool)."""
@@ -261,6 +267,23 @@ class Handlers:
             ids = [p["id"] for p in props
                    if p["proposed_height"] == height and p["proposer"] == me]
             receipt["proposal_id"] = max(ids) if ids else None
+        return receipt
+
+    async def proposals(self, params: Mapping[str, Any]) -> Any:
+        await self._barrier(params)
+        return {"proposals": await self.node.storage.call(queries.proposals)}
+
+    async def vote(self, params: Mapping[str, Any]) -> Any:
+        svc = self.node.submit
+        payload = {"proposal_id": params["proposal_id"], "approve": params["approve"]}
+        try:
+            tx = svc.sign("member.vote", payload, None)
+        except SubmitError as exc:
+            raise AdminError("bad_request", str(exc)) from None
+        receipt = dict(await svc.submit(tx, self._wait(params)))
+        pid = params["proposal_id"]
+        receipt["proposal"] = await self.node.storage.call(
+            lambda s: queries.proposal_status(s, pid))
         return receipt
 
     async def add_learner(self, params: Mapping[str, Any]) -> Any:
@@ -310,6 +333,84 @@ class Handlers:
         subject = params["subject"]
         rows = await self._query(lambda s: q_access_log(s, subject))
         return {"subject": subject, "entries": dq.jsonable(rows)}
+
+    # ---------------------------------------------------------------- vaccine views
+    def _now_ms(self) -> int:
+        """The head's block time: what "expired" and "overdue" are judged against."""
+        return self.node.applier.head.timestamp_ms
+
+    async def _names(self) -> dict[int, str]:
+        rows = await self.node.storage.call(lambda s: queries.institution_list(s))
+        return {int(r["inst_id"]): str(r["name"]) for r in rows}
+
+    async def doses(self, params: Mapping[str, Any]) -> Any:
+        await self._barrier(params)
+        limit = params.get("limit")
+        if "subject" in params:
+            subject = params["subject"]
+            rows = await self._query(lambda s: vv.doses_of_subject(s, subject))
+        elif "lot" in params:
+            lot = params["lot"]
+            rows = await self._query(lambda s: vv.doses_of_lot(s, lot, limit))
+        elif "site" in params:
+            site, lo, hi = params["site"], params.get("from_day", ""), params.get("to_day", "99999999")
+            rows = await self._query(lambda s: vv.doses_at_site(s, site, lo, hi, limit))
+        else:
+            raise AdminError("bad_request", "doses: give one of subject, lot, site")
+        rows = rows if limit is None else rows[:limit]
+        names = await self._names()
+        for r in rows:
+            r["site_name"] = names.get(r["site"], "?")
+        return {"doses": dq.jsonable(rows), "count": len(rows)}
+
+    async def lot(self, params: Mapping[str, Any]) -> Any:
+        await self._barrier(params)
+        lot_id, now = params["lot"], self._now_ms()
+        found = await self._query(lambda s: vv.lot_summary(s, lot_id, now))
+        if found is None:
+            raise AdminError("not_found", f"no lot {lot_id!r}", hint="admin stock lists lots")
+        names = await self._names()
+        found["custodian_name"] = names.get(found["lot"]["custodian"], "?")
+        return dq.jsonable(found)
+
+    async def temperatures(self, params: Mapping[str, Any]) -> Any:
+        await self._barrier(params)
+        lot_id, limit = params["lot"], params.get("limit")
+        rows = await self._query(lambda s: dq.temperature_history(s, lot_id, limit))
+        return {"lot": lot_id, "readings": dq.jsonable(rows)}
+
+    async def grants(self, params: Mapping[str, Any]) -> Any:
+        await self._barrier(params)
+        subject = params["subject"]
+        rows = await self._query(lambda s: dq.grants(s, subject))
+        names = await self._names()
+        for g in rows:
+            g["grantee_name"] = names.get(g["grantee"], "?")
+        return {"subject": subject, "grants": dq.jsonable(rows)}
+
+    async def stock(self, params: Mapping[str, Any]) -> Any:
+        await self._barrier(params)
+        site, product, now = params.get("site"), params.get("product"), self._now_ms()
+        rows = await self._query(lambda s: vv.stock(s, now, site, product))
+        names = await self._names()
+        for r in rows:
+            r["custodian_name"] = names.get(r["custodian"], "?")
+        return {"as_of_ms": now, "stock": rows}
+
+    async def expiring(self, params: Mapping[str, Any]) -> Any:
+        await self._barrier(params)
+        days, now = params["days"], self._now_ms()
+        rows = await self._query(lambda s: vv.expiring(s, now, days))
+        names = await self._names()
+        for r in rows:
+            r["custodian_name"] = names.get(r["custodian"], "?")
+        return {"as_of_ms": now, "days": days, "lots": dq.jsonable(rows)}
+
+    async def doses_per_day(self, params: Mapping[str, Any]) -> Any:
+        await self._barrier(params)
+        site = params["site"]
+        rows = await self._query(lambda s: vv.doses_per_day(s, site))
+        return {"site": site, "days": rows}
 
     async def _query(self, fn: Any) -> Any:
         try:

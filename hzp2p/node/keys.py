@@ -45,8 +45,15 @@ def verify_key_hex(key: SigningKey) -> str:
 
 def write_key_file(path: str | os.PathLike[str], key: SigningKey, *, overwrite: bool = False) -> Path:
     """Write `key` to `path` with mode 0600; refuses to replace an existing file unless asked."""
+    return write_seed_file(path, bytes(key), overwrite=overwrite)
+
+
+def write_seed_file(path: str | os.PathLike[str], seed: bytes, *, overwrite: bool = False) -> Path:
+    """Write a 32-byte secret (an Ed25519 seed or an X25519 private key) in the key-file
+    format, mode 0600 from the start; refuses to replace an existing file unless asked."""
+    assert len(seed) == SEED_BYTES
     target = Path(path)
-    content = (bytes(key).hex() + "\n").encode("ascii")
+    content = (seed.hex() + "\n").encode("ascii")
     tmp = target.with_name(f".{target.name}.tmp{os.getpid()}") if overwrite else target
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, KEY_FILE_MODE)

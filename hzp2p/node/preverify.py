@@ -34,7 +34,7 @@ import trio
 
 from hzp2p.ledger.block import Block, BlockError, decode_block
 from hzp2p.ledger.tx import TxError
-from hzp2p.node.benchrepl import is_opaque
+from hzp2p.node.opaque import is_opaque
 from hzp2p.raft.types import Entry, EntryKind
 
 QUEUE_LEN = 64

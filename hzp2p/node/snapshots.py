@@ -46,6 +46,7 @@ from collections.abc import Callable
 
 import structlog
 import trio
+from prometheus_client import Counter
 
 from hzp2p.ledger.genesis import Genesis
 from hzp2p.node.applier import Applier
@@ -294,10 +295,11 @@ def _state_at(store: SyncStorage, applied: int) -> StateSnapshot:
 def register_metrics(registry: MetricsRegistry, manager: SnapshotManager) -> None:
     """`hzp2p_snapshots_total{event=taken|installed|refused}`, compactions, and the log's
     compaction point, refreshed from `manager` before every render."""
-    events = registry.counter(
-        "hzp2p_snapshots_total", "Snapshots taken, installed and refused.", ["event"]
+    events = Counter(
+        "hzp2p_snapshots_total", "Snapshots taken, installed and refused.", ["event"],
+        registry=registry,
     )
-    compactions = registry.counter("hzp2p_log_compactions_total", "Log compactions.")
+    compactions = Counter("hzp2p_log_compactions_total", "Log compactions.", registry=registry)
     counted = {"taken": 0, "installed": 0, "refused": 0, "compactions": 0}
 
     def collect() -> None:

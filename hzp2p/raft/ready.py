@@ -62,13 +62,3 @@ class Ready:
     def must_sync(self) -> bool:
         """True when step 2 has anything to write (and so needs an fsync)."""
         return bool(self.entries) or self.hard_state is not None or self.snapshot is not None
-
-    def is_empty(self) -> bool:
-        return not (
-            self.soft_state
-            or self.must_sync
-            or self.messages
-            or self.persisted_messages
-            or self.committed_entries
-            or self.read_states
-        )

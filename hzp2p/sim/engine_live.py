@@ -1,7 +1,7 @@
 """The live engine of `hzp2p sim`: real `hzp2p run` daemons, a relay, real clients, real faults.
 
 Owns one live run of a scenario: an `hzp2p init`-style consortium in
---out/cluster (hzp2p.node.localcluster), every node pair routed through the
+--out/cluster (hzp2p.tools.localcluster), every node pair routed through the
 fault-injecting relay (hzp2p.sim.relay) via [net.peer_addresses] with no seeds,
 so neither dialling nor discovery bypasses it; load from real clients that
 submit pre-signed transactions over the admin sockets (a few connections, many
@@ -37,10 +37,10 @@ from hzp2p.contracts.registry import PAYLOAD_GENERATORS, PAYLOAD_ROLES
 from hzp2p.ledger.genesis import load_genesis
 from hzp2p.ledger.tx import Transaction
 from hzp2p.node.keys import load_signing_key
-from hzp2p.node.localcluster import ClusterError, LocalCluster
 from hzp2p.sim.record import FaultRecord, RunRecord
 from hzp2p.sim.relay import RETRANSMIT_MS, Link, Relay
 from hzp2p.sim.scenario import Fault, Scenario
+from hzp2p.tools.localcluster import ClusterError, LocalCluster
 
 LIVE_TICK_MS = 50
 POLL_S = 0.1

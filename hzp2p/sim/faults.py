@@ -14,15 +14,39 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from hzp2p.raft.errors import RaftError
 from hzp2p.raft.types import NodeId
-from hzp2p.sim.network import AWFUL_NET, CALM_NET, LOSSY_NET, NetProfile, partition_links
-from hzp2p.sim.node import TICK_MS
+from hzp2p.sim.events import EventLoop
+from hzp2p.sim.network import AWFUL_NET, CALM_NET, LOSSY_NET, NetProfile, Network, partition_links
+from hzp2p.sim.node import TICK_MS, SimNode
 
-if TYPE_CHECKING:
-    from hzp2p.sim.simulation import Simulation
+
+class _Options(Protocol):
+    @property
+    def membership(self) -> bool: ...
+
+
+class FaultTarget(Protocol):
+    """What the scheduler acts on: the run (hzp2p.sim.simulation.Simulation), seen from below."""
+
+    @property
+    def options(self) -> _Options: ...
+
+    loop: EventLoop
+    network: Network
+    nodes: dict[NodeId, SimNode]
+
+    def voter_ids(self) -> list[NodeId]: ...
+
+    def member_ids(self) -> list[NodeId]: ...
+
+    def all_ids(self) -> list[NodeId]: ...
+
+    def current_leader(self) -> NodeId | None: ...
+
+    def membership_step(self, rng: random.Random) -> bool: ...
 
 ACTIONS = (
     "crash",
@@ -134,7 +158,7 @@ PROFILES: dict[str, FaultProfile] = {
 
 
 class FaultScheduler:
-    def __init__(self, sim: Simulation, rng: random.Random, profile: FaultProfile) -> None:
+    def __init__(self, sim: FaultTarget, rng: random.Random, profile: FaultProfile) -> None:
         self.sim = sim
         self.rng = rng
         self.profile = profile

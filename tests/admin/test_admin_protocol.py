@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import struct
+from pathlib import Path
 
 import msgpack
 import pytest
 
+from hzp2p.admin.operations import METHOD_PARAMS
 from hzp2p.admin.protocol import (
-    METHOD_PARAMS,
     AdminError,
     AdminProtocolError,
     FrameDecoder,
@@ -172,3 +173,19 @@ def test_submit_many_items_are_checked_one_by_one() -> None:
         with pytest.raises(AdminError) as exc:
             check_params("submit_many", schema, {"items": items})
         assert exc.value.code == "bad_request" and text in exc.value.message, exc.value.message
+
+
+def test_every_declared_operation_has_a_handler_and_one_declaration(tmp_path: Path) -> None:
+    """Adding an operation is one declaration (hzp2p.admin.operations) and one handler."""
+    from typing import Any, cast
+
+    from hzp2p.admin.operations import OPERATIONS
+    from hzp2p.admin.server import AdminServer
+    from hzp2p.node.handlers import Handlers
+
+    server = AdminServer(tmp_path / "admin.sock")
+    Handlers(cast(Any, None)).register_all(server)
+    assert server.methods == set(METHOD_PARAMS) == {op.method for op in OPERATIONS}
+    for op in OPERATIONS:
+        assert op.result, f"{op.method}: say what it answers"
+        assert op.name == op.method.replace("_", "-")

@@ -24,11 +24,11 @@ from hzp2p.contracts import domain_queries as dq
 from hzp2p.contracts.api import TxRejected
 from hzp2p.contracts.coldchain import readings_message
 from hzp2p.contracts.engine import state_digest
+from hzp2p.contracts.verify import verify_chain
 from hzp2p.crypto.records import RecordCryptoError, pseudonym
 from hzp2p.ledger.codec import canonical
-from hzp2p.ledger.testkit import LocalChain
 from hzp2p.ledger.tx import check_envelope, decode_tx
-from hzp2p.ledger.verify import verify_chain
+from hzp2p.tools.testkit import LocalChain
 
 
 def test_transactions_are_signed_canonical_and_distinct() -> None:

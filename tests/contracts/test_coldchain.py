@@ -240,9 +240,9 @@ def test_v2_readings_must_fall_in_the_uploaders_custody() -> None:
     w.refused(carrier.tx("coldchain.readings", batch(t_reg - 1, 5000), w.now),
               "dated before the lot was registered")
     w.refused(carrier.tx("coldchain.readings", batch(t_in - 1, 5000), w.now),
-              "outside carrier 2's custody")  # the maker still held it
+              "outside member 2's custody")  # the maker still held it
     w.refused(carrier.tx("coldchain.readings", batch(t_out + 1, 5000), w.now),
-              "outside carrier 2's custody")  # the site held it by then
+              "outside member 2's custody")  # the site held it by then
     w.refused(carrier.tx("coldchain.readings", batch(w.now + 6 * 60_000, 5000), w.now),
               "in the future")
     lot = dq.lot(w.state, "L1")
@@ -274,3 +274,28 @@ def test_lots_read_expired_past_expiry() -> None:
                                                           800), w.now))
     lot = dq.lot(w.state, "L1")
     assert lot is not None and lot["status"] == "expired"
+
+
+def test_v2_any_custodian_registers_sensors_and_reports_for_lots_it_holds() -> None:
+    """A clinic's fridge reports too (rules v2): the sensor's owner may be any custodian."""
+    w = World(rules={"healthcode": 1, "privacy": 1, "coldchain": 2})
+    maker = w.member("maker", 1, "manufacturer")
+    site = w.member("site", 3, "vaccination_site")
+    observer = w.member("observer", 4, "observer")
+    fridge = key("fridge-1")
+    w.apply(maker.tx("lot.register", lot_register_payload("L1", "covax", 10, w.now + 90 * DAY,
+                                                          200, 800), w.now))
+    w.refused(observer.tx("sensor.register",
+                          sensor_register_payload("F0", bytes(fridge.verify_key)), w.now),
+              "lacks role")
+    w.apply(site.tx("sensor.register", sensor_register_payload("F1", bytes(fridge.verify_key)),
+                    w.now))
+    w.now += 1000
+    t_in = w.now
+    w.apply(maker.tx("lot.transfer", lot_transfer_payload("L1", 3), w.now))
+    w.now += 1000
+    ok = coldchain_readings_payload(fridge, "F1", "L1", [(t_in + 10, 450)])
+    w.apply(site.tx("coldchain.readings", ok, w.now))
+    early = coldchain_readings_payload(fridge, "F1", "L1", [(t_in - 10, 450)])
+    w.refused(site.tx("coldchain.readings", early, w.now), "outside member 3's custody")
+    assert [r["temp_centi_c"] for r in temperature_history(w.state, "L1")] == [450]

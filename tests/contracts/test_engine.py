@@ -21,8 +21,8 @@ from hzp2p.contracts.engine import (
 )
 from hzp2p.contracts.registry import HANDLERS, contract
 from hzp2p.ledger.block import Block
-from hzp2p.ledger.testkit import LocalChain
 from hzp2p.ledger.tx import Transaction, TxError
+from hzp2p.tools.testkit import LocalChain
 
 CITIZEN = nacl.signing.SigningKey(b"\x42" * 32)
 

@@ -19,7 +19,7 @@ from hzp2p.contracts.members import institutions
 from hzp2p.contracts.registry import HANDLERS, contract
 from hzp2p.contracts.state import DictState
 from hzp2p.ledger.block import decode_block
-from hzp2p.ledger.testkit import LocalChain
+from hzp2p.tools.testkit import LocalChain
 
 op = st.one_of(
     st.tuples(st.just("epi"), st.integers(1, 9), st.integers(0, 6), st.integers(-1, 3)),

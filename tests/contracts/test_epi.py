@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from hzp2p.contracts import queries
-from hzp2p.ledger.testkit import LocalChain
+from hzp2p.tools.testkit import LocalChain
 
 
 def report(**over: Any) -> dict[str, Any]:

@@ -9,7 +9,7 @@ import pytest
 
 from hzp2p.contracts import queries
 from hzp2p.contracts.members import PROPOSAL_TTL_MS, get_institution
-from hzp2p.ledger.testkit import LocalChain
+from hzp2p.tools.testkit import LocalChain
 
 NEW_SIGN = nacl.signing.SigningKey(b"\x51" * 32)
 NEW_NODE = nacl.signing.SigningKey(b"\x52" * 32)

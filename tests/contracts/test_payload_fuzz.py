@@ -35,8 +35,8 @@ from hzp2p.contracts.engine import (
 from hzp2p.contracts.registry import HANDLERS, PAYLOAD_GENERATORS
 from hzp2p.contracts.state import DictState
 from hzp2p.ledger.block import decode_block
-from hzp2p.ledger.testkit import DAY_MS, LocalChain
 from hzp2p.ledger.tx import Transaction
+from hzp2p.tools.testkit import DAY_MS, LocalChain
 
 # make_local_genesis roles: 1, 2 authority; 3 lab; 4 hospital; 5 vaccination_site;
 # 6 manufacturer; 7 carrier; 8 observer; 9 lab.

@@ -26,7 +26,8 @@ from hzp2p.client import lab_result_payload, lot_register_payload
 from hzp2p.credentials import qr
 from hzp2p.crypto.records import encrypt_record, encryption_public_key, open_sealed_key, seal_key_to
 from hzp2p.gateway.client import GatewayClient, open_record
-from hzp2p.gateway.localrun import (
+from hzp2p.gateway.signing import sign_request
+from hzp2p.tools.gatewayrun import (
     AUTH,
     HOSPITAL,
     LAB,
@@ -35,7 +36,6 @@ from hzp2p.gateway.localrun import (
     register_credential_key,
     start_gateway,
 )
-from hzp2p.gateway.signing import sign_request
 
 pytestmark = pytest.mark.slow
 

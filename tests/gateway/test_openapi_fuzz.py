@@ -19,8 +19,8 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from hzp2p.crypto.records import pseudonym
-from hzp2p.gateway.localrun import AUTH, Gateway, register_credential_key, start_gateway
 from hzp2p.gateway.signing import sign_request
+from hzp2p.tools.gatewayrun import AUTH, Gateway, register_credential_key, start_gateway
 
 pytestmark = pytest.mark.slow
 

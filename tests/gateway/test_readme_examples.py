@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from hzp2p.gateway.localrun import AUTH, register_credential_key, start_gateway
+from hzp2p.tools.gatewayrun import AUTH, register_credential_key, start_gateway
 
 pytestmark = pytest.mark.slow
 README = Path(__file__).resolve().parents[2] / "README.md"

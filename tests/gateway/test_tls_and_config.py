@@ -15,8 +15,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from hzp2p.gateway.localrun import start_gateway
-from hzp2p.node.config import ConfigError, parse_config
+from hzp2p.config import ConfigError, parse_config
+from hzp2p.tools.gatewayrun import start_gateway
 
 
 def self_signed(d: Path) -> tuple[Path, Path]:
@@ -90,7 +90,7 @@ def test_new_credential_key_and_missing_section(tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    from hzp2p.node.localcluster import LocalCluster
+    from hzp2p.tools.localcluster import LocalCluster
 
     c = LocalCluster(tmp_path / "c", 1)  # files only: no daemon is started
     cfg = c.config(1)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from hzp2p.node.localcluster import LocalCluster
+from hzp2p.tools.localcluster import LocalCluster
 
 pytestmark = pytest.mark.slow
 

@@ -15,7 +15,7 @@ import trio
 
 from hzp2p.admin.client import AdminClientError, open_admin_client
 from hzp2p.admin.protocol import AdminError
-from hzp2p.node.localcluster import LocalCluster
+from hzp2p.tools.localcluster import LocalCluster
 
 pytestmark = pytest.mark.slow
 

@@ -13,7 +13,7 @@ from nacl.signing import SigningKey
 from hzp2p.admin.protocol import AdminError
 from hzp2p.client import Client
 from hzp2p.ledger.genesis import load_genesis
-from hzp2p.node.localcluster import LocalCluster
+from hzp2p.tools.localcluster import LocalCluster
 
 pytestmark = pytest.mark.slow
 

@@ -21,7 +21,7 @@ from nacl.signing import SigningKey
 
 from hzp2p.admin.client import AdminClientError
 from hzp2p.admin.protocol import AdminError
-from hzp2p.node.localcluster import LocalCluster
+from hzp2p.tools.localcluster import LocalCluster
 
 pytestmark = pytest.mark.slow
 

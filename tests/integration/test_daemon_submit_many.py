@@ -12,7 +12,7 @@ import msgpack
 import pytest
 
 from hzp2p.admin.protocol import MAX_SUBMIT_MANY, AdminError
-from hzp2p.node.localcluster import LocalCluster
+from hzp2p.tools.localcluster import LocalCluster
 
 pytestmark = pytest.mark.slow
 
@@ -52,19 +52,23 @@ def test_one_receipt_per_item_in_order_and_bad_items_alone(single: LocalCluster)
     batch = items(40)
     batch[3] = {"type": "no.such.type", "payload": report(3)}  # refused at pre-check
     batch[7] = {"type": "epi.report", "payload": {**report(7), "value": 1.5}}  # unsignable
-    batch[9] = {"type": "epi.report", "payload": {"report_id": "m9"}}  # refused by the contract
+    batch[9] = {"type": "epi.report", "payload": {"report_id": "m9"}}  # refused: its shape
     batch[11] = dict(batch[10])  # the same request twice: the same transaction, once
+    # the same report id as item 12: refused by the contract when the block executes
+    batch[13] = {"type": "epi.report", "payload": {**report(12), "value": 99}}
     res = many(c, 1, batch)
     receipts = res["receipts"]
     assert len(receipts) == 40
-    bad = {3, 7, 9}
+    bad = {3, 7, 9, 13}
     for i, r in enumerate(receipts):
         assert r["status"] == ("rejected" if i in bad else "committed"), (i, r)
     assert receipts[3]["tx_hash"] and "no.such.type" in receipts[3]["reason"]
     assert receipts[7]["tx_hash"] is None and "float" in receipts[7]["reason"]
-    assert receipts[9]["height"] is not None and receipts[9]["reason"]
+    # refused at admission (the contract's stateless check): never in a block, every problem
+    assert receipts[9]["height"] is None and "missing field(s)" in receipts[9]["problems"]["payload"]
+    assert receipts[13]["height"] is not None and "already accepted" in receipts[13]["reason"]
     assert receipts[10] == receipts[11]
-    assert (res["committed"], res["rejected"], res["pending"]) == (37, 3, 0)
+    assert (res["committed"], res["rejected"], res["pending"]) == (36, 4, 0)
     # Each committed receipt names where the transaction is, as `tx` does.
     for r in receipts[:3] + receipts[-3:]:
         got = c.call(1, "tx", {"tx_hash": r["tx_hash"]})
@@ -76,7 +80,7 @@ def test_one_receipt_per_item_in_order_and_bad_items_alone(single: LocalCluster)
     assert again["receipts"] == receipts
     assert c.status(1)["height"] == height  # type: ignore[index]
     seen = committed_once(c, 1, height)
-    assert all(n == 1 for n in seen.values()) and len(seen) == 36  # 37 receipts: 10 and 11 are one tx
+    assert all(n == 1 for n in seen.values()) and len(seen) == 35  # 36 receipts: 10 and 11 are one tx
 
 
 def test_malformed_requests_change_nothing(single: LocalCluster) -> None:

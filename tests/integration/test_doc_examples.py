@@ -8,7 +8,9 @@ directory of its own, as a person would follow it:
 
 * ``[...]`` parts are the optional flags of a synopsis: the example runs without them;
   ``# ...`` is a comment; a trailing ``\\`` continues a command;
-* ``hzp2p init DIR`` gets a free ``--base-port`` (tests never take fixed ports);
+* ``hzp2p init DIR`` gets a free ``--base-port`` and every ``--address HOST:PORT`` a free
+  port, the same one wherever the document names that address again (tests never take
+  fixed ports);
 * ``hzp2p run --config CFG`` starts the daemon in the background — a person starts each in
   a terminal of its own — and the next command waits until the daemons it started answer
   and know their leader; all of them are stopped when the document is done;
@@ -39,8 +41,8 @@ import pytest
 
 from hzp2p.admin.client import AdminClientError, call_sync
 from hzp2p.admin.protocol import AdminError
-from hzp2p.node.config import load_config
-from hzp2p.node.localcluster import free_base_port
+from hzp2p.config import load_config
+from hzp2p.tools.localcluster import free_base_port
 
 pytestmark = pytest.mark.slow
 
@@ -145,10 +147,11 @@ class Session:
 
     cwd: Path
     daemons: list[tuple[subprocess.Popen[bytes], Path]] = field(default_factory=list)
+    addresses: dict[str, str] = field(default_factory=dict)  # documented -> free
     hzp2p: list[str] = field(default_factory=lambda: [sys.executable, "-m", "hzp2p.cli"])
 
     def run(self, block: Block, command: str) -> None:
-        argv = _argv(command)
+        argv = self._free_addresses(_argv(command))
         if argv[1:2] == ["init"]:
             argv = self._free_port(argv)
         if argv[1:2] == ["run"]:
@@ -166,6 +169,14 @@ class Session:
             f"{block.where}: `{command}` exited {done.returncode}, expected {block.exit_code}"
             f"\nstdout: {out[-2000:]}\nstderr: {err[-2000:]}"
         )
+
+    def _free_addresses(self, argv: list[str]) -> list[str]:
+        if "--address" in argv:
+            given = argv[argv.index("--address") + 1]
+            if given not in self.addresses:
+                host = given.rsplit(":", 1)[0]
+                self.addresses[given] = f"{host}:{free_base_port(1)}"
+        return [self.addresses.get(a, a) for a in argv]
 
     @staticmethod
     def _free_port(argv: list[str]) -> list[str]:

@@ -27,7 +27,7 @@ from hzp2p.contracts.engine import load_contracts
 from hzp2p.contracts.registry import CONTRACTS
 from hzp2p.crypto.records import SEALED_KEY_BYTES
 from hzp2p.ledger.genesis import load_genesis
-from hzp2p.node.localcluster import LocalCluster
+from hzp2p.tools.localcluster import LocalCluster
 
 pytestmark = pytest.mark.slow
 

@@ -15,7 +15,7 @@ from hzp2p.ledger.merkle import (
     merkle_root,
     verify_proof,
 )
-from hzp2p.ledger.testkit import LocalChain
+from hzp2p.tools.testkit import LocalChain
 
 
 def leaves(n: int) -> list[bytes]:

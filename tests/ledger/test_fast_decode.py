@@ -30,8 +30,8 @@ from hzp2p.ledger.codec import (
     pack,
     unpack,
 )
-from hzp2p.ledger.testkit import LocalChain
 from hzp2p.ledger.tx import TX_VERSION, Transaction, TxError, decode_tx
+from hzp2p.tools.testkit import LocalChain
 
 
 def reference_decode(data: bytes) -> Transaction:

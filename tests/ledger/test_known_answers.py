@@ -24,9 +24,9 @@ import pytest
 from hzp2p.contracts import digest
 from hzp2p.contracts.engine import load_contracts, recompute_digest, state_digest
 from hzp2p.contracts.registry import PAYLOAD_GENERATORS, PAYLOAD_ROLES
+from hzp2p.contracts.verify import verify_chain
 from hzp2p.ledger.block import decode_block
-from hzp2p.ledger.testkit import LocalChain
-from hzp2p.ledger.verify import verify_chain
+from hzp2p.tools.testkit import LocalChain
 
 EXPECTED_FINGERPRINT = "5590fba4563803e95487e6d7bddf2ca2828c90bafff7523580d5f5cc9bcfea5f"
 EXPECTED_FINAL_DIGEST = "0a82d552d15441854105200a04050d9dc0f5527e95ce358e5207d253d9e4bd8d"

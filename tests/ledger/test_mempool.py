@@ -6,7 +6,7 @@ import pytest
 
 from hzp2p.ledger.builder import BlockBuilder
 from hzp2p.ledger.mempool import DuplicateTx, Mempool, MempoolFull, MempoolLimits
-from hzp2p.ledger.testkit import LocalChain
+from hzp2p.tools.testkit import LocalChain
 
 
 @pytest.fixture(scope="module")

@@ -15,11 +15,11 @@ from hzp2p.contracts.storage_bridge import (
     genesis_writes,
     verdicts_of,
 )
+from hzp2p.contracts.verify import verify_chain
 from hzp2p.ledger.block import decode_block
-from hzp2p.ledger.testkit import LocalChain
-from hzp2p.ledger.verify import verify_chain
 from hzp2p.raft.types import Entry, EntryKind, HardState
 from hzp2p.storage.memory import MemoryStorage
+from hzp2p.tools.testkit import LocalChain
 
 
 def report(i: int) -> dict[str, Any]:

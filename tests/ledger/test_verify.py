@@ -10,10 +10,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hzp2p.contracts.engine import state_digest
+from hzp2p.contracts.verify import verify_chain
 from hzp2p.ledger.block import Block
-from hzp2p.ledger.testkit import LocalChain
 from hzp2p.ledger.tx import Transaction
-from hzp2p.ledger.verify import verify_chain
+from hzp2p.tools.testkit import LocalChain
 
 
 def report(i: int) -> dict[str, Any]:

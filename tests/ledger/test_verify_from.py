@@ -14,9 +14,9 @@ from hypothesis import strategies as st
 from hzp2p.contracts.digest import DIGEST_KEY
 from hzp2p.contracts.engine import genesis_state_writes, state_digest
 from hzp2p.contracts.state import DictState
+from hzp2p.contracts.verify import TrustedStart, verify_chain_from
 from hzp2p.ledger.block import decode_block
-from hzp2p.ledger.testkit import LocalChain
-from hzp2p.ledger.verify import TrustedStart, verify_chain_from
+from hzp2p.tools.testkit import LocalChain
 
 
 def report(i: int) -> dict[str, Any]:

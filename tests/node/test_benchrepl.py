@@ -10,11 +10,11 @@ import pytest
 
 from hzp2p.admin.protocol import AdminError
 from hzp2p.ledger.genesis import make_local_genesis
-from hzp2p.node import benchrepl
+from hzp2p.node import opaque as benchrepl
 from hzp2p.node.applier import Applier, bootstrap
-from hzp2p.node.localcluster import LocalCluster
 from hzp2p.raft.types import Entry, EntryKind, HardState
 from hzp2p.storage import AsyncStorage
+from hzp2p.tools.localcluster import LocalCluster
 
 
 def test_magic_is_never_the_first_byte_of_msgpack() -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from hzp2p.node.config import (
+from hzp2p.config import (
     ConfigError,
     HostPort,
     LedgerSection,
@@ -200,12 +200,12 @@ def test_a_maximum_size_transaction_always_fits_a_block(tmp_path: Path) -> None:
     fits the Raft entry bounds (else that transaction would block its sender's queue forever)."""
     import nacl.signing
 
+    from hzp2p.config import BLOCK_MSG_HEADROOM_BYTES
     from hzp2p.ledger.block import Block
     from hzp2p.ledger.builder import MIN_BLOCK_BYTES, BlockBuilder
     from hzp2p.ledger.mempool import Mempool
-    from hzp2p.ledger.testkit import LocalChain
     from hzp2p.ledger.tx import MAX_TX_BYTES, TxError
-    from hzp2p.node.config import BLOCK_MSG_HEADROOM_BYTES
+    from hzp2p.tools.testkit import LocalChain
     msg_min = MIN_BLOCK_BYTES + BLOCK_MSG_HEADROOM_BYTES
     cfg = load_config(
         write(

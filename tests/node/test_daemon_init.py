@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from hzp2p.cli import main
+from hzp2p.config import load_config
 from hzp2p.ledger.genesis import load_genesis
-from hzp2p.node.config import load_config
 from hzp2p.node.keys import load_signing_key
 
 

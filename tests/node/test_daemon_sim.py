@@ -152,6 +152,6 @@ async def test_a_rejection_at_the_leader_reaches_the_origin(
         with trio.fail_after(5):
             while forged.hash not in origin._rejections:
                 await trio.sleep(0.01)
-        assert "signature" in origin._rejections[forged.hash]
+        assert "signature" in origin._rejections[forged.hash].reason
         for n in nodes.values():
             n.crash()

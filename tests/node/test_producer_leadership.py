@@ -8,8 +8,8 @@ import nacl.signing
 
 from hzp2p.ledger.builder import BlockBuilder
 from hzp2p.ledger.mempool import Mempool, MempoolLimits
-from hzp2p.ledger.testkit import LocalChain
 from hzp2p.node.producer import BlockProducer
+from hzp2p.tools.testkit import LocalChain
 
 
 def test_leadership_lost_clears_the_mempool() -> None:

@@ -1,4 +1,4 @@
-"""Snapshots over opaque benchmark entries (hzp2p.node.benchrepl), on the simulated network in
+"""Snapshots over opaque benchmark entries (hzp2p.node.opaque), on the simulated network in
 virtual time: the applier moves the applied index past them in memory only, so the snapshot
 manager must store that index before taking a snapshot. Without it every snapshot was taken at
 the stale durable applied index, the log was never compacted past it, and a snapshot (a state
@@ -10,7 +10,7 @@ import trio
 import trio.testing
 from snapshot_helpers import THRESHOLD, Cluster, wait_for
 
-from hzp2p.node.benchrepl import OPAQUE_MAGIC
+from hzp2p.node.opaque import OPAQUE_MAGIC
 
 
 async def test_opaque_entries_are_compacted_with_few_snapshots(

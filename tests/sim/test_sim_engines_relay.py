@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from hzp2p.node.config import ConfigError, HostPort, load_config
+from hzp2p.config import ConfigError, HostPort, load_config
 from hzp2p.sim.relay import Relay
 from hzp2p.sim.scenario import Network
 

@@ -1,6 +1,6 @@
 """The citizen's part of `hzp2p demo`, over HTTP through a real gateway.
 
-hzp2p.node.demo drives the story; when the `gateway` extra is installed it hands the
+hzp2p.tools.demo drives the story; when the `gateway` extra is installed it hands the
 citizen's steps to this helper: a gateway starts beside a live node once every node
 is up, an authority registers its credential key, and from then on Alice reads her
 health code, posts her grant, opens her own record and reads her access log over
@@ -19,16 +19,15 @@ import nacl.signing
 from hzp2p.client import Client
 from hzp2p.credentials.verify import TrustList, verify
 from hzp2p.gateway.client import GatewayClient, open_record
-from hzp2p.gateway.localrun import Gateway, GatewayStartError, add_gateway, launch_gateway
 from hzp2p.ledger.tx import Transaction
-from hzp2p.node.demo import DemoFailed
-from hzp2p.node.localcluster import LocalCluster
+from hzp2p.tools.gatewayrun import Gateway, GatewayStartError, add_gateway, launch_gateway
+from hzp2p.tools.localcluster import ClusterError, LocalCluster
 
 AUTHORITIES = (1, 2)
 
 
-class DemoHttpFailed(DemoFailed):
-    """A step over HTTP went wrong (the demo reports it like any other failed step)."""
+class DemoHttpFailed(ClusterError):
+    """A step over HTTP went wrong (the demo reports it as it reports a cluster failure)."""
 
 
 class CitizenOverHttp:

@@ -26,7 +26,7 @@ import nacl.signing
 from hzp2p.client import Client
 from hzp2p.ledger.genesis import load_genesis
 from hzp2p.node.keys import generate_signing_key, load_signing_key, write_key_file
-from hzp2p.node.localcluster import LocalCluster, free_base_port
+from hzp2p.tools.localcluster import LocalCluster, free_base_port
 
 AUTH, AUTH2, LAB, HOSPITAL, SITE, MAKER = 1, 2, 3, 4, 5, 6
 CREDENTIAL_KEY = "credential.key"

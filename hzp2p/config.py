@@ -238,6 +238,10 @@ def block_bytes_bound(ledger: LedgerSection, raft: RaftSection) -> int:
     return min(ledger.block_max_bytes, raft.max_bytes_per_msg - BLOCK_MSG_HEADROOM_BYTES)
 
 
+
+DB_FILE = "node.db"
+"""The node database's file name inside data_dir."""
+
 @dataclass(frozen=True, slots=True)
 class NodeConfig:
     """A validated node config; paths are absolute."""
@@ -263,6 +267,11 @@ class NodeConfig:
     def advertise_address(self) -> HostPort:
         """The address peers should dial: `advertise` if set, else `listen`."""
         return self.advertise or self.listen
+
+    @property
+    def db_path(self) -> Path:
+        """The node's SQLite database (the daemon's; `hzp2p export` reads it when stopped)."""
+        return self.data_dir / DB_FILE
 
     def block_bytes(self) -> int:
         """The encoded size the daemon cuts blocks at (see block_bytes_bound)."""

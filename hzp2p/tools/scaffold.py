@@ -4,7 +4,7 @@ It owns the on-disk layout of a local cluster so `hzp2p run`, the demo and the
 integration tests all start from the same files:
 
     DIR/genesis.toml
-    DIR/nodeK/config.toml      (the format hzp2p.node.config reads; paths relative)
+    DIR/nodeK/config.toml      (the format hzp2p.config reads; paths relative)
     DIR/nodeK/signing.key      (institution key, mode 0600, hzp2p.node.keys)
     DIR/nodeK/node.key         (transport identity, mode 0600)
     DIR/nodeK/data/            (Raft log, blocks, state, admin socket)

@@ -1,6 +1,6 @@
 """`hzp2p demo`: three real daemons in a temporary directory tell issue 6's public-health story.
 
-It owns the story and its narration only; processes are hzp2p.node.localcluster,
+It owns the story and its narration only; processes are hzp2p.tools.localcluster,
 transactions are built with hzp2p.client (each institution signs with its own
 key; the daemons' `submit_raw` admin method carries them to the leader), and
 state is read back over the admin socket (`state_scan`) so the client library
@@ -36,7 +36,7 @@ from hzp2p.client import (
 from hzp2p.contracts import domain_queries as dq
 from hzp2p.ledger.genesis import load_genesis
 from hzp2p.ledger.tx import Transaction
-from hzp2p.node.localcluster import ClusterError, LocalCluster
+from hzp2p.tools.localcluster import ClusterError, LocalCluster
 
 DAY_MS = 86_400_000
 WAIT_S = 15.0
@@ -72,7 +72,7 @@ class Story:
     def __init__(self, cluster: LocalCluster, *, quiet: bool, http: Any = None) -> None:
         self.c = cluster
         self.quiet = quiet
-        self.http = http  # hzp2p.gateway.demo_http.CitizenOverHttp, when the gateway extra is installed
+        self.http = http  # hzp2p.tools.demo_http.CitizenOverHttp, when the gateway extra is installed
         self.t0 = time.monotonic()
         self.txs = 0
         self.refused = 0
@@ -285,7 +285,7 @@ def _citizen_over_http(cluster: LocalCluster) -> Any:
     """The gateway part of the story, if the `gateway` extra is installed (else None: the
     citizen's steps go through the admin socket as before)."""
     try:
-        from hzp2p.gateway.demo_http import CitizenOverHttp
+        from hzp2p.tools.demo_http import CitizenOverHttp
     except ImportError:
         return None
     return CitizenOverHttp(cluster)

@@ -25,9 +25,9 @@ from nacl.signing import SigningKey
 
 from hzp2p.admin.client import AdminClientError, call_sync
 from hzp2p.admin.protocol import AdminError
-from hzp2p.node.config import load_config
+from hzp2p.config import load_config
 from hzp2p.node.keys import load_signing_key, write_key_file
-from hzp2p.node.scaffold import NodeFiles, write_consortium
+from hzp2p.tools.scaffold import NodeFiles, write_consortium
 
 POLL_S = 0.1
 

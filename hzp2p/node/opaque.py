@@ -1,9 +1,11 @@
-"""Benchmark-only replication mode: opaque entries proposed straight to Raft.
+"""Opaque Raft entries and the replication-benchmark mode that proposes them.
 
-It owns the `raft_propose` admin method and how such entries are recognised.
-benchmarks/vs_pysyncobj.py compares the replication layer (Raft core, driver,
-durable SQLite log with fsync, encrypted transport) with PySyncObj; for that it
-needs entries that skip the ledger: no transaction, no block, no contract.
+It owns how such entries are recognised (the applier and the pre-verifier skip
+them) and the `raft_propose` admin method. Production defines both; the
+benchmark only uses them: benchmarks/vs_pysyncobj.py compares the replication
+layer (Raft core, driver, durable SQLite log with fsync, encrypted transport)
+with PySyncObj, and for that needs entries that skip the ledger: no
+transaction, no block, no contract.
 
 * The method exists only on a daemon started with HZP2P_BENCH_REPLICATION=1 in
   its environment (`BENCH_ENV`); an ordinary daemon answers `unknown_method`.
@@ -22,7 +24,7 @@ needs entries that skip the ledger: no transaction, no block, no contract.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -32,7 +34,6 @@ from hzp2p.raft.errors import NotLeader, ProposalDropped
 
 if TYPE_CHECKING:
     from hzp2p.admin.server import AdminServer
-    from hzp2p.node.daemon import Node
 
 BENCH_ENV = "HZP2P_BENCH_REPLICATION"
 OPAQUE_MAGIC = b"\xc1"
@@ -59,8 +60,18 @@ def is_opaque(data: bytes) -> bool:
     return data[:1] == OPAQUE_MAGIC
 
 
-def register(server: AdminServer, node: Node) -> None:
-    """Add `raft_propose` to the admin server (call only when `enabled()`)."""
+def register(
+    server: AdminServer,
+    *,
+    propose_many: Callable[[list[bytes]], tuple[int, int]],
+    wake: Callable[[], None],
+    wait_applied: Callable[[int], Awaitable[None]],
+    max_uncommitted_bytes: int,
+) -> None:
+    """Add `raft_propose` to the admin server (call only when `enabled()`).
+
+    `propose_many` is the driver's proposal of several entries at once (first and last
+    index), `wake` nudges its ready loop, `wait_applied` waits for this node's applier."""
 
     async def raft_propose(params: Mapping[str, Any]) -> Any:
         count = int(params.get("count", 1))
@@ -68,15 +79,14 @@ def register(server: AdminServer, node: Node) -> None:
             raise AdminError("bad_request", f"raft_propose: count must be <= {MAX_COUNT}")
         wait_s = float(params.get("wait_s", DEFAULT_WAIT_S))
         entry = OPAQUE_MAGIC + bytes.fromhex(params["data"])
-        if count * (len(entry) + 16) > node.cfg.raft.max_uncommitted_bytes // 2:
+        if count * (len(entry) + 16) > max_uncommitted_bytes // 2:
             raise AdminError("bad_request", "raft_propose: count x size exceeds half of "
                              "raft.max_uncommitted_bytes; send smaller batches")
-        driver = node.driver
         first = last = 0
         with trio.move_on_after(wait_s) as scope:
             while True:
                 try:  # one append per follower for the lot (core.propose_many)
-                    first, last = driver.core.propose_many([entry] * count)
+                    first, last = propose_many([entry] * count)
                     break
                 except ProposalDropped:
                     # the uncommitted-bytes bound: let the pipeline drain, then retry
@@ -85,8 +95,8 @@ def register(server: AdminServer, node: Node) -> None:
                     raise AdminError("not_leader", str(exc), leader_id=exc.leader_id or None,
                                      hint="send raft_propose to the leader") from None
                 finally:
-                    driver.wake()
-            await node.applier.wait_applied(last)
+                    wake()
+            await wait_applied(last)
         if scope.cancelled_caught:
             raise AdminError("timeout", f"raft_propose: not applied within {wait_s:g} s")
         return {"first_index": first, "last_index": last}

@@ -1,7 +1,7 @@
-"""End-to-end throughput of real daemons: `python -m hzp2p.node.bench [--nodes N] [--txs T]`.
+"""End-to-end throughput of real daemons: `python -m hzp2p.tools.bench [--nodes N] [--txs T]`.
 
 It owns one measurement: a fresh local cluster of real `hzp2p run` processes
-(hzp2p.node.localcluster) takes T signed `epi.report` submits through the
+(hzp2p.tools.localcluster) takes T signed `epi.report` submits through the
 admin sockets of every node, from C concurrent callers pipelined over a few
 connections per node, each waiting for its receipt. It reports committed
 transactions per second, receipt latency p50/p99, blocks and transactions per
@@ -22,7 +22,7 @@ from typing import Any
 import trio
 
 from hzp2p.admin.client import open_admin_client
-from hzp2p.node.localcluster import LocalCluster
+from hzp2p.tools.localcluster import LocalCluster
 
 CALLS_PER_CONNECTION = 16
 
@@ -66,7 +66,7 @@ async def _load(c: LocalCluster, n_txs: int, concurrency: int) -> dict[str, Any]
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m hzp2p.node.bench", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m hzp2p.tools.bench", description=__doc__)
     p.add_argument("--nodes", type=int, default=3)
     p.add_argument("--txs", type=int, default=8000)
     p.add_argument("--concurrency", type=int, default=768)
