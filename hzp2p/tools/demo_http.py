@@ -51,7 +51,9 @@ class CitizenOverHttp:
         except GatewayStartError as exc:
             raise DemoHttpFailed(str(exc)) from None
         story.say(f"       gateway for node {node} at {self.gw.base_url} (OpenAPI at /openapi.json)")
-        authority = next(k for k in AUTHORITIES if k in live)
+        authority = next((k for k in AUTHORITIES if k in live), None)
+        if authority is None:
+            raise DemoHttpFailed("no authority's daemon is running to register the credential key")
         story.submit_as_node(authority, "credkey.register", {
             "inst_id": node, "public_key": self.gw.credential_public_key().hex()},
             f"authority {authority} registers node {node}'s health-code credential key")
