@@ -20,9 +20,27 @@ from typing import Any
 import nacl.public
 import nacl.signing
 
+from hzp2p.contracts import codelife, exposure, members, rulebook
 from hzp2p.contracts import domain_queries as dq
-from hzp2p.contracts import members
 from hzp2p.contracts.coldchain import readings_message
+from hzp2p.contracts.exposure import (
+    VenueQR,
+    VenueQRError,
+    make_venue_qr,
+    parse_venue_qr,
+    verify_venue_qr,
+)
+from hzp2p.contracts.healthcode_payloads import (
+    CHECKIN_PLAINTEXT_BYTES,
+    appeal_payload,
+    checkin_fields,
+    exposure_publish_payload,
+    new_checkin_id,
+    recovery_payload,
+    resolve_payload,
+    rules_propose_payload,
+    venue_register_payload,
+)
 from hzp2p.contracts.privacy import erase_request_message
 from hzp2p.crypto.records import (
     SUBJECT_HOLDER,
@@ -37,6 +55,12 @@ from hzp2p.crypto.records import (
     seal_key_to,
 )
 from hzp2p.ledger.tx import MAX_WINDOW_MS, Transaction
+
+__all__ = [  # re-exported: the client library is the one import an app needs
+    "CHECKIN_PLAINTEXT_BYTES", "VenueQR", "VenueQRError", "appeal_payload",
+    "exposure_publish_payload", "make_venue_qr", "parse_venue_qr", "recovery_payload",
+    "resolve_payload", "rules_propose_payload", "venue_register_payload", "verify_venue_qr",
+]
 
 DEFAULT_VALIDITY_MS = 3_600_000
 CLOCK_SKEW_MS = 60_000
@@ -458,6 +482,80 @@ class Client:
         """This citizen's consent grants, revoked ones included."""
         return dq.grants(state, self.pseudonym)
 
+    # ------------------------------------------------ check-ins and exposures (citizens)
+
+    def checkin(
+        self,
+        now_ms: int,
+        visits: Sequence[tuple[VenueQR, int]],
+        record_ids: Sequence[str] | None = None,
+    ) -> Transaction:
+        """checkin.record of (scanned venue QR, time) visits, each sealed to this citizen
+        alone. An app should send a day's visits at once, later, rather than each at its
+        time: the transaction's own time is public."""
+        if self.inst_id is not None:
+            raise ValueError("check-ins are recorded by the citizen's own key")
+        ids = list(record_ids) if record_ids is not None else [new_checkin_id() for _ in visits]
+        if len(ids) != len(visits):
+            raise ValueError("one record id per visit")
+        subject_pk = {SUBJECT_HOLDER: encryption_public_key(self.verify_key)}
+        records = []
+        for rid, (qr, t_ms) in zip(ids, visits, strict=True):
+            env = encrypt_record(rid, self.pseudonym, "checkin", checkin_fields(qr, t_ms), subject_pk)
+            records.append({"record_id": rid, **env.to_payload()})
+        return self.tx("checkin.record", {"records": records}, now_ms)
+
+    def my_checkins(self, state: dq.StateReader) -> list[dict[str, Any]]:
+        """This citizen's check-ins, decrypted on her device: record_id, venue_id, t_ms."""
+        out = []
+        for rec in self.my_records(state):
+            if rec["type"] != "checkin" or rec["erased"] is not None:
+                continue
+            f = self.read_record(state, rec["record_id"])
+            out.append({"record_id": rec["record_id"], "venue_id": f["venue_id"], "t_ms": f["t_ms"]})
+        return out
+
+    def match_exposures(self, state: dq.StateReader, now_ms: int) -> list[dict[str, Any]]:
+        """Published exposures, current at `now_ms`, that one of her check-ins falls in and
+        that she has not declared yet (matched locally: nothing is sent)."""
+        r = codelife.healthcode_rules(state)
+        if r.base < codelife.LIFECYCLE:
+            return []
+        visits = self.my_checkins(state)
+        out = []
+        for e in exposure.current_exposures(state, now_ms, r.params["quarantine_days"]):
+            if exposure.declared(state, self.pseudonym, e["exposure_id"]):
+                continue
+            if any(
+                v["venue_id"] == e["venue_id"] and e["from_ms"] <= v["t_ms"] <= e["to_ms"]
+                for v in visits
+            ):
+                out.append(e)
+        return out
+
+    def declare_exposure(self, now_ms: int, exposure_id: str) -> Transaction:
+        return self.tx("exposure.declare", {"exposure_id": exposure_id}, now_ms)
+
+    def appeal(
+        self,
+        now_ms: int,
+        *,
+        appeal_id: str,
+        event: int,
+        reason: str,
+        evidence_hash: bytes | None = None,
+    ) -> Transaction:
+        """healthcode.appeal against event number `event` of this citizen's code history."""
+        return self.tx(
+            "healthcode.appeal",
+            appeal_payload(self.pseudonym, appeal_id, event, reason, evidence_hash),
+            now_ms,
+        )
+
+    def my_code(self, state: dq.StateReader) -> dict[str, Any]:
+        """This citizen's health code in force at the head, with reason and cause."""
+        return codelife.effective_health_code(state, self.pseudonym)
+
 
 # ---------------------------------------------------------------- queries
 
@@ -496,6 +594,16 @@ def temperature_history(state: dq.StateReader, lot_id: str) -> list[dict[str, An
 
 
 def health_code(state: dq.StateReader, subject: str) -> str:
-    """A subject's current colour (green when nothing was ever recorded)."""
-    code = dq.health_code(state, subject)
-    return "green" if code is None else str(code["colour"])
+    """A subject's colour in force at the head block's time (green when nothing was ever
+    recorded; a quarantine that ended shows green before any transaction writes it)."""
+    return str(codelife.effective_health_code(state, subject)["colour"])
+
+
+def health_code_history(state: dq.StateReader, subject: str) -> list[dict[str, Any]]:
+    """Every change of a subject's code with its reason and transaction (codelife.code_history)."""
+    return codelife.code_history(state, subject)
+
+
+def rule_history(state: dq.StateReader, name: str) -> list[dict[str, Any]]:
+    """Every version of a rule set, with activation heights and status at the head."""
+    return rulebook.rule_history(state, name)

@@ -144,10 +144,11 @@ class NetSection:
     """Time allowed for a peer's handshake (default 5 s)."""
     send_queue_len: int = 1024
     """Messages queued per peer before sends are dropped (default 1024)."""
-    keepalive_s: float = 5.0
-    """Idle time after which a keepalive frame is sent (default 5 s)."""
-    read_timeout_s: float = 30.0
-    """A peer silent this long is disconnected; must exceed keepalive_s (default 30 s)."""
+    keepalive_s: float = 1.0
+    """Idle time after which a keepalive frame is sent (default 1 s); a peer silent for two
+    keepalives gets a replacement connection (hzp2p.net.tcp, issue 22)."""
+    read_timeout_s: float = 3.0
+    """A peer silent this long is disconnected; must exceed keepalive_s (default 3 s)."""
     peer_addresses: tuple[tuple[int, HostPort], ...] = ()
     """[net.peer_addresses] NODE_ID = "host:port": dial this address for that peer instead
     of its advertised one (ahead of discovery's signed records); `hzp2p sim --engine live`

@@ -53,6 +53,7 @@ from hzp2p.admin.cli_common import (
     render_mapping,
     row,
 )
+from hzp2p.admin.cli_records import RECORD_COMMANDS
 from hzp2p.admin.cli_submit import (
     SUBMIT_COMMANDS,
     PayloadError,
@@ -342,6 +343,7 @@ def _args_state_scan(p: argparse.ArgumentParser) -> None:
         metavar="N",
         help="at most N rows (the daemon answers at most 10,000)",
     )
+    p.add_argument("--after", metavar="KEY", help="start after this key (hex): the `next` cursor")
 
 
 def _params_state_scan(args: argparse.Namespace) -> dict[str, Any]:
@@ -357,6 +359,12 @@ def _params_state_scan(args: argparse.Namespace) -> dict[str, Any]:
     params: dict[str, Any] = {"prefix": prefix}
     if args.limit is not None:
         params["limit"] = args.limit
+    if args.after is not None:
+        try:
+            bytes.fromhex(args.after)
+        except ValueError:
+            raise Usage("--after must be a hex key (the `next` of the previous page)") from None
+        params["after"] = args.after.lower()
     return params
 
 
@@ -366,10 +374,12 @@ def _render_state_scan(result: Any) -> str:
         return fmt(result)
     if not items:
         return "no state under this prefix"
-    return "\n".join(
+    text = "\n".join(
         f"{fmt(i[0])}  {fmt(i[1])}" if isinstance(i, list | tuple) and len(i) == 2 else fmt(i)
         for i in items
     )
+    nxt = result.get("next")
+    return text + (f"\n(more: --after {nxt})" if nxt else "")
 
 
 def _args_vote(p: argparse.ArgumentParser) -> None:
@@ -452,11 +462,14 @@ COMMANDS: tuple[Command, ...] = (
             result="receipt, plus proposal: the proposal after the vote"),
     *SUBMIT_COMMANDS,
     *VIEW_COMMANDS,
+    *RECORD_COMMANDS,
     Command("state-scan", "state_scan", "raw committed state under a hex key prefix", _args_state_scan, _params_state_scan, _render_state_scan,
             wire=(
         Param("prefix", "str", max_len=1024),
         Param("limit", "int", required=False, min_value=1),
-    ), result="items: [[key_hex, value_hex]] (at most MAX_SCAN rows)"),
+        Param("after", "hex", required=False, max_len=2048),
+    ), result="items: [[key_hex, value_hex]] (at most MAX_SCAN rows), next: the last key "
+              "when more may follow (pass it as after), else null"),
 )
 
 
@@ -559,7 +572,9 @@ def run_command(cmd: Command, args: argparse.Namespace) -> int:
     except AdminClientError as exc:
         print(f"{PROG} {cmd.name}: {exc}", file=sys.stderr)
         return 1
-    if args.json:
+    if cmd.streams:
+        pass  # printed as it came
+    elif args.json:
         _print_json(result)
     else:
         print(cmd.render(result))

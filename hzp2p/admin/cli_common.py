@@ -46,6 +46,8 @@ class Command:
     call: Callable[[Path, dict[str, Any], float], Any] | None = None
     """Instead of one `call_sync(socket, method, params)`: (socket, params, timeout) -> result
     (a command that needs several requests, e.g. submit-many)."""
+    streams: bool = False
+    """`call` prints its own output as it comes (JSON lines); the runner prints nothing more."""
     wire: tuple[Param, ...] = ()
     """The admin method's parameters, as the server checks them."""
     result: str = ""

@@ -9,6 +9,14 @@ vaccinations from a hospital's system): every line is checked before anything
 is sent, and bad lines are reported by line number (exit 2). The file's records
 go out as `submit_many` requests (hzp2p.admin.client.AsyncAdminClient.submit_many),
 and each receipt is reported with its line.
+
+Fail fast, retry elsewhere (issue 22): a node that knows no leader answers a submit
+within about an election timeout with `no_quorum` and the transaction it signed.
+`submit` and `submit-raw` take `--fallback CFG` (repeatable: other nodes' configs or
+admin sockets) and then hand that same signed transaction (`submit_raw`, same hash,
+never applied twice) to the fallbacks in turn, and to the first node again, until one
+commits it or --wait runs out. `submit` never re-signs elsewhere: the transaction is
+always the --config node's institution's.
 """
 
 from __future__ import annotations
@@ -16,6 +24,7 @@ from __future__ import annotations
 import argparse
 import base64
 import binascii
+import itertools
 import json
 import sys
 from collections.abc import Mapping
@@ -25,8 +34,17 @@ from typing import Any
 import trio
 
 from hzp2p.admin.cli_common import DEFAULT_WAIT_S, Command, Usage, fmt, render_mapping
-from hzp2p.admin.client import open_admin_client
-from hzp2p.admin.protocol import IDEM_KEY, MAX_SUBMIT_MANY, PAYLOAD, TX_TYPE, WAIT, Param
+from hzp2p.admin.client import AdminClientError, open_admin_client
+from hzp2p.admin.protocol import (
+    IDEM_KEY,
+    MAX_SUBMIT_MANY,
+    PAYLOAD,
+    TX_TYPE,
+    WAIT,
+    AdminError,
+    Param,
+)
+from hzp2p.config import ConfigError, load_config
 from hzp2p.ledger.tx import MAX_TX_BYTES
 
 MAX_FILE_ERRORS = 20
@@ -151,6 +169,34 @@ def _args_submit(p: argparse.ArgumentParser) -> None:
         metavar="KEY",
         help="retries with the same key yield the same transaction (applied once)",
     )
+    _args_fallback(p)
+
+
+def _args_fallback(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--fallback",
+        action="append",
+        default=[],
+        metavar="CFG",
+        help=(
+            "another node's config.toml (or admin socket), repeatable: if a node answers "
+            "no_quorum, the same signed transaction is handed to these in turn within --wait"
+        ),
+    )
+
+
+def _fallback_sockets(args: argparse.Namespace) -> list[str]:
+    out = []
+    for text in getattr(args, "fallback", None) or []:
+        path = Path(text)
+        if path.suffix != ".toml":
+            out.append(str(path))
+            continue
+        try:
+            out.append(str(load_config(path).admin.socket))
+        except ConfigError as exc:
+            raise Usage(f"--fallback {text}: {exc}") from None
+    return out
 
 
 def _params_submit(args: argparse.Namespace) -> dict[str, Any]:
@@ -165,6 +211,7 @@ def _params_submit(args: argparse.Namespace) -> dict[str, Any]:
         if not args.idempotency_key or len(args.idempotency_key) > 128:
             raise Usage("--idempotency-key must be 1..128 characters")
         params["idempotency_key"] = args.idempotency_key
+    params["_fallbacks"] = _fallback_sockets(args)
     return params
 
 
@@ -193,6 +240,7 @@ def _args_submit_raw(p: argparse.ArgumentParser) -> None:
         metavar="TXHEX",
         help="the signed transaction's encoding as hex, or - to read it from stdin",
     )
+    _args_fallback(p)
 
 
 def _params_submit_raw(args: argparse.Namespace) -> dict[str, Any]:
@@ -208,7 +256,50 @@ def _params_submit_raw(args: argparse.Namespace) -> dict[str, Any]:
         raise Usage("TXHEX must be a hex string (an encoded, signed transaction)") from None
     if len(text) > 2 * MAX_TX_BYTES:
         raise Usage(f"TXHEX encodes more than {MAX_TX_BYTES} bytes, the transaction size limit")
-    return {"tx": text, "wait_s": args.wait}
+    return {"tx": text, "wait_s": args.wait, "_fallbacks": _fallback_sockets(args)}
+
+
+async def _submit_with_fallbacks(
+    first: str, method: str, params: dict[str, Any], fallbacks: list[str], timeout_s: float
+) -> Any:
+    """`method` on `first`; on no_quorum (or, for an already signed transaction, an
+    unreachable node) the same transaction goes to the fallbacks in turn within the wait."""
+    deadline = trio.current_time() + float(params["wait_s"])
+    nodes = [first, *fallbacks]
+    order = itertools.cycle(nodes)
+    for attempt in itertools.count(1):
+        node = next(order)
+        try:
+            async with open_admin_client(node, connect_timeout_s=timeout_s) as client:
+                return await client.call(method, params, timeout_s=timeout_s)
+        except AdminError as exc:
+            if exc.code != "no_quorum" or not fallbacks:
+                raise
+            if exc.retry_tx is not None:
+                method, params = "submit_raw", {"tx": exc.retry_tx, "wait_s": params["wait_s"]}
+            elif method == "submit":
+                raise  # nothing signed to hand on
+            last: Exception = exc
+        except AdminClientError as exc:
+            if method == "submit" or not fallbacks:
+                raise  # `submit` is signed by that node only: nothing to hand on
+            last = exc
+        remaining = deadline - trio.current_time()
+        if remaining <= 0:
+            raise last
+        params = {**params, "wait_s": remaining}
+        if attempt % len(nodes) == 0:  # every node refused: give the cluster a moment
+            await trio.sleep(min(0.2, remaining))
+    raise AssertionError("unreachable")
+
+
+def _call_with_fallbacks(method: str) -> Any:
+    def call(socket_path: Path, params: dict[str, Any], timeout_s: float) -> Any:
+        fallbacks = list(params.pop("_fallbacks", []))
+        return trio.run(_submit_with_fallbacks, str(socket_path), method, params, fallbacks,
+                        timeout_s)
+
+    return call
 
 
 
@@ -374,7 +465,7 @@ RECEIPT = ("tx_hash, status (committed|rejected|pending), height, index, reason,
 
 SUBMIT_COMMANDS: tuple[Command, ...] = (
     Command("submit", "submit", "sign and submit a transaction", _args_submit, _params_submit,
-            render_receipt, receipt_failure, waits=True,
+            render_receipt, receipt_failure, waits=True, call=_call_with_fallbacks("submit"),
             wire=(TX_TYPE, PAYLOAD, WAIT, IDEM_KEY), result=RECEIPT),
     # A sensor's signed batch (`hzp2p sensor sign`), submitted as this node's institution.
     Command("readings", "readings", "submit a signed readings batch: readings submit --file F",
@@ -384,6 +475,7 @@ SUBMIT_COMMANDS: tuple[Command, ...] = (
     # encoding; 2 hex digits per byte of hzp2p.ledger.tx.MAX_TX_BYTES.
     Command("submit-raw", "submit_raw", "submit a transaction signed elsewhere (hex)",
             _args_submit_raw, _params_submit_raw, render_receipt, receipt_failure, waits=True,
+            call=_call_with_fallbacks("submit_raw"),
             wire=(Param("tx", "hex", max_len=2 * MAX_TX_BYTES), WAIT), result=RECEIPT),
     # Many submits in one request: each item is signed, pre-checked and answered as `submit`
     # would, one receipt per item in order; a malformed item refuses the whole request.

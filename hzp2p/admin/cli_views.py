@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import re
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from hzp2p.admin.cli_common import Command, Usage, celsius, fmt, iso_ms, table
+from hzp2p.admin.client import call_sync
 from hzp2p.admin.protocol import LIN, LOT, MAX_INT, SUBJECT, Param
+from hzp2p.contracts.events import TYPES as EVENT_TYPES
 
 _PSEUDONYM = re.compile(r"[0-9a-f]{32}")
 _ID = re.compile(r"[A-Za-z0-9._:\-]{1,64}")
@@ -211,7 +215,185 @@ def _args_site(p: argparse.ArgumentParser) -> None:
     p.add_argument("--site", type=_positive, required=True)
 
 
+_LABEL = r"[A-Za-z0-9._:\- ]{1,64}"
+
+
+def _args_reports(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--metric")
+    p.add_argument("--region")
+    p.add_argument("--from", dest="from_period", metavar="PERIOD", help="e.g. 2026-W40")
+    p.add_argument("--to", dest="to_period", metavar="PERIOD")
+    p.add_argument("--sum", action="store_true", help="totals by metric, region and period")
+    _limit(p)
+
+
+def _params_reports(args: argparse.Namespace) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    for k in ("metric", "region", "from_period", "to_period"):
+        v = getattr(args, k)
+        if v is not None:
+            if not re.fullmatch(_LABEL, v):
+                raise Usage(f"--{k.split('_')[0]} must be 1..64 of [A-Za-z0-9._:- ]")
+            params[k] = v
+    if args.sum:
+        params["sum"] = True
+    return _with_limit(params, args)
+
+
+def _render_reports(result: Any) -> str:
+    if not isinstance(result, Mapping):
+        return fmt(result)
+    if "sums" in result:
+        rows = result["sums"] or []
+        if not rows:
+            return "no reports"
+        return table(["metric", "region", "period", "total", "reports"],
+                     [[fmt(r.get("metric")), fmt(r.get("region")), fmt(r.get("period")),
+                       fmt(r.get("value")), fmt(r.get("reports"))] for r in rows])
+    rows = result.get("reports") or []
+    if not rows:
+        return "no reports"
+    return table(["report", "metric", "region", "period", "value", "reported"],
+                 [[fmt(r.get("report_id")), fmt(r.get("metric")), fmt(r.get("region")),
+                   fmt(r.get("period")), fmt(r.get("value")), iso_ms(r.get("timestamp_ms"))]
+                  for r in rows], title=f"{fmt(result.get('count'))} report(s)")
+
+
+def _render_datasets(result: Any) -> str:
+    rows = result.get("datasets") if isinstance(result, Mapping) else None
+    if not rows:
+        return "no data sets"
+    return table(["data set", "version", "access", "published", "content hash"],
+                 [[fmt(r.get("dataset_id")), fmt(r.get("version")), fmt(r.get("access")),
+                   iso_ms(r.get("timestamp_ms")), fmt(r.get("content_hash"))[:16] + "…"]
+                  for r in rows])
+
+
+def _args_code(p: argparse.ArgumentParser) -> None:
+    _args_subject(p)
+    p.add_argument("--history", action="store_true", help="every change, with why and its tx")
+
+
+def _render_code(result: Any) -> str:
+    if not isinstance(result, Mapping):
+        return fmt(result)
+    code = result.get("code") or {}
+    lines = [f"{fmt(result.get('subject'))}: {fmt(code.get('colour')).upper()} since "
+             f"{iso_ms(code.get('since_ms'))} — {fmt(code.get('reason')) or '-'} "
+             f"(source {fmt(code.get('source'))})"]
+    hist = result.get("history")
+    if hist:
+        lines.append(table(["#", "when", "event", "colour", "changed", "why"],
+                           [[fmt(e.get("seq")), iso_ms(e.get("timestamp_ms")), fmt(e.get("event")),
+                             fmt(e.get("colour")), fmt(e.get("changed")),
+                             fmt(e.get("reason") or e.get("test_id") or e.get("result"))]
+                            for e in hist]))
+    for a in result.get("appeals") or []:
+        lines.append(f"appeal {fmt(a.get('appeal_id'))}: {fmt(a.get('status'))} — "
+                     f"{fmt(a.get('reason'))}")
+    return "\n".join(lines)
+
+
+def _render_rows(key: str, empty: str) -> Any:
+    def render(result: Any) -> str:
+        rows = result.get(key) if isinstance(result, Mapping) else None
+        if not rows:
+            return empty
+        cols = sorted({k for r in rows for k in r if not isinstance(r[k], dict | list)})
+        return table(cols, [[iso_ms(r.get(c)) if c.endswith("_ms") else fmt(r.get(c))
+                             for c in cols] for r in rows])
+
+    return render
+
+
+def _args_appeals(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--subject", type=_pseudonym, help="a subject's appeals (default: overdue)")
+
+
+WATCH_POLL_S = 5.0
+"""How long one `watch` request waits for a new block (a long poll)."""
+
+
+def _args_watch(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--types", metavar="T1,T2", help=f"only these: {', '.join(EVENT_TYPES)}")
+    p.add_argument("--from-height", type=_positive, default=1, metavar="H",
+                   help="start at this height (resume where a previous watch stopped)")
+    p.add_argument("--until-height", type=_positive, metavar="H",
+                   help="stop after this height (default: run until interrupted)")
+
+
+def _params_watch(args: argparse.Namespace) -> dict[str, Any]:
+    params: dict[str, Any] = {"from_height": args.from_height}
+    if args.types:
+        types = [t.strip() for t in args.types.split(",") if t.strip()]
+        unknown = sorted(set(types) - set(EVENT_TYPES))
+        if unknown or not types:
+            raise Usage(f"--types: unknown {', '.join(unknown)}; known: {', '.join(EVENT_TYPES)}")
+        params["types"] = types
+    if args.until_height is not None:
+        if args.until_height < args.from_height:
+            raise Usage("--until-height is below --from-height")
+        params["until_height"] = args.until_height
+    return params
+
+
+def _call_watch(socket_path: Path, params: dict[str, Any], timeout_s: float) -> Any:
+    """Ask for the next blocks' events again and again (a long poll), printing each event as
+    one JSON line, until --until-height or an interrupt; resumable with --from-height."""
+    until = params.pop("until_height", None)
+    height = params["from_height"]
+    printed = 0
+    while until is None or height <= until:
+        ask = {**params, "from_height": height, "wait_s": WATCH_POLL_S}
+        if until is not None:
+            ask["limit"] = min(100, until - height + 1)
+        reply = call_sync(socket_path, "watch", ask, timeout_s=timeout_s + WATCH_POLL_S)
+        for e in reply["events"]:
+            print(json.dumps(e), flush=True)
+            printed += 1
+        height = int(reply["next_height"])
+    return {"events": printed, "next_height": height}
+
+
 VIEW_COMMANDS: tuple[Command, ...] = (
+    Command("health-code", "health_code", "a subject's health code: colour, why, since when",
+            _args_code, lambda a: {"subject": a.subject, **({"history": True} if a.history else {})},
+            _render_code, reads=True,
+            wire=(SUBJECT, Param("history", "bool", required=False), LIN),
+            result="subject, code {colour, source, reason, since_ms, cause_tx, rules_version}, "
+                   "with history: history [{seq, event, colour, changed, reason, height, "
+                   "tx_hash}], appeals"),
+    Command("exposures", "exposures", "published exposures (venues and time windows of concern)",
+            lambda _p: None, lambda _a: {}, _render_rows("exposures", "no exposures"),
+            reads=True, wire=(LIN,),
+            result="exposures: [{exposure_id, venue_id, from_ms, to_ms, level, ...}]"),
+    Command("appeals", "appeals", "health-code appeals open longer than the rules allow",
+            _args_appeals, lambda a: {"subject": a.subject} if a.subject else {},
+            _render_rows("appeals", "no appeals"), reads=True,
+            wire=(Param("subject", "str", required=False, pattern=SUBJECT.pattern,
+                        shown=SUBJECT.shown), LIN),
+            result="appeals: [{appeal_id, subject, status, reason, opened_ms, ...}]"),
+    Command("watch", "watch", "a stream of JSON lines: blocks, refusals, quarantines, recalls, "
+            "code changes; resumable with --from-height", _args_watch, _params_watch,
+            lambda _r: "", call=_call_watch, streams=True,
+            wire=(Param("from_height", "int", min_value=1, max_value=MAX_INT),
+                  Param("types", "str_list", required=False),
+                  Param("limit", "int", required=False, min_value=1, max_value=1000),
+                  Param("wait_s", "float", required=False, min_value=0)),
+            result="events: [{type (" + "|".join(EVENT_TYPES) + "), height, ...}], "
+                   "next_height (ask from there next)"),
+    Command("reports", "reports", "epidemic reports, filtered; --sum for totals",
+            _args_reports, _params_reports, _render_reports, reads=True,
+            wire=(*(Param(k, "str", required=False, pattern=_LABEL, shown="a label")
+                    for k in ("metric", "region", "from_period", "to_period")),
+                  Param("sum", "bool", required=False), _LIMIT, LIN),
+            result="reports: [{report_id, metric, region, period, value, reporter, "
+                   "timestamp_ms, height}], count; with sum: sums: [{metric, region, period, "
+                   "value, reports}]"),
+    Command("datasets", "datasets", "published data sets (latest versions)", lambda _p: None,
+            lambda _a: {}, _render_datasets, reads=True, wire=(LIN,),
+            result="datasets: [{dataset_id, version, access, metadata, content_hash, "
+                   "publisher, timestamp_ms}]"),
     Command("doses", "doses", "doses of a subject, from a lot (a recall's recipients), or at a site",
             _args_doses, _params_doses, _render_doses, reads=True,
             wire=(Param("subject", "str", required=False, pattern=SUBJECT.pattern, shown=SUBJECT.shown),

@@ -13,11 +13,14 @@ frame larger than the agreed maximum is refused before it is buffered
 Request:  {"id": int >= 0, "method": str, "params": {str: any}}
 Response: {"id": int | None, "ok": True, "result": any}
           {"id": int | None, "ok": False,
-           "error": {"code": str, "message": str, "hint"?: str, "leader_id"?: int}}
+           "error": {"code": str, "message": str, "hint"?: str, "leader_id"?: int,
+                     "retry_tx"?: str}}
+retry_tx (hex) is the signed transaction a `no_quorum` submit was refused with, so the
+client can hand the same transaction to another node (submit_raw: never applied twice).
 A response's id is None only when the request was too malformed to carry one.
 
 Error codes (ERROR_CODES): bad_request, unknown_method, not_leader, timeout,
-not_found, rejected, unavailable, internal.
+not_found, rejected, unavailable, no_quorum, internal.
 
 The parameters of every admin method are declared with its operation
 (hzp2p.admin.operations, built from the `Param`s here); the server checks them
@@ -52,6 +55,7 @@ ERROR_CODES: Final = frozenset(
         "not_found",  # no such block, transaction, subject, lot, node
         "rejected",  # the ledger or contracts refused the operation
         "unavailable",  # the server is shutting down or at its connection limit
+        "no_quorum",  # this node knows no leader (no quorum reachable): retry via another node
         "internal",  # a bug on the daemon's side (logged there)
     }
 )
@@ -71,6 +75,7 @@ class AdminError(Exception):
         *,
         hint: str | None = None,
         leader_id: int | None = None,
+        retry_tx: str | None = None,
     ) -> None:
         if code not in ERROR_CODES:
             raise ValueError(f"unknown admin error code {code!r}")
@@ -78,6 +83,7 @@ class AdminError(Exception):
         self.message = message
         self.hint = hint
         self.leader_id = leader_id
+        self.retry_tx = retry_tx
         super().__init__(f"{code}: {message}")
 
     def to_wire(self) -> dict[str, Any]:
@@ -86,6 +92,8 @@ class AdminError(Exception):
             out["hint"] = self.hint
         if self.leader_id is not None:
             out["leader_id"] = self.leader_id
+        if self.retry_tx is not None:
+            out["retry_tx"] = self.retry_tx
         return out
 
 
@@ -252,12 +260,16 @@ def parse_response(obj: Any) -> Response:
         raise AdminProtocolError("error hint must be a string")
     if leader_id is not None and not _is_int(leader_id):
         raise AdminProtocolError("error leader_id must be an integer")
+    retry_tx = err.get("retry_tx")
+    if retry_tx is not None and not isinstance(retry_tx, str):
+        raise AdminProtocolError("error retry_tx must be a string")
     if code not in ERROR_CODES:
         # A newer daemon may send codes we do not know; keep the message, file it as internal.
         message = f"[{code}] {message}"
         code = "internal"
     return Response(
-        id=rid, ok=False, error=AdminError(code, message, hint=hint, leader_id=leader_id)
+        id=rid, ok=False,
+        error=AdminError(code, message, hint=hint, leader_id=leader_id, retry_tx=retry_tx),
     )
 
 

@@ -15,6 +15,19 @@ msgpack-encodable result, or raises AdminError(code, message, hint=, leader_id=)
 Any other exception becomes an "internal" error response and is logged; the
 server keeps running. When a client disconnects (EOF or a broken pipe), its
 in-flight handlers are cancelled; results for a vanished client are dropped.
+
+Fairness (issue 22): one misbehaving local process must not lock the others out.
+Every connection is served by its own task, so reading one client's request never
+waits for another's. A connection is closed when it sits idle (nothing in flight,
+nothing received) for `idle_timeout_s`, when a started frame does not complete
+within `frame_timeout_s` (a slow writer), or after `max_bad_requests` malformed
+requests. At the connection limit the server makes room rather than refusing the
+newcomer: it evicts an idle connection of the process holding the most
+connections (the kernel's SO_PEERCRED names it), the least recently active first;
+a newcomer is refused only when every connection has requests in flight. One
+process may hold at most `max_connections_per_peer` connections (default half the
+limit; equal to the limit turns the share off), so others always find room. Each refusal is counted by reason in
+`AdminServerStatistics.refusals` (exported as hzp2p_admin_refusals_total{reason}).
 """
 
 from __future__ import annotations
@@ -24,6 +37,7 @@ import errno
 import os
 import socket as stdlib_socket
 import stat
+import struct
 import tempfile
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
@@ -58,6 +72,18 @@ MAX_UNIX_PATH_BYTES = 107
 _READ_CHUNK_BYTES = 65536
 _ACCEPT_CAPACITY_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
 _ACCEPT_BACKOFF_S = 0.1
+_LISTEN_BACKLOG = 512
+_PEERCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
+
+REFUSAL_REASONS = (
+    "connection_limit",  # a newcomer refused: every connection had requests in flight
+    "peer_connection_limit",  # a newcomer refused: its process holds its share, all busy
+    "evicted_idle",  # an idle connection closed to make room for a newcomer
+    "idle_timeout",  # nothing in flight and nothing received for idle_timeout_s
+    "slow_frame",  # a started frame did not complete within frame_timeout_s
+    "bad_requests",  # more than max_bad_requests malformed requests on one connection
+    "oversized_frame",  # a frame over max_request_bytes (or garbage read as a length)
+)
 
 log = structlog.get_logger("hzp2p.admin")
 
@@ -75,6 +101,8 @@ class AdminServerStatistics:
     requests_in_flight: int = 0
     bad_frames: int = 0
     errors_by_code: dict[str, int] = field(default_factory=dict)
+    refusals: dict[str, int] = field(default_factory=dict)
+    """Connections refused or closed by the fairness rules, by reason (REFUSAL_REASONS)."""
 
 
 class AdminServer:
@@ -88,21 +116,36 @@ class AdminServer:
         max_response_bytes: int = 64 << 20,
         max_concurrent_per_connection: int = 16,
         max_connections: int = 64,
+        max_connections_per_peer: int | None = None,
+        idle_timeout_s: float = 60.0,
+        frame_timeout_s: float = 10.0,
+        max_bad_requests: int = 16,
         handler_timeout_s: float | None = None,
     ) -> None:
         if max_request_bytes <= 0 or max_response_bytes <= 0:
             raise ValueError("frame bounds must be positive")
         if max_concurrent_per_connection <= 0 or max_connections <= 0:
             raise ValueError("concurrency bounds must be positive")
+        if idle_timeout_s <= 0 or frame_timeout_s <= 0 or max_bad_requests < 0:
+            raise ValueError("timeouts must be positive and max_bad_requests non-negative")
+        per_peer = max_connections_per_peer or max(1, max_connections // 2)
+        if not 0 < per_peer <= max_connections:
+            raise ValueError("max_connections_per_peer must be in 1..max_connections")
         self.socket_path = Path(socket_path)
         self.max_request_bytes = max_request_bytes
         self.max_response_bytes = max_response_bytes
         self.max_concurrent_per_connection = max_concurrent_per_connection
         self.max_connections = max_connections
+        self.max_connections_per_peer = per_peer
+        self.idle_timeout_s = idle_timeout_s
+        self.frame_timeout_s = frame_timeout_s
+        self.max_bad_requests = max_bad_requests
         self.handler_timeout_s = handler_timeout_s
         self._handlers: dict[str, tuple[Handler, tuple[Param, ...]]] = {}
         self._stats = AdminServerStatistics()
         self._errors: Counter[str] = Counter()
+        self._refusals: Counter[str] = Counter()
+        self._conns: dict[_Connection, None] = {}  # open connections, oldest first
         self._bound_inode: int | None = None
 
     # -- registry ----------------------------------------------------------
@@ -134,6 +177,7 @@ class AdminServer:
             requests_in_flight=s.requests_in_flight,
             bad_frames=s.bad_frames,
             errors_by_code=dict(self._errors),
+            refusals=dict(self._refusals),
         )
 
     # -- socket ------------------------------------------------------------
@@ -190,7 +234,7 @@ class AdminServer:
                 raise AdminSocketError(f"admin socket directory path {path.parent} is too long")
             sock.bind(os.fspath(tmp_path))
             os.chmod(tmp_path, 0o600)
-            sock.listen(64)
+            sock.listen(_LISTEN_BACKLOG)
             os.rename(tmp_path, path)
         except BaseException:
             sock.close()
@@ -237,22 +281,53 @@ class AdminServer:
     async def _connection(self, stream: trio.SocketStream) -> None:
         stats = self._stats
         stats.connections_total += 1
-        if stats.connections_open >= self.max_connections:
+        conn = _Connection(self, stream, _peer_pid(stream))
+        refusal = self._make_room(conn.pid)
+        if refusal is not None:
             stats.connections_refused += 1
+            self._refuse(refusal)
             err = AdminError("unavailable", "too many admin connections", hint="retry later")
             self._count_error(err.code)
             with trio.move_on_after(1):
                 await _send_quietly(stream, pack_message(error_response(None, err).to_wire()))
             await trio.aclose_forcefully(stream)
             return
+        self._conns[conn] = None
         stats.connections_open += 1
         try:
-            await _Connection(self, stream).run()
+            await conn.run()
         except Exception:
             log.exception("admin_connection_failed")
         finally:
+            self._conns.pop(conn, None)
             stats.connections_open -= 1
             await trio.aclose_forcefully(stream)
+
+    def _make_room(self, pid: int | None) -> str | None:
+        """Evict an idle connection if the newcomer needs its slot; the refusal reason if none."""
+        holders = Counter(c.pid for c in self._conns)
+        share = self.max_connections_per_peer
+        if pid is not None and share < self.max_connections and holders[pid] >= share:
+            own = [c for c in self._conns if c.pid == pid and c.idle]
+            if not own:
+                return "peer_connection_limit"
+            self._evict(min(own, key=lambda c: c.last_active_s))
+        elif len(self._conns) >= self.max_connections:
+            idle = [c for c in self._conns if c.idle]
+            if not idle:
+                return "connection_limit"
+            # The process holding the most connections pays first; then the least recent.
+            self._evict(min(idle, key=lambda c: (-holders[c.pid], c.last_active_s)))
+        return None
+
+    def _evict(self, conn: _Connection) -> None:
+        self._conns.pop(conn, None)
+        self._refuse("evicted_idle")
+        conn.close("evicted_idle")
+
+    def _refuse(self, reason: str) -> None:
+        self._refusals[reason] += 1
+        log.debug("admin_connection_refused", reason=reason)
 
     def _count_error(self, code: str) -> None:
         self._errors[code] += 1
@@ -278,53 +353,118 @@ class AdminServer:
 class _Connection:
     """One client: reads frames, runs requests concurrently (bounded), writes responses."""
 
-    def __init__(self, server: AdminServer, stream: trio.SocketStream) -> None:
+    def __init__(self, server: AdminServer, stream: trio.SocketStream, pid: int | None) -> None:
         self.server = server
         self.stream = stream
+        self.pid = pid
         self.send_lock = trio.Lock()
         self.slots = trio.Semaphore(server.max_concurrent_per_connection)
         self.decoder = FrameDecoder(server.max_request_bytes)
         self.cancel_scope = trio.CancelScope()
+        self.in_flight = 0
+        self.bad_requests = 0
+        self.last_active_s = trio.current_time()
+        self.frame_started_s: float | None = None
+        self.closed_for: str | None = None
+
+    @property
+    def idle(self) -> bool:
+        """Nothing in flight: closing it loses no request (a partial frame is no request)."""
+        return self.in_flight == 0
+
+    def close(self, reason: str) -> None:
+        """End the connection (from the server or a timeout); a best-effort notice is sent."""
+        if self.closed_for is None:
+            self.closed_for = reason
+        self.cancel_scope.cancel()
 
     async def run(self) -> None:
         async with trio.open_nursery() as nursery:
             self.cancel_scope = nursery.cancel_scope
+            if self.closed_for is not None:  # evicted before it started
+                nursery.cancel_scope.cancel()
             try:
                 await self._read_loop(nursery)
             finally:
                 # EOF, a broken connection or a fatal frame: in-flight handlers are dropped.
                 nursery.cancel_scope.cancel()
+        if self.closed_for is not None:
+            err = AdminError(
+                "unavailable", f"admin connection closed: {self.closed_for}",
+                hint="reconnect; idle connections are closed when the daemon needs room",
+            )
+            with trio.move_on_after(0.5):
+                await _send_quietly(self.stream, pack_message(error_response(None, err).to_wire()))
+
+    def _read_deadline(self) -> float:
+        server = self.server
+        if self.frame_started_s is not None:
+            return self.frame_started_s + server.frame_timeout_s
+        return self.last_active_s + server.idle_timeout_s
+
+    def _timed_out(self) -> str | None:
+        """Why the connection must close now that its read deadline passed, if it must."""
+        now = trio.current_time()
+        if self.frame_started_s is not None:
+            if now >= self.frame_started_s + self.server.frame_timeout_s:
+                return "slow_frame"
+            return None
+        if self.in_flight == 0 and now >= self.last_active_s + self.server.idle_timeout_s:
+            return "idle_timeout"
+        return None
 
     async def _read_loop(self, nursery: trio.Nursery) -> None:
         server = self.server
         while True:
-            try:
-                data = await self.stream.receive_some(_READ_CHUNK_BYTES)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                return
+            data = b""
+            with trio.move_on_at(self._read_deadline()):
+                try:
+                    data = await self.stream.receive_some(_READ_CHUNK_BYTES)
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    return
+                if not data:
+                    return
             if not data:
+                reason = self._timed_out()
+                if reason is None:  # requests were in flight: the idle clock restarts
+                    self.last_active_s = max(self.last_active_s, trio.current_time())
+                    continue
+                server._refuse(reason)
+                self.closed_for = reason
                 return
+            self.last_active_s = trio.current_time()
             try:
                 bodies = self.decoder.feed(data)
             except AdminProtocolError as exc:
                 server._stats.bad_frames += 1
+                server._refuse("oversized_frame")
                 # Framing is lost: say why, then close.
                 await self._respond(error_response(None, AdminError("bad_request", str(exc))))
                 return
+            if self.decoder.buffered_bytes == 0:
+                self.frame_started_s = None
+            elif bodies or self.frame_started_s is None:
+                self.frame_started_s = self.last_active_s
             for body in bodies:
                 server._stats.requests_total += 1
                 try:
                     request = parse_request(unpack_message(body))
-                except RequestError as exc:
-                    await self._respond(
-                        error_response(exc.request_id, AdminError(exc.code, str(exc)))
-                    )
-                    continue
                 except AdminProtocolError as exc:
-                    server._stats.bad_frames += 1
-                    await self._respond(error_response(None, AdminError("bad_request", str(exc))))
+                    if not isinstance(exc, RequestError):
+                        server._stats.bad_frames += 1
+                    rid, code = (
+                        (exc.request_id, exc.code) if isinstance(exc, RequestError)
+                        else (None, "bad_request")
+                    )
+                    await self._respond(error_response(rid, AdminError(code, str(exc))))
+                    self.bad_requests += 1
+                    if self.bad_requests > server.max_bad_requests:
+                        server._refuse("bad_requests")
+                        self.closed_for = "bad_requests"
+                        return
                     continue
                 await self.slots.acquire()  # back-pressure: stop reading while saturated
+                self.in_flight += 1
                 nursery.start_soon(self._run_request, request.id, request.method, request.params)
 
     async def _run_request(self, request_id: int, method: str, params: Mapping[str, Any]) -> None:
@@ -345,6 +485,8 @@ class _Connection:
             await self._respond(response)
         finally:
             server._stats.requests_in_flight -= 1
+            self.in_flight -= 1
+            self.last_active_s = trio.current_time()
             self.slots.release()
 
     async def _respond(self, response: Response) -> None:
@@ -363,6 +505,19 @@ class _Connection:
             if not await _send_quietly(self.stream, frame):
                 # The client is gone: drop this result and end the connection.
                 self.cancel_scope.cancel()
+
+
+def _peer_pid(stream: trio.SocketStream) -> int | None:
+    """The connecting process's id (Linux SO_PEERCRED), or None where the kernel cannot say."""
+    opt = getattr(stdlib_socket, "SO_PEERCRED", None)
+    if opt is None:
+        return None
+    try:
+        raw = stream.socket.getsockopt(stdlib_socket.SOL_SOCKET, opt, _PEERCRED.size)
+    except OSError:
+        return None
+    pid = int(_PEERCRED.unpack(raw)[0])
+    return pid if pid > 0 else None
 
 
 async def _send_quietly(stream: trio.SocketStream, frame: bytes) -> bool:

@@ -217,12 +217,23 @@ def suppress(counts: Mapping[tuple[Any, ...], int], k: int) -> list[Row]:
     return [(*g, n) for g, n in sorted(counts.items()) if n >= k]
 
 
+_CODE_SOURCES = {
+    "lab.result": "lab",
+    "healthcode.set": "authority",
+    "exposure.declare": "exposure",
+    "quarantine.end": "rule",
+    "recovery.record": "recovery",
+    "healthcode.resolve": "appeal",
+}
+"""History event -> the source of the change it made (hzp2p.contracts.codelife)."""
+
+
 def code_change_counts(reader: Readable, upto_height: int) -> Counter[tuple[datetime.date, str, str]]:
     """Health-code changes (events that changed the colour) by (day, new colour, source)."""
     out: Counter[tuple[datetime.date, str, str]] = Counter()
     for e in dq.values(reader, family_prefix(dq.k_code_hist)):
         if e["changed"] and e["height"] <= upto_height:
-            source = "lab" if e["event"] == "lab.result" else "authority"
+            source = _CODE_SOURCES.get(e["event"], "authority")
             out[(day_of(e["timestamp_ms"]), e["colour"], source)] += 1
     return out
 

@@ -27,11 +27,16 @@ zero-padded so a prefix scan returns them in numeric order):
   emerg/<record_id>/<inst_id:010>     an authority's emergency authorisation
   access/<subject>/<seq:010>          the subject's access log
   seq/<prefix>                        the next sequence number under <prefix>
+  rules/s/<name>                      governed rule versions of <name>: [[activation height, version]]
+  rules/v/<name>/<version:06>         a governed rule version: base, params, activation, proposal
+(health-code lifecycle keys: hzp2p.contracts.codelife; venues, check-ins, exposures:
+hzp2p.contracts.exposure.)
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from hzp2p.contracts.api import (
@@ -192,12 +197,75 @@ def fail(ctx: TxContext, msg: str) -> NoReturn:
     raise TxRejected(f"{ctx.tx_type}: {msg}")
 
 
+def k_rule_schedule(name: str) -> bytes:
+    return f"rules/s/{name}".encode()
+
+
+def k_rule_version(name: str, version: int) -> bytes:
+    return f"rules/v/{name}/{version:06d}".encode()
+
+
+@dataclass(frozen=True, slots=True)
+class RulesInForce:
+    """The parameter set of rule `name` in force at some height.
+
+    `version` is what transactions and history name; `base` is the built-in version
+    whose logic interprets `params` (a version adopted by governance has the key set of
+    the newest built-in version, its base; a genesis version is its own base)."""
+
+    name: str
+    version: int
+    base: int
+    params: Mapping[str, int]
+    activation_height: int  # 0 for the genesis version
+
+
+def rules_at(
+    state: StateReader, height: int, genesis_version: int, name: str, table: Mapping[int, Any]
+) -> RulesInForce | None:
+    """The version of rule `name` in force at `height`: the governed version with the
+    latest activation height <= `height`, else the genesis version (None if unknown).
+    A pure function of state and height, so every node judges a transaction at a
+    height by the same parameters."""
+    sched: list[list[int]] | None = load(state, k_rule_schedule(name))
+    for act, version in reversed(sched or []):
+        if act <= height:
+            rec = load(state, k_rule_version(name, version))
+            assert rec is not None, "rule schedule names a missing version"
+            return RulesInForce(name, version, rec["base"], rec["params"], act)
+    if genesis_version not in table:
+        return None
+    return RulesInForce(name, genesis_version, genesis_version, table[genesis_version], 0)
+
+
+def rules_in_force(ctx: TxContext, name: str, table: Mapping[int, Any]) -> RulesInForce:
+    """The rules of `name` in force at the transaction's height (refused if unknown)."""
+    r = rules_at(ctx.state, ctx.height, ctx.rules.get(name, 1), name, table)
+    if r is None:
+        fail(ctx, f"unknown {name} rules version {ctx.rules.get(name, 1)}")
+    return r
+
+
 def rule_version(ctx: TxContext, name: str, table: Mapping[int, Any]) -> tuple[int, Any]:
-    """The rule table for the version of `name` in force (version 1 if genesis names none)."""
-    version = ctx.rules.get(name, 1)
-    if version not in table:
-        fail(ctx, f"unknown {name} rules version {version}")
-    return version, table[version]
+    """(version, parameters) of `name` in force at the transaction's height: the genesis
+    version (1 if genesis names none) until a governed version activates."""
+    r = rules_in_force(ctx, name, table)
+    return r.version, r.params
+
+
+def genesis_rule_versions(state: StateReader) -> dict[str, int]:
+    """The rule versions named by the genesis (as the engine stores them)."""
+    from hzp2p.contracts.engine import rules_of  # the engine owns its key
+
+    return rules_of(state)
+
+
+def head_of(state: StateReader) -> tuple[int, int]:
+    """(height, timestamp_ms) of the chain head a state is at."""
+    from hzp2p.contracts.engine import read_head  # the engine owns its key
+
+    h = read_head(state)
+    return h.height, h.timestamp_ms
 
 
 # ---------------------------------------------------------------- queries

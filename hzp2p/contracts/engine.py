@@ -53,6 +53,9 @@ CONTRACT_MODULES = (
     "hzp2p.contracts.coldchain",
     "hzp2p.contracts.vaccination",
     "hzp2p.contracts.privacy",
+    "hzp2p.contracts.exposure",
+    "hzp2p.contracts.appeals",
+    "hzp2p.contracts.rulebook",
     "hzp2p.contracts.notices",
     "hzp2p.contracts.credentials",
 )

@@ -1,5 +1,11 @@
 """Membership governance: the institution registry and the authorities' votes that change it.
 
+The vote is the consortium's one decision mechanism: a kind of proposal registers
+(`proposal_kind`: how to check it, what to do once approved) and is opened with
+`open_proposal`; member.vote decides every kind. Membership changes (member.propose)
+are the kinds registered here; rule versions (rules.propose) are registered by
+hzp2p.contracts.rulebook.
+
 State layout (owned here; other modules use the functions, never the keys):
   mem/i/<inst_id:010>       an institution (Institution fields, canonical map)
   mem/k/<signing key>       signing key -> inst_id (kept after removal: ids never reused)
@@ -21,7 +27,7 @@ voter. Admitted institutions join as learners with a fresh, never reused id.
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -85,6 +91,29 @@ PROPOSE_SCHEMA = one_of(
     },
 )
 VOTE_SCHEMA = Schema({"proposal_id": Int(0, 2**63 - 1), "approve": Bool()})
+
+
+@dataclass(frozen=True, slots=True)
+class ProposalKind:
+    """What one kind of proposal (its `action`) checks and does once approved."""
+
+    prefix: str
+    """The transaction type that proposes it; prefixes its refusals (stripped from notes)."""
+    validate: Callable[[TxContext, Mapping[str, Any]], str]
+    """Check the change against the current state (at proposal and again at approval);
+    returns the target tag (one open proposal per target). Raises TxRejected."""
+    apply: Callable[[TxContext, dict[str, Any]], None]
+    """Carry out an approved proposal (may add to prop["params"])."""
+
+
+PROPOSAL_KINDS: dict[str, ProposalKind] = {}
+
+
+def proposal_kind(action: str, kind: ProposalKind) -> None:
+    """Register a kind of proposal decided by the consortium's vote (each action once)."""
+    old = PROPOSAL_KINDS.get(action)
+    assert old is None or old.prefix == kind.prefix, f"duplicate proposal kind {action!r}"
+    PROPOSAL_KINDS[action] = kind
 
 
 @dataclass(frozen=True, slots=True)
@@ -300,19 +329,30 @@ def _close(state: StateView, prop: dict[str, Any], status: str, height: int, not
 @contract("member.propose", schema=PROPOSE_SCHEMA)
 def propose(ctx: TxContext) -> None:
     me = ctx.require_member("authority")
-    st = ctx.state
     action, params = _params(ctx)
-    target = _validate(st, action, params)
+    open_proposal(ctx, me, action, params)
+
+
+def open_proposal(
+    ctx: TxContext, proposer: Institution, action: str, params: dict[str, Any]
+) -> int:
+    """Open a proposal of a registered kind (`proposal_kind`) and count the proposer's yes;
+    returns its id. The one voting mechanism of the consortium: membership changes
+    (member.propose) and rule versions (rules.propose, hzp2p.contracts.rulebook) both
+    open proposals here and are decided by member.vote. Raises TxRejected."""
+    st = ctx.state
+    kind = PROPOSAL_KINDS[action]
+    target = kind.validate(ctx, params)
     open_raw = st.get(_open_key(target))
     if open_raw is not None:
         other = _load_proposal(st, decode_value(open_raw))
         assert other is not None and other["status"] == "open"
         if ctx.timestamp_ms <= other["expires_ms"]:
-            raise TxRejected(f"member.propose: proposal {other['id']} on this target is still open")
+            raise TxRejected(f"{kind.prefix}: proposal {other['id']} on this target is still open")
         _close(st, other, "expired", ctx.height, "not decided in time")
     electorate = sorted(i.inst_id for i in _active(st) if "authority" in i.roles)
     if ctx.rules.get("membership", 1) != 1:
-        raise TxRejected("member.propose: unsupported membership rule version")
+        raise TxRejected(f"{kind.prefix}: unsupported membership rule version")
     ttl = PROPOSAL_TTL_MS
     pid = _counter(st, K_NEXT_PROP)
     prop = {
@@ -326,15 +366,16 @@ def propose(ctx: TxContext) -> None:
         "note": "",
         "params": params,
         "proposed_height": ctx.height,
-        "proposer": me.inst_id,
+        "proposer": proposer.inst_id,
         "status": "open",
         "target": target,
         "threshold": len(electorate) // 2 + 1,
         "tx_hash": ctx.tx_hash,
-        "yes": [me.inst_id],
+        "yes": [proposer.inst_id],
     }
     st.put(_open_key(target), encode_value(pid))
     _decide(ctx, prop)
+    return pid
 
 
 @contract("member.vote", schema=VOTE_SCHEMA)
@@ -363,12 +404,13 @@ def _decide(ctx: TxContext, prop: dict[str, Any]) -> None:
     yes, no = len(prop["yes"]), len(prop["no"])
     n, need = len(prop["electorate"]), prop["threshold"]
     if yes >= need:
+        kind = PROPOSAL_KINDS[prop["action"]]
         try:
-            _validate(st, prop["action"], prop["params"])
+            kind.validate(ctx, prop["params"])
         except TxRejected as e:  # the world changed since the proposal; record why it failed
-            _close(st, prop, "failed", ctx.height, e.reason.removeprefix("member.propose: "))
+            _close(st, prop, "failed", ctx.height, e.reason.removeprefix(kind.prefix + ": "))
             return
-        _apply(ctx, prop)
+        kind.apply(ctx, prop)
         _close(st, prop, "approved", ctx.height, "")
     elif no > n - need:
         _close(st, prop, "rejected", ctx.height, "a majority can no longer approve")
@@ -421,3 +463,13 @@ def _apply(ctx: TxContext, prop: dict[str, Any]) -> None:
         )
         _log(ctx, a, old, pid)
     _put_inst(st, new)
+
+
+def _member_kind(action: str) -> ProposalKind:
+    return ProposalKind(
+        "member.propose", lambda ctx, params: _validate(ctx.state, action, params), _apply
+    )
+
+
+for _membership_action in ACTIONS:
+    proposal_kind(_membership_action, _member_kind(_membership_action))

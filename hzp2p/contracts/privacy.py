@@ -1,10 +1,13 @@
 """Privacy and consent: encrypted records, consent grants, key hand-overs, erasure.
 
 The chain never sees personal fields in the clear. A record (written by
-vaccination.record, lab.result or record.write) carries a ciphertext under a
-per-record key and that key sealed to exactly two holders: the subject
-("subject") and the writer ("inst:<id>"). Anyone else becomes a holder only
-through a checked `access.share`, on one of two bases:
+vaccination.record, lab.result, recovery.record or record.write) carries a ciphertext
+under a per-record key and that key sealed to exactly two holders: the subject
+("subject") and the writer ("inst:<id>"). A record the subject writes herself (a
+venue check-in, `checkin.record` in hzp2p.contracts.exposure) is sealed to the subject
+alone, so no institution holds its key. Anyone else becomes a holder only through a
+checked `access.share` (by a holding institution, or by the subject herself), on one
+of two bases:
 - "grant": an unexpired, unrevoked consent grant, signed by the subject, whose
   grantee, record types and purpose cover the hand-over;
 - "emergency": an open `access.emergency` authorisation, which an authority
@@ -67,7 +70,9 @@ from hzp2p.crypto.records import (
     pseudonym,
 )
 
-RECORD_TYPES = ("vaccination", "lab_result", "diagnosis")
+RECORD_TYPES = ("vaccination", "lab_result", "diagnosis", "checkin")
+SUBJECT_WRITTEN = ("checkin",)
+"""Record types the subject writes herself, sealed to her alone."""
 # record.write: which role may write which record type directly
 WRITE_ROLES = {"diagnosis": "hospital", "lab_result": "lab"}
 PRIVACY_RULES: dict[int, dict[str, int]] = {
@@ -158,37 +163,51 @@ def erase_request_message(record_id: str) -> bytes:
 # ---------------------------------------------------------------- records
 
 
-def store_record(ctx: TxContext, writer: Institution, subject: str, record_type: str) -> str:
-    """Validate ctx.payload["record"] (an encrypted envelope) and store it; returns its id.
+def store_record(
+    ctx: TxContext,
+    writer: Institution | None,
+    subject: str,
+    record_type: str,
+    env: Any = None,
+) -> str:
+    """Validate an encrypted envelope (default: ctx.payload["record"]) and store it; returns
+    its id.
 
-    The envelope must seal the key to exactly the subject and the writer; the
-    contract cannot see inside a sealed box, so a holder checks what it opens
-    against `key_commitment` (hzp2p.crypto.records.open_sealed_key).
+    An institution's record must seal the key to exactly the subject and the writer; a
+    record the subject writes herself (`writer` None, a type in SUBJECT_WRITTEN) to the
+    subject alone. The contract cannot see inside a sealed box, so a holder checks what
+    it opens against `key_commitment` (hzp2p.crypto.records.open_sealed_key).
     """
     assert record_type in RECORD_TYPES
-    env = ctx.payload["record"]  # its shape passed ENVELOPE_SCHEMA
+    assert (writer is None) == (record_type in SUBJECT_WRITTEN)
+    if env is None:
+        env = ctx.payload["record"]  # its shape passed ENVELOPE_SCHEMA
     record_id: str = env["record_id"]
     ciphertext, commitment, sealed = env["ciphertext"], env["key_commitment"], env["sealed_keys"]
-    writer_holder = institution_holder(writer.inst_id)
-    if sorted(sealed) != sorted([SUBJECT_HOLDER, writer_holder]):
+    writer_holder = SUBJECT_HOLDER if writer is None else institution_holder(writer.inst_id)
+    expected = sorted({SUBJECT_HOLDER, writer_holder})
+    if sorted(sealed) != expected:
         fail(
             ctx,
-            f"record.sealed_keys must seal the key to exactly {SUBJECT_HOLDER!r} and "
-            f"{writer_holder!r}",
+            f"record.sealed_keys must seal the key to exactly {' and '.join(map(repr, expected))}",
         )
     if ctx.state.get(k_record(record_id)) is not None:
         fail(ctx, f"record {record_id!r} already exists")
+    by: Any = "subject" if writer is None else writer.inst_id
     holders = {
         h: {
             "sealed_key": sealed[h],
-            "key_id": current_key_id(ctx, writer.inst_id) if h == writer_holder else 0,
-            "via": "writer" if h == writer_holder else "subject",
-            "by": writer.inst_id,
+            "key_id": current_key_id(ctx, writer.inst_id)
+            if writer is not None and h == writer_holder
+            else 0,
+            "via": "writer" if writer is not None and h == writer_holder else "subject",
+            "by": by,
             "height": ctx.height,
         }
         for h in sorted(sealed)
     }
-    ctx.state.put(k_held(writer.inst_id, record_id), encode_value(ctx.height))
+    if writer is not None:
+        ctx.state.put(k_held(writer.inst_id, record_id), encode_value(ctx.height))
     store(
         ctx.state,
         k_record(record_id),
@@ -196,7 +215,7 @@ def store_record(ctx: TxContext, writer: Institution, subject: str, record_type:
             "record_id": record_id,
             "subject": subject,
             "type": record_type,
-            "writer": writer.inst_id,
+            "writer": None if writer is None else writer.inst_id,
             "ciphertext": ciphertext,
             "key_commitment": commitment,
             "holders": holders,
@@ -351,24 +370,36 @@ def _covering_grant(ctx: TxContext, rec: dict[str, Any], grantee: int, purpose: 
     return grant_id
 
 
-@contract("access.share", schema=SHARE_SCHEMA)
+@contract("access.share", schema=SHARE_SCHEMA, citizen=True)
 def access_share(ctx: TxContext) -> None:
-    """A key holder hands a record key to a grantee.
+    """A key holder hands a record key to a grantee: an institution holding it, or the
+    record's subject herself (signed with her key: the only way to hand over a record
+    sealed to her alone, such as a check-in), on the same bases.
 
     Payload: record_id, grantee, sealed_key, basis ("grant" | "emergency"),
     and for "grant": grant_id and purpose.
     """
-    sender = ctx.require_member()
     p = ctx.payload
-    rec = _record(ctx, p["record_id"])
+    by: Any
+    if ctx.sender is None:
+        rec = _record(ctx, p["record_id"])
+        if pseudonym(ctx.signer) != rec["subject"] or SUBJECT_HOLDER not in rec["holders"]:
+            fail(ctx, "signer is neither a member nor this record's subject")
+        by = "subject"
+    else:
+        sender = ctx.require_member()
+        rec = _record(ctx, p["record_id"])
+        if institution_holder(sender.inst_id) not in rec["holders"]:
+            fail(
+                ctx, f"sender {sender.inst_id} does not hold the key of record {rec['record_id']!r}"
+            )
+        by = sender.inst_id
     grantee_id, sealed_key, basis = p["grantee"], p["sealed_key"], p["basis"]
-    if institution_holder(sender.inst_id) not in rec["holders"]:
-        fail(ctx, f"sender {sender.inst_id} does not hold the key of record {rec['record_id']!r}")
     grantee = _member(ctx, grantee_id, "grantee")
     holder = institution_holder(grantee_id)
     if holder in rec["holders"]:
         fail(ctx, f"institution {grantee_id} already holds this record's key")
-    entry: dict[str, Any] = {"kind": "share", "by": sender.inst_id, "grantee": grantee_id}
+    entry: dict[str, Any] = {"kind": "share", "by": by, "grantee": grantee_id}
     if basis == "grant":
         purpose = p["purpose"]
         grant_id = _covering_grant(ctx, rec, grantee_id, purpose)
@@ -384,7 +415,7 @@ def access_share(ctx: TxContext) -> None:
         if not grantee.has_role("authority"):
             fail(ctx, f"institution {grantee_id} is no longer an authority")
         auth["fulfilled"] = True
-        auth["fulfilled_by"] = sender.inst_id
+        auth["fulfilled_by"] = by
         store(ctx.state, ekey, auth)
         via = "emergency"
         entry.update(purpose="emergency", reason=auth["reason"])
@@ -393,7 +424,7 @@ def access_share(ctx: TxContext) -> None:
         "sealed_key": sealed_key,
         "key_id": current_key_id(ctx, grantee_id),
         "via": via,
-        "by": sender.inst_id,
+        "by": by,
         "height": ctx.height,
     }
     rec["holders"] = {h: holders[h] for h in sorted(holders)}

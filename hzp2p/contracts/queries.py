@@ -2,8 +2,9 @@
 
 What the admin socket and the CLI show: the chain head, institutions, a
 proposal's status (an open proposal past its expiry reads as "expired"), the
-membership change log, an epidemic report, a data set, and where a
-transaction landed. Values come back as plain JSON-friendly dicts (bytes as hex).
+membership change log, an epidemic report, a data set, where a
+transaction landed, and a health code's life (the code in force, its history,
+appeals, overdue appeals, published exposures, rule versions). Values come back as plain JSON-friendly dicts (bytes as hex).
 """
 
 from __future__ import annotations
@@ -131,3 +132,48 @@ def block_summary(raw_block: bytes, verdicts: list[tuple[str, str]] | None = Non
         "timestamp": h.timestamp_ms,
         "txs": txs,
     }
+
+
+# ---------------------------------------------------------------- health codes (issue 17)
+
+
+def health_code(reader: Readable, subject: str) -> dict[str, Any]:
+    """`health-code SUBJECT` JSON: the code in force at the head's time (colour, source,
+    reason, since_ms, cause_tx, rules_version, ...; a quarantine that ended shows green)."""
+    from hzp2p.contracts import codelife
+
+    return jsonable(codelife.effective_health_code(reader, subject))  # type: ignore[no-any-return]
+
+
+def health_code_history(reader: Readable, subject: str) -> list[dict[str, Any]]:
+    """`health-code SUBJECT --history` JSON: every event with its seq, reason and tx."""
+    from hzp2p.contracts import codelife
+
+    return jsonable(codelife.code_history(reader, subject))  # type: ignore[no-any-return]
+
+
+def appeals(reader: Readable, subject: str) -> list[dict[str, Any]]:
+    from hzp2p.contracts import codelife
+
+    return jsonable(codelife.appeals(reader, subject))  # type: ignore[no-any-return]
+
+
+def overdue_appeals(reader: Readable) -> list[dict[str, Any]]:
+    """Appeals open longer than the rules' limit at the head's time (for watch and metrics)."""
+    from hzp2p.contracts import codelife
+
+    return jsonable(codelife.overdue_appeals(reader))  # type: ignore[no-any-return]
+
+
+def exposures(reader: Readable) -> list[dict[str, Any]]:
+    """Every published exposure (what apps download to match their check-ins locally)."""
+    from hzp2p.contracts import exposure
+
+    return jsonable(exposure.exposures(reader))  # type: ignore[no-any-return]
+
+
+def rule_history(reader: Readable, name: str) -> list[dict[str, Any]]:
+    """Every version of rule `name`, with activation heights and status at the head."""
+    from hzp2p.contracts import rulebook
+
+    return jsonable(rulebook.rule_history(reader, name))  # type: ignore[no-any-return]

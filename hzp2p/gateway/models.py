@@ -176,7 +176,7 @@ class HealthCode(BaseModel):
     colour: str
     since_ms: int
     why: str = Field(description="reason of the last change ('' for the default green)")
-    source: str = Field(description="default | lab | authority")
+    source: str = Field(description="what set the colour: default, lab, authority, exposure, rule, ...")
     height: int
     credential: str | None = Field(description="HZ1: signed credential for a QR code; None if this gateway has no registered credential key")
     credential_valid_until_s: int | None

@@ -17,6 +17,7 @@ from fastapi import APIRouter, Depends, FastAPI, Path, Request, Response
 from hzp2p.contracts import domain_queries as dq
 from hzp2p.contracts import members
 from hzp2p.contracts.api import Institution, TxRejected, decode_value
+from hzp2p.contracts.codelife import default_code, effective_code, healthcode_rules
 from hzp2p.contracts.credentials import credential_key, key_id
 from hzp2p.contracts.engine import check_tx_payload
 from hzp2p.credentials import cose
@@ -282,11 +283,13 @@ def register(app: FastAPI) -> None:
     app.include_router(router)
 
 
-def _credential_key_problem(c: GatewayContext, s: Snapshot, height: int) -> str | None:
-    """Why this gateway cannot sign credentials at `height` (None: it can); memoised per height."""
+def _credential_state(c: GatewayContext, s: Snapshot, height: int) -> tuple[str | None, int]:
+    """Why this gateway cannot sign credentials at `height` (None: it can), and how long a
+    credential may be valid there: the configured lifetime, capped by the health-code rules'
+    `credential_valid_hours` when the rules in force have one. Memoised per height."""
     memo = c.memo.get("credkey")
     if memo is not None and memo[0] == height:
-        return memo[1]  # type: ignore[no-any-return]
+        return memo[1], memo[2]
     key = c.credential_key
     problem = None
     if key is None:
@@ -297,38 +300,45 @@ def _credential_key_problem(c: GatewayContext, s: Snapshot, height: int) -> str 
             problem = "this gateway's credential key is not registered on chain (credkey.register)"
         elif reg["revoked_ms"] is not None:
             problem = "this gateway's credential key was revoked"
-    c.memo["credkey"] = (height, problem)
-    return problem
+    validity_s = c.cfg.credential_validity_s
+    if height > 0:
+        rule_hours = healthcode_rules(s, height).params.get("credential_valid_hours")
+        if rule_hours is not None:
+            validity_s = min(validity_s, int(rule_hours) * 3600)
+    c.memo["credkey"] = (height, problem, validity_s)
+    return problem, validity_s
 
 
 def health_code(c: GatewayContext, subject: str) -> models.HealthCode:
+    """The code in force now (a quarantine that ended by the wall clock has ended, as
+    hzp2p.contracts.codelife.effective_code says) and, when this gateway can sign, a
+    credential for it."""
     now_ms = c.now_ms()
     h, raw = c.store.tip_and_get(dq.k_code(subject))
-    code = None if raw is None else decode_value(raw)
+    stored = default_code(subject) if raw is None else decode_value(raw)
+    code = effective_code(stored, now_ms)
     key = c.credential_key
     memo = c.memo.get("credkey")
     if memo is not None and memo[0] == h:
-        problem: str | None = memo[1]
+        problem, validity_s = memo[1], memo[2]
     else:
         with c.store.snapshot() as s:
-            problem = _credential_key_problem(c, s, h)
-    colour = "green" if code is None else str(code["colour"])
-    since = 0 if code is None else int(code["since_ms"])
+            problem, validity_s = _credential_state(c, s, h)
+    colour, since = str(code["colour"]), int(code["since_ms"])
     credential = None
     until = None
     if problem is None and key is not None:
         iat = now_ms // 1000
-        until = iat + c.cfg.credential_validity_s
+        until = iat + validity_s
         credential = cose.issue(
             key,
             cose.Claims(c.inst_id, iat, until, subject, colour, since, c.store.chain_id, h),
         )
         c.metrics.credentials.inc()
     return models.HealthCode(
-        subject=subject, colour=colour, since_ms=since,
-        why="" if code is None else str(code["reason"]),
-        source="default" if code is None else str(code["source"]),
-        height=h, credential=credential, credential_valid_until_s=until, credential_problem=problem,
+        subject=subject, colour=colour, since_ms=since, why=str(code["reason"]),
+        source=str(code["source"]), height=h, credential=credential,
+        credential_valid_until_s=until, credential_problem=problem,
     )
 
 

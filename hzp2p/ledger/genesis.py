@@ -43,7 +43,7 @@ def valid_address(value: object) -> bool:
 GENESIS_VERSION = 1
 DEFAULT_RULES: Mapping[str, int] = {
     "membership": 1,
-    "healthcode": 1,
+    "healthcode": 2,
     "vaccination": 1,
     "coldchain": 2,
     "privacy": 1,

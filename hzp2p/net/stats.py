@@ -31,6 +31,10 @@ class TransportStatistics:
     reconnects: int = 0
     dial_failures: int = 0
     read_timeouts: int = 0
+    stale_replacements: int = 0
+    """Replacement dials started because a connected peer went silent (TcpTransport)."""
+    backoff_resets: int = 0
+    """Dial loops woken from their back-off because another peer link came up (TcpTransport)."""
     peer_records_accepted: int = 0
     peer_records_rejected: int = 0
 

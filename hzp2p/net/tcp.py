@@ -5,7 +5,23 @@ connected to; if two sessions to the same peer come up, both ends keep the
 one dialled by the lower node id (a session replacing a silent one dialled
 by the same side also wins, so a restarted peer is accepted at once).
 Failed dials back off exponentially with jitter from an injected
-random.Random. Each peer has a bounded send queue that survives reconnects;
+random.Random, capped at `backoff_max_s` (1 s: a consortium has a handful of
+voters, so redialling each once a second costs nothing), each attempt giving
+up after `connect_timeout_s` so a SYN lost in a partition is re-sent from a
+fresh socket rather than after the kernel's growing SYN back-off.
+
+Recovering from partitions (issue 22). A partition made of silently dropped
+packets leaves both ends with a half-open connection that TCP keeps retrying
+with exponentially growing retransmission intervals, so after the heal a link
+can stay dead for many seconds; an election needing that link is slow although
+a healthy majority is connected. Two rules bound this: (1) a connected peer
+silent for more than two keep-alive intervals gets a replacement dial while
+the old session still stands (the new session replaces the silent one at both
+ends, see `_register`), repeated every keep-alive interval until one gets
+through; (2) when any peer link comes up, every dial loop sleeping in back-off
+retries at once (a heal usually heals more than one link).
+
+Each peer has a bounded send queue that survives reconnects;
 when it is full the newest message is dropped and counted (Raft retransmits).
 Every connection-level failure is contained here: it is logged with the
 peer's identity, counted, and ends only that connection.
@@ -58,11 +74,11 @@ class TcpConfig:
     max_frame_bytes: int = 8 << 20
     max_batch_bytes: int = 1 << 20
     handshake_timeout_s: float = 5.0
-    connect_timeout_s: float = 3.0
+    connect_timeout_s: float = 1.0
     keepalive_interval_s: float = 1.0
-    read_timeout_s: float = 5.0
+    read_timeout_s: float = 3.0
     backoff_initial_s: float = 0.05
-    backoff_max_s: float = 5.0
+    backoff_max_s: float = 1.0
     send_queue_max_msgs: int = 16384
     send_queue_max_bytes: int = 64 << 20
     inbound_queue_max_msgs: int = 16384
@@ -79,7 +95,7 @@ class TcpConfig:
 
 
 class _Peer:
-    __slots__ = ("conn", "dial_scope", "ever_connected", "node_id", "queue")
+    __slots__ = ("conn", "dial_scope", "ever_connected", "node_id", "queue", "replacing")
 
     def __init__(self, node_id: NodeId, cfg: TcpConfig) -> None:
         self.node_id = node_id
@@ -87,6 +103,8 @@ class _Peer:
         self.conn: Connection | None = None
         self.dial_scope: trio.CancelScope | None = None
         self.ever_connected = False
+        self.replacing = False
+        """A replacement dial for a silent connection is connecting or handshaking."""
 
 
 class TcpTransport:
@@ -115,6 +133,8 @@ class TcpTransport:
             self._book.add_hint(nid, addr)
         self._overrides: dict[NodeId, Address] = dict(self.config.peer_overrides)
         self._changed = Signal()
+        self._link_up = trio.Event()
+        """Set (and replaced) whenever a peer session comes up: wakes dial loops in back-off."""
         self._inbound = InboundQueue(self.config.inbound_queue_max_msgs)
         self._nursery: trio.Nursery | None = None
         self._listen: Address | None = None
@@ -235,8 +255,35 @@ class TcpTransport:
             for nid in [n for n in self._peers if self._membership.node_key(n) is None]:
                 self._forget(nid)
             self._book.prune()
+            self._replace_silent()
             with trio.move_on_after(self.config.keepalive_interval_s):
                 await self._changed.wait()
+
+    def _replace_silent(self) -> None:
+        """Start a replacement dial for every connected peer silent for two keep-alives."""
+        now, nursery = trio.current_time(), self._nursery
+        silent_s = 2 * self.config.keepalive_interval_s
+        for peer in self._peers.values():
+            conn = peer.conn
+            if (
+                conn is not None and nursery is not None and not peer.replacing
+                and now - conn.last_recv_s > silent_s
+            ):
+                peer.replacing = True
+                self._stats.stale_replacements += 1
+                nursery.start_soon(self._replace, peer)
+
+    async def _replace(self, peer: _Peer) -> None:
+        try:
+            addr = self._overrides.get(peer.node_id) or self._book.address_of(peer.node_id)
+            if addr is None:
+                return
+            self._log.info("net.replacing_silent_connection", peer=peer.node_id)
+            session = await self._connect(addr, peer.node_id)
+        finally:
+            peer.replacing = False
+        if session is not None:
+            await self._serve(*session, self._me.node_id, f"{addr[0]}:{addr[1]}")
 
     def _backoff_s(self, attempt: int) -> float:
         cfg = self.config
@@ -267,8 +314,14 @@ class TcpTransport:
                     ):
                         continue
                 if not await self._dial(addr, peer.node_id):
-                    await trio.sleep(self._backoff_s(attempt))
-                    attempt += 1
+                    link_up = self._link_up
+                    with trio.move_on_after(self._backoff_s(attempt)):
+                        await link_up.wait()
+                    if link_up.is_set():  # another link came up: a heal; retry at once
+                        self._stats.backoff_resets += 1
+                        attempt = 0
+                    else:
+                        attempt += 1
                 else:
                     attempt = 0
 
@@ -286,6 +339,16 @@ class TcpTransport:
 
     async def _dial(self, addr: Address, expected: NodeId | None) -> bool:
         """Connect, handshake and serve one session; False if we never got a session."""
+        session = await self._connect(addr, expected)
+        if session is None:
+            return False
+        await self._serve(*session, self._me.node_id, f"{addr[0]}:{addr[1]}")
+        return True
+
+    async def _connect(
+        self, addr: Address, expected: NodeId | None
+    ) -> tuple[trio.SocketStream, Any, bytes] | None:
+        """Connect and handshake; (stream, result, leftover bytes), or None (counted, logged)."""
         cfg = self.config
         try:
             with trio.fail_after(cfg.connect_timeout_s):
@@ -293,7 +356,7 @@ class TcpTransport:
         except (OSError, trio.TooSlowError) as exc:
             self._stats.dial_failures += 1
             self._log.debug("net.dial_failed", peer=expected, address=addr, error=str(exc))
-            return False
+            return None
         try:
             with trio.fail_after(cfg.handshake_timeout_s):
                 result, rest = await handshake_initiator(
@@ -305,11 +368,10 @@ class TcpTransport:
                 await trio.aclose_forcefully(stream)
             if not handled:
                 raise
-            return False
+            return None
         if expected is None:
             self._book.add_hint(result.peer_id, addr)
-        await self._serve(stream, result, rest, self._me.node_id, f"{addr[0]}:{addr[1]}")
-        return True
+        return stream, result, rest
 
     async def _on_accept(self, stream: trio.SocketStream) -> None:
         try:
@@ -381,6 +443,8 @@ class TcpTransport:
         if peer.ever_connected:
             self._stats.reconnects += 1
         peer.ever_connected = True
+        self._link_up.set()
+        self._link_up = trio.Event()
         return True
 
     async def _serve(

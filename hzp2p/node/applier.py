@@ -109,6 +109,8 @@ class Applier:
         self._on_block = on_block
         self._on_membership = on_membership
         self._index_waiters: list[tuple[int, trio.Event]] = []
+        self._new_block = trio.Event()
+        """Set (and replaced) whenever a block is applied: `wait_height`'s wake-up."""
 
     async def load(self) -> None:
         self.head = await self.storage.call(_read_head)
@@ -124,6 +126,11 @@ class Applier:
         ev = trio.Event()
         self._index_waiters.append((index, ev))
         await ev.wait()
+
+    async def wait_height(self, height: int) -> None:
+        """Return once the chain head is at `height` or above (bound it with a deadline)."""
+        while self.head.height < height:
+            await self._new_block.wait()
 
     def _advance_applied(self, index: int) -> None:
         self.applied_index = index
@@ -283,6 +290,8 @@ class Applier:
         )
         self._advance_applied(e.index)
         self.blocks_applied += 1
+        self._new_block.set()
+        self._new_block = trio.Event()
         ok = sum(1 for v in result.verdicts if v.applied)
         self.txs_committed += ok
         self.txs_rejected += len(result.verdicts) - ok

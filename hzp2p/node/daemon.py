@@ -108,6 +108,8 @@ class Node:
         self._membership_dirty = True
         self._membership_kick = trio.Event()
         self._counted = {"committed": 0, "rejected": 0, "elections": 0, "refused": 0}
+        self._admin_refusals_counted: dict[str, int] = {}
+        self.admin: AdminServer | None = None
 
     # The components below exist once `run` has opened the database.
     storage: AsyncStorage
@@ -159,7 +161,9 @@ class Node:
         self.producer, self.submit, self.reads = stack.producer, stack.submit, stack.reads
         self.metrics.registry.add_collect_hook(self._collect_metrics)
         register_snapshot_metrics(self.metrics.registry, stack.snapshots)
-        admin = AdminServer(cfg.admin.socket, max_request_bytes=cfg.admin.max_request_bytes)
+        admin = self.admin = AdminServer(
+            cfg.admin.socket, max_request_bytes=cfg.admin.max_request_bytes
+        )
         Handlers(self).register_all(admin)
         if opaque.enabled():
             driver = self.driver
@@ -297,6 +301,12 @@ class Node:
         if delta > 0:
             m.frames_refused.labels(reason="transport").inc(delta)
         self._counted = now
+        if self.admin is not None:  # the admin socket's fairness refusals (hzp2p.admin.server)
+            for reason, count in self.admin.statistics().refusals.items():
+                delta = count - self._admin_refusals_counted.get(reason, 0)
+                if delta > 0:
+                    m.admin_refusals.labels(reason=reason).inc(delta)
+                    self._admin_refusals_counted[reason] = count
 
 
 GC_THRESHOLDS = (20_000, 20, 50)

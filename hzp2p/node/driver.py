@@ -129,6 +129,11 @@ class RaftDriver:
         self.role = core.role
         self.leader_id = core.leader_id
         self.term = core.term
+        self.last_leader = (core.leader_id, core.term)
+        """(leader id, term) of the last leader this node knew; (0, 0) if none yet."""
+        self.leaderless_since: float | None = None
+        """Trio time since which this node knows no leader (None while it knows one, or
+        before anyone looked: hzp2p.node.failfast starts the clock then)."""
         self.changed = trio.Event()
         """Set (and replaced) whenever role, leader or term changes."""
         on = PREVERIFY if preverify is None else preverify
@@ -361,6 +366,10 @@ class RaftDriver:
             return
         old = self.role
         self.role, self.leader_id = role, lead
+        if lead:
+            self.last_leader, self.leaderless_since = (lead, self.core.term), None
+        elif self.leaderless_since is None:
+            self.leaderless_since = trio.current_time()
         if self._ctx is not None:
             self._ctx.update(role=role_name(role), term=self.core.term)
         self.term = self.core.term

@@ -11,6 +11,7 @@ admin server turns anything else into an `internal` error and keeps running.
 from __future__ import annotations
 
 import math
+import secrets
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -19,12 +20,17 @@ import trio
 from hzp2p.admin.operations import OPERATIONS
 from hzp2p.admin.protocol import MAX_SCAN, AdminError
 from hzp2p.admin.server import AdminServer
+from hzp2p.analytics.aggregates import epi_summary
+from hzp2p.client import Client
 from hzp2p.client import access_log as q_access_log
 from hzp2p.client import subject_records as q_subject_records
 from hzp2p.contracts import domain_queries as dq
+from hzp2p.contracts import events as ev
 from hzp2p.contracts import queries
 from hzp2p.contracts import vaccine_views as vv
+from hzp2p.contracts.api import decode_value
 from hzp2p.contracts.engine import recompute_digest
+from hzp2p.crypto.records import pseudonym
 from hzp2p.ledger.tx import Transaction, TxError, decode_tx
 from hzp2p.node.chain_audit import verify_local_chain
 from hzp2p.node.driver import not_leader_hint, role_name
@@ -190,8 +196,22 @@ class Handlers:
         except ValueError:
             raise AdminError("bad_request", "prefix must be hex (or '-' for everything)") from None
         limit = min(int(params.get("limit", MAX_SCAN)), MAX_SCAN)
-        rows = await self.node.storage.scan(prefix, limit)
-        return {"items": [[k.hex(), v.hex()] for k, v in rows]}
+        after = bytes.fromhex(params["after"]) if "after" in params else None
+
+        def scan(s: SyncStorage) -> list[tuple[bytes, bytes]]:
+            out: list[tuple[bytes, bytes]] = []
+            for k, v in s.scan(prefix):  # keys in order: skip to the cursor, then take a page
+                if after is not None and k <= after:
+                    continue
+                out.append((k, v))
+                if len(out) >= limit:
+                    break
+            return out
+
+        rows = await self.node.storage.call(scan)
+        more = len(rows) == limit
+        return {"items": [[k.hex(), v.hex()] for k, v in rows],
+                "next": rows[-1][0].hex() if more else None}
 
     # ---------------------------------------------------------------- writes
     @staticmethod
@@ -227,6 +247,66 @@ class Handlers:
         for r in receipts:
             counts[str(r["status"])] += 1
         return {"receipts": receipts, **counts}
+
+    # ---------------------------------------------------------------- records, from fields
+    async def _sealing_client(self) -> Client:
+        """A client holding this institution's keys, to seal records to it and the subject.
+        The node seals with the encryption key derived from its signing key (key id 0); an
+        institution that registered another (enckey.set) needs the key store, not built yet."""
+        n = self.node
+        me = n.node_id
+        registered = await self.node.storage.call(lambda s: dq.enc_key(s, me))
+        if registered is not None:
+            raise AdminError("rejected", "this institution registered its own encryption key; "
+                             "the node cannot seal to it yet",
+                             hint="write the record with hzp2p.client and submit-raw")
+        return Client(n.signing_key, n.genesis.chain_id, me)
+
+    async def _submit_record(self, tx_type: str, payload: dict[str, Any], record_id: str,
+                             params: Mapping[str, Any]) -> Any:
+        svc = self.node.submit
+        try:
+            tx = svc.sign(tx_type, payload, None)
+        except SubmitError as exc:
+            raise AdminError("bad_request", f"{tx_type}: {exc}") from None
+        return {**await svc.submit(tx, self._wait(params)), "record_id": record_id}
+
+    @staticmethod
+    def _record_id(params: Mapping[str, Any], prefix: str) -> str:
+        return str(params.get("record_id") or f"{prefix}-{secrets.token_hex(8)}")
+
+    async def record(self, params: Mapping[str, Any]) -> Any:
+        """record.write (diagnosis by a hospital, lab_result by a lab) from plain fields: the
+        fields are encrypted here, sealed to the subject and this institution, and only the
+        ciphertext leaves the node."""
+        client = await self._sealing_client()
+        rid, key = self._record_id(params, params["record_type"]), bytes.fromhex(params["subject_key"])
+        env = client.seal_record(rid, key, params["record_type"], params["fields"])
+        payload = {"subject": pseudonym(key), "record_type": params["record_type"], "record": env}
+        return await self._submit_record("record.write", payload, rid, params)
+
+    async def vaccinate(self, params: Mapping[str, Any]) -> Any:
+        client = await self._sealing_client()
+        rid, key = self._record_id(params, "vax"), bytes.fromhex(params["subject_key"])
+        payload = {
+            "subject": pseudonym(key), "lot_id": params["lot"], "dose": params["dose"],
+            "administered_ms": params.get("administered_ms", self._now_ms()),
+            "record": client.seal_record(rid, key, "vaccination", params["fields"]),
+        }
+        return await self._submit_record("vaccination.record", payload, rid, params)
+
+    async def lab_result(self, params: Mapping[str, Any]) -> Any:
+        client = await self._sealing_client()
+        key = bytes.fromhex(params["subject_key"])
+        payload: dict[str, Any] = {
+            "subject": pseudonym(key), "test_id": params["test_id"], "result": params["result"],
+            "sample_ms": params["sample_ms"],
+        }
+        rid = ""
+        if params.get("fields"):
+            rid = self._record_id(params, "lab")
+            payload["record"] = client.seal_record(rid, key, "lab_result", params["fields"])
+        return await self._submit_record("lab.result", payload, rid, params)
 
     async def readings(self, params: Mapping[str, Any]) -> Any:
         """A sensor's signed batch (its signature is checked by the contract), uploaded as
@@ -411,6 +491,84 @@ class Handlers:
         site = params["site"]
         rows = await self._query(lambda s: vv.doses_per_day(s, site))
         return {"site": site, "days": rows}
+
+    async def reports(self, params: Mapping[str, Any]) -> Any:
+        """Epidemic reports, filtered; with sum: totals by metric, region and period."""
+        await self._barrier(params)
+        metric, region = params.get("metric"), params.get("region")
+        lo, hi = params.get("from_period"), params.get("to_period")
+        if params.get("sum"):
+            rows = await self._query(lambda s: epi_summary(s, metric, region, lo, hi))
+            return {"sums": rows}
+
+        def pick(s: SyncStorage) -> list[dict[str, Any]]:
+            out = []
+            for _, raw in s.scan(b"epi/r/"):
+                r = dict(decode_value(raw))
+                if (metric is None or r["metric"] == metric) and (
+                    region is None or r["region"] == region) and (
+                    lo is None or r["period"] >= lo) and (hi is None or r["period"] <= hi):
+                    out.append(r)
+            return out
+
+        rows = await self._query(pick)
+        limit = params.get("limit")
+        return {"reports": dq.jsonable(rows if limit is None else rows[:limit]),
+                "count": len(rows)}
+
+    async def datasets(self, params: Mapping[str, Any]) -> Any:
+        await self._barrier(params)
+        rows = await self._query(
+            lambda s: [dict(decode_value(v)) for _, v in s.scan(b"data/d/")])
+        return {"datasets": dq.jsonable(rows)}
+
+    async def health_code(self, params: Mapping[str, Any]) -> Any:
+        """The code in force (colour, why, since when), and with history every change."""
+        await self._barrier(params)
+        subject = params["subject"]
+        out: dict[str, Any] = {"subject": subject,
+                               "code": await self._query(lambda s: queries.health_code(s, subject))}
+        if params.get("history"):
+            out["history"] = await self._query(lambda s: queries.health_code_history(s, subject))
+            out["appeals"] = await self._query(lambda s: queries.appeals(s, subject))
+        return out
+
+    async def exposures(self, params: Mapping[str, Any]) -> Any:
+        await self._barrier(params)
+        return {"exposures": await self._query(queries.exposures)}
+
+    async def appeals(self, params: Mapping[str, Any]) -> Any:
+        """Appeals open longer than the rules allow (or a subject's, with subject)."""
+        await self._barrier(params)
+        if "subject" in params:
+            subject = params["subject"]
+            return {"appeals": await self._query(lambda s: queries.appeals(s, subject))}
+        return {"appeals": await self._query(queries.overdue_appeals), "overdue_only": True}
+
+    async def watch(self, params: Mapping[str, Any]) -> Any:
+        """Events of the committed blocks from `from_height` on (at most `limit` blocks); if
+        none is committed yet, wait up to wait_s for one (a long poll: `admin watch` loops)."""
+        n = self.node
+        start, limit = params["from_height"], params.get("limit", 100)
+        types = set(params.get("types") or ev.TYPES)
+        with trio.move_on_after(min(self._wait(params, 0.0), MAX_WAIT_S)):
+            await n.applier.wait_height(start)
+        end = min(n.applier.head.height, start + limit - 1)
+
+        def collect(s: SyncStorage) -> list[dict[str, Any]]:
+            out: list[dict[str, Any]] = []
+            for height in range(start, end + 1):
+                rec = s.block_by_height(height)
+                if rec is None:  # below a snapshot this node installed: not stored here
+                    continue
+                txs = s.block_txs(height)
+                verdicts = [("committed" if t.status == "applied" else "rejected", t.reason)
+                            for t in txs]
+                out += [e for e in ev.block_events(s, rec.raw, verdicts) if e["type"] in types]
+            return out
+
+        events = await n.storage.call(collect) if end >= start else []
+        return {"events": events, "next_height": max(start, end + 1)}
 
     async def _query(self, fn: Any) -> Any:
         try:

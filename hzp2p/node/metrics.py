@@ -110,7 +110,8 @@ class NodeMetrics:
     hzp2p_raft_applied_index, hzp2p_chain_height, hzp2p_mempool_txs,
     hzp2p_mempool_bytes, hzp2p_peers_connected; counters
     hzp2p_txs_committed_total, hzp2p_txs_rejected_total, hzp2p_elections_total,
-    hzp2p_frames_refused_total{reason}, hzp2p_admin_requests_total{method}.
+    hzp2p_frames_refused_total{reason}, hzp2p_admin_requests_total{method},
+    hzp2p_admin_refusals_total{reason}.
     """
 
     def __init__(self, registry: MetricsRegistry | None = None) -> None:
@@ -144,6 +145,11 @@ class NodeMetrics:
         )
         self.admin_requests = counter(
             "hzp2p_admin_requests_total", "Admin requests served, by method.", ("method",)
+        )
+        self.admin_refusals = counter(
+            "hzp2p_admin_refusals_total",
+            "Admin connections refused or closed by the fairness rules, by reason.",
+            ("reason",),
         )
         self.set_role("follower")
 

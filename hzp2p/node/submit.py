@@ -55,6 +55,7 @@ from hzp2p.ledger.mempool import DuplicateTx, Mempool, MempoolFull
 from hzp2p.ledger.tx import MAX_WINDOW_MS, Transaction, TxError, decode_tx
 from hzp2p.net.schemas import ForwardSubmit, SubmitReceipt
 from hzp2p.net.transport import Transport
+from hzp2p.node import failfast
 from hzp2p.node.applier import Applier, receipt_of
 from hzp2p.node.batching import StorageBatcher
 from hzp2p.node.driver import RaftDriver
@@ -412,7 +413,7 @@ class SubmitService:
             self._send_to_leader(tx, raw)
             remaining = deadline - trio.current_time()
             if remaining > 0 and kick is not None:
-                with trio.move_on_after(min(RETRY_S, remaining)):
+                with trio.move_on_after(min(failfast.poll_s(self.driver, RETRY_S), remaining)):
                     await kick.wait()
             rec = self._landed.pop(h, None)
             if rec is not None:
@@ -424,6 +425,7 @@ class SubmitService:
             if why is not None:
                 await self._record_refusals([(h, tx.tx_type, why)])
                 return _rejected(h, why)
+            failfast.check(self.driver, self.node_id, raw)  # NoQuorum: the client retries elsewhere
             if trio.current_time() >= deadline:
                 return _pending(h)
 

@@ -142,6 +142,11 @@ class RaftCore(ClientMixin, SnapshotMixin, ReplicationMixin):
     def conf(self) -> ConfState:
         return self._conf
 
+    @property
+    def config(self) -> RaftConfig:
+        """The tunables this core runs with (election and heartbeat ticks, ...)."""
+        return self._cfg
+
     def status(self) -> RaftStatus:
         progress: tuple[PeerStatus, ...] = ()
         if self._role is Role.LEADER:

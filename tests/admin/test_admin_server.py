@@ -309,18 +309,125 @@ async def test_missing_daemon_is_unavailable(short_tmp: Path) -> None:
             pass
 
 
-async def test_connection_limit(short_tmp: Path) -> None:
+async def _server_with_hang(
+    nursery: trio.Nursery, path: Path, entered: list[int], **kw: Any
+) -> AdminServer:
+    async def hang(params: Mapping[str, Any]) -> Any:
+        entered.append(1)
+        await trio.sleep_forever()
+
+    server = AdminServer(path, **kw)
+    server.register("hang", hang, params=())
+    FakeDaemon().register_all(server)
+    await nursery.start(server.serve)
+    return server
+
+
+async def _hang_on(path: Path, entered: list[int]) -> trio.SocketStream:
+    """A connection with one request in flight (so it is not idle)."""
+    n = len(entered)
+    stream = await raw_connect(path)
+    await stream.send_all(pack_message({"id": 1, "method": "hang", "params": {}}))
+    while len(entered) == n:
+        await trio.sleep(0.001)
+    return stream
+
+
+async def test_connection_limit_refuses_only_when_every_connection_is_busy(short_tmp: Path) -> None:
+    path = short_tmp / "admin.sock"
+    entered: list[int] = []
+    with trio.fail_after(LIMIT_S):
+        async with trio.open_nursery() as nursery:
+            server = await _server_with_hang(
+                nursery, path, entered, max_connections=2, max_connections_per_peer=2
+            )
+            busy = [await _hang_on(path, entered), await _hang_on(path, entered)]
+            stream = await raw_connect(path)
+            (resp,) = await read_responses(stream, 2)
+            assert resp["error"]["code"] == "unavailable"
+            assert "too many admin connections" in resp["error"]["message"]
+            await stream.aclose()
+            stats = server.statistics()
+            assert stats.connections_refused == 1
+            assert stats.refusals == {"connection_limit": 1}
+            for b in busy:
+                await b.aclose()
+            nursery.cancel_scope.cancel()
+
+
+async def test_idle_connections_are_evicted_to_make_room(short_tmp: Path) -> None:
+    """79 idle connections once locked every command out; now the idlest make room."""
     path = short_tmp / "admin.sock"
     with trio.fail_after(LIMIT_S):
         async with trio.open_nursery() as nursery:
-            server, _ = await start(nursery, path, max_connections=1)
-            async with open_admin_client(path) as first:
-                assert (await first.call("status"))["node_id"] == 1
-                stream = await raw_connect(path)
-                (resp,) = await read_responses(stream, 2)
-                assert resp["error"]["code"] == "unavailable"
+            server, _ = await start(nursery, path, max_connections=4)
+            idle = [await raw_connect(path) for _ in range(10)]
+            for _ in range(3):
+                async with open_admin_client(path) as client:
+                    assert (await client.call("status"))["node_id"] == 1
+            # The oldest idle connections were told why, then closed.
+            (notice,) = await read_responses(idle[0], 2)
+            assert notice["id"] is None and notice["error"]["code"] == "unavailable"
+            assert "evicted_idle" in notice["error"]["message"]
+            stats = server.statistics()
+            assert stats.connections_refused == 0
+            assert stats.refusals["evicted_idle"] >= 9
+            assert stats.connections_open <= 4
+            for s in idle:
+                await s.aclose()
+            nursery.cancel_scope.cancel()
+
+
+async def test_one_process_holds_at_most_its_share(short_tmp: Path) -> None:
+    """All connections of this test come from one process: past its share it evicts its own
+    idle connections first, and is refused alone once all of its share is busy."""
+    path = short_tmp / "admin.sock"
+    entered: list[int] = []
+    with trio.fail_after(LIMIT_S):
+        async with trio.open_nursery() as nursery:
+            server = await _server_with_hang(
+                nursery, path, entered, max_connections=8, max_connections_per_peer=2
+            )
+            busy = [await _hang_on(path, entered)]
+            idle = await raw_connect(path)
+            busy.append(await _hang_on(path, entered))  # evicts `idle`, its own
+            (notice,) = await read_responses(idle, 2)
+            assert "evicted_idle" in notice["error"]["message"]
+            refused = await raw_connect(path)
+            (resp,) = await read_responses(refused, 2)
+            assert resp["error"]["code"] == "unavailable"
+            stats = server.statistics()
+            assert stats.refusals == {"evicted_idle": 1, "peer_connection_limit": 1}
+            assert stats.connections_open == 2
+            for s in [*busy, idle, refused]:
+                await s.aclose()
+            nursery.cancel_scope.cancel()
+
+
+async def test_idle_slow_and_malformed_connections_are_closed(short_tmp: Path) -> None:
+    path = short_tmp / "admin.sock"
+    with trio.fail_after(LIMIT_S):
+        async with trio.open_nursery() as nursery:
+            server, _ = await start(
+                nursery, path, idle_timeout_s=0.2, frame_timeout_s=0.2, max_bad_requests=2
+            )
+            idle = await raw_connect(path)
+            slow = await raw_connect(path)
+            await slow.send_all(pack_message({"id": 1, "method": "status", "params": {}})[:7])
+            garbage = await raw_connect(path)
+            body = b"\xc1\xc1garbage"
+            await garbage.send_all((struct.pack(">I", len(body)) + body) * 5)
+            for stream, reason, before in ((idle, "idle_timeout", 0), (slow, "slow_frame", 0),
+                                           (garbage, "bad_requests", 3)):
+                responses = await read_responses(stream, before + 2)  # stops at EOF
+                assert len(responses) == before + 1, reason
+                assert reason in responses[-1]["error"]["message"]
                 await stream.aclose()
-            assert server.statistics().connections_refused == 1
+            # A connection with a request in flight is never idle: it gets its answer.
+            async with open_admin_client(path) as client:
+                assert (await client.call("status"))["node_id"] == 1
+            stats = server.statistics()
+            assert stats.refusals == {"idle_timeout": 1, "slow_frame": 1, "bad_requests": 1}
             nursery.cancel_scope.cancel()
 
 

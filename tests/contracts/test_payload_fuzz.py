@@ -19,11 +19,20 @@ from hypothesis import strategies as st
 
 from hzp2p.client import (
     Client,
+    appeal_payload,
     coldchain_readings_payload,
+    exposure_publish_payload,
     lot_register_payload,
     lot_transfer_payload,
+    make_venue_qr,
+    parse_venue_qr,
+    recovery_payload,
+    resolve_payload,
+    rules_propose_payload,
     sensor_register_payload,
+    venue_register_payload,
 )
+from hzp2p.contracts.codelife import HEALTHCODE_RULES
 from hzp2p.contracts.credentials import key_id as credential_key_id
 from hzp2p.contracts.engine import (
     execute_block,
@@ -43,6 +52,7 @@ from hzp2p.tools.testkit import DAY_MS, LocalChain
 AUTH, LAB, HOSPITAL, SITE, MAKER, CARRIER = 1, 3, 4, 5, 6, 7
 CITIZEN = nacl.signing.SigningKey(b"\x07" * 32)
 SENSOR = nacl.signing.SigningKey(b"\x08" * 32)
+VENUE = nacl.signing.SigningKey(b"\x09" * 32)
 
 
 def _setup() -> tuple[LocalChain, dict[str, tuple[int | nacl.signing.SigningKey, dict[str, Any]]]]:
@@ -71,6 +81,11 @@ def _setup() -> tuple[LocalChain, dict[str, tuple[int | nacl.signing.SigningKey,
             "member.propose",
             {"action": "set_roles", "inst_id": 8, "roles": ["lab", "observer"]},
         ),
+        (AUTH, "venue.register", venue_register_payload("V1", bytes(VENUE.verify_key))),
+        (AUTH, "venue.register", venue_register_payload("V2", bytes(VENUE.verify_key))),
+        (AUTH, "exposure.publish", exposure_publish_payload("E1", "V1", 0, now, "high")),
+        (LAB, "lab.result", {"subject": alice.pseudonym, "test_id": "T0", "result": "positive", "sample_ms": now}),
+        (LAB, "lab.result", {"subject": alice.pseudonym, "test_id": "T00", "result": "negative", "sample_ms": now}),
         (AUTH, "credkey.register", {"inst_id": 1, "public_key": b"\x0a" * 32}),
     ]
     for who, typ, p in steps:
@@ -100,7 +115,8 @@ def _setup() -> tuple[LocalChain, dict[str, tuple[int | nacl.signing.SigningKey,
     )
     e = cl[AUTH].emergency(now, record_id="R1", reason="unconscious patient")
     rotate = cl[HOSPITAL].tx("enckey.set", {"key_id": 1, "public_key": b"\x04" * 32}, now)
-    res = c.run([w, g, g2, e])
+    appeal = alice.appeal(now, appeal_id="A1", event=0, reason="not_my_sample")
+    res = c.run([w, g, g2, e, appeal])
     res2 = c.run([rotate])  # R1 stays sealed to the hospital's key 0: a rewrap applies
     assert all(v.applied for v in (*res.verdicts, *res2.verdicts)), res.verdicts
     vax = (
@@ -200,6 +216,31 @@ def _setup() -> tuple[LocalChain, dict[str, tuple[int | nacl.signing.SigningKey,
         "credkey.revoke": (AUTH, {"kid": credential_key_id(b"\x0a" * 32).hex(), "reason": "rotated"}),
     }
     base["access.share/emergency"] = (HOSPITAL, dict(fulfil))
+    qr = parse_venue_qr(make_venue_qr(VENUE, c.genesis.chain_id, "V1", now // DAY_MS), c.genesis.chain_id)
+    checkin = alice.checkin(now, [(qr, now)], record_ids=["ci-000000000000000000000001"]).payload
+    v2 = {**HEALTHCODE_RULES[2], "quarantine_days": 7}
+    base.update(
+        {
+            "venue.register": (AUTH, venue_register_payload("V3", bytes(VENUE.verify_key))),
+            "venue.revoke": (AUTH, {"venue_id": "V2"}),
+            "checkin.record": (CITIZEN, dict(checkin)),
+            "exposure.publish": (
+                2,
+                exposure_publish_payload("E2", "V1", 0, now, "low", case_ref="case-7"),
+            ),
+            "exposure.declare": (CITIZEN, {"exposure_id": "E1"}),
+            "recovery.record": (HOSPITAL, recovery_payload(alice.pseudonym, now, "discharged")),
+            "healthcode.appeal": (
+                CITIZEN,
+                appeal_payload(alice.pseudonym, "A2", 1, "wrong_result", bytes(32)),
+            ),
+            "healthcode.resolve": (
+                AUTH,
+                resolve_payload(alice.pseudonym, "A1", "corrected", "sample mix-up", "green"),
+            ),
+            "rules.propose": (AUTH, rules_propose_payload("healthcode", v2, 10**6)),
+        }
+    )
     return c, base
 
 

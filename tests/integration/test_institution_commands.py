@@ -165,3 +165,155 @@ def test_vaccine_views_find_a_recalls_recipients_stock_and_expiry(cluster: Local
     ):
         code, out, err = hzp2p("admin", "--config", site_cfg, *argv)
         assert code == status and says in err, (argv, err)
+
+
+def test_reports_datasets_and_a_paged_state_scan(cluster: LocalCluster, tmp_path: Path) -> None:
+    cfg = str(cluster.config(1))
+    lines = [json.dumps({"type": "epi.report", "payload": {
+        "report_id": f"w{w}-{region}", "region": region, "metric": "cases", "value": v,
+        "period": f"2026-W{w}"}}) for w, region, v in
+        ((40, "north", 3), (40, "south", 4), (41, "north", 5))]
+    (tmp_path / "r.jsonl").write_text("\n".join(lines) + "\n")
+    code, _, err = hzp2p("admin", "--config", cfg, "submit-many", "--file", str(tmp_path / "r.jsonl"),
+                         "--wait", "15")
+    assert code == 0, err
+    code, out, err = hzp2p("admin", "--config", cfg, "--json", "reports", "--region", "north",
+                           "--linearizable")
+    assert code == 0 and json.loads(out)["count"] == 2, err
+    code, out, err = hzp2p("admin", "--config", cfg, "--json", "reports", "--sum", "--from",
+                           "2026-W40", "--to", "2026-W40")
+    sums = json.loads(out)["sums"]
+    assert code == 0 and sum(r["value"] for r in sums) == 7 and {r["region"] for r in sums} == {
+        "north", "south"}
+    code, out, _ = hzp2p("admin", "--config", cfg, "reports", "--sum")
+    assert code == 0 and "2026-W41" in out
+    code, out, err = hzp2p("admin", "--config", cfg, "--json", "datasets")
+    assert code == 0 and json.loads(out)["datasets"] == []
+    # state-scan pages with a cursor past the daemon's row cap
+    seen: list[str] = []
+    after: list[str] = []
+    while True:
+        code, out, err = hzp2p("admin", "--config", cfg, "--json", "state-scan", "6570692f72",
+                               "--limit", "1", *after)  # "epi/r"
+        assert code == 0, err
+        page = json.loads(out)
+        seen += [k for k, _ in page["items"]]
+        if page["next"] is None:
+            break
+        after = ["--after", page["next"]]
+    assert len(seen) == len(set(seen)) >= 3 and seen == sorted(seen)
+    code, _, err = hzp2p("admin", "--config", cfg, "reports", "--region", "bad/region")
+    assert code == 2 and "--region must be" in err
+
+
+def test_watch_streams_events_and_resumes_from_a_height(cluster: LocalCluster) -> None:
+    """Runs after the tests above in this module: their quarantine and recall show up."""
+    cfg = str(cluster.config(2))
+    head = json.loads(hzp2p("admin", "--config", cfg, "--json", "status")[1])["height"]
+    code, out, err = hzp2p("admin", "--config", cfg, "watch", "--until-height", str(head))
+    assert code == 0, err
+    events = [json.loads(line) for line in out.splitlines()]
+    blocks = [e["height"] for e in events if e["type"] == "block"]
+    assert blocks == list(range(1, head + 1))
+    kinds = {e["type"] for e in events}
+    assert {"block", "quarantine", "recall"} <= kinds
+    (q,) = [e for e in events if e["type"] == "quarantine" and e["lot_id"] == "LOT-F"]
+    assert q["temp_centi_c"] == 950 and q["allowed_centi_c"] == [200, 800]
+    # resume from a height, only some types
+    mid = q["height"]
+    code, out, err = hzp2p("admin", "--config", cfg, "watch", "--from-height", str(mid),
+                           "--until-height", str(head), "--types", "recall,quarantine")
+    assert code == 0, err
+    resumed = [json.loads(line) for line in out.splitlines()]
+    assert resumed[0] == q and {e["type"] for e in resumed} <= {"recall", "quarantine"}
+    assert all(e["height"] >= mid for e in resumed)
+    code, _, err = hzp2p("admin", "--config", cfg, "watch", "--types", "gossip")
+    assert code == 2 and "unknown gossip" in err
+
+
+def test_health_code_with_its_history(cluster: LocalCluster) -> None:
+    lab_cfg = str(cluster.config(3))  # node 3 is the lab
+    subject = "ab" * 16
+    now = int(time.time() * 1000)
+    code, _, err = hzp2p("admin", "--config", lab_cfg, "submit", "lab.result", "--payload",
+                         json.dumps({"subject": subject, "test_id": "T-1", "result": "positive",
+                                     "sample_ms": now - 60_000}), "--wait", "15")
+    assert code == 0, err
+    code, out, err = hzp2p("admin", "--config", lab_cfg, "--json", "health-code", subject,
+                           "--history", "--linearizable")
+    assert code == 0, err
+    got = json.loads(out)
+    assert got["code"]["colour"] == "red" and got["history"][-1]["changed"] is True
+    code, out, err = hzp2p("admin", "--config", lab_cfg, "health-code", subject)
+    assert code == 0 and out.startswith(f"{subject}: RED since"), out
+    code, out, err = hzp2p("admin", "--config", lab_cfg, "health-code", "cd" * 16)
+    assert code == 0 and "GREEN" in out  # nobody has a record: green by default
+    code, _, err = hzp2p("admin", "--config", lab_cfg, "health-code", "Alice")
+    assert code == 2 and "32 hex digits" in err
+    code, out, err = hzp2p("admin", "--config", lab_cfg, "--json", "appeals")
+    assert code == 0 and json.loads(out)["appeals"] == []
+
+
+def test_records_from_plain_fields_are_sealed_on_the_node(cluster: LocalCluster) -> None:
+    """vaccinate / record write / lab-result: the fields go in clear over the owner-only
+    socket, are encrypted by the daemon, and only the subject (and the writer) can read them."""
+    from nacl.signing import SigningKey
+
+    from hzp2p.client import Client
+    from hzp2p.contracts.state import DictState
+    from hzp2p.ledger.genesis import load_genesis
+
+    c = cluster
+    maker, site = str(c.config(MAKER)), str(c.config(SITE))
+    hospital, lab = str(c.config(4)), str(c.config(3))
+    now = int(time.time() * 1000)
+    for argv in (
+        ["submit", "lot.register", "--payload", json.dumps({
+            "lot_id": "LOT-X", "product": "flu", "quantity": 5, "expiry_ms": now + 9 * 86_400_000,
+            "temp_min_centi_c": 200, "temp_max_centi_c": 800})],
+        ["submit", "lot.transfer", "--payload", json.dumps({"lot_id": "LOT-X", "to": SITE})],
+    ):
+        code, _, err = hzp2p("admin", "--config", maker, *argv, "--wait", "15")
+        assert code == 0, err
+    alice = SigningKey.generate()
+    pub = bytes(alice.verify_key).hex()
+    secret = "Alice Wang 110101199003077777"
+    code, out, err = hzp2p("admin", "--config", site, "--json", "vaccinate", "--subject-key", pub,
+                           "--lot", "LOT-X", "--dose", "1", "--fields",
+                           json.dumps({"name": secret, "arm": "left"}), "--wait", "15")
+    assert code == 0, err
+    vax = json.loads(out)
+    assert vax["status"] == "committed" and vax["record_id"].startswith("vax-")
+    code, out, err = hzp2p("admin", "--config", hospital, "--json", "record", "write", "--type",
+                           "diagnosis", "--subject-key", pub, "--record-id", "DX-1", "--fields",
+                           json.dumps({"diagnosis": "influenza"}), "--wait", "15")
+    assert code == 0 and json.loads(out)["record_id"] == "DX-1", err
+    code, out, err = hzp2p("admin", "--config", lab, "--json", "lab-result", "--subject-key", pub,
+                           "--test-id", "T-77", "--result", "negative", "--sample-time",
+                           "2026-12-01T08:00:00Z", "--fields", json.dumps({"ct": 35}),
+                           "--wait", "15")
+    assert code == 0 and json.loads(out)["status"] == "committed", err
+    # Alice's app reads her records from committed state (ciphertext + her sealed keys)
+    rows = json.loads(hzp2p("admin", "--config", site, "--json", "state-scan", "-",
+                            "--limit", "10000")[1])["items"]
+    state = DictState({bytes.fromhex(k): bytes.fromhex(v) for k, v in rows})
+    app = Client(alice, load_genesis(c.root / "genesis.toml").chain_id)
+    assert app.read_record(state, vax["record_id"]) == {"name": secret, "arm": "left"}
+    assert app.read_record(state, "DX-1") == {"diagnosis": "influenza"}
+    # the clear fields are nowhere in what the nodes wrote
+    for path in c.root.rglob("*"):
+        if path.is_file():
+            assert secret.encode() not in path.read_bytes(), path
+    # bad input: refused before anything is sent
+    for argv, status, says in (
+        (["vaccinate", "--subject-key", "zz", "--lot", "LOT-X", "--dose", "1", "--fields", "{}"],
+         2, "64 hex digits"),
+        (["vaccinate", "--subject-key", pub, "--lot", "LOT-X", "--dose", "1"], 2,
+         "--fields is required"),
+        (["vaccinate", "--subject-key", pub, "--lot", "LOT-X", "--dose", "1", "--fields",
+          "@/no/such/file"], 2, "cannot read"),
+        (["vaccinate", "--subject-key", pub, "--lot", "NO-LOT", "--dose", "1", "--fields",
+          "{}", "--wait", "15"], 1, "unknown lot"),
+    ):
+        code, _, err = hzp2p("admin", "--config", site, *argv)
+        assert code == status and says in err, (argv, err)

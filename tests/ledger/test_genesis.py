@@ -59,7 +59,7 @@ def test_hash_covers_every_field() -> None:
     variants = [
         dataclasses.replace(g, chain_id="other"),
         dataclasses.replace(g, timestamp_ms=1),
-        dataclasses.replace(g, rules={**g.rules, "healthcode": 2}),
+        dataclasses.replace(g, rules={**g.rules, "healthcode": 1}),
         dataclasses.replace(g, institutions=(dataclasses.replace(i0, name="x"), *g.institutions[1:])),
         dataclasses.replace(g, institutions=(dataclasses.replace(i0, voter=False), *g.institutions[1:])),
     ]
@@ -84,9 +84,9 @@ def test_special_characters_survive_toml() -> None:
         (lambda t: t.replace('address = "127.0.0.1:7100"', 'address = "127.0.0.1:7100\\n"'), "institutions[0].address"),
         (lambda t: t.replace('address = "127.0.0.1:7100"', 'address = "127.0.0.1:70000"'), "institutions[0].address"),
         (lambda t: re.sub(r'chain_id = "([^"]*)"', r'chain_id = "\1\\n"', t), "chain_id"),
-        (lambda t: t.replace("healthcode = 1", '"healthcode\\n" = 1'), "rules.healthcode\n"),
+        (lambda t: t.replace("healthcode = 2", '"healthcode\\n" = 1'), "rules.healthcode\n"),
         (lambda t: t.replace("voter = true", "voter = 1", 1), "institutions[0].voter"),
-        (lambda t: t.replace("healthcode = 1", "healthcode = 0"), "rules.healthcode"),
+        (lambda t: t.replace("healthcode = 2", "healthcode = 0"), "rules.healthcode"),
         (lambda t: "extra = 1\n" + t, "extra"),
         (lambda t: t + "\nextra = 1\n", "institutions[1].extra"),
         (lambda t: t.replace("[rules]", "[rules"), "file"),

@@ -12,6 +12,10 @@ whichever version it runs, computes the same blocks, verdicts and digests.
 Re-recorded once, on purpose, by issue 13 (stateless payload checks): verdict
 reasons now list every problem of a payload (and never echo a value), and new
 genesis files name cold-chain rules version 2. Chains made by earlier code must be re-created (no deployment existed).
+Re-recorded by issue 17 (health codes, complete): new genesis files name health-code
+rules version 2 (the genesis hash, so every block, changes), the benchmark payloads
+now include `venue.register`, and lab.result / healthcode.set under version 2 store
+each change's causing transaction.
 """
 
 from __future__ import annotations
@@ -28,8 +32,8 @@ from hzp2p.contracts.verify import verify_chain
 from hzp2p.ledger.block import decode_block
 from hzp2p.tools.testkit import LocalChain
 
-EXPECTED_FINGERPRINT = "5590fba4563803e95487e6d7bddf2ca2828c90bafff7523580d5f5cc9bcfea5f"
-EXPECTED_FINAL_DIGEST = "0a82d552d15441854105200a04050d9dc0f5527e95ce358e5207d253d9e4bd8d"
+EXPECTED_FINGERPRINT = "e817b33db81a5ac4514c938cdd990520ca304bd09986a56f2406adb0d71f2979"
+EXPECTED_FINAL_DIGEST = "fa3de396c8e088b58f8db44cf2a5b6cbd8424366527674614ddf470d49a96b3b"
 
 
 def build_chain() -> tuple[LocalChain, str]:

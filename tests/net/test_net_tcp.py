@@ -179,3 +179,93 @@ async def test_own_address_in_seeds_is_not_dialled(nursery: trio.Nursery) -> Non
     await nursery.start(t.run)
     await t._seed_loop(t.listen_address)  # returns at once
     assert t.statistics().handshakes_refused == 0
+
+
+class FreezingRelay:
+    """A 127.0.0.1 TCP relay that can freeze like a silently dropping network: a connection
+    that was open (or opened) during a freeze never forwards again (a half-open link whose
+    TCP retransmissions have backed off far past the heal); new ones forward after a thaw."""
+
+    def __init__(self) -> None:
+        self.target: tuple[str, int] | None = None
+        self.frozen = False
+        self.epoch = 0
+        self.address: tuple[str, int] = ("127.0.0.1", 0)
+
+    async def start(self, nursery: trio.Nursery) -> None:
+        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+        self.address = ("127.0.0.1", listeners[0].socket.getsockname()[1])
+        nursery.start_soon(trio.serve_listeners, self._handle, listeners)
+
+    def freeze(self) -> None:
+        self.frozen = True
+        self.epoch += 1
+
+    async def _handle(self, client: trio.SocketStream) -> None:
+        born = self.epoch
+        if self.frozen or self.target is None:
+            await trio.sleep_forever()
+        upstream = await trio.open_tcp_stream(*self.target)
+
+        async def pump(src: trio.SocketStream, dst: trio.SocketStream) -> None:
+            while data := await src.receive_some(65536):
+                if self.epoch != born:
+                    await trio.sleep_forever()
+                await dst.send_all(data)
+
+        try:
+            async with trio.open_nursery() as n:
+                n.start_soon(pump, client, upstream)
+                n.start_soon(pump, upstream, client)
+        except* (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+
+
+async def test_half_open_link_is_replaced_long_before_the_read_timeout(
+    nursery: trio.Nursery,
+) -> None:
+    """Issue 22: after a partition of silently dropped packets heals, a link left half-open is
+    replaced within a few keep-alives, not after the read timeout (30 s here)."""
+    mem = membership_of(IDS[:2])
+    r12, r21 = FreezingRelay(), FreezingRelay()
+    for r in (r12, r21):
+        await r.start(nursery)
+    slow = dict(keepalive_interval_s=0.2, read_timeout_s=30.0, handshake_timeout_s=0.5)
+    a = TcpTransport(IDS[0], CHAIN, mem, tcp_config(peer_overrides=((2, r12.address),), **slow),
+                     rng=random.Random(1))
+    b = TcpTransport(IDS[1], CHAIN, mem, tcp_config(peer_overrides=((1, r21.address),), **slow),
+                     rng=random.Random(2))
+    for t in (a, b):
+        await nursery.start(t.run)
+    r12.target, r21.target = b.listen_address, a.listen_address
+    a.membership_changed()
+    b.membership_changed()
+
+    async def delivered(commit: int, within_s: float) -> float:
+        start = trio.current_time()
+        with trio.fail_after(within_s):
+            async with trio.open_nursery() as n:
+
+                async def resend() -> None:
+                    while True:  # a message written into the dead link is lost: Raft re-sends
+                        a.send_nowait(2, Heartbeat(1, 1, 2, commit))
+                        await trio.sleep(0.05)
+
+                n.start_soon(resend)
+                while (await b.receive())[1].commit != commit:
+                    pass
+                n.cancel_scope.cancel()
+        return trio.current_time() - start
+
+    await delivered(1, 5)
+    for r in (r12, r21):
+        r.freeze()
+    await trio.sleep(1.0)  # both sides see silence; replacement dials fail while frozen
+    assert a.connected_peers() == {2}, "the silent link is still up: no read timeout yet"
+    for r in (r12, r21):
+        r.frozen = False
+    took = await delivered(2, 5)
+    assert took < 3.0
+    stats = [t.statistics() for t in (a, b)]
+    assert sum(s.stale_replacements for s in stats) >= 2
+    assert sum(s.read_timeouts for s in stats) == 0

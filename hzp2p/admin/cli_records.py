@@ -1,0 +1,144 @@
+"""`hzp2p admin record write`, `vaccinate`, `lab-result`: personal records from plain fields.
+
+The fields (JSON, or `@FILE`) go to the institution's own daemon over its owner-only
+admin socket; the daemon encrypts them under a fresh record key sealed to the subject
+(her public key, `--subject-key`) and to the institution, and submits only the
+ciphertext: the plaintext never leaves the node except sealed. One operation each
+(declared here, served by the handler of the same name).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import re
+from pathlib import Path
+from typing import Any
+
+from hzp2p.admin.cli_common import Command, Usage
+from hzp2p.admin.cli_submit import (
+    RECEIPT,
+    PayloadError,
+    payload_from_json,
+    receipt_failure,
+    render_receipt,
+)
+from hzp2p.admin.protocol import LOT, MAX_INT, WAIT, Param
+
+_KEY = Param("subject_key", "hex", exact_len=64)
+_FIELDS = Param("fields", "map")
+_RID = Param("record_id", "str", required=False, pattern=r"[A-Za-z0-9._:\-]{1,64}",
+             shown="a record id (1..64 of [A-Za-z0-9._:-])")
+_TIME = Param("administered_ms", "int", required=False, min_value=0, max_value=MAX_INT)
+RESULT = RECEIPT + ", record_id"
+
+
+def _subject_key(text: str) -> str:
+    try:
+        ok = len(bytes.fromhex(text)) == 32
+    except ValueError:
+        ok = False
+    if not ok:
+        raise argparse.ArgumentTypeError("a subject key is her Ed25519 public key, 64 hex digits")
+    return text.lower()
+
+
+def _time_ms(text: str) -> int:
+    if re.fullmatch(r"[0-9]{1,16}", text):
+        return int(text)
+    try:
+        when = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected ISO 8601 or epoch ms, got {text!r}") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    return int(when.timestamp() * 1000)
+
+
+def _fields(text: str) -> dict[str, Any]:
+    raw = text
+    if text.startswith("@"):
+        try:
+            raw = Path(text[1:]).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise Usage(f"--fields {text}: cannot read: {exc}") from None
+    try:
+        return payload_from_json(raw)
+    except PayloadError as exc:
+        raise Usage(f"--fields {exc}") from None
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--subject-key", type=_subject_key, required=True,
+                   help="the subject's public key (64 hex digits)")
+    p.add_argument("--fields", metavar="JSON|@FILE",
+                   help='the personal fields, e.g. {"name": "...", "id_card": "..."}')
+    p.add_argument("--record-id", help="the record's id (default: generated)")
+
+
+def _base(args: argparse.Namespace, need_fields: bool = True) -> dict[str, Any]:
+    params: dict[str, Any] = {"subject_key": args.subject_key, "wait_s": args.wait}
+    if args.fields is not None:
+        params["fields"] = _fields(args.fields)
+    elif need_fields:
+        raise Usage("--fields is required")
+    if args.record_id is not None:
+        if not re.fullmatch(r"[A-Za-z0-9._:\-]{1,64}", args.record_id):
+            raise Usage("--record-id must be 1..64 of [A-Za-z0-9._:-]")
+        params["record_id"] = args.record_id
+    return params
+
+
+def _args_record(p: argparse.ArgumentParser) -> None:
+    p.add_argument("action", choices=("write",), metavar="write")
+    p.add_argument("--type", dest="record_type", choices=("diagnosis", "lab_result"),
+                   required=True, help="diagnosis (hospitals) or lab_result (labs)")
+    _common(p)
+
+
+def _args_vaccinate(p: argparse.ArgumentParser) -> None:
+    _common(p)
+    p.add_argument("--lot", required=True)
+    p.add_argument("--dose", type=int, required=True)
+    p.add_argument("--when", type=_time_ms, help="administered at (default: now)")
+
+
+def _params_vaccinate(args: argparse.Namespace) -> dict[str, Any]:
+    params = {**_base(args), "lot": args.lot, "dose": args.dose}
+    if args.when is not None:
+        params["administered_ms"] = args.when
+    return params
+
+
+def _args_lab(p: argparse.ArgumentParser) -> None:
+    _common(p)
+    p.add_argument("--test-id", required=True)
+    p.add_argument("--result", choices=("positive", "negative"), required=True)
+    p.add_argument("--sample-time", type=_time_ms, required=True, help="ISO 8601 or epoch ms")
+
+
+def _params_lab(args: argparse.Namespace) -> dict[str, Any]:
+    return {**_base(args, need_fields=False), "test_id": args.test_id, "result": args.result,
+            "sample_ms": args.sample_time}
+
+
+RECORD_COMMANDS: tuple[Command, ...] = (
+    Command("record", "record", "write an encrypted record from plain fields: record write",
+            _args_record, lambda a: {**_base(a), "record_type": a.record_type}, render_receipt,
+            receipt_failure, waits=True,
+            wire=(Param("record_type", "str", pattern="diagnosis|lab_result",
+                        shown="diagnosis or lab_result"), _KEY, _FIELDS, _RID, WAIT),
+            result=RESULT),
+    Command("vaccinate", "vaccinate", "record a vaccination (personal fields encrypted here)",
+            _args_vaccinate, _params_vaccinate, render_receipt, receipt_failure, waits=True,
+            wire=(_KEY, _FIELDS, _RID, Param("lot", "str", pattern=LOT.pattern, shown=LOT.shown),
+                  Param("dose", "int", min_value=1, max_value=100), _TIME, WAIT),
+            result=RESULT),
+    Command("lab-result", "lab_result", "report a test result (optional fields encrypted here)",
+            _args_lab, _params_lab, render_receipt, receipt_failure, waits=True,
+            wire=(_KEY, Param("fields", "map", required=False), _RID,
+                  Param("test_id", "str", pattern=r"[A-Za-z0-9._:\-]{1,64}", shown="a test id"),
+                  Param("result", "str", pattern="positive|negative", shown="positive|negative"),
+                  Param("sample_ms", "int", min_value=0, max_value=MAX_INT), WAIT),
+            result=RESULT),
+)
