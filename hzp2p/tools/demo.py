@@ -148,7 +148,8 @@ class Story:
             self._report(r, f"authority 1 proposes to admit {name} ({role})", True)
             self.submit_as_node(2, "member.vote", {"proposal_id": pid, "approve": True},
                                 f"authority 2 votes yes on proposal {pid}")
-            members = c.call(1, "members")["members"]
+            # node 2 applied the vote; node 1 may not have yet: read through the leader
+            members = c.call(1, "members", {"linearizable": True})["members"]
             inst_id = next(m["inst_id"] for m in members
                            if m["signing_key"] == bytes(key.verify_key).hex())
             insts[role] = Client(key, self.chain_id, inst_id)
