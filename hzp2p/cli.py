@@ -22,6 +22,7 @@ SUBCOMMAND_MODULES = (
     "hzp2p.admin.cli",  # admin ...
     "hzp2p.sim.cli",  # fuzz, sim
     "hzp2p.analytics.cli",  # export, query
+    "hzp2p.gateway.cli",  # gateway, verify-code
 )
 
 
