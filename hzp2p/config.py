@@ -135,6 +135,9 @@ class LedgerSection:
     certify: bool = True
     """Voters attest every applied block and the leader carries quorum certificates in later
     blocks (hzp2p.node.attest; offline receipts need them). Default true."""
+    auto_share: bool = True
+    """When a grant commits that covers records this institution wrote, its daemon hands the
+    record keys to the grantee itself (hzp2p.node.handover; default true)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,6 +189,56 @@ class LogSection:
     """json (one object per line) | console (default json)."""
 
 
+@dataclass(frozen=True, slots=True)
+class GatewaySection:
+    """[gateway]: the HTTP gateway (`hzp2p gateway --config CFG`; hzp2p.gateway, docs/gateway.md).
+
+    Present (even empty) means this node runs a gateway beside it: the daemon then opens
+    its database shared, so the gateway can read committed state as a WAL reader."""
+
+    listen: HostPort = HostPort("127.0.0.1", 8480)
+    """'host:port' of the API (default 127.0.0.1:8480)."""
+    metrics_listen: HostPort | None = None
+    """'host:port' for GET /metrics (Prometheus); default: none."""
+    tls_cert: Path | None = None
+    """PEM certificate chain: HTTPS when set (with tls_key)."""
+    tls_key: Path | None = None
+    """PEM private key of tls_cert."""
+    allow_plain_http: bool = False
+    """Serve plain HTTP on a non-loopback address anyway (default false: refused)."""
+    credential_key: Path | None = None
+    """Ed25519 key file signing health-code credentials (its public key must be registered
+    with credkey.register); default data_dir/credential.key when that file exists."""
+    credential_validity_s: int = 300
+    """Lifetime of a health-code credential (default 300 s: 5 minutes)."""
+    clock_window_s: int = 60
+    """Allowed difference between a signed request's timestamp and the gateway's clock."""
+    replay_cache_size: int = 500_000
+    """Nonces remembered (for two clock windows, ~100 bytes each); when full of live nonces,
+    signed requests get 503: it bounds signed requests to size / (2 * clock_window_s) a
+    second (about 4,000 with the defaults)."""
+    max_body_bytes: int = 128 * 1024
+    """Largest request body (413 beyond; default 128 KiB: a 64 KiB transaction in hex)."""
+    max_header_bytes: int = 16 * 1024
+    """Largest request head, all headers together (431 beyond; default 16 KiB)."""
+    rate_per_key_per_s: float = 50.0
+    """Sustained signed requests per public key (token bucket; 429 beyond)."""
+    burst_per_key: int = 100
+    """Bucket size per key."""
+    rate_per_address_per_s: float = 200.0
+    """Sustained requests per client address (429 beyond)."""
+    burst_per_address: int = 400
+    """Bucket size per address."""
+    max_concurrency: int = 256
+    """Requests handled at once; more wait up to queue_timeout_ms, then get 503."""
+    queue_timeout_ms: int = 1000
+    """How long a request may wait for a slot."""
+    request_timeout_s: float = 15.0
+    """A request taking longer is answered 504."""
+    max_tx_wait_s: float = 10.0
+    """Longest wait_s a POST /v1/tx may ask for."""
+
+
 def block_bytes_bound(ledger: LedgerSection, raft: RaftSection) -> int:
     """Blocks are cut at the smaller of `ledger.block_max_bytes` and the Raft message bound
     less the headroom an AppendEntries needs around one block entry."""
@@ -215,6 +268,7 @@ class NodeConfig:
     net: NetSection = field(default_factory=NetSection)
     metrics: MetricsSection = field(default_factory=MetricsSection)
     log: LogSection = field(default_factory=LogSection)
+    gateway: GatewaySection | None = None
 
     @property
     def advertise_address(self) -> HostPort:
@@ -413,6 +467,7 @@ def _ledger(r: _Reader) -> LedgerSection:
         mempool_max_per_sender=r.integer("mempool_max_per_sender", d.mempool_max_per_sender),
         early_signature_checks=r.boolean("early_signature_checks", d.early_signature_checks),
         certify=r.boolean("certify", d.certify),
+        auto_share=r.boolean("auto_share", d.auto_share),
     )
 
 
@@ -476,6 +531,50 @@ def _metrics(r: _Reader) -> MetricsSection:
     return MetricsSection(http=r.host_port("http", required=False))
 
 
+def _loopback(host: str) -> bool:
+    return host in ("localhost", "::1") or host.startswith("127.")
+
+
+def _gateway(r: _Reader) -> GatewaySection:
+    d = GatewaySection()
+    listen = r.host_port("listen", required=False) or d.listen
+    cert = r.path("tls_cert", Path()) if "tls_cert" in r.table else None
+    key = r.path("tls_key", Path()) if "tls_key" in r.table else None
+    cred = r.path("credential_key", Path()) if "credential_key" in r.table else None
+    if (cert is None) != (key is None):
+        raise r.error("tls_key" if key is None else "tls_cert", "tls_cert and tls_key go together")
+    sec = GatewaySection(
+        listen=listen,
+        metrics_listen=r.host_port("metrics_listen", required=False),
+        tls_cert=cert,
+        tls_key=key,
+        allow_plain_http=r.boolean("allow_plain_http", d.allow_plain_http),
+        credential_key=cred,
+        credential_validity_s=r.integer("credential_validity_s", d.credential_validity_s),
+        clock_window_s=r.integer("clock_window_s", d.clock_window_s),
+        replay_cache_size=r.integer("replay_cache_size", d.replay_cache_size, minimum=100),
+        max_body_bytes=r.integer("max_body_bytes", d.max_body_bytes, minimum=1024),
+        max_header_bytes=r.integer("max_header_bytes", d.max_header_bytes, minimum=1024),
+        rate_per_key_per_s=r.number("rate_per_key_per_s", d.rate_per_key_per_s),
+        burst_per_key=r.integer("burst_per_key", d.burst_per_key),
+        rate_per_address_per_s=r.number("rate_per_address_per_s", d.rate_per_address_per_s),
+        burst_per_address=r.integer("burst_per_address", d.burst_per_address),
+        max_concurrency=r.integer("max_concurrency", d.max_concurrency),
+        queue_timeout_ms=r.integer("queue_timeout_ms", d.queue_timeout_ms, minimum=0),
+        request_timeout_s=r.number("request_timeout_s", d.request_timeout_s),
+        max_tx_wait_s=r.number("max_tx_wait_s", d.max_tx_wait_s, positive=False),
+    )
+    if cert is None and not sec.allow_plain_http and not _loopback(listen.host):
+        raise r.error(
+            "listen",
+            f"{listen} is not a loopback address: set tls_cert and tls_key (HTTPS), "
+            "or allow_plain_http = true to serve plain HTTP anyway",
+        )
+    if sec.credential_validity_s > 86_400:
+        raise r.error("credential_validity_s", "must be at most 86400 (one day)")
+    return sec
+
+
 def parse_config(data: Mapping[str, Any], *, path: Path | str) -> NodeConfig:
     """Validate an already-parsed TOML document; `path` names the file in errors and anchors paths."""
     file = Path(path).absolute()
@@ -511,6 +610,7 @@ def parse_config(data: Mapping[str, Any], *, path: Path | str) -> NodeConfig:
     admin = top.section("admin", admin_section)
     metrics = top.section("metrics", _metrics)
     log = top.section("log", _log)
+    gateway = top.section("gateway", _gateway) if "gateway" in data else None
     top.finish()
 
     if ledger.block_max_bytes >= net.max_frame_bytes:
@@ -577,6 +677,7 @@ def parse_config(data: Mapping[str, Any], *, path: Path | str) -> NodeConfig:
         admin=admin,
         metrics=metrics,
         log=log,
+        gateway=gateway,
     )
 
 

@@ -122,7 +122,36 @@ def _params_lab(args: argparse.Namespace) -> dict[str, Any]:
             "sample_ms": args.sample_time}
 
 
+def _args_share(p: argparse.ArgumentParser) -> None:
+    p.add_argument("record_id", metavar="RECORD")
+    p.add_argument("--to", type=int, required=True, help="the grantee institution's id")
+    p.add_argument("--grant", required=True, help="the subject's grant id")
+    p.add_argument("--purpose", required=True, help="the grant's purpose, as granted")
+
+
+def _args_emergency(p: argparse.ArgumentParser) -> None:
+    p.add_argument("action", choices=("fulfil",), metavar="fulfil")
+    p.add_argument("record_id", metavar="RECORD")
+    p.add_argument("--to", type=int, required=True, help="the requesting authority's id")
+
+
+_RECORD = Param("record_id", "str", pattern=r"[A-Za-z0-9._:\-]{1,64}", shown="a record id")
+_TO = Param("to", "int", min_value=1, max_value=MAX_INT)
+
 RECORD_COMMANDS: tuple[Command, ...] = (
+    Command("share", "share", "hand a record key to a grantee under the subject's grant "
+            "(done automatically when a grant commits, unless [ledger] auto_share = false)",
+            _args_share, lambda a: {"record_id": a.record_id, "to": a.to, "grant_id": a.grant,
+                                    "purpose": a.purpose, "wait_s": a.wait},
+            render_receipt, receipt_failure, waits=True,
+            wire=(_RECORD, _TO, Param("grant_id", "str", pattern=r"[A-Za-z0-9._:\-]{1,64}",
+                                      shown="a grant id"),
+                  Param("purpose", "str", max_len=128), WAIT), result=RECEIPT),
+    Command("emergency", "emergency", "honour an authority's emergency request: emergency "
+            "fulfil RECORD --to AUTHORITY", _args_emergency,
+            lambda a: {"record_id": a.record_id, "to": a.to, "wait_s": a.wait},
+            render_receipt, receipt_failure, waits=True, wire=(_RECORD, _TO, WAIT),
+            result=RECEIPT),
     Command("record", "record", "write an encrypted record from plain fields: record write",
             _args_record, lambda a: {**_base(a), "record_type": a.record_type}, render_receipt,
             receipt_failure, waits=True,

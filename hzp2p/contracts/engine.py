@@ -56,6 +56,8 @@ CONTRACT_MODULES = (
     "hzp2p.contracts.exposure",
     "hzp2p.contracts.appeals",
     "hzp2p.contracts.rulebook",
+    "hzp2p.contracts.notices",
+    "hzp2p.contracts.credentials",
 )
 
 

@@ -50,7 +50,7 @@ from hzp2p.node.stack import NodeStack
 from hzp2p.node.submit import SubmitService
 from hzp2p.raft.errors import RaftError
 from hzp2p.raft.types import NodeId
-from hzp2p.storage import AsyncStorage
+from hzp2p.storage import AsyncStorage, OpenOptions
 
 log = structlog.get_logger("hzp2p.node")
 
@@ -126,7 +126,9 @@ class Node:
         cfg.data_dir.mkdir(parents=True, exist_ok=True)
         g = self.genesis
         self.storage = await AsyncStorage.open_sqlite(
-            str(cfg.db_path), g.chain_id.encode(), g.hash
+            str(cfg.db_path), g.chain_id.encode(), g.hash,
+            # a [gateway] reads committed state as a WAL reader: the file must be shared
+            OpenOptions(exclusive=cfg.gateway is None),
         )
         try:
             await self._run(task_status)
@@ -154,6 +156,7 @@ class Node:
             snapshot_threshold_entries=cfg.raft.snapshot_threshold_entries,
             early_signature_checks=cfg.ledger.early_signature_checks,
             certify=cfg.ledger.certify,
+            auto_share=cfg.ledger.auto_share,
         )
         init = await stack.open(self.storage, self._make_transport)
         self.applier, self.driver = stack.applier, stack.driver

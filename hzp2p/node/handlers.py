@@ -35,6 +35,7 @@ from hzp2p.ledger.tx import Transaction, TxError, decode_tx
 from hzp2p.node import receipts as node_receipts
 from hzp2p.node.chain_audit import verify_local_chain
 from hzp2p.node.driver import not_leader_hint, role_name
+from hzp2p.node.handover import HandoverError
 from hzp2p.node.submit import SubmitError
 from hzp2p.raft.errors import NotLeader, ProposalDropped
 from hzp2p.storage import StorageError, SyncStorage
@@ -312,6 +313,23 @@ class Handlers:
             rid = self._record_id(params, "lab")
             payload["record"] = client.seal_record(rid, key, "lab_result", params["fields"])
         return await self._submit_record("lab.result", payload, rid, params)
+
+    async def share(self, params: Mapping[str, Any]) -> Any:
+        """Hand a record key this institution holds to a grantee under the subject's grant."""
+        try:
+            return await self.node.stack.handover.share_now(
+                params["record_id"], params["to"], params["grant_id"], params["purpose"],
+                self._wait(params))
+        except HandoverError as exc:
+            raise AdminError("rejected", f"share: {exc}") from None
+
+    async def emergency(self, params: Mapping[str, Any]) -> Any:
+        """Honour an authority's open emergency request on a record this institution holds."""
+        try:
+            return await self.node.stack.handover.fulfil_emergency(
+                params["record_id"], params["to"], self._wait(params))
+        except HandoverError as exc:
+            raise AdminError("rejected", f"emergency fulfil: {exc}") from None
 
     async def readings(self, params: Mapping[str, Any]) -> Any:
         """A sensor's signed batch (its signature is checked by the contract), uploaded as

@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 import nacl.signing
 import trio
 
+from hzp2p.client import Client
 from hzp2p.contracts.engine import BlockResult
 from hzp2p.contracts.members import MembershipChange
 from hzp2p.ledger.block import Block
@@ -28,6 +29,7 @@ from hzp2p.net.transport import Transport
 from hzp2p.node.applier import Applier, bootstrap
 from hzp2p.node.attest import AttestService
 from hzp2p.node.driver import RaftDriver, role_name
+from hzp2p.node.handover import Handover
 from hzp2p.node.logging import NodeLogContext
 from hzp2p.node.producer import BlockProducer
 from hzp2p.node.reads import READ_MESSAGES, ReadService
@@ -59,6 +61,7 @@ class NodeStack:
         snapshot_margin_entries: int | None = None,
         early_signature_checks: bool | None = None,
         certify: bool = False,
+        auto_share: bool = True,
     ) -> None:
         self.node_id = node_id
         self.genesis = genesis
@@ -78,6 +81,7 @@ class NodeStack:
         # (the daemon passes `[ledger] certify`, default true; off by default here so the
         # simulated-network tests of other concerns keep their exact block sequences)
         self.attest: AttestService | None = None
+        self.auto_share = auto_share
 
     # Built by `open`:
     storage: AsyncStorage
@@ -87,6 +91,7 @@ class NodeStack:
     producer: BlockProducer
     submit: SubmitService
     reads: ReadService
+    handover: Handover
     snapshots: SnapshotManager
     initial: InitialState
 
@@ -148,6 +153,10 @@ class NodeStack:
             producer=self.producer,
         )
         self.reads = ReadService(self.node_id, self.driver, self.applier, self.transport)
+        self.handover = Handover(
+            self.node_id, Client(self.signing_key, g.chain_id, self.node_id), storage,
+            self.submit.submit, enabled=self.auto_share,
+        )
         return init
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -162,6 +171,7 @@ class NodeStack:
             nursery.start_soon(self.reads.serve_loop)
             if self.attest is not None:
                 nursery.start_soon(self.attest.run)
+            nursery.start_soon(self.handover.run)
             task_status.started()
 
     # ---------------------------------------------------------------- callbacks
@@ -186,6 +196,8 @@ class NodeStack:
         self.submit.block_applied(block, result)
         if self.attest is not None:
             self.attest.block_applied(block, result)
+        if isinstance(result, BlockResult) and len(result.verdicts) == len(block.txs):
+            self.handover.block_applied(block, [v.applied for v in result.verdicts])
 
     def _snapshot_installed(self) -> None:
         self.submit.kick_all()  # waiting submitters look again (their blocks were skipped)

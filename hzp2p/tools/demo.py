@@ -72,9 +72,10 @@ class RemoteState:
 
 
 class Story:
-    def __init__(self, cluster: LocalCluster, *, quiet: bool) -> None:
+    def __init__(self, cluster: LocalCluster, *, quiet: bool, http: Any = None) -> None:
         self.c = cluster
         self.quiet = quiet
+        self.http = http  # hzp2p.tools.demo_http.CitizenOverHttp, when the gateway extra is installed
         self.t0 = time.monotonic()
         self.txs = 0
         self.refused = 0
@@ -219,6 +220,10 @@ class Story:
         c.start(old)
         h = c.wait_converged(30)
         self.say(f"       node {old} is back and holds the same chain (height {h})")
+        if self.http is not None:
+            self.say()
+            self.say("   From here Alice uses her app over HTTP: a gateway starts beside a node")
+            self.http.start(self, alice)
 
         self.say()
         self.say("5. A positive lab result turns Alice's health code red")
@@ -227,6 +232,8 @@ class Story:
             "subject": alice.pseudonym, "test_id": "T-1", "result": "positive",
             "sample_ms": int(time.time() * 1000)}, "the lab (node 3) reports a positive test")
         code = health_code(self.state(), alice.pseudonym)
+        if self.http is not None:
+            code = self.http.health_code(self)
         self.say(f"       health code after:  {code}")
         if code != "red":
             raise DemoFailed(f"health code is {code!r}, expected 'red'")
@@ -234,13 +241,17 @@ class Story:
         self.say()
         self.say("6. Alice grants City Hospital access; the hospital decrypts her record")
         t = int(time.time() * 1000)
-        self.send(alice.grant(t, grant_id="G-1", grantee=hospital.inst_id or 0,
-                              record_types=["vaccination"], purpose="treatment",
-                              expiry_ms=t + DAY_MS), "Alice grants City Hospital (treatment)")
+        grant = alice.grant(t, grant_id="G-1", grantee=hospital.inst_id or 0,
+                            record_types=["vaccination"], purpose="treatment", expiry_ms=t + DAY_MS)
+        if self.http is not None:
+            self._report(self.http.post_tx(grant), "Alice posts her grant to City Hospital over HTTP", True)
+        else:
+            self.send(grant, "Alice grants City Hospital (treatment)")
         self.send(site.share(self.state(), t, record_id="VAX-1", grantee=hospital.inst_id or 0,
                              grant_id="G-1", purpose="treatment"),
                   "Riverside shares the record key under grant G-1")
-        fields = hospital.read_record(self.state(), "VAX-1")
+        fields = (hospital.read_record(self.state(), "VAX-1") if self.http is None
+                  else self.http.institution_reads(self, hospital.key, "VAX-1"))
         self.say(f"       City Hospital decrypts VAX-1: {fields}")
         log = c.call(self.live()[0], "access_log", {"subject": alice.pseudonym,
                                                     "linearizable": True})["entries"]
@@ -248,6 +259,13 @@ class Story:
             raise DemoFailed("the access log over the admin socket differs from the client's")
         recs = c.call(self.live()[-1], "subject_records", {"subject": alice.pseudonym})
         self.say(f"       Alice has {len(recs['records'])} record(s) on chain, all encrypted")
+        if self.http is not None:
+            if self.http.access_log(self) != [
+                    (e["kind"], e["grantee"], e["record_id"]) for e in log]:
+                raise DemoFailed("the access log over HTTP differs from the admin socket's")
+            self.http.own_record(self, "VAX-1")
+            self.http.venue_check(self)
+            self.http.stop()
         self.say("       Alice lists who read her records:")
         for e in log:
             self.say(f"         member {e.get('grantee')} via {e.get('kind')} for "
@@ -299,16 +317,29 @@ class Story:
         self.summary["receipt"] = proven.sentence()
 
 
+def _citizen_over_http(cluster: LocalCluster) -> Any:
+    """The gateway part of the story, if the `gateway` extra is installed (else None: the
+    citizen's steps go through the admin socket as before)."""
+    try:
+        from hzp2p.tools.demo_http import CitizenOverHttp
+    except ImportError:
+        return None
+    return CitizenOverHttp(cluster)
+
+
 def run_demo(*, json_output: bool = False, keep: bool = False) -> int:
     root = Path(tempfile.mkdtemp(prefix="hzp2p-demo-"))
     story: Story | None = None
     code = 0
     try:
         with LocalCluster(root / "c", 3) as cluster:
-            story = Story(cluster, quiet=json_output)
+            http = _citizen_over_http(cluster)
+            story = Story(cluster, quiet=json_output, http=http)
             try:
                 story.run()
             finally:
+                if http is not None:
+                    http.stop()
                 story.say("stopping every daemon")
         if story.receipt_path is not None:
             story.check_receipt_offline(root / "c" / "genesis.toml")

@@ -33,6 +33,7 @@ from hzp2p.client import (
     venue_register_payload,
 )
 from hzp2p.contracts.codelife import HEALTHCODE_RULES
+from hzp2p.contracts.credentials import key_id as credential_key_id
 from hzp2p.contracts.engine import (
     execute_block,
     genesis_state_writes,
@@ -85,6 +86,7 @@ def _setup() -> tuple[LocalChain, dict[str, tuple[int | nacl.signing.SigningKey,
         (AUTH, "exposure.publish", exposure_publish_payload("E1", "V1", 0, now, "high")),
         (LAB, "lab.result", {"subject": alice.pseudonym, "test_id": "T0", "result": "positive", "sample_ms": now}),
         (LAB, "lab.result", {"subject": alice.pseudonym, "test_id": "T00", "result": "negative", "sample_ms": now}),
+        (AUTH, "credkey.register", {"inst_id": 1, "public_key": b"\x0a" * 32}),
     ]
     for who, typ, p in steps:
         assert c.run_one(who, typ, p) == (True, ""), (typ, c.results[-1].verdicts)
@@ -200,6 +202,18 @@ def _setup() -> tuple[LocalChain, dict[str, tuple[int | nacl.signing.SigningKey,
         "enckey.set": (HOSPITAL, {"key_id": 2, "public_key": b"\x05" * 32}),
         "access.rewrap": (HOSPITAL, {"record_id": "R1", "sealed_key": bytes(80)}),
         "record.erase": (CITIZEN, {"record_id": "R1"}),
+        "notice.publish": (
+            AUTH,
+            {
+                "notice_id": "N1",
+                "title": "Masks on buses",
+                "body": "Masks are required on public transport.",
+                "effective_date": "2026-12-01",
+                "region": "district-1",
+            },
+        ),
+        "credkey.register": (AUTH, {"inst_id": 3, "public_key": b"\x0b" * 32}),
+        "credkey.revoke": (AUTH, {"kid": credential_key_id(b"\x0a" * 32).hex(), "reason": "rotated"}),
     }
     base["access.share/emergency"] = (HOSPITAL, dict(fulfil))
     qr = parse_venue_qr(make_venue_qr(VENUE, c.genesis.chain_id, "V1", now // DAY_MS), c.genesis.chain_id)

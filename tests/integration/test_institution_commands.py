@@ -317,3 +317,66 @@ def test_records_from_plain_fields_are_sealed_on_the_node(cluster: LocalCluster)
     ):
         code, _, err = hzp2p("admin", "--config", site, *argv)
         assert code == status and says in err, (argv, err)
+
+
+def test_the_writers_daemon_hands_keys_over_under_a_grant_and_on_emergency(
+    cluster: LocalCluster,
+) -> None:
+    from nacl.signing import SigningKey
+
+    from hzp2p.client import Client
+    from hzp2p.contracts.state import DictState
+    from hzp2p.ledger.genesis import load_genesis
+    from hzp2p.node.keys import load_signing_key
+
+    c = cluster
+    hospital, authority = str(c.config(4)), str(c.config(1))
+    chain_id = load_genesis(c.root / "genesis.toml").chain_id
+    alice = SigningKey.generate()
+    app = Client(alice, chain_id)
+    code, out, err = hzp2p("admin", "--config", hospital, "--json", "record", "write", "--type",
+                           "diagnosis", "--subject-key", bytes(alice.verify_key).hex(),
+                           "--record-id", "DX-HO", "--fields", json.dumps({"dx": "measles"}),
+                           "--wait", "15")
+    assert code == 0, err
+    # Alice grants the lab (node 3) a second opinion; the hospital's daemon shares by itself
+    now = int(time.time() * 1000)
+    grant = app.tx("consent.grant", {"grant_id": "G-2", "grantee": 3, "record_types": ["diagnosis"],
+                                     "purpose": "second opinion",
+                                     "expiry_ms": now + 86_400_000}, now)
+    code, out, err = hzp2p("admin", "--config", hospital, "--json", "submit-raw",
+                           grant.encode().hex(), "--wait", "15")
+    assert code == 0 and json.loads(out)["status"] == "committed", err
+    deadline = time.monotonic() + 30
+    while True:
+        code, out, _ = hzp2p("admin", "--config", hospital, "--json", "access-log",
+                             app.pseudonym, "--linearizable")
+        entries = json.loads(out)["entries"]
+        if any(e["kind"] == "share" and e["grantee"] == 3 for e in entries):
+            break
+        assert time.monotonic() < deadline, entries
+        time.sleep(0.5)
+    (share,) = [e for e in entries if e["kind"] == "share"]
+    assert (share["by"], share["purpose"], share["grant_id"]) == (4, "second opinion", "G-2")
+    # the lab can open it now
+    rows = json.loads(hzp2p("admin", "--config", hospital, "--json", "state-scan", "-",
+                            "--limit", "10000")[1])["items"]
+    state = DictState({bytes.fromhex(k): bytes.fromhex(v) for k, v in rows})
+    lab = Client(load_signing_key(c.files[3].directory / "signing.key"), chain_id, 3)
+    assert lab.read_record(state, "DX-HO") == {"dx": "measles"}
+    # emergency: an authority asks with a reason, the holder's operator fulfils
+    code, _, err = hzp2p("admin", "--config", authority, "submit", "access.emergency",
+                         "--payload", json.dumps({"record_id": "DX-HO",
+                                                  "reason": "patient unconscious in A&E"}),
+                         "--wait", "15")
+    assert code == 0, err
+    code, out, err = hzp2p("admin", "--config", hospital, "--json", "emergency", "fulfil",
+                           "DX-HO", "--to", "1", "--wait", "15")
+    assert code == 0 and json.loads(out)["status"] == "committed", err
+    code, out, err = hzp2p("admin", "--config", hospital, "--json", "access-log", app.pseudonym,
+                           "--linearizable")
+    kinds = [e["kind"] for e in json.loads(out)["entries"]]
+    assert kinds.count("emergency") == 1 and kinds.count("share") == 2
+    code, _, err = hzp2p("admin", "--config", hospital, "emergency", "fulfil", "NO-SUCH",
+                         "--to", "1")
+    assert code == 1 and "unknown record" in err

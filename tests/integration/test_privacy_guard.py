@@ -94,6 +94,11 @@ BASES: dict[str, tuple[dict[str, Any], frozenset[str]]] = {
                             "reason": "lab mix-up", "colour": "green"}, frozenset({"reason"})),
     "rules.propose": ({"rule": "healthcode", "params": {"quarantine_days": 7},
                        "activation_height": 99}, frozenset()),
+    "notice.publish": ({"notice_id": "n1", "title": "Masks on buses", "body": "Masks are required.",
+                        "effective_date": "2026-12-01", "region": "north"},
+                       frozenset({"title", "body"})),  # an authority's public notice
+    "credkey.register": ({"inst_id": 1, "public_key": bytes(32)}, frozenset()),
+    "credkey.revoke": ({"kid": "00" * 8, "reason": "rotated"}, frozenset({"reason"})),
 }
 
 

@@ -1,0 +1,152 @@
+"""The credential format: COSE_Sign1 (RFC 9052) over a CBOR claims map, zlib, base45, "HZ1:".
+
+    HZ1:<base45(zlib(COSE_Sign1))>
+    COSE_Sign1 = tag 18 [protected: bstr {1 (alg): -8 (EdDSA), 4 (kid): 8 bytes},
+                         unprotected: {}, payload: bstr, signature: 64 bytes]
+    payload    = {1 (iss): issuing institution id, 6 (iat): issued at (s), 4 (exp): valid
+                  until (s), -70001: {"sub": pseudonym, "col": colour, "since": ms,
+                  "chain": chain id, "h": height}}
+The signature is Ed25519 over Sig_structure ["Signature1", protected, b"", payload],
+by a credential key registered on chain (hzp2p.contracts.credentials); kid is the
+first 8 bytes of SHA-256 of its public key. Parsing is strict and bounded: anything
+else raises CredentialError.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+from typing import Any
+
+import cbor2
+import nacl.signing
+
+from hzp2p.contracts.credentials import KID_BYTES, key_id
+from hzp2p.credentials.b45 import b45decode, b45encode
+
+PREFIX = "HZ1:"
+ALG_EDDSA = -8
+COSE_SIGN1_TAG = 18
+CLAIM_ISS, CLAIM_EXP, CLAIM_IAT, CLAIM_HC = 1, 4, 6, -70001
+MAX_TEXT_CHARS = 4096
+MAX_COSE_BYTES = 2048
+COLOURS = ("green", "yellow", "red")
+
+
+class CredentialError(Exception):
+    """A credential text cannot be parsed (not a signature check: see hzp2p.credentials.verify)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Claims:
+    issuer: int
+    issued_at_s: int
+    valid_until_s: int
+    subject: str
+    colour: str
+    since_ms: int
+    chain_id: str
+    height: int
+
+
+@dataclass(frozen=True, slots=True)
+class Parsed:
+    kid: bytes
+    claims: Claims
+    signed: bytes  # the Sig_structure bytes the signature covers
+    signature: bytes
+
+
+def _sig_structure(protected: bytes, payload: bytes) -> bytes:
+    return cbor2.dumps(["Signature1", protected, b"", payload])
+
+
+def issue(key: nacl.signing.SigningKey, claims: Claims) -> str:
+    """Sign `claims` with credential key `key`; the QR text."""
+    assert claims.colour in COLOURS
+    protected = cbor2.dumps({1: ALG_EDDSA, 4: key_id(bytes(key.verify_key))})
+    payload = cbor2.dumps(
+        {
+            CLAIM_ISS: claims.issuer,
+            CLAIM_IAT: claims.issued_at_s,
+            CLAIM_EXP: claims.valid_until_s,
+            CLAIM_HC: {
+                "sub": claims.subject,
+                "col": claims.colour,
+                "since": claims.since_ms,
+                "chain": claims.chain_id,
+                "h": claims.height,
+            },
+        }
+    )
+    sig = key.sign(_sig_structure(protected, payload)).signature
+    cose = cbor2.dumps(cbor2.CBORTag(COSE_SIGN1_TAG, [protected, {}, payload, sig]))
+    return PREFIX + b45encode(zlib.compress(cose, 9))
+
+
+def _int(v: Any, what: str) -> int:
+    if type(v) is not int or not 0 <= v < 2**63:
+        raise CredentialError(f"{what} must be a non-negative integer")
+    return v
+
+
+def _str(v: Any, what: str) -> str:
+    if type(v) is not str or not 0 < len(v) <= 128:
+        raise CredentialError(f"{what} must be a short string")
+    return v
+
+
+def parse(text: str) -> Parsed:
+    """Decode a credential's text (raises CredentialError); checks no signature."""
+    text = text.strip()
+    if not text.startswith(PREFIX):
+        raise CredentialError(f"not a health-code credential (no {PREFIX} prefix)")
+    if len(text) > MAX_TEXT_CHARS:
+        raise CredentialError("credential text too long")
+    try:
+        packed = b45decode(text[len(PREFIX) :])
+        d = zlib.decompressobj()
+        cose = d.decompress(packed, MAX_COSE_BYTES + 1)
+    except (ValueError, zlib.error) as exc:
+        raise CredentialError(f"credential text is not base45/zlib ({type(exc).__name__})") from None
+    if len(cose) > MAX_COSE_BYTES or d.unconsumed_tail:
+        raise CredentialError("credential too large")
+    try:
+        obj = cbor2.loads(cose)
+    except (cbor2.CBORDecodeError, ValueError, TypeError, RecursionError):
+        raise CredentialError("credential is not CBOR") from None
+    if not isinstance(obj, cbor2.CBORTag) or obj.tag != COSE_SIGN1_TAG:
+        raise CredentialError("not a COSE_Sign1 structure (tag 18)")
+    arr = obj.value
+    if not isinstance(arr, list | tuple) or len(arr) != 4:
+        raise CredentialError("COSE_Sign1 must have 4 parts")
+    protected, _unprotected, payload, sig = arr
+    if not all(isinstance(x, bytes) for x in (protected, payload, sig)) or len(sig) != 64:
+        raise CredentialError("COSE_Sign1 parts have the wrong types")
+    try:
+        hdr = cbor2.loads(protected)
+        claims = cbor2.loads(payload)
+    except (cbor2.CBORDecodeError, ValueError, TypeError, RecursionError):
+        raise CredentialError("COSE headers or payload are not CBOR") from None
+    if not isinstance(hdr, dict) or hdr.get(1) != ALG_EDDSA:
+        raise CredentialError("algorithm must be EdDSA (-8)")
+    kid = hdr.get(4)
+    if not isinstance(kid, bytes) or len(kid) != KID_BYTES:
+        raise CredentialError("kid must be 8 bytes")
+    if not isinstance(claims, dict) or not isinstance(claims.get(CLAIM_HC), dict):
+        raise CredentialError("payload has no health-code claim")
+    hc = claims[CLAIM_HC]
+    colour = _str(hc.get("col"), "colour")
+    if colour not in COLOURS:
+        raise CredentialError(f"unknown colour {colour!r}")
+    c = Claims(
+        issuer=_int(claims.get(CLAIM_ISS), "issuer"),
+        issued_at_s=_int(claims.get(CLAIM_IAT), "iat"),
+        valid_until_s=_int(claims.get(CLAIM_EXP), "exp"),
+        subject=_str(hc.get("sub"), "subject"),
+        colour=colour,
+        since_ms=_int(hc.get("since"), "since"),
+        chain_id=_str(hc.get("chain"), "chain id"),
+        height=_int(hc.get("h"), "height"),
+    )
+    return Parsed(kid, c, _sig_structure(protected, payload), sig)
