@@ -67,7 +67,9 @@ class Snapshot:
         if row is None:
             return None
         header_bytes = msgpack.unpackb(bytes(row[2]), raw=False)[0]
-        _v, h, prev, root, digest, proposer, ts, count = msgpack.unpackb(header_bytes, raw=False)
+        # version 2 headers (issue 19) add a ninth field, the certificates' hash
+        _v, h, prev, root, digest, proposer, ts, count = msgpack.unpackb(
+            header_bytes, raw=False)[:8]
         assert h == height, "block row does not match its header"
         return BlockHead(h, bytes(row[0]), prev, root, digest, proposer, ts, count)
 
