@@ -22,7 +22,7 @@ SUBCOMMAND_MODULES = (
     "hzp2p.admin.cli",  # admin ...
     "hzp2p.sim.cli",  # fuzz, sim
     "hzp2p.analytics.cli",  # export, query
-    "hzp2p.node.receipt_cli",  # verify-receipt
+    "hzp2p.admin.cli_receipt",  # verify-receipt
     "hzp2p.gateway.cli",  # gateway, verify-code
 )
 

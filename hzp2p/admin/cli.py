@@ -53,6 +53,7 @@ from hzp2p.admin.cli_common import (
     render_mapping,
     row,
 )
+from hzp2p.admin.cli_receipt import receipt_command
 from hzp2p.admin.cli_records import RECORD_COMMANDS
 from hzp2p.admin.cli_submit import (
     SUBMIT_COMMANDS,
@@ -67,7 +68,6 @@ from hzp2p.admin.client import DEFAULT_TIMEOUT_S, AdminClientError, call_sync
 from hzp2p.admin.protocol import LIN, LOT, MAX_INT, NODE_ID, SUBJECT, WAIT, AdminError, Param
 from hzp2p.config import ConfigError, load_config, parse_host_port
 from hzp2p.contracts.api import ROLES
-from hzp2p.node.receipt_cli import receipt_command
 
 __all__ = ["COMMANDS", "PayloadError", "decode_bytes_tags", "payload_from_json", "register",
            "run_command"]
@@ -462,7 +462,7 @@ COMMANDS: tuple[Command, ...] = (
                   Param("approve", "bool"), WAIT),
             result="receipt, plus proposal: the proposal after the vote"),
     *SUBMIT_COMMANDS,
-    receipt_command(),  # writes a file: hzp2p.node.receipt_cli (issue 19)
+    receipt_command(),  # writes a file: hzp2p.admin.cli_receipt (issue 19)
     *VIEW_COMMANDS,
     *RECORD_COMMANDS,
     Command("state-scan", "state_scan", "raw committed state under a hex key prefix", _args_state_scan, _params_state_scan, _render_state_scan,

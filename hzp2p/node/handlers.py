@@ -88,7 +88,7 @@ class Handlers:
 
     async def receipt(self, params: Mapping[str, Any]) -> Any:
         """An offline receipt for a committed transaction (hzp2p.node.receipts)."""
-        return await node_receipts.receipt(self.node, params)
+        return await node_receipts.receipt(self.node.stack.storage, self.node.genesis, params)
 
     # ---------------------------------------------------------------- status
     async def status(self, params: Mapping[str, Any]) -> Any:

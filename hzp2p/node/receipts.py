@@ -15,7 +15,7 @@ blocks (it caught up from a snapshot).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from hzp2p.admin.protocol import AdminError
 from hzp2p.contracts.certify import VoterHistory
@@ -26,10 +26,7 @@ from hzp2p.ledger.certificate import VoterSet
 from hzp2p.ledger.genesis import Genesis
 from hzp2p.ledger.receipt import build_receipt, verify_receipt
 from hzp2p.node.certstore import FIND_WINDOW_BLOCKS, find_certificate
-from hzp2p.storage import SyncStorage
-
-if TYPE_CHECKING:
-    from hzp2p.node.daemon import Node
+from hzp2p.storage import AsyncStorage, SyncStorage
 
 
 class _Missing(Exception):
@@ -74,13 +71,12 @@ def make_receipt(
                          whole_tx=whole_tx).encode()
 
 
-async def receipt(node: Node, params: Mapping[str, Any]) -> Any:
+async def receipt(storage: AsyncStorage, genesis: Genesis, params: Mapping[str, Any]) -> Any:
     """The admin method (registered by hzp2p.node.handlers)."""
     tx_hash = bytes.fromhex(str(params["tx_hash"]))
     whole = not params.get("hash_only", False)
-    genesis = node.genesis
     try:
-        data = await node.stack.storage.call(
+        data = await storage.call(
             lambda s: make_receipt(s, genesis, tx_hash, whole_tx=whole))
     except _Missing as exc:
         raise AdminError(exc.code, exc.message, hint=exc.hint or None) from None
