@@ -116,7 +116,14 @@ class Progress:
             return True
         if self.next - 1 != rejected:
             return False  # stale: not a reply to the probe we have out
-        self.next = max(min(rejected, next_hint), self.match + 1, 1)
+        new_next = max(min(rejected, next_hint), self.match + 1, 1)
+        if new_next == self.next:
+            # The follower refuses an append at an index it acknowledged before (match): it
+            # lost its data. Re-sending the same probe at once would loop without end (and
+            # in zero time on a fast link); keep the probe paused until the next heartbeat
+            # round, which also tells the follower it lost data (hzp2p.node.snapshots).
+            return False
+        self.next = new_next
         self.probe_sent = False
         return True
 

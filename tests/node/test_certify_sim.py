@@ -81,16 +81,19 @@ async def test_blocks_are_certified_through_loss_and_a_leader_change(
             n.crash()
     g = nodes[1].genesis
     raws = chain_of(stores[1])
-    checker.check_certified(len(raws), k=4)
-    assert checker.max_lag() <= 4
+    checker.check_certified(len(raws), k=8)
+    # A leader change under 5 % loss can hold a certificate back for a few blocks (the new
+    # leader collects the attestations again; with adaptive batching an idle leader cuts a
+    # block per transaction, so lags count more, smaller blocks): bounded by `verify`'s K.
+    assert checker.max_lag() <= 8
     assert all(chain_of(s) == raws for s in stores.values())
-    a = audit(g, raws, k=4)
-    s = a.summary(k=4)
+    a = audit(g, raws, k=8)
+    s = a.summary(k=8)
     assert s.uncertified == [], s
     # every block with transactions is certified; only cert-only blocks may wait at the tip
     for h in s.pending:
         assert decode_block(raws[h - 1]).header.tx_count == 0
-    assert s.max_lag <= 4, s
+    assert s.max_lag <= 8, s
     # no two certificates for different blocks at one height
     seen: dict[int, bytes] = {}
     for raw in raws:

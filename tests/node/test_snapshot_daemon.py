@@ -166,12 +166,16 @@ async def test_a_slow_transfer_does_not_stall_others_and_resumes_after_a_cut(
     assert learner.digest() == leader.digest()
 
 
+@pytest.mark.parametrize("writing", [False, True], ids=["idle", "writes-in-flight"])
 async def test_a_wiped_node_stops_with_a_clear_error(
-    autojump_clock: trio.testing.MockClock,
+    autojump_clock: trio.testing.MockClock, writing: bool,
 ) -> None:
     """Fabric #3639: a voter whose data directory was deleted restarts under its old id. It
     must not panic the cluster, nor vote with a forgotten log: it stops with NodeDataLost
-    and the other two keep committing."""
+    and the other two keep committing. With writes in flight when it comes back, the
+    leader's probe is refused below the match it recorded: it must wait for the heartbeat
+    round, not re-send the same probe forever (an endless exchange in zero time, found
+    when certificate-only blocks kept an entry in flight)."""
     c = Cluster(25)
     async with trio.open_nursery() as nursery:
         lead = (await c.start_voters(nursery)).k
@@ -181,7 +185,13 @@ async def test_a_wiped_node_stops_with_a_clear_error(
         await wait_for("the victim to catch up", lambda: caught_up(c.nodes[victim], leader))
         c.nodes[victim].crash()
         c.stores[victim] = c.store()  # rm -rf data_dir
+        if writing:
+            for _ in range(20):
+                leader.driver.propose(b"")
         wiped = await c.start(nursery, victim)
+        if writing:
+            for _ in range(20):
+                leader.driver.propose(b"")
         await wait_for("the wiped node to stop", lambda: wiped.error is not None, 10)
         assert isinstance(wiped.error, BaseExceptionGroup)
         lost = wiped.error.subgroup(NodeDataLost)
