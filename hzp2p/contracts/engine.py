@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from hzp2p.contracts import members
@@ -110,6 +110,9 @@ class TxVerdict:
     tx_type: str
     applied: bool
     reason: str  # "" when applied
+    duplicate: bool = field(default=False, compare=False)
+    """Refused as a second inclusion of an already included transaction: not its receipt
+    (the first inclusion's is). Not stored; a stored verdict compares equal without it."""
 
     @property
     def status(self) -> str:
@@ -305,10 +308,12 @@ def _execute_tx(
     """One transaction's verdict, and whether to record its hash as included."""
     h, typ = tx.hash, tx.tx_type
     if h in seen:
-        return TxVerdict(h, typ, False, "duplicate: already earlier in this block"), False
+        return TxVerdict(h, typ, False, "duplicate: already earlier in this block", True), False
     prior = view.get(K_TX + h)
     if prior is not None:
-        return TxVerdict(h, typ, False, f"duplicate: included at height {decode_value(prior)[0]}"), False
+        return TxVerdict(
+            h, typ, False, f"duplicate: included at height {decode_value(prior)[0]}", True
+        ), False
     contract = CONTRACTS.get(typ)
     if contract is None:
         return TxVerdict(h, typ, False, f"unknown transaction type {typ!r}"), False
@@ -346,7 +351,7 @@ def _execute_tx(
 # __init__ makes (neither class has a __post_init__), at a third of the cost per transaction.
 _CTX_SETTERS = tuple(getattr(TxContext, f).__set__ for f in TxContext.__dataclass_fields__)
 _VERDICT_SETTERS = tuple(getattr(TxVerdict, f).__set__ for f in TxVerdict.__dataclass_fields__)
-assert len(_CTX_SETTERS) == 9 and len(_VERDICT_SETTERS) == 4
+assert len(_CTX_SETTERS) == 9 and len(_VERDICT_SETTERS) == 5
 assert not hasattr(TxContext, "__post_init__") and not hasattr(TxVerdict, "__post_init__")
 
 
@@ -377,11 +382,12 @@ def _context(
 
 def _applied(h: bytes, typ: str) -> TxVerdict:
     v = object.__new__(TxVerdict)
-    s_hash, s_type, s_applied, s_reason = _VERDICT_SETTERS
+    s_hash, s_type, s_applied, s_reason, s_duplicate = _VERDICT_SETTERS
     s_hash(v, h)
     s_type(v, typ)
     s_applied(v, True)
     s_reason(v, "")
+    s_duplicate(v, False)
     return v
 
 

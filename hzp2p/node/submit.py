@@ -248,8 +248,8 @@ class SubmitService:
             ev = kicks.pop(v.tx_hash, None)
             if ev is None:
                 continue
-            # A second inclusion's "duplicate" verdict is not the receipt: look it up instead.
-            if v.applied or not v.reason.startswith("duplicate"):
+            # A second inclusion's verdict is not the receipt: look it up instead.
+            if not v.duplicate:
                 landed[v.tx_hash] = TxRecord(v.tx_hash, block.height, pos, v.tx_type,
                                              v.status, v.reason)
             ev.set()
