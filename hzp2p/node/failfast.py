@@ -58,10 +58,27 @@ def poll_s(driver: RaftDriver, default_s: float) -> float:
     return default_s if driver.leader_id else min(default_s, LEADERLESS_POLL_S)
 
 
+LEADERLESS_WITH_QUORUM_TIMEOUTS = 4
+"""Election timeouts a node that can reach a quorum waits for an election before it, too,
+tells its clients (an election under message loss may take a few rounds)."""
+
+
+def quorum_reachable(driver: RaftDriver) -> bool:
+    """This node and the voters it is connected to are a majority of the voters."""
+    voters = driver.core.conf.voters
+    reach = {driver.core.node_id} | set(driver.transport.connected_peers())
+    return 2 * len(voters & reach) > len(voters)
+
+
 def check(driver: RaftDriver, node_id: int, raw_tx: bytes | None) -> None:
-    """Raise NoQuorum if this node has known no leader for a whole election timeout."""
+    """Raise NoQuorum if this node has known no leader for a whole election timeout and
+    cannot reach a quorum of voters (on the majority side of a partition an election is
+    under way: it waits, up to LEADERLESS_WITH_QUORUM_TIMEOUTS election timeouts)."""
     stuck_s = leaderless_for_s(driver)
-    if stuck_s < election_timeout_s(driver):
+    timeout_s = election_timeout_s(driver)
+    if stuck_s < timeout_s:
+        return
+    if stuck_s < LEADERLESS_WITH_QUORUM_TIMEOUTS * timeout_s and quorum_reachable(driver):
         return
     lead, term = driver.last_leader
     last = f"last leader {lead} at term {term}" if lead else "no leader known since start"
