@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import re
 import sys
 import tomllib
 from collections.abc import Callable, Mapping
@@ -52,6 +51,18 @@ from hzp2p.admin.cli_common import (
     fmt,
     render_mapping,
     row,
+)
+from hzp2p.admin.cli_common import (
+    lot_id_arg as _lot_id,
+)
+from hzp2p.admin.cli_common import (
+    non_negative_int as _non_negative_int,
+)
+from hzp2p.admin.cli_common import (
+    positive_int as _positive_int,
+)
+from hzp2p.admin.cli_common import (
+    pseudonym_arg as _pseudonym,
 )
 from hzp2p.admin.cli_receipt import receipt_command
 from hzp2p.admin.cli_records import RECORD_COMMANDS
@@ -76,18 +87,8 @@ __all__ = ["COMMANDS", "PayloadError", "decode_bytes_tags", "payload_from_json",
 # argparse value types (argparse turns their errors into exit status 2)
 
 
-_PSEUDONYM = re.compile(r"[0-9a-f]{32}")
-_ID = re.compile(r"[A-Za-z0-9._:\-]{1,64}")
 
 
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text, 10)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
-    if not 0 <= value <= MAX_INT:
-        raise argparse.ArgumentTypeError(f"expected an integer in 0..{MAX_INT}, got {text!r}")
-    return value
 
 
 def _tx_hash(text: str) -> str:
@@ -100,18 +101,8 @@ def _tx_hash(text: str) -> str:
     return text.lower()
 
 
-def _pseudonym(text: str) -> str:
-    if not _PSEUDONYM.fullmatch(text.lower()):
-        raise argparse.ArgumentTypeError(
-            f"a subject pseudonym is 32 hex digits (hzp2p.crypto.records.pseudonym), got {text!r}"
-        )
-    return text.lower()
 
 
-def _lot_id(text: str) -> str:
-    if not _ID.fullmatch(text):
-        raise argparse.ArgumentTypeError(f"a lot id is 1..64 of [A-Za-z0-9._:-], got {text!r}")
-    return text
 
 
 def _node_id(text: str) -> int:
@@ -329,11 +320,6 @@ def _read_learner_file(path: Path) -> dict[str, Any]:
     return data
 
 
-def _positive_int(text: str) -> int:
-    value = _non_negative_int(text)
-    if value == 0:
-        raise argparse.ArgumentTypeError("expected a positive integer, got 0")
-    return value
 
 
 def _args_state_scan(p: argparse.ArgumentParser) -> None:

@@ -9,12 +9,13 @@ submit commands) without importing each other.
 from __future__ import annotations
 
 import argparse
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hzp2p.admin.protocol import Param
+from hzp2p.admin.protocol import MAX_INT, Param
 
 DEFAULT_WAIT_S = 10.0
 WAIT_MARGIN_S = 5.0
@@ -118,3 +119,43 @@ def table(columns: list[str], rows: list[list[str]], title: str | None = None) -
     out = io.StringIO()
     Console(file=out, width=160, color_system=None, highlight=False).print(t)
     return out.getvalue().rstrip()
+
+
+# -- argparse types several subcommand modules share (argparse turns their errors into exit 2)
+
+_PSEUDONYM = re.compile(r"[0-9a-f]{32}")
+_ID = re.compile(r"[A-Za-z0-9._:\-]{1,64}")
+
+
+def non_negative_int(text: str) -> int:
+    try:
+        value = int(text, 10)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
+    if not 0 <= value <= MAX_INT:
+        raise argparse.ArgumentTypeError(f"expected an integer in 0..{MAX_INT}, got {text!r}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text, 10)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= MAX_INT:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def pseudonym_arg(text: str) -> str:
+    if not _PSEUDONYM.fullmatch(text.lower()):
+        raise argparse.ArgumentTypeError(
+            f"a subject pseudonym is 32 hex digits (hzp2p.crypto.records.pseudonym), got {text!r}"
+        )
+    return text.lower()
+
+
+def lot_id_arg(text: str) -> str:
+    if not _ID.fullmatch(text):
+        raise argparse.ArgumentTypeError(f"a lot id is 1..64 of [A-Za-z0-9._:-], got {text!r}")
+    return text

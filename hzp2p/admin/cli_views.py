@@ -17,37 +17,22 @@ from pathlib import Path
 from typing import Any
 
 from hzp2p.admin.cli_common import Command, Usage, celsius, fmt, iso_ms, table
+from hzp2p.admin.cli_common import lot_id_arg as _lot_id
+from hzp2p.admin.cli_common import positive_int as _positive
+from hzp2p.admin.cli_common import pseudonym_arg as _pseudonym
 from hzp2p.admin.client import call_sync
 from hzp2p.admin.protocol import LIN, LOT, MAX_INT, SUBJECT, Param
 from hzp2p.contracts.events import TYPES as EVENT_TYPES
 
-_PSEUDONYM = re.compile(r"[0-9a-f]{32}")
-_ID = re.compile(r"[A-Za-z0-9._:\-]{1,64}")
 _LIMIT = Param("limit", "int", required=False, min_value=1, max_value=100_000)
 _SITE = Param("site", "int", min_value=1, max_value=MAX_INT)
 _DAY = r"[0-9]{8}"
 
 
-def _positive(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if not 1 <= v <= MAX_INT:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return v
 
 
-def _pseudonym(text: str) -> str:
-    if not _PSEUDONYM.fullmatch(text.lower()):
-        raise argparse.ArgumentTypeError(f"a subject pseudonym is 32 hex digits, got {text!r}")
-    return text.lower()
 
 
-def _lot_id(text: str) -> str:
-    if not _ID.fullmatch(text):
-        raise argparse.ArgumentTypeError(f"a lot id is 1..64 of [A-Za-z0-9._:-], got {text!r}")
-    return text
 
 
 def _day(text: str) -> str:

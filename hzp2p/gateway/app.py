@@ -16,13 +16,14 @@ from hzp2p.analytics.aggregates import epi_summary as summarise_reports
 from hzp2p.contracts import members
 from hzp2p.contracts.api import decode_value
 from hzp2p.contracts.credentials import credential_keys
+from hzp2p.contracts.domain_queries import jsonable
 from hzp2p.contracts.epi import k_dataset
 from hzp2p.contracts.notices import notices
 from hzp2p.gateway import models, problems, routes_signed
 from hzp2p.gateway.context import GatewayContext
 from hzp2p.gateway.page import DASHBOARD_HTML
 from hzp2p.gateway.problems import ApiProblem
-from hzp2p.gateway.store import StoreUnavailable, jsonable
+from hzp2p.gateway.store import StoreUnavailable
 
 API_VERSION = "1.0.0"
 _LABEL = r"^[A-Za-z0-9._:\- ]{1,64}$"

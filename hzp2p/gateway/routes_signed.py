@@ -19,6 +19,7 @@ from hzp2p.contracts import members
 from hzp2p.contracts.api import Institution, TxRejected, decode_value
 from hzp2p.contracts.codelife import default_code, effective_code, healthcode_rules
 from hzp2p.contracts.credentials import credential_key, key_id
+from hzp2p.contracts.domain_queries import jsonable
 from hzp2p.contracts.engine import check_tx_payload
 from hzp2p.credentials import cose
 from hzp2p.crypto.records import SUBJECT_HOLDER, institution_holder, pseudonym
@@ -27,7 +28,7 @@ from hzp2p.gateway.auth import SignedRequest
 from hzp2p.gateway.context import GatewayContext
 from hzp2p.gateway.link import LinkError, LinkRefused
 from hzp2p.gateway.problems import PROBLEM_TYPE, ApiProblem
-from hzp2p.gateway.store import Snapshot, jsonable
+from hzp2p.gateway.store import Snapshot
 from hzp2p.ledger.tx import TxError, decode_tx
 
 _ID = r"^[A-Za-z0-9._:\-]{1,64}$"
