@@ -160,3 +160,15 @@ def partition_links(groups: Iterable[Iterable[NodeId]]) -> frozenset[Link]:
             if i != j:
                 links.update((x, y) for x in a for y in b)
     return frozenset(links)
+
+
+def bridge_halves(
+    bridge: NodeId, nodes: Iterable[NodeId], rng: random.Random
+) -> tuple[list[NodeId], list[NodeId]]:
+    """The two sides of a bridge partition: every node but `bridge`, shuffled by `rng` and
+    halved. Cut with `partition_links(bridge_halves(...))`: each side still sees the
+    bridge, which sees both, but the sides cannot see each other."""
+    rest = sorted(n for n in set(nodes) if n != bridge)
+    rng.shuffle(rest)
+    half = len(rest) // 2
+    return sorted(rest[:half]), sorted(rest[half:])

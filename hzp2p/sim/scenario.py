@@ -19,6 +19,7 @@ from typing import Any
 FAULT_KINDS = (
     "isolate_leader",
     "split",
+    "bridge",
     "one_way",
     "flap",
     "crash",
@@ -27,7 +28,8 @@ FAULT_KINDS = (
     "lossy",
 )
 """isolate_leader: cut the leader off from everyone; split: a minority of voters from the
-rest; one_way: drop one node's outbound (or inbound) links; flap: a link between two
+rest; bridge: every node but the target split in two halves that cannot see each other,
+while the target (the bridge) sees both; one_way: drop one node's outbound (or inbound) links; flap: a link between two
 nodes goes up and down; crash: kill a node (restarted when the fault ends); pause:
 freeze a node (SIGSTOP live; cut off in the deterministic engine); slow_disk: fsyncs
 take `fsync_ms`; lossy: the whole network loses `loss` of its messages."""

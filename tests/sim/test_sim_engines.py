@@ -76,6 +76,19 @@ def test_checkers_catch_a_node_that_skips_a_block() -> None:
     assert v["replay"].startswith("hzp2p sim ")
 
 
+def test_bridge_partition_cuts_the_sides_not_the_bridge() -> None:
+    scn = load_scenario(ROOT / "simulations" / "bridge-node.toml")
+    rep = build_report(run_deterministic(scn), scn)
+    assert rep["safety_violations"] == 0, rep["violations"]
+    first, second = rep["faults"]
+    for f in (first, second):
+        assert f["kind"] == "bridge" and " bridges " in f["detail"], f
+        # Five voters: the bridge and two halves of two.
+        left, right = f["detail"].split(" bridges ")[1].split(" and ")
+        assert len(json.loads(left)) == len(json.loads(right)) == 2
+    assert rep["txs_acknowledged"] > 0
+
+
 def test_no_progress_bar_in_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     scn_file = tmp_path / "tiny.toml"
     scn_file.write_text('name = "tiny"\nduration_s = 1\n')
@@ -104,6 +117,21 @@ def test_quick_live_engine(tmp_path: Path) -> None:
     assert rep["extra"]["relay_connections"] > 0
     left = subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True, text=True)
     assert left.stdout.strip() == "", "the live engine left processes running"
+
+
+@pytest.mark.slow
+def test_live_engine_bridge_partition(tmp_path: Path) -> None:
+    from hzp2p.sim.engine_live import run_live
+
+    scn = load_scenario(ROOT / "simulations" / "bridge-node.toml")
+    scn = replace(scn, duration_s=6.0, workload=replace(scn.workload, tx_rate_per_s=50),
+                  faults=(Fault("bridge", 2.0, 2.0, "follower"),))
+    rep = build_report(run_live(scn, tmp_path / "cluster"), scn)
+    (f,) = rep["faults"]
+    assert f["kind"] == "bridge" and " bridges " in f["detail"], f
+    assert rep["checkers"]["no_two_leaders_in_a_term"] == "pass"
+    assert rep["checkers"]["no_divergent_committed_blocks"] == "pass"
+    assert rep["txs_acknowledged"] > 0
 
 
 def test_without_matplotlib_json_is_written_and_plots_explained(
