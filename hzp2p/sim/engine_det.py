@@ -208,6 +208,7 @@ class DeterministicRun:
             max_delay_ms=n.latency_ms_max,
             spike_prob=n.spike_prob,
             spike_delay_ms=n.spike_ms,
+            half_open_ms=n.half_open_ms,
         )
         if n.bandwidth_mbit_s > 0:
             sim.network = BandwidthNetwork(

@@ -82,6 +82,9 @@ class Network:
     bandwidth_mbit_s: float = 0.0
     """Each node's egress, shared by all its links (messages leave one after another);
     0 = unlimited."""
+    half_open_ms: int = 0
+    """A link healed after a partition stays dead this long (a half-open connection not yet
+    noticed: with the daemon's defaults about two keepalives, 2,000 ms); 0 = not modelled."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -294,8 +297,9 @@ def _network(t: _Table) -> Network:
     loss = t.number("loss", 0.0, 0.0, 0.9)
     dup = t.number("duplicate", 0.0, 0.0, 0.9)
     bw = t.number("bandwidth_mbit_s", 0.0, 0.0, 1e6)
+    half_open = t.integer("half_open_ms", 0, 0, 600_000)
     t.finish()
-    return Network(lo, hi, spike_prob, spike_ms, loss, dup, bw)
+    return Network(lo, hi, spike_prob, spike_ms, loss, dup, bw, half_open)
 
 
 def _disk(t: _Table) -> Disk:

@@ -13,6 +13,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = (
     "quick", "leader-isolation", "minority-majority-split", "flapping-links",
     "crash-restart-storm", "consortium-50", "voters-25", "bridge-node",
+    "half-open-heal",
 )  # fmt: skip
 
 
