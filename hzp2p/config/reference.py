@@ -19,28 +19,17 @@ from typing import Any, get_type_hints
 import msgspec.inspect as mi
 
 from hzp2p.config.reader import Section, bare, choices, description, extra, section_type
-from hzp2p.config.sections import (
-    AdminSection,
-    GatewaySection,
-    HostPort,
-    LedgerSection,
-    LogSection,
-    MetricsSection,
-    NetSection,
-    NodeConfig,
-    RaftSection,
-)
+from hzp2p.config.sections import HostPort, NodeConfig
 
 TABLES: dict[str, type[Section]] = {
     "top": NodeConfig,
-    "raft": RaftSection,
-    "ledger": LedgerSection,
-    "net": NetSection,
-    "admin": AdminSection,
-    "metrics": MetricsSection,
-    "log": LogSection,
-    "gateway": GatewaySection,
+    **{
+        f.name: sub
+        for f in mi.type_info(NodeConfig).fields  # type: ignore[attr-defined]
+        if (sub := section_type(f.type)) is not None
+    },
 }
+"""Each reference table: the top level, then every section in the order of NodeConfig."""
 DOCS = tuple(
     Path(__file__).resolve().parents[2] / "docs" / name for name in ("operations.md", "gateway.md")
 )

@@ -250,6 +250,17 @@ def _array_header(n: int) -> bytes:
     return b"\xdd" + n.to_bytes(4, "big")
 
 
+def _raw_array(data: Any, not_array: str) -> list[msgspec.Raw]:
+    """The packed items of the msgpack array in `data`, each left packed; malformed if
+    `data` is not msgpack, or not one array (`not_array` says what it should have been)."""
+    try:
+        return _raw_items.decode(data)
+    except msgspec.ValidationError:
+        raise RemoteProtocolError("malformed", not_array) from None
+    except msgspec.DecodeError as exc:
+        raise RemoteProtocolError("malformed", f"msgpack: {exc}"[:120]) from None
+
+
 def _message_to_value(
     cls: type[Any], fields: Sequence[FieldType], check: Callable[[Any], None] | None
 ) -> Callable[[Any], Any]:
@@ -454,21 +465,11 @@ class MessageRegistry:
         return self._decode_one(data, None, None)
 
     def _decode_each(self, body: memoryview, src: int | None, dst: int | None) -> list[Any]:
-        try:
-            items = _raw_items.decode(body)
-        except msgspec.ValidationError:
-            raise RemoteProtocolError("malformed", "batch is not an array") from None
-        except msgspec.DecodeError as exc:
-            raise RemoteProtocolError("malformed", f"msgpack: {exc}"[:120]) from None
+        items = _raw_array(body, "batch is not an array")
         return [self._decode_one(it, src, dst) for it in items]
 
     def _decode_one(self, data: Any, src: int | None, dst: int | None) -> Any:
-        try:
-            parts = _raw_items.decode(data)
-        except msgspec.ValidationError:
-            raise RemoteProtocolError("malformed", "message is not a non-empty array") from None
-        except msgspec.DecodeError as exc:
-            raise RemoteProtocolError("malformed", f"msgpack: {exc}"[:120]) from None
+        parts = _raw_array(data, "message is not a non-empty array")
         if not parts:
             raise RemoteProtocolError("malformed", "message is not a non-empty array")
         try:
