@@ -18,6 +18,7 @@ SUBCOMMAND_MODULES = (
     "hzp2p.tools.cli",  # init, demo
     "hzp2p.tools.join",  # keygen, join
     "hzp2p.tools.sensor",  # sensor sign
+    "hzp2p.tools.venue",  # venue qr
     "hzp2p.node.cli",  # run
     "hzp2p.admin.cli",  # admin ...
     "hzp2p.sim.cli",  # fuzz, sim
