@@ -124,7 +124,7 @@ class Notice(BaseModel):
 class RecordSummary(BaseModel):
     record_id: str
     type: str
-    writer: int
+    writer: int | None = Field(description="the writing institution; null for her own check-ins")
     timestamp_ms: int
     height: int
     erased: bool
@@ -136,7 +136,7 @@ class RecordView(BaseModel):
     record_id: str
     subject: str
     type: str
-    writer: int
+    writer: int | None = Field(description="the writing institution; null for her own check-ins")
     timestamp_ms: int
     height: int
     ciphertext: str
@@ -148,7 +148,7 @@ class RecordView(BaseModel):
 
 class AccessEntry(BaseModel):
     kind: str
-    record_id: str
+    record_id: str | None = Field(description="null for an entry about her code (an appeal and its resolution)")
     record_type: str
     by: int | str | None
     grantee: int | None
