@@ -4,7 +4,7 @@
 and prints their public halves: `signing` (the institution's transaction key), `node`
 (its daemon's transport identity), `encryption` (X25519, for sealed record keys) and
 `sensor` (a cold-chain sensor's key, `--name` its file), `venue` (the key a venue signs its
-daily QR code with, `--name` its file). `join` prepares a joining
+daily QR code with; `--name` its file when no sensor key is asked for too). `join` prepares a joining
 institution's directory in two steps, because its node id is only known once the
 authorities have admitted it:
 
@@ -51,7 +51,8 @@ def keygen(directory: Path, kinds: list[str], name: str | None = None) -> dict[s
     directory.mkdir(parents=True, exist_ok=True)
     out: dict[str, Any] = {}
     for kind in kinds:
-        stem = (name or kind) if kind in ("sensor", "venue") else kind
+        named = kind == "sensor" or (kind == "venue" and "sensor" not in kinds)
+        stem = (name or kind) if named else kind  # --name names the sensor's, else the venue's
         path = directory / f"{stem}.key"
         try:
             if kind == "encryption":
