@@ -1,8 +1,10 @@
-"""A citizen's own check-ins and the appeal entries of her access log, over real HTTP.
+"""A citizen's check-ins, her code's history, her appeal and the published exposures over HTTP.
 
 Regression: a check-in record has no writing institution and an appeal's access-log
 entry names no record; GET /v1/me/records and /v1/me/access-log answered 500 for such a
-citizen (found by the demo's story, issue 17). A real daemon and `hzp2p gateway`.
+citizen (found by the demo's story, issue 17). Her app finds the event number an appeal
+names in GET /v1/me/health-code/history, and matches her check-ins against the public
+GET /v1/exposures. A real daemon and `hzp2p gateway`.
 """
 
 from __future__ import annotations
@@ -60,10 +62,30 @@ def test_her_check_ins_and_her_appeal_are_listed(gw: Gateway) -> None:
                 now_ms())
     assert gw.cluster.call(AUTH, "submit_raw", {"tx": tx.encode().hex(), "wait_s": 10},
                            timeout_s=15)["status"] == "committed"
-    hist = gw.cluster.call(AUTH, "health_code", {"subject": me.pseudonym, "history": True})
-    appeal = alice.appeal(now_ms(), appeal_id="A1", event=hist["history"][-1]["seq"],
-                          reason="not_my_sample")
+    hist = me.get("/v1/me/health-code/history", subject=me.pseudonym)
+    assert hist.status_code == 200, hist.text
+    [event] = hist.json()
+    assert (event["event"], event["colour"], event["seq"]) == ("lab.result", "red", 0)
+    assert event["tx_hash"] == tx.hash.hex()
+    appeal = alice.appeal(now_ms(), appeal_id="A1", event=event["seq"], reason="not_my_sample")
     assert me.post_tx(appeal.encode(), wait_s=10).json()["status"] == "committed"
     log = me.get("/v1/me/access-log", subject=me.pseudonym)
     assert log.status_code == 200, log.text
     assert [(e["kind"], e["record_id"]) for e in log.json()] == [("appeal", None)]
+
+
+def test_published_exposures_are_public(gw: Gateway) -> None:
+    venue = nacl.signing.SigningKey.generate()
+    r = gw.cluster.submit(AUTH, "venue.register", {"venue_id": "cafe",
+                                                   "verify_key": bytes(venue.verify_key)})
+    assert r["status"] == "committed", r
+    t = now_ms()
+    r = gw.cluster.submit(AUTH, "exposure.publish", {
+        "exposure_id": "E1", "venue_id": "cafe", "from_ms": t - 3_600_000, "to_ms": t - 1000,
+        "level": "high"})
+    assert r["status"] == "committed", r
+    got = GatewayClient(gw.base_url).get("/v1/exposures", signed=False)
+    assert got.status_code == 200, got.text
+    [e] = got.json()
+    assert (e["exposure_id"], e["venue_id"], e["level"], e["to_ms"]) == ("E1", "cafe", "high",
+                                                                        t - 1000)
