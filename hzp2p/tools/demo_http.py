@@ -4,8 +4,9 @@ Alice has no admin socket: her phone holds her key file (`hzp2p citizen-key`) an
 to a real gateway (`hzp2p gateway`, started by the node's operator). Each method is one
 thing her app does: sign a transaction on the phone and POST /v1/tx (a check-in sealed
 to her alone, the declaration of a matched exposure, an appeal, a grant), read her code,
-her records and her access log, and match her own check-ins against the published
-exposures on the phone (nothing is sent for a miss). The hospital fetches a record it
+her code's history, her records and her access log, and match her own check-ins
+against the published exposures (GET /v1/exposures) on the phone (nothing is sent for
+a miss). The hospital fetches a record it
 was handed, signed with its member key, and decrypts it on its side; a venue verifies
 her QR credential offline against the downloaded trust list. The operators' steps are
 `hzp2p` commands (hzp2p.tools.demo_story); only what an app does is here.
@@ -117,12 +118,28 @@ class CitizenApp:
             out.append({"venue_id": f["venue_id"], "t_ms": f["t_ms"]})
         return out
 
-    def match(self, exposures: list[dict[str, Any]]) -> list[str]:
-        """The published exposures one of her check-ins falls in (matched on the phone)."""
+    def exposures(self) -> list[dict[str, Any]]:
+        """The published exposures (GET /v1/exposures, public)."""
+        assert self.gw is not None
+        found: list[dict[str, Any]] = self._ok(httpx.get(f"{self.gw.base_url}/v1/exposures"),
+                                               "exposures")
+        return found
+
+    def match(self) -> list[str]:
+        """The published exposures one of her check-ins falls in, matched on the phone:
+        what she downloads is the public list; her visits never leave it."""
+        exposures = self.exposures()
         visits = self.my_checkins()
         return [e["exposure_id"] for e in exposures
                 if any(v["venue_id"] == e["venue_id"] and e["from_ms"] <= v["t_ms"] <= e["to_ms"]
                        for v in visits)]
+
+    def code_history(self) -> list[dict[str, Any]]:
+        """Her code's changes with their event numbers (what an appeal names)."""
+        me, _ = self._app()
+        hist: list[dict[str, Any]] = self._ok(
+            me.get("/v1/me/health-code/history", subject=me.pseudonym), "code history")
+        return hist
 
     def declare(self, exposure_id: str) -> dict[str, Any]:
         _, app = self._app()

@@ -340,14 +340,16 @@ def chapters() -> list[Chapter]:
             "from_ms": v["visit_ms"] - HOUR_MS, "to_ms": v.now_ms(), "level": "high",
             "case_ref": "case-7"})
 
-    def keep_exposures(v: V, o: Any) -> str:
-        v["exposures"] = o["exposures"]
-        return f"{len(o['exposures'])} published exposure(s), public for every app"
+    def listed(v: V, o: Any) -> str:
+        ids = [e["exposure_id"] for e in o["exposures"]]
+        expect(ids == ["EXP-1"], f"published: {ids}")
+        return f"{len(ids)} published exposure(s), public for every app"
 
     def match(v: V, app: Any) -> str:
-        found = app.match(v["exposures"])
+        found = app.match()
         expect(found == ["EXP-1"], f"Alice's app matched {found}, expected EXP-1")
-        return "her phone decrypts her own check-ins and finds one in EXP-1's window"
+        return ("GET /v1/exposures; her phone decrypts her own check-ins and finds one in "
+                "EXP-1's window")
 
     def declare(v: V, app: Any) -> str:
         r = app.declare("EXP-1")
@@ -367,9 +369,9 @@ def chapters() -> list[Chapter]:
         App("Alice scans it; her app records the visit sealed to her alone", checkin),
         Cmd("a visitor tests positive; the authority publishes the hall and the hour before",
             publish),
-        Cmd("apps download the published exposures", lambda v: admin(
-            v, v.node(), "exposures", "--linearizable"), check=keep_exposures),
-        App("Alice's app matches them against her check-ins, on her phone", match),
+        Cmd("the authority lists what it published", lambda v: admin(
+            v, v.node(), "exposures", "--linearizable"), check=listed),
+        App("Alice's app downloads the exposures and matches them on her phone", match),
         App("her app declares the match (signed by her)", declare),
         _code("yellow"),
         _app_code("yellow"),
@@ -379,11 +381,16 @@ def chapters() -> list[Chapter]:
         _code("green"),
     ]))
 
-    def keep_event(v: V, o: Any) -> str:
-        ev = [e for e in o["history"] if e.get("event") == "lab.result" and e.get("colour") == "red"]
-        expect(bool(ev), f"no red lab event in Alice's history: {o['history']}")
+    def history(v: V, o: Any) -> str:
+        return " -> ".join(f"{e['event']} ({e['colour']})" for e in o["history"])
+
+    def find_event(v: V, app: Any) -> str:
+        hist = app.code_history()
+        ev = [e for e in hist if e["event"] == "lab.result" and e["colour"] == "red"]
+        expect(bool(ev), f"no red lab event in Alice's history: {hist}")
         v["red_event"] = ev[-1]["seq"]
-        return f"{len(o['history'])} events; the positive result is event {v['red_event']}"
+        return (f"GET /v1/me/health-code/history: {len(hist)} events; the positive result "
+                f"is event {v['red_event']}")
 
     def appeal(v: V, app: Any) -> str:
         r = app.appeal("AP-1", v["red_event"], "not_my_sample")
@@ -397,9 +404,10 @@ def chapters() -> list[Chapter]:
             "--result", "positive", "--sample-time", str(v.now_ms()))),
         _code("red"),
         _app_code("red"),
-        Cmd("Alice's code history (what her app lists, with event numbers)", lambda v: admin(
+        Cmd("an authority reads Alice's code history", lambda v: admin(
             v, v.authority(), "health-code", v["alice"], "--history", "--linearizable"),
-            check=keep_event),
+            check=history),
+        App("Alice's app lists her code's history, with event numbers", find_event),
         App("Alice appeals: not her sample (signed by her)", appeal),
         Cmd("the authority finds the sample mix-up and corrects the code to green",
             lambda v: submit(v, v.authority(), "healthcode.resolve", {
