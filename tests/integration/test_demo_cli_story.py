@@ -37,7 +37,7 @@ def test_every_operator_step_is_a_command() -> None:
     assert all(("Alice" in s.say or "her app" in s.say or "Hospital's records client" in s.say
                 or "a venue checks" in s.say) for s in steps if isinstance(s, App))
     # processes only: kill, restart, the gateway process, waiting for convergence
-    assert len([s for s in steps if isinstance(s, Op)]) == 5
+    assert len([s for s in steps if isinstance(s, Op)]) == 4
     assert len([s for s in steps if isinstance(s, Cmd)]) >= 50
 
 
