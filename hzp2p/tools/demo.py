@@ -146,7 +146,11 @@ class Runner:
                 break
             time.sleep(0.2)
         self.commands += 1
-        result: Any = self._json(out) if step.to_file is None and "--json" in argv else None
+        result: Any = None
+        if step.lines:
+            result = [json.loads(line) for line in out.splitlines() if line.strip()]
+        elif step.to_file is None and "--json" in argv:
+            result = self._json(out)
         self.log.append({"kind": "cmd", "say": step.say, "argv": argv, "exit": code,
                          "result": result})
         receipt = isinstance(result, dict) and result.get("status") in ("committed", "rejected")

@@ -98,6 +98,8 @@ class Cmd:
     """Input files the operator already has (a sensor gateway's CSV export)."""
     retry_s: float = 0.0
     """Repeat while it fails, this long (a receipt exists once its block is certified)."""
+    lines: bool = False
+    """The output is JSON lines (a stream): `keep`/`check` get the list."""
 
 
 @dataclass(frozen=True)
@@ -447,6 +449,47 @@ def chapters() -> list[Chapter]:
             v, v.authority(), "access-log", v["alice"], "--linearizable"), check=keep_log),
         App("Alice's app lists the same", app_log),
         App("Alice opens VAX-1 on her phone", lambda v, app: str(app.own_record("VAX-1"))),
+    ]))
+
+    def stock(v: V, o: Any) -> str:
+        rows = {(r["custodian"], r["product"]): r for r in o["stock"]}
+        site, carrier = rows[(v["riverside_id"], "covax")], rows[(v["coldline_id"], "covax")]
+        expect(site["available"] == 99 and carrier["unusable"] == 100, f"stock: {o['stock']}")
+        return (f"Riverside Clinic: {site['available']} covax doses available; ColdLine: "
+                f"{carrier['unusable']} unusable (quarantined)")
+
+    def recipients(v: V, o: Any) -> str:
+        expect([d["subject"] for d in o["doses"]] == [v["alice"]], f"LOT-A doses: {o}")
+        return f"{o['count']} recipient(s), Alice among them, at {o['doses'][0]['site_name']}"
+
+    def expiring(v: V, o: Any) -> str:
+        ids = [lot["lot_id"] for lot in o["lots"]]
+        expect(ids == ["LOT-A"], f"expiring: {ids}")
+        return "LOT-A (in 30 days; LOT-B is quarantined, not counted)"
+
+    def keep_height(v: V, o: Any) -> None:
+        v["now_height"] = o["height"]
+
+    def events(v: V, o: Any) -> str:
+        kinds = [e["type"] for e in o]
+        colours = [e["colour"] for e in o if e["type"] == "code"]
+        expect(kinds.count("quarantine") == 1, f"watch: {kinds}")
+        expect(colours == ["yellow", "green", "red", "green"], f"watch: code changes {colours}")
+        return f"{len(o)} events: a quarantine, then Alice's code {' -> '.join(colours)}"
+
+    out.append(Chapter("The city's views: stock, a recall's recipients, expiring lots, the "
+                       "event stream", [
+        Cmd("the health authority's stock view", lambda v: admin(v, v.authority(), "stock"),
+            check=stock),
+        Cmd("if LOT-A were recalled: who received doses of it", lambda v: admin(
+            v, v.authority(), "doses", "--lot", "LOT-A"), check=recipients),
+        Cmd("lots with doses left expiring within 60 days", lambda v: admin(
+            v, v.authority(), "expiring", "--days", "60"), check=expiring),
+        Cmd("node 1's position", lambda v: admin(v, 1, "status"), keep=keep_height),
+        Cmd("quarantines and code changes since block 1 (resumable with --from-height)",
+            lambda v: admin(v, 1, "watch", "--from-height", "1", "--until-height",
+                            str(v["now_height"]), "--types", "quarantine,code"),
+            check=events, lines=True),
     ]))
 
     def same_chain(v: V, h: Any) -> str:

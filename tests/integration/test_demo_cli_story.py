@@ -4,7 +4,8 @@ The same scripted list `hzp2p demo` runs (hzp2p.tools.demo_story), with every op
 step run as a `hzp2p` subprocess against a real 3-node cluster: admissions, lots and a
 sensor's batch, vaccinations signed with a clinic's key file, a venue's QR code, a
 published exposure, a negative and a positive test, an appeal's resolution, a share,
-the views, every node's verify, and the offline receipt. Outcomes are asserted from the
+the views (stock, a recalled lot's recipients, expiring lots, the watch stream), every
+node's verify, and the offline receipt. Outcomes are asserted from the
 commands' --json output. The only other steps are what Alice's phone (and the hospital's
 records client) do over the real gateway, and what happens to processes (SIGKILL,
 restart, starting the gateway): no step calls the client library for an institution.
@@ -73,6 +74,19 @@ def test_the_whole_story_with_the_hzp2p_command_only(tmp_path: Path) -> None:
     hospital = next(m["inst_id"] for m in members if m["name"] == "City Hospital")
     entries = _results(log, "access-log")[0]["entries"]
     assert ("share", hospital, "VAX-1") in [(e["kind"], e["grantee"], e["record_id"]) for e in entries]
+
+    # the supply views and the event stream on the demo's cluster
+    riverside = next(m["inst_id"] for m in members if m["name"] == "Riverside Clinic")
+    stock = _results(log, "stock")[0]["stock"]
+    assert {"custodian": riverside, "product": "covax", "available": 99} in [
+        {k: r[k] for k in ("custodian", "product", "available")} for r in stock]
+    alice = _results(log, "health-code")[0]["subject"]
+    assert [d["subject"] for d in _results(log, "doses", "--lot")[0]["doses"]] == [alice]
+    assert [x["lot_id"] for x in _results(log, "expiring")[0]["lots"]] == ["LOT-A"]
+    watched = _results(log, "watch")[0]
+    assert [e["type"] for e in watched].count("quarantine") == 1
+    assert [e["colour"] for e in watched if e["type"] == "code"] == ["yellow", "green", "red",
+                                                                   "green"]
 
     # identical chains, every node verifies, and the receipt verifies offline
     blocks = _results(log, "block")
