@@ -16,7 +16,9 @@ within about an election timeout with `no_quorum` and the transaction it signed.
 admin sockets) and then hand that same signed transaction (`submit_raw`, same hash,
 never applied twice) to the fallbacks in turn, and to the first node again, until one
 commits it or --wait runs out. `submit` never re-signs elsewhere: the transaction is
-always the --config node's institution's.
+always the --config node's institution's — or, with `--key FILE`, signed here with that
+key file and relayed as submit-raw (hzp2p.admin.cli_keysign: an institution without its
+own daemon).
 """
 
 from __future__ import annotations
