@@ -18,6 +18,7 @@ from hzp2p.contracts.api import decode_value
 from hzp2p.contracts.credentials import credential_keys
 from hzp2p.contracts.domain_queries import jsonable
 from hzp2p.contracts.epi import k_dataset
+from hzp2p.contracts.exposure import exposures
 from hzp2p.contracts.notices import notices
 from hzp2p.gateway import models, problems, routes_signed
 from hzp2p.gateway.context import GatewayContext
@@ -200,6 +201,18 @@ def create_app(ctx: GatewayContext) -> FastAPI:
                 if len(out) >= limit:
                     break
         return out
+
+    @app.get("/v1/exposures", response_model=list[models.Exposure], tags=["public"])
+    async def list_exposures(
+        request: Request, limit: Annotated[int, Query(ge=1, le=MAX_LIST)] = 100,
+    ) -> list[models.Exposure]:
+        """Published exposures (`exposure.publish`), newest first: venues and windows an app
+        matches its own check-ins against, on the phone."""
+        with ctx_of(request).store.snapshot() as s:
+            found = exposures(s)
+        found.sort(key=lambda e: (e["height"], e["exposure_id"]), reverse=True)
+        return [models.Exposure(**{k: e[k] for k in models.Exposure.model_fields})
+                for e in found[:limit]]
 
     @app.get("/v1/notices", response_model=list[models.Notice], tags=["public"])
     async def list_notices(
