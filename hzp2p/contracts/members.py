@@ -207,6 +207,13 @@ def institution_by_key(state: Readable, signing_key: bytes) -> Institution | Non
     return None if raw is None else get_institution(state, decode_value(raw))
 
 
+def key_owner(state: Readable, signing_key: bytes) -> Institution | None:
+    """The institution a signing key belongs or belonged to (removed members and rotated
+    keys included): who signed an old transaction."""
+    raw = state.get(k_sigkey(signing_key))
+    return None if raw is None else get_institution(state, decode_value(raw))
+
+
 def institutions(state: Readable) -> list[Institution]:
     return [inst_from_record(decode_value(v)) for _, v in state.scan(b"mem/i/")]
 
