@@ -67,6 +67,7 @@ from hzp2p.admin.cli_common import (
 )
 from hzp2p.admin.cli_receipt import receipt_command
 from hzp2p.admin.cli_records import RECORD_COMMANDS
+from hzp2p.admin.cli_rotate import rotate_keys_command
 from hzp2p.admin.cli_submit import (
     SUBMIT_COMMANDS,
     PayloadError,
@@ -440,6 +441,7 @@ COMMANDS: tuple[Command, ...] = (
     *SUBMIT_COMMANDS,
     receipt_command(),  # writes a file: hzp2p.admin.cli_receipt (issue 19)
     refused_command(),  # the auditors' view: hzp2p.admin.cli_audit (issue 19)
+    rotate_keys_command(),  # key rotation: hzp2p.admin.cli_rotate (issue 19)
     *VIEW_COMMANDS,
     *RECORD_COMMANDS,
     Command("state-scan", "state_scan", "raw committed state under a hex key prefix", _args_state_scan, _params_state_scan, _render_state_scan,
