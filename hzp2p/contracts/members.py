@@ -24,8 +24,8 @@ target; the consortium always keeps at least one active authority and one
 voter. Admitted institutions join as learners with a fresh, never reused id.
 
 Key rotation (`rotate_keys`, issue 19) is decided the same way: an institution's
-signing and node keys are replaced from the block that approves it on (both new
-keys unused by anyone before; the old ones stay recorded under mem/k and mem/n,
+signing and node keys are replaced from the block that approves it on (each new
+key unused by anyone before, or the target's current one to rotate only the other; the old ones stay recorded under mem/k and mem/n,
 never reusable, so `key_owner` still names who signed an old transaction, while
 `institution_by_key` accepts current keys only). The change is logged as kind
 `rotate` (with the new signing key and the old keys; no Raft ConfChange follows):
@@ -287,9 +287,16 @@ def _active(state: Readable) -> list[Institution]:
 def _validate(state: StateView, action: str, params: Mapping[str, Any]) -> str:
     """Check the change against the current state; returns the target tag. Raises TxRejected."""
     if action in ("admit", "rotate_keys"):
-        if state.get(k_sigkey(params["signing_key"])) is not None:
+        # a rotation may keep one of the target's *current* keys (rotating only the other)
+        keep = get_institution(state, params["inst_id"]) if action == "rotate_keys" else None
+        if keep is not None and (keep.signing_key, keep.node_key) == (
+                params["signing_key"], params["node_key"]):
+            raise TxRejected("member.propose: the rotation changes neither key")
+        if state.get(k_sigkey(params["signing_key"])) is not None and (
+                keep is None or keep.signing_key != params["signing_key"]):
             raise TxRejected("member.propose: signing_key already belongs to an institution")
-        if state.get(k_nodekey(params["node_key"])) is not None:
+        if state.get(k_nodekey(params["node_key"])) is not None and (
+                keep is None or keep.node_key != params["node_key"]):
             raise TxRejected("member.propose: node_key already belongs to an institution")
     if action == "admit":
         return "k" + bytes(params["signing_key"]).hex()

@@ -171,5 +171,15 @@ def test_rotation_refuses_keys_in_use_and_needs_the_vote() -> None:
     assert not ok
     ok, why = cc.c.run_one(1, "member.propose", payload)  # one yes of two authorities
     assert ok, why
+    cur = cc.c.secrets[2]
+    same = {"action": "rotate_keys", "inst_id": 2,
+            "signing_key": bytes(cur.signing_key().verify_key),
+            "node_key": bytes(cur.node_key().verify_key)}
+    ok, why = cc.c.run_one(1, "member.propose", same)
+    assert not ok and "changes neither key" in why
+    # only the node key: the signing key stays the target's own current one
+    ok, why = cc.c.run_one(1, "member.propose", {
+        **same, "node_key": bytes(nacl.signing.SigningKey.generate().verify_key)})
+    assert ok, why
     inst = get_institution(cc.c.state, 3)
     assert inst is not None and inst.signing_key == bytes(cc.c.secrets[3].signing_key().verify_key)
