@@ -163,6 +163,7 @@ class Node:
         )
         init = await stack.open(self.storage, self._make_transport)
         rotation.wire(self.keys, stack)
+        await self._sync_keys()  # a rotation of ours among the blocks opening just applied
         self.applier, self.driver = stack.applier, stack.driver
         self.producer, self.submit, self.reads = stack.producer, stack.submit, stack.reads
         self.metrics.registry.add_collect_hook(self._collect_metrics)
@@ -283,6 +284,10 @@ class Node:
                 if await self.membership.refresh(self.storage):
                     self.transport.membership_changed()
                     log.info("membership_refreshed", members=sorted(self.membership.members()))
+                try:  # a rotation of ours the block callback missed (a snapshot installed)
+                    await self._sync_keys()
+                except ConfigError as exc:
+                    log.warning("rotated_keys_missing", reason=str(exc))
             if self.driver.idle_leader():
                 await self._reconcile_conf()
 

@@ -112,6 +112,8 @@ class KeyRing:
         """Follow an applied block's membership changes; True if this node's keys rotated."""
         for c in changes:
             if c.kind == "rotate" and c.inst_id == node_id:
+                if (c.signing_key, c.node_key) == (_pub(self.signing), _pub(self.node)):
+                    return False  # switched already (at start-up or by the membership loop)
                 new_s, new_n = self.known.get(c.signing_key), self.known.get(c.node_key)
                 if new_s is None or new_n is None:
                     log.error("rotated_keys_missing", inst_id=node_id,
