@@ -148,7 +148,18 @@ def test_node_key_rotation_block_signatures() -> None:
     cc = CertChain(n_voters=3, n_learners=1, seed=32)
     h1 = cc.block(cc.epi(1))
     old1, new1 = cc.c.secrets[1], new_secrets()
-    rotate(cc, 1, new1, [cc.cert(h1, [1, 2]).encode()], [])
+    _, h_rot = rotate(cc, 1, new1, [cc.cert(h1, [1, 2]).encode()], [])
+    # a snapshot taken at the very block that rotated its proposer's key verifies (the tip
+    # is checked against the key that block replaced)
+    from hzp2p.contracts.engine import read_head, state_digest
+    from hzp2p.node.snapshot_format import StateSnapshot, verify_snapshot
+    from hzp2p.raft.types import ConfState, SnapshotMeta
+
+    conf = ConfState(voters=frozenset({1, 2, 3}), learners=frozenset({4}))
+    head = read_head(cc.c.state)
+    snap = StateSnapshot(9, conf, h_rot, head.hash, state_digest(cc.c.state),
+                         cc.c.blocks[h_rot - 1], tuple(sorted(cc.c.state.data.items())))
+    verify_snapshot(snap, SnapshotMeta(9, 1, conf), cc.c.genesis.hash)
     stale = cc.c.fork()
     with pytest.raises(BlockRejected, match="signature"):
         stale.apply(stale.make_block(cc.epi(1)))  # still signed with the old node key
