@@ -41,6 +41,7 @@ from hzp2p.net.tcp import TcpTransport
 from hzp2p.net.transport import NodeIdentity
 from hzp2p.node.keys import KeyFileError, load_signing_key, write_key_file
 from hzp2p.node.stack import NodeStack
+from hzp2p.raft.errors import NotLeader
 
 log = structlog.get_logger("hzp2p.node.rotation")
 
@@ -164,10 +165,18 @@ def wire(ring: KeyRing, stack: NodeStack) -> None:
 def missing_rotation(ring: KeyRing, node_id: int, changes: Iterable[MembershipChange],
                      stack: NodeStack) -> None:
     """A rotation of this node to keys it does not hold: its blocks would be refused, so
-    its producer stops proposing (another node leads) until the keys are put in place."""
+    its producer stops proposing and, if it leads, it hands leadership to another voter
+    until the keys are put in place (and the daemon restarted)."""
     for c in changes:
         if c.kind == "rotate" and c.inst_id == node_id and c.node_key != _pub(ring.node):
             stack.producer.node_pub = c.node_key
+            core = stack.driver.core
+            others = sorted(core.conf.voters - {node_id})
+            if stack.driver.is_leader() and others:
+                try:
+                    stack.driver.transfer_leadership(others[0])
+                except (NotLeader, ValueError) as exc:
+                    log.warning("leadership_not_handed_over", reason=str(exc))
 
 
 def prepare(ring: KeyRing) -> tuple[bytes, bytes]:

@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from nacl.signing import SigningKey
 
-from hzp2p.node.keys import load_signing_key
+from hzp2p.node.keys import load_signing_key, write_key_file
 from hzp2p.tools.localcluster import LocalCluster
 
 pytestmark = pytest.mark.slow
@@ -130,3 +131,48 @@ def test_rotating_voters_keys_keeps_the_cluster_and_receipts_working(tmp_path: P
         r = hzp2p("verify-receipt", name, "--genesis", "genesis.toml", cwd=offline)
         assert r.returncode == 0, (name, r.stderr)
         assert r.stdout.startswith(f"transaction {tx['tx_hash']}, verdict accepted")
+
+
+def test_a_rotation_to_keys_the_node_lacks_does_not_stop_the_cluster(tmp_path: Path) -> None:
+    """Keys prepared elsewhere and never copied: the rotated daemon says so, stops proposing
+    (handing leadership over if it led) and keeps following; the others go on. With the
+    keys put in place as .next files, a restart switches it to them."""
+    c = LocalCluster(tmp_path / "c", 3)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    d1 = c.files[1].directory
+    try:
+        c.start_all()
+        c.wait_leader(20)
+        new_s, new_n = SigningKey.generate(), SigningKey.generate()
+        write_key_file(elsewhere / "signing.key.next", new_s)
+        write_key_file(elsewhere / "node.key.next", new_n)
+        prop = c.call(2, "rotate_keys", {"inst_id": 1, "signing_key": new_s.verify_key.encode().hex(),
+                                         "node_key": new_n.verify_key.encode().hex(),
+                                         "wait_s": 30}, timeout_s=40)
+        assert prop["status"] == "committed", prop
+        v = c.call(1, "vote", {"proposal_id": prop["proposal_id"], "approve": True,
+                               "wait_s": 30}, timeout_s=40)
+        assert v["proposal"]["status"] == "approved", v
+        c.wait_for("node 1 reports the keys it lacks",
+                   lambda: "rotated_keys_missing" in c.log_path(1).read_text(), 30)
+        # the cluster goes on without node 1 proposing
+        done = [c.submit(2 + i % 2, "epi.report", report(30 + i), wait_s=30) for i in range(3)]
+        assert all(r["status"] == "committed" for r in done), done
+        assert c.leader() in (2, 3)
+        # the keys put in place: a restart switches to them, and node 1 signs again
+        c.stop(1)
+        for name in ("signing.key.next", "node.key.next"):
+            shutil.copy(elsewhere / name, d1 / name)
+        c.start(1)
+        c.wait_up(30, ids=[1])
+        r = c.wait_for("node 1 signs with its new key", lambda: (
+            x if (x := c.submit(1, "epi.report", report(40), wait_s=30))["status"] == "committed"
+            else None), 90)
+        t = c.call(2, "tx", {"tx_hash": r["tx_hash"]})
+        assert t["signer"]["key"] == new_s.verify_key.encode().hex()
+        assert bytes(load_signing_key(d1 / "node.key").verify_key) == new_n.verify_key.encode()
+        c.wait_for("every chain verified", lambda: all(c.call(k, "verify")["ok"] for k in c.ids),
+                   60)
+    finally:
+        c.close()
