@@ -20,7 +20,7 @@ from hzp2p.contracts.domain_queries import jsonable
 from hzp2p.contracts.epi import k_dataset
 from hzp2p.contracts.exposure import exposures
 from hzp2p.contracts.notices import notices
-from hzp2p.gateway import models, problems, routes_signed
+from hzp2p.gateway import models, problems, routes_proof, routes_signed
 from hzp2p.gateway.context import GatewayContext
 from hzp2p.gateway.page import DASHBOARD_HTML
 from hzp2p.gateway.problems import ApiProblem
@@ -230,5 +230,6 @@ def create_app(ctx: GatewayContext) -> FastAPI:
         ]
 
     routes_signed.register(app)
+    routes_proof.register(app)
     return app
 

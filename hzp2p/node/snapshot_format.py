@@ -171,8 +171,13 @@ def verify_snapshot(s: StateSnapshot, meta: SnapshotMeta, genesis_hash: bytes) -
     proposer = members.get_institution(state, block.header.proposer)
     if proposer is None:
         raise BadSnapshot(i, "tip block's proposer is unknown to the snapshot's state")
+    # the key in force when the tip was made: the one its own rotation (if it rotated its
+    # proposer's keys, issue 19) replaced, else the current one
+    key = next((c.old_node_key for c in members.membership_log(state)
+                if c.kind == "rotate" and c.inst_id == proposer.inst_id
+                and c.height == block.height), proposer.node_key)
     try:
-        block.header.verify_signature(block.signature, proposer.node_key)
+        block.header.verify_signature(block.signature, key)
     except BlockError as exc:
         raise BadSnapshot(i, f"tip block: {exc}") from None
 
