@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import FastAPI, Path, Query, Request
-from fastapi.responses import HTMLResponse
 
 from hzp2p.analytics.aggregates import epi_summary as summarise_reports
 from hzp2p.contracts import members
@@ -19,9 +18,8 @@ from hzp2p.contracts.credentials import credential_keys
 from hzp2p.contracts.domain_queries import jsonable
 from hzp2p.contracts.epi import k_dataset
 from hzp2p.contracts.notices import notices
-from hzp2p.gateway import models, problems, routes_signed
+from hzp2p.gateway import models, page, problems, routes_signed
 from hzp2p.gateway.context import GatewayContext
-from hzp2p.gateway.page import DASHBOARD_HTML
 from hzp2p.gateway.problems import ApiProblem
 from hzp2p.gateway.store import StoreUnavailable
 
@@ -71,9 +69,7 @@ def create_app(ctx: GatewayContext) -> FastAPI:
 
     app.add_exception_handler(StoreUnavailable, on_store)
 
-    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    async def landing() -> str:
-        return DASHBOARD_HTML
+    page.register(app)  # the web pages: /, /citizen, /venue and their /assets
 
     @app.get("/healthz", response_model=models.Health, tags=["operations"])
     async def healthz(request: Request) -> models.Health:
