@@ -335,11 +335,23 @@ def run_demo(*, json_output: bool = False, keep: bool = False) -> int:
         with LocalCluster(root / "c", 3) as cluster:
             http = _citizen_over_http(cluster)
             story = Story(cluster, quiet=json_output, http=http)
+            if http is not None:
+                http.hold = keep  # the web pages stay up after the story (see below)
             try:
                 story.run()
+                if keep and http is not None and http.gw is not None and http.alice is not None:
+                    url = http.gw.base_url  # Alice's key rides in the fragment, never sent
+                    print(f"\nweb pages, served until you press Enter or Ctrl-C:\n  dashboard     "
+                          f"{url}/\n  Alice's page  {url}/citizen#key={bytes(http.alice.key).hex()}"
+                          f"\n  venue check   {url}/venue", file=sys.stderr if json_output else sys.stdout,
+                          flush=True)
+                    try:
+                        sys.stdin.readline()
+                    except KeyboardInterrupt:
+                        print()  # past the ^C
             finally:
                 if http is not None:
-                    http.stop()
+                    http.release()
                 story.say("stopping every daemon")
         if story.receipt_path is not None:
             story.check_receipt_offline(root / "c" / "genesis.toml")

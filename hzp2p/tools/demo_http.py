@@ -38,6 +38,9 @@ class CitizenOverHttp:
         self.gw: Gateway | None = None
         self.alice: GatewayClient | None = None
         self.code: dict[str, Any] = {}
+        # `hzp2p demo --keep`: the story's stop() leaves the gateway serving the web pages
+        # until release() (hzp2p.tools.demo.run_demo prints their URLs and waits)
+        self.hold = False
 
     def _me(self) -> GatewayClient:
         assert self.alice is not None, "start() first"
@@ -113,7 +116,13 @@ class CitizenOverHttp:
         if late.ok:
             raise DemoHttpFailed("an expired credential verified")
 
+    def release(self) -> None:
+        self.hold = False
+        self.stop()
+
     def stop(self) -> None:
+        if self.hold:
+            return
         if self.alice is not None:
             self.alice.close()
             self.alice = None

@@ -188,7 +188,7 @@ def test_venue_verifies_a_code(gw: Gateway, open_page: Any) -> None:
     w = open_page(PHONE)
     page = w.page
     ready(w, "/venue", gw)
-    assert "signing keys" in page.locator("#trust").inner_text()
+    assert "signing keys: 1" in page.locator("#trust").inner_text()
     page.get_by_label("Paste the code's text (HZ1:…)").fill(cred)
     page.get_by_role("button", name="Check", exact=True).click()
     verdict = page.locator("#verdict")
