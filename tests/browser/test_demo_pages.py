@@ -51,6 +51,7 @@ def test_demo_keep_serves_the_pages(browser: Any, open_page: Any) -> None:
         page.locator("[data-record=VAX-1] dl").wait_for()
         assert "Alice" in page.locator("[data-record=VAX-1]").inner_text()
         assert "treatment" in page.locator("#access-log").inner_text()
+        page.evaluate("window.scrollTo(0, 0)")
         alice.shot("demo-citizen", full_page=False)
         credential = page.locator("#credential").text_content()
         assert credential and credential.startswith("HZ1:")
