@@ -4,6 +4,7 @@ her access log change; a venue verifies her code. Screenshots are saved (conftes
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
@@ -16,10 +17,11 @@ import nacl.signing
 import pytest
 
 from hzp2p.client import lab_result_payload
+from hzp2p.credentials import qr
 from hzp2p.crypto.records import encrypt_record, encryption_public_key, open_sealed_key, seal_key_to
 from hzp2p.gateway.client import GatewayClient
 from hzp2p.tools.gatewayrun import AUTH, HOSPITAL, LAB, Gateway
-from tests.browser.conftest import PHONE
+from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, PHONE, Watched
 
 pytestmark = pytest.mark.slow
 WAIT_MS = 15_000
@@ -237,3 +239,69 @@ def test_pages_are_labelled_for_assistive_technology(gw: Gateway, open_page: Any
         assert w.page.evaluate("document.documentElement.lang") == "en"
     r = httpx.get(gw.base_url + "/citizen")
     assert "script-src 'self'" in r.headers["content-security-policy"]
+
+
+def y4m_of_qr(text: str, path: Path, size: int = 480) -> None:
+    """A one-frame Y4M video (what Chromium's fake camera plays) showing `text` as a QR code."""
+    from PIL import Image
+
+    img = Image.open(io.BytesIO(qr.to_png(text, scale=5))).convert("RGB")
+    frame = Image.new("RGB", (size * 4 // 3, size), "white")
+    frame.paste(img, ((frame.width - img.width) // 2, (frame.height - img.height) // 2))
+    y, cb, cr = frame.convert("YCbCr").split()
+    half = (frame.width // 2, frame.height // 2)
+    with path.open("wb") as f:
+        f.write(f"YUV4MPEG2 W{frame.width} H{frame.height} F10:1 Ip A1:1 C420jpeg\n".encode())
+        f.write(b"FRAME\n" + y.tobytes() + cb.resize(half).tobytes() + cr.resize(half).tobytes())
+
+
+def test_venue_scans_a_code_with_the_camera(gw: Gateway, browser: Any, tmp_path: Path) -> None:
+    """Chromium's fake camera shows her QR code; the page reads it (jsQR, loaded on demand)."""
+    carol = GatewayClient(gw.base_url, nacl.signing.SigningKey.generate())
+    cred = carol.get("/v1/me/health-code", subject=carol.pseudonym).json()["credential"]
+    video = tmp_path / "code.y4m"
+    y4m_of_qr(cred, video)
+    cam = browser.browser_type.launch(
+        executable_path=CHROMIUM, headless=True,
+        args=[*CHROMIUM_ARGS, "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+              f"--use-file-for-fake-video-capture={video}"])
+    try:
+        ctx = cam.new_context(viewport=PHONE, permissions=["camera"])
+        w = Watched(ctx.new_page())
+        ready(w, "/venue", gw)
+        w.page.get_by_role("button", name="Scan with the camera").click()
+        w.page.wait_for_selector("#verdict", timeout=WAIT_MS)
+        assert w.page.locator("#verdict").get_attribute("data-ok") == "true", w.page.locator("#result").inner_text()
+        assert w.page.locator("#code-text").input_value() == cred
+        assert w.page.locator("#camera").is_hidden()  # the camera is off again
+        w.shot("venue-camera-phone")
+        assert not w.errors, w.errors
+    finally:
+        cam.close()
+
+
+def test_citizen_code_is_refreshed_before_it_expires(gw: Gateway, open_page: Any) -> None:
+    """Her key arrives in the URL fragment (as `hzp2p demo --keep` prints it) and leaves the
+    address bar; the page's clock jumps to a minute before her credential expires: it fetches
+    a new one — the gateway first refuses the request as 4 minutes off its clock, the page
+    takes the offset from the answer's Date header and signs again."""
+    dave = nacl.signing.SigningKey.generate()
+    w = open_page(PHONE)
+    page = w.page
+    asked: list[int] = []
+    page.on("response", lambda r: asked.append(r.status) if r.url.endswith("/v1/me/health-code") else None)
+    page.clock.install()
+    page.goto(f"{gw.base_url}/citizen#key={bytes(dave).hex()}")
+    page.wait_for_selector("body[data-loaded]")
+    assert page.url == f"{gw.base_url}/citizen"
+    assert page.locator("#pseudonym").inner_text() == GatewayClient(gw.base_url, dave).pseudonym
+    assert asked == [200]
+    page.clock.fast_forward(4 * 60_000 + 5_000)  # the refresh is due 60 s before expiry
+    deadline = time.monotonic() + WAIT_MS / 1000
+    while len(asked) < 3 and time.monotonic() < deadline:
+        page.wait_for_event("response", timeout=WAIT_MS)
+    assert asked == [200, 401, 200]
+    assert page.get_by_role("img", name="Health code credential, colour Green").is_visible()
+    # the one expected console error: the refused request
+    assert len(w.errors) == 1 and "401" in w.errors[0], w.errors
+    w.errors.clear()
