@@ -24,6 +24,8 @@ from hzp2p.tools.gatewayrun import AUTH, HOSPITAL, LAB, Gateway
 from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, PHONE, Watched
 
 pytestmark = pytest.mark.slow
+expect = pytest.importorskip(
+    "playwright.sync_api", reason="the playwright package is not installed (pip install -e '.[browser]')").expect
 WAIT_MS = 15_000
 
 
@@ -61,6 +63,7 @@ def test_dashboard_shows_the_figures(gw: Gateway, open_page: Any) -> None:
                                            "content_hash": "ab" * 32, "access": "public"})["status"] == "committed"
     w = open_page()
     page = w.page
+    page.clock.install()
     ready(w, "/", gw)
     epi = page.locator("#epi")
     assert epi.locator("figure").count() == 2
@@ -73,6 +76,13 @@ def test_dashboard_shows_the_figures(gw: Gateway, open_page: Any) -> None:
     assert int(page.locator("#height").inner_text()) >= 6
     assert "epi.report" in page.locator("#blocks").inner_text()
     w.shot("dashboard-desktop")
+    # chain health follows the chain: a new block shows after the next refresh
+    height = c.submit(AUTH, "notice.publish", {
+        "notice_id": "N2", "title": "Clinics open late", "body": "Until 21:00.",
+        "effective_date": "2026-12-11", "region": "district-2"})["height"]
+    page.clock.fast_forward(15_000)
+    expect(page.locator("#height")).to_have_text(str(height))  # (no wait_for_function: the CSP forbids eval)
+    expect(page.locator("#blocks")).to_contain_text("notice.publish")
     # the block explorer, by keyboard: type a height and press Enter
     page.locator("#block-height").fill("2")
     page.locator("#block-height").press("Enter")
@@ -209,7 +219,7 @@ def test_venue_verifies_a_code(gw: Gateway, open_page: Any) -> None:
     assert "NOT VALID" in verdict.inner_text()
     page.get_by_label("Paste the code's text (HZ1:…)").fill("hello")
     page.get_by_role("button", name="Check", exact=True).click()
-    page.wait_for_function("document.querySelector('#problems')?.innerText.includes('HZ1:')")
+    expect(page.locator("#problems")).to_contain_text("HZ1:")
     w.shot("venue-invalid-phone")
     # Chinese
     page.select_option("#lang", "zh")

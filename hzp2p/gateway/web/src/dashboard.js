@@ -7,6 +7,7 @@ import { $, announce, download, fill, fmtTime, h, short, table } from './util.js
 
 const NS = 'http://www.w3.org/2000/svg';
 const RECENT_BLOCKS = 10;
+const REFRESH_MS = 15_000; // chain health and the latest blocks follow the chain
 let data = {};
 
 function svg(tag, attrs, ...kids) {
@@ -183,6 +184,11 @@ async function main() {
   document.body.dataset.ready = 'true';
   announce('');
   applyI18n();
+  setInterval(async () => {
+    const before = data.status ? data.status.height : -1;
+    await load('status', '/v1/status', renderChain, 'chain');
+    if (data.status && data.status.height !== before) await loadBlocks();
+  }, REFRESH_MS);
 }
 
 main();
