@@ -30,13 +30,14 @@ export function fill(target, ...children) {
   return e;
 }
 
-/** A table: cols = [[header, row => cell]], a caption for screen readers. */
+/** A table: cols = [[header, row => cell]], a caption for screen readers. On a phone each row
+ * becomes a card whose cells carry their header (data-label; style.css). */
 export function table(rows, cols, caption, empty) {
   if (!rows.length) return h('p', { class: 'muted' }, empty);
-  return h('div', { class: 'scroll' }, h('table', {},
+  return h('div', { class: 'scroll' }, h('table', { class: 'cards-on-phone' },
     caption ? h('caption', { class: 'sr-only' }, caption) : null,
     h('thead', {}, h('tr', {}, cols.map(([c]) => h('th', { scope: 'col' }, c)))),
-    h('tbody', {}, rows.map((r) => h('tr', {}, cols.map(([, f]) => h('td', {}, f(r))))))));
+    h('tbody', {}, rows.map((r) => h('tr', {}, cols.map(([c, f]) => h('td', { 'data-label': c }, f(r))))))));
 }
 
 export function hex(bytes) {
