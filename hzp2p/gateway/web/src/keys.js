@@ -9,6 +9,9 @@ import { hex, unhex, utf8 } from './util.js';
 
 const STORE = 'hzp2p.citizen.seed';
 
+/** Resolves once libsodium's WebAssembly is loaded (every function here needs it). */
+export const cryptoReady = () => sodium.ready;
+
 export function personal(text) {
   const p = new Uint8Array(16);
   p.set(utf8(text));
