@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
+import structlog
 from fastapi import FastAPI, Request
 from fastapi import Path as PathParam
 from fastapi.responses import Response
@@ -41,6 +42,7 @@ CSP = (
 )
 _ASSET = r"^[A-Za-z0-9_\-]{1,64}\.(js|css)$"
 BUILD_HINT = "npm ci && npm run build in hzp2p/gateway/web (docs/gateway.md)"
+log = structlog.get_logger("hzp2p.gateway")
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +108,8 @@ def respond(request: Request, asset: Asset) -> Response:
 def register(app: FastAPI, assets: Assets | None = None) -> None:
     """Add the pages and /assets/{name} to `app` (outside the OpenAPI schema)."""
     files = assets or Assets()
+    if files.get("dashboard.js") is None:
+        log.warning("web-pages-not-built", hint=BUILD_HINT)  # the API works; the pages say so
 
     def page_route(path: str, name: str) -> None:
         async def page(request: Request) -> Response:
