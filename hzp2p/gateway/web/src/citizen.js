@@ -5,9 +5,9 @@
 import sodium from 'libsodium-wrappers';
 import { ApiError, getJSON, signed } from './api.js';
 import { applyI18n, lang, setupPage, t } from './i18n.js';
-import { createKey, forgetKey, fromSeed, keyFileText, loadKey, parseSeed, saveKey } from './keys.js';
+import { createKey, forgetKey, fromSeed, KeyFormatError, keyFileText, loadKey, parseSeed, saveKey } from './keys.js';
 import { qrSvg } from './qr.js';
-import { openRecord } from './records.js';
+import { openRecord, RecordCryptoError } from './records.js';
 import { buildTx } from './tx.js';
 import { $, announce, download, fill, fmtTime, h, hex, short, table } from './util.js';
 
@@ -25,7 +25,10 @@ const loadReceipts = () => JSON.parse(localStorage.getItem(receiptsKey()) || '[]
 const saveReceipts = (rs) => localStorage.setItem(receiptsKey(), JSON.stringify(rs.slice(-50)));
 
 function fail(e) {
-  const msg = e instanceof ApiError ? t('common.api_error', { status: e.status, detail: e.message }) : e.message;
+  let msg = e.message;
+  if (e instanceof ApiError) msg = t('common.api_error', { status: e.status, detail: e.message });
+  else if (e instanceof KeyFormatError) msg = t('cit.key_bad');
+  else if (e instanceof RecordCryptoError) msg = t('cit.decrypt_failed', { why: t(`crypto.${e.code}`) });
   announce(msg, 'error');
 }
 
@@ -59,8 +62,8 @@ function setupKey() {
       saveKey(k);
       await useKey(k);
       announce(t('cit.key_imported'), 'ok');
-    } catch {
-      announce(t('cit.key_bad'), 'error');
+    } catch (e) {
+      fail(e);
     }
   };
   $('key-file').addEventListener('change', async (ev) => {
@@ -142,7 +145,7 @@ async function decrypt(recordId) {
     renderRecords();
     announce(t('cit.decrypted', { id: recordId }), 'ok');
   } catch (e) {
-    fail(e.name === 'Error' && e.message && !(e instanceof ApiError) ? new Error(t('cit.decrypt_failed', { why: e.message })) : e);
+    fail(e);
   }
 }
 
@@ -254,13 +257,13 @@ async function send(type, payload) {
 }
 
 async function withBusy(button, fn) {
-  button.disabled = true;
+  if (button) button.disabled = true;
   try {
     await fn();
   } catch (e) {
     fail(e);
   } finally {
-    button.disabled = false;
+    if (button) button.disabled = false;
   }
 }
 

@@ -27,10 +27,13 @@ export function fromSeed(seed) {
   return { seed, pk: kp.publicKey, sk: kp.privateKey, pseudonym: pseudonym(kp.publicKey) };
 }
 
-/** The seed in a key file's text or a pasted string; throws on anything else. */
+/** Not a key: neither a key file's text nor 64 hex digits. */
+export class KeyFormatError extends Error {}
+
+/** The seed in a key file's text or a pasted string; throws KeyFormatError on anything else. */
 export function parseSeed(text) {
   const s = String(text).trim().toLowerCase();
-  if (!/^[0-9a-f]{64}$/.test(s)) throw new Error('bad-key');
+  if (!/^[0-9a-f]{64}$/.test(s)) throw new KeyFormatError('not a key');
   return unhex(s);
 }
 

@@ -9,7 +9,10 @@ import { blake2b } from '@noble/hashes/blake2.js';
 import { personal } from './keys.js';
 import { equalBytes, unhex } from './util.js';
 
-export class RecordCryptoError extends Error {}
+/** A record that does not open; `code` says which check failed (the page words it). */
+export class RecordCryptoError extends Error {
+  constructor(code) { super(code); this.code = code; }
+}
 
 export function openRecord(view, key) {
   const curvePk = sodium.crypto_sign_ed25519_pk_to_curve25519(key.pk);
