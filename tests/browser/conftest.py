@@ -57,8 +57,10 @@ def _why_skip() -> str | None:
     return None
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    """One Chromium per test module, closed (and Playwright's event loop with it) before
+    the rest of the suite runs."""
     why = _why_skip()
     if why:
         pytest.skip(why)
