@@ -1,7 +1,7 @@
 """The FastAPI application: public routes here, signed ones in hzp2p.gateway.routes_signed.
 
 `create_app(ctx)` builds the app around a GatewayContext; every path is under
-/v1 except /healthz, /openapi.json, /docs and the landing page. Public routes
+/v1 except /healthz, /openapi.json, /docs and the web pages (hzp2p.gateway.page). Public routes
 read committed state only and need no signature.
 """
 
