@@ -318,3 +318,25 @@ def test_citizen_code_is_refreshed_before_it_expires(gw: Gateway, open_page: Any
     # the one expected console error: the refused request
     assert len(w.errors) == 1 and "401" in w.errors[0], w.errors
     w.errors.clear()
+
+
+def test_citizen_page_works_by_keyboard(gw: Gateway, open_page: Any) -> None:
+    """Tab to "Create a new key", Enter; then Tab on to the health code's details and open
+    them with Enter — no mouse."""
+    w = open_page(PHONE)
+    page = w.page
+    ready(w, "/citizen", gw)
+
+    def tab_to(selector: str, limit: int = 30) -> None:
+        for _ in range(limit):
+            page.keyboard.press("Tab")
+            if page.evaluate(f"document.activeElement === document.querySelector({selector!r})"):
+                return
+        raise AssertionError(f"{selector} not reachable with Tab")
+
+    tab_to("#key-create")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#code-colour")
+    tab_to("#code details summary")
+    page.keyboard.press("Enter")
+    assert page.locator("#credential").is_visible()
