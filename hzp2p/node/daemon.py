@@ -157,6 +157,7 @@ class Node:
             early_signature_checks=cfg.ledger.early_signature_checks,
             certify=cfg.ledger.certify,
             auto_share=cfg.ledger.auto_share,
+            content_dir=cfg.data_dir / "content",
         )
         init = await stack.open(self.storage, self._make_transport)
         self.applier, self.driver = stack.applier, stack.driver

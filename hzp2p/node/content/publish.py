@@ -86,39 +86,67 @@ class Prepared:
     holders: list[int]
 
 
-def prepare_publish(
-    state: StateReader, store: ContentStore, client: Client, src: Path, dataset_id: str,
-    metadata: dict[str, Any], scope: Scope, work_dir: Path,
-) -> Prepared:
-    """Encrypt `src` (unless public) into the content store and build data.publish."""
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What a publication needs from state: its version and the holders' public keys."""
+
+    dataset_id: str
+    version: int
+    supersedes: int | None
+    scope: Scope
+    keys: dict[int, bytes]
+
+
+def plan_publish(state: StateReader, client: Client, dataset_id: str, scope: Scope) -> Plan:
     assert client.inst_id is not None
     prev = ds.dataset(state, dataset_id)
-    version = 1 if prev is None else int(prev["version"]) + 1
-    public = scope.kind == "public"
-    holders = [] if public else scope_members(state, scope, client.inst_id)
+    if prev is not None and prev.get("owner", prev.get("publisher")) != client.inst_id:
+        raise DatasetError(f"{dataset_id!r} belongs to institution "
+                           f"{prev.get('owner', prev.get('publisher'))}")
+    holders = [] if scope.kind == "public" else scope_members(state, scope, client.inst_id)
+    return Plan(dataset_id, 1 if prev is None else int(prev["version"]) + 1,
+                None if prev is None else int(prev["version"]), scope,
+                {i: recipient_key(state, i) for i in holders})
+
+
+def seal_publication(plan: Plan, store: ContentStore, src: Path, metadata: dict[str, Any],
+                     work_dir: Path) -> Prepared:
+    """Encrypt `src` (unless public) into the content store and build data.publish
+    (blocking: file work, run it in a thread)."""
+    public = plan.scope.kind == "public"
     key = None if public else new_dataset_key()
+    did, version = plan.dataset_id, plan.version
     work_dir.mkdir(parents=True, exist_ok=True)
-    tmp = work_dir / f"publish-{dataset_id}-{version}.blob"
+    tmp = work_dir / f"publish-{did}-{version}.blob"
     try:
         manifest, plain = seal_file(src, tmp, key)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         raise DatasetError(f"cannot read {src}: {exc.strerror or exc}") from None
     h = store.add_blob(tmp, manifest)
-    payload: dict[str, Any] = {"dataset_id": dataset_id, "content_hash": h, "size": plain,
+    payload: dict[str, Any] = {"dataset_id": did, "content_hash": h, "size": plain,
                                "public": public}
-    meta = {**metadata, "scope": str(scope)}
+    meta = {**metadata, "scope": str(plan.scope)}
     if public:
         payload["metadata"] = meta
     else:
         assert key is not None
-        payload["sealed_metadata"] = seal_metadata(key, dataset_id, version, meta)
+        payload["sealed_metadata"] = seal_metadata(key, did, version, meta)
         payload["key_commitment"] = key_commitment(key)
-        payload["sealed_keys"] = {institution_holder(i): seal_key_to(key, recipient_key(state, i))
-                                  for i in holders}
-    if prev is not None:
-        payload["supersedes"] = int(prev["version"])
-    return Prepared(payload, h, version, holders)
+        payload["sealed_keys"] = {institution_holder(i): seal_key_to(key, pk)
+                                  for i, pk in sorted(plan.keys.items())}
+    if plan.supersedes is not None:
+        payload["supersedes"] = plan.supersedes
+    return Prepared(payload, h, version, sorted(plan.keys))
+
+
+def prepare_publish(
+    state: StateReader, store: ContentStore, client: Client, src: Path, dataset_id: str,
+    metadata: dict[str, Any], scope: Scope, work_dir: Path,
+) -> Prepared:
+    """plan_publish then seal_publication, in one go (tests, tools)."""
+    return seal_publication(plan_publish(state, client, dataset_id, scope), store, src,
+                            metadata, work_dir)
 
 
 def my_key(state: StateReader, client: Client, dataset_id: str, version: int,
@@ -179,10 +207,17 @@ def describe(state: StateReader, client: Client | None, rec: dict[str, Any]) -> 
     return out
 
 
-def open_content(state: StateReader, store: ContentStore, client: Client | None, dataset_id: str,
-                 version: int, out: Path, now_ms: int) -> int:
-    """Decrypt a held blob to `out` (this institution must hold a current key unless the data
-    set is public); returns the plaintext size."""
+@dataclass(frozen=True, slots=True)
+class Opening:
+    """What opening a version needs from state: its content hash and this key (or None)."""
+
+    content_hash: bytes
+    key: bytes | None
+
+
+def plan_open(state: StateReader, client: Client | None, dataset_id: str, version: int,
+              now_ms: int) -> Opening:
+    """Refuses unless the data set is public or this institution holds a current key."""
     rec = ds.dataset(state, dataset_id, version)
     if rec is None:
         raise DatasetError(f"unknown data set {dataset_id!r} version {version}")
@@ -191,13 +226,18 @@ def open_content(state: StateReader, store: ContentStore, client: Client | None,
         if client is None:
             raise DatasetError(f"{dataset_id!r} is restricted")
         key = my_key(state, client, dataset_id, version, now_ms)
-    h = bytes(rec["content_hash"])
+    return Opening(bytes(rec["content_hash"]), key)
+
+
+def open_held(store: ContentStore, opening: Opening, out: Path) -> int:
+    """Decrypt a held blob to `out`; returns the plaintext size (blocking: run in a thread)."""
+    h = opening.content_hash
     m = store.manifest(h)
     if m is None or not store.has(h):
-        raise DatasetError(f"the content of {dataset_id!r} v{version} is not on this node")
+        raise DatasetError("the content is not on this node")
     tmp = out.with_name(out.name + ".part")
     try:
-        n = open_blob(store.blob_path(h), tmp, key, m)
+        n = open_blob(store.blob_path(h), tmp, opening.key, m)
     except ContentError as exc:
         tmp.unlink(missing_ok=True)
         raise DatasetError(str(exc)) from None
@@ -206,3 +246,9 @@ def open_content(state: StateReader, store: ContentStore, client: Client | None,
         raise DatasetError(f"cannot write {out}: {exc.strerror or exc}") from None
     tmp.replace(out)
     return n
+
+
+def open_content(state: StateReader, store: ContentStore, client: Client | None, dataset_id: str,
+                 version: int, out: Path, now_ms: int) -> int:
+    """plan_open then open_held (tests, tools)."""
+    return open_held(store, plan_open(state, client, dataset_id, version, now_ms), out)

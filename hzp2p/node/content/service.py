@@ -42,7 +42,13 @@ Authorise = Callable[[str, int, bytes, int], Awaitable[str | None]]
 
 
 class FetchError(Exception):
-    """Content could not be fetched (no peer has it, every peer refused, no progress)."""
+    """Content could not be fetched (no peer has it, every peer refused, no progress).
+    `refused`: a peer refused the asker (worth asking again once the peers applied the
+    asker's data.fetch)."""
+
+    def __init__(self, message: str, *, refused: bool = False) -> None:
+        super().__init__(message)
+        self.refused = refused
 
 
 @dataclass
@@ -190,7 +196,7 @@ class ContentService:
         self, fid: int, recv: trio.MemoryReceiveChannel[tuple[int, ContentChunk]],
         h: bytes, did: str, version: int, peers: Callable[[], Iterable[int]],
     ) -> Path:
-        excluded: dict[int, str] = {}  # peer -> why it is not asked again in this fetch
+        excluded: dict[int, tuple[str, str]] = {}  # peer -> why it is not asked again in this fetch
         raw = await self._fetch_manifest(fid, recv, h, did, version, peers, excluded)
         part = self.store.begin(h, raw)
         try:
@@ -205,14 +211,14 @@ class ContentService:
                  bytes=part.manifest.size, excluded=sorted(excluded))
         return path
 
-    def _usable(self, peers: Callable[[], Iterable[int]], excluded: dict[int, str]) -> list[int]:
+    def _usable(self, peers: Callable[[], Iterable[int]], excluded: dict[int, tuple[str, str]]) -> list[int]:
         me = self.transport.node_id
         return sorted(p for p in peers() if p != me and p not in excluded)
 
     async def _fetch_manifest(
         self, fid: int, recv: trio.MemoryReceiveChannel[tuple[int, ContentChunk]],
         h: bytes, did: str, version: int, peers: Callable[[], Iterable[int]],
-        excluded: dict[int, str],
+        excluded: dict[int, tuple[str, str]],
     ) -> bytes:
         have = self.store.manifest_bytes(h)
         if have is not None:
@@ -222,7 +228,7 @@ class ContentService:
             usable = self._usable(peers, excluded)
             if not usable:
                 if excluded and self._usable(peers, {}):
-                    raise FetchError(_why(excluded))  # every connected peer said no
+                    raise _fail(excluded)  # every connected peer said no
                 await trio.sleep(0.05)  # nobody connected: wait for a connection
                 continue
             for p in usable:
@@ -232,13 +238,13 @@ class ContentService:
                         if msg.request_id != rid or msg.index != -1:
                             continue
                         if msg.status != "ok":
-                            excluded[sender] = f"{msg.status}: {msg.reason}"
+                            excluded[sender] = (msg.status, msg.reason)
                             break
                         try:
                             Manifest.decode(msg.data, h)
                         except ContentError:
                             self.stats.bad_peers += 1
-                            excluded[sender] = "sent a manifest that does not match the hash"
+                            excluded[sender] = ("corrupt", "sent a manifest that does not match the hash")
                             break
                         return msg.data
         raise FetchError(f"no peer answered for the manifest within {self.stall_timeout_s:g} s"
@@ -247,7 +253,7 @@ class ContentService:
     async def _fetch_chunks(
         self, fid: int, recv: trio.MemoryReceiveChannel[tuple[int, ContentChunk]],
         h: bytes, did: str, version: int, peers: Callable[[], Iterable[int]],
-        excluded: dict[int, str], part: Partial,
+        excluded: dict[int, tuple[str, str]], part: Partial,
     ) -> None:
         m = part.manifest
         todo = sorted(part.missing, reverse=True)  # pop() takes the lowest index
@@ -268,7 +274,7 @@ class ContentService:
             usable = self._usable(peers, excluded)
             if (not usable and excluded and self._usable(peers, {})
                     and not any(p.inflight for p in state.values())):
-                raise FetchError(_why(excluded))  # every connected peer said no (or lied)
+                raise _fail(excluded)  # every connected peer said no (or lied)
             for node in usable:
                 p = state.setdefault(node, _Peer(node))
                 while todo and len(p.inflight) + self.batch <= self.window:
@@ -297,13 +303,13 @@ class ContentService:
                                                    todo, last_progress)
 
     def _on_chunk(self, sender: int, msg: ContentChunk, h: bytes, m: Manifest, part: Partial,
-                  state: dict[int, _Peer], excluded: dict[int, str], todo: list[int],
+                  state: dict[int, _Peer], excluded: dict[int, tuple[str, str]], todo: list[int],
                   last_progress: float) -> float:
         p = state.get(sender)
         if p is None or msg.content_hash != h:
             return last_progress
         if msg.status != "ok":
-            excluded[sender] = f"{msg.status}: {msg.reason}"
+            excluded[sender] = (msg.status, msg.reason)
             todo.extend(i for i in p.inflight if i not in part.have)
             p.inflight.clear()
             return last_progress
@@ -316,7 +322,7 @@ class ContentService:
         if len(msg.data) != m.chunk_len(i) or chunk_hash(msg.data) != m.hashes[i]:
             self.stats.corrupt_chunks += 1
             self.stats.bad_peers += 1
-            excluded[sender] = f"sent chunk {i} that does not match the manifest"
+            excluded[sender] = ("corrupt", f"sent chunk {i} that does not match the manifest")
             log.warning("content.corrupt_chunk", peer=sender, chunk=i, content_hash=h.hex())
             todo.append(i)
             todo.extend(j for j in p.inflight if j not in part.have)
@@ -328,8 +334,13 @@ class ContentService:
         return trio.current_time()
 
 
-def _why(excluded: dict[int, str]) -> str:
-    return "; ".join(f"node {n}: {why}" for n, why in sorted(excluded.items()))
+def _why(excluded: dict[int, tuple[str, str]]) -> str:
+    return "; ".join(f"node {n}: {kind}: {why}" for n, (kind, why) in sorted(excluded.items()))
+
+
+def _fail(excluded: dict[int, tuple[str, str]]) -> FetchError:
+    refused = any(k == "refused" for k, _ in excluded.values())
+    return FetchError(_why(excluded), refused=refused)
 
 
 def throughput_mb_s(nbytes: int, seconds: float) -> float:
