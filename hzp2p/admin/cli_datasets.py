@@ -2,6 +2,7 @@
 
     dataset publish ID --file F --title T --scope public|members|roles:R,..|institutions:N,..
     dataset fetch ID [--version V] --out F
+    dataset pull ID [--version V]                  (only into this node's content store)
     dataset request ID --purpose P --days N        (a member asks the owner for the key)
     dataset approve|deny|revoke REQUEST [--reason R]  (the owner decides)
     dataset access-log ID                          (the owner and authorities)
@@ -23,7 +24,7 @@ from hzp2p.admin.cli_common import Command, Usage, iso_ms, render_mapping, table
 from hzp2p.admin.cli_submit import PayloadError, payload_from_json, receipt_failure
 from hzp2p.admin.protocol import WAIT, Param
 
-ACTIONS = ("publish", "fetch", "request", "approve", "deny", "revoke", "access-log", "show", "list")
+ACTIONS = ("publish", "fetch", "pull", "request", "approve", "deny", "revoke", "access-log", "show", "list")
 _ON_REQUEST = ("approve", "deny", "revoke")
 _ID_PATTERN = r"[A-Za-z0-9._:\-]{1,128}"
 SCOPE_PATTERN = r"public|members|roles:[a-z_]+(,[a-z_]+)*|institutions:[0-9]+(,[0-9]+)*"
@@ -65,10 +66,11 @@ def _params(a: argparse.Namespace) -> dict[str, Any]:
                 out["metadata"] = payload_from_json(a.meta)
             except PayloadError as exc:
                 raise Usage(f"--meta {exc}") from None
-    elif a.action == "fetch":
-        if a.out is None:
-            raise Usage("dataset fetch needs --out FILE")
-        out["out"] = str(a.out.resolve())
+    elif a.action in ("fetch", "pull"):
+        if a.action == "fetch":
+            if a.out is None:
+                raise Usage("dataset fetch needs --out FILE")
+            out["out"] = str(a.out.resolve())
         if a.version is not None:
             out["version"] = a.version
     elif a.action == "request":

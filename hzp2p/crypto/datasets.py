@@ -170,6 +170,20 @@ def open_blob(blob: Path, dst: Path, key: bytes | None, manifest: Manifest) -> i
     return out
 
 
+def open_bytes(blob: bytes, key: bytes | None, content_hash: bytes) -> bytes:
+    """The plaintext of a whole blob held in memory (e.g. downloaded through the gateway),
+    checked against `content_hash` first (ContentError otherwise)."""
+    chunk_size = PLAIN_CHUNK if key is None else MAX_CHUNK_BYTES
+    view = memoryview(blob)
+    hashes = tuple(chunk_hash(view[i:i + chunk_size]) for i in range(0, len(blob), chunk_size))
+    if Manifest(len(blob), chunk_size, hashes).content_hash != content_hash:
+        raise ContentError("content does not match its hash")
+    if key is None:
+        return blob
+    return b"".join(decrypt_chunk(key, n, bytes(view[i:i + chunk_size]))
+                    for n, i in enumerate(range(0, len(blob), chunk_size)))
+
+
 def _meta_id(dataset_id: str, version: int) -> str:
     return f"{dataset_id}@{version}"
 

@@ -19,7 +19,7 @@ from hzp2p.contracts.credentials import credential_keys
 from hzp2p.contracts.domain_queries import jsonable
 from hzp2p.contracts.epi import k_dataset
 from hzp2p.contracts.notices import notices
-from hzp2p.gateway import models, problems, routes_signed
+from hzp2p.gateway import models, problems, routes_datasets, routes_signed
 from hzp2p.gateway.context import GatewayContext
 from hzp2p.gateway.page import DASHBOARD_HTML
 from hzp2p.gateway.problems import ApiProblem
@@ -217,5 +217,6 @@ def create_app(ctx: GatewayContext) -> FastAPI:
         ]
 
     routes_signed.register(app)
+    routes_datasets.register(app)
     return app
 

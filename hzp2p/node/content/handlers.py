@@ -159,8 +159,31 @@ class DatasetHandlers(HandlerBase):
         return dq.jsonable(await self._state(read))
 
     async def _ds_fetch(self, params: Mapping[str, Any]) -> Any:
+        """Decrypt a version to `out`, pulling its content from the peers first if needed."""
         did, client, svc = params["dataset_id"], self._client(), self._content()
         out = Path(params["out"])
+        rec, logged = await self._ensure_held(params)
+        version, h = int(rec["version"]), bytes(rec["content_hash"])
+        opening = await self._state(
+            lambda s: plan_open(s, client, did, version, int(time.time() * 1000)))
+        try:
+            size = await trio.to_thread.run_sync(open_held, svc.store, opening, out)
+        except DatasetError as exc:
+            raise AdminError("rejected", f"dataset fetch: {exc}") from None
+        return {"dataset_id": did, "version": version, "out": str(out), "size": size,
+                "content_hash": h.hex(), "fetch_tx": logged}
+
+    async def _ds_pull(self, params: Mapping[str, Any]) -> Any:
+        """Only get a version's content into this node's store (the gateway serves from it)."""
+        rec, logged = await self._ensure_held(params)
+        return {"dataset_id": rec["dataset_id"], "version": rec["version"],
+                "content_hash": bytes(rec["content_hash"]).hex(), "fetch_tx": logged}
+
+    async def _ensure_held(self, params: Mapping[str, Any]) -> tuple[dict[str, Any], str | None]:
+        """The version's record, once its content is in this node's store: checks this
+        institution may have it (a clear refusal otherwise), logs the fetch on chain
+        (data.fetch, restricted data sets) and pulls the content from the peers."""
+        did, client, svc = params["dataset_id"], self._client(), self._content()
         now_ms = int(time.time() * 1000)
 
         def check(s: SyncStorage) -> dict[str, Any]:
@@ -168,6 +191,9 @@ class DatasetHandlers(HandlerBase):
             if rec is None:
                 raise DatasetError(f"unknown data set {did!r}"
                                    + (f" version {params['version']}" if "version" in params else ""))
+            if "size" not in rec:
+                raise DatasetError(f"{did!r} version {rec['version']} was published without "
+                                   "content (data rules v1)")
             if rec.get("encrypted"):
                 my_key(s, client, did, int(rec["version"]), now_ms)  # refuses a non-holder
             return rec
@@ -180,17 +206,11 @@ class DatasetHandlers(HandlerBase):
                 receipt = await self._submit("data.fetch", {"dataset_id": did, "version": version},
                                              params, idem=secrets.token_hex(8))
                 if receipt.get("status") != "committed":
-                    raise AdminError("rejected", f"data.fetch: {receipt.get('reason') or receipt.get('status')}")
+                    raise AdminError("rejected", "data.fetch: "
+                                     f"{receipt.get('reason') or receipt.get('status')}")
                 logged = receipt.get("tx_hash")
             await self._pull(svc, h, did, version)
-        opening = await self._state(
-            lambda s: plan_open(s, client, did, version, int(time.time() * 1000)))
-        try:
-            size = await trio.to_thread.run_sync(open_held, svc.store, opening, out)
-        except DatasetError as exc:
-            raise AdminError("rejected", f"dataset fetch: {exc}") from None
-        return {"dataset_id": did, "version": version, "out": str(out), "size": size,
-                "content_hash": h.hex(), "fetch_tx": logged}
+        return rec, logged
 
     async def _pull(self, svc: ContentService, h: bytes, did: str, version: int) -> None:
         peers = self.node.transport.connected_peers
@@ -207,6 +227,7 @@ class DatasetHandlers(HandlerBase):
 _NEEDS: dict[str, tuple[str, ...]] = {
     "publish": ("dataset_id", "file", "scope"),
     "fetch": ("dataset_id", "out"),
+    "pull": ("dataset_id",),
     "request": ("dataset_id", "purpose", "days"),
     "approve": ("request_id",),
     "deny": ("request_id", "reason"),
