@@ -158,3 +158,31 @@ async def cut_all(nodes: list[ContentNode]) -> None:
 
 
 Cutter = Callable[[], Awaitable[None]]
+
+
+@asynccontextmanager
+async def standalone_node(
+    nursery: trio.Nursery, root: Path, node_id: int, ports: dict[int, int],
+) -> AsyncIterator[ContentNode]:
+    """One node of a content network whose nodes run in separate processes: node ids and
+    fixed 127.0.0.1 ports in `ports` (this node listens on its own). Connected to all."""
+    ids = {i: NodeIdentity.from_seed(i, bytes([i]) * 32) for i in ports}
+    mem = StaticMembership({i: x.node_key for i, x in ids.items()})
+    cfg = TcpConfig(**FAST, listen_host="127.0.0.1", listen_port=ports[node_id])  # type: ignore[arg-type]
+    t = TcpTransport(ids[node_id], CHAIN, mem, cfg, rng=random.Random(node_id),
+                     registry=default_registry())
+    store = ContentStore(root / f"node{node_id}" / "content")
+    node = ContentNode(t, store, ContentService(store, t, _allow))
+    await nursery.start(t.run)
+    for other, port in ports.items():
+        if other != node_id:
+            t.address_book.add_hint(other, ("127.0.0.1", port))
+    t.membership_changed()
+    nursery.start_soon(_dispatch, node)
+    await nursery.start(node.service.run)
+    with trio.fail_after(30):  # polled: the transport has no connection event
+        while True:
+            if len(t.connected_peers()) == len(ports) - 1:
+                break
+            await trio.sleep(0.01)
+    yield node
