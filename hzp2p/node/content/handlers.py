@@ -70,8 +70,10 @@ class DatasetHandlers(HandlerBase):
             raise AdminError("rejected", str(exc)) from None
 
     async def dataset(self, params: Mapping[str, Any]) -> Any:
-        await self._barrier(params)
         action = params["action"]
+        # Every action reads others' transactions (a request to approve, a grant to fetch
+        # under): read at the leader's commit index, so what a receipt said is seen here.
+        await self._barrier({"linearizable": True})
         handler = getattr(self, "_ds_" + action.replace("-", "_"))
         for name in _NEEDS[action]:
             if name not in params:
