@@ -166,3 +166,21 @@ def test_tampered_blob_does_not_open(tmp_path: Path) -> None:
     (tmp_path / "blob").write_bytes(bytes(data))
     with pytest.raises(ContentError, match="chunk 0"):
         open_blob(tmp_path / "blob", tmp_path / "out", key, m)
+
+
+async def test_a_busy_peer_is_asked_again_later(tmp_path: Path, nursery: trio.Nursery) -> None:
+    """Back-pressure: a server with a full request queue answers `busy`; the fetcher leaves it
+    alone for a moment and asks again, and the fetch completes."""
+
+    async def slow(did: str, v: int, h: bytes, node: int) -> str | None:
+        await trio.sleep(0.01)
+        return None
+
+    src = _content(tmp_path / "plain.csv", 4 << 20)
+    async with content_net(nursery, tmp_path, 2, authorise=slow,
+                           service_args={"max_pending": 1, "batch": 2}) as (n1, n2):
+        m = _publish(tmp_path, n1, src, None)
+        with trio.fail_after(60):
+            blob = await n2.service.fetch(m.content_hash, "ds", 1, n2.transport.connected_peers)
+        assert blob.read_bytes() == src.read_bytes()
+        assert n1.service.stats.busy > 0 and n2.service.stats.busy_answers > 0

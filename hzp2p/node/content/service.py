@@ -37,6 +37,9 @@ from hzp2p.node.content.store import ContentStore, Partial
 
 log = structlog.get_logger("hzp2p.content")
 
+BUSY_PAUSE_S = 0.05
+"""How long a fetcher leaves a peer alone after it answered `busy`."""
+
 Authorise = Callable[[str, int, bytes, int], Awaitable[str | None]]
 """(dataset_id, version, content_hash, asking node) -> why not (None: serve it)."""
 
@@ -64,6 +67,7 @@ class ContentStats:
     corrupt_chunks: int = 0
     retried_chunks: int = 0
     bad_peers: int = 0
+    busy_answers: int = 0
 
 
 @dataclass
@@ -76,6 +80,7 @@ class _Fetch:
 class _Peer:
     node: int
     inflight: dict[int, float] = field(default_factory=dict)  # chunk -> deadline
+    paused_until: float = 0.0  # it answered `busy`: ask it nothing before then
 
 
 class ContentService:
@@ -237,6 +242,9 @@ class ContentService:
                     async for sender, msg in recv:
                         if msg.request_id != rid or msg.index != -1:
                             continue
+                        if msg.status == "busy":
+                            await trio.sleep(BUSY_PAUSE_S)
+                            break  # the next peer, or this one again later
                         if msg.status != "ok":
                             excluded[sender] = (msg.status, msg.reason)
                             break
@@ -277,6 +285,8 @@ class ContentService:
                 raise _fail(excluded)  # every connected peer said no (or lied)
             for node in usable:
                 p = state.setdefault(node, _Peer(node))
+                if p.paused_until > now:
+                    continue
                 while todo and len(p.inflight) + self.batch <= self.window:
                     run = [todo.pop()]
                     while todo and len(run) < self.batch and todo[-1] == run[-1] + 1:
@@ -307,6 +317,13 @@ class ContentService:
                   last_progress: float) -> float:
         p = state.get(sender)
         if p is None or msg.content_hash != h:
+            return last_progress
+        if msg.status == "busy":  # back-pressure: the chunks of that request come later
+            self.stats.busy_answers += 1
+            p.paused_until = trio.current_time() + BUSY_PAUSE_S
+            for j in range(msg.index, msg.index + self.batch):
+                if p.inflight.pop(j, None) is not None and j not in part.have:
+                    todo.append(j)
             return last_progress
         if msg.status != "ok":
             excluded[sender] = (msg.status, msg.reason)
