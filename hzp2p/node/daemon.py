@@ -37,6 +37,7 @@ from hzp2p.net.tcp import TcpConfig, TcpTransport
 from hzp2p.net.transport import NodeIdentity
 from hzp2p.node import opaque
 from hzp2p.node.applier import Applier
+from hzp2p.node.content.metrics import register_metrics as register_content_metrics
 from hzp2p.node.driver import RaftDriver, role_name
 from hzp2p.node.handlers import Handlers
 from hzp2p.node.keys import KeyFileError, load_signing_key
@@ -164,6 +165,8 @@ class Node:
         self.producer, self.submit, self.reads = stack.producer, stack.submit, stack.reads
         self.metrics.registry.add_collect_hook(self._collect_metrics)
         register_snapshot_metrics(self.metrics.registry, stack.snapshots)
+        if stack.content is not None:
+            register_content_metrics(self.metrics.registry, stack.content)
         admin = self.admin = AdminServer(
             cfg.admin.socket, max_request_bytes=cfg.admin.max_request_bytes
         )

@@ -87,6 +87,13 @@ def test_restricted_data_set_request_approve_fetch_log_revoke(
     assert code == 0, err
     assert isinstance(r, dict) and r["fetch_tx"] and hashlib.sha256(out.read_bytes()).digest() == \
         hashlib.sha256(body).digest()
+    def counted(k: int, line: str) -> float:
+        text = c.call(k, "metrics")["text"]
+        return sum(float(x.split()[-1]) for x in text.splitlines() if x.startswith(line))
+
+    assert counted(1, 'hzp2p_content_chunks_total{event="served"}') + counted(
+        2, 'hzp2p_content_chunks_total{event="served"}') >= 13
+    assert counted(LAB, 'hzp2p_content_bytes_total{direction="fetched"}') >= len(body)
     # the owner lists the access; the lab may not read the log
     code, r, err = admin(c, 1, "dataset", "access-log", "cases-2026")
     assert code == 0 and isinstance(r, dict), err
