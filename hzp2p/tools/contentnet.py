@@ -9,6 +9,7 @@ or broken is delivery alone.
 from __future__ import annotations
 
 import random
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -31,9 +32,11 @@ FAST = dict(keepalive_interval_s=0.2, read_timeout_s=2.0, handshake_timeout_s=1.
 
 class CutRelay:
     """A 127.0.0.1 TCP relay to `target` whose `cut()` breaks every connection through it
-    (new connections are relayed again at once)."""
+    (new connections are relayed again at once); `rate_bytes_per_s` caps each direction
+    of each connection (0: no cap)."""
 
-    def __init__(self) -> None:
+    def __init__(self, rate_bytes_per_s: float = 0.0) -> None:
+        self.rate = rate_bytes_per_s
         self.target: tuple[str, int] | None = None
         self.address: tuple[str, int] = ("127.0.0.1", 0)
         self.cuts = 0
@@ -63,6 +66,8 @@ class CutRelay:
 
         async def pump(src: trio.SocketStream, dst: trio.SocketStream) -> None:
             while data := await src.receive_some(1 << 18):
+                if self.rate:
+                    await trio.sleep(len(data) / self.rate)
                 await dst.send_all(data)
             await dst.aclose()
 
@@ -186,3 +191,54 @@ async def standalone_node(
                 break
             await trio.sleep(0.01)
     yield node
+
+
+class RelayHost:
+    """CutRelays served by a trio loop in a background thread, for tests that drive real
+    daemons synchronously: `add(target)` returns the relay's address, `cut_all()` breaks
+    every connection through them."""
+
+    def __init__(self, rate_bytes_per_s: float = 0.0) -> None:
+        self.rate = rate_bytes_per_s
+        self.relays: list[CutRelay] = []
+        self._token: trio.lowlevel.TrioToken | None = None
+        self._nursery: trio.Nursery | None = None
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=trio.run, args=(self._main,), daemon=True)
+        self._thread.start()
+        self._ready.wait(10)
+        assert self._token is not None, "the relay loop did not start"
+
+    async def _main(self) -> None:
+        self._token = trio.lowlevel.current_trio_token()
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            self._ready.set()
+            await trio.sleep_forever()
+
+    def add(self, target: tuple[str, int]) -> tuple[str, int]:
+        async def start() -> tuple[str, int]:
+            assert self._nursery is not None
+            r = CutRelay(self.rate)
+            await r.start(self._nursery)
+            r.target = target
+            self.relays.append(r)
+            return r.address
+
+        addr: tuple[str, int] = trio.from_thread.run(start, trio_token=self._token)
+        return addr
+
+    def cut_all(self) -> None:
+        async def cut() -> None:
+            for r in self.relays:
+                await r.cut()
+
+        trio.from_thread.run(cut, trio_token=self._token)
+
+    def close(self) -> None:
+        def stop() -> None:
+            assert self._nursery is not None
+            self._nursery.cancel_scope.cancel()
+
+        trio.from_thread.run_sync(stop, trio_token=self._token)
+        self._thread.join(10)

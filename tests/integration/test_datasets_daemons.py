@@ -9,11 +9,14 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from hzp2p.config import load_config
+from hzp2p.tools.contentnet import RelayHost
 from hzp2p.tools.localcluster import LocalCluster
 
 pytestmark = pytest.mark.slow
@@ -144,3 +147,66 @@ def test_public_data_set_and_bad_usage(cluster: LocalCluster, tmp_path: Path) ->
     assert code == 2 and "--out" in err
     code, _, err = admin(c, 1, "dataset", "fetch", "nope", "--out", str(tmp_path / "n"))
     assert code == 1 and "unknown data set" in err
+
+
+def _relayed_cluster(root: Path, host: RelayHost) -> LocalCluster:
+    """Three daemons; every connection of node 3 goes through `host`'s relays."""
+    c = LocalCluster(root, 3)
+    listen = {k: load_config(c.config(k)).listen for k in c.ids}
+    routes = {1: [3], 2: [3], 3: [1, 2]}  # who dials whom through a relay
+    for k, peers in routes.items():
+        lines = ["", "[net.peer_addresses]"]
+        for j in peers:
+            h, p = host.add((listen[j].host, listen[j].port))
+            lines.append(f'{j} = "{h}:{p}"')
+        with c.config(k).open("a") as f:
+            f.write("\n".join(lines) + "\n")
+    return c
+
+
+def test_delivery_to_a_daemon_survives_its_connections_cut_twice(tmp_path: Path) -> None:
+    """20 MB restricted data set held by nodes 1 and 2, fetched by node 3's daemon
+    (`admin dataset fetch`) while every connection of node 3 is cut twice: it completes and
+    matches. The relays cap each connection at 8 MB/s so the cuts land mid-transfer."""
+    host = RelayHost(rate_bytes_per_s=8e6)
+    c = _relayed_cluster(tmp_path / "c", host)
+    try:
+        c.start_all()
+        c.wait_leader(20)
+        c.wait_up(30)
+        src = tmp_path / "big.bin"
+        src.write_bytes(os.urandom(20 << 20))
+        r = c.call(1, "dataset", {"action": "publish", "dataset_id": "big", "file": str(src),
+                                  "scope": "institutions:1,2,3", "wait_s": 20}, timeout_s=120)
+        assert r["status"] == "committed", r
+        r = c.call(2, "dataset", {"action": "pull", "dataset_id": "big", "wait_s": 20},
+                   timeout_s=120)  # node 2 holds it too (its link to node 1 is not relayed)
+        out = tmp_path / "big.out"
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "hzp2p.cli", "admin", "--config", str(c.config(3)), "--json",
+             "--timeout", "300", "dataset", "fetch", "big", "--out", str(out)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+        def fetched() -> float:
+            text = c.call(3, "metrics")["text"]
+            return sum(float(x.split()[-1]) for x in text.splitlines()
+                       if x.startswith('hzp2p_content_chunks_total{event="fetched"}'))
+
+        chunks = -(-(20 << 20) // (256 * 1024))
+        for fraction in (0.25, 0.6):
+            deadline = time.monotonic() + 120
+            while fetched() < fraction * chunks:
+                assert proc.poll() is None, proc.communicate()
+                assert time.monotonic() < deadline, "no progress"
+                time.sleep(0.02)
+            host.cut_all()
+        stdout, stderr = proc.communicate(timeout=300)
+        assert proc.returncode == 0, stderr
+        assert json.loads(stdout)["size"] == 20 << 20
+        assert hashlib.sha256(out.read_bytes()).digest() == hashlib.sha256(src.read_bytes()).digest()
+        assert sum(r.cuts for r in host.relays) == 2 * len(host.relays)
+        text = c.call(3, "metrics")["text"]
+        assert 'hzp2p_content_chunks_total{event="retried"}' in text
+    finally:
+        c.close()
+        host.close()
