@@ -47,6 +47,8 @@ async def _held(c: GatewayContext, rec: dict[str, Any]) -> FsPath:
             await c.link.call("dataset", {"action": "pull", "dataset_id": rec["dataset_id"],
                                           "version": rec["version"]}, timeout_s=120)
         except LinkRefused as exc:
+            if exc.code == "rejected":  # this node may not get it (its institution holds no key)
+                raise ApiProblem(404, "content-not-held", exc.message) from None
             raise ApiProblem(503, f"daemon-{exc.code}", exc.message) from None
         except LinkError as exc:
             raise ApiProblem(503, "daemon-unreachable", str(exc),
@@ -74,7 +76,8 @@ def register(app: FastAPI) -> None:
     @router.get("/v1/datasets/{dataset_id}/content", tags=["public"],
                 response_class=FileResponse,
                 responses={200: {"content": {"application/octet-stream": {}}},
-                           **_problems({403: "Restricted data set", 404: "Unknown data set",
+                           **_problems({403: "Restricted data set",
+                                        404: "Unknown data set, or content this node cannot get",
                                         503: "Content unavailable"})})
     async def dataset_content(
         request: Request,
@@ -98,7 +101,8 @@ def register(app: FastAPI) -> None:
                 responses={200: {"content": {"application/octet-stream": {}}},
                            **_problems({401: "Signature missing or invalid",
                                         403: "Not a current key holder with a logged data.fetch",
-                                        404: "Unknown data set", 503: "Content unavailable"})})
+                                        404: "Unknown data set, or content this node cannot get",
+                                        503: "Content unavailable"})})
     async def dataset_blob(
         request: Request, key: Key,
         dataset_id: Annotated[str, Path(pattern=_ID)],
