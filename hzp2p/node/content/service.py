@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import math
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +29,7 @@ from pathlib import Path
 import structlog
 import trio
 
-from hzp2p.crypto.datasets import ContentError, Manifest, chunk_hash
+from hzp2p.crypto.datasets import MAX_CHUNK_BYTES, ContentError, Manifest, chunk_hash
 from hzp2p.net.schemas import MAX_CONTENT_CHUNKS_PER_REQUEST, ContentChunk, ContentRequest
 from hzp2p.net.transport import Transport
 from hzp2p.node.content.store import ContentStore, Partial
@@ -122,6 +121,8 @@ class ContentService:
                                                  "busy", b"", "too many pending requests"))
         elif isinstance(msg, ContentChunk):
             f = self._fetches.get(msg.request_id >> 32)
+            if msg.index >= 0 and len(msg.data) > MAX_CHUNK_BYTES:
+                return  # no chunk is that large: a peer's mistake, not worth memory
             if f is not None:
                 # a fetch far behind drops it: its timeouts ask again
                 with contextlib.suppress(trio.WouldBlock):
@@ -182,7 +183,8 @@ class ContentService:
         if self.store.has(content_hash):
             return self.store.blob_path(content_hash)
         fid = next(self._fetch_ids)
-        send, recv = trio.open_memory_channel[tuple[int, ContentChunk]](4096)
+        # bounded: at most `window` chunks are asked of a peer at once; more is dropped
+        send, recv = trio.open_memory_channel[tuple[int, ContentChunk]](4 * self.window)
         self._fetches[fid] = _Fetch(send, recv)
         try:
             return await self._fetch(fid, recv, content_hash, dataset_id, version, peers)
@@ -283,11 +285,14 @@ class ContentService:
             if (not usable and excluded and self._usable(peers, {})
                     and not any(p.inflight for p in state.values())):
                 raise _fail(excluded)  # every connected peer said no (or lied)
-            for node in usable:
+            total = sum(len(p.inflight) for p in state.values())
+            for node in usable:  # at most `window` per peer, 3 x `window` in all (the channel)
                 p = state.setdefault(node, _Peer(node))
                 if p.paused_until > now:
                     continue
-                while todo and len(p.inflight) + self.batch <= self.window:
+                while (todo and len(p.inflight) + self.batch <= self.window
+                       and total + self.batch <= 3 * self.window):
+                    total += min(self.batch, len(todo))
                     run = [todo.pop()]
                     while todo and len(run) < self.batch and todo[-1] == run[-1] + 1:
                         run.append(todo.pop())
@@ -359,6 +364,3 @@ def _fail(excluded: dict[int, tuple[str, str]]) -> FetchError:
     refused = any(k == "refused" for k, _ in excluded.values())
     return FetchError(_why(excluded), refused=refused)
 
-
-def throughput_mb_s(nbytes: int, seconds: float) -> float:
-    return nbytes / 1e6 / seconds if seconds > 0 else math.inf
