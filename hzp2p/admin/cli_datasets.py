@@ -22,6 +22,7 @@ from typing import Any
 
 from hzp2p.admin.cli_common import Command, Usage, iso_ms, render_mapping, table
 from hzp2p.admin.cli_submit import PayloadError, payload_from_json, receipt_failure
+from hzp2p.admin.client import call_sync
 from hzp2p.admin.protocol import WAIT, Param
 
 ACTIONS = ("publish", "fetch", "pull", "request", "approve", "deny", "revoke", "access-log", "show", "list")
@@ -86,6 +87,17 @@ def _params(a: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+LONG_TIMEOUT_S = 3600.0
+"""Client time for publish / fetch / pull: encrypting, delivering and decrypting a large
+data set takes as long as it takes (the daemon reports failures itself)."""
+
+
+def _call(socket: Path, params: dict[str, Any], timeout_s: float) -> Any:
+    if params["action"] in ("publish", "fetch", "pull"):
+        timeout_s = max(timeout_s, LONG_TIMEOUT_S)
+    return call_sync(socket, "dataset", params, timeout_s=timeout_s)
+
+
 def _render(result: Any) -> str:
     if isinstance(result, dict) and "datasets" in result:
         return table(["id", "version", "owner", "access", "size", "readable", "title"],
@@ -111,7 +123,7 @@ DATASET_COMMANDS: tuple[Command, ...] = (
         "dataset", "dataset",
         "data sets: publish (encrypted to a scope), fetch, request / approve / deny / revoke "
         "use, access-log, show, list",
-        _args, _params, _render, _failure, waits=True,
+        _args, _params, _render, _failure, waits=True, call=_call,
         wire=(
             Param("action", "str", pattern="|".join(ACTIONS), shown=" | ".join(ACTIONS)),
             Param("dataset_id", "str", pattern=_ID_PATTERN, shown="a data set id", required=False),
