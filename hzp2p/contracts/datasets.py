@@ -231,6 +231,8 @@ def data_request(ctx: TxContext) -> None:
         fail(ctx, f"{p['dataset_id']!r} is not a restricted data set: nothing to request")
     if ds["owner"] == me.inst_id:
         fail(ctx, "the owner holds its own data set")
+    if live_holder(ctx.state, p["dataset_id"], ds["version"], me.inst_id, ctx.timestamp_ms):
+        fail(ctx, f"institution {me.inst_id} already holds a current key of {p['dataset_id']!r}")
     if p["days"] > params["max_request_days"]:
         fail(ctx, f"days must be at most {params['max_request_days']}")
     if load(ctx.state, k_request(p["request_id"])) is not None:

@@ -135,6 +135,8 @@ def test_deny_and_revoke(world: tuple[World, dict[str, Client]], tmp_path: Path)
     w.refused(lab.tx("data.request", {"request_id": "l1", "dataset_id": "cases",
                                       "purpose": "study", "days": 30}, w.now), "is taken")
     w.apply(cdc.tx("data.approve", approval_payload(w.state, cdc, "l1"), w.now))
+    w.refused(lab.tx("data.request", {"request_id": "l2", "dataset_id": "cases",
+                                      "purpose": "study", "days": 30}, w.now), "already holds")
     w.apply(lab.tx("data.fetch", {"dataset_id": "cases", "version": v}, w.now))
     w.apply(cdc.tx("data.revoke", {"request_id": "l1", "reason": "study ended early"}, w.now))
     assert ds.may_serve(w.state, "cases", v, 3, w.now) is not None
