@@ -184,3 +184,23 @@ async def test_a_busy_peer_is_asked_again_later(tmp_path: Path, nursery: trio.Nu
             blob = await n2.service.fetch(m.content_hash, "ds", 1, n2.transport.connected_peers)
         assert blob.read_bytes() == src.read_bytes()
         assert n1.service.stats.busy > 0 and n2.service.stats.busy_answers > 0
+
+
+async def test_concurrent_fetches_of_one_content_share_the_work(
+    tmp_path: Path, nursery: trio.Nursery
+) -> None:
+    src = _content(tmp_path / "plain.csv", 2 << 20)
+    async with content_net(nursery, tmp_path, 2) as (n1, n2):
+        m = _publish(tmp_path, n1, src, None)
+        paths: list[Path] = []
+
+        async def one() -> None:
+            paths.append(await n2.service.fetch(m.content_hash, "ds", 1,
+                                                n2.transport.connected_peers))
+
+        with trio.fail_after(30):
+            async with trio.open_nursery() as n:
+                for _ in range(3):
+                    n.start_soon(one)
+        assert len(set(paths)) == 1 and paths[0].read_bytes() == src.read_bytes()
+        assert n2.service.stats.fetched_chunks == m.count  # fetched once

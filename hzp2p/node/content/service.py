@@ -106,6 +106,7 @@ class ContentService:
         self._pending_send, self._pending_recv = trio.open_memory_channel[
             tuple[int, ContentRequest]](max_pending)
         self._fetches: dict[int, _Fetch] = {}
+        self._running: dict[bytes, trio.Event] = {}  # content hash -> its fetch's end
         self._fetch_ids = itertools.count(1)
         self._seq = itertools.count(1)
 
@@ -180,8 +181,21 @@ class ContentService:
     ) -> Path:
         """The local path of the complete blob, fetched from `peers()` (the connected peers,
         asked again as connections come and go) unless already held."""
+        while (running := self._running.get(content_hash)) is not None:
+            await running.wait()  # one fetch per content at a time; then look again
         if self.store.has(content_hash):
             return self.store.blob_path(content_hash)
+        done = self._running[content_hash] = trio.Event()
+        try:
+            return await self._fetch_new(content_hash, dataset_id, version, peers)
+        finally:
+            del self._running[content_hash]
+            done.set()
+
+    async def _fetch_new(
+        self, content_hash: bytes, dataset_id: str, version: int,
+        peers: Callable[[], Iterable[int]],
+    ) -> Path:
         fid = next(self._fetch_ids)
         # bounded: at most `window` chunks are asked of a peer at once; more is dropped
         send, recv = trio.open_memory_channel[tuple[int, ContentChunk]](4 * self.window)
