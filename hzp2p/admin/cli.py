@@ -65,6 +65,7 @@ from hzp2p.admin.cli_common import (
 from hzp2p.admin.cli_common import (
     pseudonym_arg as _pseudonym,
 )
+from hzp2p.admin.cli_datasets import DATASET_COMMANDS
 from hzp2p.admin.cli_receipt import receipt_command
 from hzp2p.admin.cli_records import RECORD_COMMANDS
 from hzp2p.admin.cli_rotate import rotate_keys_command
@@ -444,6 +445,7 @@ COMMANDS: tuple[Command, ...] = (
     rotate_keys_command(),  # key rotation: hzp2p.admin.cli_rotate (issue 19)
     *VIEW_COMMANDS,
     *RECORD_COMMANDS,
+    *DATASET_COMMANDS,
     Command("state-scan", "state_scan", "raw committed state under a hex key prefix", _args_state_scan, _params_state_scan, _render_state_scan,
             wire=(
         Param("prefix", "str", max_len=1024),

@@ -19,7 +19,7 @@ from hzp2p.contracts.domain_queries import jsonable
 from hzp2p.contracts.epi import k_dataset
 from hzp2p.contracts.exposure import exposures
 from hzp2p.contracts.notices import notices
-from hzp2p.gateway import models, page, problems, routes_proof, routes_signed
+from hzp2p.gateway import models, page, problems, routes_datasets, routes_proof, routes_signed
 from hzp2p.gateway.context import GatewayContext
 from hzp2p.gateway.problems import ApiProblem
 from hzp2p.gateway.store import StoreUnavailable
@@ -227,5 +227,6 @@ def create_app(ctx: GatewayContext) -> FastAPI:
 
     routes_signed.register(app)
     routes_proof.register(app)
+    routes_datasets.register(app)
     return app
 

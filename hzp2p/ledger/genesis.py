@@ -47,6 +47,7 @@ DEFAULT_RULES: Mapping[str, int] = {
     "vaccination": 1,
     "coldchain": 2,
     "privacy": 1,
+    "data": 2,
 }
 OTHER_ROLES = ("lab", "hospital", "vaccination_site", "manufacturer", "carrier", "observer")
 # Matched with re.fullmatch: a `$` anchor would accept a trailing newline.

@@ -37,6 +37,7 @@ from hzp2p.net.tcp import TcpConfig, TcpTransport
 from hzp2p.net.transport import NodeIdentity
 from hzp2p.node import opaque, rotation
 from hzp2p.node.applier import Applier
+from hzp2p.node.content.metrics import register_metrics as register_content_metrics
 from hzp2p.node.driver import RaftDriver, role_name
 from hzp2p.node.handlers import Handlers
 from hzp2p.node.keys import KeyFileError
@@ -160,6 +161,7 @@ class Node:
             early_signature_checks=cfg.ledger.early_signature_checks,
             certify=cfg.ledger.certify,
             auto_share=cfg.ledger.auto_share,
+            content_dir=cfg.data_dir / "content",
         )
         init = await stack.open(self.storage, self._make_transport)
         rotation.wire(self.keys, stack)
@@ -168,6 +170,8 @@ class Node:
         self.producer, self.submit, self.reads = stack.producer, stack.submit, stack.reads
         self.metrics.registry.add_collect_hook(self._collect_metrics)
         register_snapshot_metrics(self.metrics.registry, stack.snapshots)
+        if stack.content is not None:
+            register_content_metrics(self.metrics.registry, stack.content)
         admin = self.admin = AdminServer(
             cfg.admin.socket, max_request_bytes=cfg.admin.max_request_bytes
         )

@@ -30,6 +30,7 @@ from hzp2p.ledger.tx import Transaction, TxError, decode_tx
 from hzp2p.node import audit_views, rotation
 from hzp2p.node import receipts as node_receipts
 from hzp2p.node.chain_audit import verify_local_chain
+from hzp2p.node.content.handlers import DatasetHandlers
 from hzp2p.node.driver import role_name
 from hzp2p.node.handover import HandoverError
 from hzp2p.node.keys import KeyFileError
@@ -42,9 +43,10 @@ SIGN_CHUNK = 32
 """submit_many signs this many items between checkpoints (~1 ms of work)."""
 
 
-class Handlers(ViewHandlers):
+class Handlers(ViewHandlers, DatasetHandlers):
     """Binds the admin methods to one running Node (the read-only views are in
-    hzp2p.node.view_handlers, the shared helpers in its HandlerBase)."""
+    hzp2p.node.view_handlers, the shared helpers in its HandlerBase; data sets in
+    hzp2p.node.content.handlers)."""
 
     def register_all(self, server: AdminServer) -> None:
         """Serve every declared operation (hzp2p.admin.operations) with the method of the

@@ -87,6 +87,15 @@ def _setup() -> tuple[LocalChain, dict[str, tuple[int | nacl.signing.SigningKey,
         (LAB, "lab.result", {"subject": alice.pseudonym, "test_id": "T0", "result": "positive", "sample_ms": now}),
         (LAB, "lab.result", {"subject": alice.pseudonym, "test_id": "T00", "result": "negative", "sample_ms": now}),
         (AUTH, "credkey.register", {"inst_id": 1, "public_key": b"\x0a" * 32}),
+        (AUTH, "data.publish", {"dataset_id": "DS1", "content_hash": b"\x01" * 32, "size": 10,
+                                "public": False, "sealed_metadata": bytes(64),
+                                "sealed_keys": {"inst:1": bytes(80)},
+                                "key_commitment": bytes(32)}),
+        (LAB, "data.request", {"request_id": "Q1", "dataset_id": "DS1", "purpose": "study",
+                               "days": 30}),
+        (LAB, "data.request", {"request_id": "Q2", "dataset_id": "DS1", "purpose": "study",
+                               "days": 30}),
+        (AUTH, "data.approve", {"request_id": "Q2", "sealed_key": bytes(80)}),
     ]
     for who, typ, p in steps:
         assert c.run_one(who, typ, p) == (True, ""), (typ, c.results[-1].verdicts)
@@ -213,6 +222,12 @@ def _setup() -> tuple[LocalChain, dict[str, tuple[int | nacl.signing.SigningKey,
             },
         ),
         "credkey.register": (AUTH, {"inst_id": 3, "public_key": b"\x0b" * 32}),
+        "data.request": (HOSPITAL, {"request_id": "Q3", "dataset_id": "DS1", "purpose": "study",
+                               "days": 30}),
+        "data.approve": (AUTH, {"request_id": "Q1", "sealed_key": bytes(80)}),
+        "data.deny": (AUTH, {"request_id": "Q1", "reason": "not needed"}),
+        "data.revoke": (AUTH, {"request_id": "Q2", "reason": "study ended"}),
+        "data.fetch": (LAB, {"dataset_id": "DS1", "version": 1}),
         "credkey.revoke": (AUTH, {"kid": credential_key_id(b"\x0a" * 32).hex(), "reason": "rotated"}),
     }
     base["access.share/emergency"] = (HOSPITAL, dict(fulfil))

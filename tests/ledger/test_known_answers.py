@@ -16,6 +16,9 @@ Re-recorded by issue 17 (health codes, complete): new genesis files name health-
 rules version 2 (the genesis hash, so every block, changes), the benchmark payloads
 now include `venue.register`, and lab.result / healthcode.set under version 2 store
 each change's causing transaction.
+Re-recorded by issue 18 (data sets delivered encrypted): new genesis files name data rules
+version 2 (the genesis hash changes, so every block does); with `data` removed from
+DEFAULT_RULES the previous values come back unchanged.
 """
 
 from __future__ import annotations
@@ -32,8 +35,8 @@ from hzp2p.contracts.verify import verify_chain
 from hzp2p.ledger.block import decode_block
 from hzp2p.tools.testkit import LocalChain
 
-EXPECTED_FINGERPRINT = "e817b33db81a5ac4514c938cdd990520ca304bd09986a56f2406adb0d71f2979"
-EXPECTED_FINAL_DIGEST = "fa3de396c8e088b58f8db44cf2a5b6cbd8424366527674614ddf470d49a96b3b"
+EXPECTED_FINGERPRINT = "9d976c9bee901ecdfde04c71a9750becbb991476e0cfbe0a26f0d23eca6aa23b"
+EXPECTED_FINAL_DIGEST = "b25bc31bd6e960ad0bd508fd907b628c5c390b0853b4825b73e4848dc5640b46"
 
 
 def build_chain() -> tuple[LocalChain, str]:
