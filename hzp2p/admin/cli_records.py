@@ -12,10 +12,11 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from hzp2p.admin.cli_common import Command, Usage
+from hzp2p.admin.cli_common import Command, Usage, fmt
 from hzp2p.admin.cli_submit import (
     RECEIPT,
     PayloadError,
@@ -135,6 +136,43 @@ def _args_emergency(p: argparse.ArgumentParser) -> None:
     p.add_argument("--to", type=int, required=True, help="the requesting authority's id")
 
 
+def _args_enc_key(p: argparse.ArgumentParser) -> None:
+    p.add_argument("action", choices=("status", "rotate"), metavar="status|rotate",
+                   help="status: the key ids held and the records held; rotate: register a "
+                        "new key, re-wrap the records held, forget the old keys")
+
+
+def _params_enc_key(args: argparse.Namespace) -> dict[str, Any]:
+    return {"action": args.action, "wait_s": args.wait}
+
+
+def _render_enc_key(result: Any) -> str:
+    if not isinstance(result, Mapping):
+        return fmt(result)
+    if "current_key_id" in result:
+        return (f"current encryption key {fmt(result.get('current_key_id'))} "
+                f"(held: {fmt(result.get('held_key_ids'))}); "
+                f"{fmt(result.get('held_records'))} record(s) held, "
+                f"{fmt(result.get('stale_records'))} not yet re-wrapped to it")
+    line = render_receipt(result)
+    if result.get("status") == "committed":
+        line += (f"\nkey {fmt(result.get('previous_key_id'))} -> {fmt(result.get('key_id'))}: "
+                 f"{fmt(result.get('rewrapped'))} record(s) re-wrapped, "
+                 f"{fmt(result.get('failed'))} failed, {fmt(result.get('stale'))} left; "
+                 f"forgotten keys: {fmt(result.get('forgotten'))}")
+    return line
+
+
+def _enc_key_failure(args: argparse.Namespace, result: Any) -> str | None:
+    if args.action != "rotate":
+        return None
+    failure = receipt_failure(args, result)
+    if failure is None and isinstance(result, Mapping) and result.get("stale"):
+        return (f"{result['stale']} record(s) still sealed to an older key; the old keys "
+                "were kept (run enc-key rotate again later)")
+    return failure
+
+
 _RECORD = Param("record_id", "str", pattern=r"[A-Za-z0-9._:\-]{1,64}", shown="a record id")
 _TO = Param("to", "int", min_value=1, max_value=MAX_INT)
 
@@ -170,4 +208,12 @@ RECORD_COMMANDS: tuple[Command, ...] = (
                   Param("result", "str", pattern="positive|negative", shown="positive|negative"),
                   Param("sample_ms", "int", min_value=0, max_value=MAX_INT), WAIT),
             result=RESULT),
+    Command("enc-key", "enc_key", "the institution's encryption keys: enc-key status | "
+            "enc-key rotate (new key on chain, records re-wrapped, old key files deleted)",
+            _args_enc_key, _params_enc_key, _render_enc_key, _enc_key_failure, waits=True,
+            wire=(Param("action", "str", pattern="status|rotate", shown="status or rotate"),
+                  WAIT),
+            result="status: current_key_id, held_key_ids, public_key, held_records, "
+                   "stale_records; rotate: " + RECEIPT + ", key_id, previous_key_id, "
+                   "public_key, rewrapped, failed, stale, forgotten [key ids]"),
 )

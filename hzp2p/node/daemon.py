@@ -38,6 +38,8 @@ from hzp2p.net.transport import NodeIdentity
 from hzp2p.node import opaque
 from hzp2p.node.applier import Applier
 from hzp2p.node.driver import RaftDriver, role_name
+from hzp2p.node.enckeys import STORE_DIR as ENC_KEY_DIR
+from hzp2p.node.enckeys import EncKeyStore
 from hzp2p.node.handlers import Handlers
 from hzp2p.node.keys import KeyFileError, load_signing_key
 from hzp2p.node.logging import NodeLogContext, configure_logging
@@ -157,6 +159,7 @@ class Node:
             early_signature_checks=cfg.ledger.early_signature_checks,
             certify=cfg.ledger.certify,
             auto_share=cfg.ledger.auto_share,
+            enc_keys=self._open_enc_keys(),
         )
         init = await stack.open(self.storage, self._make_transport)
         self.applier, self.driver = stack.applier, stack.driver
@@ -213,6 +216,13 @@ class Node:
             out.update(preverify_submitted=pre.submitted, preverify_in_time=pre.checked_in_time,
                        preverify_cut_short=pre.cut_short, preverify_skipped=pre.skipped)
         return out
+
+    def _open_enc_keys(self) -> EncKeyStore:
+        """The institution's encryption keys, in the data directory (hzp2p.node.enckeys)."""
+        try:
+            return EncKeyStore.open(self.signing_key, self.cfg.data_dir / ENC_KEY_DIR)
+        except KeyFileError as exc:
+            raise ConfigError(self.cfg.path, "data_dir", f"encryption key store: {exc}") from None
 
     async def _make_transport(self) -> TcpTransport:
         cfg, g, net = self.cfg, self.genesis, self.cfg.net

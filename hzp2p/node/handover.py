@@ -29,6 +29,7 @@ from hzp2p.contracts import domain_queries as dq
 from hzp2p.crypto.records import RecordCryptoError, institution_holder, pseudonym
 from hzp2p.ledger.block import Block
 from hzp2p.ledger.tx import Transaction
+from hzp2p.node.enckeys import EncKeyStore
 from hzp2p.storage import AsyncStorage, SyncStorage
 
 log = structlog.get_logger("hzp2p.node.handover")
@@ -59,9 +60,10 @@ class Handover:
     """See the module docstring."""
 
     def __init__(self, node_id: int, client: Client, storage: AsyncStorage, submit: Submit,
-                 *, enabled: bool = True) -> None:
+                 *, enabled: bool = True, keys: EncKeyStore | None = None) -> None:
         self.node_id = node_id
         self.client = client
+        self.keys = keys  # the institution's encryption keys (None: the derived key only)
         self.storage = storage
         self.submit = submit
         self.enabled = enabled
@@ -144,6 +146,8 @@ class Handover:
     async def _build(self, make: Callable[[SyncStorage], Transaction]) -> Transaction:
         def run(s: SyncStorage) -> Transaction | str:
             try:
+                if self.keys is not None:
+                    self.keys.configure(self.client, s, self.node_id)
                 return make(s)
             except (RecordCryptoError, KeyError, ValueError) as exc:
                 return str(exc) or type(exc).__name__

@@ -29,6 +29,7 @@ from hzp2p.net.transport import Transport
 from hzp2p.node.applier import Applier, bootstrap
 from hzp2p.node.attest import AttestService
 from hzp2p.node.driver import RaftDriver, role_name
+from hzp2p.node.enckeys import EncKeyStore, Rotator
 from hzp2p.node.handover import Handover
 from hzp2p.node.logging import NodeLogContext
 from hzp2p.node.producer import BlockProducer
@@ -62,6 +63,7 @@ class NodeStack:
         early_signature_checks: bool | None = None,
         certify: bool = False,
         auto_share: bool = True,
+        enc_keys: EncKeyStore | None = None,
     ) -> None:
         self.node_id = node_id
         self.genesis = genesis
@@ -82,6 +84,8 @@ class NodeStack:
         # simulated-network tests of other concerns keep their exact block sequences)
         self.attest: AttestService | None = None
         self.auto_share = auto_share
+        # the institution's encryption keys (the daemon's is on disk; else in memory)
+        self.enc_keys = enc_keys if enc_keys is not None else EncKeyStore(signing_key)
 
     # Built by `open`:
     storage: AsyncStorage
@@ -92,6 +96,7 @@ class NodeStack:
     submit: SubmitService
     reads: ReadService
     handover: Handover
+    rotator: Rotator
     snapshots: SnapshotManager
     initial: InitialState
 
@@ -155,8 +160,10 @@ class NodeStack:
         self.reads = ReadService(self.node_id, self.driver, self.applier, self.transport)
         self.handover = Handover(
             self.node_id, Client(self.signing_key, g.chain_id, self.node_id), storage,
-            self.submit.submit, enabled=self.auto_share,
+            self.submit.submit, enabled=self.auto_share, keys=self.enc_keys,
         )
+        self.rotator = Rotator(self.node_id, self.handover.client, self.enc_keys, storage,
+                               self.submit.submit, self.submit.submit_many)
         return init
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
