@@ -111,7 +111,10 @@ def _render_lot(result: Any) -> str:
         f"{celsius(lot.get('temp_min_centi_c'))} .. {celsius(lot.get('temp_max_centi_c'))}",
         f"  readings: {fmt(rd.get('count'))} ({celsius(rd.get('min_centi_c'))} .. "
         f"{celsius(rd.get('max_centi_c'))}, {fmt(rd.get('out_of_range'))} out of range, "
-        f"last {iso_ms(rd.get('last_t_ms'))})",
+        f"last {iso_ms(rd.get('last_t_ms'))})"
+        + (f"; every {fmt(rd.get('interval_ms'))} ms, due {iso_ms(rd.get('due_ms'))}"
+           if rd.get("interval_ms") else "")
+        + (" — READINGS OVERDUE" if rd.get("overdue") else ""),
         "  custody: " + " -> ".join(fmt(e.get("to")) for e in result.get("custody") or []),
     ]
     for e in result.get("incidents") or []:

@@ -166,6 +166,7 @@ class Node:
         self.producer, self.submit, self.reads = stack.producer, stack.submit, stack.reads
         self.metrics.registry.add_collect_hook(self._collect_metrics)
         register_snapshot_metrics(self.metrics.registry, stack.snapshots)
+        stack.alerts.register(self.metrics.registry)
         admin = self.admin = AdminServer(
             cfg.admin.socket, max_request_bytes=cfg.admin.max_request_bytes
         )

@@ -26,6 +26,7 @@ from hzp2p.ledger.genesis import Genesis
 from hzp2p.ledger.mempool import Mempool
 from hzp2p.net.schemas import Attestations
 from hzp2p.net.transport import Transport
+from hzp2p.node.alerts import Alerts
 from hzp2p.node.applier import Applier, bootstrap
 from hzp2p.node.attest import AttestService
 from hzp2p.node.driver import RaftDriver, role_name
@@ -97,6 +98,7 @@ class NodeStack:
     reads: ReadService
     handover: Handover
     rotator: Rotator
+    alerts: Alerts
     snapshots: SnapshotManager
     initial: InitialState
 
@@ -161,9 +163,11 @@ class NodeStack:
         self.handover = Handover(
             self.node_id, Client(self.signing_key, g.chain_id, self.node_id), storage,
             self.submit.submit, enabled=self.auto_share, keys=self.enc_keys,
+            head=lambda: self.applier.head.height,
         )
         self.rotator = Rotator(self.node_id, self.handover.client, self.enc_keys, storage,
                                self.submit.submit, self.submit.submit_many)
+        self.alerts = Alerts(storage, self.applier, self.handover)
         return init
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -179,6 +183,7 @@ class NodeStack:
             if self.attest is not None:
                 nursery.start_soon(self.attest.run)
             nursery.start_soon(self.handover.run)
+            nursery.start_soon(self.alerts.run)
             task_status.started()
 
     # ---------------------------------------------------------------- callbacks

@@ -16,6 +16,9 @@ Re-recorded by issue 17 (health codes, complete): new genesis files name health-
 rules version 2 (the genesis hash, so every block, changes), the benchmark payloads
 now include `venue.register`, and lab.result / healthcode.set under version 2 store
 each change's causing transaction.
+Re-recorded by issue 15 (reading intervals): new genesis files name cold-chain rules
+version 3 (`lot.monitor`), which changes the genesis hash and so every block; with
+version 2 named the previous values are reproduced exactly.
 """
 
 from __future__ import annotations
@@ -32,8 +35,8 @@ from hzp2p.contracts.verify import verify_chain
 from hzp2p.ledger.block import decode_block
 from hzp2p.tools.testkit import LocalChain
 
-EXPECTED_FINGERPRINT = "e817b33db81a5ac4514c938cdd990520ca304bd09986a56f2406adb0d71f2979"
-EXPECTED_FINAL_DIGEST = "fa3de396c8e088b58f8db44cf2a5b6cbd8424366527674614ddf470d49a96b3b"
+EXPECTED_FINGERPRINT = "e0e4f247a2efcd822649151f53ba83b5e0bfaa48b210816d2a3f60b9137673af"
+EXPECTED_FINAL_DIGEST = "cc889405c25a167a7a4f193c689184047f3b746fff1143304c8ab7c4cac92efe"
 
 
 def build_chain() -> tuple[LocalChain, str]:

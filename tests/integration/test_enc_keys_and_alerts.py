@@ -1,11 +1,15 @@
-"""The node's encryption key store and `admin enc-key rotate`, on a real cluster.
+"""The node's encryption key store and `admin enc-key rotate`; what needs an operator's
+attention (overdue readings, failed hand-overs) in `admin lot`, `admin watch` and the
+metrics — on a real cluster.
 
 A hospital (node 4, a learner) writes records with `admin record write`, rotates its
 encryption key twice, and still opens what it holds: it hands the keys over under a
 grant (automatically) and on an emergency, also after a restart that reloads the key
 store from disk. The retired key's file is gone, the current one is 0600, no key
 material reaches the node's log or its database, and a store that lost or exposed its
-key is refused with a clear message and nothing submitted.
+key is refused with a clear message and nothing submitted; the hand-overs it can no
+longer make show as failures. A vaccination site (node 5) declares a lot's reading
+interval; when no reading arrives in time the lot shows "readings overdue".
 """
 
 from __future__ import annotations
@@ -23,12 +27,12 @@ from hzp2p.tools.localcluster import LocalCluster
 
 pytestmark = pytest.mark.slow
 
-HOSPITAL, LAB, AUTHORITY = 4, 3, 1
+HOSPITAL, LAB, AUTHORITY, SITE, MAKER = 4, 3, 1, 5, 6
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    c = LocalCluster(tmp_path_factory.mktemp("enc") / "c", 3, 1)
+    c = LocalCluster(tmp_path_factory.mktemp("enc") / "c", 3, 3)
     try:
         c.start_all()
         c.wait_leader(20)
@@ -189,4 +193,115 @@ def test_a_lost_or_exposed_key_file_is_refused_and_nothing_is_submitted(
     assert (st["current_key_id"], st["held_key_ids"], st["stale_records"]) == (2, [0], None)
     assert admin_json(c, HOSPITAL, "status")["height"] == height  # nothing was submitted
     assert not key.exists()
-    del saved
+    # a grant now names the hospital's records: its daemon cannot hand them over, says so
+    from nacl.signing import SigningKey
+
+    from hzp2p.client import Client
+    from hzp2p.ledger.genesis import load_genesis
+
+    chain_id = load_genesis(c.root / "genesis.toml").chain_id
+    app = Client(SigningKey.generate(), chain_id)
+    code, out, err = admin(c, HOSPITAL, "--json", "record", "write", "--type", "diagnosis",
+                           "--subject-key", bytes(app.key.verify_key).hex(), "--fields", "{}")
+    assert code == 1  # cannot even seal a new one
+    key.write_bytes(saved)
+    key.chmod(0o600)
+    assert c.stop(HOSPITAL) == 0
+    c.start(HOSPITAL)
+    c.wait_up(30)
+    code, out, err = admin(c, HOSPITAL, "--json", "record", "write", "--type", "diagnosis",
+                           "--subject-key", bytes(app.key.verify_key).hex(), "--record-id",
+                           "RX-9", "--fields", "{}", "--wait", "15")
+    assert code == 0, err
+    assert c.stop(HOSPITAL) == 0
+    key.unlink()
+    c.start(HOSPITAL)
+    c.wait_up(30)
+    start = int(admin_json(c, HOSPITAL, "status")["height"])  # type: ignore[call-overload]
+    now = int(time.time() * 1000)
+    grant = app.tx("consent.grant", {"grant_id": "G-F", "grantee": 2,
+                                     "record_types": ["diagnosis"], "purpose": "audit",
+                                     "expiry_ms": now + 86_400_000}, now)
+    code, out, err = admin(c, HOSPITAL, "--json", "submit-raw", grant.encode().hex(),
+                           "--wait", "15")
+    assert code == 0 and json.loads(out)["status"] == "committed", err
+
+    def failed_metric() -> float:
+        text = admin_json(c, HOSPITAL, "metrics")["text"]
+        assert isinstance(text, str)
+        for line in text.splitlines():
+            if line.startswith('hzp2p_handover_total{outcome="failed"}'):
+                return float(line.split()[-1])
+        return 0.0
+
+    c.wait_for("a failed hand-over in the metrics", lambda: failed_metric() >= 1, 30)
+    # the failure is an event of the watch stream (numbered with the next block's height)
+    admin(c, AUTHORITY, "submit", "epi.report", "--payload", json.dumps({
+        "report_id": "tick-f", "region": "north", "metric": "cases", "value": 1,
+        "period": "2026-W42"}), "--wait", "15")
+    head = int(admin_json(c, HOSPITAL, "status")["height"])  # type: ignore[call-overload]
+    code, out, err = admin(c, HOSPITAL, "watch", "--from-height", str(start),
+                           "--until-height", str(head), "--types", "handover_failed")
+    assert code == 0, err
+    (ev,) = [json.loads(line) for line in out.splitlines()]
+    assert (ev["record_id"], ev["grantee"], ev["grant_id"]) == ("RX-9", 2, "G-F")
+    assert "not in the node's key store" in ev["reason"]
+
+
+def test_readings_overdue_in_lot_status_watch_and_metrics(cluster: LocalCluster) -> None:
+    c = cluster
+    now = int(time.time() * 1000)
+    for k, argv in (
+        (MAKER, ["lot.register", "--payload", json.dumps({
+            "lot_id": "LOT-M", "product": "covax", "quantity": 10,
+            "expiry_ms": now + 30 * 86_400_000, "temp_min_centi_c": 200,
+            "temp_max_centi_c": 800})]),
+        (MAKER, ["lot.transfer", "--payload", json.dumps({"lot_id": "LOT-M", "to": SITE})]),
+    ):
+        code, _, err = admin(c, k, "submit", *argv, "--wait", "15")
+        assert code == 0, err
+    start = int(admin_json(c, SITE, "status")["height"])  # type: ignore[call-overload]
+    # bad declarations: refused with the contract's reason, exit 1
+    for k, payload, says in (
+        (MAKER, {"lot_id": "LOT-M", "interval_ms": 2000}, "not the custodian"),
+        (SITE, {"lot_id": "LOT-M", "interval_ms": 10}, "interval_ms must be 0"),
+        (SITE, {"lot_id": "NO-LOT", "interval_ms": 2000}, "unknown lot"),
+    ):
+        code, _, err = admin(c, k, "submit", "lot.monitor", "--payload", json.dumps(payload),
+                             "--wait", "15")
+        assert code == 1 and says in err, err
+    code, _, err = admin(c, SITE, "submit", "lot.monitor", "--payload",
+                         json.dumps({"lot_id": "LOT-M", "interval_ms": 2000}), "--wait", "15")
+    assert code == 0, err
+    got = admin_json(c, SITE, "lot", "LOT-M")["readings"]
+    assert isinstance(got, dict) and got["interval_ms"] == 2000 and got["overdue"] is False
+    # no reading comes; block time moves on with other institutions' work
+    n = 0
+
+    def overdue() -> bool:
+        nonlocal n
+        n += 1
+        admin(c, AUTHORITY, "submit", "epi.report", "--payload", json.dumps({
+            "report_id": f"tick-{n}", "region": "north", "metric": "cases", "value": 1,
+            "period": "2026-W42"}), "--wait", "15")
+        r = admin_json(c, SITE, "lot", "LOT-M")["readings"]
+        return isinstance(r, dict) and r["overdue"] is True
+
+    c.wait_for("the lot's readings to be overdue", overdue, 30)
+    code, out, err = admin(c, SITE, "lot", "LOT-M")
+    assert code == 0 and "READINGS OVERDUE" in out and "every 2000 ms" in out, out
+    head = int(admin_json(c, SITE, "status")["height"])  # type: ignore[call-overload]
+    code, out, err = admin(c, SITE, "watch", "--from-height", str(start), "--until-height",
+                           str(head), "--types", "overdue")
+    assert code == 0, err
+    (ev,) = [json.loads(line) for line in out.splitlines()]
+    assert (ev["lot_id"], ev["interval_ms"], ev["last_t_ms"]) == ("LOT-M", 2000, None)
+    assert start < ev["height"] <= head
+
+    def gauge() -> float:
+        text = admin_json(c, SITE, "metrics")["text"]
+        assert isinstance(text, str)
+        line = next(x for x in text.splitlines() if x.startswith("hzp2p_lots_readings_overdue "))
+        return float(line.split()[-1])
+
+    c.wait_for("the overdue gauge", lambda: gauge() == 1.0, 30)
