@@ -27,6 +27,7 @@ from hzp2p.contracts import queries
 from hzp2p.contracts.engine import recompute_digest
 from hzp2p.crypto.records import RecordCryptoError, pseudonym
 from hzp2p.ledger.tx import Transaction, TxError, decode_tx
+from hzp2p.node import paging
 from hzp2p.node import receipts as node_receipts
 from hzp2p.node.chain_audit import verify_local_chain
 from hzp2p.node.driver import role_name
@@ -47,11 +48,12 @@ class Handlers(ViewHandlers):
 
     def register_all(self, server: AdminServer) -> None:
         """Serve every declared operation (hzp2p.admin.operations) with the method of the
-        same name; an operation without one is a bug found at start-up, not at a request."""
+        same name; an operation without one is a bug found at start-up, not at a request.
+        An operation that answers a list is paged (hzp2p.node.paging)."""
         for op in OPERATIONS:
             handler = getattr(self, op.method, None)
             assert handler is not None, f"operation {op.method!r} has no handler"
-            server.register(op.method, self._counted(op.method, handler))
+            server.register(op.method, self._counted(op.method, paging.serve(op.method, handler)))
 
     def _counted(self, method: str, fn: Any) -> Any:
         async def run(params: Mapping[str, Any]) -> Any:
