@@ -339,7 +339,8 @@ VIEW_COMMANDS: tuple[Command, ...] = (
                         shown=SUBJECT.shown), LIN),
             result="appeals: [{appeal_id, subject, status, reason, opened_ms, ...}]"),
     Command("watch", "watch", "a stream of JSON lines: blocks, refusals, quarantines, recalls, "
-            "code changes; resumable with --from-height", _args_watch, _params_watch,
+            "code changes, overdue readings and appeals, failed hand-overs; resumable with "
+            "--from-height", _args_watch, _params_watch,
             lambda _r: "", call=_call_watch, streams=True,
             wire=(Param("from_height", "int", min_value=1, max_value=MAX_INT),
                   Param("types", "str_list", required=False),
