@@ -4,7 +4,7 @@ It owns the metric families of conditions judged on committed state at the head'
 time — lots whose readings are overdue (hzp2p.contracts.coldchain: `lot.monitor`),
 appeals open longer than the health-code rules allow (hzp2p.contracts.codelife) — and
 of this node's key hand-overs (hzp2p.node.handover). The state conditions are counted
-by a task after each new head (a storage read, which a collect hook on the Trio thread
+by a task after each new head, at most once a second (a storage read, which a collect hook on the Trio thread
 cannot make), the hand-over counters from the Handover's own counts at each collection.
 `admin watch` shows the same conditions as events (hzp2p.contracts.events).
 
@@ -15,6 +15,7 @@ cannot make), the hand-over counters from the Handover's own counts at each coll
 
 from __future__ import annotations
 
+import trio
 from prometheus_client import Counter, Gauge
 
 from hzp2p.contracts import codelife, coldchain
@@ -23,6 +24,10 @@ from hzp2p.node.applier import Applier
 from hzp2p.node.handover import Handover
 from hzp2p.node.metrics import MetricsRegistry
 from hzp2p.storage import AsyncStorage, SyncStorage
+
+PERIOD_S = 1.0
+"""The counts are refreshed after a new head, at most this often (a scrape between shows
+the previous count)."""
 
 
 def count_overdue(s: SyncStorage) -> dict[str, int]:
@@ -51,6 +56,7 @@ class Alerts:
             await self.applier.wait_height(height + 1)
             height = self.applier.head.height
             self.overdue = await self.storage.call(count_overdue)
+            await trio.sleep(PERIOD_S)  # at most once a period, however fast blocks come
 
     def register(self, registry: MetricsRegistry) -> None:
         lots = Gauge("hzp2p_lots_readings_overdue",
