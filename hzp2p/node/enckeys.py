@@ -218,14 +218,10 @@ class Rotator:
     async def _rewrap_all(self, new_key: nacl.public.PrivateKey,
                           wait_s: float) -> tuple[int, int, list[str]]:
         me = self.node_id
-        done: set[str] = set()
+        stale = await self.storage.call(lambda s: self._stale(s, new_key))
         rewrapped = failed = 0
-        while True:
-            todo = [r for r in await self.storage.call(lambda s: self._stale(s, new_key))
-                    if r not in done][:REWRAP_BATCH]
-            if not todo:
-                break
-            done.update(todo)
+        for start in range(0, len(stale), REWRAP_BATCH):
+            todo = stale[start:start + REWRAP_BATCH]
 
             def build(s: SyncStorage, batch: list[str] = todo) -> list[Transaction | str]:
                 client = self.store.configure(self.client, s, me)
@@ -241,6 +237,9 @@ class Rotator:
             receipts = await self.submit_many(await self.storage.call(build), wait_s)
             ok = sum(1 for r in receipts if r.get("status") == "committed")
             rewrapped, failed = rewrapped + ok, failed + len(receipts) - ok
-            log.info("enc_key_rewrap_progress", rewrapped=rewrapped, failed=failed)
-        stale = await self.storage.call(lambda s: self._stale(s, new_key))
-        return rewrapped, failed, stale
+            log.info("enc_key_rewrap_progress", rewrapped=rewrapped, failed=failed,
+                     of=len(stale))
+        # what is still not sealed to the new key (a failed re-wrap; a record sealed to the
+        # old key while the rotation ran): the old keys must stay for these
+        left = await self.storage.call(lambda s: self._stale(s, new_key))
+        return rewrapped, failed, left
