@@ -18,6 +18,7 @@ SUBCOMMAND_MODULES = (
     "hzp2p.tools.cli",  # init, demo
     "hzp2p.tools.join",  # keygen, join
     "hzp2p.tools.sensor",  # sensor sign
+    "hzp2p.tools.venue",  # venue qr
     "hzp2p.node.cli",  # run
     "hzp2p.admin.cli",  # admin ...
     "hzp2p.sim.cli",  # fuzz, sim
@@ -41,6 +42,9 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="hzp2p", description="A permissioned ledger for public health.")
     parser.add_argument("--version", action="version", version="hzp2p 0.1.0")
+    # The command itself, for a subcommand that runs others in-process (`hzp2p demo`) without
+    # importing this top layer.
+    parser.set_defaults(hzp2p_main=main)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name in SUBCOMMAND_MODULES:
         try:

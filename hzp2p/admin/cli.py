@@ -42,6 +42,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from hzp2p.admin.cli_audit import refused_command, render_block, render_tx
 from hzp2p.admin.cli_common import (
     DEFAULT_WAIT_S,
     PROG,
@@ -66,6 +67,7 @@ from hzp2p.admin.cli_common import (
 )
 from hzp2p.admin.cli_receipt import receipt_command
 from hzp2p.admin.cli_records import RECORD_COMMANDS
+from hzp2p.admin.cli_rotate import rotate_keys_command
 from hzp2p.admin.cli_submit import (
     SUBMIT_COMMANDS,
     PayloadError,
@@ -160,17 +162,6 @@ def _render_list(key: str, empty: str) -> Callable[[Any], str]:
 
     return render
 
-
-def _render_block(result: Any) -> str:
-    if not isinstance(result, Mapping):
-        return fmt(result)
-    head = render_mapping(result, skip=("txs",))
-    txs = result.get("txs") or []
-    lines = [head, f"txs: {len(txs)}"]
-    for tx in txs:
-        if isinstance(tx, Mapping):
-            lines.append(f"  {fmt(tx.get('tx_hash'))}  {fmt(tx.get('type'))}  {fmt(tx.get('status'))}")
-    return "\n".join(lines)
 
 
 def _render_verify(result: Any) -> str:
@@ -410,10 +401,10 @@ COMMANDS: tuple[Command, ...] = (
             wire=(), result="peers: [{node_id, address, role (voter|learner), connected, match_index}]"),
     Command("members", "members", "consortium members", _no_args, _no_params, _render_list("members", "no members"), reads=True,
             wire=(LIN,), result="members: [{inst_id, name, roles, voter, active, address, signing_key, node_key}]"),
-    Command("block", "block", "one block by height", _args_block, lambda a: {"height": a.height}, _render_block, reads=True,
-            wire=(Param("height", "int", min_value=0, max_value=MAX_INT), LIN), result="height, hash, prev_hash, merkle_root, proposer, timestamp, txs: [{tx_hash, type, status, reason}]; not_found past the chain"),
-    Command("tx", "tx", "a transaction's receipt by hash", _args_tx, lambda a: {"tx_hash": a.tx_hash}, render_receipt, reads=True,
-            wire=(Param("tx_hash", "hex", exact_len=64), LIN), result="receipt: tx_hash, status (committed|rejected|pending), height, index, type, reason, problems (refused at admission); not_found if unknown"),
+    Command("block", "block", "one block by height", _args_block, lambda a: {"height": a.height}, render_block, reads=True,
+            wire=(Param("height", "int", min_value=0, max_value=MAX_INT), LIN), result="height, hash, prev_hash, merkle_root, proposer, timestamp, txs: [{tx_hash, type, status, reason}], proposer_name, tx_details: [{signer, payload (byte strings as sizes), nonce, valid_from_ms, valid_until_ms}], certificate: {signers, signer_ids, voters, quorum, carried_in} or null, carries_certificates; not_found past the chain"),
+    Command("tx", "tx", "a transaction's receipt by hash", _args_tx, lambda a: {"tx_hash": a.tx_hash}, render_tx, reads=True,
+            wire=(Param("tx_hash", "hex", exact_len=64), LIN), result="receipt: tx_hash, status (committed|rejected|pending), height, index, type, reason, problems (refused at admission); in a block also signer: {key, inst_id, name, current_key} or {key, citizen}, payload (byte strings as sizes), nonce, valid_from_ms, valid_until_ms, certificate; not_found if unknown"),
     Command("verify", "verify", "re-verify the local chain (from its snapshot if it caught up by one)", _args_verify, lambda a: {"integrity": a.integrity}, _render_verify, _verify_failure,
             wire=(Param("integrity", "bool", required=False),), result="ok, height, blocks_checked, first_bad_height, reason, from_height, snapshot_height"),
     Command("metrics", "metrics", "metrics in Prometheus text format", _no_args, _no_params, _render_metrics,
@@ -450,6 +441,8 @@ COMMANDS: tuple[Command, ...] = (
             result="receipt, plus proposal: the proposal after the vote"),
     *SUBMIT_COMMANDS,
     receipt_command(),  # writes a file: hzp2p.admin.cli_receipt (issue 19)
+    refused_command(),  # the auditors' view: hzp2p.admin.cli_audit (issue 19)
+    rotate_keys_command(),  # key rotation: hzp2p.admin.cli_rotate (issue 19)
     *VIEW_COMMANDS,
     *RECORD_COMMANDS,
     Command("state-scan", "state_scan", "raw committed state under a hex key prefix", _args_state_scan, _params_state_scan, _render_state_scan,

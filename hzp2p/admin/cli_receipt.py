@@ -8,17 +8,17 @@
         (declared as an admin operation: `receipt_command`, listed in hzp2p.admin.cli)
         asks the node for the transaction's receipt (hzp2p.node.receipts) and writes it to
         FILE; --hash-only leaves the transaction's body out (its hash and signature stay);
-        --base64 writes it as one line of base64 text, the form to put in a QR code (a
-        3-voter hash-only receipt is ~1.5 KB of text; a QR code holds up to ~2.9 KB).
+        --base64 writes it as one line of base64 text; --compact as the QR-sized text form
+        "HZR1:" + base45 (hzp2p.credentials.receipt_text: a 3-voter hash-only receipt is
+        ~1.7 K characters; a QR code's alphanumeric mode holds up to 3,391).
 
-verify-receipt reads either form.
+verify-receipt reads all three forms.
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
-import binascii
 import json
 import os
 import sys
@@ -26,6 +26,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from hzp2p.credentials.receipt_text import receipt_bytes, to_compact
 from hzp2p.ledger.genesis import GenesisError, load_genesis
 from hzp2p.ledger.receipt import MAX_RECEIPT_BYTES, ReceiptError, verify_receipt
 
@@ -56,7 +57,7 @@ def run_verify(args: argparse.Namespace) -> int:
         print(f"{PROG} verify-receipt: error: {args.file}: {exc.strerror}", file=sys.stderr)
         return 2
     try:
-        proven = verify_receipt(_binary(data), genesis)
+        proven = verify_receipt(receipt_bytes(data), genesis)
     except ReceiptError as exc:
         if args.json:
             print(json.dumps({"ok": False, "reason": str(exc)}))
@@ -69,19 +70,6 @@ def run_verify(args: argparse.Namespace) -> int:
     return 0
 
 
-def _binary(data: bytes) -> bytes:
-    """A receipt file's bytes: as written, or decoded from the base64 text form."""
-    text = data.strip()
-    if text and all(c in _B64 for c in text):
-        try:
-            return base64.b64decode(text, validate=True)
-        except binascii.Error:
-            return data
-    return data
-
-
-_B64 = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=")
-
 
 # ---------------------------------------------------------------- admin receipt
 
@@ -91,8 +79,11 @@ def _args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, required=True, metavar="FILE", help="where to write it")
     p.add_argument("--hash-only", action="store_true",
                    help="leave the transaction's body out (only its hash and signature)")
-    p.add_argument("--base64", action="store_true",
-                   help="write one line of base64 text (for a QR code) instead of binary")
+    form = p.add_mutually_exclusive_group()
+    form.add_argument("--base64", action="store_true",
+                      help="write one line of base64 text instead of binary")
+    form.add_argument("--compact", action="store_true",
+                      help="write the QR-sized text form (HZR1: + base45; use with --hash-only)")
 
 
 def _params(args: argparse.Namespace) -> dict[str, Any]:
@@ -108,18 +99,21 @@ def _params(args: argparse.Namespace) -> dict[str, Any]:
     if args.hash_only:
         params["hash_only"] = True
     # where to write: read by _call, never sent
-    params["_out"], params["_base64"] = str(args.out), bool(args.base64)
+    params["_out"] = str(args.out)
+    params["_form"] = "base64" if args.base64 else "compact" if args.compact else "binary"
     return params
 
 
 def _call(socket_path: Path, params: dict[str, Any], timeout_s: float) -> Any:
     from hzp2p.admin.client import AdminClientError, call_sync
 
-    out, as_text = Path(params.pop("_out")), params.pop("_base64")
+    out, form = Path(params.pop("_out")), params.pop("_form")
     result = dict(call_sync(socket_path, "receipt", params, timeout_s=timeout_s))
     data: bytes = result.pop("receipt")
-    if as_text:
+    if form == "base64":
         data = base64.b64encode(data) + b"\n"
+    elif form == "compact":
+        data = to_compact(data).encode() + b"\n"
     try:
         _write_atomically(out, data)
     except OSError as exc:

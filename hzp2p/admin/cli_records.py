@@ -17,6 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from hzp2p.admin.cli_common import Command, Usage, fmt
+from hzp2p.admin.cli_keysign import (
+    add_key_option,
+    build_share,
+    build_vaccination,
+    relay_or_call,
+    with_key,
+)
 from hzp2p.admin.cli_submit import (
     RECEIPT,
     PayloadError,
@@ -102,13 +109,14 @@ def _args_vaccinate(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lot", required=True)
     p.add_argument("--dose", type=int, required=True)
     p.add_argument("--when", type=_time_ms, help="administered at (default: now)")
+    add_key_option(p)
 
 
 def _params_vaccinate(args: argparse.Namespace) -> dict[str, Any]:
     params = {**_base(args), "lot": args.lot, "dose": args.dose}
     if args.when is not None:
         params["administered_ms"] = args.when
-    return params
+    return with_key(args, params, build_vaccination(params))
 
 
 def _args_lab(p: argparse.ArgumentParser) -> None:
@@ -128,6 +136,13 @@ def _args_share(p: argparse.ArgumentParser) -> None:
     p.add_argument("--to", type=int, required=True, help="the grantee institution's id")
     p.add_argument("--grant", required=True, help="the subject's grant id")
     p.add_argument("--purpose", required=True, help="the grant's purpose, as granted")
+    add_key_option(p)
+
+
+def _params_share(args: argparse.Namespace) -> dict[str, Any]:
+    params = {"record_id": args.record_id, "to": args.to, "grant_id": args.grant,
+              "purpose": args.purpose, "wait_s": args.wait}
+    return with_key(args, params, build_share(params))
 
 
 def _args_emergency(p: argparse.ArgumentParser) -> None:
@@ -179,9 +194,8 @@ _TO = Param("to", "int", min_value=1, max_value=MAX_INT)
 RECORD_COMMANDS: tuple[Command, ...] = (
     Command("share", "share", "hand a record key to a grantee under the subject's grant "
             "(done automatically when a grant commits, unless [ledger] auto_share = false)",
-            _args_share, lambda a: {"record_id": a.record_id, "to": a.to, "grant_id": a.grant,
-                                    "purpose": a.purpose, "wait_s": a.wait},
-            render_receipt, receipt_failure, waits=True,
+            _args_share, _params_share, render_receipt, receipt_failure, waits=True,
+            call=relay_or_call("share"),
             wire=(_RECORD, _TO, Param("grant_id", "str", pattern=r"[A-Za-z0-9._:\-]{1,64}",
                                       shown="a grant id"),
                   Param("purpose", "str", max_len=128), WAIT), result=RECEIPT),
@@ -198,6 +212,7 @@ RECORD_COMMANDS: tuple[Command, ...] = (
             result=RESULT),
     Command("vaccinate", "vaccinate", "record a vaccination (personal fields encrypted here)",
             _args_vaccinate, _params_vaccinate, render_receipt, receipt_failure, waits=True,
+            call=relay_or_call("vaccinate"),
             wire=(_KEY, _FIELDS, _RID, Param("lot", "str", pattern=LOT.pattern, shown=LOT.shown),
                   Param("dose", "int", min_value=1, max_value=100), _TIME, WAIT),
             result=RESULT),

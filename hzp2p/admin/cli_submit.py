@@ -16,7 +16,9 @@ within about an election timeout with `no_quorum` and the transaction it signed.
 admin sockets) and then hand that same signed transaction (`submit_raw`, same hash,
 never applied twice) to the fallbacks in turn, and to the first node again, until one
 commits it or --wait runs out. `submit` never re-signs elsewhere: the transaction is
-always the --config node's institution's.
+always the --config node's institution's — or, with `--key FILE`, signed here with that
+key file and relayed as submit-raw (hzp2p.admin.cli_keysign: an institution without its
+own daemon).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from typing import Any
 import trio
 
 from hzp2p.admin.cli_common import DEFAULT_WAIT_S, Command, Usage, fmt, render_mapping
+from hzp2p.admin.cli_keysign import SIGN, add_key_option, build_tx, relay_or_call, signed, with_key
 from hzp2p.admin.client import AdminClientError, open_admin_client
 from hzp2p.admin.protocol import (
     IDEM_KEY,
@@ -170,6 +173,7 @@ def _args_submit(p: argparse.ArgumentParser) -> None:
         help="retries with the same key yield the same transaction (applied once)",
     )
     _args_fallback(p)
+    add_key_option(p)
 
 
 def _args_fallback(p: argparse.ArgumentParser) -> None:
@@ -212,7 +216,9 @@ def _params_submit(args: argparse.Namespace) -> dict[str, Any]:
             raise Usage("--idempotency-key must be 1..128 characters")
         params["idempotency_key"] = args.idempotency_key
     params["_fallbacks"] = _fallback_sockets(args)
-    return params
+    if args.key is not None and args.idempotency_key is not None:
+        raise Usage("--idempotency-key is the node's; with --key, resubmit the same signed tx")
+    return with_key(args, params, build_tx(args.tx_type, payload))
 
 
 
@@ -220,6 +226,7 @@ def _args_readings(p: argparse.ArgumentParser) -> None:
     p.add_argument("action", choices=("submit",), metavar="submit")
     p.add_argument("--file", required=True, metavar="FILE|-",
                    help="a payload from `hzp2p sensor sign` (JSON; - for stdin)")
+    add_key_option(p)
 
 
 def _params_readings(args: argparse.Namespace) -> dict[str, Any]:
@@ -231,7 +238,8 @@ def _params_readings(args: argparse.Namespace) -> dict[str, Any]:
         payload = payload_from_json(text)
     except PayloadError as exc:
         raise Usage(f"--file {exc}") from None
-    return {"payload": payload, "wait_s": args.wait}
+    return with_key(args, {"payload": payload, "wait_s": args.wait},
+                    build_tx("coldchain.readings", payload))
 
 
 def _args_submit_raw(p: argparse.ArgumentParser) -> None:
@@ -296,6 +304,10 @@ async def _submit_with_fallbacks(
 def _call_with_fallbacks(method: str) -> Any:
     def call(socket_path: Path, params: dict[str, Any], timeout_s: float) -> Any:
         fallbacks = list(params.pop("_fallbacks", []))
+        if SIGN in params:  # --key: signed here, relayed as a transaction signed elsewhere
+            raw, _ = signed(params, socket_path, timeout_s)
+            return trio.run(_submit_with_fallbacks, str(socket_path), "submit_raw", raw,
+                            fallbacks, timeout_s)
         return trio.run(_submit_with_fallbacks, str(socket_path), method, params, fallbacks,
                         timeout_s)
 
@@ -470,7 +482,7 @@ SUBMIT_COMMANDS: tuple[Command, ...] = (
     # A sensor's signed batch (`hzp2p sensor sign`), submitted as this node's institution.
     Command("readings", "readings", "submit a signed readings batch: readings submit --file F",
             _args_readings, _params_readings, render_receipt, receipt_failure, waits=True,
-            wire=(PAYLOAD, WAIT), result=RECEIPT),
+            call=relay_or_call("readings"), wire=(PAYLOAD, WAIT), result=RECEIPT),
     # A transaction signed elsewhere (citizen apps, other institutions' tools), as hex of its
     # encoding; 2 hex digits per byte of hzp2p.ledger.tx.MAX_TX_BYTES.
     Command("submit-raw", "submit_raw", "submit a transaction signed elsewhere (hex)",

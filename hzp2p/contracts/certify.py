@@ -35,7 +35,8 @@ from hzp2p.ledger.certificate import (
 )
 from hzp2p.ledger.genesis import Genesis
 
-VOTER_KINDS = frozenset({"promote", "demote", "remove"})
+VOTER_KINDS = frozenset({"promote", "demote", "remove", "rotate"})
+"""Membership changes that can change the voter set (`rotate`: a voter's new signing key)."""
 
 
 def _lookup(reader: Readable) -> dict[int, Voter]:
@@ -55,7 +56,13 @@ class VoterHistory:
         hist = cls(genesis)
         log = membership_log(reader)
         if any(c.kind in VOTER_KINDS for c in log):
-            hist._extend(log, _lookup(reader))
+            # the state names current keys: before its first rotation an institution signed
+            # with the key that rotation replaced
+            first: dict[int, bytes] = {}
+            for c in log:
+                if c.kind == "rotate":
+                    first.setdefault(c.inst_id, c.old_signing_key)
+            hist._extend(log, _lookup(reader), first)
         return hist
 
     def observe(self, result: BlockResult, reader_after: Readable) -> bool:
@@ -66,16 +73,32 @@ class VoterHistory:
             return False
         return self._extend(changes, _lookup(reader_after))
 
-    def _extend(self, changes: Iterable[MembershipChange], lookup: dict[int, Voter]) -> bool:
+    def _extend(self, changes: Iterable[MembershipChange], lookup: dict[int, Voter],
+                first_keys: dict[int, bytes] | None = None) -> bool:
+        """Follow `changes` (in log order). `lookup`: names and keys of institutions after
+        them; `first_keys`: signing keys before the first rotation among them, when
+        `lookup`'s are later ones (a whole log replayed)."""
         changed = False
-        by_height: dict[int, list[tuple[str, int]]] = {}
+        keys = {i: v.signing_key for i, v in lookup.items()} | (first_keys or {})
+        by_height: dict[int, list[MembershipChange]] = {}
         for c in changes:
             if c.kind in VOTER_KINDS:
-                by_height.setdefault(c.height, []).append((c.kind, c.inst_id))
+                by_height.setdefault(c.height, []).append(c)
         for h in sorted(by_height):
+            folded: list[tuple[str, int]] = []
+            rotated: dict[int, Voter] = {}
+            for c in by_height[h]:
+                if c.kind == "rotate":
+                    keys[c.inst_id] = c.signing_key
+                    rotated[c.inst_id] = Voter(c.inst_id, lookup[c.inst_id].name, c.signing_key)
+                else:
+                    folded.append((c.kind, c.inst_id))
             if h <= self.heights[-1]:
                 continue  # already followed
-            new = fold_voters(self.sets[-1], by_height[h], lookup)
+            at_h = {i: Voter(i, v.name, keys[i]) for i, v in lookup.items()}
+            new = fold_voters(self.sets[-1], folded, at_h)
+            if rotated:  # a voter's new key (a non-voter's rotation changes no voter set)
+                new = VoterSet.of(rotated.get(v.inst_id, v) for v in new.voters)
             if new.hash != self.sets[-1].hash:
                 self.heights.append(h)
                 self.sets.append(new)

@@ -22,6 +22,15 @@ strict majority of it decides (the proposer's own yes counts); a proposal not
 decided within PROPOSAL_TTL_MS of its creation expires; one open proposal per
 target; the consortium always keeps at least one active authority and one
 voter. Admitted institutions join as learners with a fresh, never reused id.
+
+Key rotation (`rotate_keys`, issue 19) is decided the same way: an institution's
+signing and node keys are replaced from the block that approves it on (each new
+key unused by anyone before, or the target's current one to rotate only the other; the old ones stay recorded under mem/k and mem/n,
+never reusable, so `key_owner` still names who signed an old transaction, while
+`institution_by_key` accepts current keys only). The change is logged as kind
+`rotate` (with the new signing key and the old keys; no Raft ConfChange follows):
+hzp2p.contracts.certify follows it as a change of the voter set, so certificates
+and receipts verify across it.
 """
 
 from __future__ import annotations
@@ -47,7 +56,7 @@ from hzp2p.contracts.state import Readable
 
 PROPOSAL_TTL_MS = 7 * 24 * 3600 * 1000
 rules("membership", {1: {"proposal_ttl_ms": PROPOSAL_TTL_MS}})
-ACTIONS = ("admit", "remove", "set_roles", "promote", "demote")
+ACTIONS = ("admit", "remove", "set_roles", "promote", "demote", "rotate_keys")
 def _ROLES(v: Any, path: str) -> list[Problem]:
     if type(v) is not list or not v:
         return [Problem(path, "must be a non-empty list")]
@@ -88,6 +97,8 @@ PROPOSE_SCHEMA = one_of(
         "set_roles": Schema({"action": _action("set_roles"), "inst_id": _INST, "roles": _ROLES}),
         "promote": Schema({"action": _action("promote"), "inst_id": _INST}),
         "demote": Schema({"action": _action("demote"), "inst_id": _INST}),
+        "rotate_keys": Schema({"action": _action("rotate_keys"), "inst_id": _INST,
+                               "signing_key": Key32(), "node_key": Key32()}),
     },
 )
 VOTE_SCHEMA = Schema({"proposal_id": Int(0, 2**63 - 1), "approve": Bool()})
@@ -121,12 +132,17 @@ class MembershipChange:
     """A committed change the daemon must turn into a Raft ConfChange (in `seq` order)."""
 
     seq: int
-    kind: str  # add_learner | remove | promote | demote
+    kind: str  # add_learner | remove | promote | demote | rotate (no ConfChange)
     inst_id: int
     address: str
     node_key: bytes
     height: int
     proposal_id: int
+    # rotate only (key rotation): the new signing key, the keys it replaced, the block's time
+    signing_key: bytes = b""
+    old_signing_key: bytes = b""
+    old_node_key: bytes = b""
+    at_ms: int = 0
 
 
 # ---------------------------------------------------------------- layout and access
@@ -203,6 +219,18 @@ def _inst_from_raw(raw: bytes) -> Institution:
 
 
 def institution_by_key(state: Readable, signing_key: bytes) -> Institution | None:
+    """The institution whose *current* signing key this is (a key rotated away signs no
+    more; `key_owner` still names its institution)."""
+    raw = state.get(k_sigkey(signing_key))
+    if raw is None:
+        return None
+    inst = get_institution(state, decode_value(raw))
+    return inst if inst is not None and inst.signing_key == signing_key else None
+
+
+def key_owner(state: Readable, signing_key: bytes) -> Institution | None:
+    """The institution a signing key belongs or belonged to (removed members and rotated
+    keys included): who signed an old transaction."""
     raw = state.get(k_sigkey(signing_key))
     return None if raw is None else get_institution(state, decode_value(raw))
 
@@ -258,11 +286,19 @@ def _active(state: Readable) -> list[Institution]:
 
 def _validate(state: StateView, action: str, params: Mapping[str, Any]) -> str:
     """Check the change against the current state; returns the target tag. Raises TxRejected."""
-    if action == "admit":
-        if state.get(k_sigkey(params["signing_key"])) is not None:
+    if action in ("admit", "rotate_keys"):
+        # a rotation may keep one of the target's *current* keys (rotating only the other)
+        keep = get_institution(state, params["inst_id"]) if action == "rotate_keys" else None
+        if keep is not None and (keep.signing_key, keep.node_key) == (
+                params["signing_key"], params["node_key"]):
+            raise TxRejected("member.propose: the rotation changes neither key")
+        if state.get(k_sigkey(params["signing_key"])) is not None and (
+                keep is None or keep.signing_key != params["signing_key"]):
             raise TxRejected("member.propose: signing_key already belongs to an institution")
-        if state.get(k_nodekey(params["node_key"])) is not None:
+        if state.get(k_nodekey(params["node_key"])) is not None and (
+                keep is None or keep.node_key != params["node_key"]):
             raise TxRejected("member.propose: node_key already belongs to an institution")
+    if action == "admit":
         return "k" + bytes(params["signing_key"]).hex()
     target = get_institution(state, params["inst_id"])
     if target is None or not target.active:
@@ -303,6 +339,9 @@ def _params(ctx: TxContext) -> tuple[str, dict[str, Any]]:
         }
     if action == "set_roles":
         return action, {"inst_id": _inst_id_field(st, p).inst_id, "roles": sorted(p["roles"])}
+    if action == "rotate_keys":
+        return action, {"inst_id": _inst_id_field(st, p).inst_id,
+                        "node_key": key32(p["node_key"]), "signing_key": key32(p["signing_key"])}
     return action, {"inst_id": _inst_id_field(st, p).inst_id}
 
 
@@ -418,9 +457,11 @@ def _decide(ctx: TxContext, prop: dict[str, Any]) -> None:
         st.put(k_proposal(prop["id"]), encode_value(dict(sorted(prop.items()))))
 
 
-def _log(ctx: TxContext, kind: str, inst: Institution, pid: int) -> None:
+def _log(ctx: TxContext, kind: str, inst: Institution, pid: int,
+         extra: Mapping[str, Any] | None = None) -> None:
     seq = _counter(ctx.state, K_NEXT_LOG, 0)
     rec = {
+        **(extra or {}),
         "address": inst.address,
         "height": ctx.height,
         "inst_id": inst.inst_id,
@@ -451,6 +492,15 @@ def _apply(ctx: TxContext, prop: dict[str, Any]) -> None:
             old.inst_id, old.name, old.roles, old.signing_key, old.node_key, old.address, False, False
         )
         _log(ctx, "remove", old, pid)
+    elif a == "rotate_keys":
+        new = Institution(old.inst_id, old.name, old.roles, p["signing_key"], p["node_key"],
+                          old.address, old.voter)
+        # the old keys' entries stay: they name who signed before, and are never reused
+        st.put(k_sigkey(new.signing_key), encode_value(new.inst_id))
+        st.put(k_nodekey(new.node_key), encode_value(new.inst_id))
+        _log(ctx, "rotate", new, pid, {"signing_key": new.signing_key,
+                                       "old_signing_key": old.signing_key,
+                                       "old_node_key": old.node_key, "at_ms": ctx.timestamp_ms})
     elif a == "set_roles":
         new = Institution(
             old.inst_id, old.name, frozenset(p["roles"]), old.signing_key, old.node_key,

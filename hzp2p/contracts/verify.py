@@ -92,6 +92,43 @@ def verify_chain(
                    stored_verdicts, expected_final_digest, observe)
 
 
+class BadStart(Exception):
+    """A state that does not agree with the chain tip it is said to follow (`reason`)."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
+def check_tip_state(
+    state: DictState,
+    height: int,
+    block_hash: bytes,
+    digest: bytes,
+    *,
+    timestamp_ms: int | None = None,
+    recompute: bool = True,
+) -> None:
+    """The one check that a whole contract state is the state after a chain tip (a trusted
+    start here, a snapshot's tip in hzp2p.node.snapshot_format): its recorded chain head is
+    the tip, its stored digest vector gives the tip's state digest, and (`recompute`) so
+    does the digest recomputed from every pair. Raises BadStart."""
+    if state.get(K_HEAD) is None:
+        raise BadStart("state has no chain head")
+    try:
+        head = read_head(state)
+    except Exception:  # a malformed head record in state from outside
+        raise BadStart("malformed chain head in state") from None
+    if (head.height, head.hash) != (height, block_hash) or (
+        timestamp_ms is not None and head.timestamp_ms != timestamp_ms
+    ):
+        raise BadStart(f"the state's chain head ({head.height}) is not the tip ({height})")
+    if state_digest(state) != digest:
+        raise BadStart("the stored digest vector differs from the tip's state digest")
+    if recompute and recompute_digest(state) != digest:
+        raise BadStart("state digest recomputed from the pairs differs from the tip's")
+
+
 def verify_chain_from(
     genesis: Genesis,
     start: TrustedStart,
@@ -109,22 +146,13 @@ def verify_chain_from(
     has just done it, e.g. `hzp2p.node.snapshot_format.check_snapshot`)."""
     state = DictState(dict(start.state))
     h = start.height
-
-    def bad_start(reason: str) -> VerifyReport:
-        return VerifyReport(False, 0, h, f"starting point: {reason}", state_digest(state), h)
-
-    if state.get(K_HEAD) is None:
-        return bad_start("state has no chain head")
     try:
-        head = read_head(state)
-    except Exception:  # a malformed head record in the given state
-        return bad_start("malformed chain head in state")
-    if (head.height, head.hash, head.timestamp_ms) != (h, start.block_hash, start.timestamp_ms):
-        return bad_start("the state's chain head is not the starting block")
-    if state_digest(state) != start.state_digest:
-        return bad_start("the state's digest vector differs from the starting state digest")
-    if recompute_start_digest and recompute_digest(state) != start.state_digest:
-        return bad_start("state digest recomputed from the pairs differs from the starting one")
+        check_tip_state(state, h, start.block_hash, start.state_digest,
+                        timestamp_ms=start.timestamp_ms, recompute=recompute_start_digest)
+    except BadStart as exc:
+        return VerifyReport(
+            False, 0, h, f"starting point: {exc.reason}", state_digest(state), h
+        )
     return _replay(genesis, state, h, start.timestamp_ms, blocks,
                    stored_verdicts, expected_final_digest, observe)
 

@@ -18,8 +18,9 @@ from hzp2p.contracts.api import decode_value
 from hzp2p.contracts.credentials import credential_keys
 from hzp2p.contracts.domain_queries import jsonable
 from hzp2p.contracts.epi import k_dataset
+from hzp2p.contracts.exposure import exposures
 from hzp2p.contracts.notices import notices
-from hzp2p.gateway import models, problems, routes_signed
+from hzp2p.gateway import models, problems, routes_proof, routes_signed
 from hzp2p.gateway.context import GatewayContext
 from hzp2p.gateway.page import DASHBOARD_HTML
 from hzp2p.gateway.problems import ApiProblem
@@ -201,6 +202,18 @@ def create_app(ctx: GatewayContext) -> FastAPI:
                     break
         return out
 
+    @app.get("/v1/exposures", response_model=list[models.Exposure], tags=["public"])
+    async def list_exposures(
+        request: Request, limit: Annotated[int, Query(ge=1, le=MAX_LIST)] = 100,
+    ) -> list[models.Exposure]:
+        """Published exposures (`exposure.publish`), newest first: venues and windows an app
+        matches its own check-ins against, on the phone."""
+        with ctx_of(request).store.snapshot() as s:
+            found = exposures(s)
+        found.sort(key=lambda e: (e["height"], e["exposure_id"]), reverse=True)
+        return [models.Exposure(**{k: e[k] for k in models.Exposure.model_fields})
+                for e in found[:limit]]
+
     @app.get("/v1/notices", response_model=list[models.Notice], tags=["public"])
     async def list_notices(
         request: Request,
@@ -217,5 +230,6 @@ def create_app(ctx: GatewayContext) -> FastAPI:
         ]
 
     routes_signed.register(app)
+    routes_proof.register(app)
     return app
 

@@ -121,10 +121,37 @@ class Notice(BaseModel):
     height: int
 
 
+class Exposure(BaseModel):
+    """A venue and time window of concern, published by an authority: an app matches its own
+    check-ins against these on the phone (nothing is sent for a miss)."""
+
+    exposure_id: str
+    venue_id: str
+    from_ms: int
+    to_ms: int
+    level: str
+    timestamp_ms: int = Field(description="when it was published (block time)")
+    height: int
+
+
+class CodeEvent(BaseModel):
+    """One change or event of her health code, with why and the transaction that caused it."""
+
+    seq: int | None = Field(description="the event's number, what an appeal names; null for a "
+                                        "change due by the rules but not yet written")
+    event: str
+    colour: str
+    changed: bool | None = None
+    reason: str = ""
+    timestamp_ms: int | None = None
+    height: int | None = None
+    tx_hash: str | None = None
+
+
 class RecordSummary(BaseModel):
     record_id: str
     type: str
-    writer: int
+    writer: int | None = Field(description="the writing institution; null for her own check-ins")
     timestamp_ms: int
     height: int
     erased: bool
@@ -136,7 +163,7 @@ class RecordView(BaseModel):
     record_id: str
     subject: str
     type: str
-    writer: int
+    writer: int | None = Field(description="the writing institution; null for her own check-ins")
     timestamp_ms: int
     height: int
     ciphertext: str
@@ -148,7 +175,7 @@ class RecordView(BaseModel):
 
 class AccessEntry(BaseModel):
     kind: str
-    record_id: str
+    record_id: str | None = Field(description="null for an entry about her code (an appeal and its resolution)")
     record_type: str
     by: int | str | None
     grantee: int | None

@@ -17,7 +17,12 @@ from fastapi import APIRouter, Depends, FastAPI, Path, Request, Response
 from hzp2p.contracts import domain_queries as dq
 from hzp2p.contracts import members
 from hzp2p.contracts.api import Institution, TxRejected, decode_value
-from hzp2p.contracts.codelife import default_code, effective_code, healthcode_rules
+from hzp2p.contracts.codelife import (
+    code_history,
+    default_code,
+    effective_code,
+    healthcode_rules,
+)
 from hzp2p.contracts.credentials import credential_key, key_id
 from hzp2p.contracts.domain_queries import jsonable
 from hzp2p.contracts.engine import check_tx_payload
@@ -157,6 +162,19 @@ def register(app: FastAPI) -> None:
         # without FastAPI validating it a second time against response_model.
         code = health_code(_ctx(request), subject)
         return Response(code.model_dump_json(), media_type="application/json")
+
+    @router.get("/v1/me/health-code/history", response_model=list[models.CodeEvent], tags=["citizen"], openapi_extra=CITIZEN_DOC)
+    async def my_code_history(request: Request, subject: Me) -> list[models.CodeEvent]:
+        """Every change of her code, oldest first, with why and its transaction; `seq` is what
+        an appeal (`healthcode.appeal`) names."""
+        with _ctx(request).store.snapshot() as s:
+            hist = code_history(s, subject)
+        return [models.CodeEvent(
+            seq=e.get("seq"), event=e["event"], colour=e["colour"], changed=e.get("changed"),
+            reason=str(e.get("reason") or ""), timestamp_ms=e.get("timestamp_ms"),
+            height=e.get("height"),
+            tx_hash=e["tx_hash"].hex() if isinstance(e.get("tx_hash"), bytes) else None)
+            for e in hist]
 
     # ------------------------------------------------------------ transactions
 

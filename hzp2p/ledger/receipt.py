@@ -259,3 +259,16 @@ def build_receipt(
         merkle_proof(leaves, index).siblings, block.header.encoded, certificate,
         tuple((c, s.entries()) for c, s in changes),
     )
+
+
+def hash_only(r: Receipt) -> Receipt:
+    """The same receipt without the transaction's body (its hash and signature stay)."""
+    if not isinstance(r.tx, bytes):
+        return r
+    try:
+        tx = decode_tx(r.tx)
+    except TxError as e:
+        raise ReceiptError("tx", str(e)) from None
+    return Receipt(r.chain_id, r.genesis_hash, (tx.hash, tx.signature), r.tx_type, r.applied,
+                   r.reason, r.index, r.tx_siblings, r.result_siblings, r.header, r.certificate,
+                   r.changes)

@@ -6,27 +6,35 @@ order). A message on the wire is the msgpack array `[kind, field1, field2, ...]`
 a frame's plaintext is one version byte followed by one msgpack array of
 messages (a batch: many messages, one frame, encoded once).
 
-Decoding validates every field: ints are ints (never bools) within range,
-bools are bools, bytes and strings are bounded, nested Entry / SnapshotMeta /
-ConfState are checked field by field, and per-kind invariants run last.
-Anything wrong raises `RemoteProtocolError` and nothing else; the daemon adds
-its own kinds with `MessageRegistry.register` (ids >= FIRST_APP_KIND).
+Decoders are declared, not generated: each FieldType names the msgspec type
+its wire value must have (`Annotated[int, Meta(ge=.., le=..)]`, bounded bytes
+and strings, fixed-length tuples for nested structs, IntEnums, literals), and
+`register` declares one array-like msgspec Struct per kind, tagged with the
+kind id. msgspec checks a whole frame against the union of those Structs in
+C: ints are ints (never bools) within range, bools are bools, bytes and
+strings are bounded, arrays have exactly their length. Each field's
+`to_value` then builds the Python value (Entry, ConfState, frozensets) and
+per-kind invariants run last. Anything wrong raises `RemoteProtocolError`
+and nothing else; the reason tag (malformed, unknown_kind, invalid,
+misrouted) comes from which step refused the message, found by decoding the
+frame's messages one by one when the whole frame was refused.
+The daemon adds its own kinds with `MessageRegistry.register` (ids >= FIRST_APP_KIND).
 
-Speed: each schema's encoder and validator are generated once as straight-line
-Python (the simple checks inlined, no per-field function calls), because the
-codec runs for every Raft message and the transport's targets are ~1e5 msgs/s.
+Encoding packs `[kind, fields...]` with msgspec's msgpack encoder; the bytes
+are the same as msgpack-python's `packb(..., use_bin_type=True)` (tests check).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import enum
-import gc
-import itertools
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, Final
+from itertools import starmap
+from operator import attrgetter
+from typing import Annotated, Any, Final, Literal, Union
 
-import msgpack
+import msgspec
+from msgspec import Meta
 
 from hzp2p.net.errors import LocalProtocolError, RemoteProtocolError
 
@@ -39,64 +47,37 @@ MAX_KIND: Final = 1 << 16
 
 
 class Invalid(Exception):
-    """Raised by a FieldType's decoder; turned into RemoteProtocolError by the registry."""
+    """Raised by a `to_value` or a check; turned into RemoteProtocolError by the registry."""
 
 
-Decoder = Callable[[Any], Any]
-Encoder = Callable[[Any], Any]
-Inline = Callable[[str, str, str], tuple[list[str], dict[str, Any]]]
-"""(source var, target var, indent) -> (statements, names they use): decode one struct."""
+Convert = Callable[[Any], Any]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class FieldType:
-    """How one field is validated (`decode`) and put on the wire (`encode`, None = as is).
+    """How one field looks on the wire and becomes a value.
 
-    `bad_expr` / `enc_expr` are optional Python expression templates over `{v}`
-    that the code generator inlines instead of calling `decode` / `encode`:
-    `bad_expr` is true iff the value is invalid; the value is then kept as is, or
-    turned into `conv_expr` when given. `env` holds the names those expressions use.
-    `inline` (structs only) generates the statements that validate and build one
-    value, so a sequence of structs decodes in one generated loop.
+    `wire`: the msgspec type (constraints included) the wire value must match.
+    `to_value`: the checked wire value -> the field's value (None: as is); may raise Invalid.
+    `to_wire`: the field's value -> what is packed (None: as is).
+    `build`: for a struct whose value is just `build(*wire_tuple)` (no nested
+    conversion, no check), so a sequence of them is built in one `starmap`.
+    `shared`: see `sequence`.
     """
 
-    decode: Decoder
-    encode: Encoder | None = None
-    label: str = ""
-    bad_expr: str | None = None
-    enc_expr: str | None = None
-    conv_expr: str | None = None
-    env: dict[str, Any] = dataclasses.field(default_factory=dict)
-    inline: Inline | None = None
+    wire: Any
+    to_value: Convert | None = None
+    to_wire: Convert | None = None
+    build: Callable[..., Any] | None = None
     shared: bool = False
-
-
-_names = itertools.count()
-
-
-def _compile(src: str, env: dict[str, Any]) -> Any:
-    ns: dict[str, Any] = {"Invalid": Invalid, **env}
-    exec(compile(src, "<hzp2p.net.codec generated>", "exec"), ns)
-    return ns["_dec"] if "_dec" in ns else ns["_enc"]
 
 
 # --- field types -----------------------------------------------------------------------------
 
 
-def _simple(bad_expr: str, label: str) -> FieldType:
-    """A FieldType whose validity is one inlinable expression (decode is derived from it)."""
-    fn = _compile(
-        f"def _dec(v):\n    if {bad_expr.replace('{v}', 'v')}:\n        raise Invalid({label!r})\n    return v\n",
-        {},
-    )
-    return FieldType(fn, None, label, bad_expr)
-
-
 def integer(lo: int = 0, hi: int = MAX_INT) -> FieldType:
     """An int (never a bool) in [lo, hi]."""
-    return _simple(
-        f"type({{v}}) is not int or {{v}} < {lo} or {{v}} > {hi}", f"expected int in [{lo}, {hi}]"
-    )
+    return FieldType(Annotated[int, Meta(ge=lo, le=hi)])
 
 
 def uint() -> FieldType:
@@ -105,49 +86,26 @@ def uint() -> FieldType:
 
 
 def binary(max_len: int, min_len: int = 0) -> FieldType:
-    """Bytes of length in [min_len, max_len]."""
-    return _simple(
-        f"type({{v}}) is not bytes or not {min_len} <= len({{v}}) <= {max_len}",
-        f"expected bytes of length [{min_len}, {max_len}]",
-    )
+    """Bytes (msgpack bin, never str) of length in [min_len, max_len]."""
+    return FieldType(Annotated[bytes, Meta(min_length=min_len, max_length=max_len)])
 
 
 def text(max_len: int, choices: Iterable[str] | None = None) -> FieldType:
     """A str of at most max_len characters, optionally one of `choices`."""
     if choices is None:
-        return _simple(
-            f"type({{v}}) is not str or len({{v}}) > {max_len}",
-            f"expected str of at most {max_len} chars",
-        )
-    allowed = frozenset(choices)
-
-    def dec(v: Any) -> str:
-        if type(v) is not str or v not in allowed:
-            raise Invalid(f"expected one of {sorted(allowed)}")
-        return v
-
-    return FieldType(dec, None, "choice")
+        return FieldType(Annotated[str, Meta(max_length=max_len)])
+    allowed = tuple(sorted(choices))
+    assert allowed and all(len(c) <= max_len for c in allowed), "choices fit max_len"
+    return FieldType(Literal[allowed])
 
 
 NODE_ID: Final = integer(1, MAX_INT)
-BOOL: Final = _simple("type({v}) is not bool", "expected bool")
+BOOL: Final = FieldType(bool)
 
 
 def int_enum(cls: type[enum.IntEnum]) -> FieldType:
-    """An IntEnum member, carried as its int value."""
-    table = {int(m): m for m in cls}
-    name = f"_t{next(_names)}"
-
-    def dec(v: Any) -> enum.IntEnum:
-        if type(v) is not int or v not in table:
-            raise Invalid(f"expected a {cls.__name__} value")
-        return table[v]
-
-    # msgpack packs an IntEnum member as its int value: no conversion to encode.
-    return FieldType(
-        dec, None, f"expected a {cls.__name__} value",
-        f"type({{v}}) is not int or {{v}} not in {name}", None, f"{name}[{{v}}]", {name: table},
-    )
+    """An IntEnum member, carried as its int value (msgspec packs a member as its value)."""
+    return FieldType(cls)
 
 
 def sequence(item: FieldType, max_len: int, *, shared: bool = False) -> FieldType:
@@ -157,88 +115,83 @@ def sequence(item: FieldType, max_len: int, *, shared: bool = False) -> FieldTyp
     leader's entries to each follower); the registry then packs such a field
     once and reuses the bytes while the same tuple object comes back.
     """
-    idec, ienc = item.decode, item.encode
-    head = (
-        "def _dec(v):\n"
-        f"    if type(v) is not list or len(v) > {max_len}:\n"
-        f"        raise Invalid('expected array of at most {max_len} items')\n"
+    to_value: Convert | None = None
+    if item.build is not None:
+        build = item.build
+        to_value = lambda v: tuple(starmap(build, v))  # noqa: E731 - one C loop for all items
+    elif item.to_value is not None:
+        item_value = item.to_value
+        to_value = lambda v: tuple(map(item_value, v))  # noqa: E731
+    to_wire: Convert | None = None
+    if item.to_wire is not None:
+        item_wire = item.to_wire
+        to_wire = lambda v: list(map(item_wire, v))  # noqa: E731
+    return FieldType(
+        Annotated[tuple[item.wire, ...], Meta(max_length=max_len)],  # type: ignore[name-defined]
+        to_value,
+        to_wire,
+        shared=shared,
     )
-    if item.inline is not None:
-        # One generated loop for the whole array (an AppendEntries' entries): no
-        # Python call per item except the constructor.
-        body, env = item.inline("x", "o", "        ")
-        fn = _compile(
-            head + "    out = []\n    app = out.append\n    for x in v:\n"
-            + "\n".join(body) + "\n        app(o)\n    return tuple(out)\n",
-            env,
-        )
-    elif item.bad_expr is not None and item.conv_expr is None:
-        fn = _compile(
-            head + "    for x in v:\n"
-            f"        if {item.bad_expr.replace('{v}', 'x')}:\n"
-            f"            raise Invalid({item.label!r})\n"
-            "    return tuple(v)\n",
-            {},
-        )
-    else:
-        fn = _compile(head + "    return tuple([idec(x) for x in v])\n", {"idec": idec})
-    x = f"_x{next(_names)}"
-    if item.enc_expr is not None:
-        enc_expr = f"[{item.enc_expr.replace('{v}', x)} for {x} in {{v}}]"
-        enc: Encoder = _compile(f"def _enc(v):\n    return {enc_expr.replace('{v}', 'v')}\n", {})
-    elif ienc is not None:
-        enc_expr = None
-        enc = _compile("def _enc(v):\n    return [ienc(x) for x in v]\n", {"ienc": ienc})
-    else:
-        enc_expr, enc = "list({v})", list
-    return FieldType(fn, enc, f"seq[{item.label}]", None, enc_expr, shared=shared)
+
+
+def _node_set_value(v: tuple[int, ...]) -> frozenset[int]:
+    out = frozenset(v)
+    if len(out) != len(v):
+        raise Invalid("duplicate node id")
+    return out
 
 
 def node_set(max_len: int) -> FieldType:
     """A frozenset of distinct node ids, carried as a sorted array."""
-
-    def dec(v: Any) -> frozenset[int]:
-        if type(v) is not list or len(v) > max_len:
-            raise Invalid(f"expected array of at most {max_len} node ids")
-        for x in v:
-            if type(x) is not int or not 0 < x <= MAX_INT:
-                raise Invalid("expected positive node ids")
-        out = frozenset(v)
-        if len(out) != len(v):
-            raise Invalid("duplicate node id")
-        return out
-
-    return FieldType(dec, sorted, "node_set", None, "sorted({v})")
+    return FieldType(
+        Annotated[tuple[NODE_ID.wire, ...], Meta(max_length=max_len)],  # type: ignore[name-defined]
+        _node_set_value,
+        sorted,
+    )
 
 
 def struct(
     cls: type[Any], fields: Sequence[FieldType], check: Callable[[list[Any]], None] | None = None
 ) -> FieldType:
-    """A nested frozen dataclass, carried as an array of its fields in dataclass order.
+    """A nested value of class `cls`, carried as an array of its fields in declaration order.
 
-    `check(args)` sees the decoded argument list before construction and may raise Invalid.
+    `check(args)` sees the field values before construction and may raise Invalid.
     """
     names = _field_names(cls, fields)
-    dec = _gen_decoder(cls, names, fields, skip=0, pre_check=check, post_check=None)
+    wire = tuple.__class_getitem__(tuple(f.wire for f in fields))
+    convs = [(i, f.to_value) for i, f in enumerate(fields) if f.to_value is not None]
+    if not convs and check is None:
+        return FieldType(wire, _builder(cls), _getter(names, fields), build=cls)
 
-    def inline(src: str, dst: str, indent: str) -> tuple[list[str], dict[str, Any]]:
-        return _struct_lines(cls, names, fields, src, dst, indent, skip=0, pre_check=check)
+    def to_value(t: tuple[Any, ...]) -> Any:
+        args = list(t)
+        for i, conv in convs:
+            args[i] = conv(args[i])
+        if check is not None:
+            check(args)
+        return cls(*args)
 
-    parts = [
-        _enc_part(f, f"{{v}}.{n}", i) for i, (n, f) in enumerate(zip(names, fields, strict=True))
-    ]
-    env = _enc_env(fields)
-    if env:  # some part calls a function: not inlinable into a parent
-        enc = _compile(
-            f"def _enc(o):\n    return [{', '.join(p.replace('{v}', 'o') for p in parts)}]\n", env
-        )
-        return FieldType(dec, enc, cls.__name__, inline=inline)
-    enc_expr = f"[{', '.join(parts)}]"
-    enc = _compile(f"def _enc(o):\n    return {enc_expr.replace('{v}', 'o')}\n", {})
-    return FieldType(dec, enc, cls.__name__, None, enc_expr, inline=inline)
+    return FieldType(wire, to_value, _getter(names, fields))
 
 
-# --- code generation -------------------------------------------------------------------------
+def _builder(cls: type[Any]) -> Convert:
+    return lambda t: cls(*t)
+
+
+def _getter(names: Sequence[str], fields: Sequence[FieldType]) -> Convert:
+    """value -> the tuple (or list) of its fields as packed, nested values converted."""
+    get = attrgetter(*names) if len(names) > 1 else (lambda o, g=attrgetter(names[0]): (g(o),))
+    convs = [(i, f.to_wire) for i, f in enumerate(fields) if f.to_wire is not None]
+    if not convs:
+        return get
+
+    def to_wire(o: Any) -> list[Any]:
+        out = list(get(o))
+        for i, conv in convs:
+            out[i] = conv(out[i])
+        return out
+
+    return to_wire
 
 
 def _field_names(cls: type[Any], fields: Sequence[FieldType]) -> tuple[str, ...]:
@@ -253,115 +206,6 @@ def _field_names(cls: type[Any], fields: Sequence[FieldType]) -> tuple[str, ...]
     return names
 
 
-def _enc_env(fields: Sequence[FieldType]) -> dict[str, Any]:
-    return {
-        f"e{i}": f.encode
-        for i, f in enumerate(fields)
-        if f.enc_expr is None and f.encode is not None
-    }
-
-
-def _enc_part(f: FieldType, ref: str, i: int) -> str:
-    if f.enc_expr is not None:
-        return f.enc_expr.replace("{v}", ref)
-    if f.encode is not None:
-        return f"e{i}({ref})"
-    return ref
-
-
-def _struct_lines(
-    cls: type[Any],
-    names: Sequence[str],
-    fields: Sequence[FieldType],
-    src: str,
-    dst: str,
-    indent: str,
-    *,
-    skip: int,
-    pre_check: Callable[[list[Any]], None] | None,
-) -> tuple[list[str], dict[str, Any]]:
-    """Statements validating `src` (an array: `skip` leading items, then the fields) and
-    assigning the constructed `cls` to `dst`; local names are prefixed by `dst`."""
-    n = len(fields)
-    p = f"{dst}_"
-    env: dict[str, Any] = {f"{p}cls": cls, f"{p}pre_check": pre_check}
-    args = [f"{p}a{i}" for i in range(n)]
-    lines: list[str] = []
-    if skip == 0:
-        lines += [
-            f"if type({src}) is not list or len({src}) != {n}:",
-            f"    raise Invalid('expected {cls.__name__} as array of {n}')",
-        ]
-    targets = ["_"] * skip + args
-    if targets:
-        lines.append(f"{', '.join(targets)}, = {src}")
-    for i, (name, f) in enumerate(zip(names, fields, strict=True)):
-        a = args[i]
-        if f.bad_expr is not None:
-            env.update(f.env)
-            lines += [
-                f"if {f.bad_expr.replace('{v}', a)}:",
-                f"    raise Invalid({name + ': ' + f.label!r})",
-            ]
-            if f.conv_expr is not None:
-                lines.append(f"{a} = {f.conv_expr.replace('{v}', a)}")
-        else:
-            env[f"{p}d{i}"] = f.decode
-            lines += [
-                "try:",
-                f"    {a} = {p}d{i}({a})",
-                "except Invalid as e:",
-                f"    raise Invalid({name + ': '!r} + str(e)) from None",
-            ]
-    if pre_check is not None:
-        lines.append(f"{p}pre_check([{', '.join(args)}])")
-    lines += [
-        "try:",
-        f"    {dst} = {p}cls({', '.join(args)})",
-        "except (ValueError, TypeError, AssertionError) as e:",
-        f"    raise Invalid({cls.__name__ + ': '!r} + str(e)) from None",
-    ]
-    return [indent + line for line in lines], env
-
-
-def _gen_decoder(
-    cls: type[Any],
-    names: Sequence[str],
-    fields: Sequence[FieldType],
-    *,
-    skip: int,
-    pre_check: Callable[[list[Any]], None] | None,
-    post_check: Callable[[Any], None] | None,
-) -> Decoder:
-    """Straight-line validator/constructor for `[skip leading items..., field values...]`."""
-    lines, env = _struct_lines(
-        cls, names, fields, "v", "o", "    ", skip=skip, pre_check=pre_check
-    )
-    env["post_check"] = post_check
-    tail = ["    post_check(o)"] if post_check is not None else []
-    src = "\n".join(["def _dec(v):", *lines, *tail, "    return o"]) + "\n"
-    return _compile(src, env)  # type: ignore[no-any-return]
-
-
-def _gen_encoder(
-    kind: int | None,
-    names: Sequence[str],
-    fields: Sequence[FieldType],
-    lo: int = 0,
-    hi: int | None = None,
-) -> Encoder:
-    """`[kind, fields[lo:hi]...]` (no kind when None) as a generated function."""
-    env = _enc_env(fields)
-    hi = len(fields) if hi is None else hi
-    parts = [str(kind)] if kind is not None else []
-    parts += [
-        _enc_part(f, f"o.{n}", i)
-        for i, (n, f) in enumerate(zip(names, fields, strict=True))
-        if lo <= i < hi
-    ]
-    return _compile(f"def _enc(o):\n    return [{', '.join(parts)}]\n", env)  # type: ignore[no-any-return]
-
-
 # --- the registry ----------------------------------------------------------------------------
 
 
@@ -373,22 +217,29 @@ class Schema:
     fields: tuple[FieldType, ...]
     routed: bool
     """True when the message carries `src` / `dst`, which must match the authenticated session."""
-    decode: Decoder
-    encode: Encoder
+    wire: type[msgspec.Struct]
+    """The declared wire form: an array-like msgspec Struct tagged with `kind`."""
+    decoder: msgspec.msgpack.Decoder[Any]
+    """One packed message -> `wire` (checked)."""
+    to_value: Callable[[Any], Any]
+    """A checked `wire` instance -> the message (nested values built, `check` run)."""
+    to_wire: Callable[[Any], list[Any]]
+    """The message -> `[kind, fields...]`, the shared field (if any) left as it is."""
     shared: int | None = None
     """Position (in the wire array) of a `shared` field, packed once per distinct tuple."""
-    encode_head: Encoder | None = None
-    """The wire array before the shared field (kind first)."""
-    encode_tail: Encoder | None = None
-    """The wire array after the shared field."""
 
 
 SHARED_CACHE_SLOTS: Final = 4
 """Packed shared fields remembered (by identity): enough for one batch per follower."""
 SHARED_MIN_ITEMS: Final = 16
-"""Shorter shared fields are packed with the message: splicing costs ~0.5 us a message."""
+"""Shorter shared fields are packed with the message (the cache costs more than it saves)."""
 
-_packer = msgpack.Packer(use_bin_type=True, autoreset=True)
+_encoder = msgspec.msgpack.Encoder()
+_encode = _encoder.encode
+_raw_items = msgspec.msgpack.Decoder(list[msgspec.Raw])
+_any = msgspec.msgpack.Decoder()
+_REFUSED: Final = (Invalid, ValueError, TypeError, AssertionError)
+"""What a `to_value`, a constructor's `__post_init__` or a check raises to refuse a message."""
 
 
 def _array_header(n: int) -> bytes:
@@ -399,15 +250,69 @@ def _array_header(n: int) -> bytes:
     return b"\xdd" + n.to_bytes(4, "big")
 
 
+def _raw_array(data: Any, not_array: str) -> list[msgspec.Raw]:
+    """The packed items of the msgpack array in `data`, each left packed; malformed if
+    `data` is not msgpack, or not one array (`not_array` says what it should have been)."""
+    try:
+        return _raw_items.decode(data)
+    except msgspec.ValidationError:
+        raise RemoteProtocolError("malformed", not_array) from None
+    except msgspec.DecodeError as exc:
+        raise RemoteProtocolError("malformed", f"msgpack: {exc}"[:120]) from None
+
+
+def _message_to_value(
+    cls: type[Any], fields: Sequence[FieldType], check: Callable[[Any], None] | None
+) -> Callable[[Any], Any]:
+    astuple = msgspec.structs.astuple
+    convs = [(i, f.to_value) for i, f in enumerate(fields) if f.to_value is not None]
+    if not convs and check is None:
+        return lambda w: cls(*astuple(w))
+
+    def to_value(w: Any) -> Any:
+        args = list(astuple(w))
+        for i, conv in convs:
+            args[i] = conv(args[i])
+        msg = cls(*args)
+        if check is not None:
+            check(msg)
+        return msg
+
+    return to_value
+
+
+def _message_to_wire(
+    kind: int, names: Sequence[str], fields: Sequence[FieldType]
+) -> Callable[[Any], list[Any]]:
+    get = attrgetter(*names) if len(names) > 1 else (lambda o, g=attrgetter(names[0]): (g(o),))
+    convs = [
+        (i + 1, f.to_wire)
+        for i, f in enumerate(fields)
+        if f.to_wire is not None and not f.shared
+    ]
+    if not convs:
+        return lambda o: [kind, *get(o)]
+
+    def to_wire(o: Any) -> list[Any]:
+        out = [kind, *get(o)]
+        for i, conv in convs:
+            out[i] = conv(out[i])
+        return out
+
+    return to_wire
+
+
 class MessageRegistry:
     """Maps kind ids to message dataclasses and their field schemas; encodes and decodes."""
 
     def __init__(self) -> None:
         self._by_kind: dict[int, Schema] = {}
         self._by_cls: dict[type[Any], Schema] = {}
+        self._by_wire: dict[type[Any], Schema] = {}
+        self._batch: msgspec.msgpack.Decoder[Any] | None = None
         # (tuple, its packed bytes) for shared fields, newest last; holding the tuple
         # keeps its id from being reused while the entry is here.
-        self._shared: list[tuple[Any, bytes]] = []
+        self._shared: list[tuple[Any, msgspec.Raw]] = []
 
     def register(
         self,
@@ -430,26 +335,32 @@ class MessageRegistry:
         if kind in self._by_kind or cls in self._by_cls:
             raise LocalProtocolError(f"kind {kind} or class {cls.__name__} already registered")
         shared = [i for i, f in enumerate(fields) if f.shared]
-        if len(shared) > 1 or (shared and len(fields) + 1 >= 16):
-            raise LocalProtocolError(f"{cls.__name__}: at most one shared field, in < 15 fields")
-        split = shared[0] if shared else None
+        if len(shared) > 1:
+            raise LocalProtocolError(f"{cls.__name__}: at most one shared field")
+        wire = msgspec.defstruct(
+            f"{cls.__name__}Wire",
+            [(n, f.wire) for n, f in zip(names, fields, strict=True)],
+            array_like=True,
+            tag=kind,
+            forbid_unknown_fields=True,
+            gc=False,  # short-lived, no cycles: the cyclic GC need not track them
+        )
         schema = Schema(
             kind=kind,
             cls=cls,
             names=names,
             fields=tuple(fields),
             routed="src" in names and "dst" in names,
-            decode=_gen_decoder(cls, names, fields, skip=1, pre_check=None, post_check=check),
-            encode=_gen_encoder(kind, names, fields),
-            shared=None if split is None else split + 1,
-            encode_head=None if split is None else _gen_encoder(kind, names, fields, 0, split),
-            encode_tail=(
-                None if split is None
-                else _gen_encoder(None, names, fields, split + 1, len(fields))
-            ),
+            wire=wire,
+            decoder=msgspec.msgpack.Decoder(wire),
+            to_value=_message_to_value(cls, fields, check),
+            to_wire=_message_to_wire(kind, names, fields),
+            shared=shared[0] + 1 if shared else None,
         )
         self._by_kind[kind] = schema
         self._by_cls[cls] = schema
+        self._by_wire[wire] = schema
+        self._batch = None
 
     def kinds(self) -> dict[int, type[Any]]:
         return {k: s.cls for k, s in self._by_kind.items()}
@@ -458,15 +369,26 @@ class MessageRegistry:
         new = MessageRegistry()
         new._by_kind = dict(self._by_kind)
         new._by_cls = dict(self._by_cls)
+        new._by_wire = dict(self._by_wire)
         return new
 
     # encode ------------------------------------------------------------------------------
 
-    def to_wire(self, msg: Any) -> list[Any]:
+    def _schema_of(self, msg: Any) -> Schema:
         schema = self._by_cls.get(type(msg))
         if schema is None:
             raise LocalProtocolError(f"unregistered message type {type(msg).__name__}")
-        return schema.encode(msg)  # type: ignore[no-any-return]
+        return schema
+
+    def to_wire(self, msg: Any) -> list[Any]:
+        """The message as the array that goes on the wire (plain Python values)."""
+        schema = self._schema_of(msg)
+        out = schema.to_wire(msg)
+        if schema.shared is not None:
+            conv = schema.fields[schema.shared - 1].to_wire
+            if conv is not None:
+                out[schema.shared] = conv(out[schema.shared])
+        return out
 
     def encode_message(self, msg: Any) -> bytes:
         """One message as packed msgpack (a batch element); LocalProtocolError if unregistered."""
@@ -474,37 +396,29 @@ class MessageRegistry:
         if schema is None:
             raise LocalProtocolError(f"unregistered message type {type(msg).__name__}")
         try:
-            if (
-                schema.shared is not None
-                and len(getattr(msg, schema.names[schema.shared - 1])) >= SHARED_MIN_ITEMS
-            ):
-                return self._encode_split(schema, msg)
-            return _packer.pack(schema.encode(msg))  # type: ignore[no-any-return]
-        except (TypeError, ValueError, OverflowError, AttributeError) as exc:
+            if schema.shared is None:
+                return _encode(schema.to_wire(msg))
+            out = schema.to_wire(msg)
+            out[schema.shared] = self._shared_part(schema, out[schema.shared])
+            return _encode(out)
+        except (TypeError, ValueError, OverflowError, AttributeError, msgspec.EncodeError) as exc:
             raise LocalProtocolError(f"cannot encode {type(msg).__name__}: {exc}") from None
 
-    def _encode_split(self, schema: Schema, msg: Any) -> bytes:
-        """Pack a message whose `shared` field may already be packed: the same bytes as
-        `_packer.pack(schema.encode(msg))`, built as array header + head items + shared
-        field + tail items (head and tail are packed as short arrays, header dropped)."""
-        assert schema.encode_head is not None and schema.encode_tail is not None
-        seq = getattr(msg, schema.names[schema.shared - 1])  # type: ignore[operator]
-        packed = None
-        for obj, data in self._shared:
+    def _shared_part(self, schema: Schema, seq: Any) -> Any:
+        """The shared field ready to pack: as is when short, else packed once per tuple
+        (msgspec.Raw: spliced into the message's bytes as they are)."""
+        conv = schema.fields[schema.shared - 1].to_wire  # type: ignore[operator]
+        if len(seq) < SHARED_MIN_ITEMS:
+            return seq if conv is None else conv(seq)
+        for obj, packed in self._shared:
             if obj is seq:
-                packed = data
-                break
-        if packed is None:
-            packed = _packer.pack(schema.fields[schema.shared - 1].encode(seq))  # type: ignore[misc, operator]
-            if type(seq) is tuple:  # immutable: safe to remember by identity
-                self._shared.append((seq, packed))
-                if len(self._shared) > SHARED_CACHE_SLOTS:
-                    del self._shared[0]
-        head = _packer.pack(schema.encode_head(msg))
-        tail = _packer.pack(schema.encode_tail(msg))
-        return b"".join(
-            (bytes((0x90 | (len(schema.fields) + 1),)), head[1:], packed, tail[1:])
-        )
+                return packed
+        packed = msgspec.Raw(_encoder.encode(seq if conv is None else conv(seq)))
+        if type(seq) is tuple:  # immutable: safe to remember by identity
+            self._shared.append((seq, packed))
+            if len(self._shared) > SHARED_CACHE_SLOTS:
+                del self._shared[0]
+        return packed
 
     @staticmethod
     def join_batch(parts: Sequence[bytes]) -> bytes:
@@ -515,6 +429,12 @@ class MessageRegistry:
         return self.join_batch([self.encode_message(m) for m in msgs])
 
     # decode ------------------------------------------------------------------------------
+
+    def _batch_decoder(self) -> msgspec.msgpack.Decoder[Any]:
+        if self._batch is None:
+            wires = tuple(self._by_wire)
+            self._batch = msgspec.msgpack.Decoder(list[Union[wires]])  # type: ignore[valid-type]  # noqa: UP007
+        return self._batch
 
     def decode_batch(
         self, plaintext: bytes, *, src: int | None = None, dst: int | None = None
@@ -528,47 +448,51 @@ class MessageRegistry:
             raise RemoteProtocolError("malformed", "empty frame")
         if plaintext[0] != PROTOCOL_VERSION:
             raise RemoteProtocolError("bad_version", f"protocol version {plaintext[0]}")
-        # A frame allocates thousands of objects at once; letting the cyclic GC
-        # run in the middle of that only rescans the (large) live heap for
-        # nothing (msgpack's own advice). Nothing here awaits, so this is safe.
-        gc_was_enabled = gc.isenabled()
-        gc.disable()
+        body = memoryview(plaintext)[1:]
+        if not self._by_wire:
+            return self._decode_each(body, src, dst)
         try:
-            try:
-                items = msgpack.unpackb(
-                    memoryview(plaintext)[1:], raw=False, use_list=True, strict_map_key=True
-                )
-            except Exception as exc:
-                raise RemoteProtocolError("malformed", f"msgpack: {type(exc).__name__}") from None
-            if type(items) is not list:
-                raise RemoteProtocolError("malformed", "batch is not an array")
-            dec = self._decode_item
-            return [dec(it, src, dst) for it in items]
-        finally:
-            if gc_was_enabled:
-                gc.enable()
+            wires = self._batch_decoder().decode(body)
+        except msgspec.DecodeError:
+            # Refused somewhere: find which message and why, one by one.
+            return self._decode_each(body, src, dst)
+        finish = self._finish
+        by_wire = self._by_wire
+        return [finish(by_wire[type(w)], w, src, dst) for w in wires]
 
     def decode_message(self, data: bytes) -> Any:
         """Decode one packed message (as from `encode_message`); for tests and the simulator."""
-        try:
-            item = msgpack.unpackb(data, raw=False, use_list=True, strict_map_key=True)
-        except Exception as exc:
-            raise RemoteProtocolError("malformed", f"msgpack: {type(exc).__name__}") from None
-        return self._decode_item(item, None, None)
+        return self._decode_one(data, None, None)
 
-    def _decode_item(self, item: Any, src: int | None, dst: int | None) -> Any:
-        if type(item) is not list or not item:
+    def _decode_each(self, body: memoryview, src: int | None, dst: int | None) -> list[Any]:
+        items = _raw_array(body, "batch is not an array")
+        return [self._decode_one(it, src, dst) for it in items]
+
+    def _decode_one(self, data: Any, src: int | None, dst: int | None) -> Any:
+        parts = _raw_array(data, "message is not a non-empty array")
+        if not parts:
             raise RemoteProtocolError("malformed", "message is not a non-empty array")
-        kind = item[0]
+        try:
+            kind = _any.decode(parts[0])
+        except msgspec.DecodeError:
+            kind = None
         schema = self._by_kind.get(kind) if type(kind) is int else None
         if schema is None:
             raise RemoteProtocolError("unknown_kind", f"kind {kind!r}"[:80])
-        if len(item) != len(schema.fields) + 1:
+        if len(parts) != len(schema.fields) + 1:
             raise RemoteProtocolError("malformed", f"{schema.cls.__name__}: wrong field count")
         try:
-            msg = schema.decode(item)
-        except (Invalid, ValueError, TypeError, AssertionError) as exc:
-            # ValueError/TypeError/AssertionError: a check or __post_init__ refused it.
+            wire = schema.decoder.decode(data)
+        except msgspec.DecodeError as exc:
+            raise RemoteProtocolError("invalid", f"{schema.cls.__name__}: {exc}") from None
+        return self._finish(schema, wire, src, dst)
+
+    @staticmethod
+    def _finish(schema: Schema, wire: Any, src: int | None, dst: int | None) -> Any:
+        """A checked wire Struct -> its message, refused if a check or the routing fails."""
+        try:
+            msg = schema.to_value(wire)
+        except _REFUSED as exc:
             raise RemoteProtocolError("invalid", f"{schema.cls.__name__}: {exc}") from None
         if schema.routed and (
             (src is not None and msg.src != src) or (dst is not None and msg.dst != dst)

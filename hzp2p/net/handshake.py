@@ -170,6 +170,9 @@ def _check_peer(
     expected = membership.node_key(hello.node_id)
     if expected == hello.node_key:
         return
+    previous = getattr(membership, "previous_node_key", None)  # optional (key rotation)
+    if previous is not None and previous(hello.node_id) == hello.node_key:
+        return  # a node that has not applied its own key rotation yet (a grace period)
     if hello.node_key in set(membership.members().values()):
         raise _refuse("id_mismatch", f"key does not belong to node {hello.node_id}")
     raise _refuse("unknown_key", f"node {hello.node_id}'s key is not a member key")

@@ -213,6 +213,18 @@ class TcpTransport:
         s.connections_current = len(self.connected_peers())
         return s
 
+    def set_identity(self, identity: NodeIdentity) -> None:
+        """Present another node key from now on (a key rotation, hzp2p.node.rotation): new
+        handshakes and the signed address record use it; open connections stay (they were
+        authenticated with the key in force when they opened)."""
+        assert identity.node_id == self._me.node_id, "a node keeps its id"
+        self._me = identity
+        self._book._me = identity
+        own = self._book.own()
+        if own is not None:
+            self._book.set_own(make_record(identity, self._chain, own.host, own.port, own.seq + 1))
+        self._changed.set()
+
     def membership_changed(self) -> None:
         members = self._membership.members()
         for nid, peer in list(self._peers.items()):

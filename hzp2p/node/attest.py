@@ -73,6 +73,11 @@ class AttestService:
     ) -> None:
         self.node_id = node_id
         self.signing_key = signing_key
+        self.key_for: Callable[[bytes], nacl.signing.SigningKey | None] = (
+            lambda pub: signing_key if bytes(signing_key.verify_key) == pub else None)
+        """The private key of a public signing key, if this node holds it: after a key
+        rotation (hzp2p.node.rotation) each height is signed with the key of the voter set
+        in force there, old or new."""
         self.genesis = genesis
         self.chain_id = genesis.chain_id
         self.storage = storage
@@ -193,9 +198,13 @@ class AttestService:
         self._prune()
 
     def _own(self, h: int, st: Statement, *, send: bool) -> None:
-        if h in self.certified or self.history.at(h).get(self.node_id) is None:
+        me = self.history.at(h).get(self.node_id)
+        if h in self.certified or me is None:
             return
-        sig = st.sign(self.signing_key)
+        key = self.key_for(me.signing_key)
+        if key is None:  # rotated to keys this daemon does not hold (logged by rotation)
+            return
+        sig = st.sign(key)
         self.mine[h] = sig
         self.attested += 1
         if send:

@@ -49,13 +49,21 @@ def find_certificate(
     s: SyncStorage, height: int, head_height: int, window: int = FIND_WINDOW_BLOCKS
 ) -> bytes | None:
     """The first stored certificate of block `height` (None if none in the window)."""
+    found = find_certificate_carrier(s, height, head_height, window)
+    return None if found is None else found[0]
+
+
+def find_certificate_carrier(
+    s: SyncStorage, height: int, head_height: int, window: int = FIND_WINDOW_BLOCKS
+) -> tuple[bytes, int] | None:
+    """The first stored certificate of block `height` and the height of the block carrying it."""
     lo, hi = height + 1, min(head_height, height + window)
     for a in range(lo, hi + 1, 64):
         for rec in s.blocks(a, min(hi + 1, a + 64)):
             for c in carried_certs(rec.raw):
                 try:
                     if decode_certificate(c).height == height:
-                        return c
+                        return c, rec.height
                 except CertError:
                     continue
     return None

@@ -35,18 +35,19 @@ from hzp2p.net.handshake import ChainParams
 from hzp2p.net.schemas import default_registry
 from hzp2p.net.tcp import TcpConfig, TcpTransport
 from hzp2p.net.transport import NodeIdentity
-from hzp2p.node import opaque
+from hzp2p.node import opaque, rotation
 from hzp2p.node.applier import Applier
 from hzp2p.node.driver import RaftDriver, role_name
 from hzp2p.node.enckeys import STORE_DIR as ENC_KEY_DIR
 from hzp2p.node.enckeys import EncKeyStore
 from hzp2p.node.handlers import Handlers
-from hzp2p.node.keys import KeyFileError, load_signing_key
+from hzp2p.node.keys import KeyFileError
 from hzp2p.node.logging import NodeLogContext, configure_logging
 from hzp2p.node.membership import ChainMembership, genesis_conf, next_conf_change
 from hzp2p.node.metrics import NodeMetrics, serve_metrics_http
 from hzp2p.node.producer import BlockProducer
 from hzp2p.node.reads import ReadService
+from hzp2p.node.rotation import KeyRing
 from hzp2p.node.snapshots import register_metrics as register_snapshot_metrics
 from hzp2p.node.stack import NodeStack
 from hzp2p.node.submit import SubmitService
@@ -78,9 +79,10 @@ class Node:
     def __init__(self, cfg: NodeConfig) -> None:
         self.cfg = cfg
         self.node_id = cfg.node_id
-        try:
-            self.signing_key: nacl.signing.SigningKey = load_signing_key(cfg.signing_key)
-            self.node_key: nacl.signing.SigningKey = load_signing_key(cfg.node_key)
+        try:  # with any keys waiting for or replaced by a rotation (hzp2p.node.rotation)
+            self.keys = KeyRing.load(cfg.signing_key, cfg.node_key)
+            self.signing_key: nacl.signing.SigningKey = self.keys.signing
+            self.node_key: nacl.signing.SigningKey = self.keys.node
         except KeyFileError as exc:
             raise ConfigError(cfg.path, "signing_key/node_key", str(exc)) from None
         try:
@@ -94,7 +96,7 @@ class Node:
         except ContractsMissing as exc:
             raise ConfigError(cfg.path, "genesis", f"{cfg.genesis}: {exc}") from None
         inst = next((i for i in self.genesis.institutions if i.inst_id == cfg.node_id), None)
-        if inst is not None and inst.node_key != bytes(self.node_key.verify_key):
+        if inst is not None and self.keys.get(inst.node_key) is None:
             raise ConfigError(
                 cfg.path, "node_key", f"does not match node {cfg.node_id}'s node_key in the genesis"
             )
@@ -133,6 +135,7 @@ class Node:
             OpenOptions(exclusive=cfg.gateway is None),
         )
         try:
+            await self._sync_keys()
             await self._run(task_status)
         finally:
             with trio.CancelScope(shield=True):
@@ -162,6 +165,8 @@ class Node:
             enc_keys=self._open_enc_keys(),
         )
         init = await stack.open(self.storage, self._make_transport)
+        rotation.wire(self.keys, stack)
+        await self._sync_keys()  # a rotation of ours among the blocks opening just applied
         self.applier, self.driver = stack.applier, stack.driver
         self.producer, self.submit, self.reads = stack.producer, stack.submit, stack.reads
         self.metrics.registry.add_collect_hook(self._collect_metrics)
@@ -250,10 +255,35 @@ class Node:
         )
         return self.transport
 
+    async def _sync_keys(self) -> None:
+        """Use the keys the committed state names for this institution (a rotation applied
+        while the daemon was down, or interrupted while moving the key files)."""
+        me = self.node_id
+        inst = await self.storage.call(lambda s: members_contract.get_institution(s, me))
+        if inst is None:
+            return
+        try:
+            if self.keys.sync_with_state(inst.signing_key, inst.node_key):
+                self.signing_key, self.node_key = self.keys.signing, self.keys.node
+                if hasattr(self, "stack"):
+                    self._hand_out_keys()
+        except KeyFileError as exc:
+            raise ConfigError(self.cfg.path, "signing_key/node_key", str(exc)) from None
+
+    def _hand_out_keys(self) -> None:
+        self.signing_key, self.node_key = self.keys.signing, self.keys.node
+        rotation.hand_out(self.keys, self.node_id, self.genesis.chain_id, self.stack,
+                          self.transport)
+
     # ---------------------------------------------------------------- callbacks
     def _membership_changed(self, changes: object) -> None:
         self._membership_dirty = True
         self._membership_kick.set()
+        if hasattr(self, "producer") and isinstance(changes, tuple):  # a key rotation of ours
+            if self.keys.on_changes(self.node_id, changes):
+                self._hand_out_keys()
+            else:
+                rotation.missing_rotation(self.keys, self.node_id, changes, self.stack)
 
     async def _membership_loop(self) -> None:
         while True:
@@ -265,6 +295,10 @@ class Node:
                 if await self.membership.refresh(self.storage):
                     self.transport.membership_changed()
                     log.info("membership_refreshed", members=sorted(self.membership.members()))
+                try:  # a rotation of ours the block callback missed (a snapshot installed)
+                    await self._sync_keys()
+                except ConfigError as exc:
+                    log.warning("rotated_keys_missing", reason=str(exc))
             if self.driver.idle_leader():
                 await self._reconcile_conf()
 

@@ -10,7 +10,12 @@ directory is not part of the replicated state).
 
 The *current* key is the one the chain has registered for this institution (the key id
 in `enckey.set`'s state; 0 if none): records are sealed to it, and the node opens what
-it holds with any key it still has, the stamped one first.
+it holds with any key it still has, the stamped one first. Key 0 follows the signing
+key: when the daemon switches to a rotated signing key (hzp2p.node.rotation), the key
+derived from the previous one is kept in memory (ids -1, -2, ...), so what was sealed to
+it still opens until `enc-key rotate` re-wraps it; it does not survive a restart, so an
+institution registers a key of its own (`enc-key rotate`) before it rotates its signing
+key.
 
 `admin enc-key rotate` (`rotate`): a fresh key is written to the store first (a crash
 after its `enckey.set` commits does not lose it), then registered on chain; once that
@@ -69,8 +74,19 @@ class EncKeyStore:
 
     def __init__(self, signing_key: nacl.signing.SigningKey, directory: Path | None = None) -> None:
         self.directory = directory
+        self._signing = bytes(signing_key)
         self._derived = encryption_private_key(signing_key)
         self._keys: dict[int, nacl.public.PrivateKey] = {}
+        self._retired: dict[int, nacl.public.PrivateKey] = {}  # derived from older signing keys
+
+    def follow_signing_key(self, signing_key: nacl.signing.SigningKey) -> None:
+        """Key 0 is now derived from `signing_key` (a rotated signing key); the key derived
+        from the previous one is kept in memory under the next negative id."""
+        if bytes(signing_key) == self._signing:
+            return
+        self._retired[-1 - len(self._retired)] = self._derived
+        self._signing = bytes(signing_key)
+        self._derived = encryption_private_key(signing_key)
 
     @classmethod
     def open(cls, signing_key: nacl.signing.SigningKey, directory: Path) -> EncKeyStore:
@@ -91,14 +107,16 @@ class EncKeyStore:
         return store
 
     def ids(self) -> list[int]:
-        """The ids of every key held, 0 (the derived key) included."""
-        return [0, *sorted(self._keys)]
+        """The ids of every key held, 0 (the derived key) and retired derived keys included."""
+        return sorted([0, *self._keys, *self._retired])
 
     def private_keys(self) -> dict[int, nacl.public.PrivateKey]:
-        return {0: self._derived, **self._keys}
+        return {**self._retired, 0: self._derived, **self._keys}
 
     def path(self, key_id: int) -> Path | None:
-        return None if self.directory is None else self.directory / key_file_name(key_id)
+        if key_id <= 0 or self.directory is None:
+            return None  # derived keys have no file
+        return self.directory / key_file_name(key_id)
 
     def add(self, key_id: int, key: nacl.public.PrivateKey) -> None:
         """Keep `key` as `key_id` (written to its 0600 file before this returns)."""
@@ -112,13 +130,16 @@ class EncKeyStore:
         """Destroy key `key_id`: its file is deleted, its private half dropped."""
         if key_id == 0:
             raise EncKeyError("key 0 is derived from the signing key and cannot be forgotten")
+        self._retired.pop(key_id, None)
         self._keys.pop(key_id, None)
         path = self.path(key_id)
         if path is not None:
             path.unlink(missing_ok=True)
 
     def configure(self, client: Client, state: dq.StateReader, inst_id: int) -> Client:
-        """Give `client` every key held, the chain's current one as current."""
+        """Give `client` every key held, the chain's current one as current (key 0 derived
+        from the client's signing key, the institution's current one)."""
+        self.follow_signing_key(client.key)
         reg = dq.enc_key(state, inst_id)
         current = 0 if reg is None else int(reg["key_id"])
         held = self.private_keys()
@@ -138,10 +159,10 @@ SubmitMany = Callable[[Sequence[Transaction | str], float], Awaitable[list[dict[
 class Rotator:
     """`admin enc-key rotate` and `status` (see the module docstring); one at a time."""
 
-    def __init__(self, node_id: int, client: Client, store: EncKeyStore, storage: AsyncStorage,
-                 submit: Submit, submit_many: SubmitMany) -> None:
+    def __init__(self, node_id: int, client: Callable[[], Client], store: EncKeyStore,
+                 storage: AsyncStorage, submit: Submit, submit_many: SubmitMany) -> None:
         self.node_id = node_id
-        self.client = client
+        self.client = client  # the institution's signing client now (it follows a rotation)
         self.store = store
         self.storage = storage
         self.submit = submit
@@ -192,7 +213,7 @@ class Rotator:
         new_id, new_key = previous + 1, nacl.public.PrivateKey.generate()
         self.store.add(new_id, new_key)  # on disk before the chain names it
         log.info("enc_key_rotation_started", previous_key_id=previous, key_id=new_id)
-        tx = self.client.tx("enckey.set", {"key_id": new_id,
+        tx = self.client().tx("enckey.set", {"key_id": new_id,
                                            "public_key": bytes(new_key.public_key)},
                             int(time.time() * 1000))
         receipt = dict(await self.submit(tx, wait_s))
@@ -224,7 +245,7 @@ class Rotator:
             todo = stale[start:start + REWRAP_BATCH]
 
             def build(s: SyncStorage, batch: list[str] = todo) -> list[Transaction | str]:
-                client = self.store.configure(self.client, s, me)
+                client = self.store.configure(self.client(), s, me)
                 now = int(time.time() * 1000)
                 out: list[Transaction | str] = []
                 for rid in batch:

@@ -27,12 +27,13 @@ from hzp2p.contracts import queries
 from hzp2p.contracts.engine import recompute_digest
 from hzp2p.crypto.records import RecordCryptoError, pseudonym
 from hzp2p.ledger.tx import Transaction, TxError, decode_tx
-from hzp2p.node import paging
+from hzp2p.node import audit_views, paging, rotation
 from hzp2p.node import receipts as node_receipts
 from hzp2p.node.chain_audit import verify_local_chain
 from hzp2p.node.driver import role_name
 from hzp2p.node.enckeys import EncKeyError
 from hzp2p.node.handover import HandoverError
+from hzp2p.node.keys import KeyFileError
 from hzp2p.node.submit import SubmitError
 from hzp2p.node.view_handlers import ViewHandlers
 from hzp2p.raft.errors import NotLeader
@@ -61,6 +62,20 @@ class Handlers(ViewHandlers):
             return await fn(params)
 
         return run
+
+    async def refused(self, params: Mapping[str, Any]) -> Any:
+        """Refused transactions, newest first (hzp2p.node.audit_views.refused_page)."""
+        try:
+            after = (audit_views.parse_cursor(params["after"]) if params.get("after")
+                     else None)
+        except ValueError:
+            raise AdminError("bad_request", "after must be a cursor as next_after gives it") \
+                from None
+        lo = int(params.get("from_ms", 0))
+        hi = int(params.get("to_ms", audit_views.MAX_TIME_MS))
+        limit = int(params.get("limit", 50))
+        return await self.node.storage.call(
+            lambda s: audit_views.refused_page(s, lo, hi, after, limit))
 
     async def receipt(self, params: Mapping[str, Any]) -> Any:
         """An offline receipt for a committed transaction (hzp2p.node.receipts)."""
@@ -130,7 +145,10 @@ class Handlers(ViewHandlers):
                              hint=f"this node's height is {n.applier.head.height}")
         txs = await n.storage.block_txs(height)
         verdicts = [("committed" if t.status == "applied" else "rejected", t.reason) for t in txs]
-        return queries.block_summary(rec.raw, verdicts if len(verdicts) == len(txs) else None)
+        summary = queries.block_summary(rec.raw, verdicts if len(verdicts) == len(txs) else None)
+        # the auditors' view (issue 19): signers, payload sizes, certificates
+        return {**summary, **await n.storage.call(
+            lambda s: audit_views.block_details(s, n.genesis, height))}
 
     async def tx(self, params: Mapping[str, Any]) -> Any:
         await self._barrier(params)
@@ -142,7 +160,10 @@ class Handlers(ViewHandlers):
             raise AdminError("bad_request", "tx_hash must be 32 bytes (64 hex digits)")
         rec = await self.node.submit.lookup(tx_hash)
         if rec is not None:
-            return rec
+            # the auditors' view (issue 19): signer, payload sizes, certificate
+            genesis = self.node.genesis
+            return {**rec, **await self.node.storage.call(
+                lambda s: audit_views.tx_details(s, genesis, tx_hash))}
         n = self.node
         if tx_hash in n.mempool or tx_hash in n.producer.inflight or n.submit.is_waiting(tx_hash):
             return {"tx_hash": tx_hash.hex(), "status": "pending", "height": None, "index": None,
@@ -380,6 +401,30 @@ class Handlers(ViewHandlers):
 
         receipt["node_id"] = await self.node.storage.call(lookup)
         return receipt
+
+    async def rotate_keys(self, params: Mapping[str, Any]) -> Any:
+        """Key rotation (hzp2p.node.rotation): `prepare` writes this node's next keys and
+        answers their public halves; with `inst_id` (or `prepare` and `propose`: this
+        node's own) and the keys, propose the rotation as this node's institution."""
+        n, out = self.node, {}
+        if params.get("prepare"):
+            try:
+                sk, nk = rotation.prepare(n.keys)
+            except (OSError, KeyFileError) as exc:
+                raise AdminError("unavailable", f"cannot write the next keys: {exc}") from None
+            out = {"signing_key": sk.hex(), "node_key": nk.hex(), "inst_id": n.node_id,
+                   "files": [str(rotation.next_path(p))
+                             for p in (n.keys.signing_path, n.keys.node_path)]}
+        target = params.get("inst_id") or (n.node_id if params.get("propose") else None)
+        if target is None:
+            return out
+        sk_hex = params.get("signing_key") or out.get("signing_key")
+        nk_hex = params.get("node_key") or out.get("node_key")
+        if not sk_hex or not nk_hex:
+            raise AdminError("bad_request", "give signing_key and node_key (or prepare)")
+        payload = {"action": "rotate_keys", "inst_id": target, "signing_key": sk_hex,
+                   "node_key": nk_hex}
+        return {**out, **dict(await self._governance(payload, params)), "inst_id": target}
 
     async def promote(self, params: Mapping[str, Any]) -> Any:
         return await self._governance({"action": "promote", "inst_id": params["node_id"]}, params)

@@ -15,7 +15,8 @@ is next. Re-deriving it this way survives restarts and leader changes.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 
 from hzp2p.contracts import members as members_contract
 from hzp2p.contracts.members import MembershipChange
@@ -24,6 +25,9 @@ from hzp2p.raft.confchange import apply_to_conf
 from hzp2p.raft.membership import ConfChange, ConfChangeKind
 from hzp2p.raft.types import ConfState, NodeId
 from hzp2p.storage import AsyncStorage
+
+ROTATION_GRACE_MS = 10 * 60 * 1000
+"""How long after a key rotation peers still accept the rotated node's old node key."""
 
 CONF_KINDS: Mapping[str, ConfChangeKind] = {
     "add_learner": ConfChangeKind.ADD_LEARNER,
@@ -59,6 +63,17 @@ class ChainMembership:
     def __init__(self, genesis: Genesis) -> None:
         self._keys: dict[NodeId, bytes] = {i.inst_id: i.node_key for i in genesis.institutions}
         self._addrs: dict[NodeId, str] = {i.inst_id: i.address for i in genesis.institutions}
+        self._previous: dict[NodeId, tuple[bytes, int]] = {}  # key rotation: old key, until
+        self.now_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000
+
+    def previous_node_key(self, node_id: NodeId) -> bytes | None:
+        """The node key a rotation replaced, accepted in handshakes for ROTATION_GRACE_MS
+        after the rotating block's time: the rotated node may not have applied that block
+        yet, and it can only learn it over a connection its old key opens."""
+        prev = self._previous.get(node_id)
+        if prev is None or self.now_ms() > prev[1]:
+            return None
+        return prev[0]
 
     def node_key(self, node_id: NodeId) -> bytes | None:
         return self._keys.get(node_id)
@@ -71,7 +86,10 @@ class ChainMembership:
 
     async def refresh(self, storage: AsyncStorage) -> bool:
         """Re-read committed state; True if the member set or a key changed."""
-        insts = await storage.call(lambda s: members_contract.institutions(s))
+        insts, log = await storage.call(
+            lambda s: (members_contract.institutions(s), members_contract.membership_log(s)))
+        self._previous = {c.inst_id: (c.old_node_key, c.at_ms + ROTATION_GRACE_MS)
+                          for c in log if c.kind == "rotate"}
         keys = {i.inst_id: i.node_key for i in insts if i.active}
         addrs = {i.inst_id: i.address for i in insts if i.active}
         changed = keys != self._keys

@@ -30,6 +30,7 @@ holding only certificates is cut for it.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -92,6 +93,14 @@ class BlockProducer:
         self.mempool = mempool
         self.builder = builder
         self.node_key = node_key
+        """The node key in force in the applied state (the daemon switches it when a block
+        rotating this node's keys applies, hzp2p.node.rotation)."""
+        self.node_key_for: Callable[[bytes], nacl.signing.SigningKey | None] = (
+            lambda pub: None)
+        """The private key of a public node key this daemon holds (a pending rotation's)."""
+        self.node_pub: bytes | None = None
+        """The node key the applied state names for this node, when it may differ from
+        `node_key` (set by the daemon when a rotation names keys it could not switch to)."""
         self.node_id = node_id
         self.inflight: set[bytes] = set()
         """Hashes of transactions in proposed blocks not yet applied here."""
@@ -226,13 +235,36 @@ class BlockProducer:
         a.precomputed[block.hash] = result
         self._pipeline.append(_InFlight(index, term, block, result))
 
+    def _block_key(self) -> nacl.signing.SigningKey | None:
+        """The node key the next block must be signed with: the one in force in the state it
+        executes on, i.e. after our blocks in flight (one of them may rotate our keys)."""
+        key = self.node_key
+        if self.node_pub is not None and self.node_pub != bytes(key.verify_key):
+            held = self.node_key_for(self.node_pub)  # the state rotated to a key we lack
+            if held is None:
+                return None
+            key = held
+        for f in self._pipeline:
+            for c in f.result.membership_changes:
+                if c.kind == "rotate" and c.inst_id == self.node_id \
+                        and c.node_key != bytes(key.verify_key):
+                    new = self.node_key_for(c.node_key)
+                    if new is None:
+                        return None
+                    key = new
+        return key
+
     def _propose_one(self, t: int) -> bool | tuple[int, int, Block] | None:
         """True: nothing to propose; None: refused (backed off); else what was proposed."""
+        node_key = self._block_key()
+        if node_key is None:  # rotated to a key this daemon lacks (hzp2p.node.rotation logs it)
+            self._drop_pipeline()
+            return True
         head = self._head()
         certs = self.certs.take() if self.certs is not None else []
         block = self.builder.build(
             self.mempool,
-            self.node_key,
+            node_key,
             self.node_id,
             height=head.height + 1,
             prev_hash=head.block_hash,
@@ -242,7 +274,7 @@ class BlockProducer:
             certs=certs,
         )
         if block is None and certs:
-            block = Block.create(self.node_key, height=head.height + 1,
+            block = Block.create(node_key, height=head.height + 1,
                                  prev_hash=head.block_hash, state_digest=head.state_digest,
                                  proposer=self.node_id, timestamp_ms=max(t, head.timestamp_ms),
                                  txs=[], certs=certs)

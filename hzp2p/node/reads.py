@@ -5,20 +5,27 @@ core's ReadIndex (thesis §6.4) followed by a wait for the local applied
 index. A follower asks the leader for a read index over the transport (net
 ReadIndexRequest, answered by ReadIndexResponse; like etcd's forwarded
 MsgReadIndex), then waits until it has applied that index itself, so the read it then serves
-locally reflects every write committed before the read began. With no leader
-known, or a leader that cannot confirm its leadership, the caller gets
-NotLeader (with the leader id when known) or a timeout.
+locally reflects every write committed before the read began.
+
+Faults (issue 22): a read that waits on a leader which is deposed, or becomes
+unreachable, starts again with the next leader instead of waiting out its
+timeout; a node that knows no leader waits for the election under the same rule as
+a submit (hzp2p.node.failfast) and then answers NoQuorum, naming the condition. A
+leader that refuses to confirm answers NotLeader (with the leader id when known); the
+caller's timeout bounds the whole barrier.
 """
 
 from __future__ import annotations
 
 import itertools
+from collections.abc import Awaitable, Callable
 
 import structlog
 import trio
 
 from hzp2p.net.schemas import ReadIndexRequest, ReadIndexResponse
 from hzp2p.net.transport import Transport
+from hzp2p.node import failfast
 from hzp2p.node.applier import Applier
 from hzp2p.node.driver import RaftDriver
 from hzp2p.raft.errors import NotLeader, ProposalDropped
@@ -29,6 +36,8 @@ log = structlog.get_logger("hzp2p.node.reads")
 READ_MESSAGES = (ReadIndexRequest, ReadIndexResponse)
 """The net message kinds this service handles (route them to `on_message`)."""
 MAX_PENDING = 1024
+LEADER_POLL_S = 0.1
+"""How often a waiting read looks whether the leader it waits on is still the leader."""
 SERVE_QUEUE_LEN = 1024
 LEADER_READ_TIMEOUT_S = 5.0
 
@@ -50,12 +59,55 @@ class ReadService:
 
     async def barrier(self, timeout_s: float) -> int:
         """Return once this node has applied everything committed before the call (or raise
-        NotLeader, ProposalDropped, trio.TooSlowError)."""
-        if self.driver.is_leader():
-            return await self.driver.read_index(timeout_s)
-        leader = self.driver.leader_id
-        if not leader:
-            raise NotLeader(0, "no leader known")
+        NotLeader, NoQuorum, ProposalDropped, trio.TooSlowError)."""
+        with trio.fail_after(timeout_s):
+            while True:
+                leader = self.driver.leader_id
+                if self.driver.is_leader():
+                    index = await self._unless_deposed(leader, self._on_leader)
+                elif leader:
+                    index = await self._forwarded(leader)
+                else:
+                    failfast.check(self.driver, self.node_id, None)
+                    await trio.sleep(failfast.LEADERLESS_POLL_S)
+                    continue
+                if index is not None:
+                    return index
+
+    async def _on_leader(self) -> int:
+        index = await self.driver.read_state(None)
+        await self.applier.wait_applied(index)
+        return index
+
+    async def _unless_deposed(
+        self, leader: NodeId, read: Callable[[], Awaitable[int]]
+    ) -> int | None:
+        """`read()`, unless `leader` stops being the leader first (then None: look again)."""
+        out: list[int] = []
+
+        async def run(scope: trio.CancelScope) -> None:
+            out.append(await read())
+            scope.cancel()
+
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(run, nursery.cancel_scope)
+                # The driver has no event for "the leader changed": look every poll.
+                while True:
+                    await trio.sleep(LEADER_POLL_S)
+                    if self.driver.leader_id != leader:
+                        nursery.cancel_scope.cancel()
+                        break
+        except BaseExceptionGroup as group:
+            # One error of the read itself (NotLeader, ProposalDropped) goes to the caller
+            # as it is; anything else (trio.Cancelled among it) propagates untouched.
+            if len(group.exceptions) == 1 and isinstance(group.exceptions[0], Exception):
+                raise group.exceptions[0] from None
+            raise
+        return out[0] if out else None
+
+    async def _forwarded(self, leader: NodeId) -> int | None:
+        """Ask `leader` for a read index; None if the leader changes before it answers."""
         if len(self._pending) >= MAX_PENDING:
             raise ProposalDropped(f"{MAX_PENDING} forwarded reads already pending")
         ctx = b"f%d:%d" % (self.node_id, next(self._seq))
@@ -63,17 +115,21 @@ class ReadService:
         slot: list[int] = []
         self._pending[ctx] = (leader, ev, slot)
         try:
-            with trio.fail_after(timeout_s):
-                if not self.transport.send_nowait(leader, ReadIndexRequest(ctx)):
-                    raise NotLeader(leader, "the leader is unreachable")
-                await ev.wait()
-                if not slot:
-                    raise NotLeader(self.driver.leader_id, "the leader could not confirm")
-                index = slot[0]
-                await self.applier.wait_applied(index)
-                return index
+            if not self.transport.send_nowait(leader, ReadIndexRequest(ctx)):
+                # Unreachable from here: wait for the link or the election (or NoQuorum).
+                await trio.sleep(LEADER_POLL_S)
+                return None
+            while not ev.is_set():
+                if self.driver.leader_id != leader:
+                    return None
+                with trio.move_on_after(LEADER_POLL_S):
+                    await ev.wait()
+            if not slot:
+                raise NotLeader(self.driver.leader_id, "the leader could not confirm")
         finally:
             self._pending.pop(ctx, None)
+        await self.applier.wait_applied(slot[0])
+        return slot[0]
 
     def on_message(self, sender: NodeId, msg: ReadIndexRequest | ReadIndexResponse) -> None:
         """READ_MESSAGES from the inbound loop (the codec has checked their fields)."""

@@ -31,8 +31,9 @@ from typing import Any
 import msgpack
 
 from hzp2p.contracts import members
-from hzp2p.contracts.engine import K_HEAD, read_head, recompute_digest, state_digest
+from hzp2p.contracts.engine import read_head, state_digest
 from hzp2p.contracts.state import DictState
+from hzp2p.contracts.verify import BadStart, check_tip_state
 from hzp2p.ledger.block import BlockError, decode_block
 from hzp2p.raft.types import ConfState, Snapshot, SnapshotMeta
 from hzp2p.storage import SyncStorage
@@ -153,18 +154,10 @@ def verify_snapshot(s: StateSnapshot, meta: SnapshotMeta, genesis_hash: bytes) -
     if s.conf != meta.conf:
         raise BadSnapshot(i, "membership in the data differs from the snapshot's")
     state = DictState(dict(s.pairs))
-    if state.get(K_HEAD) is None:
-        raise BadSnapshot(i, "state has no chain head")
     try:
-        head = read_head(state)
-    except Exception:  # a malformed head record in peer data
-        raise BadSnapshot(i, "malformed chain head in state") from None
-    if (head.height, head.hash) != (s.height, s.block_hash):
-        raise BadSnapshot(i, f"state's head ({head.height}) is not the claimed tip ({s.height})")
-    if recompute_digest(state) != s.state_digest:
-        raise BadSnapshot(i, "state digest recomputed from the pairs differs from the tip's")
-    if state_digest(state) != s.state_digest:
-        raise BadSnapshot(i, "stored digest vector differs from the tip's state digest")
+        check_tip_state(state, s.height, s.block_hash, s.state_digest)
+    except BadStart as exc:
+        raise BadSnapshot(i, exc.reason) from None
     if s.height == 0:
         if s.block_hash != genesis_hash or s.tip_block:
             raise BadSnapshot(i, "tip at height 0 is not this chain's genesis")
@@ -178,8 +171,13 @@ def verify_snapshot(s: StateSnapshot, meta: SnapshotMeta, genesis_hash: bytes) -
     proposer = members.get_institution(state, block.header.proposer)
     if proposer is None:
         raise BadSnapshot(i, "tip block's proposer is unknown to the snapshot's state")
+    # the key in force when the tip was made: the one its own rotation (if it rotated its
+    # proposer's keys, issue 19) replaced, else the current one
+    key = next((c.old_node_key for c in members.membership_log(state)
+                if c.kind == "rotate" and c.inst_id == proposer.inst_id
+                and c.height == block.height), proposer.node_key)
     try:
-        block.header.verify_signature(block.signature, proposer.node_key)
+        block.header.verify_signature(block.signature, key)
     except BlockError as exc:
         raise BadSnapshot(i, f"tip block: {exc}") from None
 

@@ -165,7 +165,7 @@ class NodeStack:
             self.submit.submit, enabled=self.auto_share, keys=self.enc_keys,
             head=lambda: self.applier.head.height,
         )
-        self.rotator = Rotator(self.node_id, self.handover.client, self.enc_keys, storage,
+        self.rotator = Rotator(self.node_id, lambda: self.handover.client, self.enc_keys, storage,
                                self.submit.submit, self.submit.submit_many)
         self.alerts = Alerts(storage, self.applier, self.handover)
         return init

@@ -28,7 +28,7 @@ from hzp2p.sim.checkers import SimulationFailure, Violation
 from hzp2p.sim.clients import Client, ClientPool
 from hzp2p.sim.events import derive_rng
 from hzp2p.sim.ledger_sm import LedgerWorld, encode_batch
-from hzp2p.sim.network import NetProfile, Network, partition_links
+from hzp2p.sim.network import NetProfile, Network, bridge_halves, partition_links
 from hzp2p.sim.node import TICK_MS
 from hzp2p.sim.record import FaultRecord, RunRecord
 from hzp2p.sim.scenario import Fault, Scenario
@@ -208,6 +208,7 @@ class DeterministicRun:
             max_delay_ms=n.latency_ms_max,
             spike_prob=n.spike_prob,
             spike_delay_ms=n.spike_ms,
+            half_open_ms=n.half_open_ms,
         )
         if n.bandwidth_mbit_s > 0:
             sim.network = BandwidthNetwork(
@@ -288,6 +289,13 @@ class DeterministicRun:
             fr.detail = f"minority {sorted(minority)}"
             target = leader if leader in minority else None
             undo = lambda: net.unblock(fid)  # noqa: E731
+        elif f.kind == "bridge":
+            assert target is not None
+            halves = bridge_halves(target, sim.all_ids(), self.fault_rng)
+            net.block(fid, partition_links(halves))
+            fr.detail = f"node {target} bridges {halves[0]} and {halves[1]}"
+            undo = lambda: net.unblock(fid)  # noqa: E731
+            target = None  # the bridge keeps every link: not a leader loss by itself
         elif f.kind == "one_way":
             assert target is not None
             links = frozenset(

@@ -37,6 +37,7 @@ from hzp2p.contracts.registry import PAYLOAD_GENERATORS, PAYLOAD_ROLES
 from hzp2p.ledger.genesis import load_genesis
 from hzp2p.ledger.tx import Transaction
 from hzp2p.node.keys import load_signing_key
+from hzp2p.sim.network import bridge_halves, partition_links
 from hzp2p.sim.record import FaultRecord, RunRecord
 from hzp2p.sim.relay import RETRANSMIT_MS, Link, Relay
 from hzp2p.sim.scenario import Fault, Scenario
@@ -322,6 +323,12 @@ class LiveRun:
             links = self._pair_links(sorted(minority), [k for k in self.ids if k not in minority])
             fr.detail = f"minority {sorted(minority)}"
             target = leader if leader in minority else None
+        elif f.kind == "bridge":
+            assert target is not None
+            halves = bridge_halves(target, self.ids, self.rng)
+            links = set(partition_links(halves))
+            fr.detail = f"node {target} bridges {halves[0]} and {halves[1]}"
+            target = None  # the bridge keeps every link: not a leader loss by itself
         elif f.kind == "one_way":
             links = {(target, b) if f.direction == "outbound" else (b, target) for b in others}  # type: ignore[misc]
             fr.detail = f"node {target} {f.direction} links dropped"

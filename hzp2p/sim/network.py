@@ -41,11 +41,16 @@ class NetProfile:
     reorder_prob: float = 0.05
     """Chance that a message ignores its link's FIFO order (TCP keeps order per link;
     reconnects, multi-path and the duplicate copies of a retry do not)."""
+    half_open_ms: int = 0
+    """How long a link stays dead after the partition that cut it heals: the connection
+    it had is half-open, and nothing passes until the sender notices (keepalives, read
+    timeout) and reconnects. 0: a healed link carries the next message (issue 22)."""
 
     def __post_init__(self) -> None:
         assert 0.0 <= self.drop_prob < 1.0 and 0.0 <= self.dup_prob < 1.0
         assert 0.0 <= self.reorder_prob <= 1.0
         assert 0 <= self.min_delay_ms <= self.max_delay_ms <= self.spike_delay_ms
+        assert self.half_open_ms >= 0
 
 
 CALM_NET = NetProfile()
@@ -73,6 +78,7 @@ class Network:
         self._blocked: dict[Link, int] = {}  # link -> number of faults blocking it
         self._inflight: dict[Link, int] = {}
         self._fifo_ms: dict[Link, int] = {}  # latest in-order arrival time per link
+        self._dead_until_ms: dict[Link, int] = {}  # healed links still half-open
         self.sent = 0
         self.dropped = 0
         self.duplicated = 0
@@ -95,6 +101,8 @@ class Network:
                 self._blocked[link] = n
             else:
                 del self._blocked[link]
+                if self.profile.half_open_ms:
+                    self._dead_until_ms[link] = self._loop.now_ms + self.profile.half_open_ms
 
     def heal_all(self) -> None:
         for fid in sorted(self._blocks):
@@ -103,6 +111,18 @@ class Network:
 
     def is_blocked(self, src: NodeId, dst: NodeId) -> bool:
         return (src, dst) in self._blocked
+
+    def _cut(self, link: Link) -> bool:
+        """Blocked by a fault, or healed but still half-open."""
+        if link in self._blocked:
+            return True
+        until = self._dead_until_ms.get(link)
+        if until is None:
+            return False
+        if self._loop.now_ms < until:
+            return True
+        del self._dead_until_ms[link]
+        return False
 
     @property
     def active_faults(self) -> int:
@@ -122,7 +142,7 @@ class Network:
         link = (msg.src, msg.dst)
         p = self.profile
         rng = self._rng
-        if link in self._blocked or (p.drop_prob and rng.random() < p.drop_prob):
+        if self._cut(link) or (p.drop_prob and rng.random() < p.drop_prob):
             self.dropped += 1
             return
         copies = 2 if p.dup_prob and rng.random() < p.dup_prob else 1
@@ -144,7 +164,7 @@ class Network:
         n = self._inflight[link] - 1
         assert n >= 0
         self._inflight[link] = n
-        if link in self._blocked:
+        if self._cut(link):
             self.dropped += 1
             return
         self.delivered += 1
@@ -160,3 +180,15 @@ def partition_links(groups: Iterable[Iterable[NodeId]]) -> frozenset[Link]:
             if i != j:
                 links.update((x, y) for x in a for y in b)
     return frozenset(links)
+
+
+def bridge_halves(
+    bridge: NodeId, nodes: Iterable[NodeId], rng: random.Random
+) -> tuple[list[NodeId], list[NodeId]]:
+    """The two sides of a bridge partition: every node but `bridge`, shuffled by `rng` and
+    halved. Cut with `partition_links(bridge_halves(...))`: each side still sees the
+    bridge, which sees both, but the sides cannot see each other."""
+    rest = sorted(n for n in set(nodes) if n != bridge)
+    rng.shuffle(rest)
+    half = len(rest) // 2
+    return sorted(rest[:half]), sorted(rest[half:])

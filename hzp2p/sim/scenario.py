@@ -19,6 +19,7 @@ from typing import Any
 FAULT_KINDS = (
     "isolate_leader",
     "split",
+    "bridge",
     "one_way",
     "flap",
     "crash",
@@ -27,7 +28,8 @@ FAULT_KINDS = (
     "lossy",
 )
 """isolate_leader: cut the leader off from everyone; split: a minority of voters from the
-rest; one_way: drop one node's outbound (or inbound) links; flap: a link between two
+rest; bridge: every node but the target split in two halves that cannot see each other,
+while the target (the bridge) sees both; one_way: drop one node's outbound (or inbound) links; flap: a link between two
 nodes goes up and down; crash: kill a node (restarted when the fault ends); pause:
 freeze a node (SIGSTOP live; cut off in the deterministic engine); slow_disk: fsyncs
 take `fsync_ms`; lossy: the whole network loses `loss` of its messages."""
@@ -80,6 +82,9 @@ class Network:
     bandwidth_mbit_s: float = 0.0
     """Each node's egress, shared by all its links (messages leave one after another);
     0 = unlimited."""
+    half_open_ms: int = 0
+    """A link healed after a partition stays dead this long (a half-open connection not yet
+    noticed: with the daemon's defaults about two keepalives, 2,000 ms); 0 = not modelled."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -292,8 +297,9 @@ def _network(t: _Table) -> Network:
     loss = t.number("loss", 0.0, 0.0, 0.9)
     dup = t.number("duplicate", 0.0, 0.0, 0.9)
     bw = t.number("bandwidth_mbit_s", 0.0, 0.0, 1e6)
+    half_open = t.integer("half_open_ms", 0, 0, 600_000)
     t.finish()
-    return Network(lo, hi, spike_prob, spike_ms, loss, dup, bw)
+    return Network(lo, hi, spike_prob, spike_ms, loss, dup, bw, half_open)
 
 
 def _disk(t: _Table) -> Disk:

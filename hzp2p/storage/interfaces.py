@@ -256,6 +256,20 @@ class RefusalStore(Protocol):
 
     def refusal(self, tx_hash: bytes) -> Refusal | None: ...
 
+    def refusals_page(
+        self, lo_ms: int, hi_ms: int, before: tuple[int, bytes] | None, limit: int
+    ) -> list[Refusal]:
+        """Refusals with lo_ms <= at_ms <= hi_ms, newest first by (at_ms, tx_hash), only those
+        strictly before `before` (a cursor), at most `limit` (`admin refused`)."""
+        ...
+
+    def rejected_page(
+        self, lo_h: int, hi_h: int, before: tuple[int, int] | None, limit: int
+    ) -> list[TxRecord]:
+        """In-block rejected verdicts with lo_h <= height <= hi_h, newest first by (height,
+        position), only those strictly before `before`, at most `limit` (`admin refused`)."""
+        ...
+
 
 class StateStore(StateReader, Protocol):
     def install_state(

@@ -20,6 +20,7 @@ from hzp2p.storage import rules
 from hzp2p.storage.errors import InvalidOperation, LogCompacted, LogUnavailable, StoreClosed
 from hzp2p.storage.interfaces import (
     REFUSALS_KEPT,
+    TX_REJECTED,
     BlockExecutor,
     BlockJob,
     BlockRecord,
@@ -414,6 +415,26 @@ class MemoryStorage:
 
     def refusal(self, tx_hash: bytes) -> Refusal | None:
         return self._refusals.get(tx_hash)
+
+    def refusals_page(
+        self, lo_ms: int, hi_ms: int, before: tuple[int, bytes] | None, limit: int
+    ) -> list[Refusal]:
+        found = sorted((r for r in self._refusals.values() if lo_ms <= r.at_ms <= hi_ms
+                        and (before is None or (r.at_ms, r.tx_hash) < before)),
+                       key=lambda r: (r.at_ms, r.tx_hash), reverse=True)
+        return found[:limit]
+
+    def rejected_page(
+        self, lo_h: int, hi_h: int, before: tuple[int, int] | None, limit: int
+    ) -> list[TxRecord]:
+        out: list[TxRecord] = []
+        for h in sorted((h for h in self._txs if lo_h <= h <= hi_h), reverse=True):
+            for t in sorted(self._txs[h], key=lambda t: t.position, reverse=True):
+                if t.status == TX_REJECTED and (before is None or (h, t.position) < before):
+                    out.append(t)
+                    if len(out) >= limit:
+                        return out
+        return out
 
     # -- contract state ------------------------------------------------------
 

@@ -547,6 +547,33 @@ class SqliteStorage:
             return None
         return Refusal(tx_hash, row[0], row[1], rules.decode_problems(bytes(row[2])), row[3])
 
+    def refusals_page(
+        self, lo_ms: int, hi_ms: int, before: tuple[int, bytes] | None, limit: int
+    ) -> list[Refusal]:
+        b_ms, b_hash = before if before is not None else (2**63 - 1, b"\xff" * 33)
+        with self._guard():
+            rows = self._conn.execute(
+                "SELECT tx_hash, tx_type, reason, problems, at_ms FROM refusals"
+                " WHERE at_ms BETWEEN ? AND ? AND (at_ms < ? OR (at_ms = ? AND tx_hash < ?))"
+                " ORDER BY at_ms DESC, tx_hash DESC LIMIT ?",
+                (lo_ms, hi_ms, b_ms, b_ms, b_hash, limit),
+            ).fetchall()
+        return [Refusal(bytes(r[0]), r[1], r[2], rules.decode_problems(bytes(r[3])), r[4])
+                for r in rows]
+
+    def rejected_page(
+        self, lo_h: int, hi_h: int, before: tuple[int, int] | None, limit: int
+    ) -> list[TxRecord]:
+        b_h, b_pos = before if before is not None else (hi_h + 1, 0)
+        with self._guard():
+            rows = self._conn.execute(
+                f"{self._TX_COLS} WHERE height BETWEEN ? AND ? AND status = 'rejected'"
+                " AND (height < ? OR (height = ? AND position < ?))"
+                " ORDER BY height DESC, position DESC LIMIT ?",
+                (lo_h, hi_h, b_h, b_h, b_pos, limit),
+            ).fetchall()
+        return [TxRecord(bytes(r[0]), r[1], r[2], r[3], r[4], r[5]) for r in rows]
+
     # -- contract state ------------------------------------------------------
 
     def get(self, key: bytes) -> bytes | None:

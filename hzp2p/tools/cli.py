@@ -94,7 +94,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
             raise
         print("hzp2p demo: not available in this build", file=sys.stderr)
         return 1
-    return run_demo(json_output=args.json, keep=args.keep)
+    return run_demo(json_output=args.json, keep=args.keep,
+                    hzp2p_main=getattr(args, "hzp2p_main", None))
 
 
 def register(subparsers: Any) -> None:

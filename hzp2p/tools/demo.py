@@ -1,348 +1,240 @@
-"""`hzp2p demo`: three real daemons in a temporary directory tell issue 6's public-health story.
+"""`hzp2p demo`: three real daemons in a temporary directory tell the public-health story.
 
-It owns the story and its narration only; processes are hzp2p.tools.localcluster,
-transactions are built with hzp2p.client (each institution signs with its own
-key; the daemons' `submit_raw` admin method carries them to the leader), and
-state is read back over the admin socket (`state_scan`) so the client library
-can open the records it holds keys for. Half-way through, the leader is killed
-(SIGKILL) and a new one takes over; at the end every node must hold the
-identical chain and pass `verify`. It ends with Alice's vaccination receipt
-(issue 19) written to a file by one node and, once every daemon is stopped,
-verified offline against the genesis file alone. Everything it started is
-stopped, and the directory removed, whatever happens.
+The story itself is hzp2p.tools.demo_story: what each party types (`hzp2p` commands),
+what Alice's phone does over the gateway, and what happens to processes. This module
+runs it and narrates: `Runner` runs each `hzp2p` command line in-process (with the
+`main` the command runs, handed down by hzp2p.cli; tests/integration/test_demo_cli_story.py
+runs the same list as subprocesses), checks the story's expected outcome from the --json output,
+and counts receipts; `Harness` does what is not a command (start, SIGKILL, restart,
+start the gateway process) on hzp2p.tools.localcluster's daemons. Half-way through,
+the leader is killed and a new one takes over; at the end every node must hold the
+identical chain and pass `verify`, and Alice's vaccination receipt, written by one node,
+is verified with every daemon stopped against the genesis file alone. Everything it
+started is stopped, and the directory removed, whatever happens.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from nacl.signing import SigningKey
-
 from hzp2p.admin.client import AdminClientError
 from hzp2p.admin.protocol import AdminError
-from hzp2p.client import (
-    Client,
-    coldchain_readings_payload,
-    health_code,
-    lot_register_payload,
-    lot_transfer_payload,
-    sensor_register_payload,
-)
-from hzp2p.contracts import domain_queries as dq
 from hzp2p.ledger.genesis import load_genesis
-from hzp2p.ledger.receipt import ReceiptError, verify_receipt
-from hzp2p.ledger.tx import Transaction
+from hzp2p.tools.demo_story import App, Chapter, Cmd, V, Wrong, after_stop, chapters
 from hzp2p.tools.localcluster import ClusterError, LocalCluster
 
-DAY_MS = 86_400_000
-WAIT_S = 15.0
+Execute = Callable[[list[str]], tuple[int, str, str]]
+"""argv (after `hzp2p`) -> (exit status, stdout, stderr)."""
 
 
 class DemoFailed(Exception):
     pass
 
 
-class RemoteState:
-    """A read-only StateReader over a node's admin socket (state_scan)."""
+def in_process(main: Callable[[list[str]], int]) -> Execute:
+    """Run `hzp2p ARGV` in this process with the command's own `main` (the same code, without
+    a new interpreter for each step); `hzp2p demo` hands it its `main`."""
 
-    def __init__(self, cluster: LocalCluster, node: int) -> None:
-        self.c = cluster
-        self.node = node
+    def execute(argv: list[str]) -> tuple[int, str, str]:
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main(argv)
+            except SystemExit as exc:  # argparse's usage errors
+                code = exc.code if isinstance(exc.code, int) else 2
+        return code, out.getvalue(), err.getvalue()
 
-    def _scan(self, prefix: bytes, limit: int | None) -> list[tuple[bytes, bytes]]:
-        params: dict[str, Any] = {"prefix": prefix.hex() if prefix else "-"}
-        if limit is not None:
-            params["limit"] = limit
-        items = self.c.call(self.node, "state_scan", params)["items"]
-        return [(bytes.fromhex(k), bytes.fromhex(v)) for k, v in items]
-
-    def get(self, key: bytes) -> bytes | None:
-        rows = self._scan(key, 1)
-        return rows[0][1] if rows and rows[0][0] == key else None
-
-    def scan(self, prefix: bytes, limit: int | None = None) -> Iterator[tuple[bytes, bytes]]:
-        return iter(self._scan(prefix, limit))
+    return execute
 
 
-class Story:
-    def __init__(self, cluster: LocalCluster, *, quiet: bool, http: Any = None) -> None:
-        self.c = cluster
-        self.quiet = quiet
-        self.http = http  # hzp2p.tools.demo_http.CitizenOverHttp, when the gateway extra is installed
-        self.t0 = time.monotonic()
-        self.txs = 0
-        self.refused = 0
-        genesis = load_genesis(cluster.root / "genesis.toml")
-        self.chain_id = genesis.chain_id
+def as_subprocess(argv: list[str]) -> tuple[int, str, str]:
+    """Run `hzp2p ARGV` as its own process, as an operator's shell does."""
+    p = subprocess.run([sys.executable, "-m", "hzp2p.cli", *argv], capture_output=True,
+                       text=True, timeout=120, check=False)
+    return p.returncode, p.stdout, p.stderr
+
+
+class Harness:
+    """What happens to processes: the cluster's daemons and the gateway's."""
+
+    def __init__(self, cluster: LocalCluster, app: Any) -> None:
+        self.c, self.app = cluster, app
+        self.killed: int | None = None
         self.summary: dict[str, Any] = {}
-        self.vax: dict[str, Any] = {}
-        self.receipt_path: Path | None = None
+
+    def live(self) -> list[int]:
+        return [k for k in self.c.ids if self.c.running(k)]
+
+    def kill_leader(self) -> str:
+        old = self.c.wait_leader(20)
+        self.c.kill(old)
+        t = time.monotonic()
+        new = self.c.wait_leader(30, among=[k for k in self.c.ids if k != old])
+        self.killed = old
+        self.summary["leader_killed"], self.summary["new_leader"] = old, new
+        return f"node {old} killed; node {new} took over after {time.monotonic() - t:.1f}s"
+
+    def restart(self) -> str:
+        assert self.killed is not None
+        self.c.start(self.killed)
+        h = self.c.wait_converged(30)
+        return f"node {self.killed} is back and holds the same chain (height {h})"
+
+    def start_gateway(self) -> tuple[int, str, str]:
+        node = self.live()[0]
+        url, key = self.app.start_gateway(node)
+        return node, url, key
+
+    def converge(self) -> int:
+        return self.c.wait_converged(30)
+
+
+class Runner:
+    """Runs the chapters' steps, narrates them, and checks each outcome."""
+
+    def __init__(self, v: V, harness: Harness | None, app: Any, execute: Execute, *,
+                 quiet: bool) -> None:
+        self.v, self.h, self.app, self.execute, self.quiet = v, harness, app, execute, quiet
+        self.t0 = time.monotonic()
+        self.txs = self.refused = self.commands = 0
+        self.log: list[dict[str, Any]] = []
+        """Every step run: kind, argv (commands), exit status."""
 
     def say(self, text: str = "") -> None:
         if not self.quiet:
             print(f"[{time.monotonic() - self.t0:5.1f}s] {text}" if text else "", flush=True)
 
-    def live(self) -> list[int]:
-        return [k for k in self.c.ids if self.c.running(k)]
-
-    def send(self, tx: Transaction, what: str, *, expect: bool = True) -> dict[str, Any]:
-        """Submit a signed transaction through a live node, retrying through leader changes."""
-        deadline = time.monotonic() + 3 * WAIT_S
-        while True:
-            for k in self.live():
-                try:
-                    r: dict[str, Any] = self.c.call(
-                        k, "submit_raw", {"tx": tx.encode().hex(), "wait_s": WAIT_S},
-                        timeout_s=WAIT_S + 5)
-                except (AdminClientError, AdminError, OSError):
-                    continue
-                if r["status"] != "pending":
-                    return self._report(r, what, expect)
-            if time.monotonic() > deadline:
-                raise DemoFailed(f"{what}: no receipt within {3 * WAIT_S:g}s")
-            time.sleep(0.2)
-
-    def submit_as_node(self, k: int, tx_type: str, payload: dict[str, Any], what: str) -> Any:
-        r = self.c.submit(k, tx_type, payload, wait_s=WAIT_S)
-        return self._report(r, what, True)
-
-    def _report(self, r: dict[str, Any], what: str, expect: bool) -> dict[str, Any]:
-        self.txs += 1
-        ok = r["status"] == "committed"
-        if ok:
-            self.say(f"  ok   {what}  (block {r['height']}, tx {r['tx_hash'][:12]})")
-        else:
-            self.refused += 1
-            self.say(f"  NO   {what}: {r['reason']}")
-        if ok != expect:
-            raise DemoFailed(f"{what}: expected {'commit' if expect else 'refusal'}, got {r}")
-        return r
-
-    def state(self) -> RemoteState:
-        return RemoteState(self.c, self.live()[0])
-
-    # ---------------------------------------------------------------- the story
-    def run(self) -> None:
-        c = self.c
-        self.say(f"starting 3 daemons in {c.root} (nodes 1, 2: authorities; node 3: a lab)")
-        c.start_all()
-        leader = c.wait_up(30)
-        self.say(f"node {leader} was elected leader")
-        now = int(time.time() * 1000)
-
+    def chapter(self, n: int, ch: Chapter) -> None:
         self.say()
-        self.say("1. The founding authorities admit a vaccine maker, a carrier, a clinic and a hospital")
-        insts: dict[str, Client] = {}
-        for pid, (name, role) in enumerate(
-            [("VaxCo", "manufacturer"), ("ColdLine", "carrier"),
-             ("Riverside Clinic", "vaccination_site"), ("City Hospital", "hospital")],
-            start=1,
-        ):
-            key = SigningKey.generate()
-            r = c.call(1, "add_learner", {
-                "name": name, "roles": [role], "signing_key": bytes(key.verify_key).hex(),
-                "node_key": bytes(SigningKey.generate().verify_key).hex(),
-                "address": "127.0.0.1:9", "wait_s": WAIT_S}, timeout_s=WAIT_S + 5)
-            self._report(r, f"authority 1 proposes to admit {name} ({role})", True)
-            self.submit_as_node(2, "member.vote", {"proposal_id": pid, "approve": True},
-                                f"authority 2 votes yes on proposal {pid}")
-            # node 2 applied the vote; node 1 may not have yet: read through the leader
-            members = c.call(1, "members", {"linearizable": True})["members"]
-            inst_id = next(m["inst_id"] for m in members
-                           if m["signing_key"] == bytes(key.verify_key).hex())
-            insts[role] = Client(key, self.chain_id, inst_id)
-            self.say(f"       {name} is member {inst_id}")
-        maker, carrier = insts["manufacturer"], insts["carrier"]
-        site, hospital = insts["vaccination_site"], insts["hospital"]
-
-        self.say()
-        self.say("2. Two vaccine lots are registered and handed to the carrier")
-        for lot in ("LOT-A", "LOT-B"):
-            self.send(maker.tx("lot.register", lot_register_payload(
-                lot, "covax", 100, now + 30 * DAY_MS, 200, 800), now),
-                f"VaxCo registers {lot} (2.00..8.00 C)")
-            self.send(maker.tx("lot.transfer", lot_transfer_payload(lot, carrier.inst_id or 0),
-                               now), f"VaxCo hands {lot} to ColdLine")
-        sensor = SigningKey.generate()
-        self.send(carrier.tx("sensor.register", sensor_register_payload(
-            "SENSOR-1", bytes(sensor.verify_key)), now), "ColdLine registers SENSOR-1")
-        # Readings taken while ColdLine holds the lots (after the hand-over committed):
-        # cold-chain rules v2 refuse readings dated outside the uploader's custody.
-        t = int(time.time() * 1000)
-        self.send(carrier.tx("coldchain.readings", coldchain_readings_payload(
-            sensor, "SENSOR-1", "LOT-A", [(t, 450), (t + 500, 460)]), t),
-            "SENSOR-1 reports 4.5 C, 4.6 C for LOT-A")
-        self.send(carrier.tx("coldchain.readings", coldchain_readings_payload(
-            sensor, "SENSOR-1", "LOT-B", [(t, 450), (t + 500, 1250)]), t),
-            "SENSOR-1 reports 12.5 C for LOT-B (an excursion)")
-        hist = c.call(self.live()[0], "lot_history", {"lot": "LOT-B"})
-        kinds = ", ".join(str(e.get("kind")) for e in hist["events"])
-        self.say(f"       LOT-B is now {(hist['record'] or {}).get('status', '?')!r} "
-                 f"(history: {kinds})")
-        if (hist["record"] or {}).get("status") != "quarantined":
-            raise DemoFailed("LOT-B was not quarantined")
-        self.send(carrier.tx("lot.transfer", lot_transfer_payload("LOT-A", site.inst_id or 0),
-                             now), "ColdLine delivers LOT-A to Riverside Clinic")
-        self.send(carrier.tx("lot.transfer", lot_transfer_payload("LOT-B", site.inst_id or 0),
-                             now), "ColdLine tries to deliver LOT-B to Riverside", expect=False)
-
-        self.say()
-        old = c.wait_leader(20)
-        self.say(f"!! killing the leader, node {old}, with SIGKILL")
-        c.kill(old)
-        t_kill = time.monotonic()
-        new = c.wait_leader(30, among=[k for k in c.ids if k != old])
-        self.say(f"!! node {new} took over as leader after {time.monotonic() - t_kill:.1f}s")
-        self.summary["leader_killed"], self.summary["new_leader"] = old, new
-
-        self.say()
-        self.say("3. Vaccinations: the good lot is accepted, the quarantined one refused")
-        alice = Client(SigningKey.generate(), self.chain_id)
-        t = int(time.time() * 1000)
-        self.vax = self.send(site.vaccination_record(
-            t, record_id="VAX-1", subject_verify_key=alice.verify_key, lot_id="LOT-A",
-            dose=1, administered_ms=t, fields={"name": "Alice", "born": "1990-01-01"}),
-            "Riverside vaccinates Alice with LOT-A")
-        self.send(site.vaccination_record(
-            t, record_id="VAX-2", subject_verify_key=alice.verify_key, lot_id="LOT-B",
-            dose=2, administered_ms=t, fields={"name": "Alice"}),
-            "Riverside tries to vaccinate with LOT-B", expect=False)
-
-        self.say()
-        self.say(f"4. Restarting node {old}; it catches up from its disk and the leader")
-        c.start(old)
-        h = c.wait_converged(30)
-        self.say(f"       node {old} is back and holds the same chain (height {h})")
-        if self.http is not None:
-            self.say()
-            self.say("   From here Alice uses her app over HTTP: a gateway starts beside a node")
-            self.http.start(self, alice)
-
-        self.say()
-        self.say("5. A positive lab result turns Alice's health code red")
-        self.say(f"       health code before: {health_code(self.state(), alice.pseudonym)}")
-        self.submit_as_node(3, "lab.result", {
-            "subject": alice.pseudonym, "test_id": "T-1", "result": "positive",
-            "sample_ms": int(time.time() * 1000)}, "the lab (node 3) reports a positive test")
-        code = health_code(self.state(), alice.pseudonym)
-        if self.http is not None:
-            code = self.http.health_code(self)
-        self.say(f"       health code after:  {code}")
-        if code != "red":
-            raise DemoFailed(f"health code is {code!r}, expected 'red'")
-
-        self.say()
-        self.say("6. Alice grants City Hospital access; the hospital decrypts her record")
-        t = int(time.time() * 1000)
-        grant = alice.grant(t, grant_id="G-1", grantee=hospital.inst_id or 0,
-                            record_types=["vaccination"], purpose="treatment", expiry_ms=t + DAY_MS)
-        if self.http is not None:
-            self._report(self.http.post_tx(grant), "Alice posts her grant to City Hospital over HTTP", True)
-        else:
-            self.send(grant, "Alice grants City Hospital (treatment)")
-        self.send(site.share(self.state(), t, record_id="VAX-1", grantee=hospital.inst_id or 0,
-                             grant_id="G-1", purpose="treatment"),
-                  "Riverside shares the record key under grant G-1")
-        fields = (hospital.read_record(self.state(), "VAX-1") if self.http is None
-                  else self.http.institution_reads(self, hospital.key, "VAX-1"))
-        self.say(f"       City Hospital decrypts VAX-1: {fields}")
-        log = c.call(self.live()[0], "access_log", {"subject": alice.pseudonym,
-                                                    "linearizable": True})["entries"]
-        if log != dq.jsonable(alice.my_access_log(self.state())):
-            raise DemoFailed("the access log over the admin socket differs from the client's")
-        recs = c.call(self.live()[-1], "subject_records", {"subject": alice.pseudonym})
-        self.say(f"       Alice has {len(recs['records'])} record(s) on chain, all encrypted")
-        if self.http is not None:
-            if self.http.access_log(self) != [
-                    (e["kind"], e["grantee"], e["record_id"]) for e in log]:
-                raise DemoFailed("the access log over HTTP differs from the admin socket's")
-            self.http.own_record(self, "VAX-1")
-            self.http.venue_check(self)
-            self.http.stop()
-        self.say("       Alice lists who read her records:")
-        for e in log:
-            self.say(f"         member {e.get('grantee')} via {e.get('kind')} for "
-                     f"{e.get('purpose', e.get('reason', ''))!r} (record {e.get('record_id')})")
-
-        self.say()
-        self.say("7. Every node must hold the identical chain")
-        height = c.wait_converged(30)
-        chains = {k: c.chain(k, height) for k in c.ids}
-        same = all(ch == chains[c.ids[0]] for ch in chains.values())
-        verified = {k: c.call(k, "verify", timeout_s=60)["ok"] for k in c.ids}
-        for k in c.ids:
-            self.say(f"       node {k}: height {height}, head {chains[k][-1][:16]}, "
-                     f"verify {'ok' if verified[k] else 'FAILED'}")
-        if not same or not all(verified.values()):
-            raise DemoFailed("the nodes' chains differ or do not verify")
-        self.summary.update(height=height, head=chains[c.ids[0]][-1], txs=self.txs,
-                            refused=self.refused, nodes=len(c.ids),
-                            seconds=round(time.monotonic() - self.t0, 1))
-
-        self.say()
-        self.say("8. Alice's vaccination receipt, written by one node, to check offline")
-        k = self.live()[-1]
-        data = self.receipt(k, self.vax["tx_hash"])
-        self.receipt_path = c.root.parent / "alice-vaccination-receipt.bin"
-        self.receipt_path.write_bytes(data)
-        self.say(f"       node {k} wrote {self.receipt_path.name} ({len(data)} bytes)")
-
-    def receipt(self, k: int, tx_hash: str) -> bytes:
-        """The node's receipt for `tx_hash`, once its block is certified."""
-        deadline = time.monotonic() + WAIT_S
-        while True:
+        self.say(f"{n}. {ch.title}" if n else ch.title)
+        for step in ch.steps:
             try:
-                return bytes(self.c.call(k, "receipt", {"tx_hash": tx_hash})["receipt"])
-            except AdminError as exc:
-                if exc.code != "unavailable" or time.monotonic() > deadline:
-                    raise DemoFailed(f"Alice's receipt: {exc.message}") from None
+                if isinstance(step, Cmd):
+                    self.cmd(step)
+                elif isinstance(step, App):
+                    self._note(step.say, step.run(self.v, self.app), "app")
+                else:
+                    self._note(step.say, step.run(self.v, self.h), "op")
+            except Wrong as exc:
+                raise DemoFailed(f"{step.say}: {exc}") from None
+
+    def _note(self, say: str, line: str | None, kind: str) -> None:
+        self.log.append({"kind": kind, "say": say})
+        mark = {"app": "app ", "op": "!!  "}[kind]
+        self.say(f"  {mark} {say}" + (f": {line}" if line else ""))
+
+    def cmd(self, step: Cmd) -> None:
+        v = self.v
+        for path, text in (step.files(v) if step.files else {}).items():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+        argv = step.argv(v)
+        deadline = time.monotonic() + step.retry_s
+        while True:
+            code, out, err = self.execute(argv)
+            if code == 0 or step.refused or time.monotonic() > deadline:
+                break
             time.sleep(0.2)
+        self.commands += 1
+        result: Any = None
+        if step.lines:
+            result = [json.loads(line) for line in out.splitlines() if line.strip()]
+        elif step.to_file is None and "--json" in argv:
+            result = self._json(out)
+        self.log.append({"kind": "cmd", "say": step.say, "argv": argv, "exit": code,
+                         "result": result})
+        receipt = isinstance(result, dict) and result.get("status") in ("committed", "rejected")
+        if receipt:
+            self.txs += 1
+        if step.refused:
+            if not (code == 1 and receipt and result["status"] == "rejected"):
+                raise DemoFailed(f"{step.say}: expected a refusal, got exit {code}: "
+                                 f"{out.strip()[-300:]} {err.strip()[-300:]}")
+            self.refused += 1
+            self.say(f"  NO   {step.say}: {result['reason']}")
+            return
+        if code != 0:
+            raise DemoFailed(f"{step.say}: `hzp2p {' '.join(argv[:4])} ...` exit {code}: "
+                             f"{err.strip()[-500:] or out.strip()[-500:]}")
+        if step.to_file is not None:
+            step.to_file(v).write_text(out, encoding="utf-8")
+        if step.keep is not None:
+            step.keep(v, result)
+        line = step.check(v, result) if step.check is not None else None
+        where = (f"  (block {result['height']}, tx {result['tx_hash'][:12]})" if receipt
+                 else "")
+        self.say(f"  ok   {step.say}{where}" + (f": {line}" if line else ""))
 
-    def check_receipt_offline(self, genesis_path: Path) -> None:
-        """With every daemon stopped: the receipt against the genesis file, nothing else."""
-        assert self.receipt_path is not None
+    @staticmethod
+    def _json(out: str) -> Any:
+        lines = out.strip().splitlines()
         try:
-            proven = verify_receipt(self.receipt_path.read_bytes(), load_genesis(genesis_path))
-        except ReceiptError as exc:
-            raise DemoFailed(f"Alice's receipt does not verify offline: {exc}") from None
-        self.say("       with every daemon stopped, against genesis.toml only:")
-        self.say(f"       {proven.sentence()}")
-        self.summary["receipt"] = proven.sentence()
+            return json.loads(lines[-1]) if lines else None
+        except ValueError:
+            return None
 
 
-def _citizen_over_http(cluster: LocalCluster) -> Any:
-    """The gateway part of the story, if the `gateway` extra is installed (else None: the
-    citizen's steps go through the admin socket as before)."""
+def _citizen_app(cluster: LocalCluster) -> Any:
     try:
-        from hzp2p.tools.demo_http import CitizenOverHttp
+        from hzp2p.tools.demo_http import CitizenApp
     except ImportError:
-        return None
-    return CitizenOverHttp(cluster)
+        raise DemoFailed("Alice's app talks to the gateway: install the gateway extra "
+                         "(pip install 'hzp2p[gateway]')") from None
+    return CitizenApp(cluster)
 
 
-def run_demo(*, json_output: bool = False, keep: bool = False) -> int:
+def tell(root: Path, execute: Execute, *, quiet: bool) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The whole story in `root`: a 3-node cluster, every chapter, then the offline check.
+    Returns the summary and the log of every step (commands with their argv, exit status
+    and --json output); raises DemoFailed (or a cluster error) if any step goes wrong."""
+    t0 = time.monotonic()
+    work = root / "institutions"
+    work.mkdir(parents=True, exist_ok=True)
+    with LocalCluster(root / "c", 3) as cluster:
+        genesis = cluster.root / "genesis.toml"
+        app = _citizen_app(cluster)
+        h = Harness(cluster, app)
+        v = V(work, genesis, {k: cluster.config(k) for k in cluster.ids}, h.live)
+        v["chain_id"] = load_genesis(genesis).chain_id
+        run = Runner(v, h, app, execute, quiet=quiet)
+        run.t0 = t0
+        run.say(f"starting 3 daemons in {cluster.root} (nodes 1, 2: authorities; node 3: a lab)")
+        cluster.start_all()
+        run.say(f"node {cluster.wait_up(30)} was elected leader")
+        try:
+            for n, ch in enumerate(chapters(), start=1):
+                run.chapter(n, ch)
+        finally:
+            app.stop()
+            run.say("stopping every daemon")
+    run.chapter(0, after_stop())
+    summary = {**h.summary, "height": v["height"], "head": v["head1"],
+               "txs": run.txs + app.posted, "refused": run.refused, "commands": run.commands,
+               "nodes": len(cluster.ids), "receipt": v["receipt"],
+               "seconds": round(time.monotonic() - t0, 1)}
+    return summary, run.log
+
+
+def run_demo(*, json_output: bool = False, keep: bool = False,
+             hzp2p_main: Callable[[list[str]], int] | None = None) -> int:
+    """`hzp2p demo`: each step's command runs in-process through `hzp2p_main` (the command's
+    main, handed down by hzp2p.cli), or as a subprocess without it."""
+    execute = in_process(hzp2p_main) if hzp2p_main is not None else as_subprocess
     root = Path(tempfile.mkdtemp(prefix="hzp2p-demo-"))
-    story: Story | None = None
+    summary: dict[str, Any] | None = None
     code = 0
     try:
-        with LocalCluster(root / "c", 3) as cluster:
-            http = _citizen_over_http(cluster)
-            story = Story(cluster, quiet=json_output, http=http)
-            try:
-                story.run()
-            finally:
-                if http is not None:
-                    http.stop()
-                story.say("stopping every daemon")
-        if story.receipt_path is not None:
-            story.check_receipt_offline(root / "c" / "genesis.toml")
+        summary, _ = tell(root, execute, quiet=json_output)
     except (DemoFailed, ClusterError, AdminClientError, AdminError) as exc:
         print(f"hzp2p demo: {exc}", file=sys.stderr)
         code = 1
@@ -351,13 +243,14 @@ def run_demo(*, json_output: bool = False, keep: bool = False) -> int:
             print(f"kept {root}", file=sys.stderr)
         else:
             shutil.rmtree(root, ignore_errors=True)
-    if story is not None and code == 0:
-        s = story.summary
+    if summary is not None and code == 0:
+        s = summary
         if json_output:
             print(json.dumps({"ok": True, **s}))
         else:
-            print(f"\ndemo ok: {s['nodes']} nodes, {s['txs']} transactions "
-                  f"({s['refused']} refused as the rules require), chain height {s['height']}, "
-                  f"leader {s['leader_killed']} killed and replaced by {s['new_leader']}, "
-                  f"identical chains, {s['seconds']}s; Alice's receipt verified offline")
+            print(f"\ndemo ok: {s['nodes']} nodes, {s['commands']} `hzp2p` commands, "
+                  f"{s['txs']} transactions ({s['refused']} refused as the rules require), "
+                  f"chain height {s['height']}, leader {s['leader_killed']} killed and replaced "
+                  f"by {s['new_leader']}, identical chains, {s['seconds']}s; Alice's receipt "
+                  "verified offline")
     return code

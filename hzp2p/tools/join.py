@@ -3,7 +3,8 @@
 `keygen DIR --kind K` writes fresh secret keys (mode 0600, never over an existing file)
 and prints their public halves: `signing` (the institution's transaction key), `node`
 (its daemon's transport identity), `encryption` (X25519, for sealed record keys) and
-`sensor` (a cold-chain sensor's key, `--name` its file). `join` prepares a joining
+`sensor` (a cold-chain sensor's key, `--name` its file), `venue` (the key a venue signs its
+daily QR code with; `--name` its file when no sensor key is asked for too). `join` prepares a joining
 institution's directory in two steps, because its node id is only known once the
 authorities have admitted it:
 
@@ -37,7 +38,7 @@ from hzp2p.node.keys import (
     write_seed_file,
 )
 
-KINDS = ("signing", "node", "encryption", "sensor")
+KINDS = ("signing", "node", "encryption", "sensor", "venue")
 JOIN_FILE = "join.json"
 
 
@@ -50,7 +51,8 @@ def keygen(directory: Path, kinds: list[str], name: str | None = None) -> dict[s
     directory.mkdir(parents=True, exist_ok=True)
     out: dict[str, Any] = {}
     for kind in kinds:
-        stem = (name or "sensor") if kind == "sensor" else kind
+        named = kind == "sensor" or (kind == "venue" and "sensor" not in kinds)
+        stem = (name or kind) if named else kind  # --name names the sensor's, else the venue's
         path = directory / f"{stem}.key"
         try:
             if kind == "encryption":
@@ -213,7 +215,7 @@ def register(subparsers: Any) -> None:
     k.add_argument("dir", type=Path, metavar="DIR")
     k.add_argument("--kind", action="append", choices=(*KINDS, "all"), default=None,
                    help="which key (repeatable; default: signing and node)")
-    k.add_argument("--name", help="the sensor key's file name (DIR/NAME.key)")
+    k.add_argument("--name", help="the sensor or venue key's file name (DIR/NAME.key)")
     k.add_argument("--json", action="store_true")
     k.set_defaults(func=cmd_keygen)
 

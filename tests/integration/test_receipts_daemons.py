@@ -56,6 +56,7 @@ def test_receipts_from_one_node_verify_offline_with_the_genesis_only(tmp_path: P
         assert got["height"] == ok[4]["height"] and got["verdict"] == "accepted"
         assert len(got["certified_by"]) >= 2 and got["voters"] == 3
         receipt(1, dup["tx_hash"], offline / "dup.b64", "--hash-only", "--base64")
+        receipt(2, dup["tx_hash"], offline / "dup.qr", "--hash-only", "--compact")
         height = c.wait_converged(15)
         c.wait_for("every block with transactions certified", lambda: all(
             not c.call(k, "verify")["certificates"]["uncertified"] for k in c.ids), 60)
@@ -79,6 +80,9 @@ def test_receipts_from_one_node_verify_offline_with_the_genesis_only(tmp_path: P
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     assert out["verdict"] == "rejected" and "report_id" in out["reason"]
+    assert (offline / "dup.qr").read_text().startswith("HZR1:")
+    r = hzp2p("verify-receipt", "dup.qr", "--genesis", "genesis.toml", "--json", cwd=offline)
+    assert r.returncode == 0 and json.loads(r.stdout)["verdict"] == "rejected", r.stderr
     # one flipped byte: refused with the reason, exit 1
     data = bytearray((offline / "r.bin").read_bytes())
     data[len(data) // 2] ^= 0x40

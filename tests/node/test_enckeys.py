@@ -64,3 +64,15 @@ def test_configure_uses_the_chains_current_key_and_says_when_it_is_missing() -> 
         store.configure(client, state, 1)
     store.add(3, nacl.public.PrivateKey.generate())
     assert store.configure(client, state, 1).enc_key_id == 3
+
+
+def test_key_0_follows_a_rotated_signing_key_and_keeps_the_old_one_in_memory() -> None:
+    old, new = SigningKey.generate(), SigningKey.generate()
+    store = EncKeyStore(old)
+    store.configure(Client(new, "c", 1), DictState({}), 1)
+    keys = store.private_keys()
+    assert store.ids() == [-1, 0]
+    assert bytes(keys[0]) == bytes(encryption_private_key(new))
+    assert bytes(keys[-1]) == bytes(encryption_private_key(old))
+    store.forget(-1)
+    assert store.ids() == [0]

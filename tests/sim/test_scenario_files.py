@@ -12,7 +12,8 @@ from hzp2p.sim.scenario import ScenarioError, load_scenario, parse_scenario
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = (
     "quick", "leader-isolation", "minority-majority-split", "flapping-links",
-    "crash-restart-storm", "consortium-50", "voters-25",
+    "crash-restart-storm", "consortium-50", "voters-25", "bridge-node",
+    "half-open-heal",
 )  # fmt: skip
 
 

@@ -30,11 +30,12 @@ def test_keygen_writes_owner_only_keys_and_never_overwrites(
                          "fridge-1", "--json")
     assert code == 0, err
     keys = json.loads(out)
-    assert set(keys) == {"signing", "node", "encryption", "sensor"}
+    assert set(keys) == {"signing", "node", "encryption", "sensor", "venue"}
     for info in keys.values():
         path = Path(info["file"])
         assert stat.S_IMODE(path.stat().st_mode) == 0o600 and len(info["public_key"]) == 64
     assert keys["sensor"]["file"].endswith("fridge-1.key")
+    assert keys["venue"]["file"].endswith("venue.key")  # --name is the sensor's then
     assert verify_key_hex(load_signing_key(keys["signing"]["file"])) == keys["signing"]["public_key"]
     code, _, err = run(capsys, "keygen", str(tmp_path / "k"))
     assert code == 1 and "refusing to overwrite" in err and err.count("\n") == 1

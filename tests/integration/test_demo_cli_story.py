@@ -1,0 +1,99 @@
+"""The demo's whole story through the `hzp2p` command alone (issues 15 and 17).
+
+The same scripted list `hzp2p demo` runs (hzp2p.tools.demo_story), with every operator's
+step run as a `hzp2p` subprocess against a real 3-node cluster: admissions, lots and a
+sensor's batch, vaccinations signed with a clinic's key file, a venue's QR code, a
+published exposure, a negative and a positive test, an appeal's resolution, a share,
+the views (stock, a recalled lot's recipients, expiring lots, the watch stream), every
+node's verify, and the offline receipt. Outcomes are asserted from the
+commands' --json output. The only other steps are what Alice's phone (and the hospital's
+records client) do over the real gateway, and what happens to processes (SIGKILL,
+restart, starting the gateway): no step calls the client library for an institution.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hzp2p.tools.demo import as_subprocess, tell
+from hzp2p.tools.demo_story import App, Cmd, Op, after_stop, chapters
+
+pytestmark = pytest.mark.slow
+
+
+def _results(log: list[dict[str, Any]], *words: str) -> list[Any]:
+    return [e["result"] for e in log
+            if e["kind"] == "cmd" and all(w in e["argv"] for w in words)]
+
+
+def test_every_operator_step_is_a_command() -> None:
+    steps = [s for ch in [*chapters(), after_stop()] for s in ch.steps]
+    kinds = {type(s) for s in steps}
+    assert kinds == {Cmd, App, Op}
+    # the apps: Alice's phone and the hospital's records client, over the gateway only
+    assert all(("Alice" in s.say or "her app" in s.say or "Hospital's records client" in s.say
+                or "a venue checks" in s.say) for s in steps if isinstance(s, App))
+    # processes only: kill, restart, the gateway process, waiting for convergence
+    assert len([s for s in steps if isinstance(s, Op)]) == 4
+    assert len([s for s in steps if isinstance(s, Cmd)]) >= 50
+
+
+def test_the_whole_story_with_the_hzp2p_command_only(tmp_path: Path) -> None:
+    summary, log = tell(tmp_path, as_subprocess, quiet=True)
+    cmds = [e for e in log if e["kind"] == "cmd"]
+    assert summary["commands"] == len(cmds) >= 50
+    assert summary["refused"] == 2 and summary["nodes"] == 3
+    assert summary["leader_killed"] != summary["new_leader"]
+
+    # admissions by vote; everything institutions without a daemon did was signed with --key
+    members = _results(log, "members")[-1]["members"]
+    assert {"VaxCo", "ColdLine", "Riverside Clinic", "City Hospital"} <= {m["name"] for m in members}
+    keyed = [e for e in cmds if "--key" in e["argv"] and "admin" in e["argv"]]
+    assert len(keyed) >= 10 and all(e["result"]["status"] in ("committed", "rejected")
+                                    for e in keyed)
+
+    # the cold chain: LOT-B quarantined by the sensor's batch and refused downstream
+    assert _results(log, "lot", "LOT-B")[0]["lot"]["status"] == "quarantined"
+    refused = [e["result"]["reason"] for e in cmds if e["exit"] == 1]
+    assert len(refused) == 2 and all("quarantined" in r for r in refused)
+
+    # the health code's life: exposure -> yellow, negative -> green, positive -> red,
+    # appeal corrected -> green
+    codes = [r["code"] for r in _results(log, "health-code") if "history" not in r]
+    assert [c["colour"] for c in codes] == ["yellow", "green", "red", "green"]
+    assert [c["source"] for c in codes] == ["exposure", "lab", "lab", "appeal"]
+    assert _results(log, "exposures")[0]["exposures"][0]["venue_id"] == "market-hall"
+    history = _results(log, "health-code", "--history")[0]
+    assert [e["event"] for e in history["history"]][:2] == ["exposure.declare", "lab.result"]
+
+    # the hospital was handed the key under Alice's grant; her access log says so
+    hospital = next(m["inst_id"] for m in members if m["name"] == "City Hospital")
+    entries = _results(log, "access-log")[0]["entries"]
+    assert ("share", hospital, "VAX-1") in [(e["kind"], e["grantee"], e["record_id"]) for e in entries]
+
+    # the supply views and the event stream on the demo's cluster
+    riverside = next(m["inst_id"] for m in members if m["name"] == "Riverside Clinic")
+    stock = _results(log, "stock")[0]["stock"]
+    assert {"custodian": riverside, "product": "covax", "available": 99} in [
+        {k: r[k] for k in ("custodian", "product", "available")} for r in stock]
+    alice = _results(log, "health-code")[0]["subject"]
+    assert [d["subject"] for d in _results(log, "doses", "--lot")[0]["doses"]] == [alice]
+    assert [x["lot_id"] for x in _results(log, "expiring")[0]["lots"]] == ["LOT-A"]
+    watched = _results(log, "watch")[0]
+    assert [e["type"] for e in watched].count("quarantine") == 1
+    assert [e["colour"] for e in watched if e["type"] == "code"] == ["yellow", "green", "red",
+                                                                   "green"]
+
+    # identical chains, every node verifies, and the receipt verifies offline
+    blocks = _results(log, "block")
+    assert len(blocks) == 3 and len({b["hash"] for b in blocks}) == 1
+    assert all(r["ok"] for r in _results(log, "verify"))
+    offline = _results(log, "verify-receipt")[0]
+    assert offline["ok"] is True and offline["type"] == "vaccination.record"
+
+    ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=True).stdout
+    assert str(tmp_path) not in ps
