@@ -12,11 +12,14 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import re
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from hzp2p.admin.cli_common import Command, Usage, fmt
+import trio
+
+from hzp2p.admin.cli_common import PROG, Command, Usage, fmt
 from hzp2p.admin.cli_keysign import (
     add_key_option,
     build_share,
@@ -31,6 +34,7 @@ from hzp2p.admin.cli_submit import (
     receipt_failure,
     render_receipt,
 )
+from hzp2p.admin.client import AdminTimeout, call_sync, open_admin_client
 from hzp2p.admin.protocol import LOT, MAX_INT, WAIT, Param
 
 _KEY = Param("subject_key", "hex", exact_len=64)
@@ -178,6 +182,50 @@ def _render_enc_key(result: Any) -> str:
     return line
 
 
+PROGRESS_S = 1.0
+"""How often `enc-key rotate` asks how many records are left to re-wrap (shown on stderr)."""
+
+
+def _call_enc_key(socket_path: Path, params: dict[str, Any], timeout_s: float) -> Any:
+    """`status` is one call; `rotate` runs while a second request on the same connection
+    asks every PROGRESS_S how many records are left, printing it to stderr when it
+    changes (stdout keeps the final answer, plain or --json)."""
+    if params["action"] != "rotate":
+        return call_sync(socket_path, "enc_key", params, timeout_s=timeout_s)
+
+    async def run() -> Any:
+        result: Any = None
+        with trio.move_on_after(timeout_s) as scope:
+            async with open_admin_client(socket_path, connect_timeout_s=timeout_s) as client:
+                first = await client.call("enc_key", {"action": "status"}, timeout_s=timeout_s)
+                shown: Any = None
+
+                async def progress() -> None:
+                    nonlocal shown
+                    while True:
+                        await trio.sleep(PROGRESS_S)
+                        st = await client.call("enc_key", {"action": "status"},
+                                               timeout_s=timeout_s)
+                        if st["current_key_id"] == first["current_key_id"]:
+                            continue  # the new key is not registered yet
+                        left = st["stale_records"]
+                        if left != shown:
+                            print(f"{PROG} enc-key rotate: key {st['current_key_id']} "
+                                  f"registered; {left} of {first['held_records']} record(s) "
+                                  "left to re-wrap", file=sys.stderr, flush=True)
+                            shown = left
+
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(progress)
+                    result = await client.call("enc_key", params, timeout_s=timeout_s)
+                    nursery.cancel_scope.cancel()
+                return result
+        assert scope.cancelled_caught
+        raise AdminTimeout(f"enc_key: no answer from the daemon within {timeout_s:g} s")
+
+    return trio.run(run)
+
+
 def _enc_key_failure(args: argparse.Namespace, result: Any) -> str | None:
     if args.action != "rotate":
         return None
@@ -226,6 +274,7 @@ RECORD_COMMANDS: tuple[Command, ...] = (
     Command("enc-key", "enc_key", "the institution's encryption keys: enc-key status | "
             "enc-key rotate (new key on chain, records re-wrapped, old key files deleted)",
             _args_enc_key, _params_enc_key, _render_enc_key, _enc_key_failure, waits=True,
+            call=_call_enc_key,
             wire=(Param("action", "str", pattern="status|rotate", shown="status or rotate"),
                   WAIT),
             result="status: current_key_id, held_key_ids, public_key, held_records, "

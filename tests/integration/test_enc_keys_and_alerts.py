@@ -15,6 +15,7 @@ interval; when no reading arrives in time the lot shows "readings overdue".
 from __future__ import annotations
 
 import json
+import re
 import stat
 import subprocess
 import sys
@@ -109,6 +110,9 @@ def test_rotation_rewraps_forgets_the_old_key_and_the_node_still_hands_keys_over
     # second rotation: key 1 is forgotten once every record is re-wrapped to key 2
     code, out, err = admin(c, HOSPITAL, "enc-key", "rotate", "--wait", "20")
     assert code == 0 and "key 1 -> 2: 3 record(s) re-wrapped, 0 failed, 0 left" in out, out
+    for line in err.splitlines():  # progress, when the rotation takes long enough to show it
+        assert re.fullmatch(r"hzp2p admin enc-key rotate: key 2 registered; \d of 3 record\(s\) "
+                            r"left to re-wrap", line), err
     assert "forgotten keys: 1" in out
     assert not key1.exists()
     key2 = store / "enc-2.key"
