@@ -373,7 +373,8 @@ VIEW_COMMANDS: tuple[Command, ...] = (
     Command("lot", "lot", "a lot: status (incl. expired), custody chain, incidents, readings",
             _args_lot, lambda a: {"lot": a.lot}, _render_lot, reads=True, wire=(LOT, LIN),
             result="lot (status as of the head), custodian_name, custody, incidents, readings "
-                   "{count, min_centi_c, max_centi_c, out_of_range, last_t_ms}, doses_given"),
+                   "{count, min_centi_c, max_centi_c, out_of_range, last_t_ms, interval_ms, "
+                   "due_ms, overdue}, doses_given"),
     Command("temperatures", "temperatures", "a lot's temperature readings, by time",
             _args_lot, lambda a: {"lot": a.lot}, _render_temperatures,
             reads=True, wire=(LOT, LIN),
