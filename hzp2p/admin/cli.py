@@ -79,6 +79,7 @@ from hzp2p.admin.cli_submit import (
 )
 from hzp2p.admin.cli_views import VIEW_COMMANDS
 from hzp2p.admin.client import DEFAULT_TIMEOUT_S, AdminClientError, call_sync
+from hzp2p.admin.paging import with_paging
 from hzp2p.admin.protocol import LIN, LOT, MAX_INT, NODE_ID, SUBJECT, WAIT, AdminError, Param
 from hzp2p.config import ConfigError, load_config, parse_host_port
 from hzp2p.contracts.api import ROLES
@@ -454,6 +455,7 @@ COMMANDS: tuple[Command, ...] = (
     ), result="items: [[key_hex, value_hex]] (at most MAX_SCAN rows), next: the last key "
               "when more may follow (pass it as after), else null"),
 )
+COMMANDS = with_paging(COMMANDS)  # every list pages: hzp2p.admin.paging
 
 
 # ---------------------------------------------------------------------------

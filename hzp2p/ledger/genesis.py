@@ -45,7 +45,7 @@ DEFAULT_RULES: Mapping[str, int] = {
     "membership": 1,
     "healthcode": 2,
     "vaccination": 1,
-    "coldchain": 2,
+    "coldchain": 3,
     "privacy": 1,
     "data": 2,
 }

@@ -28,11 +28,13 @@ from hzp2p.ledger.genesis import Genesis
 from hzp2p.ledger.mempool import Mempool
 from hzp2p.net.schemas import Attestations, ContentChunk, ContentRequest
 from hzp2p.net.transport import Transport
+from hzp2p.node.alerts import Alerts
 from hzp2p.node.applier import Applier, bootstrap
 from hzp2p.node.attest import AttestService
 from hzp2p.node.content.service import ContentService
 from hzp2p.node.content.store import ContentStore
 from hzp2p.node.driver import RaftDriver, role_name
+from hzp2p.node.enckeys import EncKeyStore, Rotator
 from hzp2p.node.handover import Handover
 from hzp2p.node.logging import NodeLogContext
 from hzp2p.node.producer import BlockProducer
@@ -67,6 +69,7 @@ class NodeStack:
         certify: bool = False,
         auto_share: bool = True,
         content_dir: Path | None = None,
+        enc_keys: EncKeyStore | None = None,
     ) -> None:
         self.node_id = node_id
         self.genesis = genesis
@@ -89,6 +92,8 @@ class NodeStack:
         self.auto_share = auto_share
         self.content_dir = content_dir  # data-set content store (None: no content service)
         self.content: ContentService | None = None
+        # the institution's encryption keys (the daemon's is on disk; else in memory)
+        self.enc_keys = enc_keys if enc_keys is not None else EncKeyStore(signing_key)
 
     # Built by `open`:
     storage: AsyncStorage
@@ -99,6 +104,8 @@ class NodeStack:
     submit: SubmitService
     reads: ReadService
     handover: Handover
+    rotator: Rotator
+    alerts: Alerts
     snapshots: SnapshotManager
     initial: InitialState
 
@@ -162,11 +169,15 @@ class NodeStack:
         self.reads = ReadService(self.node_id, self.driver, self.applier, self.transport)
         self.handover = Handover(
             self.node_id, Client(self.signing_key, g.chain_id, self.node_id), storage,
-            self.submit.submit, enabled=self.auto_share,
+            self.submit.submit, enabled=self.auto_share, keys=self.enc_keys,
+            head=lambda: self.applier.head.height,
         )
         if self.content_dir is not None:
             self.content = ContentService(ContentStore(self.content_dir), self.transport,
                                           self._may_serve)
+        self.rotator = Rotator(self.node_id, lambda: self.handover.client, self.enc_keys, storage,
+                               self.submit.submit, self.submit.submit_many)
+        self.alerts = Alerts(storage, self.applier, self.handover)
         return init
 
     async def _may_serve(self, dataset_id: str, version: int, content_hash: bytes,
@@ -201,6 +212,7 @@ class NodeStack:
             nursery.start_soon(self.handover.run)
             if self.content is not None:
                 await nursery.start(self.content.run)
+            nursery.start_soon(self.alerts.run)
             task_status.started()
 
     # ---------------------------------------------------------------- callbacks

@@ -184,6 +184,7 @@ def _setup() -> tuple[LocalChain, dict[str, tuple[int | nacl.signing.SigningKey,
         "lot.release": (AUTH, {"lot_id": "L4", "reason": "investigated"}),
         "sensor.register": (CARRIER, sensor_register_payload("S3", bytes(32))),
         "sensor.revoke": (CARRIER, {"sensor_id": "S2"}),
+        "lot.monitor": (SITE, {"lot_id": "L1", "interval_ms": 60_000}),
         "coldchain.readings": (
             CARRIER,
             coldchain_readings_payload(SENSOR, "S1", "L1", [(now + 3000, 500), (now + 3001, 900)]),

@@ -64,6 +64,7 @@ BASES: dict[str, tuple[dict[str, Any], frozenset[str]]] = {
     "lot.release": ({"lot_id": "L1", "reason": "checked"}, frozenset({"reason"})),
     "sensor.register": ({"sensor_id": "S1", "verify_key": bytes(32)}, frozenset()),
     "sensor.revoke": ({"sensor_id": "S1"}, frozenset()),
+    "lot.monitor": ({"lot_id": "L1", "interval_ms": 60_000}, frozenset()),
     "coldchain.readings": ({"lot_id": "L1", "sensor_id": "S1", "signature": bytes(64),
                             "readings": [{"sensor_id": "S1", "t_ms": 1, "temp_centi_c": 500}]},
                            frozenset()),
