@@ -230,7 +230,11 @@ class Node:
     def _open_enc_keys(self) -> EncKeyStore:
         """The institution's encryption keys, in the data directory (hzp2p.node.enckeys)."""
         try:
-            return EncKeyStore.open(self.signing_key, self.cfg.data_dir / ENC_KEY_DIR)
+            store = EncKeyStore.open(self.signing_key, self.cfg.data_dir / ENC_KEY_DIR)
+            old = self.keys.old_signing()  # the key before a rotation, if its file is there
+            if old is not None:
+                store.retire(old)
+            return store
         except KeyFileError as exc:
             raise ConfigError(self.cfg.path, "data_dir", f"encryption key store: {exc}") from None
 

@@ -12,10 +12,9 @@ The *current* key is the one the chain has registered for this institution (the 
 in `enckey.set`'s state; 0 if none): records are sealed to it, and the node opens what
 it holds with any key it still has, the stamped one first. Key 0 follows the signing
 key: when the daemon switches to a rotated signing key (hzp2p.node.rotation), the key
-derived from the previous one is kept in memory (ids -1, -2, ...), so what was sealed to
-it still opens until `enc-key rotate` re-wraps it; it does not survive a restart, so an
-institution registers a key of its own (`enc-key rotate`) before it rotates its signing
-key.
+derived from the previous one is retired, not lost (ids -1, -2, ...; a file
+`retired-<n>.key` in the same store, so it survives a restart): what was sealed to it
+still opens until `enc-key rotate` re-wraps it and forgets it.
 
 `admin enc-key rotate` (`rotate`): a fresh key is written to the store first (a crash
 after its `enckey.set` commits does not lose it), then registered on chain; once that
@@ -57,6 +56,7 @@ log = structlog.get_logger("hzp2p.node.enckeys")
 STORE_DIR = "enckeys"
 DIR_MODE = 0o700
 _FILE = re.compile(r"enc-([0-9]{1,10})\.key")
+_RETIRED = re.compile(r"retired-([0-9]{1,10})\.key")
 REWRAP_BATCH = 64
 WAIT_S = 15.0
 
@@ -66,7 +66,8 @@ class EncKeyError(Exception):
 
 
 def key_file_name(key_id: int) -> str:
-    return f"enc-{key_id}.key"
+    """A registered key's file (id > 0), or a retired derived key's (id < 0)."""
+    return f"enc-{key_id}.key" if key_id > 0 else f"retired-{-key_id}.key"
 
 
 class EncKeyStore:
@@ -81,12 +82,27 @@ class EncKeyStore:
 
     def follow_signing_key(self, signing_key: nacl.signing.SigningKey) -> None:
         """Key 0 is now derived from `signing_key` (a rotated signing key); the key derived
-        from the previous one is kept in memory under the next negative id."""
+        from the previous one is retired (kept, on disk too) under the next negative id."""
         if bytes(signing_key) == self._signing:
             return
-        self._retired[-1 - len(self._retired)] = self._derived
+        self._retire(self._derived)
         self._signing = bytes(signing_key)
         self._derived = encryption_private_key(signing_key)
+
+    def retire(self, old_signing_key: nacl.signing.SigningKey) -> None:
+        """Keep the key derived from an earlier signing key of this institution (the daemon's
+        `signing.key.old`: a restart right after a rotation must not lose it)."""
+        if bytes(old_signing_key) != self._signing:
+            self._retire(encryption_private_key(old_signing_key))
+
+    def _retire(self, key: nacl.public.PrivateKey) -> None:
+        if any(bytes(k) == bytes(key) for k in self._retired.values()):
+            return
+        key_id = min([0, *self._retired]) - 1
+        path = self.path(key_id)
+        if path is not None:  # written before the switch: a crash cannot lose it
+            write_seed_file(path, bytes(key), overwrite=path.exists())
+        self._retired[key_id] = key
 
     @classmethod
     def open(cls, signing_key: nacl.signing.SigningKey, directory: Path) -> EncKeyStore:
@@ -96,6 +112,11 @@ class EncKeyStore:
         directory.mkdir(mode=DIR_MODE, exist_ok=True)
         os.chmod(directory, DIR_MODE)
         for path in sorted(directory.iterdir()):
+            retired = _RETIRED.fullmatch(path.name)
+            if retired is not None and int(retired.group(1)) > 0:
+                store._retired[-int(retired.group(1))] = nacl.public.PrivateKey(
+                    load_seed_file(path, "X25519 private key"))
+                continue
             m = _FILE.fullmatch(path.name)
             if m is None:
                 continue
@@ -114,8 +135,8 @@ class EncKeyStore:
         return {**self._retired, 0: self._derived, **self._keys}
 
     def path(self, key_id: int) -> Path | None:
-        if key_id <= 0 or self.directory is None:
-            return None  # derived keys have no file
+        if key_id == 0 or self.directory is None:
+            return None  # the current derived key has no file
         return self.directory / key_file_name(key_id)
 
     def add(self, key_id: int, key: nacl.public.PrivateKey) -> None:

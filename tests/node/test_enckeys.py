@@ -76,3 +76,33 @@ def test_key_0_follows_a_rotated_signing_key_and_keeps_the_old_one_in_memory() -
     assert bytes(keys[-1]) == bytes(encryption_private_key(old))
     store.forget(-1)
     assert store.ids() == [0]
+
+
+def test_the_key_derived_from_a_rotated_signing_key_is_retired_and_survives_a_restart(
+    tmp_path: Path,
+) -> None:
+    # Records sealed to key 0 before a signing-key rotation must still open after it, and
+    # after the daemon restarts on its new signing key (issue 19's rotation with issue 15's
+    # key store).
+    old, new = SigningKey.generate(), SigningKey.generate()
+    d = tmp_path / "enckeys"
+    store = EncKeyStore.open(old, d)
+    store.follow_signing_key(new)
+    assert store.ids() == [-1, 0]
+    assert stat.S_IMODE((d / "retired-1.key").stat().st_mode) == 0o600
+    again = EncKeyStore.open(new, d)
+    assert bytes(again.private_keys()[-1]) == bytes(encryption_private_key(old))
+    assert bytes(again.private_keys()[0]) == bytes(encryption_private_key(new))
+    again.follow_signing_key(new)  # the same key: nothing retired twice
+    assert again.ids() == [-1, 0]
+    # a restart in the window after the key files moved but before the switch was seen:
+    # the daemon retires the `.old` key's derived key itself, once
+    fresh = EncKeyStore.open(new, tmp_path / "other")
+    fresh.retire(old)
+    fresh.retire(old)
+    fresh.retire(new)  # the current key is not retired
+    assert fresh.ids() == [-1, 0]
+    assert bytes(EncKeyStore.open(new, tmp_path / "other").private_keys()[-1]) == bytes(
+        encryption_private_key(old))
+    fresh.forget(-1)
+    assert EncKeyStore.open(new, tmp_path / "other").ids() == [0]
