@@ -90,7 +90,6 @@ async def test_delivery_survives_two_cut_connections(tmp_path: Path, nursery: tr
     await _delivery_with_two_cuts(tmp_path, nursery, 20 << 20)
 
 
-@pytest.mark.soak
 async def test_200mb_delivery_survives_two_cut_connections(
     tmp_path: Path, nursery: trio.Nursery
 ) -> None:
