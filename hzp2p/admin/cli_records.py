@@ -215,10 +215,18 @@ def _call_enc_key(socket_path: Path, params: dict[str, Any], timeout_s: float) -
                                   "left to re-wrap", file=sys.stderr, flush=True)
                             shown = left
 
+                # The call's own error (AdminError) is re-raised outside the nursery, as it
+                # is, not wrapped in an ExceptionGroup.
+                raised: Exception | None = None
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(progress)
-                    result = await client.call("enc_key", params, timeout_s=timeout_s)
+                    try:
+                        result = await client.call("enc_key", params, timeout_s=timeout_s)
+                    except Exception as exc:
+                        raised = exc
                     nursery.cancel_scope.cancel()
+                if raised is not None:
+                    raise raised
                 return result
         assert scope.cancelled_caught
         raise AdminTimeout(f"enc_key: no answer from the daemon within {timeout_s:g} s")
