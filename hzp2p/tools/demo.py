@@ -30,6 +30,7 @@ from typing import Any
 from hzp2p.admin.client import AdminClientError
 from hzp2p.admin.protocol import AdminError
 from hzp2p.ledger.genesis import load_genesis
+from hzp2p.tools.demo_research import research_chapter
 from hzp2p.tools.demo_story import App, Chapter, Cmd, V, Wrong, after_stop, chapters
 from hzp2p.tools.localcluster import ClusterError, LocalCluster
 
@@ -199,6 +200,11 @@ daemon and the gateway still run (`hzp2p demo --keep`: the web pages stay up unt
 returns)."""
 
 
+def story() -> list[Chapter]:
+    """Every chapter told while the daemons run, data sharing (issue 18) included."""
+    return chapters(before_checks=[research_chapter()])
+
+
 def tell(root: Path, execute: Execute, *, quiet: bool,
          hold: Hold | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The whole story in `root`: a 3-node cluster, every chapter, then the offline check.
@@ -219,7 +225,7 @@ def tell(root: Path, execute: Execute, *, quiet: bool,
         cluster.start_all()
         run.say(f"node {cluster.wait_up(30)} was elected leader")
         try:
-            for n, ch in enumerate(chapters(), start=1):
+            for n, ch in enumerate(story(), start=1):
                 run.chapter(n, ch)
             if hold is not None and app.gw is not None and app.me is not None:
                 assert app.me.key is not None

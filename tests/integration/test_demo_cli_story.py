@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
-from hzp2p.tools.demo import as_subprocess, tell
-from hzp2p.tools.demo_story import App, Cmd, Op, after_stop, chapters
+from hzp2p.tools.demo import as_subprocess, story, tell
+from hzp2p.tools.demo_story import App, Cmd, Op, after_stop
 
 pytestmark = pytest.mark.slow
 
@@ -31,7 +31,7 @@ def _results(log: list[dict[str, Any]], *words: str) -> list[Any]:
 
 
 def test_every_operator_step_is_a_command() -> None:
-    steps = [s for ch in [*chapters(), after_stop()] for s in ch.steps]
+    steps = [s for ch in [*story(), after_stop()] for s in ch.steps]
     kinds = {type(s) for s in steps}
     assert kinds == {Cmd, App, Op}
     # the apps: Alice's phone and the hospital's records client, over the gateway only
