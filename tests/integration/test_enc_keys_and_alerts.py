@@ -151,6 +151,19 @@ def test_rotation_rewraps_forgets_the_old_key_and_the_node_still_hands_keys_over
     code, out, err = admin(c, HOSPITAL, "--json", "emergency", "fulfil", "RX-2", "--to",
                            str(AUTHORITY), "--wait", "15")
     assert code == 0 and json.loads(out)["status"] == "committed", err
+    # a data set sealed to the hospital's registered key (2) opens through its daemon
+    src = c.root.parent / "beds.csv"
+    src.write_text("ward,free\nA,3\n")
+    code, out, err = admin(c, AUTHORITY, "--json", "dataset", "publish", "beds", "--file",
+                           str(src), "--title", "free beds", "--scope", f"institutions:{HOSPITAL}",
+                           "--wait", "15")
+    assert code == 0 and HOSPITAL in json.loads(out)["holders"], err
+    copy = c.root.parent / "beds-copy.csv"
+    deadline = time.monotonic() + 30
+    while (code := admin(c, HOSPITAL, "dataset", "fetch", "beds", "--out", str(copy))[0]) != 0:
+        assert time.monotonic() < deadline, "the hospital could not fetch and open the data set"
+        time.sleep(0.5)
+    assert copy.read_text() == "ward,free\nA,3\n"
     # no key material in the log or the database (the retired key's nowhere at all)
     logged = c.log_path(HOSPITAL).read_text(errors="replace")
     assert "enc_key_rotation_done" in logged

@@ -46,8 +46,12 @@ class DatasetHandlers(HandlerBase):
     """One admin method, `dataset`, whose `action` picks the operation."""
 
     def _client(self) -> Client:
+        """This institution's client with every encryption key its node holds (the key
+        store, hzp2p.node.enckeys: a registered key, or one retired by a rotation, opens
+        data-set keys sealed to it)."""
         n = self.node
-        return Client(n.signing_key, n.genesis.chain_id, n.node_id)
+        return Client(n.signing_key, n.genesis.chain_id, n.node_id,
+                      enc_keys=n.stack.enc_keys.private_keys())
 
     def _content(self) -> ContentService:
         svc = self.node.stack.content
