@@ -66,7 +66,7 @@ class Handlers(ViewHandlers):
     # ---------------------------------------------------------------- status
     async def status(self, params: Mapping[str, Any]) -> Any:
         n = self.node
-        st = n.driver.core.status()
+        st = n.driver.status()
         return {
             "node_id": n.node_id,
             "role": role_name(st.role),
@@ -89,7 +89,7 @@ class Handlers(ViewHandlers):
 
     async def peers(self, params: Mapping[str, Any]) -> Any:
         n = self.node
-        st = n.driver.core.status()
+        st = n.driver.status()
         match = {p.node_id: p.match for p in st.progress}
         connected = n.transport.connected_peers()
         addresses = n.membership.addresses()
