@@ -46,13 +46,14 @@ def can_reuse(reader: Readable, block: Block) -> bool:
 
 
 def execute_committed(
-    reader: Readable, block: Block, genesis: Genesis, known: BlockResult | None
+    reader: Readable, block: Block, genesis: Genesis, known: BlockResult | None,
+    execute: Callable[[Readable, Block, Genesis], BlockResult] = execute_block,
 ) -> BlockResult:
     """The result of a committed block on `reader`'s state: the leader's speculative
     result when it applies (can_reuse), else a real execution. Raises BlockRejected."""
     if known is not None and can_reuse(reader, block):
         return known
-    return execute_block(reader, block, genesis)
+    return execute(reader, block, genesis)
 
 
 def reusing(
