@@ -133,20 +133,20 @@ class _SimRaftView:
         return term
 
 
-class LedgerApp:
-    """One node's state machine: the KV model plus the ledger node (see the docstring)."""
+class LedgerApp(KVStateMachine):
+    """One node's state machine: the KV model (it is one) plus the ledger node."""
 
     def __init__(self, hub: SimLedger, node_id: NodeId) -> None:
+        super().__init__()
         self.hub = hub
         self.node_id = node_id
-        self.kv = KVStateMachine()
         self.ledger = hub.new_ledger_node(node_id)
 
     def apply(self, entry: Entry) -> ApplyOutcome | None:
         if entry.kind != EntryKind.NORMAL or not entry.data:
             return None
         if decode_request(entry.data) is not None:
-            return self.kv.apply(entry)
+            return super().apply(entry)
         applied, actions = self.ledger.apply_entry(entry.index, entry.data)
         if applied is not None and self.node_id:
             self.hub.checks.on_block(self.node_id, applied, state_digest(self.ledger.state))
@@ -154,7 +154,7 @@ class LedgerApp:
         return None
 
     def snapshot(self) -> bytes:
-        kv = self.kv.snapshot()
+        kv = super().snapshot()
         parts = [struct.pack(">I", len(kv)), kv]
         data = self.ledger.state.data if isinstance(self.ledger.state, DictState) else {}
         for k, v in sorted(data.items()):
@@ -163,11 +163,11 @@ class LedgerApp:
 
     def restore(self, data: bytes) -> None:
         if not data:
-            self.kv.restore(b"")
+            super().restore(b"")
             self.ledger.state = DictState(self.hub.genesis_writes)
         else:
             (n,) = struct.unpack_from(">I", data, 0)
-            self.kv.restore(data[4 : 4 + n])
+            super().restore(data[4 : 4 + n])
             pos, kv = 4 + n, {}
             while pos < len(data):
                 kl, vl = struct.unpack_from(">II", data, pos)
@@ -178,7 +178,7 @@ class LedgerApp:
         self.hub.dispatch(self.node_id, self.ledger.restored())
 
     def digest(self) -> str:
-        return self.kv.digest() + state_digest(self.ledger.state).hex()[:16]
+        return super().digest() + state_digest(self.ledger.state).hex()[:16]
 
 
 @dataclass(slots=True)
