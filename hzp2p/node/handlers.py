@@ -31,7 +31,7 @@ from hzp2p.node import receipts as node_receipts
 from hzp2p.node.chain_audit import verify_local_chain
 from hzp2p.node.driver import role_name
 from hzp2p.node.handover import HandoverError
-from hzp2p.node.submit import SubmitError
+from hzp2p.node.submit import Refused, SubmitError
 from hzp2p.node.view_handlers import ViewHandlers
 from hzp2p.raft.errors import NotLeader
 from hzp2p.storage import SyncStorage
@@ -205,7 +205,7 @@ class Handlers(ViewHandlers):
         """Many submits in one request (items already checked against the operation's parameters): each
         signed as `submit` signs it; an item that cannot be signed is rejected on its own."""
         svc = self.node.submit
-        txs: list[Transaction | str] = []
+        txs: list[Transaction | Refused] = []
         for n, item in enumerate(params["items"]):
             if n and n % SIGN_CHUNK == 0:
                 # Let the event loop run (Raft messages, ticks, other requests) between
@@ -215,7 +215,7 @@ class Handlers(ViewHandlers):
             try:
                 txs.append(svc.sign(item["type"], item["payload"], item.get("idempotency_key")))
             except SubmitError as exc:
-                txs.append(f"submit: {exc}")
+                txs.append(Refused(f"submit: {exc}"))
         receipts = await svc.submit_many(txs, self._wait(params))
         counts = {"committed": 0, "rejected": 0, "pending": 0}
         for r in receipts:

@@ -458,15 +458,15 @@ class SubmitService:
                 self._send_to_leader(tx, tx.encode())
 
     async def submit_many(
-        self, items: Sequence[Transaction | str], wait_s: float
+        self, items: Sequence[Transaction | Refused], wait_s: float
     ) -> list[dict[str, object]]:
         """`submit` for each item, together: one pre-check trip, one admission, one waiting
-        task. A str item is the reason it could not be signed (rejected, no hash)."""
+        task. A Refused item could not be signed (rejected, no hash)."""
         receipts: list[Receipt | None] = [None] * len(items)
         signed = [(i, tx) for i, tx in enumerate(items) if isinstance(tx, Transaction)]
         for i, tx in enumerate(items):
-            if isinstance(tx, str):
-                receipts[i] = Receipt.refused(b"", Refused(tx))
+            if isinstance(tx, Refused):
+                receipts[i] = Receipt.refused(b"", tx)
         now_ms = int(time.time() * 1000)
         problems = await self._prechecks.run_many([(tx, now_ms) for _, tx in signed])
         waiting: dict[bytes, list[int]] = {}  # hash -> positions (an item may repeat)
