@@ -31,12 +31,10 @@ from typing import Protocol
 
 import nacl.signing
 
-from hzp2p.contracts.api import TxRejected
 from hzp2p.contracts.engine import (
     BlockRejected,
     BlockResult,
     execute_block,
-    precheck_tx,
     speculative_state,
     tx_record,
 )
@@ -44,8 +42,9 @@ from hzp2p.contracts.state import Readable
 from hzp2p.ledger.block import Block, BlockError, decode_block
 from hzp2p.ledger.builder import BlockBuilder
 from hzp2p.ledger.genesis import Genesis
-from hzp2p.ledger.mempool import DuplicateTx, Mempool, MempoolFull, MempoolLimits
+from hzp2p.ledger.mempool import Mempool, MempoolLimits
 from hzp2p.ledger.tx import Transaction, TxError, decode_tx
+from hzp2p.ledgernode.admission import enqueue, precheck
 from hzp2p.ledgernode.apply import ChainHead, execute_committed, head_of, refused_result
 from hzp2p.ledgernode.pipeline import BlockPipeline, RaftView
 from hzp2p.ledgernode.receipts import Receipt, Refused, Verdict, block_receipts
@@ -176,13 +175,10 @@ class LedgerNode:
         if stored is not None:
             self.tracker.landed(_stored_receipt(h, tx.tx_type, stored))
             return [ClientReceipt(self._outcome(h))]
-        try:
-            precheck_tx(self.state, tx, self.chain_id, now_ms)
-        except (TxError, TxRejected) as exc:
-            why = Refused.of(exc)
-            if not why.duplicate:
-                self.tracker.refused(h, why, tx.tx_type)
-                return [ClientReceipt(self._outcome(h))]
+        why = precheck(self.state, tx, self.chain_id, now_ms)
+        if why is not None and not why.duplicate:
+            self.tracker.refused(h, why, tx.tx_type)
+            return [ClientReceipt(self._outcome(h))]
         self.tracker.checked(h)
         self._txs[h] = tx
         return self._send(tx, now_ms)
@@ -255,22 +251,13 @@ class LedgerNode:
         """None: queued (or on its way already); else why it was not."""
         if not self.is_leader:
             return Refused("not leader", duplicate=True)
-        h = tx.hash
         skip_dup = forwarded and self.bugs.readmit_without_dup_check
-        if not skip_dup and h in self.pipeline.inflight:
-            return None  # in a proposed block
-        try:
-            precheck_tx(self.state, tx, self.chain_id, now_ms)
-        except (TxError, TxRejected) as exc:
-            why = Refused.of(exc)
-            if not (why.duplicate and skip_dup):
-                return why
-        try:
-            self.mempool.add(tx)
-        except DuplicateTx:
-            return None
-        except MempoolFull as exc:
-            return Refused(exc.reason, duplicate=True)  # not a refusal: sent again later
+        why = precheck(self.state, tx, self.chain_id, now_ms)
+        if why is not None and not (why.duplicate and skip_dup):
+            return why
+        why = enqueue(tx, self.mempool, self.pipeline.inflight, check_inflight=not skip_dup)
+        if why is not None:
+            return why  # a duplicate: on its way already, or to be sent again
         self.admitted += 1
         if self._waiting_since_ms is None:
             self._waiting_since_ms = now_ms

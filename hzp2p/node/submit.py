@@ -51,12 +51,13 @@ import structlog
 import trio
 
 from hzp2p.contracts.api import TxRejected
-from hzp2p.contracts.engine import BlockResult, admit_tx, precheck_tx
+from hzp2p.contracts.engine import BlockResult, admit_tx
 from hzp2p.contracts.state import CachedReader
 from hzp2p.ledger.block import Block
 from hzp2p.ledger.codec import CodecError, encode_canonical
-from hzp2p.ledger.mempool import DuplicateTx, Mempool, MempoolFull
+from hzp2p.ledger.mempool import Mempool
 from hzp2p.ledger.tx import MAX_WINDOW_MS, Transaction, TxError, decode_tx
+from hzp2p.ledgernode.admission import ALREADY_QUEUED, IN_A_PROPOSED_BLOCK, enqueue, precheck
 from hzp2p.ledgernode.receipts import Receipt, Refused, Verdict, block_receipts
 from hzp2p.ledgernode.tracker import SubmitTracker
 from hzp2p.net.schemas import ForwardSubmit, SubmitReceipt
@@ -315,18 +316,12 @@ class SubmitService:
                     if not why.duplicate and tx_hash:
                         refusals.append((tx_hash, tx_type, why))
                     continue
-                if res.hash in inflight:
-                    self._reply(a.origin, a.request_id, res.hash, Verdict.PENDING, "in a proposed block")
-                    continue
-                try:
-                    self.mempool.add(res, len(a.raw))
+                queued = enqueue(res, self.mempool, inflight, len(a.raw))
+                if queued is None:
                     added = True
                     self.admitted += 1
-                    self._reply(a.origin, a.request_id, res.hash, Verdict.PENDING, "")
-                except DuplicateTx:
-                    self._reply(a.origin, a.request_id, res.hash, Verdict.PENDING, "already queued")
-                except MempoolFull as exc:
-                    self._reply(a.origin, a.request_id, res.hash, Verdict.PENDING, exc.reason)
+                self._reply(a.origin, a.request_id, res.hash, Verdict.PENDING,
+                            queued.reason if queued else "")
             if added:
                 self.producer.tx_added()
             if refusals:
@@ -436,14 +431,10 @@ class SubmitService:
         admission loop does for a local submit), with one producer wake-up."""
         inflight, mempool, added = self.producer.inflight, self.mempool, False
         for tx in txs:
-            if tx.hash in inflight:
-                continue
-            try:
-                mempool.add(tx)
-            except DuplicateTx:
-                continue
-            except MempoolFull:
-                self.dropped_busy += 1  # the waiter re-sends after RETRY_S
+            why = enqueue(tx, mempool, inflight)
+            if why is not None:
+                # mempool full: the waiter re-sends after RETRY_S
+                self.dropped_busy += why not in (IN_A_PROPOSED_BLOCK, ALREADY_QUEUED)
                 continue
             added = True
             self.admitted += 1
@@ -605,12 +596,7 @@ def _precheck_batch(
             if rec is not None:
                 out.append(rec)
                 continue
-            try:
-                precheck_tx(reader, tx, chain_id, now_ms)
-            except (TxError, TxRejected) as exc:
-                out.append(Refused.of(exc))
-                continue
-            out.append(None)
+            out.append(precheck(reader, tx, chain_id, now_ms))
         return out
 
     return run
