@@ -141,7 +141,7 @@ class Handlers(ViewHandlers):
         if rec is not None:
             return rec
         n = self.node
-        if tx_hash in n.mempool or tx_hash in n.producer.inflight or n.submit.is_waiting(tx_hash):
+        if n.submit.is_pending(tx_hash):
             return {"tx_hash": tx_hash.hex(), "status": "pending", "height": None, "index": None,
                     "type": None, "reason": None}
         refused = await n.submit.refusal(tx_hash)  # refused before it reached a block

@@ -357,9 +357,16 @@ class SubmitService:
         self.transport.send_nowait(leader, ForwardSubmit(rid, raw, 0))
         self.forwarded += 1
 
-    def is_waiting(self, tx_hash: bytes) -> bool:
-        """A submit on this node is still waiting for `tx_hash`."""
-        return tx_hash in self._kicks
+    def is_pending(self, tx_hash: bytes) -> bool:
+        """On its way here: a live tracked submit, queued in the mempool, or in a block this
+        leader proposed (the one question `admin tx` asks before looking for a refusal)."""
+        state = self.tracker.state(tx_hash)
+        return (
+            (state is not None and not state.final)
+            or tx_hash in self._kicks
+            or tx_hash in self.mempool
+            or tx_hash in self.producer.inflight
+        )
 
     async def lookup(self, tx_hash: bytes) -> dict[str, object] | None:
         found = await self._lookup(tx_hash)
