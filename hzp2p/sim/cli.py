@@ -16,7 +16,7 @@ from typing import Any
 from hzp2p.sim.faults import PROFILES
 from hzp2p.sim.fuzz import FuzzPlan, FuzzReport, SeedResult, Totals, run_plan
 from hzp2p.sim.ledger_app import BUGS
-from hzp2p.sim.simulation import load_core
+from hzp2p.sim.node import load_core
 
 MAX_VOTERS = 51
 REPLAY_TRACE_TAIL = 400

@@ -15,11 +15,8 @@ checkers (hzp2p.sim.ledger_checks) run too.
 from __future__ import annotations
 
 import hashlib
-import importlib
-import os
 import random
 import struct
-import sys
 import time
 import traceback
 from collections import deque
@@ -38,7 +35,7 @@ from hzp2p.sim.events import EventLoop, derive_rng
 from hzp2p.sim.faults import PROFILES, FaultProfile, FaultScheduler
 from hzp2p.sim.ledger_app import BUGS, LedgerApp, LedgerMsg, SimLedger
 from hzp2p.sim.network import Network
-from hzp2p.sim.node import TICK_MS, CoreFactory, SimNode, default_core_factory
+from hzp2p.sim.node import TICK_MS, CoreFactory, SimNode, default_core_factory, load_core
 from hzp2p.sim.statemachine import (
     ApplyOutcome,
     KVStateMachine,
@@ -569,27 +566,6 @@ def _fmt_trace(item: tuple[object, ...]) -> str:
             + extra
         )
     return f"t={t} {kind} " + " ".join(str(r) for r in rest)
-
-
-def load_core(spec: str) -> CoreFactory:
-    """Resolve "package.module:Class" to a core class (for --core and replays)."""
-    module_name, _, attr = spec.partition(":")
-    if not module_name or not attr:
-        raise ValueError(f"--core wants module:Class, got {spec!r}")
-    try:
-        obj: object = importlib.import_module(module_name)
-    except ModuleNotFoundError:
-        # A console script does not put the working directory on sys.path; specs such
-        # as tests.sim.broken_cores:Class are relative to the repository root.
-        if os.getcwd() in sys.path:
-            raise
-        sys.path.append(os.getcwd())
-        obj = importlib.import_module(module_name)
-    for part in attr.split("."):
-        obj = getattr(obj, part)
-    assert callable(obj)
-    factory: CoreFactory = obj
-    return factory
 
 
 def run_seed(options: SimOptions, core_factory: CoreFactory | None = None) -> RunSummary:
