@@ -199,6 +199,14 @@ class RaftDriver:
         """The membership the core holds (the applied one plus any change in flight)."""
         return self.core.conf
 
+    @property
+    def node_id(self) -> NodeId:
+        return self.core.node_id
+
+    @property
+    def election_ticks(self) -> int:
+        return self.core.config.election_ticks
+
     def status(self) -> RaftStatus:
         return self.core.status()
 
