@@ -19,35 +19,20 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 import structlog
 import trio
 
-from hzp2p.contracts.engine import BlockRejected, BlockResult, read_head, state_digest
+from hzp2p.contracts.engine import BlockRejected, BlockResult
 from hzp2p.contracts.members import MembershipChange
-from hzp2p.contracts.storage_bridge import (
-    block_record,
-    executor,
-    genesis_record,
-    genesis_writes,
-    tx_records,
-)
+from hzp2p.contracts.storage_bridge import block_record, executor, genesis_record, genesis_writes
 from hzp2p.ledger.block import Block, BlockError, decode_block
 from hzp2p.ledger.genesis import Genesis
+from hzp2p.ledgernode.apply import ChainHead, head_of, refused_result, reusing
 from hzp2p.node.opaque import is_opaque
-from hzp2p.raft.core import RaftCore
 from hzp2p.raft.membership import ConfChange
 from hzp2p.raft.types import ConfState, Entry, EntryKind
-from hzp2p.storage import (
-    AsyncStorage,
-    BlockExecutor,
-    ExecResult,
-    StateReader,
-    StorageError,
-    SyncStorage,
-    TxRecord,
-)
+from hzp2p.storage import AsyncStorage, StorageError, SyncStorage
 from hzp2p.storage.interfaces import BlockJob
 
 log = structlog.get_logger("hzp2p.node.applier")
@@ -55,14 +40,10 @@ log = structlog.get_logger("hzp2p.node.applier")
 MAX_INDEX_WAITERS = 4096
 
 Predecoded = Callable[[Entry], Block | None]
+ApplyConfChange = Callable[[ConfChange], ConfState]
+"""The driver's hand-over of a committed membership change to its core."""
 
-
-@dataclass(slots=True)
-class ChainHead:
-    height: int
-    block_hash: bytes
-    timestamp_ms: int
-    state_digest: bytes
+__all__ = ["Applier", "ApplyConfChange", "ChainHead", "Predecoded", "bootstrap"]
 
 
 async def bootstrap(storage: AsyncStorage, genesis: Genesis) -> None:
@@ -76,8 +57,7 @@ async def bootstrap(storage: AsyncStorage, genesis: Genesis) -> None:
 
 
 def _read_head(store: SyncStorage) -> ChainHead:
-    h = read_head(store)
-    return ChainHead(h.height, h.hash, h.timestamp_ms, state_digest(store))
+    return head_of(store)
 
 
 class Applier:
@@ -146,7 +126,8 @@ class Applier:
 
     # ---------------------------------------------------------------- applying
     async def apply(
-        self, core: RaftCore, entries: Sequence[Entry], decoded: Predecoded | None = None
+        self, apply_conf_change: ApplyConfChange, entries: Sequence[Entry],
+        decoded: Predecoded | None = None,
     ) -> None:
         """Apply `entries` (committed, durable, in order) to storage and state. `decoded`
         gives the block already decoded (and its signatures checked) from an entry's bytes,
@@ -182,7 +163,7 @@ class Applier:
                     log.warning("conf_change_undecodable", index=e.index)
                     pending_noop, opaque_only = e.index, False
                     continue
-                conf = core.apply_conf_change(change)
+                conf = apply_conf_change(change)
                 await self.storage.set_applied(e.index, conf)
                 self._advance_applied(e.index)
                 if self._on_membership is not None:
@@ -233,7 +214,7 @@ class Applier:
             run = executor(block, self.genesis, out)
             known = self.precomputed.get(block.hash)
             if known is not None:
-                run = _reusing(block, known, run, out)
+                run = reusing(block, known, run, out)
             jobs.append((block_record(block, e.index, raw=e.data), run, e.index))
         try:
             await self.storage.apply_blocks_with(jobs)
@@ -268,7 +249,7 @@ class Applier:
                 block_record(block, e.index, raw=e.data),
                 executor(block, self.genesis, out)
                 if known is None
-                else _reusing(block, known, executor(block, self.genesis, out), out),
+                else reusing(block, known, executor(block, self.genesis, out), out),
                 e.index,
             )
         except BlockRejected as exc:
@@ -278,7 +259,7 @@ class Applier:
             self._advance_applied(e.index)
             self.blocks_refused += 1
             if self._on_block is not None:
-                self._on_block(block, _refused(block))
+                self._on_block(block, refused_result(block))
             return
         except StorageError:
             raise
@@ -301,46 +282,3 @@ class Applier:
         if result.membership_changes and self._on_membership is not None:
             self._on_membership(result.membership_changes)
         log.debug("block_applied", height=block.height, index=e.index, txs=len(block.txs))
-
-
-def _reusing(
-    block: Block, known: BlockResult, fallback: BlockExecutor, out: list[BlockResult]
-) -> BlockExecutor:
-    """An executor that returns `known` (the leader's speculative execution of `block`) when
-    the committed state is exactly the one it was executed on: the same head and the same
-    state digest (the digest commits to every key and value), so the deterministic engine
-    would compute the identical result; otherwise it executes for real."""
-
-    def run(reader: StateReader) -> ExecResult:
-        head = read_head(reader)
-        if (
-            head.hash == block.header.prev_hash
-            and head.height + 1 == block.height
-            and state_digest(reader) == block.header.state_digest
-        ):
-            out.append(known)
-            return tx_records(known), known.writes
-        return fallback(reader)
-
-    return run
-
-
-def _refused(block: Block) -> BlockResult:
-    """A placeholder result for a refused block (no verdicts: its txs may be retried)."""
-    return BlockResult(block.height, block.hash, (), {}, b"", ())
-
-
-def receipt_of(tx_hash: bytes, rec: TxRecord | None) -> dict[str, object]:
-    """The admin receipt shape for a stored verdict (or pending when none)."""
-    if rec is None:
-        return {"tx_hash": tx_hash.hex(), "status": "pending", "height": None, "index": None,
-                "reason": None}
-    committed = rec.status == "applied"
-    return {
-        "tx_hash": tx_hash.hex(),
-        "status": "committed" if committed else "rejected",
-        "height": rec.height,
-        "index": rec.position,
-        "reason": None if committed else rec.reason,
-        "type": rec.tx_type,
-    }

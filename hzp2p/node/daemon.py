@@ -184,7 +184,7 @@ class Node:
             driver = self.driver
             opaque.register(
                 admin,
-                propose_many=lambda entries: driver.core.propose_many(entries),
+                propose_many=driver.propose_many,
                 wake=driver.wake,
                 wait_applied=self.applier.wait_applied,
                 max_uncommitted_bytes=cfg.raft.max_uncommitted_bytes,
@@ -316,21 +316,20 @@ class Node:
         changes = await self.storage.call(lambda s: members_contract.membership_log(s))
         if not changes:
             return
-        conf = self.driver.core.conf
+        conf = self.driver.conf
         change = next_conf_change(genesis_conf(self.genesis), changes, conf)
         if change is None:
             return
         what, target = change.kind.name.lower(), change.node_id
         try:
-            self.driver.core.propose_conf_change(change)
-            self.driver.wake()
+            self.driver.propose_conf_change(change)
             log.info("conf_change_proposed", change=what, target=target)
         except (RaftError, ValueError) as exc:
             log.info("conf_change_deferred", change=what, target=target, reason=str(exc))
 
     def _collect_metrics(self) -> None:
-        m, core = self.metrics, self.driver.core
-        st = core.status()
+        m = self.metrics
+        st = self.driver.status()
         m.term.set(st.term)
         m.set_role(role_name(st.role))
         m.commit_index.set(st.commit)
@@ -339,7 +338,7 @@ class Node:
         m.mempool_txs.set(len(self.mempool))
         m.mempool_bytes.set(self.mempool.total_bytes)
         m.peers_connected.set(len(self.transport.connected_peers()))
-        stats = core.stats()
+        stats = self.driver.stats()
         net = self.transport.statistics()
         now = {
             "committed": self.applier.txs_committed,

@@ -54,9 +54,11 @@ from hzp2p.node.preverify import Preverifier
 from hzp2p.node.snapshot_format import BadSnapshot, StateSnapshot
 from hzp2p.raft.core import RaftCore
 from hzp2p.raft.errors import NotLeader, ProposalDropped
+from hzp2p.raft.membership import ConfChange
 from hzp2p.raft.messages import MESSAGE_TYPES, Message
 from hzp2p.raft.ready import Ready
-from hzp2p.raft.types import Entry, EntryKind, NodeId, Role, Snapshot
+from hzp2p.raft.status import RaftStats, RaftStatus
+from hzp2p.raft.types import ConfState, Entry, EntryKind, NodeId, Role, Snapshot
 from hzp2p.storage import AsyncStorage
 
 if TYPE_CHECKING:
@@ -91,6 +93,25 @@ def role_name(role: Role) -> str:
     if role is Role.PRE_CANDIDATE:
         return "candidate"
     return str(role.value)
+
+
+class CoreView:
+    """The narrow, read-only view of the core that the producer and the block pipeline
+    get (hzp2p.ledgernode.pipeline.RaftView): the driver stays the core's only caller."""
+
+    __slots__ = ("_driver",)
+
+    def __init__(self, driver: RaftDriver) -> None:
+        self._driver = driver
+
+    def is_leader(self) -> bool:
+        return self._driver.core.role is Role.LEADER
+
+    def last_index(self) -> int:
+        return self._driver.core.log.last_index()
+
+    def current_term(self) -> int:
+        return self._driver.core.term
 
 
 class RaftDriver:
@@ -136,6 +157,7 @@ class RaftDriver:
         before anyone looked: hzp2p.node.failfast starts the clock then)."""
         self.changed = trio.Event()
         """Set (and replaced) whenever role, leader or term changes."""
+        self.raft = CoreView(self)
         on = PREVERIFY if preverify is None else preverify
         self.preverifier = Preverifier() if on else None
         self._apply_send, self._apply_recv = trio.open_memory_channel[tuple[Entry, ...]](
@@ -158,6 +180,38 @@ class RaftDriver:
         index = self.core.propose(data)
         self.wake()
         return index
+
+    def propose_many(self, datas: list[bytes]) -> tuple[int, int]:
+        """Propose several entries at once (all or none); returns (first, last) index."""
+        first_last = self.core.propose_many(datas)
+        self.wake()
+        return first_last
+
+    def propose_conf_change(self, change: ConfChange) -> int:
+        """Propose a membership change; returns its log index. Raises NotLeader,
+        ProposalDropped or ValueError (an invalid change for the current conf)."""
+        index = self.core.propose_conf_change(change)
+        self.wake()
+        return index
+
+    @property
+    def conf(self) -> ConfState:
+        """The membership the core holds (the applied one plus any change in flight)."""
+        return self.core.conf
+
+    @property
+    def node_id(self) -> NodeId:
+        return self.core.node_id
+
+    @property
+    def election_ticks(self) -> int:
+        return self.core.config.election_ticks
+
+    def status(self) -> RaftStatus:
+        return self.core.status()
+
+    def stats(self) -> RaftStats:
+        return self.core.stats()
 
     async def read_index(self, timeout_s: float) -> int:
         """A linearizable read barrier on the leader (thesis §6.4): returns once this node has
@@ -345,11 +399,14 @@ class RaftDriver:
             pre = self.preverifier
             take: Predecoded | None = None if pre is None else pre.take
             # self.core at apply time: a core rebuilt meanwhile gets the conf change
-            await self.applier.apply(self.core, entries, take)
+            await self.applier.apply(self._apply_conf_change, entries, take)
             if pre is not None:
                 pre.forget_through(entries[-1].index)
             if max(self.applier.applied_index, entries[-1].index) >= self._apply_queued:
                 self._apply_idle.set()
+
+    def _apply_conf_change(self, change: ConfChange) -> ConfState:
+        return self.core.apply_conf_change(change)
 
     def _send_all(self, msgs: tuple[Message, ...]) -> None:
         for m in msgs:
@@ -393,7 +450,7 @@ class RaftDriver:
 
     def idle_leader(self) -> bool:
         """Leader with every entry of its log applied (nothing in flight)."""
-        return self.is_leader() and self.applier.applied_index >= self.core.log.last_index()
+        return self.is_leader() and self.applier.applied_index >= self.raft.last_index()
 
 
 def not_leader_hint(exc: NotLeader) -> str:

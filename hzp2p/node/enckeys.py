@@ -48,6 +48,7 @@ from hzp2p.crypto.records import (
     open_sealed_key,
 )
 from hzp2p.ledger.tx import Transaction
+from hzp2p.ledgernode.receipts import Refused
 from hzp2p.node.keys import KeyFileError, load_seed_file, write_seed_file
 from hzp2p.storage import AsyncStorage, SyncStorage
 
@@ -174,7 +175,8 @@ class EncKeyStore:
 
 
 Submit = Callable[[Transaction, float], Awaitable[dict[str, object]]]
-SubmitMany = Callable[[Sequence[Transaction | str], float], Awaitable[list[dict[str, object]]]]
+SubmitMany = Callable[[Sequence[Transaction | Refused], float],
+                      Awaitable[list[dict[str, object]]]]
 
 
 class Rotator:
@@ -265,15 +267,15 @@ class Rotator:
         for start in range(0, len(stale), REWRAP_BATCH):
             todo = stale[start:start + REWRAP_BATCH]
 
-            def build(s: SyncStorage, batch: list[str] = todo) -> list[Transaction | str]:
+            def build(s: SyncStorage, batch: list[str] = todo) -> list[Transaction | Refused]:
                 client = self.store.configure(self.client(), s, me)
                 now = int(time.time() * 1000)
-                out: list[Transaction | str] = []
+                out: list[Transaction | Refused] = []
                 for rid in batch:
                     try:
                         out.append(client.rewrap(s, now, record_id=rid))
                     except RecordCryptoError as exc:
-                        out.append(f"rewrap {rid}: {exc}")
+                        out.append(Refused(f"rewrap {rid}: {exc}"))
                 return out
 
             receipts = await self.submit_many(await self.storage.call(build), wait_s)

@@ -40,7 +40,7 @@ class NoQuorum(AdminError):
 
 def election_timeout_s(driver: RaftDriver) -> float:
     """The node's (minimum) election timeout in seconds."""
-    return float(driver.core.config.election_ticks) * driver.tick_s
+    return float(driver.election_ticks) * driver.tick_s
 
 
 def leaderless_for_s(driver: RaftDriver) -> float:
@@ -65,8 +65,8 @@ tells its clients (an election under message loss may take a few rounds)."""
 
 def quorum_reachable(driver: RaftDriver) -> bool:
     """This node and the voters it is connected to are a majority of the voters."""
-    voters = driver.core.conf.voters
-    reach = {driver.core.node_id} | set(driver.transport.connected_peers())
+    voters = driver.conf.voters
+    reach = {driver.node_id} | set(driver.transport.connected_peers())
     return 2 * len(voters & reach) > len(voters)
 
 

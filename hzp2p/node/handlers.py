@@ -35,7 +35,7 @@ from hzp2p.node.driver import role_name
 from hzp2p.node.enckeys import EncKeyError
 from hzp2p.node.handover import HandoverError
 from hzp2p.node.keys import KeyFileError
-from hzp2p.node.submit import SubmitError
+from hzp2p.node.submit import Refused, SubmitError
 from hzp2p.node.view_handlers import ViewHandlers
 from hzp2p.raft.errors import NotLeader
 from hzp2p.storage import SyncStorage
@@ -86,7 +86,7 @@ class Handlers(ViewHandlers, DatasetHandlers):
     # ---------------------------------------------------------------- status
     async def status(self, params: Mapping[str, Any]) -> Any:
         n = self.node
-        st = n.driver.core.status()
+        st = n.driver.status()
         return {
             "node_id": n.node_id,
             "role": role_name(st.role),
@@ -109,7 +109,7 @@ class Handlers(ViewHandlers, DatasetHandlers):
 
     async def peers(self, params: Mapping[str, Any]) -> Any:
         n = self.node
-        st = n.driver.core.status()
+        st = n.driver.status()
         match = {p.node_id: p.match for p in st.progress}
         connected = n.transport.connected_peers()
         addresses = n.membership.addresses()
@@ -167,7 +167,7 @@ class Handlers(ViewHandlers, DatasetHandlers):
             return {**rec, **await self.node.storage.call(
                 lambda s: audit_views.tx_details(s, genesis, tx_hash))}
         n = self.node
-        if tx_hash in n.mempool or tx_hash in n.producer.inflight or n.submit.is_waiting(tx_hash):
+        if n.submit.is_pending(tx_hash):
             return {"tx_hash": tx_hash.hex(), "status": "pending", "height": None, "index": None,
                     "type": None, "reason": None}
         refused = await n.submit.refusal(tx_hash)  # refused before it reached a block
@@ -231,7 +231,7 @@ class Handlers(ViewHandlers, DatasetHandlers):
         """Many submits in one request (items already checked against the operation's parameters): each
         signed as `submit` signs it; an item that cannot be signed is rejected on its own."""
         svc = self.node.submit
-        txs: list[Transaction | str] = []
+        txs: list[Transaction | Refused] = []
         for n, item in enumerate(params["items"]):
             if n and n % SIGN_CHUNK == 0:
                 # Let the event loop run (Raft messages, ticks, other requests) between
@@ -241,7 +241,7 @@ class Handlers(ViewHandlers, DatasetHandlers):
             try:
                 txs.append(svc.sign(item["type"], item["payload"], item.get("idempotency_key")))
             except SubmitError as exc:
-                txs.append(f"submit: {exc}")
+                txs.append(Refused(f"submit: {exc}"))
         receipts = await svc.submit_many(txs, self._wait(params))
         counts = {"committed": 0, "rejected": 0, "pending": 0}
         for r in receipts:

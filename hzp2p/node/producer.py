@@ -1,6 +1,8 @@
-"""The leader's block producer: mempool -> block -> `core.propose(block bytes)`.
+"""The leader's block producer: mempool -> block -> `driver.propose(block bytes)`.
 
-It owns when a block is cut and proposed. A leader starts building only once
+It owns the Trio loop that cuts and proposes blocks; the decisions (when to build, on
+which head, what is in flight, what is dropped) are hzp2p.ledgernode.pipeline's, which
+the simulator runs too. A leader starts building only once
 every entry in its log is applied (a new leader never builds on a head that an
 older-term entry is about to move), on its applied chain head (height, hash,
 timestamp, state digest). Then it pipelines: right after proposing block N it
@@ -31,18 +33,18 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Protocol
 
 import nacl.signing
 import structlog
 import trio
 
-from hzp2p.contracts.engine import BlockRejected, BlockResult, execute_block, speculative_state
+from hzp2p.contracts.engine import BlockRejected, execute_block, speculative_state
 from hzp2p.ledger.block import Block
 from hzp2p.ledger.builder import BlockBuilder
 from hzp2p.ledger.mempool import Mempool
-from hzp2p.node.applier import Applier, ChainHead
+from hzp2p.ledgernode.pipeline import MAX_INFLIGHT_BLOCKS, BlockPipeline
+from hzp2p.node.applier import Applier
 from hzp2p.node.driver import RaftDriver
 from hzp2p.raft.errors import NotLeader, ProposalDropped
 
@@ -51,7 +53,7 @@ log = structlog.get_logger("hzp2p.node.producer")
 DROPPED_BACKOFF_S = 0.05
 INFLIGHT_WAIT_S = 0.5
 PRUNE_EVERY_S = 5.0
-MAX_INFLIGHT_BLOCKS = 3
+__all__ = ["MAX_INFLIGHT_BLOCKS", "BlockProducer", "CertSource"]
 
 
 class CertSource(Protocol):
@@ -60,14 +62,6 @@ class CertSource(Protocol):
     def urgent(self) -> bool: ...
 
     def take(self) -> list[bytes]: ...
-
-
-@dataclass(slots=True)
-class _InFlight:
-    index: int
-    term: int
-    block: Block
-    result: BlockResult
 
 
 def now_ms() -> int:
@@ -86,6 +80,7 @@ class BlockProducer:
         node_key: nacl.signing.SigningKey,
         node_id: int,
         certs: CertSource | None = None,
+        on_proposed: Callable[[Block], None] | None = None,
     ) -> None:
         self.driver = driver
         self.certs = certs
@@ -102,13 +97,15 @@ class BlockProducer:
         """The node key the applied state names for this node, when it may differ from
         `node_key` (set by the daemon when a rotation names keys it could not switch to)."""
         self.node_id = node_id
-        self.inflight: set[bytes] = set()
+        self.pipeline = BlockPipeline(applier.precomputed if applier is not None else {})
+        self.inflight = self.pipeline.inflight
         """Hashes of transactions in proposed blocks not yet applied here."""
+        self.on_proposed = on_proposed
+        """Told of every block proposed (the submit tracker's `proposed` event)."""
         self.blocks_proposed = 0
         self.proposals_dropped = 0
         self.pipelined = 0
         """Blocks proposed while another of ours was still in flight."""
-        self._pipeline: list[_InFlight] = []
         self._waiting_since_ms: int | None = None
         self._arrived = trio.Event()
 
@@ -125,23 +122,11 @@ class BlockProducer:
         self._arrived.set()
 
     def block_applied(self, block: Block) -> None:
-        for tx in block.txs:
-            self.inflight.discard(tx.hash)
-        p = self._pipeline
-        if p and self.applier.head.block_hash != block.hash and p[0].block.hash == block.hash:
-            self._drop_pipeline()  # our block was refused: the ones built on it will be too
-        while p and p[0].index <= self.applier.applied_index:
-            p.pop(0)
-
-    def _drop_pipeline(self) -> None:
-        for f in self._pipeline:
-            self.applier.precomputed.pop(f.block.hash, None)
-        self._pipeline.clear()
+        a = self.applier
+        self.pipeline.block_applied(block, a.head.block_hash, a.applied_index, self.mempool)
 
     def leadership_lost(self) -> None:
-        dropped = self.mempool.clear()
-        self.inflight.clear()
-        self._drop_pipeline()
+        dropped = self.pipeline.leadership_lost(self.mempool)
         self._waiting_since_ms = None
         if dropped:
             log.info("mempool_cleared", txs=dropped, reason="no longer leader")
@@ -158,9 +143,8 @@ class BlockProducer:
                 with trio.move_on_after(INFLIGHT_WAIT_S):
                     await self.driver.changed.wait()
                 continue
-            if not self._may_build():
-                p = self._pipeline
-                target = p[0].index if p else self.driver.core.log.last_index()
+            if not self.pipeline.may_build(self.driver.raft, self.applier.applied_index):
+                target = self.pipeline.wait_target(self.driver.raft)
                 with trio.move_on_after(INFLIGHT_WAIT_S):
                     await self.applier.wait_applied(target)
                 continue
@@ -172,13 +156,11 @@ class BlockProducer:
             # propose at once — waiting would only add latency, nothing else is coming to
             # ride along. While a block is in flight, transactions accumulate until it
             # applies or the batching interval passes, so blocks grow only under load.
-            idle = not self._pipeline and self.driver.idle_leader()
-            if not idle and not self.builder.should_cut(self.mempool, t, self._waiting_since_ms) and not (
-                len(self.mempool) == 0 and self._certs_urgent()
-            ):
+            idle = not self.pipeline.blocks and self.driver.idle_leader()
+            if not self.pipeline.should_cut(self.builder, self.mempool, idle, t,
+                                            self._waiting_since_ms, self._certs_urgent()):
                 since = self._waiting_since_ms if self._waiting_since_ms is not None else t
-                p = self._pipeline
-                target = p[0].index if p else self.driver.core.log.last_index()
+                target = self.pipeline.wait_target(self.driver.raft)
                 with trio.move_on_after(max(0.001, (since + self.builder.max_wait_ms - t) / 1000)):
                     await self.applier.wait_applied(target)
                 continue
@@ -190,35 +172,12 @@ class BlockProducer:
             else:
                 await trio.lowlevel.checkpoint()
 
-    def _may_build(self) -> bool:
-        """Idle (everything applied), or the log's tail is exactly our blocks of this term
-        and there is room for one more in flight."""
-        if self.driver.idle_leader():
-            self._drop_pipeline()
-            return True
-        p, core = self._pipeline, self.driver.core
-        return (
-            bool(p)
-            and len(p) < MAX_INFLIGHT_BLOCKS
-            and p[-1].index == core.log.last_index()
-            and p[-1].term == core.term
-            and p[0].index > self.applier.applied_index
-        )
-
-    def _head(self) -> ChainHead:
-        if not self._pipeline:
-            return self.applier.head
-        last = self._pipeline[-1]
-        hdr = last.block.header
-        return ChainHead(hdr.height, last.block.hash, hdr.timestamp_ms,
-                         last.result.state_digest_after)
-
     async def _execute_ahead(self, index: int, term: int, block: Block) -> None:
         """Execute our just-proposed block on the state it will commit on, for the next
         header's digest (and for the applier to reuse)."""
         if index <= self.applier.applied_index:
             return  # committed and applied meanwhile: nothing left to pipeline on
-        before = tuple(f.result for f in self._pipeline)
+        before = self.pipeline.results_before()
         a = self.applier
         try:
             result = await a.storage.call(
@@ -226,14 +185,10 @@ class BlockProducer:
             )
         except BlockRejected as exc:  # cannot happen for a block built on that head
             log.warning("speculative_execution_refused", height=block.height, reason=exc.reason)
-            self._drop_pipeline()
+            self.pipeline.drop()
             return
-        if index <= a.applied_index or self.driver.core.term != term:
-            return
-        if self._pipeline and self._pipeline[-1].block.hash != block.header.prev_hash:
-            return
-        a.precomputed[block.hash] = result
-        self._pipeline.append(_InFlight(index, term, block, result))
+        self.pipeline.executed_ahead(index, term, block, result, a.applied_index,
+                                     self.driver.raft.current_term())
 
     def _block_key(self) -> nacl.signing.SigningKey | None:
         """The node key the next block must be signed with: the one in force in the state it
@@ -244,7 +199,7 @@ class BlockProducer:
             if held is None:
                 return None
             key = held
-        for f in self._pipeline:
+        for f in self.pipeline.blocks:
             for c in f.result.membership_changes:
                 if c.kind == "rotate" and c.inst_id == self.node_id \
                         and c.node_key != bytes(key.verify_key):
@@ -258,9 +213,9 @@ class BlockProducer:
         """True: nothing to propose; None: refused (backed off); else what was proposed."""
         node_key = self._block_key()
         if node_key is None:  # rotated to a key this daemon lacks (hzp2p.node.rotation logs it)
-            self._drop_pipeline()
+            self.pipeline.drop()
             return True
-        head = self._head()
+        head = self.pipeline.head(self.applier.head)
         certs = self.certs.take() if self.certs is not None else []
         block = self.builder.build(
             self.mempool,
@@ -291,7 +246,9 @@ class BlockProducer:
             log.info("proposal_dropped", height=block.height, reason=str(exc))
             return None
         self.blocks_proposed += 1
-        self.pipelined += bool(self._pipeline)
-        self.inflight.update(tx.hash for tx in block.txs)
+        self.pipelined += bool(self.pipeline.blocks)
+        self.pipeline.proposed(block)
+        if self.on_proposed is not None:
+            self.on_proposed(block)
         log.debug("block_proposed", height=block.height, index=index, txs=len(block.txs))
-        return index, self.driver.core.term, block
+        return index, self.driver.raft.current_term(), block

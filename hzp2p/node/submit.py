@@ -16,11 +16,15 @@ committed block, and what the client is told:
   current leader after a leader change or every RETRY_S, within --wait
   (Fabric #3593). Re-sends are harmless: the leader's mempool refuses a copy,
   and the engine rejects a second inclusion as a duplicate.
-* Receipts: tx_hash, status (committed | rejected | pending), height, index,
-  reason; a resubmitted, already-committed transaction reports the original.
-  A waiter learns its verdict from the applied block's result (no database
-  trip); only after a leader change, a snapshot install or a periodic retry
-  does it look its receipt up in storage.
+* Receipts (hzp2p.ledgernode.receipts.Receipt, rendered by `as_dict`): tx_hash,
+  status (committed | rejected | pending), height, index, reason; a resubmitted,
+  already-committed transaction reports the original. Where each waited-for
+  transaction stands is the submit tracker's (hzp2p.ledgernode.tracker: received ->
+  checked -> queued | forwarded -> proposed -> landed | refused | expired); this
+  module owns only the Trio side (wake-up events, database trips, sockets). A waiter
+  learns its verdict from the applied block's result (no database trip); only after
+  a leader change, a snapshot install or a periodic retry does it look its receipt
+  up in storage.
 * Batches (`submit_many`, the admin method of the same name): many signed
   transactions pre-checked in one database trip, admitted together (on the
   leader straight into the mempool, with one producer wake-up), and waited
@@ -47,16 +51,19 @@ import structlog
 import trio
 
 from hzp2p.contracts.api import TxRejected
-from hzp2p.contracts.engine import BlockResult, admit_tx, precheck_tx
+from hzp2p.contracts.engine import BlockResult, admit_tx
 from hzp2p.contracts.state import CachedReader
 from hzp2p.ledger.block import Block
 from hzp2p.ledger.codec import CodecError, encode_canonical
-from hzp2p.ledger.mempool import DuplicateTx, Mempool, MempoolFull
+from hzp2p.ledger.mempool import Mempool
 from hzp2p.ledger.tx import MAX_WINDOW_MS, Transaction, TxError, decode_tx
+from hzp2p.ledgernode.admission import ALREADY_QUEUED, IN_A_PROPOSED_BLOCK, enqueue, precheck
+from hzp2p.ledgernode.receipts import Receipt, Refused, Verdict, block_receipts
+from hzp2p.ledgernode.tracker import SubmitTracker
 from hzp2p.net.schemas import ForwardSubmit, SubmitReceipt
 from hzp2p.net.transport import Transport
 from hzp2p.node import failfast
-from hzp2p.node.applier import Applier, receipt_of
+from hzp2p.node.applier import Applier
 from hzp2p.node.batching import StorageBatcher
 from hzp2p.node.driver import RaftDriver
 from hzp2p.node.producer import BlockProducer
@@ -76,25 +83,11 @@ STORAGE_TRIP_ITEMS = 256
 writes (same FIFO thread) never queue long behind a burst of batch submits."""
 
 
+__all__ = ["IdempotentSigner", "Refused", "SubmitError", "SubmitService"]
+
+
 class SubmitError(Exception):
     """A submit request that cannot become a transaction (bad payload): bad_request."""
-
-
-@dataclass(frozen=True, slots=True)
-class Refused:
-    """Why admission refused a transaction: its reason and each payload problem (field,
-    reason). `duplicate`: it is already included or queued — not a refusal at all."""
-
-    reason: str
-    problems: tuple[tuple[str, str], ...] = ()
-    duplicate: bool = False
-
-    @staticmethod
-    def of(exc: TxError | TxRejected) -> Refused:
-        if isinstance(exc, TxRejected):
-            problems = tuple((p.field, p.reason) for p in exc.problems)
-            return Refused(exc.reason, problems, exc.duplicate)
-        return Refused(str(exc) or type(exc).__name__)
 
 
 @dataclass(slots=True)
@@ -189,9 +182,10 @@ class SubmitService:
         self.producer = producer
         self.signer = IdempotentSigner(signing_key, chain_id)
         self._kicks: dict[bytes, trio.Event] = {}
-        self._landed: OrderedDict[bytes, TxRecord] = OrderedDict()
-        """Verdicts of waited-for transactions, taken from applied blocks' results."""
-        self._rejections: dict[bytes, Refused] = {}
+        self.tracker = SubmitTracker(MAX_KICK_WAITERS)
+        """Where each waited-for transaction stands, and its verdict once final."""
+        if producer is not None and producer.on_proposed is None:
+            producer.on_proposed = lambda block: self.tracker.proposed(tx.hash for tx in block.txs)
         self._requests: dict[int, bytes] = {}
         self._req_ids = itertools.count(1)
         self._admit_send, self._admit_recv = trio.open_memory_channel[_Admission](ADMIT_QUEUE_LEN)
@@ -221,6 +215,7 @@ class SubmitService:
         registering where block_applied looks."""
         events = list(self._kicks.values())
         self._kicks.clear()
+        self.tracker.resend_all()
         for ev in events:
             ev.set()
 
@@ -243,18 +238,17 @@ class SubmitService:
             for tx in block.txs:
                 self._kick(tx.hash)
             return
-        landed = self._landed
-        for pos, v in enumerate(verdicts):
+        assert isinstance(result, BlockResult)
+        tracker = self.tracker
+        # A second inclusion's verdict is not the receipt (block_receipts skips it): the
+        # woken waiter looks the first one up instead.
+        for r in block_receipts(result):
+            if r.tx_hash in kicks:
+                tracker.landed(r)
+        for v in verdicts:
             ev = kicks.pop(v.tx_hash, None)
-            if ev is None:
-                continue
-            # A second inclusion's verdict is not the receipt: look it up instead.
-            if not v.duplicate:
-                landed[v.tx_hash] = TxRecord(v.tx_hash, block.height, pos, v.tx_type,
-                                             v.status, v.reason)
-            ev.set()
-        while len(landed) > MAX_KICK_WAITERS:
-            landed.popitem(last=False)
+            if ev is not None:
+                ev.set()
 
     def on_message(self, sender: NodeId, msg: Any) -> None:
         """Application messages from the transport (called from the inbound loop)."""
@@ -263,24 +257,24 @@ class SubmitService:
                 self._admit_send.send_nowait(_Admission(msg.tx, sender, msg.request_id))
             except trio.WouldBlock:
                 self.dropped_busy += 1
-                self._reply(sender, msg.request_id, b"", "pending", "leader busy; retrying")
+                self._reply(sender, msg.request_id, b"", Verdict.PENDING, "leader busy; retrying")
         elif isinstance(msg, SubmitReceipt):
             tx_hash = self._requests.pop(msg.request_id, None)
             if tx_hash is None or tx_hash != msg.tx_hash:
                 return
-            if msg.status == "rejected":
-                self._rejections[tx_hash] = Refused(msg.reason)
+            if msg.status == Verdict.REJECTED.value:
+                self.tracker.refused(tx_hash, Refused(msg.reason))
                 self._kick(tx_hash)
 
-    def _reply(self, dst: NodeId, request_id: int, tx_hash: bytes, status: str, reason: str,
-               refused: Refused | None = None) -> None:
+    def _reply(self, dst: NodeId, request_id: int, tx_hash: bytes, verdict: Verdict,
+               reason: str, refused: Refused | None = None) -> None:
         if dst == 0:
-            if status == "rejected" and tx_hash:
-                self._rejections[tx_hash] = refused or Refused(reason)
+            if verdict is Verdict.REJECTED and tx_hash:
+                self.tracker.refused(tx_hash, refused or Refused(reason))
                 self._kick(tx_hash)
             return
         self.transport.send_nowait(
-            dst, SubmitReceipt(request_id, tx_hash, status, 0, 0, reason[:1024])
+            dst, SubmitReceipt(request_id, tx_hash, verdict.value, 0, 0, reason[:1024])
         )
 
     # ---------------------------------------------------------------- leader side
@@ -296,7 +290,7 @@ class SubmitService:
                     break
             if not self.driver.is_leader():
                 for a in batch:
-                    self._reply(a.origin, a.request_id, b"", "pending", "not leader")
+                    self._reply(a.origin, a.request_id, b"", Verdict.PENDING, "not leader")
                 continue
             inflight = self.producer.inflight
             unchecked = [a.raw for a in batch if a.checked is None]
@@ -317,23 +311,17 @@ class SubmitService:
                 if isinstance(res, tuple):
                     tx_type, why = res
                     self.refused_at_admission += not why.duplicate
-                    status = "pending" if why.duplicate else "rejected"
-                    self._reply(a.origin, a.request_id, tx_hash, status, why.reason, why)
+                    verdict = Verdict.PENDING if why.duplicate else Verdict.REJECTED
+                    self._reply(a.origin, a.request_id, tx_hash, verdict, why.reason, why)
                     if not why.duplicate and tx_hash:
                         refusals.append((tx_hash, tx_type, why))
                     continue
-                if res.hash in inflight:
-                    self._reply(a.origin, a.request_id, res.hash, "pending", "in a proposed block")
-                    continue
-                try:
-                    self.mempool.add(res, len(a.raw))
+                queued = enqueue(res, self.mempool, inflight, len(a.raw))
+                if queued is None:
                     added = True
                     self.admitted += 1
-                    self._reply(a.origin, a.request_id, res.hash, "pending", "")
-                except DuplicateTx:
-                    self._reply(a.origin, a.request_id, res.hash, "pending", "already queued")
-                except MempoolFull as exc:
-                    self._reply(a.origin, a.request_id, res.hash, "pending", exc.reason)
+                self._reply(a.origin, a.request_id, res.hash, Verdict.PENDING,
+                            queued.reason if queued else "")
             if added:
                 self.producer.tx_added()
             if refusals:
@@ -354,12 +342,14 @@ class SubmitService:
         if self.driver.is_leader():
             try:
                 self._admit_send.send_nowait(_Admission(raw, 0, 0, tx))
+                self.tracker.sent(tx.hash, queued=True)
             except trio.WouldBlock:
                 self.dropped_busy += 1
             return
         leader = self.driver.leader_id
         if not leader:
             return
+        self.tracker.sent(tx.hash, queued=False)
         rid = next(self._req_ids)
         self._requests[rid] = tx.hash
         if len(self._requests) > MAX_KICK_WAITERS:
@@ -367,22 +357,34 @@ class SubmitService:
         self.transport.send_nowait(leader, ForwardSubmit(rid, raw, 0))
         self.forwarded += 1
 
-    def is_waiting(self, tx_hash: bytes) -> bool:
-        """A submit on this node is still waiting for `tx_hash`."""
-        return tx_hash in self._kicks
+    def is_pending(self, tx_hash: bytes) -> bool:
+        """On its way here: a live tracked submit, queued in the mempool, or in a block this
+        leader proposed (the one question `admin tx` asks before looking for a refusal)."""
+        state = self.tracker.state(tx_hash)
+        return (
+            (state is not None and not state.final)
+            or tx_hash in self._kicks
+            or tx_hash in self.mempool
+            or tx_hash in self.producer.inflight
+        )
 
     async def lookup(self, tx_hash: bytes) -> dict[str, object] | None:
-        rec = self._landed.get(tx_hash)
-        if rec is None:
-            rec = await self._lookups.run(tx_hash)  # batched with the other waiting submits
-        return None if rec is None else receipt_of(tx_hash, rec)
+        found = await self._lookup(tx_hash)
+        return None if found is None else found.as_dict()
+
+    async def _lookup(self, tx_hash: bytes) -> Receipt | None:
+        landed = self.tracker.outcome(tx_hash)
+        if landed is not None and landed.height is not None:
+            return landed
+        rec = await self._lookups.run(tx_hash)  # batched with the other waiting submits
+        return None if rec is None else Receipt.of_record(tx_hash, rec)
 
     async def refusal(self, tx_hash: bytes) -> dict[str, object] | None:
         """The receipt of a transaction refused at admission on this node, if it was."""
         r = await self.storage.refusal(tx_hash)
         if r is None:
             return None
-        return {**_rejected(tx_hash, Refused(r.reason, r.problems)), "type": r.tx_type}
+        return Receipt.refused(tx_hash, Refused(r.reason, r.problems), r.tx_type).as_dict()
 
     async def submit(self, tx: Transaction, wait_s: float) -> dict[str, object]:
         """Get `tx` committed (or refused), waiting at most `wait_s`; returns the receipt."""
@@ -390,22 +392,25 @@ class SubmitService:
         # one trip to the database, shared with the other submits waiting at this moment
         problem = await self._prechecks.run((tx, int(time.time() * 1000)))
         if isinstance(problem, TxRecord):
-            return receipt_of(h, problem)
+            return Receipt.of_record(h, problem).as_dict()
         if problem is not None and not problem.duplicate:
             await self._record_refusals([(h, tx.tx_type, problem)])
-            return _rejected(h, problem)
+            return Receipt.refused(h, problem).as_dict()
         raw = tx.encode()
         deadline = trio.current_time() + wait_s
-        self._rejections.pop(h, None)
+        self.tracker.received(h)
+        self.tracker.checked(h)
         try:
-            return await self._wait_one(tx, raw, deadline)
+            return (await self._wait_one(tx, raw, deadline)).as_dict()
         finally:
             # an entry still here was never set (setting pops it): nobody else will set it
             # either, unless another caller waits on the same hash, which then polls
             self._kicks.pop(h, None)
+            self.tracker.release(h)
 
-    async def _wait_one(self, tx: Transaction, raw: bytes, deadline: float) -> dict[str, object]:
+    async def _wait_one(self, tx: Transaction, raw: bytes, deadline: float) -> Receipt:
         h = tx.hash
+        tracker = self.tracker
         while True:
             if h not in self._kicks and len(self._kicks) < MAX_KICK_WAITERS:
                 self._kicks[h] = trio.Event()
@@ -415,19 +420,17 @@ class SubmitService:
             if remaining > 0 and kick is not None:
                 with trio.move_on_after(min(failfast.poll_s(self.driver, RETRY_S), remaining)):
                     await kick.wait()
-            rec = self._landed.pop(h, None)
-            if rec is not None:
-                return receipt_of(h, rec)
-            found = await self.lookup(h)
+            found = await self._lookup(h)
             if found is not None:
                 return found
-            why = self._rejections.pop(h, None)
-            if why is not None:
-                await self._record_refusals([(h, tx.tx_type, why)])
-                return _rejected(h, why)
+            refused = tracker.outcome(h)
+            if refused is not None and refused.verdict is Verdict.REJECTED:
+                await self._record_refusals(
+                    [(h, tx.tx_type, Refused(refused.reason or "", refused.problems or ()))])
+                return refused
             failfast.check(self.driver, self.node_id, raw)  # NoQuorum: the client retries elsewhere
             if trio.current_time() >= deadline:
-                return _pending(h)
+                return tracker.expired(h)
 
     # ---------------------------------------------------------------- batches
     def _admit_local(self, txs: Sequence[Transaction]) -> None:
@@ -435,14 +438,10 @@ class SubmitService:
         admission loop does for a local submit), with one producer wake-up."""
         inflight, mempool, added = self.producer.inflight, self.mempool, False
         for tx in txs:
-            if tx.hash in inflight:
-                continue
-            try:
-                mempool.add(tx)
-            except DuplicateTx:
-                continue
-            except MempoolFull:
-                self.dropped_busy += 1  # the waiter re-sends after RETRY_S
+            why = enqueue(tx, mempool, inflight)
+            if why is not None:
+                # mempool full: the waiter re-sends after RETRY_S
+                self.dropped_busy += why not in (IN_A_PROPOSED_BLOCK, ALREADY_QUEUED)
                 continue
             added = True
             self.admitted += 1
@@ -457,15 +456,15 @@ class SubmitService:
                 self._send_to_leader(tx, tx.encode())
 
     async def submit_many(
-        self, items: Sequence[Transaction | str], wait_s: float
+        self, items: Sequence[Transaction | Refused], wait_s: float
     ) -> list[dict[str, object]]:
         """`submit` for each item, together: one pre-check trip, one admission, one waiting
-        task. A str item is the reason it could not be signed (rejected, no hash)."""
-        receipts: list[dict[str, object] | None] = [None] * len(items)
+        task. A Refused item could not be signed (rejected, no hash)."""
+        receipts: list[Receipt | None] = [None] * len(items)
         signed = [(i, tx) for i, tx in enumerate(items) if isinstance(tx, Transaction)]
         for i, tx in enumerate(items):
-            if isinstance(tx, str):
-                receipts[i] = _rejected(b"", Refused(tx))
+            if isinstance(tx, Refused):
+                receipts[i] = Receipt.refused(b"", tx)
         now_ms = int(time.time() * 1000)
         problems = await self._prechecks.run_many([(tx, now_ms) for _, tx in signed])
         waiting: dict[bytes, list[int]] = {}  # hash -> positions (an item may repeat)
@@ -474,19 +473,21 @@ class SubmitService:
         for (i, tx), problem in zip(signed, problems, strict=True):
             h = tx.hash
             if isinstance(problem, TxRecord):
-                receipts[i] = receipt_of(h, problem)
+                receipts[i] = Receipt.of_record(h, problem)
             elif problem is not None and not problem.duplicate:
-                receipts[i] = _rejected(h, problem)
+                receipts[i] = Receipt.refused(h, problem)
                 refused.append((h, tx.tx_type, problem))
             else:
                 waiting.setdefault(h, []).append(i)
+                if h not in txs:
+                    self.tracker.received(h)
+                    self.tracker.checked(h)
                 txs[h] = tx
-                self._rejections.pop(h, None)
 
         if refused:
             await self._record_refusals(refused)
 
-        def finish(h: bytes, receipt: dict[str, object]) -> None:
+        def finish(h: bytes, receipt: Receipt) -> None:
             for i in waiting.pop(h):
                 receipts[i] = receipt
 
@@ -494,24 +495,27 @@ class SubmitService:
         registered: list[trio.Event] = []  # the event the batch's hashes point at, if any
         try:
             await self._wait_many(waiting, txs, deadline, finish, registered)
+            for h in list(waiting):
+                finish(h, self.tracker.expired(h))
         finally:
             self._unregister(txs, registered[-1] if registered else None)
-        for h in list(waiting):
-            finish(h, _pending(h))
-        assert all(r is not None for r in receipts)
-        return receipts  # type: ignore[return-value]
+            for h in txs:
+                self.tracker.release(h)
+        out = [r.as_dict() for r in receipts if r is not None]
+        assert len(out) == len(receipts)
+        return out
 
     async def _wait_many(
         self,
         waiting: dict[bytes, list[int]],
         txs: dict[bytes, Transaction],
         deadline: float,
-        finish: Callable[[bytes, dict[str, object]], None],
+        finish: Callable[[bytes, Receipt], None],
         registered: list[trio.Event],
     ) -> None:
         """Wait for the `waiting` hashes to land (re-sending as needed) until `deadline`;
         `registered` ends with the event their kicks entries point at."""
-        kicks, landed = self._kicks, self._landed  # kick_all empties kicks in place
+        kicks, tracker = self._kicks, self.tracker  # kick_all empties kicks in place
         ev: trio.Event | None = None
         resend = list(waiting)
         while waiting:
@@ -534,14 +538,14 @@ class SubmitService:
             # way: the periodic look (and re-send) is for the others only.
             queued = (self.mempool, self.producer.inflight) if self.driver.is_leader() else ()
             for h in list(waiting):
-                rec = landed.pop(h, None)
-                if rec is not None:
-                    finish(h, receipt_of(h, rec))
+                final = tracker.outcome(h)
+                if final is not None and final.height is not None:
+                    finish(h, final)
                     continue
-                why = self._rejections.pop(h, None)
-                if why is not None:
+                if final is not None and final.verdict is Verdict.REJECTED:
+                    why = Refused(final.reason or "", final.problems or ())
                     await self._record_refusals([(h, txs[h].tx_type, why)])
-                    finish(h, _rejected(h, why))
+                    finish(h, final)
                 elif kicks.get(h) is not ev:
                     unknown.append(h)  # kicked without a verdict (leader change, snapshot)
                 elif not woken and not any(h in q for q in queued):
@@ -549,7 +553,7 @@ class SubmitService:
             if unknown:
                 for h, found in zip(unknown, await self._lookups.run_many(unknown), strict=True):
                     if found is not None:
-                        finish(h, receipt_of(h, found))
+                        finish(h, Receipt.of_record(h, found))
             resend = [h for h in unknown if h in waiting]
             if trio.current_time() >= deadline:
                 break
@@ -599,12 +603,7 @@ def _precheck_batch(
             if rec is not None:
                 out.append(rec)
                 continue
-            try:
-                precheck_tx(reader, tx, chain_id, now_ms)
-            except (TxError, TxRejected) as exc:
-                out.append(Refused.of(exc))
-                continue
-            out.append(None)
+            out.append(precheck(reader, tx, chain_id, now_ms))
         return out
 
     return run
@@ -612,18 +611,3 @@ def _precheck_batch(
 
 def _lookup_batch(store: SyncStorage, hashes: Sequence[bytes]) -> list[TxRecord | None]:
     return [store.tx(h) for h in hashes]
-
-
-def _rejected(tx_hash: bytes, why: Refused) -> dict[str, object]:
-    """A refusal's receipt: the reason, and every payload problem as field -> reason."""
-    problems: dict[str, str] = {}
-    for field, reason in why.problems:
-        key = field or "payload"
-        problems[key] = f"{problems[key]}; {reason}" if key in problems else reason
-    return {"tx_hash": tx_hash.hex() if tx_hash else None, "status": "rejected",
-            "height": None, "index": None, "reason": why.reason, "problems": problems}
-
-
-def _pending(tx_hash: bytes) -> dict[str, object]:
-    return {"tx_hash": tx_hash.hex(), "status": "pending", "height": None, "index": None,
-            "reason": None}

@@ -15,7 +15,8 @@ from typing import Any
 
 from hzp2p.sim.faults import PROFILES
 from hzp2p.sim.fuzz import FuzzPlan, FuzzReport, SeedResult, Totals, run_plan
-from hzp2p.sim.simulation import load_core
+from hzp2p.sim.ledger_app import BUGS
+from hzp2p.sim.node import load_core
 
 MAX_VOTERS = 51
 REPLAY_TRACE_TAIL = 400
@@ -51,6 +52,19 @@ def register(subparsers: Any) -> None:
         default=None,
         metavar="MODULE:CLASS",
         help="drive this RaftCore subclass instead (replays of planted-bug tests)",
+    )
+    p.add_argument(
+        "--ledger",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="run the production ledger node (blocks, contracts, receipts) on every node "
+        "with its clients and checkers (default: on)",
+    )
+    p.add_argument(
+        "--plant-bug",
+        default=None,
+        metavar="NAME",
+        help=f"test only: plant a ledger-node bug the checkers must find ({', '.join(sorted(BUGS))})",
     )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--verbose", action="store_true", help="one line per seed; full failure traces")
@@ -92,6 +106,10 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
         return _usage("--ticks must be >= 1")
     if args.workers < 1:
         return _usage("--workers must be >= 1")
+    if args.plant_bug is not None and args.plant_bug not in BUGS:
+        return _usage(f"unknown --plant-bug {args.plant_bug!r} (known: {', '.join(sorted(BUGS))})")
+    if args.plant_bug is not None and not args.ledger:
+        return _usage("--plant-bug needs the ledger (drop --no-ledger)")
     if args.core is not None:
         try:
             load_core(args.core)
@@ -106,6 +124,8 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
         membership=args.membership,
         ticks=args.ticks,
         core=args.core,
+        ledger=args.ledger,
+        bug=args.plant_bug,
         trace_tail=REPLAY_TRACE_TAIL if args.verbose and args.seeds == 1 else 40,
     )
     verbose: bool = args.verbose
@@ -119,7 +139,8 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
                     f"seed {r.seed:>6} voters {r.voters}: ok  steps={s['steps']} "
                     f"elections={s['elections']} committed={s['committed']} acked={s['acked']} "
                     f"crashes={s['crashes']} reads={s['reads']} snapshots={s['snapshots']} "
-                    f"conf_changes={s['conf_changes']} p50/p99={s['commit_p50_ms']}/{s['commit_p99_ms']}ms "
+                    f"conf_changes={s['conf_changes']} blocks={s['blocks_applied']} "
+                    f"receipts={s['receipts_checked']} p50/p99={s['commit_p50_ms']}/{s['commit_p99_ms']}ms "
                     f"history={s['history']} ({r.wall_s:.2f}s)",
                     flush=True,
                 )
@@ -143,14 +164,15 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
 def format_table(report: FuzzReport) -> str:
     head = (
         "voters", "seeds", "steps", "elections", "committed", "acked", "reads", "crashes",
-        "violations",
+        "blocks", "receipts", "violations",
     )  # fmt: skip
     rows: list[tuple[str, ...]] = [head]
 
     def row(label: str, t: Totals) -> tuple[str, ...]:
         return (
             label, str(t.seeds), str(t.steps), str(t.elections), str(t.committed),
-            str(t.acked), str(t.reads), str(t.crashes), str(t.violations),
+            str(t.acked), str(t.reads), str(t.crashes), str(t.blocks_applied),
+            str(t.receipts_checked), str(t.violations),
         )  # fmt: skip
 
     for v in sorted(report.by_voters):

@@ -26,6 +26,9 @@ class FuzzPlan:
     membership: bool = True
     ticks: int | None = None
     core: str | None = None
+    ledger: bool = True
+    bug: str | None = None
+    """Test only: a planted ledger-node bug (hzp2p.sim.ledger_app.BUGS)."""
     trace_tail: int = 40
     """Events kept for a failure report (does not change the run)."""
 
@@ -42,6 +45,8 @@ class FuzzPlan:
                 membership=self.membership,
                 safety_ticks=self.ticks,
                 core=self.core,
+                ledger=self.ledger,
+                bug=self.bug,
                 trace_tail=self.trace_tail,
             )
 
@@ -67,6 +72,8 @@ class Totals:
     conf_changes: int = 0
     reads: int = 0
     snapshots: int = 0
+    blocks_applied: int = 0
+    receipts_checked: int = 0
     violations: int = 0
     cpu_s: float = 0.0
 
@@ -86,6 +93,8 @@ class Totals:
             "conf_changes",
             "reads",
             "snapshots",
+            "blocks_applied",
+            "receipts_checked",
         ):
             v = s[name]
             assert isinstance(v, int)
@@ -122,6 +131,9 @@ class FuzzReport:
             "conf_changes": t.conf_changes,
             "reads": t.reads,
             "snapshots": t.snapshots,
+            "ledger": self.plan.ledger,
+            "blocks_applied": t.blocks_applied,
+            "receipts_checked": t.receipts_checked,
             "wall_s": round(self.wall_s, 3),
             "failures": self.failures,
         }

@@ -15,12 +15,15 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
-from hzp2p.raft.messages import Message
 from hzp2p.raft.types import NodeId
 from hzp2p.sim.events import EventLoop
 
 Link = tuple[NodeId, NodeId]
+Message = Any
+"""A Raft message or a ledger message (hzp2p.sim.ledger_app.LedgerMsg): anything with
+`src` and `dst`."""
 
 MAX_INFLIGHT_PER_LINK = 4096
 """Bound on messages in flight on one directed link; past it new ones are dropped

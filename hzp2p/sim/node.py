@@ -12,7 +12,10 @@ from the snapshot (or index 1), since the state machine lives in memory.
 from __future__ import annotations
 
 import contextlib
+import importlib
+import os
 import random
+import sys
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -94,6 +97,27 @@ def default_core_factory() -> CoreFactory:
     from hzp2p.raft.core import RaftCore  # imported late: the sim has no import-time core dep
 
     factory: CoreFactory = RaftCore
+    return factory
+
+
+def load_core(spec: str) -> CoreFactory:
+    """Resolve "package.module:Class" to a core class (for --core and replays)."""
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise ValueError(f"--core wants module:Class, got {spec!r}")
+    try:
+        obj: object = importlib.import_module(module_name)
+    except ModuleNotFoundError:
+        # A console script does not put the working directory on sys.path; specs such
+        # as tests.sim.broken_cores:Class are relative to the repository root.
+        if os.getcwd() in sys.path:
+            raise
+        sys.path.append(os.getcwd())
+        obj = importlib.import_module(module_name)
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    assert callable(obj)
+    factory: CoreFactory = obj
     return factory
 
 

@@ -6,23 +6,24 @@ the liveness phase. `Simulation(options).run()` returns a `RunSummary` or
 raises `SimulationFailure` naming the seed, the property, the last events and
 the command that replays the run. The core and the state machine are injected
 (`core_factory`, `sm_factory`) so tests can plant bugs and a later issue can
-put the ledger on top of the same loop.
+put the ledger on top of the same loop. With `ledger` (the default) every node also
+runs the production ledger node (hzp2p.sim.ledger_app: submit, admission, forwarding,
+block building, contracts, apply, receipts) beside the KV model, and the ledger
+checkers (hzp2p.sim.ledger_checks) run too.
 """
 
 from __future__ import annotations
 
 import hashlib
-import importlib
-import os
 import random
 import struct
-import sys
 import time
 import traceback
 from collections import deque
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
+from hzp2p.ledgernode.node import PlantedBugs
 from hzp2p.raft.config import RaftConfig
 from hzp2p.raft.errors import RaftError
 from hzp2p.raft.membership import ConfChange, ConfChangeKind
@@ -32,9 +33,16 @@ from hzp2p.sim.checkers import Checkers, SimulationFailure, Violation
 from hzp2p.sim.clients import ClientPool
 from hzp2p.sim.events import EventLoop, derive_rng
 from hzp2p.sim.faults import PROFILES, FaultProfile, FaultScheduler
+from hzp2p.sim.ledger_app import BUGS, LedgerApp, LedgerMsg, SimLedger
 from hzp2p.sim.network import Network
-from hzp2p.sim.node import TICK_MS, CoreFactory, SimNode, default_core_factory
-from hzp2p.sim.statemachine import ApplyOutcome, KVStateMachine, StateMachineFactory, Workload
+from hzp2p.sim.node import TICK_MS, CoreFactory, SimNode, default_core_factory, load_core
+from hzp2p.sim.statemachine import (
+    ApplyOutcome,
+    KVStateMachine,
+    StateMachine,
+    StateMachineFactory,
+    Workload,
+)
 from hzp2p.sim.store import DurableStore
 
 ELECTION_TICKS = 10
@@ -57,7 +65,7 @@ MAX_NODES = 300
 """Bound on nodes ever created in one run (membership changes add new ones)."""
 MAX_STEPS_PER_RUN = 5_000_000
 
-_MSG_CODE = {t: i for i, t in enumerate(MESSAGE_TYPES)}
+_MSG_CODE: dict[type, int] = {t: i for i, t in enumerate(MESSAGE_TYPES)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +85,10 @@ class SimOptions:
     trace_tail: int = 40
     core: str | None = None
     """"module:Class" of a RaftCore replacement (e.g. a deliberately broken core); None = RaftCore."""
+    ledger: bool = True
+    """Run the production ledger node on every node, with its clients and checkers."""
+    bug: str | None = None
+    """Test only: a planted bug of the ledger node (a key of hzp2p.sim.ledger_app.BUGS)."""
 
     def __post_init__(self) -> None:
         if self.voters < 1:
@@ -85,6 +97,10 @@ class SimOptions:
             raise ValueError("learners and clients must be >= 0")
         if self.profile not in PROFILES:
             raise ValueError(f"unknown fault profile {self.profile!r} (known: {sorted(PROFILES)})")
+        if self.bug is not None and self.bug not in BUGS:
+            raise ValueError(f"unknown planted bug {self.bug!r} (known: {sorted(BUGS)})")
+        if self.bug is not None and not self.ledger:
+            raise ValueError("a planted ledger bug needs the ledger (drop --no-ledger)")
 
     def replay_command(self, verbose: bool = True) -> str:
         parts = ["hzp2p fuzz --seeds 1", f"--start {self.seed}", f"--voters {self.voters}"]
@@ -98,6 +114,10 @@ class SimOptions:
             parts.append(f"--ticks {self.safety_ticks}")
         if self.core is not None:
             parts.append(f"--core {self.core}")
+        if not self.ledger:
+            parts.append("--no-ledger")
+        if self.bug is not None:
+            parts.append(f"--plant-bug {self.bug}")
         if verbose:
             parts.append("--verbose")
         return " ".join(parts)
@@ -124,6 +144,10 @@ class RunSummary:
     """Client-observed latency, request issued -> acknowledged (virtual ms), incl. retries."""
     commit_p99_ms: int
     history: str
+    blocks_applied: int = 0
+    """Distinct ledger blocks applied (the chain's height at the end)."""
+    receipts_checked: int = 0
+    """Final receipts clients got, each compared with the applied block's verdict."""
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -148,7 +172,7 @@ class Simulation:
         self.options = options
         self.profile: FaultProfile = PROFILES[options.profile]
         self.core_factory = core_factory
-        self.sm_factory = sm_factory
+        self.sm_factory: StateMachineFactory = sm_factory
         rng = random.Random(options.seed)
         self.loop = EventLoop()
         self.checkers = Checkers()
@@ -158,6 +182,12 @@ class Simulation:
         fault_rng = derive_rng(rng)
         client_rng = derive_rng(rng)
         self._node_rng = derive_rng(rng)
+        self.ledger: SimLedger | None = None
+        if options.ledger and sm_factory is KVStateMachine:
+            self.ledger = SimLedger(self, options.voters + options.learners, derive_rng(rng),
+                                    BUGS.get(options.bug or "", PlantedBugs()))
+            hub = self.ledger
+            self.sm_factory = lambda: LedgerApp(hub, 0)  # the reference for snapshot checks
         self.max_entries_per_msg = rng.choice(self.profile.max_entries_per_msg)
         self.snapshot_chunk_bytes = rng.choice(self.profile.snapshot_chunk_bytes)
         self.nodes: dict[NodeId, SimNode] = {}
@@ -198,6 +228,13 @@ class Simulation:
         store = DurableStore(base_conf=base_conf or self.genesis)
         node_rng = derive_rng(self._node_rng)
         every = self.profile.compact_every
+        sm_factory = self.sm_factory
+        if self.ledger is not None:
+            hub = self.ledger
+
+            def sm_factory() -> StateMachine:
+                return LedgerApp(hub, node_id)
+
         node = SimNode(
             node_id,
             config,
@@ -205,7 +242,7 @@ class Simulation:
             self,
             store,
             self.core_factory,
-            self.sm_factory,
+            sm_factory,
             compact_every=node_rng.randint(*every) if every is not None else 0,
         )
         self.nodes[node_id] = node
@@ -230,14 +267,19 @@ class Simulation:
 
     # --- NodeHost ------------------------------------------------------------------------
 
-    def send(self, msg: Message) -> None:
+    def send(self, msg: Message | LedgerMsg) -> None:
         self.network.send(msg)
 
-    def _deliver(self, msg: Message) -> None:
+    def _deliver(self, msg: Message | LedgerMsg) -> None:
         self._hist = hash(
-            (self._hist, self.loop.now_ms, _MSG_CODE[type(msg)], msg.src, msg.dst, msg.term)
+            (self._hist, self.loop.now_ms, _MSG_CODE.get(type(msg), -1), msg.src, msg.dst,
+             msg.term)
         )
         self._trace.append((self.loop.now_ms, "recv", msg))
+        if isinstance(msg, LedgerMsg):
+            if self.ledger is not None:
+                self.ledger.deliver(msg)
+            return
         node = self.nodes.get(msg.dst)
         if node is not None:
             node.receive(msg)
@@ -296,6 +338,8 @@ class Simulation:
     def on_crash(self, node: NodeId) -> None:
         self.crashes += 1
         self.clients.on_crash(node)
+        if self.ledger is not None:
+            self.ledger.on_crash(node)
 
     # --- membership (enabled with options.membership) -----------------------------------------
 
@@ -362,6 +406,8 @@ class Simulation:
         for node_id in sorted(self.nodes):
             self.nodes[node_id].start()
         self.clients.start()
+        if self.ledger is not None:
+            self.ledger.start()
         self.faults.start()
         safety_ticks = self.options.safety_ticks or self.profile.safety_ticks
         loop.run_until(safety_ticks * TICK_MS, max_steps=MAX_STEPS_PER_RUN)
@@ -369,6 +415,8 @@ class Simulation:
         self.trace("liveness", 0, "heal everything")
         self.faults.heal_all()
         self.clients.stop_issuing()
+        if self.ledger is not None:
+            self.ledger.stop_issuing()
         start_ms = loop.now_ms
         loop.after(TICK_MS, self._probe)
         converged = loop.run_until(
@@ -385,6 +433,8 @@ class Simulation:
             )
         members = [n for n in self.member_ids() if not self.nodes[n].removed]
         self.checkers.apply.check_all_acked_applied(members)
+        if self.ledger is not None:
+            self.ledger.checks.check_end()
         return self._summary()
 
     def _probe(self) -> None:
@@ -395,6 +445,8 @@ class Simulation:
 
     def _is_converged(self) -> bool:
         if self.clients.outstanding():
+            return False
+        if self.ledger is not None and self.ledger.outstanding():
             return False
         leader: NodeId | None = None
         term = commit = -1
@@ -434,6 +486,8 @@ class Simulation:
                 f"n{nid}={st.role.value}/t{st.term}/lead{st.leader_id}/c{st.commit}/a{node.applied}"
             )
         parts.append(f"outstanding_requests={self.clients.outstanding()}")
+        if self.ledger is not None:
+            parts.append(f"outstanding_ledger_txs={self.ledger.outstanding()}")
         return " ".join(parts)
 
     # --- results -------------------------------------------------------------------------
@@ -470,6 +524,8 @@ class Simulation:
             commit_p50_ms=_percentile(self.clients.latencies_ms, 50),
             commit_p99_ms=_percentile(self.clients.latencies_ms, 99),
             history=h.hexdigest(),
+            blocks_applied=self.ledger.checks.blocks_applied if self.ledger else 0,
+            receipts_checked=self.ledger.checks.receipts_checked if self.ledger else 0,
         )
 
     def _failure(self, prop: str, detail: str) -> SimulationFailure:
@@ -510,27 +566,6 @@ def _fmt_trace(item: tuple[object, ...]) -> str:
             + extra
         )
     return f"t={t} {kind} " + " ".join(str(r) for r in rest)
-
-
-def load_core(spec: str) -> CoreFactory:
-    """Resolve "package.module:Class" to a core class (for --core and replays)."""
-    module_name, _, attr = spec.partition(":")
-    if not module_name or not attr:
-        raise ValueError(f"--core wants module:Class, got {spec!r}")
-    try:
-        obj: object = importlib.import_module(module_name)
-    except ModuleNotFoundError:
-        # A console script does not put the working directory on sys.path; specs such
-        # as tests.sim.broken_cores:Class are relative to the repository root.
-        if os.getcwd() in sys.path:
-            raise
-        sys.path.append(os.getcwd())
-        obj = importlib.import_module(module_name)
-    for part in attr.split("."):
-        obj = getattr(obj, part)
-    assert callable(obj)
-    factory: CoreFactory = obj
-    return factory
 
 
 def run_seed(options: SimOptions, core_factory: CoreFactory | None = None) -> RunSummary:

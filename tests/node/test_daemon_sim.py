@@ -15,6 +15,7 @@ from hzp2p.contracts.engine import load_contracts
 from hzp2p.ledger.builder import BlockBuilder
 from hzp2p.ledger.genesis import Genesis, NodeSecrets, make_local_genesis
 from hzp2p.ledger.mempool import Mempool
+from hzp2p.ledgernode.tracker import TxState
 from hzp2p.net.schemas import ForwardSubmit
 from hzp2p.net.simnet import LinkFaults, SimNetwork, SimTransport
 from hzp2p.node.stack import NodeStack
@@ -148,10 +149,13 @@ async def test_a_rejection_at_the_leader_reaches_the_origin(
         good = origin.sign("epi.report", report(1), None)
         forged = dataclasses.replace(good, signature=bytes(64), body=good.body, hash=good.hash)
         origin._requests[77] = forged.hash  # as _send_to_leader records a forward
+        origin.tracker.received(forged.hash)  # as a waiting submit does
+        origin.tracker.sent(forged.hash, queued=False)
         nodes[leader].submit.on_message(k, ForwardSubmit(77, forged.encode(), 0))
         with trio.fail_after(5):
-            while forged.hash not in origin._rejections:
+            while origin.tracker.state(forged.hash) is not TxState.REFUSED:
                 await trio.sleep(0.01)
-        assert "signature" in origin._rejections[forged.hash].reason
+        refused = origin.tracker.outcome(forged.hash)
+        assert refused is not None and "signature" in (refused.reason or "")
         for n in nodes.values():
             n.crash()

@@ -140,25 +140,19 @@ class Voters:
     voters = frozenset({1, 2, 3})
 
 
-class Core:
-    class config:  # mimics RaftCore.config
-        election_ticks = 10
-
-    node_id = 2
-    conf = Voters()
-
-
 class Isolated:
     def connected_peers(self) -> list[int]:
         return []
 
 
 class LeaderlessDriver(FakeDriver):
-    """A node cut off with a minority: no leader known, no voter reachable."""
+    """A node cut off with a minority: no leader known, no voter reachable (the driver's
+    view hzp2p.node.failfast reads)."""
 
     def __init__(self) -> None:
         super().__init__(False, 0)
-        self.core, self.tick_s, self.transport = Core(), 0.1, Isolated()
+        self.node_id, self.election_ticks, self.tick_s = 2, 10, 0.1
+        self.conf, self.transport = Voters(), Isolated()
         self.leaderless_since: float | None = None
         self.last_leader = (5, 7)
 

@@ -10,6 +10,7 @@ import trio.testing
 from test_daemon_sim import report, sim_cluster, wait_leader
 
 from hzp2p.ledger.tx import Transaction
+from hzp2p.ledgernode.receipts import Refused
 from hzp2p.net.simnet import LinkFaults
 
 
@@ -21,10 +22,10 @@ async def test_batches_commit_through_loss_and_a_leader_change(
         seed, LinkFaults(drop_rate=0.05, min_delay_s=0.001, max_delay_s=0.01))
     receipts: dict[str, dict[str, object]] = {}
 
-    async def batch(k: int, start: int, n: int, extra: list[Transaction | str] | None = None,
+    async def batch(k: int, start: int, n: int, extra: list[Transaction | Refused] | None = None,
                     ) -> list[dict[str, object]]:
         svc = nodes[k].submit
-        txs: list[Transaction | str] = [svc.sign("epi.report", report(i), None)
+        txs: list[Transaction | Refused] = [svc.sign("epi.report", report(i), None)
                                         for i in range(start, start + n)]
         got = await svc.submit_many(txs + (extra or []), 60)
         for r in got[:n]:
@@ -48,7 +49,7 @@ async def test_batches_commit_through_loss_and_a_leader_change(
         new = await wait_leader(nodes, others)
         assert new != leader
         # Rejections stay with their items; the rest of the batch commits.
-        tail = await batch(new, 7000, 20, ["submit: unsignable payload",
+        tail = await batch(new, 7000, 20, [Refused("submit: unsignable payload"),
                                            nodes[new].submit.sign("no.such", report(1), None)])
         assert tail[20]["status"] == "rejected" and tail[20]["tx_hash"] is None
         assert tail[21]["status"] == "rejected" and "no.such" in str(tail[21]["reason"])
