@@ -18,13 +18,15 @@ import secrets
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from hzp2p.app.session import AppError, Session, add_common, run
+from hzp2p.app.common import AppError, add_common, run
 from hzp2p.client import VenueQRError, parse_venue_qr
 from hzp2p.contracts.appeals import APPEAL_REASONS
 from hzp2p.contracts.schema import ID_RE
-from hzp2p.credentials.qr import to_png
+
+if TYPE_CHECKING:
+    from hzp2p.app.session import Session
 
 DAY_MS = 86_400_000
 
@@ -74,6 +76,8 @@ def health_code(s: Session, a: argparse.Namespace) -> tuple[Any, str]:
     if a.credential_out:
         _write(a.credential_out, (cred + "\n").encode())
     if a.qr:
+        from hzp2p.credentials.qr import to_png  # segno: the gateway extra
+
         _write(a.qr, to_png(cred))
     text = (f"{code['colour']} since {_iso(code['since_ms'])} ({code['source']})"
             + (f": {code['why']}" if code["why"] else ""))

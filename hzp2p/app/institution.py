@@ -15,10 +15,13 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from hzp2p.app.session import AppError, Session, add_common, run
+from hzp2p.app.common import AppError, add_common, run
 from hzp2p.contracts.schema import ID_RE
+
+if TYPE_CHECKING:
+    from hzp2p.app.session import Session
 
 
 def whoami(s: Session, _a: argparse.Namespace) -> tuple[Any, str]:

@@ -5,14 +5,12 @@ request can fail into `AppError` with the command's exit status and one line to 
 a key file that cannot be read or a malformed URL is the caller's mistake (exit 2); an
 unreachable gateway, a timeout, or a refusal (its RFC 9457 problem document rendered:
 status, kind, detail, the fields at fault, Retry-After) is the operation failing (exit 1).
+Needs httpx (the `gateway` extra): hzp2p.app.common imports this module only when a
+command runs.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,24 +18,14 @@ from typing import Any
 import httpx
 import nacl.signing
 
+from hzp2p.app.common import AppError
 from hzp2p.client import Client
 from hzp2p.crypto.keyfiles import KeyFileError, load_signing_key
 from hzp2p.crypto.records import RecordCryptoError
 from hzp2p.gateway.client import GatewayClient, open_record
 from hzp2p.ledger.tx import Transaction
 
-GATEWAY_ENV = "HZP2P_GATEWAY"
 TX_WAIT_S = 15.0
-
-
-class AppError(Exception):
-    """The command cannot do what was asked: `code` is its exit status (2 usage, 1 failed)."""
-
-    def __init__(self, message: str, code: int = 1, *, body: Any = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.body = body
-        """What to print with --json (a problem document, a rejected receipt)."""
 
 
 def load_key(path: Path) -> nacl.signing.SigningKey:
@@ -153,43 +141,3 @@ class Session:
         except (RecordCryptoError, ValueError, KeyError) as exc:
             raise AppError(f"record {view.get('record_id')!r} does not open with this key "
                            f"(key id {view.get('key_id')}): {exc}") from None
-
-
-# ---------------------------------------------------------------- shared by the commands
-
-
-def add_common(p: argparse.ArgumentParser, key_help: str | None) -> None:
-    """--gateway, --key (unless key_help is None: public requests), --ca, --insecure, --json."""
-    p.add_argument("--gateway", metavar="URL", default=os.environ.get(GATEWAY_ENV),
-                   help=f"the gateway's base URL (default: ${GATEWAY_ENV})")
-    if key_help is not None:
-        p.add_argument("--key", type=Path, required=True, metavar="FILE", help=key_help)
-    p.add_argument("--ca", metavar="FILE", help="CA bundle that signed the gateway's certificate")
-    p.add_argument("--insecure", action="store_true",
-                   help="do not check the gateway's TLS certificate (tests only)")
-    p.add_argument("--timeout", type=float, default=30.0, metavar="S")
-    p.add_argument("--json", action="store_true", help="one JSON document on stdout")
-
-
-def run(prog: str, args: argparse.Namespace,
-        op: Callable[[Session, argparse.Namespace], tuple[Any, str]]) -> int:
-    """Open a session from the common options, run `op` -> (JSON result, text), print it."""
-    if not args.gateway:
-        print(f"hzp2p {prog}: error: --gateway URL is required (or set ${GATEWAY_ENV})",
-              file=sys.stderr)
-        return 2
-    session: Session | None = None
-    try:
-        session = Session(args.gateway, getattr(args, "key", None), ca=args.ca, insecure=args.insecure,
-                          timeout_s=args.timeout)
-        result, text = op(session, args)
-    except AppError as exc:
-        if args.json and exc.body is not None:
-            print(json.dumps(exc.body))
-        print(f"hzp2p {prog}: {'error: ' if exc.code == 2 else ''}{exc}", file=sys.stderr)
-        return exc.code
-    finally:
-        if session is not None:
-            session.close()
-    print(json.dumps(result) if args.json else text)
-    return 0
