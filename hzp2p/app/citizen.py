@@ -20,7 +20,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hzp2p.app.common import AppError, add_common, run
+from hzp2p.app.common import add_common, run
+from hzp2p.app.errors import AppError
 from hzp2p.client import VenueQRError, parse_venue_qr
 from hzp2p.contracts.appeals import APPEAL_REASONS
 from hzp2p.contracts.schema import ID_RE

@@ -17,18 +17,19 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from hzp2p.app.session import Session
 
+from hzp2p.app.errors import AppError
+
 GATEWAY_ENV = "HZP2P_GATEWAY"
 
 
-class AppError(Exception):
-    """The command cannot do what was asked: `code` is its exit status (2 usage, 1 failed)."""
-
-    def __init__(self, message: str, code: int = 1, *, body: Any = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.body = body
-        """What to print with --json (a problem document, a rejected receipt)."""
-
+def _seconds(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        v = 0.0
+    if not 0 < v <= 3600:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds (0 < S <= 3600)")
+    return v
 
 
 def add_common(p: argparse.ArgumentParser, key_help: str | None) -> None:
@@ -40,7 +41,8 @@ def add_common(p: argparse.ArgumentParser, key_help: str | None) -> None:
     p.add_argument("--ca", metavar="FILE", help="CA bundle that signed the gateway's certificate")
     p.add_argument("--insecure", action="store_true",
                    help="do not check the gateway's TLS certificate (tests only)")
-    p.add_argument("--timeout", type=float, default=30.0, metavar="S")
+    p.add_argument("--timeout", type=_seconds, default=30.0, metavar="S",
+                   help="give up on an answer after this long (30)")
     p.add_argument("--json", action="store_true", help="one JSON document on stdout")
 
 
@@ -63,8 +65,9 @@ def run(prog: str, args: argparse.Namespace,
                           timeout_s=args.timeout)
         result, text = op(session, args)
     except AppError as exc:
-        if args.json and exc.body is not None:
-            print(json.dumps(exc.body))
+        if args.json:  # the problem document or rejected receipt, else why in one line
+            print(json.dumps(exc.body if exc.body is not None else
+                             {"ok": False, "error": str(exc)}))
         print(f"hzp2p {prog}: {'error: ' if exc.code == 2 else ''}{exc}", file=sys.stderr)
         return exc.code
     finally:

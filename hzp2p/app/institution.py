@@ -17,7 +17,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hzp2p.app.common import AppError, add_common, run
+from hzp2p.app.common import add_common, run
+from hzp2p.app.errors import AppError
 from hzp2p.contracts.schema import ID_RE
 
 if TYPE_CHECKING:

@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import nacl.signing
 
-from hzp2p.app.common import AppError
+from hzp2p.app.errors import AppError
 from hzp2p.client import Client
 from hzp2p.crypto.keyfiles import KeyFileError, load_signing_key
 from hzp2p.crypto.records import RecordCryptoError

@@ -27,7 +27,7 @@ import nacl.signing
 import pytest
 
 from hzp2p.client import lab_result_payload, make_venue_qr
-from hzp2p.crypto.records import encrypt_record, encryption_public_key
+from hzp2p.crypto.records import encrypt_record, encryption_public_key, pseudonym
 from hzp2p.tools.gatewayrun import (
     AUTH,
     HOSPITAL,
@@ -99,15 +99,7 @@ def test_a_citizens_day_as_commands(gw: Gateway, tmp_path: Path) -> None:
     assert ok["ok"] and ok["subject"] == alice
 
     # a lab's record of her, which she decrypts here; an unknown one is a 404 problem
-    lab_key = gw.key(LAB)
-    env = encrypt_record("LR1", alice, "lab_result", {"test": "PCR", "ct": 30},
-                         {"subject": encryption_public_key(bytes.fromhex(made["public_key"])),
-                          f"inst:{LAB}": encryption_public_key(bytes(lab_key.verify_key))})
-    tx = gw.client(LAB).tx("lab.result", lab_result_payload(
-        alice, "T1", "negative", now_ms() - 1000, env.to_payload() | {"record_id": "LR1"}),
-        now_ms())
-    assert gw.cluster.call(AUTH, "submit_raw", {"tx": tx.encode().hex(), "wait_s": 10},
-                           timeout_s=15)["status"] == "committed"
+    lab_record(gw, made["public_key"], "LR1", {"test": "PCR", "ct": 30})
     recs, _ = me("records", "--decrypt")
     assert [(r["record_id"], r["fields"]) for r in recs["records"]] == [
         ("LR1", {"test": "PCR", "ct": 30})]
@@ -149,7 +141,7 @@ def test_a_citizens_day_as_commands(gw: Gateway, tmp_path: Path) -> None:
     hosp = str(gw.cluster.files[HOSPITAL].directory / "signing.key")
     _, err = hz("institution", "record", "LR1", "--key", hosp, gateway=url, code=1)
     assert "HTTP 404" in err
-    _share(gw, "LR1", "G1")
+    share_record(gw, "LR1", "G1")
     inst, _ = hz("institution", "whoami", "--key", hosp, "--json", gateway=url)
     assert inst["inst_id"] == HOSPITAL and inst["roles"] == ["hospital"]
     held, _ = hz("institution", "records", "--key", hosp, "--json", gateway=url)
@@ -184,7 +176,22 @@ def test_a_citizens_day_as_commands(gw: Gateway, tmp_path: Path) -> None:
     me("receipt", "abc", "--out", str(out), code=2)
 
 
-def _share(gw: Gateway, record_id: str, grant_id: str) -> None:
+def lab_record(gw: Gateway, public_key_hex: str, record_id: str, fields: dict[str, Any]) -> None:
+    """The lab (a member without its own daemon here) writes a negative result with its
+    record, sealed to the citizen whose public key this is and to itself."""
+    subject_pk = bytes.fromhex(public_key_hex)
+    subject = pseudonym(subject_pk)
+    env = encrypt_record(record_id, subject, "lab_result", fields, {
+        "subject": encryption_public_key(subject_pk),
+        f"inst:{LAB}": encryption_public_key(bytes(gw.key(LAB).verify_key))})
+    tx = gw.client(LAB).tx("lab.result", lab_result_payload(
+        subject, f"T-{record_id}", "negative", now_ms() - 1000,
+        env.to_payload() | {"record_id": record_id}), now_ms())
+    assert gw.cluster.call(AUTH, "submit_raw", {"tx": tx.encode().hex(), "wait_s": 10},
+                           timeout_s=15)["status"] == "committed"
+
+
+def share_record(gw: Gateway, record_id: str, grant_id: str, purpose: str = "care") -> None:
     """The lab (a member without its own daemon here) hands the record key to the hospital."""
     from hzp2p.crypto.records import open_sealed_key, seal_key_to
     from hzp2p.gateway.client import GatewayClient
@@ -196,7 +203,7 @@ def _share(gw: Gateway, record_id: str, grant_id: str) -> None:
                          bytes.fromhex(view["key_commitment"]))
     tx = gw.client(LAB).tx("access.share", {
         "record_id": record_id, "grantee": HOSPITAL, "basis": "grant", "grant_id": grant_id,
-        "purpose": "care", "sealed_key": seal_key_to(rk, encryption_public_key(
+        "purpose": purpose, "sealed_key": seal_key_to(rk, encryption_public_key(
             bytes(hosp_key.verify_key)))}, now_ms())
     assert lab_gw.post_tx(tx.encode(), wait_s=10).json()["status"] == "committed"
     lab_gw.close()
@@ -216,9 +223,9 @@ def test_bad_key_files_and_gateways_are_clear_errors(gw: Gateway, tmp_path: Path
     _, err = hz("citizen", "whoami", "--key", str(key), code=2)
     assert "--gateway" in err
     _, err = hz("citizen", "whoami", "--key", str(key), gateway="ftp://x", code=2)
-    _, err = hz("citizen", "health-code", "--key", str(key), "--json",
-                gateway=f"http://127.0.0.1:{free_base_port(1)}", code=1)
-    assert "cannot reach the gateway" in err
+    out, err = hz("citizen", "health-code", "--key", str(key), "--json",
+                  gateway=f"http://127.0.0.1:{free_base_port(1)}", code=1)
+    assert "cannot reach the gateway" in err and out["ok"] is False
     hz("citizen", code=2)
     hz("citizen", "grant", "--key", str(key), "--to", "0", "--types", "x", "--purpose", "p",
        gateway=gw.base_url, code=2)
@@ -232,6 +239,24 @@ def test_a_rate_limit_is_a_429_problem(tmp_path: Path) -> None:
         hz("citizen", "health-code", "--key", key, gateway=g.base_url)
         _, err = hz("citizen", "health-code", "--key", key, gateway=g.base_url, code=1)
         assert "HTTP 429" in err and "retry after" in err
+    finally:
+        g.stop()
+        g.cluster.close()
+
+
+def test_https_with_a_private_ca(tmp_path: Path) -> None:
+    from tests.gateway.test_tls_and_config import self_signed
+
+    cert, tls_key = self_signed(tmp_path)
+    g = start_gateway(tmp_path / "c", f'tls_cert = "{cert}"\ntls_key = "{tls_key}"\n', https=True)
+    try:
+        key = str(tmp_path / "alice.key")
+        hz("citizen-key", key)
+        who, _ = hz("citizen", "whoami", "--key", key, "--ca", str(cert), "--json",
+                    gateway=g.base_url)
+        assert who["chain_id"] == g.chain_id
+        failed, err = hz("citizen", "whoami", "--key", key, "--json", gateway=g.base_url, code=1)
+        assert failed["ok"] is False and "cannot reach the gateway" in err  # unknown certificate
     finally:
         g.stop()
         g.cluster.close()
