@@ -11,6 +11,7 @@ command runs.
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,18 @@ def load_key(path: Path) -> nacl.signing.SigningKey:
         return load_signing_key(path)
     except KeyFileError as exc:
         raise AppError(str(exc), 2) from None
+
+
+def _cert_refused(exc: BaseException) -> bool:
+    """The TLS handshake refused the gateway's certificate (somewhere in the cause chain)."""
+    seen: BaseException | None = exc
+    for _ in range(8):
+        if seen is None:
+            return False
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def problem_line(r: httpx.Response) -> tuple[str, Any]:
@@ -94,7 +107,9 @@ class Session:
         except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
             raise AppError(f"--gateway {self.url}: {exc}", 2) from None
         except httpx.TransportError as exc:
-            raise AppError(f"cannot reach the gateway at {self.url}: {exc}") from None
+            hint = ("; its certificate is not trusted here (--ca FILE names the CA that "
+                    "signed it)" if _cert_refused(exc) else "")
+            raise AppError(f"cannot reach the gateway at {self.url}: {exc}{hint}") from None
         if r.status_code != 200:
             line, doc = problem_line(r)
             raise AppError(f"{what}: {line}", body=doc)
