@@ -80,7 +80,8 @@ def health_code(s: Session, a: argparse.Namespace) -> tuple[Any, str]:
         from hzp2p.credentials.qr import to_png  # segno: the gateway extra
 
         _write(a.qr, to_png(cred))
-    text = (f"{code['colour']} since {_iso(code['since_ms'])} ({code['source']})"
+    since = f" since {_iso(code['since_ms'])}" if code["since_ms"] else ""
+    text = (f"{code['colour']}{since} ({code['source']})"
             + (f": {code['why']}" if code["why"] else ""))
     if cred:
         text += f"\ncredential valid until {_iso(code['credential_valid_until_s'] * 1000)}"
@@ -102,8 +103,9 @@ def records(s: Session, a: argparse.Namespace) -> tuple[Any, str]:
         lines.append(_record_line(r))
         if a.decrypt and not r["erased"]:
             view = s.me(f"/v1/me/records/{r['record_id']}", "record")
-            r["fields"] = s.open(view)
-            lines.append(f"    {r['fields']}")
+            f = r["fields"] = s.open(view)
+            lines.append(f"    at {f.get('venue_id')}, {_iso(f.get('t_ms'))}" if r["type"] == "checkin"
+                         else "    " + ", ".join(f"{k}: {v}" for k, v in f.items()))
     return {"subject": s.pseudonym, "records": recs}, "\n".join(lines) or "no records"
 
 

@@ -48,6 +48,12 @@ def _cert_refused(exc: BaseException) -> bool:
     return False
 
 
+def _plain(fields: dict[str, Any]) -> dict[str, Any]:
+    """A record's fields as JSON can carry them: bytes as hex; a check-in's padding (which
+    only hides the plaintext's length) left out."""
+    return {k: v.hex() if isinstance(v, bytes) else v for k, v in fields.items() if k != "pad"}
+
+
 def problem_line(r: httpx.Response) -> tuple[str, Any]:
     """One line for a refused request, from its problem document when it has one."""
     try:
@@ -59,8 +65,9 @@ def problem_line(r: httpx.Response) -> tuple[str, Any]:
         return f"HTTP {r.status_code}" + (f": {text}" if text else ""), doc
     kind = str(doc.get("type", "")).rsplit("/", 1)[-1]
     line = f"HTTP {r.status_code} {kind or doc.get('title', '')}: {doc.get('detail', '')}"
-    errors = doc.get("errors") or []
-    if errors:
+    detail = str(doc.get("detail", ""))
+    errors = [e for e in doc.get("errors") or [] if str(e.get("reason")) not in detail]
+    if errors:  # the fields at fault that the detail line does not already name
         line += " (" + "; ".join(f"{e.get('field')}: {e.get('reason')}" for e in errors) + ")"
     if "retry-after" in r.headers:
         line += f"; retry after {r.headers['retry-after']} s"
@@ -152,7 +159,7 @@ class Session:
     def open(self, view: dict[str, Any]) -> dict[str, Any]:
         """Decrypt a record view with this key (on this side: the gateway never can)."""
         try:
-            return open_record(view, self.key)
+            return _plain(open_record(view, self.key))
         except (RecordCryptoError, ValueError, KeyError) as exc:
             raise AppError(f"record {view.get('record_id')!r} does not open with this key "
                            f"(key id {view.get('key_id')}): {exc}") from None

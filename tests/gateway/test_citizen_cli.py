@@ -115,6 +115,9 @@ def test_a_citizens_day_as_commands(gw: Gateway, tmp_path: Path) -> None:
     qr = make_venue_qr(venue, gw.chain_id, "hall", now_ms() // DAY_MS)
     visit, _ = me("checkin", "--venue-qr", qr)
     assert visit["status"] == "committed" and visit["venue_id"] == "hall"
+    mine, _ = me("records", "--decrypt")  # her check-in, opened here, as JSON
+    [seen] = [r["fields"] for r in mine["records"] if r["type"] == "checkin"]
+    assert seen["venue_id"] == "hall" and seen["t_ms"] == visit["t_ms"] and "pad" not in seen
     _, err = me("checkin", "--venue-qr", "not a code", code=2)
     assert "venue" in err
     assert gw.cluster.submit(AUTH, "exposure.publish", {
@@ -137,7 +140,7 @@ def test_a_citizens_day_as_commands(gw: Gateway, tmp_path: Path) -> None:
     assert granted["status"] == "committed" and granted["grant_id"] == "G1"
     _, err = me("grant", "--to", str(HOSPITAL), "--types", "lab_result", "--purpose", "",
                 code=1)
-    assert "HTTP 422" in err
+    assert "HTTP 422 invalid-payload" in err and "purpose" in err
     hosp = str(gw.cluster.files[HOSPITAL].directory / "signing.key")
     _, err = hz("institution", "record", "LR1", "--key", hosp, gateway=url, code=1)
     assert "HTTP 404" in err
