@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -77,6 +78,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("hzp2p: error: an argument is nested too deeply", file=sys.stderr)
         return 2
     except Exception as exc:  # the last resort: never a traceback, always one line
+        if os.environ.get("HZP2P_DEBUG"):
+            raise  # for whoever reports it: the whole traceback
         name = type(exc).__name__
         print(f"hzp2p: internal error ({name}): {str(exc).splitlines()[0] if str(exc) else name}"
               " (please report it)", file=sys.stderr)

@@ -65,6 +65,7 @@ from hzp2p.admin.cli_common import (
 from hzp2p.admin.cli_common import (
     pseudonym_arg as _pseudonym,
 )
+from hzp2p.admin.cli_datasets import DATASET_COMMANDS
 from hzp2p.admin.cli_receipt import receipt_command
 from hzp2p.admin.cli_records import RECORD_COMMANDS
 from hzp2p.admin.cli_rotate import rotate_keys_command
@@ -78,6 +79,7 @@ from hzp2p.admin.cli_submit import (
 )
 from hzp2p.admin.cli_views import VIEW_COMMANDS
 from hzp2p.admin.client import DEFAULT_TIMEOUT_S, AdminClientError, call_sync
+from hzp2p.admin.paging import with_paging
 from hzp2p.admin.protocol import LIN, LOT, MAX_INT, NODE_ID, SUBJECT, WAIT, AdminError, Param
 from hzp2p.config import ConfigError, load_config, parse_host_port
 from hzp2p.contracts.api import ROLES
@@ -444,6 +446,7 @@ COMMANDS: tuple[Command, ...] = (
     rotate_keys_command(),  # key rotation: hzp2p.admin.cli_rotate (issue 19)
     *VIEW_COMMANDS,
     *RECORD_COMMANDS,
+    *DATASET_COMMANDS,
     Command("state-scan", "state_scan", "raw committed state under a hex key prefix", _args_state_scan, _params_state_scan, _render_state_scan,
             wire=(
         Param("prefix", "str", max_len=1024),
@@ -452,6 +455,7 @@ COMMANDS: tuple[Command, ...] = (
     ), result="items: [[key_hex, value_hex]] (at most MAX_SCAN rows), next: the last key "
               "when more may follow (pass it as after), else null"),
 )
+COMMANDS = with_paging(COMMANDS)  # every list pages: hzp2p.admin.paging
 
 
 # ---------------------------------------------------------------------------

@@ -12,10 +12,14 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import re
+import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from hzp2p.admin.cli_common import Command, Usage
+import trio
+
+from hzp2p.admin.cli_common import PROG, Command, Usage, fmt
 from hzp2p.admin.cli_keysign import (
     add_key_option,
     build_share,
@@ -30,6 +34,7 @@ from hzp2p.admin.cli_submit import (
     receipt_failure,
     render_receipt,
 )
+from hzp2p.admin.client import AdminTimeout, call_sync, open_admin_client
 from hzp2p.admin.protocol import LOT, MAX_INT, WAIT, Param
 
 _KEY = Param("subject_key", "hex", exact_len=64)
@@ -150,6 +155,95 @@ def _args_emergency(p: argparse.ArgumentParser) -> None:
     p.add_argument("--to", type=int, required=True, help="the requesting authority's id")
 
 
+def _args_enc_key(p: argparse.ArgumentParser) -> None:
+    p.add_argument("action", choices=("status", "rotate"), metavar="status|rotate",
+                   help="status: the key ids held and the records held; rotate: register a "
+                        "new key, re-wrap the records held, forget the old keys")
+
+
+def _params_enc_key(args: argparse.Namespace) -> dict[str, Any]:
+    return {"action": args.action, "wait_s": args.wait}
+
+
+def _render_enc_key(result: Any) -> str:
+    if not isinstance(result, Mapping):
+        return fmt(result)
+    if "current_key_id" in result:
+        return (f"current encryption key {fmt(result.get('current_key_id'))} "
+                f"(held: {fmt(result.get('held_key_ids'))}); "
+                f"{fmt(result.get('held_records'))} record(s) held, "
+                f"{fmt(result.get('stale_records'))} not yet re-wrapped to it")
+    line = render_receipt(result)
+    if result.get("status") == "committed":
+        line += (f"\nkey {fmt(result.get('previous_key_id'))} -> {fmt(result.get('key_id'))}: "
+                 f"{fmt(result.get('rewrapped'))} record(s) re-wrapped, "
+                 f"{fmt(result.get('failed'))} failed, {fmt(result.get('stale'))} left; "
+                 f"forgotten keys: {fmt(result.get('forgotten'))}")
+    return line
+
+
+PROGRESS_S = 1.0
+"""How often `enc-key rotate` asks how many records are left to re-wrap (shown on stderr)."""
+
+
+def _call_enc_key(socket_path: Path, params: dict[str, Any], timeout_s: float) -> Any:
+    """`status` is one call; `rotate` runs while a second request on the same connection
+    asks every PROGRESS_S how many records are left, printing it to stderr when it
+    changes (stdout keeps the final answer, plain or --json)."""
+    if params["action"] != "rotate":
+        return call_sync(socket_path, "enc_key", params, timeout_s=timeout_s)
+
+    async def run() -> Any:
+        result: Any = None
+        with trio.move_on_after(timeout_s) as scope:
+            async with open_admin_client(socket_path, connect_timeout_s=timeout_s) as client:
+                first = await client.call("enc_key", {"action": "status"}, timeout_s=timeout_s)
+                shown: Any = None
+
+                async def progress() -> None:
+                    nonlocal shown
+                    while True:
+                        await trio.sleep(PROGRESS_S)
+                        st = await client.call("enc_key", {"action": "status"},
+                                               timeout_s=timeout_s)
+                        if st["current_key_id"] == first["current_key_id"]:
+                            continue  # the new key is not registered yet
+                        left = st["stale_records"]
+                        if left != shown:
+                            print(f"{PROG} enc-key rotate: key {st['current_key_id']} "
+                                  f"registered; {left} of {first['held_records']} record(s) "
+                                  "left to re-wrap", file=sys.stderr, flush=True)
+                            shown = left
+
+                # The call's own error (AdminError) is re-raised outside the nursery, as it
+                # is, not wrapped in an ExceptionGroup.
+                raised: Exception | None = None
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(progress)
+                    try:
+                        result = await client.call("enc_key", params, timeout_s=timeout_s)
+                    except Exception as exc:
+                        raised = exc
+                    nursery.cancel_scope.cancel()
+                if raised is not None:
+                    raise raised
+                return result
+        assert scope.cancelled_caught
+        raise AdminTimeout(f"enc_key: no answer from the daemon within {timeout_s:g} s")
+
+    return trio.run(run)
+
+
+def _enc_key_failure(args: argparse.Namespace, result: Any) -> str | None:
+    if args.action != "rotate":
+        return None
+    failure = receipt_failure(args, result)
+    if failure is None and isinstance(result, Mapping) and result.get("stale"):
+        return (f"{result['stale']} record(s) still sealed to an older key; the old keys "
+                "were kept (run enc-key rotate again later)")
+    return failure
+
+
 _RECORD = Param("record_id", "str", pattern=r"[A-Za-z0-9._:\-]{1,64}", shown="a record id")
 _TO = Param("to", "int", min_value=1, max_value=MAX_INT)
 
@@ -185,4 +279,13 @@ RECORD_COMMANDS: tuple[Command, ...] = (
                   Param("result", "str", pattern="positive|negative", shown="positive|negative"),
                   Param("sample_ms", "int", min_value=0, max_value=MAX_INT), WAIT),
             result=RESULT),
+    Command("enc-key", "enc_key", "the institution's encryption keys: enc-key status | "
+            "enc-key rotate (new key on chain, records re-wrapped, old key files deleted)",
+            _args_enc_key, _params_enc_key, _render_enc_key, _enc_key_failure, waits=True,
+            call=_call_enc_key,
+            wire=(Param("action", "str", pattern="status|rotate", shown="status or rotate"),
+                  WAIT),
+            result="status: current_key_id, held_key_ids, public_key, held_records, "
+                   "stale_records; rotate: " + RECEIPT + ", key_id, previous_key_id, "
+                   "public_key, rewrapped, failed, stale, forgotten [key ids]"),
 )

@@ -3,7 +3,8 @@
 One operation each (declared here, served by the handler of the same name in
 hzp2p.node.handlers): institutions' names instead of ids, ISO dates instead of epoch
 milliseconds, °C instead of hundredths, status words; `--json` gives the stable
-machine form (docs/operations.md). Lists take `--limit N`.
+machine form (docs/operations.md). Lists page with `--limit N --after CURSOR`
+(hzp2p.admin.paging).
 """
 
 from __future__ import annotations
@@ -24,15 +25,8 @@ from hzp2p.admin.client import call_sync
 from hzp2p.admin.protocol import LIN, LOT, MAX_INT, SUBJECT, Param
 from hzp2p.contracts.events import TYPES as EVENT_TYPES
 
-_LIMIT = Param("limit", "int", required=False, min_value=1, max_value=100_000)
 _SITE = Param("site", "int", min_value=1, max_value=MAX_INT)
 _DAY = r"[0-9]{8}"
-
-
-
-
-
-
 
 
 def _day(text: str) -> str:
@@ -40,16 +34,6 @@ def _day(text: str) -> str:
         return dt.date.fromisoformat(text).strftime("%Y%m%d")
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a date YYYY-MM-DD, got {text!r}") from None
-
-
-def _limit(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--limit", type=_positive, metavar="N", help="at most N rows")
-
-
-def _with_limit(params: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
-    if args.limit is not None:
-        params["limit"] = args.limit
-    return params
 
 
 def _day_text(day: str) -> str:
@@ -66,7 +50,6 @@ def _args_doses(p: argparse.ArgumentParser) -> None:
     who.add_argument("--site", type=_positive, help="the doses a site gave")
     p.add_argument("--from", dest="from_day", type=_day, metavar="DATE", help="with --site")
     p.add_argument("--to", dest="to_day", type=_day, metavar="DATE", help="with --site")
-    _limit(p)
 
 
 def _params_doses(args: argparse.Namespace) -> dict[str, Any]:
@@ -79,7 +62,7 @@ def _params_doses(args: argparse.Namespace) -> dict[str, Any]:
     for k in ("from_day", "to_day"):
         if getattr(args, k):
             params[k] = getattr(args, k)
-    return _with_limit(params, args)
+    return params
 
 
 def _render_doses(result: Any) -> str:
@@ -111,7 +94,10 @@ def _render_lot(result: Any) -> str:
         f"{celsius(lot.get('temp_min_centi_c'))} .. {celsius(lot.get('temp_max_centi_c'))}",
         f"  readings: {fmt(rd.get('count'))} ({celsius(rd.get('min_centi_c'))} .. "
         f"{celsius(rd.get('max_centi_c'))}, {fmt(rd.get('out_of_range'))} out of range, "
-        f"last {iso_ms(rd.get('last_t_ms'))})",
+        f"last {iso_ms(rd.get('last_t_ms'))})"
+        + (f"; every {fmt(rd.get('interval_ms'))} ms, due {iso_ms(rd.get('due_ms'))}"
+           if rd.get("interval_ms") else "")
+        + (" — READINGS OVERDUE" if rd.get("overdue") else ""),
         "  custody: " + " -> ".join(fmt(e.get("to")) for e in result.get("custody") or []),
     ]
     for e in result.get("incidents") or []:
@@ -174,11 +160,6 @@ def _args_lot(p: argparse.ArgumentParser) -> None:
     p.add_argument("lot", type=_lot_id, metavar="LOT")
 
 
-def _args_lot_limit(p: argparse.ArgumentParser) -> None:
-    _args_lot(p)
-    _limit(p)
-
-
 def _args_subject(p: argparse.ArgumentParser) -> None:
     p.add_argument("subject", type=_pseudonym, metavar="SUBJECT")
 
@@ -209,7 +190,6 @@ def _args_reports(p: argparse.ArgumentParser) -> None:
     p.add_argument("--from", dest="from_period", metavar="PERIOD", help="e.g. 2026-W40")
     p.add_argument("--to", dest="to_period", metavar="PERIOD")
     p.add_argument("--sum", action="store_true", help="totals by metric, region and period")
-    _limit(p)
 
 
 def _params_reports(args: argparse.Namespace) -> dict[str, Any]:
@@ -222,7 +202,7 @@ def _params_reports(args: argparse.Namespace) -> dict[str, Any]:
             params[k] = v
     if args.sum:
         params["sum"] = True
-    return _with_limit(params, args)
+    return params
 
 
 def _render_reports(result: Any) -> str:
@@ -359,7 +339,8 @@ VIEW_COMMANDS: tuple[Command, ...] = (
                         shown=SUBJECT.shown), LIN),
             result="appeals: [{appeal_id, subject, status, reason, opened_ms, ...}]"),
     Command("watch", "watch", "a stream of JSON lines: blocks, refusals, quarantines, recalls, "
-            "code changes; resumable with --from-height", _args_watch, _params_watch,
+            "code changes, overdue readings and appeals, failed hand-overs; resumable with "
+            "--from-height", _args_watch, _params_watch,
             lambda _r: "", call=_call_watch, streams=True,
             wire=(Param("from_height", "int", min_value=1, max_value=MAX_INT),
                   Param("types", "str_list", required=False),
@@ -371,7 +352,7 @@ VIEW_COMMANDS: tuple[Command, ...] = (
             _args_reports, _params_reports, _render_reports, reads=True,
             wire=(*(Param(k, "str", required=False, pattern=_LABEL, shown="a label")
                     for k in ("metric", "region", "from_period", "to_period")),
-                  Param("sum", "bool", required=False), _LIMIT, LIN),
+                  Param("sum", "bool", required=False), LIN),
             result="reports: [{report_id, metric, region, period, value, reporter, "
                    "timestamp_ms, height}], count; with sum: sums: [{metric, region, period, "
                    "value, reports}]"),
@@ -386,16 +367,17 @@ VIEW_COMMANDS: tuple[Command, ...] = (
                   Param("site", "int", required=False, min_value=1, max_value=MAX_INT),
                   Param("from_day", "str", required=False, pattern=_DAY, shown="yyyymmdd"),
                   Param("to_day", "str", required=False, pattern=_DAY, shown="yyyymmdd"),
-                  _LIMIT, LIN),
+                  LIN),
             result="doses: [{subject, product, dose, lot_id, site, site_name, administered_ms, "
                    "record_id, height}], count"),
     Command("lot", "lot", "a lot: status (incl. expired), custody chain, incidents, readings",
             _args_lot, lambda a: {"lot": a.lot}, _render_lot, reads=True, wire=(LOT, LIN),
             result="lot (status as of the head), custodian_name, custody, incidents, readings "
-                   "{count, min_centi_c, max_centi_c, out_of_range, last_t_ms}, doses_given"),
+                   "{count, min_centi_c, max_centi_c, out_of_range, last_t_ms, interval_ms, "
+                   "due_ms, overdue}, doses_given"),
     Command("temperatures", "temperatures", "a lot's temperature readings, by time",
-            _args_lot_limit, lambda a: _with_limit({"lot": a.lot}, a), _render_temperatures,
-            reads=True, wire=(LOT, _LIMIT, LIN),
+            _args_lot, lambda a: {"lot": a.lot}, _render_temperatures,
+            reads=True, wire=(LOT, LIN),
             result="lot, readings: [{t_ms, temp_centi_c, in_range, sensor_id, carrier, height}]"),
     Command("grants", "grants", "a subject's consent grants (revoked ones marked)", _args_subject,
             lambda a: {"subject": a.subject}, _render_grants, reads=True, wire=(SUBJECT, LIN),

@@ -18,6 +18,14 @@ report, or quarantine a lot with, readings from before or after its custody. Eve
 by time) quarantines the lot automatically, with that reading as evidence.
 Out-of-range readings are not a rejection: the batch is applied so the
 quarantine and the evidence are on chain.
+
+Version 3 (the default for new chains) adds reading intervals: the lot's current
+custodian declares how often its readings must arrive (`lot.monitor`: lot_id,
+interval_ms; 0 stops monitoring). A monitored lot whose last reading (or, before any,
+the declaration) is older than its interval at a block time is "readings overdue":
+judged on block time only (`readings_due`), shown by `admin lot` and as an `overdue`
+event of `admin watch` (hzp2p.contracts.events). Under versions 1 and 2 `lot.monitor`
+is refused, so a chain replays its history exactly as it was judged.
 """
 
 from __future__ import annotations
@@ -31,14 +39,17 @@ import nacl.signing
 
 from hzp2p.contracts.api import Institution, TxContext, decode_value, encode_value
 from hzp2p.contracts.domain_queries import (
+    StateReader,
     fail,
     k_batch,
     k_reading,
     k_sensor,
     load,
     lot_events,
+    lot_status,
     rule_version,
     store,
+    temperature_history,
 )
 from hzp2p.contracts.registry import contract, payload_generator, rules
 from hzp2p.contracts.schema import Bytes, Id, Int, ListOf, Problem, Schema
@@ -50,6 +61,9 @@ COLDCHAIN_RULES: dict[int, dict[str, int]] = {
     # v2: readings must fall in the uploader's custody, and any custodian (a clinic's or a
     # warehouse's fridge, not only a carrier's truck) may register sensors and upload.
     2: {"max_readings": 1000, "custody_periods": 1, "clock_tolerance_ms": 5 * 60_000},
+    # v3: v2, and a lot's custodian declares its reading interval (lot.monitor)
+    3: {"max_readings": 1000, "custody_periods": 1, "clock_tolerance_ms": 5 * 60_000,
+        "reading_intervals": 1, "min_interval_ms": 1000, "max_interval_ms": 30 * 86_400_000},
 }
 rules("coldchain", COLDCHAIN_RULES)
 MAX_READINGS = max(r["max_readings"] for r in COLDCHAIN_RULES.values())
@@ -83,6 +97,12 @@ READINGS_SCHEMA = Schema(
 )
 SENSOR_SCHEMA = Schema({"sensor_id": Id(), "verify_key": Bytes(32)})
 REVOKE_SCHEMA = Schema({"sensor_id": Id()})
+MONITOR_SCHEMA = Schema({"lot_id": Id(), "interval_ms": Int(0, 2**40)})
+K_MONITOR = b"cc/mon/"
+
+
+def k_monitor(lot_id: str) -> bytes:
+    return K_MONITOR + lot_id.encode()
 
 
 def readings_message(lot_id: str, readings: Sequence[tuple[str, int, int]]) -> bytes:
@@ -236,6 +256,68 @@ def coldchain_readings(ctx: TxContext) -> None:
         }
         lot["quarantine"] = evidence
         put_lot(ctx, lot, {"kind": "quarantine", "evidence": evidence})
+
+
+@contract("lot.monitor", schema=MONITOR_SCHEMA)
+def lot_monitor(ctx: TxContext) -> None:
+    """Payload: lot_id, interval_ms (0: stop). The lot's current custodian declares how often
+    its readings must arrive (coldchain rules v3 and later)."""
+    _, rules = rule_version(ctx, "coldchain", COLDCHAIN_RULES)
+    if not rules.get("reading_intervals"):
+        fail(ctx, "lot.monitor needs coldchain rules version 3 or later")
+    member = ctx.require_member(*CUSTODY_ROLES)
+    lot = get_lot(ctx, ctx.payload["lot_id"])
+    if lot["custodian"] != member.inst_id:
+        fail(ctx, f"member {member.inst_id} is not the custodian of lot {lot['lot_id']!r}")
+    interval = ctx.payload["interval_ms"]
+    key = k_monitor(lot["lot_id"])
+    if interval == 0:
+        if ctx.state.get(key) is None:
+            fail(ctx, f"lot {lot['lot_id']!r} is not monitored")
+        ctx.state.delete(key)
+        return
+    lo, hi = rules["min_interval_ms"], rules["max_interval_ms"]
+    if not lo <= interval <= hi:
+        fail(ctx, f"interval_ms must be 0 (stop) or in [{lo}, {hi}]")
+    store(ctx.state, key, {"lot_id": lot["lot_id"], "interval_ms": interval,
+                           "since_ms": ctx.timestamp_ms, "by": member.inst_id,
+                           "height": ctx.height, "tx_hash": ctx.tx_hash})
+
+
+def monitored_lots(state: StateReader) -> list[dict[str, Any]]:
+    """Every lot with a declared reading interval, by lot id."""
+    return [dict(decode_value(v)) for _, v in state.scan(K_MONITOR)]
+
+
+def readings_due(
+    state: StateReader, lot_id: str, at_height: int | None = None,
+    readings: Sequence[tuple[int, int]] | None = None,
+) -> dict[str, Any] | None:
+    """A monitored lot's reading deadline: {interval_ms, since_ms, last_t_ms, due_ms} from the
+    readings recorded up to `at_height` (default: all), or None if it is not monitored.
+    `readings` ((height, t_ms) pairs) saves re-reading them when judging many heights."""
+    mon: dict[str, Any] | None = load(state, k_monitor(lot_id))
+    if mon is None:
+        return None
+    if readings is None:
+        readings = [(r["height"], r["t_ms"]) for r in temperature_history(state, lot_id)]
+    last = max((t for h, t in readings if at_height is None or h <= at_height), default=None)
+    base = mon["since_ms"] if last is None else max(last, mon["since_ms"])
+    return {"interval_ms": mon["interval_ms"], "since_ms": mon["since_ms"], "last_t_ms": last,
+            "due_ms": base + mon["interval_ms"], "height": mon["height"]}
+
+
+def overdue(
+    state: StateReader, lot: dict[str, Any], now_ms: int,
+    readings: Sequence[tuple[int, int]] | None = None, at_height: int | None = None,
+) -> dict[str, Any] | None:
+    """`readings_due` and whether the lot is overdue at block time `now_ms` (a recalled or
+    expired lot needs no more readings); None if it is not monitored."""
+    due = readings_due(state, lot["lot_id"], at_height, readings)
+    if due is None:
+        return None
+    live = lot_status(lot, now_ms) in ("active", "quarantined")
+    return {**due, "overdue": live and now_ms > due["due_ms"]}
 
 
 @payload_generator("sensor.register", "carrier")

@@ -48,6 +48,7 @@ K_TX = b"x/tx/"
 CONTRACT_MODULES = (
     "hzp2p.contracts.members",
     "hzp2p.contracts.epi",
+    "hzp2p.contracts.datasets",
     "hzp2p.contracts.healthcode",
     "hzp2p.contracts.supply",
     "hzp2p.contracts.coldchain",

@@ -1,5 +1,9 @@
 """Epidemic data contracts: `epi.report` (aggregate counts) and `data.publish` (data sets).
 
+`data.publish` has two forms: the clear one below (metadata, hash, access label: rules
+`data` v1 and later) and the encrypted one with content (rules `data` v2:
+hzp2p.contracts.datasets, which owns the data-set keys and the requests).
+
 State layout:
   epi/r/<report_id>            an accepted report (each report_id is accepted once, ever)
   data/d/<dataset_id>          the latest version of a published data set
@@ -12,8 +16,10 @@ with any other field are refused so personal data cannot ride along.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any
 
+from hzp2p.contracts import datasets
 from hzp2p.contracts.api import ROLES, TxContext, decode_value, encode_value
 from hzp2p.contracts.domain_queries import fail
 from hzp2p.contracts.registry import contract, payload_generator
@@ -69,16 +75,19 @@ PUBLISH_SCHEMA = Schema(
 )
 
 
+def _publish_check(payload: Any, signer: bytes) -> list[Problem]:
+    """The clear form names `access`; the encrypted form (rules data v2) does not."""
+    if isinstance(payload, Mapping) and "access" in payload:
+        return PUBLISH_SCHEMA.problems(payload, signer)
+    return datasets.PUBLISH_V2_SCHEMA.problems(payload, signer)
+
+
 def k_report(report_id: str) -> bytes:
     return b"epi/r/" + report_id.encode()
 
 
-def k_dataset(dataset_id: str) -> bytes:
-    return b"data/d/" + dataset_id.encode()
-
-
-def k_dataset_version(dataset_id: str, version: int) -> bytes:
-    return b"data/v/" + dataset_id.encode() + b"/%06d" % version
+k_dataset = datasets.k_dataset
+k_dataset_version = datasets.k_dataset_version
 
 
 @contract("epi.report", schema=REPORT_SCHEMA)
@@ -109,8 +118,11 @@ def report(ctx: TxContext) -> None:
     )
 
 
-@contract("data.publish", schema=PUBLISH_SCHEMA)
+@contract("data.publish", schema=_publish_check)
 def publish(ctx: TxContext) -> None:
+    if "access" not in ctx.payload:
+        datasets.publish_v2(ctx)
+        return
     me = ctx.require_member("authority")
     did = ctx.payload["dataset_id"]
     meta = dict(ctx.payload["metadata"])
@@ -122,6 +134,8 @@ def publish(ctx: TxContext) -> None:
     version = 1
     if old is not None:
         prev = decode_value(old)
+        if prev.get("encrypted"):
+            fail(ctx, f"{did!r} is encrypted: publish its next version in the encrypted form")
         if prev["content_hash"] == chash and prev["access"] == access and prev["metadata"] == meta:
             fail(ctx, f"{did!r} version {prev['version']} is identical")
         version = prev["version"] + 1

@@ -7,6 +7,14 @@ contracts rejected), `quarantine` (a lot quarantined by its readings), `recall`,
 declared exposure, a recovery, an appeal's correction, or a quarantine that ended and
 was written by this transaction — each with its reason), `appeal` (opened or resolved),
 `member` (a membership or rule-version proposal or vote).
+
+Some events are not caused by a transaction but by time passing, judged on block time
+(`time_events`): `overdue` at the first block whose time is past a monitored lot's
+reading deadline (hzp2p.contracts.coldchain.readings_due, from the readings recorded up
+to that block), and `appeal_overdue` at the first block whose time is past an open
+appeal's limit (the rules' `appeal_limit_days`; an appeal resolved since is no longer
+listed). A node adds its own, local events to the stream (`handover_failed`: a key
+hand-over its daemon could not complete; hzp2p.node.handover).
 Events carry ids, pseudonyms and reasons, never a payload's personal fields (there are
 none in the clear; records stay ciphertext and are not shown). Events are read from
 state at the *current* head for lots and codes, so a later change shows the later value;
@@ -22,7 +30,8 @@ from hzp2p.contracts.state import Readable
 from hzp2p.crypto.records import pseudonym
 from hzp2p.ledger.block import decode_block
 
-TYPES = ("block", "refused", "quarantine", "recall", "release", "code", "appeal", "member")
+TYPES = ("block", "refused", "quarantine", "recall", "release", "code", "appeal", "member",
+         "overdue", "appeal_overdue", "handover_failed")
 CODE_TXS = (
     "lab.result",
     "healthcode.set",
@@ -77,4 +86,45 @@ def block_events(
                                 "outcome": e.get("outcome", "open")})
         elif tx.tx_type in ("member.propose", "member.vote", "rules.propose"):
             out.append({"type": "member", **base})
+    return out
+
+
+TimeCache = dict[str, Any]
+"""What `time_events` reads once per watch request (monitored lots and their readings)."""
+
+
+def time_events(
+    reader: Readable, height: int, timestamp_ms: int, prev_timestamp_ms: int, cache: TimeCache
+) -> list[dict[str, Any]]:
+    """The events of block `height` caused by time passing from the previous block's time to
+    its own (see the module docstring); `cache` is shared across the blocks of one request."""
+    from hzp2p.contracts import codelife, coldchain  # their layouts are theirs
+
+    out: list[dict[str, Any]] = []
+    if "lots" not in cache:
+        lots = []
+        for mon in coldchain.monitored_lots(reader):
+            lot = dq.lot(reader, mon["lot_id"])
+            if lot is not None:
+                pairs = [(r["height"], r["t_ms"])
+                         for r in dq.temperature_history(reader, mon["lot_id"])]
+                lots.append((lot, pairs))
+        cache["lots"] = lots
+    for lot, pairs in cache["lots"]:
+        now = coldchain.overdue(reader, lot, timestamp_ms, pairs, height)
+        if now is None or not now["overdue"] or now["height"] > height:
+            continue
+        before = coldchain.overdue(reader, lot, prev_timestamp_ms, pairs, height - 1)
+        if before is not None and before["overdue"] and now["height"] < height:
+            continue  # already overdue at the previous block
+        out.append({"type": "overdue", "height": height, "timestamp_ms": timestamp_ms,
+                    "lot_id": lot["lot_id"], "interval_ms": now["interval_ms"],
+                    "last_t_ms": now["last_t_ms"], "due_ms": now["due_ms"]})
+    before_ids = {(a["subject"], a["appeal_id"])
+                  for a in codelife.overdue_appeals(reader, prev_timestamp_ms)}
+    for a in codelife.overdue_appeals(reader, timestamp_ms):
+        if (a["subject"], a["appeal_id"]) not in before_ids:
+            out.append({"type": "appeal_overdue", "height": height, "timestamp_ms": timestamp_ms,
+                        "subject": a["subject"], "appeal_id": a["appeal_id"],
+                        "open_ms": a["open_ms"]})
     return out

@@ -2,8 +2,8 @@
 
 Pure queries (any StateReader, no writes) behind `admin doses`, `admin lot`, `admin
 stock`, `admin expiring` and `admin doses-per-day` — the seed's "allocate vaccines,
-avoid waste and expiry". A lot's status is judged at `now_ms`, the block time of the
-head the state is read at (a stored lot cannot know it has expired). Stock counts the
+avoid waste and expiry". A lot's status (and whether its readings are overdue) is judged at
+`now_ms`, the block time of the head the state is read at (a stored lot cannot know it has expired). Stock counts the
 doses a custodian can still give: the remaining doses of its active lots; quarantined,
 recalled and expired lots are counted apart as unusable.
 """
@@ -121,6 +121,9 @@ def lot_summary(state: StateReader, lot_id: str, now_ms: int) -> dict[str, Any] 
     events = lot_events(state, lot_id)
     readings = temperature_history(state, lot_id)
     temps = [r["temp_centi_c"] for r in readings]
+    from hzp2p.contracts.coldchain import overdue  # the cold-chain contract owns intervals
+
+    due = overdue(state, lot, now_ms, [(r["height"], r["t_ms"]) for r in readings])
     return {
         "lot": lot,
         "custody": [e for e in events if e["kind"] in ("register", "transfer")],
@@ -131,6 +134,9 @@ def lot_summary(state: StateReader, lot_id: str, now_ms: int) -> dict[str, Any] 
             "max_centi_c": max(temps) if temps else None,
             "out_of_range": sum(1 for r in readings if not r["in_range"]),
             "last_t_ms": max((r["t_ms"] for r in readings), default=None),
+            "interval_ms": None if due is None else due["interval_ms"],
+            "due_ms": None if due is None else due["due_ms"],
+            "overdue": due is not None and due["overdue"],
         },
         "doses_given": lot["quantity"] - lot["remaining"],
     }

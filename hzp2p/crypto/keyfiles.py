@@ -23,6 +23,13 @@ class KeyFileError(Exception):
 
 def load_signing_key(path: str | os.PathLike[str]) -> SigningKey:
     """Read a key file written by write_key_file; KeyFileError if missing, malformed or too open."""
+    return SigningKey(load_seed_file(path, "Ed25519 seed"))
+
+
+def load_seed_file(path: str | os.PathLike[str], what: str = "32-byte secret") -> bytes:
+    """The 32 bytes of a key file (an Ed25519 seed, or an X25519 private key of the node's
+    encryption key store); KeyFileError if missing, malformed or readable by group or
+    others. The error never quotes the file's content."""
     source = Path(path)
     try:
         fd = os.open(source, os.O_RDONLY | os.O_CLOEXEC)
@@ -46,10 +53,10 @@ def load_signing_key(path: str | os.PathLike[str]) -> SigningKey:
         text = raw.decode("ascii").strip()
         seed = bytes.fromhex(text)
     except (UnicodeDecodeError, ValueError):
-        raise KeyFileError(f"{source}: not a hex-encoded Ed25519 seed") from None
+        raise KeyFileError(f"{source}: not a hex-encoded {what}") from None
     if len(seed) != SEED_BYTES:
         raise KeyFileError(
-            f"{source}: Ed25519 seed must be {SEED_BYTES} bytes ({2 * SEED_BYTES} hex digits), "
+            f"{source}: {what} must be {SEED_BYTES} bytes ({2 * SEED_BYTES} hex digits), "
             f"got {len(seed)} bytes"
         )
-    return SigningKey(seed)
+    return seed

@@ -1,7 +1,7 @@
 """The FastAPI application: public routes here, signed ones in hzp2p.gateway.routes_signed.
 
 `create_app(ctx)` builds the app around a GatewayContext; every path is under
-/v1 except /healthz, /openapi.json, /docs and the landing page. Public routes
+/v1 except /healthz, /openapi.json, /docs and the web pages (hzp2p.gateway.page). Public routes
 read committed state only and need no signature.
 """
 
@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import FastAPI, Path, Query, Request
-from fastapi.responses import HTMLResponse
 
 from hzp2p.analytics.aggregates import epi_summary as summarise_reports
 from hzp2p.contracts import members
@@ -20,9 +19,8 @@ from hzp2p.contracts.domain_queries import jsonable
 from hzp2p.contracts.epi import k_dataset
 from hzp2p.contracts.exposure import exposures
 from hzp2p.contracts.notices import notices
-from hzp2p.gateway import models, problems, routes_proof, routes_signed
+from hzp2p.gateway import models, page, problems, routes_datasets, routes_proof, routes_signed
 from hzp2p.gateway.context import GatewayContext
-from hzp2p.gateway.page import DASHBOARD_HTML
 from hzp2p.gateway.problems import ApiProblem
 from hzp2p.gateway.store import StoreUnavailable
 
@@ -72,9 +70,7 @@ def create_app(ctx: GatewayContext) -> FastAPI:
 
     app.add_exception_handler(StoreUnavailable, on_store)
 
-    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    async def landing() -> str:
-        return DASHBOARD_HTML
+    page.register(app)  # the web pages: /, /citizen, /venue and their /assets
 
     @app.get("/healthz", response_model=models.Health, tags=["operations"])
     async def healthz(request: Request) -> models.Health:
@@ -231,5 +227,6 @@ def create_app(ctx: GatewayContext) -> FastAPI:
 
     routes_signed.register(app)
     routes_proof.register(app)
+    routes_datasets.register(app)
     return app
 

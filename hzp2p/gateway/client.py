@@ -18,6 +18,7 @@ import httpx
 import nacl.public
 import nacl.signing
 
+from hzp2p.crypto.datasets import open_bytes
 from hzp2p.crypto.records import decrypt_record, open_sealed_key, pseudonym
 from hzp2p.gateway.signing import sign_request
 
@@ -33,6 +34,17 @@ def open_record(
     return decrypt_record(
         record_key, bytes.fromhex(view["ciphertext"]), view["record_id"], view["subject"], view["type"]
     )
+
+
+def open_dataset(response: httpx.Response, key: nacl.signing.SigningKey | nacl.public.PrivateKey
+                 ) -> bytes:
+    """The plaintext of GET /v1/datasets/{id}/blob's answer, opened with the institution's
+    own key (its sealed key and the key commitment come in the headers); the content is
+    checked against the content hash first."""
+    h = bytes.fromhex(response.headers["X-HZ-Content-Hash"])
+    dataset_key = open_sealed_key(bytes.fromhex(response.headers["X-HZ-Sealed-Key"]), key,
+                                  bytes.fromhex(response.headers["X-HZ-Key-Commitment"]))
+    return open_bytes(response.content, dataset_key, h)
 
 
 class GatewayClient:

@@ -1,40 +1,131 @@
-"""The page under `/`: the public dashboard (chain status, policy notices, epidemic figures).
+"""The gateway's web pages: the public dashboard (`/`), the citizen's page (`/citizen`) and
+the venue's page (`/venue`), served as static files.
 
-Plain HTML and a few lines of JavaScript calling the public /v1 routes of this same
-gateway (same origin, no CORS); no data is embedded in the page. Citizens' and
-venues' functions need keys and signatures, so they live in apps using the API
-(hzp2p.gateway.client, hzp2p.credentials.verify), not here.
+Nothing is rendered on the server: each page is a fixed HTML file (hzp2p/gateway/web/static)
+and a script bundle (hzp2p/gateway/web/dist, built from web/src by `npm ci && npm run build`
+in that folder; .ci/run does it) that calls this gateway's /v1 API from the browser. The
+citizen's key, her signatures and the decryption of her records stay in her browser; the
+venue page verifies credentials in the browser against the trust list. Files are read
+once (again when they change on disk), gzipped once, and served with an ETag and a
+Content-Security-Policy that allows scripts from this origin only (plus WebAssembly,
+which libsodium needs). docs/gateway.md ("Web pages") says why there is a build step.
 """
 
 from __future__ import annotations
 
-DASHBOARD_HTML = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">
-<title>hzp2p — public health ledger</title>
-<style>
-body{font-family:system-ui,sans-serif;margin:2rem;max-width:60rem;color:#222}
-table{border-collapse:collapse;margin:.5rem 0}td,th{border:1px solid #ccc;padding:.25rem .6rem}
-th{background:#f3f3f3}.muted{color:#777}section{margin-bottom:2rem}
-</style></head><body>
-<h1>Public health ledger</h1>
-<p class="muted">Committed data from this institution's node. API: <a href="/docs">/docs</a>,
-<a href="/openapi.json">/openapi.json</a>; verifiers download the <a href="/v1/trust-list">trust list</a>.</p>
-<section><h2>Chain</h2><div id="status" class="muted">loading…</div></section>
-<section><h2>Policy notices</h2><div id="notices" class="muted">loading…</div></section>
-<section><h2>Epidemic figures</h2><div id="epi" class="muted">loading…</div></section>
-<section><h2>Public data sets</h2><div id="datasets" class="muted">loading…</div></section>
-<script>
-function esc(s){return String(s).replace(/[&<>"']/g,c=>({"&":"&amp;","<":"&lt;",">":"&gt;",'"':"&quot;","'":"&#39;"}[c]))}
-function table(rows,cols){if(!rows.length)return '<span class="muted">none</span>';
- return '<table><tr>'+cols.map(c=>'<th>'+esc(c)+'</th>').join('')+'</tr>'+
- rows.map(r=>'<tr>'+cols.map(c=>'<td>'+esc(r[c]??'')+'</td>').join('')+'</tr>').join('')+'</table>'}
-async function show(id,url,render){const el=document.getElementById(id);
- try{const r=await fetch(url);el.innerHTML=r.ok?render(await r.json()):'unavailable ('+r.status+')';el.className=''}
- catch(e){el.textContent='unavailable'}}
-show('status','/v1/status',s=>table([{chain:s.chain_id,height:s.height,
- 'last block':s.last_block_ms?new Date(s.last_block_ms).toISOString():'—',leader:s.leader_known?'known':'none'}],
- ['chain','height','last block','leader']));
-show('notices','/v1/notices',n=>table(n,['effective_date','region','title','body']));
-show('epi','/v1/epi/summary',e=>table(e.buckets,['region','metric','period','total','reports']));
-show('datasets','/v1/datasets',d=>table(d,['dataset_id','version','content_hash']));
-</script></body></html>"""
+import gzip
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi import Path as PathParam
+from fastapi.responses import Response
+
+from hzp2p.gateway.problems import ApiProblem
+
+WEB_DIR = Path(__file__).parent / "web"
+STATIC_DIR = WEB_DIR / "static"
+DIST_DIR = WEB_DIR / "dist"
+PAGES = {"/": "index.html", "/citizen": "citizen.html", "/venue": "venue.html"}
+TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+}
+CSP = (
+    "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self'; "
+    "img-src 'self' data: blob:; media-src 'self' blob:; connect-src 'self'; object-src 'none'; "
+    "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+_ASSET = r"^[A-Za-z0-9_\-]{1,64}\.(js|css)$"
+BUILD_HINT = "npm ci && npm run build in hzp2p/gateway/web (docs/gateway.md)"
+log = structlog.get_logger("hzp2p.gateway")
+
+
+@dataclass(frozen=True, slots=True)
+class Asset:
+    body: bytes
+    gzipped: bytes
+    etag: str
+    content_type: str
+    mtime_ns: int
+
+
+class Assets:
+    """The pages' files, read and compressed once per version on disk."""
+
+    def __init__(self, static_dir: Path = STATIC_DIR, dist_dir: Path = DIST_DIR) -> None:
+        self.dirs = (static_dir, dist_dir)
+        self._cache: dict[str, Asset] = {}
+
+    def get(self, name: str) -> Asset | None:
+        """The file `name` (no directories) from static/ or dist/; None if neither has it."""
+        assert "/" not in name and not name.startswith("."), name
+        for d in self.dirs:
+            path = d / name
+            try:
+                mtime = path.stat().st_mtime_ns
+            except OSError:
+                continue
+            cached = self._cache.get(name)
+            if cached is not None and cached.mtime_ns == mtime:
+                return cached
+            body = path.read_bytes()
+            asset = Asset(
+                body,
+                gzip.compress(body, 9, mtime=0),
+                '"' + hashlib.sha256(body).hexdigest()[:20] + '"',
+                TYPES.get(path.suffix, "application/octet-stream"),
+                mtime,
+            )
+            self._cache[name] = asset
+            return asset
+        return None
+
+
+def respond(request: Request, asset: Asset) -> Response:
+    headers = {
+        "ETag": asset.etag,
+        "Cache-Control": "no-cache",  # revalidate (cheap: 304) so a rebuilt bundle is seen at once
+        "Vary": "Accept-Encoding",
+        "X-Content-Type-Options": "nosniff",
+        "Referrer-Policy": "no-referrer",
+    }
+    if asset.content_type.startswith("text/html"):
+        headers["Content-Security-Policy"] = CSP
+    if request.headers.get("if-none-match") == asset.etag:
+        return Response(status_code=304, headers=headers)
+    body = asset.body
+    if "gzip" in request.headers.get("accept-encoding", ""):
+        headers["Content-Encoding"] = "gzip"
+        body = asset.gzipped
+    return Response(body, media_type=asset.content_type, headers=headers)
+
+
+def register(app: FastAPI, assets: Assets | None = None) -> None:
+    """Add the pages and /assets/{name} to `app` (outside the OpenAPI schema)."""
+    files = assets or Assets()
+    if files.get("dashboard.js") is None:
+        log.warning("web-pages-not-built", hint=BUILD_HINT)  # the API works; the pages say so
+
+    def page_route(path: str, name: str) -> None:
+        async def page(request: Request) -> Response:
+            asset = files.get(name)
+            assert asset is not None, f"{name} missing from {STATIC_DIR}"
+            return respond(request, asset)
+
+        app.add_api_route(path, page, methods=["GET"], include_in_schema=False, name=f"page-{name}")
+
+    for path, name in PAGES.items():
+        page_route(path, name)
+
+    @app.get("/assets/{name}", include_in_schema=False)
+    async def asset(request: Request, name: Annotated[str, PathParam(pattern=_ASSET)]) -> Response:
+        found = files.get(name)
+        if found is None:
+            hint = f" (the scripts are built by {BUILD_HINT})" if name.endswith(".js") else ""
+            raise ApiProblem(404, "not-found", f"no asset {name!r}{hint}")
+        return respond(request, found)

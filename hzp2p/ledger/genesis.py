@@ -45,8 +45,9 @@ DEFAULT_RULES: Mapping[str, int] = {
     "membership": 1,
     "healthcode": 2,
     "vaccination": 1,
-    "coldchain": 2,
+    "coldchain": 3,
     "privacy": 1,
+    "data": 2,
 }
 OTHER_ROLES = ("lab", "hospital", "vaccination_site", "manufacturer", "carrier", "observer")
 # Matched with re.fullmatch: a `$` anchor would accept a trailing newline.

@@ -4,7 +4,7 @@ Kind ids are part of the protocol (PROTOCOL_VERSION 1) and never reused:
 1-9 are the Raft messages in hzp2p.raft.messages.MESSAGE_TYPES order, 16-31
 are hzp2p.net's application messages (peer records, opaque blobs, forwarded
 submits and their receipts, forwarded read-index requests and their answers, voters'
-block attestations), and the daemon registers its own from
+block attestations, data-set content requests and chunks), and the daemon registers its own from
 FIRST_APP_KIND (64) with `default_registry().register(...)`.
 """
 
@@ -136,6 +136,37 @@ class Attestations:
 MAX_ATTESTATIONS_PER_MSG: Final = 1024
 
 
+@dataclass(frozen=True, slots=True)
+class ContentRequest:
+    """Ask a peer for `count` chunks of content `content_hash` from chunk `first` (-1: its
+    manifest), for data set `dataset_id` version `version` (hzp2p.node.content: the
+    server checks the asker may have it). Answered by one ContentChunk per chunk."""
+
+    request_id: int
+    content_hash: bytes
+    dataset_id: str
+    version: int
+    first: int
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class ContentChunk:
+    """One chunk (or the manifest, index -1) of content `content_hash`; `status` ok, or
+    missing / refused / busy with a reason and no data."""
+
+    request_id: int
+    content_hash: bytes
+    index: int
+    status: str
+    data: bytes = b""
+    reason: str = ""
+
+
+MAX_CONTENT_CHUNKS_PER_REQUEST: Final = 64
+MAX_CONTENT_CHUNK_BYTES: Final = 32 << 20
+
+
 # --- nested Raft types -----------------------------------------------------------------------
 
 U: Final = uint()
@@ -239,6 +270,21 @@ def net_schemas() -> list[tuple[int, type[Any], list[FieldType], Any]]:
             _check_read_index_response,
         ),
         (22, Attestations, [sequence(ATTESTATION, MAX_ATTESTATIONS_PER_MSG)], None),
+        (
+            23,
+            ContentRequest,
+            [U, binary(32, 32), text(128), integer(1, 2**31), integer(-1, 2**31),
+             integer(1, MAX_CONTENT_CHUNKS_PER_REQUEST)],
+            None,
+        ),
+        (
+            24,
+            ContentChunk,
+            [U, binary(32, 32), integer(-1, 2**31),
+             text(16, ("ok", "missing", "refused", "busy")),
+             binary(MAX_CONTENT_CHUNK_BYTES), text(256)],
+            None,
+        ),
     ]
 
 

@@ -37,7 +37,10 @@ from hzp2p.net.tcp import TcpConfig, TcpTransport
 from hzp2p.net.transport import NodeIdentity
 from hzp2p.node import opaque, rotation
 from hzp2p.node.applier import Applier
+from hzp2p.node.content.metrics import register_metrics as register_content_metrics
 from hzp2p.node.driver import RaftDriver, role_name
+from hzp2p.node.enckeys import STORE_DIR as ENC_KEY_DIR
+from hzp2p.node.enckeys import EncKeyStore
 from hzp2p.node.handlers import Handlers
 from hzp2p.node.keys import KeyFileError
 from hzp2p.node.logging import NodeLogContext, configure_logging
@@ -160,6 +163,8 @@ class Node:
             early_signature_checks=cfg.ledger.early_signature_checks,
             certify=cfg.ledger.certify,
             auto_share=cfg.ledger.auto_share,
+            content_dir=cfg.data_dir / "content",
+            enc_keys=self._open_enc_keys(),
         )
         init = await stack.open(self.storage, self._make_transport)
         rotation.wire(self.keys, stack)
@@ -168,6 +173,9 @@ class Node:
         self.producer, self.submit, self.reads = stack.producer, stack.submit, stack.reads
         self.metrics.registry.add_collect_hook(self._collect_metrics)
         register_snapshot_metrics(self.metrics.registry, stack.snapshots)
+        if stack.content is not None:
+            register_content_metrics(self.metrics.registry, stack.content)
+        stack.alerts.register(self.metrics.registry)
         admin = self.admin = AdminServer(
             cfg.admin.socket, max_request_bytes=cfg.admin.max_request_bytes
         )
@@ -218,6 +226,17 @@ class Node:
             out.update(preverify_submitted=pre.submitted, preverify_in_time=pre.checked_in_time,
                        preverify_cut_short=pre.cut_short, preverify_skipped=pre.skipped)
         return out
+
+    def _open_enc_keys(self) -> EncKeyStore:
+        """The institution's encryption keys, in the data directory (hzp2p.node.enckeys)."""
+        try:
+            store = EncKeyStore.open(self.signing_key, self.cfg.data_dir / ENC_KEY_DIR)
+            old = self.keys.old_signing()  # the key before a rotation, if its file is there
+            if old is not None:
+                store.retire(old)
+            return store
+        except KeyFileError as exc:
+            raise ConfigError(self.cfg.path, "data_dir", f"encryption key store: {exc}") from None
 
     async def _make_transport(self) -> TcpTransport:
         cfg, g, net = self.cfg, self.genesis, self.cfg.net

@@ -25,12 +25,14 @@ from hzp2p.client import subject_records as q_subject_records
 from hzp2p.contracts import domain_queries as dq
 from hzp2p.contracts import queries
 from hzp2p.contracts.engine import recompute_digest
-from hzp2p.crypto.records import pseudonym
+from hzp2p.crypto.records import RecordCryptoError, pseudonym
 from hzp2p.ledger.tx import Transaction, TxError, decode_tx
-from hzp2p.node import audit_views, rotation
+from hzp2p.node import audit_views, paging, rotation
 from hzp2p.node import receipts as node_receipts
 from hzp2p.node.chain_audit import verify_local_chain
+from hzp2p.node.content.handlers import DatasetHandlers
 from hzp2p.node.driver import role_name
+from hzp2p.node.enckeys import EncKeyError
 from hzp2p.node.handover import HandoverError
 from hzp2p.node.keys import KeyFileError
 from hzp2p.node.submit import SubmitError
@@ -42,17 +44,19 @@ SIGN_CHUNK = 32
 """submit_many signs this many items between checkpoints (~1 ms of work)."""
 
 
-class Handlers(ViewHandlers):
+class Handlers(ViewHandlers, DatasetHandlers):
     """Binds the admin methods to one running Node (the read-only views are in
-    hzp2p.node.view_handlers, the shared helpers in its HandlerBase)."""
+    hzp2p.node.view_handlers, the shared helpers in its HandlerBase; data sets in
+    hzp2p.node.content.handlers)."""
 
     def register_all(self, server: AdminServer) -> None:
         """Serve every declared operation (hzp2p.admin.operations) with the method of the
-        same name; an operation without one is a bug found at start-up, not at a request."""
+        same name; an operation without one is a bug found at start-up, not at a request.
+        An operation that answers a list is paged (hzp2p.node.paging)."""
         for op in OPERATIONS:
             handler = getattr(self, op.method, None)
             assert handler is not None, f"operation {op.method!r} has no handler"
-            server.register(op.method, self._counted(op.method, handler))
+            server.register(op.method, self._counted(op.method, paging.serve(op.method, handler)))
 
     def _counted(self, method: str, fn: Any) -> Any:
         async def run(params: Mapping[str, Any]) -> Any:
@@ -246,17 +250,17 @@ class Handlers(ViewHandlers):
 
     # ---------------------------------------------------------------- records, from fields
     async def _sealing_client(self) -> Client:
-        """A client holding this institution's keys, to seal records to it and the subject.
-        The node seals with the encryption key derived from its signing key (key id 0); an
-        institution that registered another (enckey.set) needs the key store, not built yet."""
+        """A client holding this institution's keys (its key store, hzp2p.node.enckeys), to
+        seal records to its current encryption key and the subject."""
         n = self.node
         me = n.node_id
-        registered = await self.node.storage.call(lambda s: dq.enc_key(s, me))
-        if registered is not None:
-            raise AdminError("rejected", "this institution registered its own encryption key; "
-                             "the node cannot seal to it yet",
-                             hint="write the record with hzp2p.client and submit-raw")
-        return Client(n.signing_key, n.genesis.chain_id, me)
+        client = Client(n.signing_key, n.genesis.chain_id, me)
+        try:
+            await n.storage.call(lambda s: n.stack.enc_keys.configure(client, s, me))
+        except RecordCryptoError as exc:
+            raise AdminError("rejected", str(exc),
+                             hint="restore the key file into <data_dir>/enckeys") from None
+        return client
 
     async def _submit_record(self, tx_type: str, payload: dict[str, Any], record_id: str,
                              params: Mapping[str, Any]) -> Any:
@@ -450,3 +454,15 @@ class Handlers(ViewHandlers):
         subject = params["subject"]
         rows = await self._query(lambda s: q_access_log(s, subject))
         return {"subject": subject, "entries": dq.jsonable(rows)}
+
+    # ---------------------------------------------------------------- encryption keys
+    async def enc_key(self, params: Mapping[str, Any]) -> Any:
+        """The institution's encryption keys (ids only, never key material): `status`, or
+        `rotate` (register a new key, re-wrap the records held, forget the old keys)."""
+        rot = self.node.stack.rotator
+        if params["action"] == "status":
+            return await rot.status()
+        try:
+            return await rot.rotate(self._wait(params, 15.0))
+        except EncKeyError as exc:
+            raise AdminError("rejected", f"enc-key rotate: {exc}") from None

@@ -24,10 +24,10 @@ from pathlib import Path
 
 from nacl.signing import SigningKey
 
-from hzp2p.crypto.keyfiles import SEED_BYTES, KeyFileError, load_signing_key
+from hzp2p.crypto.keyfiles import SEED_BYTES, KeyFileError, load_seed_file, load_signing_key
 
-__all__ = ["SEED_BYTES", "KeyFileError", "generate_key_file", "generate_signing_key", "load_signing_key",
-           "verify_key_hex", "write_key_file", "write_seed_file"]
+__all__ = ["SEED_BYTES", "KeyFileError", "generate_key_file", "generate_signing_key", "load_seed_file",
+           "load_signing_key", "verify_key_hex", "write_key_file", "write_seed_file"]
 
 KEY_FILE_MODE = 0o600
 

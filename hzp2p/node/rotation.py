@@ -94,6 +94,10 @@ class KeyRing:
     def get(self, public: bytes) -> nacl.signing.SigningKey | None:
         return self.known.get(public)
 
+    def old_signing(self) -> nacl.signing.SigningKey | None:
+        """The signing key used before the last rotation (its `.old` file), if kept."""
+        return _maybe_load(old_path(self.signing_path))
+
     def sync_with_state(self, signing_pub: bytes, node_pub: bytes) -> bool:
         """The committed state names these as this institution's keys: switch to them if
         they are the pending ones (finishing an interrupted move). True if it switched.
@@ -152,6 +156,7 @@ def hand_out(ring: KeyRing, node_id: int, chain_id: str, stack: NodeStack,
     stack.producer.node_key, stack.producer.node_pub = ring.node, None
     stack.submit.key = stack.submit.signer.key = ring.signing
     stack.handover.client = Client(ring.signing, chain_id, node_id)
+    stack.enc_keys.follow_signing_key(ring.signing)  # what was sealed to the old key still opens
     transport.set_identity(NodeIdentity(node_id, ring.node))
 
 

@@ -12,7 +12,9 @@ SimTransport, so both exercise exactly the same wiring.
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import nacl.signing
 import trio
@@ -24,11 +26,15 @@ from hzp2p.ledger.block import Block
 from hzp2p.ledger.builder import BlockBuilder
 from hzp2p.ledger.genesis import Genesis
 from hzp2p.ledger.mempool import Mempool
-from hzp2p.net.schemas import Attestations
+from hzp2p.net.schemas import Attestations, ContentChunk, ContentRequest
 from hzp2p.net.transport import Transport
+from hzp2p.node.alerts import Alerts
 from hzp2p.node.applier import Applier, bootstrap
 from hzp2p.node.attest import AttestService
+from hzp2p.node.content.service import ContentService
+from hzp2p.node.content.store import ContentStore
 from hzp2p.node.driver import RaftDriver, role_name
+from hzp2p.node.enckeys import EncKeyStore, Rotator
 from hzp2p.node.handover import Handover
 from hzp2p.node.logging import NodeLogContext
 from hzp2p.node.producer import BlockProducer
@@ -37,7 +43,7 @@ from hzp2p.node.snapshots import DEFAULT_THRESHOLD_ENTRIES, SnapshotManager
 from hzp2p.node.submit import SubmitService
 from hzp2p.raft.config import RaftConfig
 from hzp2p.raft.types import NodeId, Role
-from hzp2p.storage import AsyncStorage, InitialState
+from hzp2p.storage import AsyncStorage, InitialState, SyncStorage
 
 
 class NodeStack:
@@ -62,6 +68,8 @@ class NodeStack:
         early_signature_checks: bool | None = None,
         certify: bool = False,
         auto_share: bool = True,
+        content_dir: Path | None = None,
+        enc_keys: EncKeyStore | None = None,
     ) -> None:
         self.node_id = node_id
         self.genesis = genesis
@@ -82,6 +90,10 @@ class NodeStack:
         # simulated-network tests of other concerns keep their exact block sequences)
         self.attest: AttestService | None = None
         self.auto_share = auto_share
+        self.content_dir = content_dir  # data-set content store (None: no content service)
+        self.content: ContentService | None = None
+        # the institution's encryption keys (the daemon's is on disk; else in memory)
+        self.enc_keys = enc_keys if enc_keys is not None else EncKeyStore(signing_key)
 
     # Built by `open`:
     storage: AsyncStorage
@@ -92,6 +104,8 @@ class NodeStack:
     submit: SubmitService
     reads: ReadService
     handover: Handover
+    rotator: Rotator
+    alerts: Alerts
     snapshots: SnapshotManager
     initial: InitialState
 
@@ -155,9 +169,33 @@ class NodeStack:
         self.reads = ReadService(self.node_id, self.driver, self.applier, self.transport)
         self.handover = Handover(
             self.node_id, Client(self.signing_key, g.chain_id, self.node_id), storage,
-            self.submit.submit, enabled=self.auto_share,
+            self.submit.submit, enabled=self.auto_share, keys=self.enc_keys,
+            head=lambda: self.applier.head.height,
         )
+        if self.content_dir is not None:
+            self.content = ContentService(ContentStore(self.content_dir), self.transport,
+                                          self._may_serve)
+        self.rotator = Rotator(self.node_id, lambda: self.handover.client, self.enc_keys, storage,
+                               self.submit.submit, self.submit.submit_many)
+        self.alerts = Alerts(storage, self.applier, self.handover)
         return init
+
+    async def _may_serve(self, dataset_id: str, version: int, content_hash: bytes,
+                         node: int) -> str | None:
+        """An honest node's check before handing content to `node` (hzp2p.contracts.datasets:
+        a current key and a logged data.fetch, judged at this node's clock)."""
+        from hzp2p.contracts import datasets
+
+        now_ms = int(time.time() * 1000)
+
+        def check(s: SyncStorage) -> str | None:
+            rec = datasets.dataset(s, dataset_id, version)
+            if rec is not None and bytes(rec["content_hash"]) != content_hash:
+                return "content hash is not that data set version's"
+            return datasets.may_serve(s, dataset_id, version, node, now_ms)
+
+        why: str | None = await self.storage.call(check)
+        return why
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """The transport first (started), then every loop; runs until cancelled."""
@@ -172,12 +210,18 @@ class NodeStack:
             if self.attest is not None:
                 nursery.start_soon(self.attest.run)
             nursery.start_soon(self.handover.run)
+            if self.content is not None:
+                await nursery.start(self.content.run)
+            nursery.start_soon(self.alerts.run)
             task_status.started()
 
     # ---------------------------------------------------------------- callbacks
     def _app_message(self, sender: NodeId, msg: object) -> None:
         if isinstance(msg, READ_MESSAGES):
             self.reads.on_message(sender, msg)
+        elif isinstance(msg, ContentRequest | ContentChunk):
+            if self.content is not None:
+                self.content.on_message(sender, msg)
         elif isinstance(msg, Attestations):
             if self.attest is not None:
                 self.attest.on_message(sender, msg)

@@ -22,6 +22,7 @@ from hzp2p.contracts import events as ev
 from hzp2p.contracts import queries
 from hzp2p.contracts import vaccine_views as vv
 from hzp2p.contracts.api import decode_value
+from hzp2p.ledger.block import decode_block
 from hzp2p.node.driver import not_leader_hint
 from hzp2p.raft.errors import NotLeader, ProposalDropped
 from hzp2p.storage import StorageError, SyncStorage
@@ -213,17 +214,38 @@ class ViewHandlers(HandlerBase):
             await n.applier.wait_height(start)
         end = min(n.applier.head.height, start + limit - 1)
 
+        local = n.stack.handover.failures_between(start, end)
+        genesis_ms = n.genesis.timestamp_ms
+
         def collect(s: SyncStorage) -> list[dict[str, Any]]:
             out: list[dict[str, Any]] = []
+            cache: ev.TimeCache = {}
+            prev_ms: int | None = None
             for height in range(start, end + 1):
                 rec = s.block_by_height(height)
                 if rec is None:  # below a snapshot this node installed: not stored here
+                    prev_ms = None
                     continue
                 txs = s.block_txs(height)
                 verdicts = [("committed" if t.status == "applied" else "rejected", t.reason)
                             for t in txs]
-                out += [e for e in ev.block_events(s, rec.raw, verdicts) if e["type"] in types]
+                events = ev.block_events(s, rec.raw, verdicts)
+                ts = int(events[0]["timestamp_ms"])
+                if prev_ms is None:
+                    prev_ms = _block_time(s, height - 1, genesis_ms)
+                events += ev.time_events(s, height, ts, prev_ms, cache)
+                events += [f for f in local if f["height"] == height]
+                out += [e for e in events if e["type"] in types]
+                prev_ms = ts
             return out
 
         events = await n.storage.call(collect) if end >= start else []
         return {"events": events, "next_height": max(start, end + 1)}
+
+
+def _block_time(s: SyncStorage, height: int, genesis_ms: int) -> int:
+    """The block time at `height` (the genesis's at 0; -1 if this node does not hold it)."""
+    if height == 0:
+        return genesis_ms
+    rec = s.block_by_height(height)
+    return -1 if rec is None else decode_block(rec.raw).header.timestamp_ms

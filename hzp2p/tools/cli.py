@@ -113,5 +113,6 @@ def register(subparsers: Any) -> None:
 
     d = subparsers.add_parser("demo", help="a local 3-node cluster tells a public-health story")
     d.add_argument("--json", action="store_true")
-    d.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    d.add_argument("--keep", action="store_true", help="keep the temporary directory; at the end, serve the web pages "
+                   "(dashboard, Alice's page) until Enter")
     d.set_defaults(func=cmd_demo)

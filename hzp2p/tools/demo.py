@@ -30,7 +30,9 @@ from typing import Any
 
 from hzp2p.admin.client import AdminClientError
 from hzp2p.admin.protocol import AdminError
+from hzp2p.crypto.keyfiles import load_signing_key
 from hzp2p.ledger.genesis import load_genesis
+from hzp2p.tools.demo_research import research_chapter
 from hzp2p.tools.demo_story import Chapter, Cmd, V, Wrong, after_stop, chapters
 from hzp2p.tools.localcluster import ClusterError, LocalCluster
 
@@ -191,7 +193,19 @@ def _gateway(cluster: LocalCluster) -> Any:
     return DemoGateway(cluster)
 
 
-def tell(root: Path, execute: Execute, *, quiet: bool) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+Hold = Callable[[str, str], None]
+"""Called with the gateway's URL and Alice's key (hex) once the story is told, while every
+daemon and the gateway still run (`hzp2p demo --keep`: the web pages stay up until it
+returns)."""
+
+
+def story() -> list[Chapter]:
+    """Every chapter told while the daemons run, data sharing (issue 18) included."""
+    return chapters(before_checks=[research_chapter()])
+
+
+def tell(root: Path, execute: Execute, *, quiet: bool,
+         hold: Hold | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The whole story in `root`: a 3-node cluster, every chapter, then the offline check.
     Returns the summary and the log of every step (commands with their argv, exit status
     and --json output); raises DemoFailed (or a cluster error) if any step goes wrong."""
@@ -210,8 +224,12 @@ def tell(root: Path, execute: Execute, *, quiet: bool) -> tuple[dict[str, Any], 
         cluster.start_all()
         run.say(f"node {cluster.wait_up(30)} was elected leader")
         try:
-            for n, ch in enumerate(chapters(), start=1):
+            for n, ch in enumerate(story(), start=1):
                 run.chapter(n, ch)
+            if hold is not None and gateway.gw is not None:
+                # her key file holds the seed as hex: what her page in the browser takes
+                alice = load_signing_key(v.file("alice.key"))
+                hold(gateway.gw.base_url, bytes(alice).hex())
         finally:
             gateway.stop()
             run.say("stopping every daemon")
@@ -223,6 +241,23 @@ def tell(root: Path, execute: Execute, *, quiet: bool) -> tuple[dict[str, Any], 
     return summary, run.log
 
 
+def _serve_pages(json_output: bool) -> Hold:
+    """`--keep`: print the web pages' URLs (Alice's key rides in the fragment, which a
+    browser never sends) and keep everything running until Enter or Ctrl-C."""
+
+    def hold(url: str, alice_key_hex: str) -> None:
+        print(f"\nweb pages, served until you press Enter or Ctrl-C:\n  dashboard     "
+              f"{url}/\n  Alice's page  {url}/citizen#key={alice_key_hex}"
+              f"\n  venue check   {url}/venue", file=sys.stderr if json_output else sys.stdout,
+              flush=True)
+        try:
+            sys.stdin.readline()
+        except KeyboardInterrupt:
+            print()  # past the ^C
+
+    return hold
+
+
 def run_demo(*, json_output: bool = False, keep: bool = False,
              hzp2p_main: Callable[[list[str]], int] | None = None) -> int:
     """`hzp2p demo`: each step's command runs in-process through `hzp2p_main` (the command's
@@ -232,7 +267,8 @@ def run_demo(*, json_output: bool = False, keep: bool = False,
     summary: dict[str, Any] | None = None
     code = 0
     try:
-        summary, _ = tell(root, execute, quiet=json_output)
+        summary, _ = tell(root, execute, quiet=json_output,
+                          hold=_serve_pages(json_output) if keep else None)
     except (DemoFailed, ClusterError, AdminClientError, AdminError) as exc:
         print(f"hzp2p demo: {exc}", file=sys.stderr)
         code = 1

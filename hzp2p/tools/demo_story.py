@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -259,7 +259,9 @@ def _node_checks(k: int) -> list[Step]:
     ]
 
 
-def chapters() -> list[Chapter]:
+def chapters(before_checks: Sequence[Chapter] = ()) -> list[Chapter]:
+    """The story; `before_checks` (chapters of other modules: hzp2p.tools.demo_research)
+    come before the final checks that every node holds the same chain."""
     out = [Chapter("The founding authorities admit a vaccine maker, a carrier, a clinic and a "
                    "hospital (none runs a daemon: each signs with its key file)")]
     for inst in INSTITUTIONS:
@@ -520,6 +522,8 @@ def chapters() -> list[Chapter]:
                             str(v["now_height"]), "--types", "quarantine,code"),
             check=events, lines=True),
     ]))
+
+    out += before_checks
 
     def same_chain(v: V, h: Any) -> str:
         v["height"] = h.converge()

@@ -22,8 +22,8 @@ from typing import Any
 
 import pytest
 
-from hzp2p.tools.demo import as_subprocess, tell
-from hzp2p.tools.demo_story import Cmd, Op, after_stop, chapters
+from hzp2p.tools.demo import as_subprocess, story, tell
+from hzp2p.tools.demo_story import Cmd, Op, after_stop
 
 pytestmark = pytest.mark.slow
 
@@ -35,7 +35,7 @@ def _results(log: list[dict[str, Any]], *words: str) -> list[Any]:
 
 
 def test_every_step_is_a_command_but_process_events() -> None:
-    steps = [s for ch in [*chapters(), after_stop()] for s in ch.steps]
+    steps = [s for ch in [*story(), after_stop()] for s in ch.steps]
     assert {type(s) for s in steps} == {Cmd, Op}
     # processes only: kill, restart, the gateway process, waiting for convergence
     ops = [s.say for s in steps if isinstance(s, Op)]

@@ -380,3 +380,64 @@ def test_the_writers_daemon_hands_keys_over_under_a_grant_and_on_emergency(
     code, _, err = hzp2p("admin", "--config", hospital, "emergency", "fulfil", "NO-SUCH",
                          "--to", "1")
     assert code == 1 and "unknown record" in err
+
+
+def test_every_list_pages_with_limit_and_after(cluster: LocalCluster) -> None:
+    """Runs after the tests above (their lots, doses, readings and reports are the lists):
+    the pages of each list, followed by their `next` cursors, are the whole list in order."""
+    from nacl.signing import SigningKey
+
+    from hzp2p.admin.paging import PAGED
+
+    c = cluster
+    cfg = str(c.config(4))
+    alice = SigningKey.generate()
+    for rid in ("PG-1", "PG-2", "PG-3"):
+        code, _, err = hzp2p("admin", "--config", cfg, "record", "write", "--type", "diagnosis",
+                             "--subject-key", bytes(alice.verify_key).hex(), "--record-id", rid,
+                             "--fields", "{}", "--wait", "15")
+        assert code == 0, err
+    from hzp2p.crypto.records import pseudonym
+
+    subject = pseudonym(bytes(alice.verify_key))
+    lists: list[tuple[list[str], str]] = [
+        (["members"], "members"), (["peers"], "peers"), (["proposals"], "proposals"),
+        (["subject-records", subject], "records"), (["lot-history", "LOT-V"], "events"),
+        (["access-log", subject], "entries"), (["doses", "--lot", "LOT-V"], "doses"),
+        (["temperatures", "LOT-F"], "readings"), (["grants", subject], "grants"),
+        (["stock"], "stock"), (["expiring", "--days", "500"], "lots"),
+        (["doses-per-day", "--site", str(SITE)], "days"), (["reports"], "reports"),
+        (["reports", "--sum"], "sums"), (["datasets"], "datasets"),
+        (["exposures"], "exposures"), (["appeals"], "appeals"),
+    ]
+    assert {PAGED[k].fields[0] for k in PAGED} >= {f for _, f in lists} - {"reports"}
+    for argv, field in lists:
+        code, out, err = hzp2p("admin", "--config", cfg, "--json", *argv)
+        assert code == 0, (argv, err)
+        whole = json.loads(out)
+        assert whole["next"] is None, argv
+        pages: list[object] = []
+        after: list[str] = []
+        while True:
+            code, out, err = hzp2p("admin", "--config", cfg, "--json", *argv, "--limit", "2",
+                                   *after)
+            assert code == 0, (argv, err)
+            got = json.loads(out)
+            assert len(got[field]) <= 2
+            pages += got[field]
+            if got["next"] is None:
+                break
+            after = ["--after", got["next"]]
+        assert pages == whole[field], argv
+    assert len(json.loads(hzp2p("admin", "--config", cfg, "--json", "subject-records",
+                                subject)[1])["records"]) == 3
+    code, out, err = hzp2p("admin", "--config", cfg, "subject-records", subject, "--limit", "1")
+    assert code == 0 and "(more: --after " in out, out
+    for argv, status, says in (
+        (["members", "--after", "zz"], 2, "not a cursor"),
+        (["members", "--after", "00"], 2, "not a cursor"),
+        (["members", "--limit", "0"], 2, "expected an integer in 1..100000"),
+        (["members", "--after", "5b2261222c315d"], 1, "a cursor of another list"),  # ["a", 1]
+    ):
+        code, out, err = hzp2p("admin", "--config", cfg, *argv)
+        assert code == status and says in err, (argv, err)

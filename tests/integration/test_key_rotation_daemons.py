@@ -84,6 +84,9 @@ def test_rotating_voters_keys_keeps_the_cluster_and_receipts_working(tmp_path: P
         after = c.wait_for("node 3 signs with its new key", lambda: (
             r if (r := c.submit(3, "epi.report", report(1), wait_s=30))["status"] == "committed"
             else None), 60)
+        # node 1 may apply that block a moment after node 3 heard "committed"
+        c.wait_for("node 1 applies it", lambda: c.call(1, "status")["applied_index"]
+                   >= c.call(3, "status")["applied_index"], 20)
         t = c.call(1, "tx", {"tx_hash": after["tx_hash"]})
         assert t["signer"]["key"] == keys["signing_key"] and t["signer"]["inst_id"] == 3
         t0 = c.call(1, "tx", {"tx_hash": before["tx_hash"]})

@@ -48,6 +48,12 @@ BASES: dict[str, tuple[dict[str, Any], frozenset[str]]] = {
     "data.publish": ({"dataset_id": "d1", "metadata": {"title": "weekly"},
                       "content_hash": bytes(32), "access": "public"},
                      frozenset({"metadata"})),  # an authority's public description
+    "data.request": ({"request_id": "rq1", "dataset_id": "d1", "purpose": "study", "days": 30},
+                     frozenset({"purpose"})),  # the purpose of use: in the clear, logged
+    "data.approve": ({"request_id": "rq1", "sealed_key": bytes(SEALED_KEY_BYTES)}, frozenset()),
+    "data.deny": ({"request_id": "rq1", "reason": "no"}, frozenset({"reason"})),
+    "data.revoke": ({"request_id": "rq1", "reason": "ended"}, frozenset({"reason"})),
+    "data.fetch": ({"dataset_id": "d1", "version": 1}, frozenset()),
     "member.propose": ({"action": "remove", "inst_id": 3}, frozenset()),
     "member.vote": ({"proposal_id": 1, "approve": True}, frozenset()),
     "lot.register": ({"lot_id": "L1", "product": "covax", "quantity": 10,
@@ -58,6 +64,7 @@ BASES: dict[str, tuple[dict[str, Any], frozenset[str]]] = {
     "lot.release": ({"lot_id": "L1", "reason": "checked"}, frozenset({"reason"})),
     "sensor.register": ({"sensor_id": "S1", "verify_key": bytes(32)}, frozenset()),
     "sensor.revoke": ({"sensor_id": "S1"}, frozenset()),
+    "lot.monitor": ({"lot_id": "L1", "interval_ms": 60_000}, frozenset()),
     "coldchain.readings": ({"lot_id": "L1", "sensor_id": "S1", "signature": bytes(64),
                             "readings": [{"sensor_id": "S1", "t_ms": 1, "temp_centi_c": 500}]},
                            frozenset()),

@@ -122,10 +122,11 @@ def test_genesis_state() -> None:
 
 def test_every_versioned_rule_is_named_in_the_default_genesis() -> None:
     """Rules are versioned in the genesis: a local consortium names each rule set's version."""
-    from hzp2p.contracts import coldchain, healthcode, privacy, vaccination
+    from hzp2p.contracts import coldchain, datasets, healthcode, privacy, vaccination
 
     tables = {
         "coldchain": coldchain.COLDCHAIN_RULES,
+        "data": datasets.DATA_RULES,
         "healthcode": healthcode.HEALTHCODE_RULES,
         "privacy": privacy.PRIVACY_RULES,
         "vaccination": vaccination.VACCINATION_RULES,

@@ -16,6 +16,13 @@ Re-recorded by issue 17 (health codes, complete): new genesis files name health-
 rules version 2 (the genesis hash, so every block, changes), the benchmark payloads
 now include `venue.register`, and lab.result / healthcode.set under version 2 store
 each change's causing transaction.
+Re-recorded by issue 18 (data sets delivered encrypted): new genesis files name data rules
+version 2 (the genesis hash changes, so every block does); with `data` removed from
+DEFAULT_RULES the previous values come back unchanged.
+Re-recorded by issue 15 (reading intervals): new genesis files name cold-chain rules
+version 3 (`lot.monitor`), which changes the genesis hash and so every block; with
+version 2 named the previous values are reproduced exactly. The values below name both
+(data 2, cold chain 3).
 """
 
 from __future__ import annotations
@@ -32,8 +39,8 @@ from hzp2p.contracts.verify import verify_chain
 from hzp2p.ledger.block import decode_block
 from hzp2p.tools.testkit import LocalChain
 
-EXPECTED_FINGERPRINT = "e817b33db81a5ac4514c938cdd990520ca304bd09986a56f2406adb0d71f2979"
-EXPECTED_FINAL_DIGEST = "fa3de396c8e088b58f8db44cf2a5b6cbd8424366527674614ddf470d49a96b3b"
+EXPECTED_FINGERPRINT = "ae3a6ff62070addef88c3bdf2b3487a83e10c8b20919a864f0f602ee8b379e0c"
+EXPECTED_FINAL_DIGEST = "00333beabb1ba497f251a1c7fdab6b87b9a78ebdb7c338156a0812dcc7094e2b"
 
 
 def build_chain() -> tuple[LocalChain, str]:

@@ -1,0 +1,1 @@
+"""Data-set content off chain: the content store, delivery between nodes, the admin handlers."""
