@@ -26,6 +26,8 @@ SUBCOMMAND_MODULES = (
     "hzp2p.analytics.cli",  # export, query
     "hzp2p.admin.cli_receipt",  # verify-receipt
     "hzp2p.gateway.cli",  # gateway, verify-code
+    "hzp2p.app.citizen",  # citizen ... (a citizen's app over a gateway)
+    "hzp2p.app.institution",  # institution ... (a member's records client over a gateway)
 )
 
 

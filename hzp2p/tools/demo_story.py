@@ -6,9 +6,13 @@ signing with its key file (`admin submit --key`, `readings submit --key`, `vacci
 --key`, `share --key`), a sensor's batch from `hzp2p sensor sign`, a venue's code from
 `hzp2p venue qr`, views read with `--json` (`admin lot`, `health-code`, `exposures`,
 `access-log`, `status`, `verify`), Alice's receipt by `admin receipt` and, once every
-daemon is stopped, `hzp2p verify-receipt`. What Alice's phone does goes over the gateway
-(`App`, hzp2p.tools.demo_http); what happens to processes (start, SIGKILL, restart) is
-the harness's (`Op`). hzp2p.tools.demo runs the list in-process for `hzp2p demo`;
+daemon is stopped, `hzp2p verify-receipt`. What Alice's phone does is `hzp2p citizen`
+over the gateway (her check-in sealed to her alone, matching the published exposures on
+her side, her declaration, appeal and grant, her code, records and access log), the
+hospital's records client is `hzp2p institution record`, a venue's scanner `hzp2p venue
+trust-list` and `hzp2p verify-code`. Only what happens to processes (start, SIGKILL,
+restart, the gateway process, waiting for convergence) is the harness's (`Op`).
+hzp2p.tools.demo runs the list in-process for `hzp2p demo`;
 tests/integration/test_demo_cli_story.py runs the same list with every `Cmd` as a
 `hzp2p` subprocess, so the demo provably uses only what the commands offer.
 
@@ -74,6 +78,12 @@ def admin(v: V, node: int, *args: str) -> list[str]:
     return ["admin", "--config", str(v.configs[node]), "--json", *args]
 
 
+def citizen(v: V, sub: str, *args: str) -> list[str]:
+    """Alice's phone: `hzp2p citizen SUB` over the gateway with her key file."""
+    return ["citizen", sub, "--gateway", v["gw_url"], "--key", str(v.file("alice.key")),
+            "--json", *args]
+
+
 def submit(v: V, node: int, tx_type: str, payload: dict[str, Any], *,
            key: str | None = None) -> list[str]:
     argv = admin(v, node, "submit", tx_type, "--payload", json.dumps(payload))
@@ -100,14 +110,8 @@ class Cmd:
     """Repeat while it fails, this long (a receipt exists once its block is certified)."""
     lines: bool = False
     """The output is JSON lines (a stream): `keep`/`check` get the list."""
-
-
-@dataclass(frozen=True)
-class App:
-    """What an app does over HTTP (Alice's phone, the hospital's records client)."""
-
-    say: str
-    run: Callable[[V, Any], str | None]
+    exit: int = 0
+    """The exit status the story expects (1: a documented failure, e.g. an expired code)."""
 
 
 @dataclass(frozen=True)
@@ -118,7 +122,7 @@ class Op:
     run: Callable[[V, Any], str | None]
 
 
-Step = Cmd | App | Op
+Step = Cmd | Op
 
 
 @dataclass
@@ -209,14 +213,17 @@ def _code(colour: str, via: str = "") -> Cmd:
                check=check)
 
 
-def _app_code(colour: str) -> App:
-    def run(v: V, app: Any) -> str:
-        code = app.health_code()
+def _app_code(colour: str, *, qr: bool = False) -> Cmd:
+    def check(v: V, code: Any) -> str:
         expect(code["colour"] == colour, f"over HTTP the code is {code['colour']!r}")
-        return (f"GET /v1/me/health-code: {code['colour']}, why {code['why']!r}, credential "
+        v["credential_until"] = code["credential_valid_until_s"]
+        return (f"{code['colour']}, why {code['why']!r}, credential "
                 f"{str(code['credential'])[:24]}...")
 
-    return App("Alice's app shows her code", run)
+    def argv(v: V) -> list[str]:  # --qr: the code's QR image, as her screen shows it
+        return citizen(v, "health-code", *(["--qr", str(v.file("alice-code.png"))] if qr else []))
+
+    return Cmd("Alice's app shows her code" + (" as a QR code" if qr else ""), argv, check=check)
 
 
 def _lot(lot: str) -> list[Step]:
@@ -312,14 +319,17 @@ def chapters(before_checks: Sequence[Chapter] = ()) -> list[Chapter]:
         v["gw_node"], v["gw_url"], v["gw_key"] = h.start_gateway()
         return f"gateway for node {v['gw_node']} at {v['gw_url']} (OpenAPI at /openapi.json)"
 
+    def whoami(v: V, o: Any) -> str:
+        expect(o["pseudonym"] == v["alice"], f"whoami: {o}")
+        return f"her pseudonym {o['pseudonym']} on chain {o['chain_id']}"
+
     out.append(Chapter("The killed node restarts and catches up; a gateway opens for the apps", [
         Op("restart the killed node", lambda v, h: h.restart()),
         Op("the node's operator starts `hzp2p gateway --config`", keep_gateway),
         Cmd("an authority registers the gateway's health-code credential key", lambda v: submit(
             v, v.authority(), "credkey.register",
             {"inst_id": v["gw_node"], "public_key": {"$hex": v["gw_key"]}})),
-        App("Alice's app opens with her key", lambda v, app: (
-            f"her pseudonym {app.open(v.file('alice.key'), v['chain_id'])}")),
+        Cmd("Alice's app opens with her key", lambda v: citizen(v, "whoami"), check=whoami),
         _app_code("green"),
     ]))
 
@@ -330,10 +340,9 @@ def chapters(before_checks: Sequence[Chapter] = ()) -> list[Chapter]:
         v["qr"] = o["qr"]
         return f"QR {o['qr'][:28]}... (day {o['day']})"
 
-    def checkin(v: V, app: Any) -> str:
-        receipt, v["visit_ms"] = app.checkin(v["qr"])
-        expect(receipt["status"] == "committed", f"check-in: {receipt}")
-        return f"check-in committed at block {receipt['height']}: a ciphertext only she can open"
+    def checkin(v: V, o: Any) -> str:
+        v["visit_ms"] = o["t_ms"]
+        return "a ciphertext only she can open"
 
     def publish(v: V) -> list[str]:
         return submit(v, v.authority(), "exposure.publish", {
@@ -346,16 +355,10 @@ def chapters(before_checks: Sequence[Chapter] = ()) -> list[Chapter]:
         expect(ids == ["EXP-1"], f"published: {ids}")
         return f"{len(ids)} published exposure(s), public for every app"
 
-    def match(v: V, app: Any) -> str:
-        found = app.match()
-        expect(found == ["EXP-1"], f"Alice's app matched {found}, expected EXP-1")
-        return ("GET /v1/exposures; her phone decrypts her own check-ins and finds one in "
-                "EXP-1's window")
-
-    def declare(v: V, app: Any) -> str:
-        r = app.declare("EXP-1")
-        expect(r["status"] == "committed", f"declare: {r}")
-        return f"exposure.declare committed at block {r['height']}"
+    def match(v: V, o: Any) -> str:
+        expect(o["matched"] == ["EXP-1"], f"Alice's app matched {o['matched']}, expected EXP-1")
+        return (f"the public list; her phone decrypts her {o['checkins']} check-in(s) and finds "
+                "one in EXP-1's window")
 
     out.append(Chapter("A check-in, a published exposure, Alice's app matches it: yellow; a "
                        "negative test: green", [
@@ -367,13 +370,16 @@ def chapters(before_checks: Sequence[Chapter] = ()) -> list[Chapter]:
         Cmd("the Market Hall prints today's QR code", lambda v: [
             "venue", "qr", "--key", str(v.file("market-hall", "venue.key")), "--venue",
             "market-hall", "--genesis", str(v.genesis), "--json"], check=keep_qr),
-        App("Alice scans it; her app records the visit sealed to her alone", checkin),
+        Cmd("Alice scans it; her app records the visit sealed to her alone",
+            lambda v: citizen(v, "checkin", "--venue-qr", v["qr"]), check=checkin),
         Cmd("a visitor tests positive; the authority publishes the hall and the hour before",
             publish),
         Cmd("the authority lists what it published", lambda v: admin(
             v, v.node(), "exposures", "--linearizable"), check=listed),
-        App("Alice's app downloads the exposures and matches them on her phone", match),
-        App("her app declares the match (signed by her)", declare),
+        Cmd("Alice's app downloads the exposures and matches them on her phone",
+            lambda v: citizen(v, "exposures", "--match"), check=match),
+        Cmd("her app declares the match (signed by her)",
+            lambda v: citizen(v, "declare", "EXP-1")),
         _code("yellow"),
         _app_code("yellow"),
         Cmd("the lab (node 3) reports a negative test sampled after the exposure",
@@ -385,18 +391,20 @@ def chapters(before_checks: Sequence[Chapter] = ()) -> list[Chapter]:
     def history(v: V, o: Any) -> str:
         return " -> ".join(f"{e['event']} ({e['colour']})" for e in o["history"])
 
-    def find_event(v: V, app: Any) -> str:
-        hist = app.code_history()
+    def find_event(v: V, o: Any) -> str:
+        hist = o["history"]
         ev = [e for e in hist if e["event"] == "lab.result" and e["colour"] == "red"]
         expect(bool(ev), f"no red lab event in Alice's history: {hist}")
         v["red_event"] = ev[-1]["seq"]
-        return (f"GET /v1/me/health-code/history: {len(hist)} events; the positive result "
-                f"is event {v['red_event']}")
+        return f"{len(hist)} events; the positive result is event {v['red_event']}"
 
-    def appeal(v: V, app: Any) -> str:
-        r = app.appeal("AP-1", v["red_event"], "not_my_sample")
-        expect(r["status"] == "committed", f"appeal: {r}")
-        return f"healthcode.appeal AP-1 on event {v['red_event']} committed at block {r['height']}"
+    def venue_ok(v: V, o: Any) -> str:
+        expect(o["ok"] is True and o["colour"] == "green", f"the venue's check: {o}")
+        return f"valid, {o['colour']}, issued by {o['issuer_name']}"
+
+    def venue_late(v: V, o: Any) -> str:
+        expect(o["ok"] is False and any("expired" in p for p in o["problems"]), f"late: {o}")
+        return "a second after its validity: refused, expired"
 
     out.append(Chapter("A positive result turns Alice's code red; she appeals, an authority "
                        "corrects it", [
@@ -408,26 +416,32 @@ def chapters(before_checks: Sequence[Chapter] = ()) -> list[Chapter]:
         Cmd("an authority reads Alice's code history", lambda v: admin(
             v, v.authority(), "health-code", v["alice"], "--history", "--linearizable"),
             check=history),
-        App("Alice's app lists her code's history, with event numbers", find_event),
-        App("Alice appeals: not her sample (signed by her)", appeal),
+        Cmd("Alice's app lists her code's history, with event numbers",
+            lambda v: citizen(v, "health-code", "--history"), check=find_event),
+        Cmd("Alice appeals: not her sample (signed by her)", lambda v: citizen(
+            v, "appeal", "--id", "AP-1", "--event", str(v["red_event"]), "--reason",
+            "not_my_sample")),
         Cmd("the authority finds the sample mix-up and corrects the code to green",
             lambda v: submit(v, v.authority(), "healthcode.resolve", {
                 "subject": v["alice"], "appeal_id": "AP-1", "outcome": "corrected",
                 "reason": "sample T-2 was another patient's", "colour": "green"})),
         _code("green", " (corrected by the appeal)"),
-        _app_code("green"),
-        App("a venue checks Alice's QR credential offline", lambda v, app: app.venue_check()),
+        _app_code("green", qr=True),
+        Cmd("a venue's scanner downloads the trust list", lambda v: [
+            "venue", "trust-list", "--gateway", v["gw_url"], "--out",
+            str(v.file("trust-list.json")), "--json"]),
+        Cmd("the venue checks Alice's QR code offline", lambda v: [
+            "verify-code", str(v.file("alice-code.png")), "--trust-list",
+            str(v.file("trust-list.json")), "--json"], check=venue_ok),
+        Cmd("the same QR code once expired", lambda v: [
+            "verify-code", str(v.file("alice-code.png")), "--trust-list",
+            str(v.file("trust-list.json")), "--at", str(v["credential_until"] + 1), "--json"],
+            exit=1, check=venue_late),
     ]))
 
-    def grant(v: V, app: Any) -> str:
-        r = app.grant("G-1", v["hospital_id"], "treatment")
-        expect(r["status"] == "committed", f"grant: {r}")
-        return f"consent.grant G-1 committed at block {r['height']}"
-
-    def hospital_reads(v: V, app: Any) -> str:
-        fields = app.institution_reads(Path(v.key("hospital")), "VAX-1")
-        expect(fields.get("name") == "Alice", f"the hospital read {fields}")
-        return f"City Hospital decrypts VAX-1 on its side: {fields}"
+    def hospital_reads(v: V, o: Any) -> str:
+        expect(o["fields"].get("name") == "Alice", f"the hospital read {o}")
+        return f"City Hospital decrypts VAX-1 on its side: {o['fields']}"
 
     def keep_log(v: V, o: Any) -> str:
         v["access_log"] = [(e["kind"], e["grantee"], e["record_id"]) for e in o["entries"]]
@@ -436,21 +450,36 @@ def chapters(before_checks: Sequence[Chapter] = ()) -> list[Chapter]:
             f"{e['record_id']})" if e.get("record_id") else f"{e['kind']} of her code by {e['by']}"
             for e in o["entries"])
 
-    def app_log(v: V, app: Any) -> str:
-        log = [(e["kind"], e["grantee"], e["record_id"]) for e in app.access_log()]
+    def app_log(v: V, o: Any) -> str:
+        log = [(e["kind"], e["grantee"], e["record_id"]) for e in o["entries"]]
         expect(log == v["access_log"], f"over HTTP the access log is {log}")
-        return f"GET /v1/me/access-log: {len(log)} entries, the same"
+        return f"{len(log)} entries, the same"
+
+    def own(v: V, o: Any) -> str:
+        expect(o["fields"].get("name") == "Alice", f"her record: {o}")
+        return str(o["fields"])
+
+    def keep_grant(v: V, o: Any) -> None:
+        v["grant_tx"] = o["tx_hash"]
 
     out.append(Chapter("Alice grants City Hospital access; the hospital decrypts her record", [
-        App("Alice's app grants City Hospital (treatment)", grant),
+        Cmd("Alice's app grants City Hospital (treatment)", lambda v: citizen(
+            v, "grant", "--id", "G-1", "--to", str(v["hospital_id"]), "--types", "vaccination",
+            "--purpose", "treatment", "--days", "1"), keep=keep_grant),
         Cmd("Riverside shares the record key under grant G-1", lambda v: admin(
             v, v.node(), "share", "VAX-1", "--to", str(v["hospital_id"]), "--grant", "G-1",
             "--purpose", "treatment", "--key", v.key("riverside"))),
-        App("City Hospital's records client fetches VAX-1 (signed with its key)", hospital_reads),
+        Cmd("City Hospital's records client fetches VAX-1 (signed with its key)", lambda v: [
+            "institution", "record", "VAX-1", "--gateway", v["gw_url"], "--key",
+            v.key("hospital"), "--json"], check=hospital_reads),
         Cmd("Alice's access log: who was handed her records, and why", lambda v: admin(
             v, v.authority(), "access-log", v["alice"], "--linearizable"), check=keep_log),
-        App("Alice's app lists the same", app_log),
-        App("Alice opens VAX-1 on her phone", lambda v, app: str(app.own_record("VAX-1"))),
+        Cmd("Alice's app lists the same", lambda v: citizen(v, "access-log"), check=app_log),
+        Cmd("Alice opens VAX-1 on her phone", lambda v: citizen(v, "record", "VAX-1"),
+            check=own),
+        Cmd("her app fetches the offline receipt of her grant", lambda v: citizen(
+            v, "receipt", v["grant_tx"], "--out", str(v.file("alice-grant-receipt.bin"))),
+            retry_s=15.0, check=lambda v, o: f"{o['receipt_bytes']} bytes, {o['verdict']}"),
     ]))
 
     def stock(v: V, o: Any) -> str:
@@ -526,8 +555,15 @@ def after_stop() -> Chapter:
                         f"{o['voters']} voters)")
         return str(v["receipt"])
 
-    return Chapter("With every daemon stopped, the receipt against genesis.toml only", [
+    def grant_ok(v: V, o: Any) -> str:
+        expect(o["ok"] is True and o["type"] == "consent.grant", f"the grant's receipt says {o}")
+        return f"{o['type']}, verdict {o['verdict']}, in block {o['height']}"
+
+    return Chapter("With every daemon stopped, the receipts against genesis.toml only", [
         Cmd("Alice (or anyone) verifies the receipt", lambda v: [
             "verify-receipt", str(v.file("alice-vaccination-receipt.bin")), "--genesis",
             str(v.genesis), "--json"], check=check),
+        Cmd("and the receipt of her grant her app fetched from the gateway", lambda v: [
+            "verify-receipt", str(v.file("alice-grant-receipt.bin")), "--genesis",
+            str(v.genesis), "--json"], check=grant_ok),
     ])

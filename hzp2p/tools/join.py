@@ -4,7 +4,9 @@
 and prints their public halves: `signing` (the institution's transaction key), `node`
 (its daemon's transport identity), `encryption` (X25519, for sealed record keys) and
 `sensor` (a cold-chain sensor's key, `--name` its file), `venue` (the key a venue signs its
-daily QR code with; `--name` its file when no sensor key is asked for too). `join` prepares a joining
+daily QR code with; `--name` its file when no sensor key is asked for too), and `citizen`
+(a citizen's key, DIR/citizen.key, whose public half names her pseudonym: what `hzp2p
+citizen --key` signs with; not part of `all`, which is an institution's set). `join` prepares a joining
 institution's directory in two steps, because its node id is only known once the
 authorities have admitted it:
 
@@ -28,6 +30,7 @@ from typing import Any
 from nacl.public import PrivateKey
 
 from hzp2p.config import ConfigError, load_config, parse_host_port
+from hzp2p.crypto.records import pseudonym
 from hzp2p.ledger.genesis import ROLES, GenesisError, load_genesis
 from hzp2p.node.keys import (
     KeyFileError,
@@ -39,6 +42,7 @@ from hzp2p.node.keys import (
 )
 
 KINDS = ("signing", "node", "encryption", "sensor", "venue")
+CITIZEN = "citizen"
 JOIN_FILE = "join.json"
 
 
@@ -47,7 +51,8 @@ class JoinError(Exception):
 
 
 def keygen(directory: Path, kinds: list[str], name: str | None = None) -> dict[str, Any]:
-    """Write the keys of `kinds` into `directory`; returns {kind: {file, public_key}}."""
+    """Write the keys of `kinds` into `directory`; returns {kind: {file, public_key}} (and
+    a citizen key's pseudonym)."""
     directory.mkdir(parents=True, exist_ok=True)
     out: dict[str, Any] = {}
     for kind in kinds:
@@ -66,6 +71,8 @@ def keygen(directory: Path, kinds: list[str], name: str | None = None) -> dict[s
         except KeyFileError as exc:
             raise JoinError(str(exc)) from None
         out[kind] = {"file": str(path), "public_key": public}
+        if kind == CITIZEN:  # her name on chain: what `hzp2p citizen whoami` prints too
+            out[kind]["pseudonym"] = pseudonym(bytes.fromhex(public))
     return out
 
 
@@ -172,14 +179,17 @@ def _print(args: argparse.Namespace, result: dict[str, Any], text: str) -> None:
 
 def cmd_keygen(args: argparse.Namespace) -> int:
     asked = args.kind or ["signing", "node"]
-    kinds = list(KINDS) if "all" in asked else sorted(set(asked), key=KINDS.index)
+    order = (*KINDS, CITIZEN)
+    kinds = ([*KINDS, *([CITIZEN] if CITIZEN in asked else [])] if "all" in asked
+             else sorted(set(asked), key=order.index))
     try:
         out = keygen(args.dir, kinds, args.name)
     except JoinError as exc:
         print(f"hzp2p keygen: {exc}", file=sys.stderr)
         return 1
     _print(args, out, "\n".join(f"{k:<10} {v['public_key']}  ({v['file']}, mode 0600)"
-                                for k, v in out.items()))
+                                + (f"\n{'':<10} pseudonym {v['pseudonym']}" if "pseudonym" in v
+                                   else "") for k, v in out.items()))
     return 0
 
 
@@ -213,7 +223,7 @@ def cmd_join(args: argparse.Namespace) -> int:
 def register(subparsers: Any) -> None:
     k = subparsers.add_parser("keygen", help="make key files (0600) and print their public halves")
     k.add_argument("dir", type=Path, metavar="DIR")
-    k.add_argument("--kind", action="append", choices=(*KINDS, "all"), default=None,
+    k.add_argument("--kind", action="append", choices=(*KINDS, CITIZEN, "all"), default=None,
                    help="which key (repeatable; default: signing and node)")
     k.add_argument("--name", help="the sensor or venue key's file name (DIR/NAME.key)")
     k.add_argument("--json", action="store_true")

@@ -1,5 +1,8 @@
 """`hzp2p venue qr`: the text of the QR code a venue shows today, signed with its key file.
 
+(`hzp2p venue trust-list` saves a gateway's trust list for `hzp2p verify-code`:
+hzp2p.app.institution.)
+
 A venue (registered by a member with `venue.register`: its id and the public half of a
 key from `hzp2p keygen DIR --kind venue`) prints the day's code — venue id, day number,
 its public key and its signature over them for this chain (hzp2p.contracts.exposure
@@ -17,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from hzp2p.app.institution import add_trust_list
 from hzp2p.contracts.exposure import make_venue_qr
 from hzp2p.contracts.schema import ID_RE
 from hzp2p.ledger.genesis import GenesisError, load_genesis
@@ -63,4 +67,6 @@ def register(subparsers: Any) -> None:
     qr.add_argument("--day", type=_day, help="days since 1970-01-01 UTC (default: today)")
     qr.add_argument("--json", action="store_true")
     qr.set_defaults(func=cmd_qr)
+    # a venue's scanner saves the gateway's trust list for `hzp2p verify-code` (docs/citizens.md)
+    add_trust_list(sub)
     v.set_defaults(func=lambda _a: (v.print_usage(sys.stderr), 2)[1])

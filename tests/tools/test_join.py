@@ -43,6 +43,18 @@ def test_keygen_writes_owner_only_keys_and_never_overwrites(
     assert code == 2 and "invalid choice" in err
 
 
+def test_keygen_citizen_prints_her_pseudonym(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run(capsys, "keygen", str(tmp_path / "alice"), "--kind", "citizen", "--json")
+    assert code == 0, err
+    info = json.loads(out)["citizen"]
+    assert info["file"].endswith("citizen.key") and len(info["pseudonym"]) == 32
+    assert stat.S_IMODE(Path(info["file"]).stat().st_mode) == 0o600
+    code, out, err = run(capsys, "citizen-key", info["file"], "--json")  # the same identity
+    assert code == 0 and json.loads(out)["pseudonym"] == info["pseudonym"]
+
+
 def test_join_in_two_steps(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     write_consortium(tmp_path / "cluster", 3, 0, base_port=7900)
     clinic = tmp_path / "clinic"
