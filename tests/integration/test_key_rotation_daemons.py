@@ -172,6 +172,8 @@ def test_a_rotation_to_keys_the_node_lacks_does_not_stop_the_cluster(tmp_path: P
         r = c.wait_for("node 1 signs with its new key", lambda: (
             x if (x := c.submit(1, "epi.report", report(40), wait_s=30))["status"] == "committed"
             else None), 90)
+        c.wait_for("node 2 applies it", lambda: c.call(2, "status")["applied_index"]
+                   >= c.call(1, "status")["applied_index"], 20)
         t = c.call(2, "tx", {"tx_hash": r["tx_hash"]})
         assert t["signer"]["key"] == new_s.verify_key.encode().hex()
         assert bytes(load_signing_key(d1 / "node.key").verify_key) == new_n.verify_key.encode()
