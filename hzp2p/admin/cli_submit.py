@@ -12,7 +12,7 @@ and each receipt is reported with its line.
 
 Fail fast, retry elsewhere (issue 22): a node that knows no leader answers a submit
 within about an election timeout with `no_quorum` and the transaction it signed.
-`submit` and `submit-raw` take `--fallback CFG` (repeatable: other nodes' configs or
+`submit`, `submit-raw` and `submit-many` take `--fallback CFG` (repeatable: other nodes' configs or
 admin sockets) and then hand that same signed transaction (`submit_raw`, same hash,
 never applied twice) to the fallbacks in turn, and to the first node again, until one
 commits it or --wait runs out. `submit` never re-signs elsewhere: the transaction is
@@ -339,6 +339,7 @@ def _args_submit_many(p: argparse.ArgumentParser) -> None:
         metavar="N",
         help=f"records per request (1..{MAX_SUBMIT_MANY}, default 500)",
     )
+    _args_fallback(p)
 
 
 _RECORD_FIELDS = ("type", "payload", "idempotency_key")
@@ -427,16 +428,33 @@ def _params_submit_many(args: argparse.Namespace) -> dict[str, Any]:
     if not 1 <= args.batch <= MAX_SUBMIT_MANY:
         raise Usage(f"--batch must be 1..{MAX_SUBMIT_MANY}")
     items, lines = read_records(str(args.file))
-    return {"items": items, "lines": lines, "wait_s": args.wait, "batch": args.batch}
+    return {"items": items, "lines": lines, "wait_s": args.wait, "batch": args.batch,
+            "_fallbacks": _fallback_sockets(args)}
 
 
 def _call_submit_many(socket_path: Path, params: dict[str, Any], timeout_s: float) -> Any:
+    fallbacks = list(params.pop("_fallbacks", []))
+
     async def go() -> list[dict[str, Any]]:
+        deadline = trio.current_time() + float(params["wait_s"])
         async with open_admin_client(socket_path, connect_timeout_s=timeout_s) as client:
-            return await client.submit_many(
+            receipts: list[dict[str, Any]] = await client.submit_many(
                 params["items"], wait_s=params["wait_s"], batch=params["batch"],
                 timeout_s=timeout_s,
             )
+        # The node found no quorum reachable (issue 22): the transactions it signed and
+        # could not get committed go, as they are, to the fallbacks within --wait.
+        for i, r in enumerate(receipts):
+            remaining = deadline - trio.current_time()
+            if not (fallbacks and r.get("no_quorum") and r.get("retry_tx")) or remaining <= 0:
+                continue
+            try:
+                receipts[i] = await _submit_with_fallbacks(
+                    fallbacks[0], "submit_raw", {"tx": r["retry_tx"], "wait_s": remaining},
+                    [*fallbacks[1:], str(socket_path)], timeout_s)
+            except (AdminError, AdminClientError):
+                continue  # it stays pending, with the node's words
+        return receipts
 
     receipts = trio.run(go)
     counts = {"committed": 0, "rejected": 0, "pending": 0}
@@ -456,7 +474,8 @@ def _render_submit_many(result: Any) -> str:
     ]
     for r in result.get("receipts") or []:
         if isinstance(r, Mapping) and r.get("status") != "committed":
-            what = f": {fmt(r.get('reason'))}" if r.get("status") == "rejected" else ""
+            what = (f": {fmt(r.get('reason'))}"
+                    if r.get("status") == "rejected" or r.get("no_quorum") else "")
             lines.append(f"line {fmt(r.get('line'))}: {fmt(r.get('status'))} "
                          f"{fmt(r.get('tx_hash'))}{what}")
     return "\n".join(lines)

@@ -10,9 +10,11 @@ within its wait. The error is AdminError code `no_quorum`, e.g.
 
     no quorum reachable from node 3 (no leader known for 1.2 s); last leader 5 at term 7
 
-with `retry_tx` = the signed transaction (hex) when the request carried one. The CLI
-(hzp2p.admin.cli_submit) retries through its --fallback nodes; a client without one
-retries the same node later.
+with `retry_tx` = the signed transaction (hex) when the request carried one. A batch
+(`submit_many`) is answered at once too: what is still pending carries these words,
+`no_quorum: true` and its own `retry_tx`; a linearizable read (hzp2p.node.reads) gets
+the same error. The CLI (hzp2p.admin.cli_submit) retries through its --fallback nodes;
+a client without one retries the same node later.
 """
 
 from __future__ import annotations
@@ -70,19 +72,24 @@ def quorum_reachable(driver: RaftDriver) -> bool:
     return 2 * len(voters & reach) > len(voters)
 
 
-def check(driver: RaftDriver, node_id: int, raw_tx: bytes | None) -> None:
-    """Raise NoQuorum if this node has known no leader for a whole election timeout and
-    cannot reach a quorum of voters (on the majority side of a partition an election is
-    under way: it waits, up to LEADERLESS_WITH_QUORUM_TIMEOUTS election timeouts)."""
+def no_quorum(driver: RaftDriver, node_id: int) -> str | None:
+    """Why this node cannot get a transaction committed now — it has known no leader for a
+    whole election timeout and cannot reach a quorum of voters (on the majority side of a
+    partition an election is under way: it waits, up to LEADERLESS_WITH_QUORUM_TIMEOUTS
+    election timeouts) — or None."""
     stuck_s = leaderless_for_s(driver)
     timeout_s = election_timeout_s(driver)
     if stuck_s < timeout_s:
-        return
+        return None
     if stuck_s < LEADERLESS_WITH_QUORUM_TIMEOUTS * timeout_s and quorum_reachable(driver):
-        return
+        return None
     lead, term = driver.last_leader
     last = f"last leader {lead} at term {term}" if lead else "no leader known since start"
-    raise NoQuorum(
-        f"no quorum reachable from node {node_id} (no leader known for {stuck_s:.1f} s); {last}",
-        raw_tx,
-    )
+    return f"no quorum reachable from node {node_id} (no leader known for {stuck_s:.1f} s); {last}"
+
+
+def check(driver: RaftDriver, node_id: int, raw_tx: bytes | None) -> None:
+    """Raise NoQuorum (with the signed transaction) if `no_quorum` says why."""
+    why = no_quorum(driver, node_id)
+    if why is not None:
+        raise NoQuorum(why, raw_tx)

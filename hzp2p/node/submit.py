@@ -493,8 +493,9 @@ class SubmitService:
 
         deadline = trio.current_time() + wait_s
         registered: list[trio.Event] = []  # the event the batch's hashes point at, if any
+        stuck: list[str] = []  # why the wait ended early: no quorum reachable (failfast)
         try:
-            await self._wait_many(waiting, txs, deadline, finish, registered)
+            await self._wait_many(waiting, txs, deadline, finish, registered, stuck)
             for h in list(waiting):
                 finish(h, self.tracker.expired(h))
         finally:
@@ -503,6 +504,11 @@ class SubmitService:
                 self.tracker.release(h)
         out = [r.as_dict() for r in receipts if r is not None]
         assert len(out) == len(receipts)
+        if stuck:  # what is still pending, with the words and the signed transaction to
+            for r in out:  # hand to another node (`submit_raw`: same hash, applied once)
+                h = bytes.fromhex(str(r["tx_hash"])) if r["tx_hash"] else b""
+                if r["status"] == Verdict.PENDING.value and h in txs:
+                    r.update(reason=stuck[0], no_quorum=True, retry_tx=txs[h].encode().hex())
         return out
 
     async def _wait_many(
@@ -512,8 +518,10 @@ class SubmitService:
         deadline: float,
         finish: Callable[[bytes, Receipt], None],
         registered: list[trio.Event],
+        stuck: list[str],
     ) -> None:
-        """Wait for the `waiting` hashes to land (re-sending as needed) until `deadline`;
+        """Wait for the `waiting` hashes to land (re-sending as needed) until `deadline`, or
+        until no quorum is reachable from here (`stuck` gets why: fail fast, issue 22);
         `registered` ends with the event their kicks entries point at."""
         kicks, tracker = self._kicks, self.tracker  # kick_all empties kicks in place
         ev: trio.Event | None = None
@@ -530,7 +538,7 @@ class SubmitService:
             remaining = deadline - trio.current_time()
             woken = False
             if remaining > 0:
-                with trio.move_on_after(min(RETRY_S, remaining)):
+                with trio.move_on_after(min(failfast.poll_s(self.driver, RETRY_S), remaining)):
                     await ev.wait()
                     woken = True
             unknown: list[bytes] = []
@@ -555,6 +563,10 @@ class SubmitService:
                     if found is not None:
                         finish(h, Receipt.of_record(h, found))
             resend = [h for h in unknown if h in waiting]
+            no_quorum = failfast.no_quorum(self.driver, self.node_id) if waiting else None
+            if no_quorum is not None:
+                stuck.append(no_quorum)
+                break
             if trio.current_time() >= deadline:
                 break
 

@@ -88,3 +88,36 @@ def test_all_minority_gives_up_when_the_wait_runs_out(
     code, _, err = run(capsys, "admin", "--socket", str(a.socket_path), "submit-raw", SIGNED,
                        "--wait", "0.5", "--fallback", str(b.socket_path))
     assert code == 1 and MESSAGE in err
+
+
+async def stuck_batch(params: Mapping[str, Any]) -> Any:
+    """A minority node's submit_many: what it signed, still pending, handed back at once."""
+    receipts = [{"tx_hash": "%064x" % i, "status": "pending", "height": None, "index": None,
+                 "reason": MESSAGE, "no_quorum": True, "retry_tx": SIGNED}
+                for i, _ in enumerate(params["items"])]
+    return {"receipts": receipts, "committed": 0, "rejected": 0, "pending": len(receipts)}
+
+
+def test_submit_many_hands_what_a_minority_node_signed_to_the_fallbacks(
+    servers: tuple[ThreadedServer, ThreadedServer, ThreadedServer],
+    capsys: pytest.CaptureFixture[str], tmp_path: Path,
+) -> None:
+    a, _, c = servers
+    a.server._handlers["submit_many"] = (stuck_batch, METHOD_PARAMS["submit_many"])
+    f = tmp_path / "two.jsonl"
+    f.write_text('{"type": "epi.report", "payload": {}}\n' * 2)
+    # without a fallback: the node's words, at once, per record
+    code, out, err = run(capsys, "admin", "--socket", str(a.socket_path), "--json",
+                         "submit-many", "--file", str(f), "--wait", "5")
+    assert code == 1
+    got = json.loads(out)
+    assert got["pending"] == 2 and all(r["reason"] == MESSAGE for r in got["receipts"])
+    # with one: the same signed transactions are committed through it
+    code, out, err = run(capsys, "admin", "--socket", str(a.socket_path), "--json",
+                         "submit-many", "--file", str(f), "--wait", "5",
+                         "--fallback", str(c.socket_path))
+    assert (code, err) == (0, ""), err
+    got = json.loads(out)
+    assert got["committed"] == 2 and [r["line"] for r in got["receipts"]] == [1, 2]
+    raw = [p for m, p in c.daemon.calls if m == "submit_raw"]
+    assert [p["tx"] for p in raw] == [SIGNED, SIGNED] and all(p["wait_s"] <= 5 for p in raw)

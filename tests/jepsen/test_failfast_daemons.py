@@ -53,6 +53,30 @@ def test_a_node_without_quorum_fails_fast_and_says_why(tmp_path: Path) -> None:
         # An election timeout is 0.5 s here; the CLI's own start-up is most of this bound.
         assert took < WAIT_S / 2, took
         print(f"\nno_quorum answered in {took:.2f} s (CLI start-up included; --wait {WAIT_S:g})")
+        # a batch: what the node signed comes back pending with the words and the signed
+        # transaction (for --fallback), not after the whole --wait
+        batch = tmp_path / "batch.jsonl"
+        batch.write_text("".join(json.dumps({"type": "epi.report", "payload": {
+            "report_id": f"ffm-{i}", "region": "r", "metric": "cases", "value": 1,
+            "period": "p"}}) + "\n" for i in range(3)))
+        start = time.monotonic()
+        done = subprocess.run(
+            [sys.executable, "-m", "hzp2p.cli", "admin", "--config", str(c.config(survivor)),
+             "--json", "submit-many", "--file", str(batch), "--wait", str(WAIT_S)],
+            capture_output=True, check=False, timeout=WAIT_S + 30)
+        took = time.monotonic() - start
+        got = json.loads(done.stdout or b"{}")
+        assert done.returncode == 1 and got["pending"] == 3, (got, done.stderr)
+        assert all(r["no_quorum"] and r["retry_tx"] and
+                   f"no quorum reachable from node {survivor}" in r["reason"]
+                   for r in got["receipts"])
+        assert took < WAIT_S / 2, took
+        # a linearizable read: the same condition, named, not a timeout
+        done = subprocess.run(
+            [sys.executable, "-m", "hzp2p.cli", "admin", "--config", str(c.config(survivor)),
+             "--json", "members", "--linearizable"],
+            capture_output=True, check=False, timeout=WAIT_S + 30)
+        assert done.returncode == 1 and b"no_quorum" in done.stdout + done.stderr, done
         for k in c.ids:
             if k != survivor:
                 c.start(k)
