@@ -92,7 +92,7 @@ def test_all_minority_gives_up_when_the_wait_runs_out(
 
 async def stuck_batch(params: Mapping[str, Any]) -> Any:
     """A minority node's submit_many: what it signed, still pending, handed back at once."""
-    receipts = [{"tx_hash": "%064x" % i, "status": "pending", "height": None, "index": None,
+    receipts = [{"tx_hash": f"{i:064x}", "status": "pending", "height": None, "index": None,
                  "reason": MESSAGE, "no_quorum": True, "retry_tx": SIGNED}
                 for i, _ in enumerate(params["items"])]
     return {"receipts": receipts, "committed": 0, "rejected": 0, "pending": len(receipts)}
