@@ -56,6 +56,7 @@ PAGED: Final[Mapping[str, Paged]] = {
     "datasets": Paged(("datasets",), ("dataset_id",)),
     "exposures": Paged(("exposures",), ("exposure_id",)),
     "appeals": Paged(("appeals",), ("opened_ms", "subject", "appeal_id")),
+    "health_code": Paged(("history",)),  # with --history: every change, oldest first
 }
 """Admin method -> how its list is paged (every operation that answers a list, but
 state-scan, which pages by storage key itself, and watch, which resumes by height)."""

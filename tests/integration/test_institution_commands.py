@@ -409,6 +409,7 @@ def test_every_list_pages_with_limit_and_after(cluster: LocalCluster) -> None:
         (["doses-per-day", "--site", str(SITE)], "days"), (["reports"], "reports"),
         (["reports", "--sum"], "sums"), (["datasets"], "datasets"),
         (["exposures"], "exposures"), (["appeals"], "appeals"),
+        (["health-code", subject, "--history"], "history"),
     ]
     assert {PAGED[k].fields[0] for k in PAGED} >= {f for _, f in lists} - {"reports"}
     for argv, field in lists:
