@@ -105,6 +105,7 @@ def hypercorn_config(gw: GatewaySection, bind: str, *, tls: bool) -> HypercornCo
     hc = HypercornConfig()
     hc.bind = [bind]
     hc.accesslog = None
+    hc.include_server_header = False  # one header less a response; nor does it tell the server's make
     hc.errorlog = "-"
     hc.loglevel = "WARNING"
     hc.h11_max_incomplete_size = gw.max_header_bytes
