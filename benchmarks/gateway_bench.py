@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import tempfile
 import threading
@@ -256,6 +257,7 @@ def bench_gateway(seconds: float, concurrency: int, citizens: int, background_tp
         stop.set()
         gw.stop()
         gw.cluster.close()
+        shutil.rmtree(root, ignore_errors=True)  # the node's database and keys: nothing to keep
 
 
 def main(argv: list[str] | None = None) -> int:
