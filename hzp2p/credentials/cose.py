@@ -9,7 +9,9 @@
 The signature is Ed25519 over Sig_structure ["Signature1", protected, b"", payload],
 by a credential key registered on chain (hzp2p.contracts.credentials); kid is the
 first 8 bytes of SHA-256 of its public key. Parsing is strict and bounded: anything
-else raises CredentialError.
+else raises CredentialError. Issuing writes the fixed COSE framing and a stored zlib
+block directly (the gateway signs one credential per health-code request; tests check
+the bytes against cbor2 and zlib).
 """
 
 from __future__ import annotations
@@ -57,14 +59,52 @@ class Parsed:
     signature: bytes
 
 
+def _bstr(data: bytes) -> bytes:
+    """`data` as a CBOR byte string (the shortest head, as cbor2.dumps writes it)."""
+    n = len(data)
+    if n < 24:
+        return bytes((0x40 + n,)) + data
+    if n < 0x100:
+        return bytes((0x58, n)) + data
+    assert n < 0x10000, "credential parts are small"
+    return b"\x59" + n.to_bytes(2, "big") + data
+
+
+_SIG1_HEAD = b"\x84\x6aSignature1"  # array(4), text(10) "Signature1"
+
+
 def _sig_structure(protected: bytes, payload: bytes) -> bytes:
-    return cbor2.dumps(["Signature1", protected, b"", payload])
+    """cbor2.dumps(["Signature1", protected, b"", payload]), written directly."""
+    return _SIG1_HEAD + _bstr(protected) + b"\x40" + _bstr(payload)
+
+
+def _zlib_stored(data: bytes) -> bytes:
+    """`data` as a zlib stream (RFC 1950) of one stored deflate block: what zlib.compress(data,
+    0) writes, without setting up a compressor (~30 us). Claims are mostly random bytes and
+    hex (pseudonym, signature), which deflate does not shrink: level 9 saved nothing."""
+    n = len(data)
+    assert n < 0x10000
+    return (b"\x78\x01\x01" + n.to_bytes(2, "little") + (n ^ 0xFFFF).to_bytes(2, "little") + data
+            + zlib.adler32(data).to_bytes(4, "big"))
+
+
+_PROTECTED: dict[bytes, bytes] = {}  # public key -> its protected header (issuers have one or two)
+
+
+def _protected(key: nacl.signing.SigningKey) -> bytes:
+    pk = key.verify_key.encode()
+    hdr = _PROTECTED.get(pk)
+    if hdr is None:
+        hdr = cbor2.dumps({1: ALG_EDDSA, 4: key_id(pk)})
+        if len(_PROTECTED) < 16:
+            _PROTECTED[pk] = hdr
+    return hdr
 
 
 def issue(key: nacl.signing.SigningKey, claims: Claims) -> str:
     """Sign `claims` with credential key `key`; the QR text."""
     assert claims.colour in COLOURS
-    protected = cbor2.dumps({1: ALG_EDDSA, 4: key_id(bytes(key.verify_key))})
+    protected = _protected(key)
     payload = cbor2.dumps(
         {
             CLAIM_ISS: claims.issuer,
@@ -80,8 +120,9 @@ def issue(key: nacl.signing.SigningKey, claims: Claims) -> str:
         }
     )
     sig = key.sign(_sig_structure(protected, payload)).signature
-    cose = cbor2.dumps(cbor2.CBORTag(COSE_SIGN1_TAG, [protected, {}, payload, sig]))
-    return PREFIX + b45encode(zlib.compress(cose, 9))
+    # tag 18, array(4) [protected, {} (a0), payload, bstr(64) signature]: as cbor2 writes it
+    cose = b"\xd2\x84" + _bstr(protected) + b"\xa0" + _bstr(payload) + b"\x58\x40" + sig
+    return PREFIX + b45encode(_zlib_stored(cose))
 
 
 def _int(v: Any, what: str) -> int:
@@ -118,10 +159,11 @@ def parse(text: str) -> Parsed:
     if not isinstance(obj, cbor2.CBORTag) or obj.tag != COSE_SIGN1_TAG:
         raise CredentialError("not a COSE_Sign1 structure (tag 18)")
     arr = obj.value
-    if not isinstance(arr, list | tuple) or len(arr) != 4:
+    if not isinstance(arr, (list, tuple)) or len(arr) != 4:  # (a tuple: faster than list | tuple)
         raise CredentialError("COSE_Sign1 must have 4 parts")
     protected, _unprotected, payload, sig = arr
-    if not all(isinstance(x, bytes) for x in (protected, payload, sig)) or len(sig) != 64:
+    if not (isinstance(protected, bytes) and isinstance(payload, bytes) and isinstance(sig, bytes)
+            and len(sig) == 64):
         raise CredentialError("COSE_Sign1 parts have the wrong types")
     try:
         hdr = cbor2.loads(protected)
@@ -139,14 +181,14 @@ def parse(text: str) -> Parsed:
     colour = _str(hc.get("col"), "colour")
     if colour not in COLOURS:
         raise CredentialError(f"unknown colour {colour!r}")
-    c = Claims(
-        issuer=_int(claims.get(CLAIM_ISS), "issuer"),
-        issued_at_s=_int(claims.get(CLAIM_IAT), "iat"),
-        valid_until_s=_int(claims.get(CLAIM_EXP), "exp"),
-        subject=_str(hc.get("sub"), "subject"),
-        colour=colour,
-        since_ms=_int(hc.get("since"), "since"),
-        chain_id=_str(hc.get("chain"), "chain id"),
-        height=_int(hc.get("h"), "height"),
+    c = Claims(  # issuer, issued_at_s, valid_until_s, subject, colour, since_ms, chain_id, height
+        _int(claims.get(CLAIM_ISS), "issuer"),
+        _int(claims.get(CLAIM_IAT), "iat"),
+        _int(claims.get(CLAIM_EXP), "exp"),
+        _str(hc.get("sub"), "subject"),
+        colour,
+        _int(hc.get("since"), "since"),
+        _str(hc.get("chain"), "chain id"),
+        _int(hc.get("h"), "height"),
     )
     return Parsed(kid, c, _sig_structure(protected, payload), sig)

@@ -51,6 +51,9 @@ class LimitsMiddleware:
         self.queue_timeout_s = queue_timeout_ms / 1000
         self.request_timeout_s = request_timeout_s
         self._metric_children: dict[tuple[str, int], tuple[Any, Any]] = {}
+        # Requests being handled are exactly the concurrency slots held: read at scrape time
+        # rather than two locked gauge updates a request.
+        metrics.in_flight.set_function(lambda: self.slots.borrowed_tokens)
 
     async def _refuse(
         self, scope: Scope, send: Send, status: int, kind: str, detail: str, limit: str,
@@ -118,12 +121,15 @@ class LimitsMiddleware:
                 return await receive()
 
             receive = replay
-        with trio.move_on_after(self.queue_timeout_s) as queued:
-            await self.slots.acquire()
-        if queued.cancelled_caught:
-            await self._refuse(scope, send, 503, "busy", "the gateway is at its concurrency limit; retry",
-                               "concurrency", [(b"retry-after", b"1")])
-            return
+        try:  # a free slot is the common case: no cancel scope for the wait (they cost ~10 us)
+            self.slots.acquire_nowait()
+        except trio.WouldBlock:
+            with trio.move_on_after(self.queue_timeout_s) as queued:
+                await self.slots.acquire()
+            if queued.cancelled_caught:
+                await self._refuse(scope, send, 503, "busy", "the gateway is at its concurrency limit; retry",
+                                   "concurrency", [(b"retry-after", b"1")])
+                return
         try:
             await self._run(scope, receive, send)
         finally:
@@ -141,16 +147,12 @@ class LimitsMiddleware:
             await send(msg)
 
         t0 = trio.current_time()
-        self.metrics.in_flight.inc()
-        try:
-            with trio.move_on_after(self.request_timeout_s) as deadline:
-                await self.app(scope, receive, counting_send)
-            if deadline.cancelled_caught and not started:
-                await self._refuse(scope, send, 504, "timeout",
-                                   f"no answer within {self.request_timeout_s:g} s", "timeout")
-                return
-        finally:
-            self.metrics.in_flight.dec()
+        with trio.move_on_after(self.request_timeout_s) as deadline:
+            await self.app(scope, receive, counting_send)
+        if deadline.cancelled_caught and not started:
+            await self._refuse(scope, send, 504, "timeout",
+                               f"no answer within {self.request_timeout_s:g} s", "timeout")
+            return
         route = scope.get("route")
         name = getattr(route, "path", None) or "unmatched"
         counter, histogram = self._children(name, status)
