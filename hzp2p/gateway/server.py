@@ -21,7 +21,6 @@ from hypercorn.trio import serve
 from prometheus_client import CollectorRegistry, make_asgi_app
 
 from hzp2p.config import GatewaySection, NodeConfig
-from hzp2p.gateway import coalesce
 from hzp2p.gateway.app import create_app
 from hzp2p.gateway.auth import Authenticator
 from hzp2p.gateway.context import GatewayContext
@@ -125,7 +124,6 @@ async def run_gateway(cfg: NodeConfig, *, task_status: trio.TaskStatus[None] = t
     assert gw is not None
     app, ctx = build(cfg)
     tls = gw.tls_cert is not None
-    coalesced = coalesce.install()  # one socket write per small response (hzp2p.gateway.coalesce)
     stop = trio.Event()
     try:
         async with trio.open_nursery() as nursery:
@@ -143,7 +141,6 @@ async def run_gateway(cfg: NodeConfig, *, task_status: trio.TaskStatus[None] = t
                 "gateway listening", listen=str(gw.listen), https=tls,
                 metrics=str(gw.metrics_listen) if gw.metrics_listen else None,
                 credential_key=ctx.credential_key is not None, inst_id=ctx.inst_id,
-                coalesced_writes=coalesced,
             )
             task_status.started()
             with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
