@@ -15,16 +15,14 @@ from __future__ import annotations
 import argparse
 import base64
 import secrets
-import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hzp2p.app.common import add_common, run
+from hzp2p.app.common import add_common, ident, no_subcommand, run
 from hzp2p.app.errors import AppError
 from hzp2p.client import VenueQRError, parse_venue_qr
 from hzp2p.contracts.appeals import APPEAL_REASONS
-from hzp2p.contracts.schema import ID_RE
 
 if TYPE_CHECKING:
     from hzp2p.app.session import Session
@@ -221,11 +219,6 @@ def revoke(s: Session, a: argparse.Namespace) -> tuple[Any, str]:
 # ---------------------------------------------------------------- the command
 
 
-def _ident(text: str) -> str:
-    if not ID_RE.fullmatch(text):
-        raise argparse.ArgumentTypeError(f"{text!r}: ids are 1..64 of [A-Za-z0-9._:-]")
-    return text
-
 
 def _positive(text: str) -> int:
     try:
@@ -258,19 +251,11 @@ def _tx_hash(text: str) -> str:
 KEY_HELP = "her key file (hzp2p citizen-key FILE): its public key names her pseudonym"
 
 
-def _no_subcommand(parser: argparse.ArgumentParser) -> Any:
-    def func(_args: argparse.Namespace) -> int:
-        parser.print_usage(sys.stderr)
-        print(f"{parser.prog}: error: name a subcommand (--help lists them)", file=sys.stderr)
-        return 2
-
-    return func
-
 
 def register(subparsers: Any) -> None:
     c = subparsers.add_parser("citizen", help="a citizen's app over a gateway, with her key file")
     sub = c.add_subparsers(dest="citizen_command", metavar="SUBCOMMAND")
-    c.set_defaults(func=_no_subcommand(c))
+    c.set_defaults(func=no_subcommand(c))
 
     def add(name: str, op: Any, help_text: str) -> argparse.ArgumentParser:
         p: argparse.ArgumentParser = sub.add_parser(name, help=help_text)
@@ -287,7 +272,7 @@ def register(subparsers: Any) -> None:
     p = add("records", records, "her records (metadata; --decrypt opens them here)")
     p.add_argument("--decrypt", action="store_true")
     p = add("record", record, "one of her records, decrypted on this side")
-    p.add_argument("record_id", type=_ident, metavar="RECORD")
+    p.add_argument("record_id", type=ident, metavar="RECORD")
     add("access-log", access_log, "who was handed keys to her records, when and why")
     add("grants", grants, "her consent grants, revoked ones included")
     p = add("grant", grant, "sign and post a consent grant (consent.grant)")
@@ -295,20 +280,20 @@ def register(subparsers: Any) -> None:
     p.add_argument("--types", required=True, metavar="T[,T]", help="record types covered")
     p.add_argument("--purpose", required=True)
     p.add_argument("--days", type=_positive, default=30, help="valid this many days (30)")
-    p.add_argument("--id", type=_ident, help="the grant's id (default: a random G-...)")
+    p.add_argument("--id", type=ident, help="the grant's id (default: a random G-...)")
     p = add("revoke", revoke, "revoke one of her grants (consent.revoke)")
-    p.add_argument("grant_id", type=_ident, metavar="GRANT")
+    p.add_argument("grant_id", type=ident, metavar="GRANT")
     p = add("checkin", checkin, "record a visit from a venue's QR code, sealed to her alone")
     p.add_argument("--venue-qr", required=True, metavar="TEXT", help="the scanned code's text")
     p = add("exposures", exposures, "published exposures (--match: against her check-ins, here)")
     p.add_argument("--match", action="store_true")
     p = add("declare", declare, "declare a matched exposure (exposure.declare)")
-    p.add_argument("exposure_id", type=_ident, metavar="EXPOSURE")
+    p.add_argument("exposure_id", type=ident, metavar="EXPOSURE")
     p = add("appeal", appeal, "appeal an event of her code's history (healthcode.appeal)")
     p.add_argument("--event", type=_event, required=True, metavar="N",
                    help="the event number (health-code --history)")
     p.add_argument("--reason", required=True, choices=APPEAL_REASONS)
-    p.add_argument("--id", type=_ident, help="the appeal's id (default: a random AP-...)")
+    p.add_argument("--id", type=ident, help="the appeal's id (default: a random AP-...)")
     p.add_argument("--evidence-hash", metavar="HEX", help="hash of evidence she keeps")
     p = add("receipt", receipt, "fetch a transaction's offline receipt into a file")
     p.add_argument("tx_hash", type=_tx_hash, metavar="TX")

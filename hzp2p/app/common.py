@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from hzp2p.app.session import Session
 
 from hzp2p.app.errors import AppError
+from hzp2p.contracts.schema import ID_RE
 
 GATEWAY_ENV = "HZP2P_GATEWAY"
 
@@ -75,3 +76,21 @@ def run(prog: str, args: argparse.Namespace,
             session.close()
     print(json.dumps(result) if args.json else text)
     return 0
+
+
+def ident(text: str) -> str:
+    """An argparse type: a record, grant, appeal or exposure id as the contracts accept it."""
+    if not ID_RE.fullmatch(text):
+        raise argparse.ArgumentTypeError(f"{text!r}: ids are 1..64 of [A-Za-z0-9._:-]")
+    return text
+
+
+def no_subcommand(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
+    """The `func` of a command group run without a subcommand: its usage, exit 2."""
+
+    def func(_args: argparse.Namespace) -> int:
+        parser.print_usage(sys.stderr)
+        print(f"{parser.prog}: error: name a subcommand (--help lists them)", file=sys.stderr)
+        return 2
+
+    return func

@@ -13,13 +13,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hzp2p.app.common import add_common, run
+from hzp2p.app.common import add_common, ident, no_subcommand, run
 from hzp2p.app.errors import AppError
-from hzp2p.contracts.schema import ID_RE
 
 if TYPE_CHECKING:
     from hzp2p.app.session import Session
@@ -67,29 +65,16 @@ def add_trust_list(sub: Any) -> None:
     p.set_defaults(func=lambda args: run("venue trust-list", args, trust_list))
 
 
-def _ident(text: str) -> str:
-    if not ID_RE.fullmatch(text):
-        raise argparse.ArgumentTypeError(f"{text!r}: ids are 1..64 of [A-Za-z0-9._:-]")
-    return text
-
 
 KEY_HELP = "the institution's member signing key file"
 
-
-def _no_subcommand(parser: argparse.ArgumentParser) -> Any:
-    def func(_args: argparse.Namespace) -> int:
-        parser.print_usage(sys.stderr)
-        print(f"{parser.prog}: error: name a subcommand (--help lists them)", file=sys.stderr)
-        return 2
-
-    return func
 
 
 def register(subparsers: Any) -> None:
     i = subparsers.add_parser("institution",
                               help="a member's records client over a gateway, with its key file")
     sub = i.add_subparsers(dest="institution_command", metavar="SUBCOMMAND")
-    i.set_defaults(func=_no_subcommand(i))
+    i.set_defaults(func=no_subcommand(i))
 
     def add(name: str, op: Any, help_text: str) -> argparse.ArgumentParser:
         p: argparse.ArgumentParser = sub.add_parser(name, help=help_text)
@@ -100,4 +85,4 @@ def register(subparsers: Any) -> None:
     add("whoami", whoami, "the member this key belongs to")
     add("records", records, "the live records this institution holds a key to")
     p = add("record", record, "one record it holds, decrypted on this side")
-    p.add_argument("record_id", type=_ident, metavar="RECORD")
+    p.add_argument("record_id", type=ident, metavar="RECORD")
