@@ -11,7 +11,8 @@ within its wait. The error is AdminError code `no_quorum`, e.g.
     no quorum reachable from node 3 (no leader known for 1.2 s); last leader 5 at term 7
 
 with `retry_tx` = the signed transaction (hex) when the request carried one. A batch
-(`submit_many`) is answered at once too: what is still pending carries these words,
+(`submit_many`) on a node that cannot reach a quorum is answered at once too (on the
+majority side it waits for the election): what is still pending carries these words,
 `no_quorum: true` and its own `retry_tx`; a linearizable read (hzp2p.node.reads) gets
 the same error. The CLI (hzp2p.admin.cli_submit) retries through its --fallback nodes;
 a client without one retries the same node later.

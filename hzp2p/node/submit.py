@@ -563,7 +563,10 @@ class SubmitService:
                     if found is not None:
                         finish(h, Receipt.of_record(h, found))
             resend = [h for h in unknown if h in waiting]
-            no_quorum = failfast.no_quorum(self.driver, self.node_id) if waiting else None
+            # A batch on the majority side waits for the election, however long it takes
+            # (it would only be re-sent to the same majority); cut off, it fails fast.
+            no_quorum = (failfast.no_quorum(self.driver, self.node_id)
+                         if waiting and not failfast.quorum_reachable(self.driver) else None)
             if no_quorum is not None:
                 stuck.append(no_quorum)
                 break

@@ -29,7 +29,7 @@ async def test_batches_commit_through_loss_and_a_leader_change(
                                         for i in range(start, start + n)]
         got = await svc.submit_many(txs + (extra or []), 60)
         for r in got[:n]:
-            assert r["status"] == "committed", r
+            assert r["status"] == "committed", f"{r}"
             receipts[str(r["tx_hash"])] = r
         return got
 
