@@ -16,6 +16,7 @@ import contextlib
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -124,6 +125,21 @@ def start_gateway(root: Path, extra: str = "", *, https: bool = False) -> Gatewa
     except BaseException:
         c.close()
         raise
+
+
+@contextlib.contextmanager
+def running_gateway(root: Path, extra: str = "", *, https: bool = False,
+                    credential_key: bool = True) -> Iterator[Gateway]:
+    """`start_gateway` (and, by default, its credential key registered), stopped with its
+    cluster when the block ends: the module fixture of every gateway test."""
+    g = start_gateway(root, extra, https=https)
+    try:
+        if credential_key:
+            register_credential_key(g)
+        yield g
+    finally:
+        g.stop()
+        g.cluster.close()
 
 
 def register_credential_key(gw: Gateway, authority: int = AUTH) -> dict[str, Any]:

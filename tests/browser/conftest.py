@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from hzp2p.gateway.page import BUILD_HINT, DIST_DIR
-from hzp2p.tools.gatewayrun import Gateway, register_credential_key, start_gateway
+from hzp2p.tools.gatewayrun import Gateway, running_gateway
 
 CHROMIUM = os.environ.get("HZP2P_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 # Playwright already passes --headless and --no-sandbox (as root) and gives every launch a
@@ -76,13 +76,8 @@ def browser() -> Iterator[Any]:
 
 @pytest.fixture(scope="module")
 def gw(tmp_path_factory: pytest.TempPathFactory, browser: Any) -> Iterator[Gateway]:
-    g = start_gateway(tmp_path_factory.mktemp("web") / "c", LIMITS)
-    try:
-        register_credential_key(g)
+    with running_gateway(tmp_path_factory.mktemp("web") / "c", LIMITS) as g:
         yield g
-    finally:
-        g.stop()
-        g.cluster.close()
 
 
 class Watched:

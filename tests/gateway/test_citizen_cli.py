@@ -33,7 +33,7 @@ from hzp2p.tools.gatewayrun import (
     HOSPITAL,
     LAB,
     Gateway,
-    register_credential_key,
+    running_gateway,
     start_gateway,
 )
 from hzp2p.tools.localcluster import free_base_port
@@ -44,13 +44,8 @@ DAY_MS = 86_400_000
 
 @pytest.fixture(scope="module")
 def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    g = start_gateway(tmp_path_factory.mktemp("gw") / "c")
-    try:
-        register_credential_key(g)
+    with running_gateway(tmp_path_factory.mktemp("gw") / "c") as g:
         yield g
-    finally:
-        g.stop()
-        g.cluster.close()
 
 
 def now_ms() -> int:

@@ -33,8 +33,7 @@ from hzp2p.tools.gatewayrun import (
     LAB,
     MAKER,
     Gateway,
-    register_credential_key,
-    start_gateway,
+    running_gateway,
 )
 
 pytestmark = pytest.mark.slow
@@ -50,13 +49,8 @@ max_header_bytes = 4096
 
 @pytest.fixture(scope="module")
 def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    g = start_gateway(tmp_path_factory.mktemp("gw") / "c", LIMITS)
-    try:
-        register_credential_key(g)
+    with running_gateway(tmp_path_factory.mktemp("gw") / "c", LIMITS) as g:
         yield g
-    finally:
-        g.stop()
-        g.cluster.close()
 
 
 def now_ms() -> int:

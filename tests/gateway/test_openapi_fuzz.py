@@ -20,7 +20,11 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from hzp2p.crypto.records import pseudonym
 from hzp2p.gateway.signing import sign_request
-from hzp2p.tools.gatewayrun import AUTH, Gateway, register_credential_key, start_gateway
+from hzp2p.tools.gatewayrun import (
+    AUTH,
+    Gateway,
+    running_gateway,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -33,13 +37,8 @@ burst_per_address = 100000
 
 @pytest.fixture(scope="module")
 def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    g = start_gateway(tmp_path_factory.mktemp("fuzz") / "c", OPEN_LIMITS)
-    try:
-        register_credential_key(g)
+    with running_gateway(tmp_path_factory.mktemp("fuzz") / "c", OPEN_LIMITS) as g:
         yield g
-    finally:
-        g.stop()
-        g.cluster.close()
 
 
 def call(gw: Gateway, case: schemathesis.Case) -> requests.Response:

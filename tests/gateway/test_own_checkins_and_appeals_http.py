@@ -17,7 +17,7 @@ import pytest
 
 from hzp2p.client import Client, lab_result_payload, make_venue_qr, parse_venue_qr
 from hzp2p.gateway.client import GatewayClient, open_record
-from hzp2p.tools.gatewayrun import AUTH, LAB, Gateway, start_gateway
+from hzp2p.tools.gatewayrun import AUTH, LAB, Gateway, running_gateway
 
 pytestmark = pytest.mark.slow
 DAY_MS = 86_400_000
@@ -25,12 +25,8 @@ DAY_MS = 86_400_000
 
 @pytest.fixture(scope="module")
 def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    g = start_gateway(tmp_path_factory.mktemp("gw") / "c")
-    try:
+    with running_gateway(tmp_path_factory.mktemp("gw") / "c", credential_key=False) as g:
         yield g
-    finally:
-        g.stop()
-        g.cluster.close()
 
 
 def now_ms() -> int:

@@ -24,19 +24,15 @@ from hzp2p.credentials.receipt_text import COMPACT_PREFIX, QR_ALNUM_CAPACITY
 from hzp2p.gateway.client import GatewayClient
 from hzp2p.ledger.genesis import load_genesis
 from hzp2p.ledger.receipt import verify_receipt
-from hzp2p.tools.gatewayrun import AUTH, HOSPITAL, Gateway, start_gateway
+from hzp2p.tools.gatewayrun import AUTH, HOSPITAL, Gateway, running_gateway
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    g = start_gateway(tmp_path_factory.mktemp("proof") / "c")
-    try:
+    with running_gateway(tmp_path_factory.mktemp("proof") / "c", credential_key=False) as g:
         yield g
-    finally:
-        g.stop()
-        g.cluster.close()
 
 
 def now_ms() -> int:
